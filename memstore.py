@@ -1,0 +1,1686 @@
+"""memstore: durable memory for AI agents in one SQLite file.
+
+    import memstore
+
+    with memstore.Store("agent.db") as store:
+        events = store.collection("events", fields={"kind": str}, fts=["summary"])
+        key = events.add({"kind": "error", "summary": "tool timeout"})
+        hits = events.search("timeout", where={"kind": "error"})
+
+A `Store` is one SQLite file opened through apsw in WAL mode. Each collection
+is a table of its own: the record is a JSON TEXT column, declared fields are
+generated columns with indexes, FTS5 gives full-text search. The file stays
+readable and writable by stock SQLite 3.40 and every tool built on it.
+
+The module reads top to bottom: constants, exceptions, connection setup,
+schema migrations, Store, Collection, query compilation, private helpers.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import re
+import secrets
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from itertools import islice
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+import apsw
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "APPLICATION_ID",
+    "BusyError",
+    "Collection",
+    "Hit",
+    "MemstoreError",
+    "NotFoundError",
+    "QueryError",
+    "Row",
+    "SchemaError",
+    "StorageFullError",
+    "Store",
+    "ValidationError",
+    "__version__",
+]
+
+# --------------------------------------------------------------------------
+# Constants
+# --------------------------------------------------------------------------
+
+#: Written to the file header (PRAGMA application_id) so tools can tell a
+#: memstore file from any other SQLite file: "MEMS" in ASCII.
+APPLICATION_ID = 0x4D454D53
+
+#: The versioned schema files, applied in order by PRAGMA user_version.
+SQL_DIR = Path(__file__).resolve().parent / "sql"
+
+#: Every table memstore keeps for itself starts with this.
+INTERNAL_PREFIX = "_memstore_"
+
+MAX_KEY_LENGTH = 1024
+MAX_NAME_LENGTH = 64
+
+#: Rows per statement batch in bulk writes and per transaction in cleanup.
+BATCH_SIZE = 1000
+
+#: put_many batches at least this large keep the FTS index up to date from
+#: memstore's own code instead of the per-row triggers (see Collection._bulk_fts).
+BULK_THRESHOLD = 64
+
+#: Columns every collection table has besides its declared fields. The four
+#: in META_COLUMNS can be filtered and sorted on by name.
+META_COLUMNS = ("key", "created_at", "updated_at", "expires_at")
+RESERVED_COLUMNS = frozenset(
+    {"id", "body", "rowid", "oid", "_rowid_", "rank", *META_COLUMNS}
+)
+
+#: Declared field types: name -> (column type, Python types a value may have).
+FIELD_TYPES: dict[str, tuple[str, tuple[type, ...]]] = {
+    "text": ("TEXT", (str,)),
+    "integer": ("INTEGER", (int,)),
+    "real": ("REAL", (int, float)),
+    "boolean": ("INTEGER", (bool,)),
+}
+_PYTHON_FIELD_TYPES: dict[type, str] = {
+    str: "text",
+    int: "integer",
+    float: "real",
+    bool: "boolean",
+}
+
+# SQLite's own format for the same timestamps, used as column defaults so rows
+# written by other tools get them too. Six fractional digits, like Python's.
+_SQL_NOW = "strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')"
+
+_COLLECTION_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
+_FIELD_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
+_PLAIN_SEGMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_MISSING: Any = object()
+
+
+# --------------------------------------------------------------------------
+# Exceptions
+# --------------------------------------------------------------------------
+
+
+class MemstoreError(Exception):
+    """Base class of every error memstore raises."""
+
+
+class SchemaError(MemstoreError):
+    """The file's schema cannot be used: newer than this memstore, not a memstore file, or a conflicting declaration."""
+
+
+class NotFoundError(MemstoreError, KeyError):
+    """No record with that key (or no such collection)."""
+
+    def __str__(self) -> str:  # KeyError would repr() its message
+        return str(self.args[0]) if self.args else ""
+
+
+class ValidationError(MemstoreError, ValueError):
+    """A value, key, name or record that memstore refuses to store; nothing was written."""
+
+
+class QueryError(MemstoreError, ValueError):
+    """A filter, ordering or full-text query that cannot be run."""
+
+
+class BusyError(MemstoreError):
+    """The database stayed locked by another connection for longer than the timeout."""
+
+
+class StorageFullError(MemstoreError):
+    """The disk, or the file's size limit, is full; the transaction was rolled back."""
+
+
+# Driver errors mapped to memstore's own, in order: the first match wins.
+_TRANSLATIONS: tuple[tuple[type[BaseException], type[MemstoreError]], ...] = (
+    (apsw.BusyError, BusyError),
+    (apsw.LockedError, BusyError),
+    (apsw.ConstraintError, ValidationError),
+    (apsw.FullError, StorageFullError),
+    (apsw.TooBigError, ValidationError),
+    (UnicodeEncodeError, ValidationError),
+)
+
+
+def _translate(err: BaseException) -> MemstoreError:
+    for source, target in _TRANSLATIONS:
+        if isinstance(err, source):
+            return target(f"{type(err).__name__}: {err}")
+    return MemstoreError(f"{type(err).__name__}: {err}")
+
+
+# --------------------------------------------------------------------------
+# Connection setup: one small function per concern, applied to every
+# connection memstore opens (never apsw.bestpractice, which is process-global).
+# --------------------------------------------------------------------------
+
+
+def _set_busy_timeout(conn: apsw.Connection, seconds: float) -> None:
+    """Wait for other writers instead of failing at once with SQLITE_BUSY."""
+    conn.set_busy_timeout(int(seconds * 1000))
+
+
+def _use_wal(conn: apsw.Connection) -> None:
+    """Readers never block the writer, nor the writer readers."""
+    conn.execute("PRAGMA journal_mode = WAL").fetchall()
+
+
+def _set_synchronous(conn: apsw.Connection, level: str) -> None:
+    """NORMAL survives process crashes; FULL also survives power loss, at a cost per commit."""
+    conn.execute(f"PRAGMA synchronous = {level}")
+
+
+def _enable_foreign_keys(conn: apsw.Connection) -> None:
+    """Memory layers link tables with foreign keys; SQLite ignores them unless told."""
+    conn.execute("PRAGMA foreign_keys = ON")
+
+
+def _refuse_double_quoted_strings(conn: apsw.Connection) -> None:
+    """A mistyped identifier in double quotes must be an error, not a string literal."""
+    conn.config(apsw.SQLITE_DBCONFIG_DQS_DML, 0)
+    conn.config(apsw.SQLITE_DBCONFIG_DQS_DDL, 0)
+
+
+def _register_functions(conn: apsw.Connection) -> None:
+    """Functions memstore's queries (never its schema) use: other tools lack them."""
+    conn.create_aggregate_function("_memstore_quantiles", _Quantiles, 2)
+
+
+def _connect(path: str, *, synchronous: str, timeout: float) -> apsw.Connection:
+    try:
+        conn = apsw.Connection(path)
+        _set_busy_timeout(conn, timeout)
+        _refuse_double_quoted_strings(conn)
+        if path != ":memory:":
+            _use_wal(conn)
+        _set_synchronous(conn, synchronous)
+        _enable_foreign_keys(conn)
+        _register_functions(conn)
+    except apsw.Error as err:
+        raise _translate(err) from err
+    return conn
+
+
+# --------------------------------------------------------------------------
+# Schema migrations: sql/NNNN_name.sql, each applied with its user_version
+# bump in one transaction; a file newer than this code is refused.
+# --------------------------------------------------------------------------
+
+
+def _migrations() -> list[tuple[int, Path]]:
+    found = []
+    for path in sorted(SQL_DIR.glob("*.sql")):
+        match = re.match(r"(\d+)_", path.name)
+        if match:
+            found.append((int(match.group(1)), path))
+    if [version for version, _ in found] != list(range(1, len(found) + 1)):
+        raise SchemaError(f"schema files in {SQL_DIR} are not numbered 1..n")
+    return found
+
+
+SCHEMA_VERSION = len(_migrations())
+
+
+def _migrate(conn: apsw.Connection) -> None:
+    def user_version() -> int:
+        return int(conn.execute("PRAGMA user_version").fetchall()[0][0])
+
+    for version, path in _migrations():
+        if user_version() >= version:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Another process may have migrated while we waited for the lock.
+            current = user_version()
+            if current < version:
+                if current == 0:
+                    _claim_file(conn)
+                conn.execute(path.read_text(encoding="utf-8"))
+                conn.execute(f"PRAGMA user_version = {version}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    _check_schema(conn, user_version())
+
+
+def _claim_file(conn: apsw.Connection) -> None:
+    """Mark a new file as memstore's; refuse one another application owns."""
+    app_id = conn.execute("PRAGMA application_id").fetchall()[0][0]
+    if app_id not in (0, APPLICATION_ID):
+        raise SchemaError(f"not a memstore file (application_id {app_id:#x})")
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+
+
+def _check_schema(conn: apsw.Connection, version: int) -> None:
+    app_id = conn.execute("PRAGMA application_id").fetchall()[0][0]
+    if app_id != APPLICATION_ID:
+        raise SchemaError(f"not a memstore file (application_id {app_id:#x})")
+    if version > SCHEMA_VERSION:
+        raise SchemaError(
+            f"this file has memstore schema version {version}, written by a newer "
+            f"memstore; this memstore {__version__} knows versions up to "
+            f"{SCHEMA_VERSION}. Upgrade memstore to open it."
+        )
+
+
+# Stores to reconnect in a forked child: a connection must not cross a fork.
+_STORES: weakref.WeakSet[Store] = weakref.WeakSet()
+_ABANDONED: list[apsw.Connection] = []  # the parent's, kept (never closed) in a child
+
+
+def _after_fork_in_child() -> None:
+    for store in list(_STORES):
+        store._after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+# --------------------------------------------------------------------------
+# Store
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Meta:
+    """A collection as the registry table describes it."""
+
+    name: str
+    fields: dict[str, str]
+    fts: list[str]
+    ttl_seconds: float | None
+
+
+class Store:
+    """One SQLite file of agent memory, opened in WAL mode.
+
+    >>> with Store("agent.db") as store:
+    ...     notes = store.collection("notes")
+
+    ``path`` is a file (created and migrated as needed) or ``":memory:"``.
+    ``synchronous="full"`` makes every commit survive power loss as well as
+    crashes. ``timeout`` is how long to wait, in seconds, for another writer.
+
+    One Store may be shared by threads: its operations take turns on one
+    connection. Open a Store per thread or per process for parallel readers.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] = ":memory:",
+        *,
+        synchronous: Literal["normal", "full"] = "normal",
+        timeout: float = 5.0,
+    ) -> None:
+        if synchronous not in ("normal", "full"):
+            raise ValidationError('synchronous must be "normal" or "full"')
+        if not isinstance(timeout, (int, float)) or timeout < 0:
+            raise ValidationError("timeout must be a number of seconds >= 0")
+        self.path = os.fspath(path)
+        self.synchronous = synchronous
+        self.timeout = float(timeout)
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._conn: apsw.Connection | None = self._open()
+        _STORES.add(self)
+
+    def _open(self) -> apsw.Connection:
+        conn = _connect(self.path, synchronous=self.synchronous.upper(), timeout=self.timeout)
+        try:
+            _migrate(conn)
+        except apsw.Error as err:
+            conn.close()
+            raise _translate(err) from err
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _after_fork(self) -> None:
+        if self._conn is not None and self.path != ":memory:":
+            _ABANDONED.append(self._conn)
+            self._conn = self._open()
+        self._lock = threading.RLock()
+        self._depth = 0
+
+    def __repr__(self) -> str:
+        return f"<memstore.Store {self.path!r}>"
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection. Safe to call twice."""
+        with self._lock:
+            if self._conn is None:
+                return
+            conn, self._conn = self._conn, None
+            try:
+                conn.execute("PRAGMA optimize")  # keeps query plans good for later opens
+            except apsw.Error:
+                pass  # a busy or read-only file needs no optimizing now
+            conn.close()
+
+    @property
+    def connection(self) -> apsw.Connection:
+        """The underlying apsw connection, for anything memstore does not wrap."""
+        if self._conn is None:
+            raise MemstoreError("the store is closed")
+        return self._conn
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._fetch("PRAGMA user_version")[0][0])
+
+    # -- transactions ------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[Store]:
+        """Run a block atomically; nestable, across collections.
+
+        >>> with store.transaction():
+        ...     a.put("x", {...})
+        ...     b.delete("y")
+
+        The outermost block is ``BEGIN IMMEDIATE`` (so it waits for, rather
+        than deadlocks with, other writers); inner blocks are savepoints. An
+        exception anywhere inside rolls back everything in its block.
+        """
+        with self._lock:
+            conn = self.connection
+            if self._depth == 0 and conn.get_autocommit():
+                begin, commit, rollback = "BEGIN IMMEDIATE", "COMMIT", "ROLLBACK"
+            else:
+                name = f"memstore_{self._depth}"
+                begin, commit = f"SAVEPOINT {name}", f"RELEASE {name}"
+                rollback = f"ROLLBACK TO {name}; RELEASE {name}"
+            try:
+                conn.execute(begin)
+            except apsw.Error as err:
+                raise _translate(err) from err
+            self._depth += 1
+            try:
+                yield self
+            except BaseException:
+                self._depth -= 1
+                if not conn.get_autocommit():  # SQLite may have rolled back already
+                    conn.execute(rollback)
+                raise
+            self._depth -= 1
+            try:
+                conn.execute(commit)
+            except apsw.Error as err:
+                if not conn.get_autocommit():
+                    conn.execute(rollback)
+                raise _translate(err) from err
+
+    # -- statements, each under the lock with driver errors translated -----
+
+    def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self._lock:
+            try:
+                return self.connection.execute(sql, params).fetchall()
+            except (apsw.Error, UnicodeEncodeError) as err:
+                raise _translate(err) from err
+
+    def _run_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        with self._lock:
+            try:
+                self.connection.executemany(sql, rows).fetchall()
+            except (apsw.Error, UnicodeEncodeError) as err:
+                raise _translate(err) from err
+
+    def _stream(
+        self, sql: str, params: Sequence[Any], convert: Callable[[Any], Any]
+    ) -> Iterator[Any]:
+        """Yield converted rows, holding the lock only while fetching each batch."""
+        with self._lock:
+            try:
+                cursor = self.connection.execute(sql, params)
+            except (apsw.Error, UnicodeEncodeError) as err:
+                raise _translate(err) from err
+        try:
+            while True:
+                with self._lock:
+                    try:
+                        batch = list(islice(cursor, 256))
+                    except apsw.Error as err:
+                        raise _translate(err) from err
+                if not batch:
+                    return
+                for row in batch:
+                    yield convert(row)
+        finally:
+            cursor.close()
+
+    # -- collections -------------------------------------------------------
+
+    def collection(
+        self,
+        name: str,
+        *,
+        fields: Mapping[str, type | str] | None = None,
+        fts: Sequence[str] | None = None,
+        ttl: timedelta | float | None = None,
+        model: type | None = None,
+    ) -> Collection:
+        """Open a collection, creating it or adding to its declaration.
+
+        >>> events = store.collection(
+        ...     "events",
+        ...     fields={"kind": str, "duration": float},  # indexed columns
+        ...     fts=["summary", "payload.text"],           # full-text search
+        ...     ttl=timedelta(days=30),                    # default time to live
+        ... )
+
+        The declaration is remembered in the file, so ``store.collection("events")``
+        opens it again as it was. Fields and FTS paths declared later are
+        added (indexes and the FTS index filled from the existing rows, which
+        are not rewritten); a field cannot change type. ``ttl`` replaces the
+        collection's default time to live. ``model`` is a pydantic model class:
+        records are validated by it and returned as its instances.
+        """
+        _check_collection_name(name)
+        wanted_fields = _normalize_fields(fields)
+        wanted_fts = _normalize_fts(fts)
+        ttl_seconds = None if ttl is None else _seconds(ttl, "ttl")
+        _check_columns_distinct([*wanted_fields, *wanted_fts])
+        meta = self._load_meta(name)
+        if meta is None or _declaration_adds(meta, wanted_fields, wanted_fts, ttl_seconds):
+            with self.transaction():
+                meta = self._declare(name, wanted_fields, wanted_fts, ttl_seconds)
+        elif meta.name != name:
+            raise ValidationError(f"collection {meta.name!r} exists; names ignore case")
+        return Collection(self, meta, model)
+
+    def collections(self) -> list[str]:
+        """Names of the collections in this file."""
+        return [r[0] for r in self._fetch("SELECT name FROM _memstore_collections ORDER BY name")]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self._load_meta(name) is not None
+
+    def drop_collection(self, name: str) -> None:
+        """Delete a collection: its table, indexes, FTS index and registry entry."""
+        meta = self._require_meta(name)
+        with self.transaction():
+            for sql in _drop_fts_sql(meta.name):
+                self._fetch(sql)
+            self._fetch(f"DROP TABLE IF EXISTS {_quote(meta.name)}")
+            self._fetch("DELETE FROM _memstore_collections WHERE name = ?", (meta.name,))
+
+    def cleanup(
+        self,
+        *,
+        older_than: timedelta | float | None = None,
+        by: Literal["created", "updated"] = "created",
+        keep_last: int | None = None,
+    ) -> dict[str, int]:
+        """Apply retention to every collection; return how many records each lost.
+
+        Expired records always go; ``older_than``, ``by`` and ``keep_last``
+        apply to every collection as in ``Collection.cleanup``.
+        """
+        return {
+            name: self.collection(name).cleanup(older_than=older_than, by=by, keep_last=keep_last)
+            for name in self.collections()
+        }
+
+    def check(self) -> list[str]:
+        """Look for problems: a damaged file, FTS indexes out of step, missing indexes or triggers.
+
+        Returns a list of problems, empty when all is well. ``repair()`` mends
+        what it can.
+        """
+        problems = [
+            f"integrity: {r[0]}" for r in self._fetch("PRAGMA quick_check") if r[0] != "ok"
+        ]
+        for name in self.collections():
+            problems += self.collection(name).check()
+        return problems
+
+    def repair(self) -> list[str]:
+        """Recreate missing indexes and triggers and rebuild damaged FTS indexes; return what was done."""
+        done = []
+        for name in self.collections():
+            done += self.collection(name)._repair()
+        return done
+
+    # -- registry ----------------------------------------------------------
+
+    def _load_meta(self, name: str) -> _Meta | None:
+        rows = self._fetch(
+            "SELECT name, fields, fts, ttl_seconds FROM _memstore_collections WHERE name = ?",
+            (name,),
+        )
+        if not rows:
+            return None
+        found, fields, fts, ttl_seconds = rows[0]
+        return _Meta(found, json.loads(fields), json.loads(fts), ttl_seconds)
+
+    def _require_meta(self, name: str) -> _Meta:
+        meta = self._load_meta(name) if isinstance(name, str) else None
+        if meta is None:
+            raise NotFoundError(f"no collection named {name!r}")
+        return meta
+
+    def _declare(
+        self, name: str, fields: dict[str, str], fts: list[str], ttl_seconds: float | None
+    ) -> _Meta:
+        """Create or extend a collection's table; runs inside a transaction."""
+        meta = self._load_meta(name)
+        if meta is None:
+            exists = self._fetch(
+                "SELECT 1 FROM sqlite_schema WHERE name = ? COLLATE NOCASE", (name,)
+            )
+            if exists:
+                raise SchemaError(f"{name!r} already exists in this file and is not a collection")
+            for sql in _create_table_sql(name):
+                self._fetch(sql)
+            meta = _Meta(name, {}, [], None)
+        elif meta.name != name:
+            raise ValidationError(f"collection {meta.name!r} exists; names ignore case")
+        for path, kind in fields.items():
+            if meta.fields.get(path, kind) != kind:
+                raise SchemaError(
+                    f"field {path!r} of {name!r} is declared {meta.fields[path]}, not {kind}"
+                )
+        _check_columns_distinct([*meta.fields, *meta.fts, *fields, *fts])
+        columns = {
+            row[1]: (row[2] or "").upper()
+            for row in self._fetch(f"PRAGMA table_xinfo({_quote(name)})")
+        }
+        all_fields = {**meta.fields, **fields}
+        for path in [*fields, *fts]:
+            column = _column(path)
+            kind = all_fields.get(path, "text")
+            if column not in columns:
+                self._fetch(_add_column_sql(name, path, FIELD_TYPES[kind][0]))
+                columns[column] = FIELD_TYPES[kind][0]
+            elif columns[column] != FIELD_TYPES[kind][0]:
+                raise SchemaError(
+                    f"{path!r} of {name!r} is already a {columns[column]} column "
+                    f"(indexed for search as text); it cannot become {kind}"
+                )
+        for path in fields:
+            self._fetch(_index_sql(name, _column(path)))
+        all_fts = meta.fts + [path for path in fts if path not in meta.fts]
+        if all_fts != meta.fts:
+            for sql in _drop_fts_sql(name):
+                self._fetch(sql)
+            for sql in _create_fts_sql(name, [_column(p) for p in all_fts]):
+                self._fetch(sql)
+        new_ttl = meta.ttl_seconds if ttl_seconds is None else ttl_seconds
+        self._fetch(
+            "INSERT INTO _memstore_collections (name, fields, fts, ttl_seconds) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+            "fields = excluded.fields, fts = excluded.fts, "
+            f"ttl_seconds = excluded.ttl_seconds, updated_at = {_SQL_NOW}",
+            (name, json.dumps(all_fields), json.dumps(all_fts), new_ttl),
+        )
+        return _Meta(name, all_fields, all_fts, new_ttl)
+
+
+def _declaration_adds(
+    meta: _Meta, fields: dict[str, str], fts: list[str], ttl_seconds: float | None
+) -> bool:
+    return (
+        any(meta.fields.get(path) != kind for path, kind in fields.items())
+        or any(path not in meta.fts for path in fts)
+        or (ttl_seconds is not None and ttl_seconds != meta.ttl_seconds)
+    )
+
+
+# --------------------------------------------------------------------------
+# Collection
+# --------------------------------------------------------------------------
+
+
+class Row(NamedTuple):
+    """A record with its key and timestamps, as ``Collection.rows()`` yields them."""
+
+    key: str
+    record: Any
+    created_at: str
+    updated_at: str
+    expires_at: str | None
+
+
+class Hit(NamedTuple):
+    """A full-text search result: ``rank`` is BM25 (lower is better)."""
+
+    key: str
+    record: Any
+    rank: float
+    snippet: str
+
+
+class _Target(NamedTuple):
+    """What a field name in a filter refers to: an SQL expression and its JSON path."""
+
+    sql: str
+    params: tuple[Any, ...]
+    path: str | None  # None for the meta columns (key, created_at, ...)
+
+
+class Collection:
+    """A named set of JSON records in its own table; get one from ``Store.collection``.
+
+    Records are dicts (or pydantic models, for a collection with a model).
+    Keys are strings of 1 to 1024 characters.
+    """
+
+    def __init__(self, store: Store, meta: _Meta, model: type | None = None) -> None:
+        self.store = store
+        self.name = meta.name
+        self.fields = dict(meta.fields)
+        self.fts = list(meta.fts)
+        self.ttl = None if meta.ttl_seconds is None else timedelta(seconds=meta.ttl_seconds)
+        self.model = model
+        self._model = _allowing_extra_fields(model) if model is not None else None
+        self._table = _quote(self.name)
+        self._fts_table = _quote(self.name + "_fts")
+        self._checks = [
+            (path.split("."), FIELD_TYPES[kind][1], kind) for path, kind in self.fields.items()
+        ]
+        self._upsert_sql = (
+            f"INSERT INTO {self._table} (key, body, created_at, updated_at, expires_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET body = excluded.body, "
+            "updated_at = excluded.updated_at, expires_at = excluded.expires_at"
+        )
+
+    def __repr__(self) -> str:
+        return f"<memstore.Collection {self.name!r}>"
+
+    # -- writing -----------------------------------------------------------
+
+    def put(self, key: str, record: Any, *, ttl: timedelta | float | None = None) -> str:
+        """Insert or replace the record stored under ``key``; return the key.
+
+        ``created_at`` is kept when a record is replaced. ``ttl`` (a timedelta
+        or seconds) overrides the collection's default time to live.
+        """
+        _check_key(key)
+        body = self._encode(record)
+        now = _utcnow()
+        stamp = _iso(now)
+        with self.store.transaction():
+            self.store._fetch(self._upsert_sql, (key, body, stamp, stamp, self._expiry(now, ttl)))
+        return key
+
+    def add(self, record: Any, *, ttl: timedelta | float | None = None) -> str:
+        """Store a record under a new time-sortable key (a ULID) and return the key."""
+        return self.put(_new_key(), record, ttl=ttl)
+
+    def put_many(
+        self,
+        records: Iterable[Any] | Mapping[str, Any],
+        *,
+        key: str | Callable[[Any], str] | None = None,
+        ttl: timedelta | float | None = None,
+    ) -> int:
+        """Insert or replace many records in one transaction; return how many.
+
+        >>> events.put_many(records, key="id")           # key from a field
+        >>> events.put_many({"a": {...}, "b": {...}})     # a mapping of key -> record
+        >>> events.put_many([("a", {...}), ("b", {...})])  # (key, record) pairs
+
+        ``records`` may be a generator: it is consumed in batches. If any
+        record is refused, nothing is written.
+        """
+        pairs = self._pairs(records, key)
+        now = _utcnow()
+        stamp, expires = _iso(now), self._expiry(now, ttl)
+        count = 0
+        with self.store.transaction():
+            batch = list(islice(pairs, BATCH_SIZE))
+            bulk = bool(self.fts) and len(batch) >= BULK_THRESHOLD
+            with self._bulk_fts() if bulk else nullcontext() as fts_columns:
+                while batch:
+                    rows = [(_check_key(k), self._encode(r), stamp, stamp, expires) for k, r in batch]
+                    if fts_columns:
+                        keys = json.dumps([row[0] for row in rows])
+                        self._fts_delete("key", keys, fts_columns)
+                    self.store._run_many(self._upsert_sql, rows)
+                    if fts_columns:
+                        self._fts_insert("key", keys, fts_columns)
+                    count += len(rows)
+                    batch = list(islice(pairs, BATCH_SIZE))
+        return count
+
+    def delete(self, key: str) -> bool:
+        """Delete the record under ``key``; return whether there was one."""
+        _check_key(key)
+        with self.store.transaction():
+            return bool(
+                self.store._fetch(f"DELETE FROM {self._table} WHERE key = ? RETURNING id", (key,))
+            )
+
+    def delete_where(self, where: Mapping[str, Any]) -> int:
+        """Delete every record matching ``where`` in one transaction; return how many.
+
+        ``delete_where({})`` empties the collection.
+        """
+        clause, params = self._filter(where, include_expired=True)
+        with self.store.transaction():
+            return self._delete_in_batches(clause, params, BATCH_SIZE)
+
+    def set_ttl(self, ttl: timedelta | float | None) -> None:
+        """Set (or with None, remove) the default time to live of new records."""
+        seconds = None if ttl is None else _seconds(ttl, "ttl")
+        with self.store.transaction():
+            self.store._fetch(
+                f"UPDATE _memstore_collections SET ttl_seconds = ?, updated_at = {_SQL_NOW} "
+                "WHERE name = ?",
+                (seconds, self.name),
+            )
+        self.ttl = None if seconds is None else timedelta(seconds=seconds)
+
+    # -- reading -----------------------------------------------------------
+
+    def get(self, key: str, default: Any = _MISSING) -> Any:
+        """The record under ``key``; ``default`` if given, else NotFoundError, when there is none.
+
+        A record past its time to live is treated as absent.
+        """
+        _check_key(key)
+        rows = self.store._fetch(
+            f"SELECT body, expires_at FROM {self._table} WHERE key = ?", (key,)
+        )
+        if rows and (rows[0][1] is None or rows[0][1] > _iso(_utcnow())):
+            return self._decode(rows[0][0])
+        if default is _MISSING:
+            raise NotFoundError(f"no record {key!r} in {self.name!r}")
+        return default
+
+    def __contains__(self, key: object) -> bool:
+        try:
+            return self.get(_check_key(key), None) is not None
+        except ValidationError:
+            return False
+
+    def __len__(self) -> int:
+        return self.count()
+
+    def query(
+        self,
+        where: Mapping[str, Any] | None = None,
+        *,
+        order_by: str | Sequence[str] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[Any]:
+        """Records matching ``where``, as a list.
+
+        >>> events.query(
+        ...     where={"kind": "error", "timestamp": {"$gt": "2026-11-01"}},
+        ...     order_by="-timestamp",
+        ...     limit=100,
+        ... )
+
+        ``where`` maps a field (a dotted JSON path, or one of key, created_at,
+        updated_at, expires_at) to a value or to operators: ``$eq $ne $gt
+        $gte $lt $lte $in $nin $exists $contains``; ``$and``, ``$or`` (lists
+        of filters) and ``$not`` combine filters. ``order_by`` names fields,
+        ``-`` first for descending. Use ``rows()`` to stream large results.
+        """
+        return [row.record for row in self.rows(where, order_by=order_by, limit=limit, offset=offset)]
+
+    def rows(
+        self,
+        where: Mapping[str, Any] | None = None,
+        *,
+        order_by: str | Sequence[str] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> Iterator[Row]:
+        """Stream matching records with their keys and timestamps, without loading them all."""
+        sql, params = self._select(
+            "t.key, t.body, t.created_at, t.updated_at, t.expires_at",
+            where, order_by, limit, offset,
+        )
+        return self.store._stream(sql, params, self._row)
+
+    def keys(
+        self,
+        where: Mapping[str, Any] | None = None,
+        *,
+        order_by: str | Sequence[str] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[str]:
+        """Keys of the matching records."""
+        sql, params = self._select("t.key", where, order_by, limit, offset)
+        return [row[0] for row in self.store._fetch(sql, params)]
+
+    def count(self, where: Mapping[str, Any] | None = None) -> int:
+        """How many records match ``where`` (all live records when None)."""
+        clause, params = self._filter(where)
+        sql = f"SELECT count(*) FROM {self._table} AS t WHERE {clause}"
+        return int(self.store._fetch(sql, params)[0][0])
+
+    def search(
+        self,
+        text: str,
+        *,
+        where: Mapping[str, Any] | None = None,
+        limit: int = 20,
+        offset: int = 0,
+        highlight: tuple[str, str] = ("[", "]"),
+        snippet_tokens: int = 12,
+    ) -> list[Hit]:
+        """Full-text search over the collection's FTS paths, best matches first.
+
+        >>> events.search("timeout AND retry", where={"agent_id": "a1"}, limit=20)
+
+        ``text`` is an FTS5 query: words, "phrases", AND/OR/NOT, prefix*,
+        ``column: word``. A query FTS5 cannot parse raises QueryError.
+        """
+        if not self.fts:
+            raise QueryError(f"collection {self.name!r} has no full-text index (declare fts=[...])")
+        if not isinstance(text, str) or not text.strip():
+            raise QueryError("the search text must be a non-empty string")
+        _check_count(limit, "limit")
+        _check_count(offset, "offset")
+        clause, params = self._filter(where)
+        fts = self._fts_table
+        sql = (
+            f"SELECT t.key, t.body, {fts}.rank, snippet({fts}, -1, ?, ?, '…', ?) "
+            f"FROM {fts} JOIN {self._table} AS t ON t.id = {fts}.rowid "
+            f"WHERE {fts} MATCH ? AND {clause} ORDER BY {fts}.rank LIMIT ? OFFSET ?"
+        )
+        bound = [highlight[0], highlight[1], snippet_tokens, text, *params, limit, offset]
+        try:
+            rows = self.store._fetch(sql, bound)
+        except MemstoreError as err:
+            # The filter is compiled by memstore, so an SQL error here is the FTS5 query's.
+            if isinstance(err.__cause__, apsw.SQLError):
+                raise QueryError(f"cannot search for {text!r}: {err.__cause__}") from err.__cause__
+            raise
+        return [Hit(key, self._decode(body), rank, snip) for key, body, rank, snip in rows]
+
+    def aggregate(
+        self,
+        group_by: str | Sequence[str] | None = None,
+        *,
+        of: str | None = None,
+        where: Mapping[str, Any] | None = None,
+        percentiles: Sequence[float] = (50, 90, 95, 99),
+    ) -> list[dict[str, Any]]:
+        """Count records per group, and summarize a numeric field ``of`` them.
+
+        >>> events.aggregate(group_by="kind", of="duration")
+        [{"kind": "error", "count": 12, "min": 0.1, "max": 9.5, "sum": 31.0,
+          "avg": 2.58, "median": 1.9, "p90": 6.0, "p95": 8.1, "p99": 9.4}, ...]
+
+        Groups come largest first. Percentiles interpolate linearly between
+        the nearest values and ignore values that are not numbers.
+        """
+        groups = [group_by] if isinstance(group_by, str) else list(group_by or [])
+        quantiles = sorted({float(p) for p in percentiles} | {50.0})
+        if any(not 0 <= p <= 100 for p in quantiles):
+            raise QueryError("percentiles must be between 0 and 100")
+        select: list[str] = []
+        params: list[Any] = []
+        for group in groups:
+            target = self._target(group)
+            select.append(target.sql)
+            params += target.params
+        select.append("count(*)")
+        if of is not None:
+            target = self._target(of)
+            for function in ("min", "max", "sum", "avg"):
+                select.append(f"{function}({target.sql})")
+                params += target.params
+            select.append(f"_memstore_quantiles({target.sql}, ?)")
+            params += [*target.params, json.dumps([q / 100 for q in quantiles])]
+        clause, where_params = self._filter(where)
+        sql = f"SELECT {', '.join(select)} FROM {self._table} AS t WHERE {clause}"
+        if groups:
+            positions = ", ".join(str(i + 1) for i in range(len(groups)))
+            sql += f" GROUP BY {positions} ORDER BY {len(groups) + 1} DESC, {positions}"
+        results = []
+        for row in self.store._fetch(sql, [*params, *where_params]):
+            result = dict(zip(groups, row))
+            result["count"] = row[len(groups)]
+            if of is not None:
+                stats = row[len(groups) + 1 :]
+                result.update(zip(("min", "max", "sum", "avg"), stats[:4]))
+                values = json.loads(stats[4]) if stats[4] else [None] * len(quantiles)
+                result["median"] = values[quantiles.index(50.0)]
+                for q, value in zip(quantiles, values):
+                    result[f"p{q:g}"] = value
+            results.append(result)
+        return results
+
+    # -- retention ---------------------------------------------------------
+
+    def cleanup(
+        self,
+        *,
+        older_than: timedelta | float | None = None,
+        by: Literal["created", "updated"] = "created",
+        keep_last: int | None = None,
+        expired: bool = True,
+        batch_size: int = BATCH_SIZE,
+    ) -> int:
+        """Delete what retention says to; return how many records were removed.
+
+        A record goes if it is past its time to live (unless ``expired=False``),
+        or was created (``by="updated"``: last updated) more than ``older_than``
+        ago, or is not among the ``keep_last`` newest. Deletes run in
+        transactions of ``batch_size`` rows so other writers wait only briefly.
+        """
+        if by not in ("created", "updated"):
+            raise ValidationError('by must be "created" or "updated"')
+        _check_count(batch_size, "batch_size")
+        if batch_size == 0:
+            raise ValidationError("batch_size must be at least 1")
+        now = _utcnow()
+        conditions: list[str] = []
+        params: list[Any] = []
+        if expired:
+            conditions.append("(t.expires_at IS NOT NULL AND t.expires_at <= ?)")
+            params.append(_iso(now))
+        if older_than is not None:
+            conditions.append(f"t.{by}_at < ?")
+            params.append(_iso(now - timedelta(seconds=_seconds(older_than, "older_than"))))
+        if keep_last is not None:
+            _check_count(keep_last, "keep_last")
+            boundary = self.store._fetch(
+                f"SELECT created_at, id FROM {self._table} "
+                "ORDER BY created_at DESC, id DESC LIMIT 1 OFFSET ?",
+                (keep_last,),
+            )
+            if boundary:  # the newest record past the ones to keep, and all older
+                conditions.append("(t.created_at, t.id) <= (?, ?)")
+                params += boundary[0]
+        if not conditions:
+            return 0
+        return self._delete_in_batches(" OR ".join(conditions), params, batch_size)
+
+    # -- maintenance -------------------------------------------------------
+
+    def check(self) -> list[str]:
+        """Problems with this collection's indexes, triggers and FTS index; empty when none."""
+        problems = [f"{self.name}: missing {kind} {name}" for kind, name, _ in self._missing_objects()]
+        if self.fts:
+            try:
+                self.store._fetch(
+                    f"INSERT INTO {self._fts_table} ({self._fts_table}, rank) "
+                    "VALUES ('integrity-check', 1)"
+                )
+            except MemstoreError as err:
+                problems.append(f"{self.name}: full-text index out of step with the rows ({err})")
+        return problems
+
+    def rebuild_fts(self) -> None:
+        """Rebuild the full-text index from the rows, and its triggers."""
+        if not self.fts:
+            raise QueryError(f"collection {self.name!r} has no full-text index")
+        with self.store.transaction():
+            for sql in _drop_fts_sql(self.name):
+                self.store._fetch(sql)
+            for sql in _create_fts_sql(self.name, [_column(p) for p in self.fts]):
+                self.store._fetch(sql)
+
+    def _repair(self) -> list[str]:
+        done = []
+        with self.store.transaction():
+            for kind, name, sql in self._missing_objects():
+                if kind == "index":
+                    self.store._fetch(sql)
+                    done.append(f"{self.name}: recreated index {name}")
+            problems = self.check()
+            if self.fts and problems:
+                self.rebuild_fts()
+                done.append(f"{self.name}: rebuilt the full-text index and its triggers")
+        return done
+
+    def _missing_objects(self) -> list[tuple[str, str, str]]:
+        present = {
+            row[0]
+            for row in self.store._fetch(
+                "SELECT name FROM sqlite_schema WHERE tbl_name IN (?, ?)",
+                (self.name, self.name + "_fts"),
+            )
+        }
+        wanted = [("index", _index_name(self.name, c), _index_sql(self.name, c)) for c in _BASE_INDEXED]
+        wanted += [
+            ("index", _index_name(self.name, _column(p)), _index_sql(self.name, _column(p)))
+            for p in self.fields
+        ]
+        if self.fts:
+            wanted.append(("table", self.name + "_fts", ""))
+            wanted += [("trigger", name, "") for name in _fts_trigger_names(self.name)]
+        return [item for item in wanted if item[1] not in present]
+
+    # -- private -----------------------------------------------------------
+
+    def _encode(self, record: Any) -> str:
+        """Validate a record and return its JSON text."""
+        if self._model is not None:
+            data = record.model_dump(mode="json") if hasattr(record, "model_dump") else record
+            if not isinstance(data, Mapping):
+                raise ValidationError(f"a {self._model.__name__} record must be a model or a dict")
+            try:
+                data = self._model.model_validate(data).model_dump(mode="json")
+            except ValueError as err:  # pydantic's ValidationError is a ValueError
+                raise ValidationError(f"record is not a valid {self._model.__name__}: {err}") from err
+        elif isinstance(record, Mapping):
+            data = record
+        else:
+            raise ValidationError(f"a record must be a dict, not {type(record).__name__}")
+        for segments, types, kind in self._checks:
+            value: Any = data
+            for segment in segments:
+                value = value.get(segment) if isinstance(value, Mapping) else None
+            if value is not None and (
+                not isinstance(value, types) or (isinstance(value, bool) and kind != "boolean")
+            ):
+                raise ValidationError(
+                    f"field {'.'.join(segments)!r} must be {kind}, not {type(value).__name__}: {value!r}"
+                )
+        return _dumps(data)
+
+    def _decode(self, body: str) -> Any:
+        data = json.loads(body)
+        if self._model is None:
+            return data
+        try:
+            return self._model.model_validate(data)
+        except ValueError as err:
+            raise ValidationError(f"stored record is not a valid {self._model.__name__}: {err}") from err
+
+    def _row(self, row: Any) -> Row:
+        key, body, created_at, updated_at, expires_at = row
+        return Row(key, self._decode(body), created_at, updated_at, expires_at)
+
+    def _pairs(
+        self, records: Iterable[Any] | Mapping[str, Any], key: str | Callable[[Any], str] | None
+    ) -> Iterator[tuple[Any, Any]]:
+        if isinstance(records, Mapping):
+            if key is not None:
+                raise ValidationError("give key= for a list of records, not for a mapping")
+            yield from records.items()
+            return
+        for item in records:
+            if key is None:
+                if not (isinstance(item, tuple) and len(item) == 2):
+                    raise ValidationError("without key=, records must be (key, record) pairs")
+                yield item
+            elif callable(key):
+                yield key(item), item
+            else:
+                data = item.model_dump(mode="json") if hasattr(item, "model_dump") else item
+                if not isinstance(data, Mapping) or key not in data:
+                    raise ValidationError(f"record has no {key!r} field to use as its key: {item!r}")
+                yield data[key], item
+
+    def _expiry(self, now: datetime, ttl: timedelta | float | None) -> str | None:
+        seconds = _seconds(ttl, "ttl") if ttl is not None else None
+        if seconds is None and self.ttl is not None:
+            seconds = self.ttl.total_seconds()
+        return None if seconds is None else _iso(now + timedelta(seconds=seconds))
+
+    @contextmanager
+    def _bulk_fts(self) -> Iterator[list[str]]:
+        """Keep the FTS index up to date from here, not by triggers, for one bulk write.
+
+        Per-row triggers make bulk inserts about three times slower (see
+        BENCHMARKS.md), even with a WHEN clause that skips them. So a bulk
+        write drops the triggers, updates the index with one statement per
+        batch and creates them again, all in one savepoint: other connections
+        only ever see the triggers in place, and an error restores them.
+        """
+        with self.store.transaction():
+            meta = self.store._require_meta(self.name)  # another process may have added FTS paths
+            columns = [_column(path) for path in meta.fts]
+            for name in _fts_trigger_names(self.name):
+                self.store._fetch(f"DROP TRIGGER IF EXISTS {_quote(name)}")
+            yield columns
+            for sql in _fts_trigger_sql(self.name, columns):
+                self.store._fetch(sql)
+
+    def _fts_delete(self, by: str, values_json: str, columns: list[str]) -> None:
+        cols = ", ".join(_quote(c) for c in columns)
+        self.store._fetch(
+            f"INSERT INTO {self._fts_table} ({self._fts_table}, rowid, {cols}) "
+            f"SELECT 'delete', id, {cols} FROM {self._table} "
+            f"WHERE {by} IN (SELECT value FROM json_each(?))",
+            (values_json,),
+        )
+
+    def _fts_insert(self, by: str, values_json: str, columns: list[str]) -> None:
+        cols = ", ".join(_quote(c) for c in columns)
+        self.store._fetch(
+            f"INSERT INTO {self._fts_table} (rowid, {cols}) SELECT id, {cols} FROM {self._table} "
+            f"WHERE {by} IN (SELECT value FROM json_each(?))",
+            (values_json,),
+        )
+
+    def _delete_in_batches(self, clause: str, params: Sequence[Any], batch_size: int) -> int:
+        """Delete matching rows, ``batch_size`` per transaction; return how many."""
+        total = 0
+        select = f"SELECT t.id FROM {self._table} AS t WHERE {clause} LIMIT ?"
+        while True:
+            with self.store.transaction():
+                ids = [row[0] for row in self.store._fetch(select, [*params, batch_size])]
+                if ids:
+                    self._delete_ids(json.dumps(ids), len(ids))
+            total += len(ids)
+            if len(ids) < batch_size:
+                return total
+
+    def _delete_ids(self, ids_json: str, count: int) -> None:
+        delete = f"DELETE FROM {self._table} WHERE id IN (SELECT value FROM json_each(?))"
+        if not self.fts or count < BULK_THRESHOLD:
+            self.store._fetch(delete, (ids_json,))
+            return
+        with self._bulk_fts() as columns:
+            self._fts_delete("id", ids_json, columns)
+            self.store._fetch(delete, (ids_json,))
+
+    def _target(self, field: str) -> _Target:
+        if not isinstance(field, str) or not field:
+            raise QueryError(f"a field name must be a non-empty string, not {field!r}")
+        if field in META_COLUMNS:
+            return _Target(f"t.{field}", (), None)
+        path = _json_path(field)
+        if field in self.fields:
+            return _Target(f"t.{_quote(_column(field))}", (), path)
+        return _Target("json_extract(t.body, ?)", (path,), path)
+
+    def _filter(
+        self, where: Mapping[str, Any] | None, *, include_expired: bool = False
+    ) -> tuple[str, list[Any]]:
+        """The SQL condition for ``where``, plus "not expired" unless told otherwise."""
+        clause, params = _compile_where(where or {}, self._target)
+        if include_expired:
+            return clause, params
+        return f"(t.expires_at IS NULL OR t.expires_at > ?) AND {clause}", [_iso(_utcnow()), *params]
+
+    def _select(
+        self,
+        columns: str,
+        where: Mapping[str, Any] | None,
+        order_by: str | Sequence[str] | None,
+        limit: int | None,
+        offset: int,
+    ) -> tuple[str, list[Any]]:
+        clause, params = self._filter(where)
+        sql = f"SELECT {columns} FROM {self._table} AS t WHERE {clause}"
+        orders = [order_by] if isinstance(order_by, str) else list(order_by or [])
+        terms = []
+        for order in orders:
+            descending = isinstance(order, str) and order.startswith("-")
+            target = self._target(order[1:] if descending else order)
+            terms.append(target.sql + (" DESC" if descending else ""))
+            params += target.params
+        sql += " ORDER BY " + ", ".join([*terms, "t.id"])
+        if limit is not None or offset:
+            if limit is not None:
+                _check_count(limit, "limit")
+            _check_count(offset, "offset")
+            sql += " LIMIT ? OFFSET ?"
+            params += [-1 if limit is None else limit, offset]
+        return sql, params
+
+
+# --------------------------------------------------------------------------
+# Collection tables: the DDL memstore writes for each collection
+# --------------------------------------------------------------------------
+
+_BASE_INDEXED = ("created_at", "updated_at", "expires_at")
+
+
+def _create_table_sql(name: str) -> list[str]:
+    """A collection's table: key, JSON body, timestamps; fields are added as columns."""
+    table = _quote(name)
+    return [
+        f"""CREATE TABLE {table} (
+    id         INTEGER PRIMARY KEY,
+    key        TEXT NOT NULL UNIQUE DEFAULT (lower(hex(randomblob(16)))),
+    body       TEXT NOT NULL CHECK (json_valid(body) AND json_type(body) = 'object'),
+    created_at TEXT NOT NULL DEFAULT ({_SQL_NOW}),
+    updated_at TEXT NOT NULL DEFAULT ({_SQL_NOW}),
+    expires_at TEXT
+)""",
+        _index_sql(name, "created_at"),
+        _index_sql(name, "updated_at"),
+        _index_sql(name, "expires_at"),
+    ]
+
+
+def _index_name(table: str, column: str) -> str:
+    return f"{table}__{column}_idx"  # collection names have no "__", so never ambiguous
+
+
+def _index_sql(table: str, column: str) -> str:
+    partial = " WHERE expires_at IS NOT NULL" if column == "expires_at" else ""
+    return (
+        f"CREATE INDEX IF NOT EXISTS {_quote(_index_name(table, column))} "
+        f"ON {_quote(table)} ({_quote(column)}){partial}"
+    )
+
+
+def _add_column_sql(table: str, path: str, column_type: str) -> str:
+    # The path is validated against _FIELD_PATH, so it is safe as a literal.
+    return (
+        f"ALTER TABLE {_quote(table)} ADD COLUMN {_quote(_column(path))} {column_type} "
+        f"GENERATED ALWAYS AS (json_extract(body, {_literal('$.' + path)})) VIRTUAL"
+    )
+
+
+def _fts_trigger_names(table: str) -> list[str]:
+    return [f"{table}__fts_insert", f"{table}__fts_delete", f"{table}__fts_update"]
+
+
+def _fts_trigger_sql(table: str, columns: list[str]) -> list[str]:
+    """Triggers that keep the FTS index in step with rows written by any tool."""
+    fts, cols = _quote(table + "_fts"), ", ".join(_quote(c) for c in columns)
+    new = ", ".join(f"new.{_quote(c)}" for c in columns)
+    old = ", ".join(f"old.{_quote(c)}" for c in columns)
+    insert = f"INSERT INTO {fts} (rowid, {cols}) VALUES (new.id, {new});"
+    delete = f"INSERT INTO {fts} ({fts}, rowid, {cols}) VALUES ('delete', old.id, {old});"
+    on_insert, on_delete, on_update = (_quote(n) for n in _fts_trigger_names(table))
+    return [
+        f"CREATE TRIGGER {on_insert} AFTER INSERT ON {_quote(table)} BEGIN {insert} END",
+        f"CREATE TRIGGER {on_delete} AFTER DELETE ON {_quote(table)} BEGIN {delete} END",
+        f"CREATE TRIGGER {on_update} AFTER UPDATE ON {_quote(table)} BEGIN {delete} {insert} END",
+    ]
+
+
+def _create_fts_sql(table: str, columns: list[str]) -> list[str]:
+    """An external-content FTS5 table over generated columns, filled from the rows.
+
+    content="..." in double quotes and real columns: the form Datasette
+    recognises, so its search box works on the table.
+    """
+    fts = _quote(table + "_fts")
+    return [
+        f"CREATE VIRTUAL TABLE {fts} USING fts5({', '.join(columns)}, "
+        f"content={_quote(table)}, content_rowid='id', "
+        "tokenize='unicode61 remove_diacritics 2')",
+        f"INSERT INTO {fts} ({fts}) VALUES ('rebuild')",
+        *_fts_trigger_sql(table, columns),
+    ]
+
+
+def _drop_fts_sql(table: str) -> list[str]:
+    return [
+        *(f"DROP TRIGGER IF EXISTS {_quote(name)}" for name in _fts_trigger_names(table)),
+        f"DROP TABLE IF EXISTS {_quote(table + '_fts')}",
+    ]
+
+
+# --------------------------------------------------------------------------
+# Query compilation: filters are data, operators a table of small functions.
+# --------------------------------------------------------------------------
+
+_Compiled = tuple[str, list[Any]]
+
+
+def _compile_where(where: Mapping[str, Any], target: Callable[[str], _Target]) -> _Compiled:
+    if not isinstance(where, Mapping):
+        raise QueryError(f"where must be a dict, not {type(where).__name__}")
+    parts: list[str] = []
+    params: list[Any] = []
+    for field, condition in where.items():
+        if field in _LOGICAL:
+            sql, extra = _LOGICAL[field](condition, target)
+        elif isinstance(field, str) and field.startswith("$"):
+            raise QueryError(f"unknown operator {field!r}; use one of {', '.join(_LOGICAL)}")
+        else:
+            sql, extra = _compile_condition(target(field), field, condition)
+        parts.append(sql)
+        params += extra
+    return (" AND ".join(parts) if parts else "1"), params
+
+
+def _compile_condition(target: _Target, field: str, condition: Any) -> _Compiled:
+    if isinstance(condition, Mapping) and any(
+        isinstance(k, str) and k.startswith("$") for k in condition
+    ):
+        parts, params = [], []
+        for operator, value in condition.items():
+            if operator not in _OPERATORS:
+                raise QueryError(
+                    f"unknown operator {operator!r} for {field!r}; use one of {', '.join(_OPERATORS)}"
+                )
+            sql, extra = _OPERATORS[operator](target, value)
+            parts.append(sql)
+            params += extra
+        return "(" + " AND ".join(parts) + ")", params
+    return _equals(target, condition)
+
+
+def _query_value(value: Any, *, structured: bool = False) -> Any:
+    """Check a value given in a filter; structured (dict/list) ones become JSON text."""
+    if value is None or isinstance(value, (str, int)):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise QueryError(f"cannot compare with {value!r}")
+        return value
+    if structured and isinstance(value, (dict, list)):
+        return _dumps(value)
+    raise QueryError(f"cannot compare with a {type(value).__name__}: {value!r}")
+
+
+def _equals(target: _Target, value: Any) -> _Compiled:
+    if isinstance(value, (dict, list)):
+        return f"{target.sql} IS json(?)", [*target.params, _query_value(value, structured=True)]
+    return f"{target.sql} IS ?", [*target.params, _query_value(value)]
+
+
+def _not_equals(target: _Target, value: Any) -> _Compiled:
+    sql, params = _equals(target, value)
+    return f"NOT ({sql})", params
+
+
+def _comparison(symbol: str) -> Callable[[_Target, Any], _Compiled]:
+    def compile_(target: _Target, value: Any) -> _Compiled:
+        if value is None:
+            raise QueryError(f"cannot use {symbol} with null")
+        return f"{target.sql} {symbol} ?", [*target.params, _query_value(value)]
+
+    return compile_
+
+
+def _in(target: _Target, values: Any) -> _Compiled:
+    if not isinstance(values, (list, tuple, set, frozenset)):
+        raise QueryError(f"$in and $nin take a list, not {type(values).__name__}")
+    checked = [_query_value(v) for v in values]
+    return f"{target.sql} IN (SELECT value FROM json_each(?))", [*target.params, _dumps(checked)]
+
+
+def _not_in(target: _Target, values: Any) -> _Compiled:
+    sql, params = _in(target, values)
+    return f"({target.sql} IS NULL OR NOT {sql})", [*target.params, *params]
+
+
+def _exists(target: _Target, value: Any) -> _Compiled:
+    if not isinstance(value, bool):
+        raise QueryError("$exists takes true or false")
+    test = "IS NOT NULL" if value else "IS NULL"
+    if target.path is None:
+        return f"{target.sql} {test}", list(target.params)
+    return f"json_type(t.body, ?) {test}", [target.path]
+
+
+def _contains(target: _Target, value: Any) -> _Compiled:
+    """An array that has ``value`` as an element, or a string that has it as a substring."""
+    value = _query_value(value)
+    if value is None:
+        raise QueryError("$contains needs a value")
+    if target.path is None:
+        return f"instr({target.sql}, ?) > 0", [*target.params, str(value)]
+    return (
+        "(CASE json_type(t.body, ?) "
+        "WHEN 'array' THEN EXISTS (SELECT 1 FROM json_each(t.body, ?) WHERE value IS ?) "
+        "WHEN 'text' THEN instr(json_extract(t.body, ?), ?) > 0 ELSE 0 END)",
+        [target.path, target.path, value, target.path, value if isinstance(value, str) else None],
+    )
+
+
+_OPERATORS: dict[str, Callable[[_Target, Any], _Compiled]] = {
+    "$eq": _equals,
+    "$ne": _not_equals,
+    "$gt": _comparison(">"),
+    "$gte": _comparison(">="),
+    "$lt": _comparison("<"),
+    "$lte": _comparison("<="),
+    "$in": _in,
+    "$nin": _not_in,
+    "$exists": _exists,
+    "$contains": _contains,
+}
+
+
+def _all_of(filters: Any, target: Callable[[str], _Target], joiner: str = " AND ") -> _Compiled:
+    if not isinstance(filters, (list, tuple)) or not filters:
+        raise QueryError("$and and $or take a non-empty list of filters")
+    compiled = [_compile_where(f, target) for f in filters]
+    return "(" + joiner.join(f"({sql})" for sql, _ in compiled) + ")", [
+        p for _, params in compiled for p in params
+    ]
+
+
+def _any_of(filters: Any, target: Callable[[str], _Target]) -> _Compiled:
+    return _all_of(filters, target, " OR ")
+
+
+def _none_of(where: Any, target: Callable[[str], _Target]) -> _Compiled:
+    sql, params = _compile_where(where, target)
+    return f"NOT ({sql})", params
+
+
+_LOGICAL: dict[str, Callable[[Any, Callable[[str], _Target]], _Compiled]] = {
+    "$and": _all_of,
+    "$or": _any_of,
+    "$not": _none_of,
+}
+
+
+class _Quantiles:
+    """SQL aggregate: the given quantiles (a JSON list of 0..1) of the numeric values, as JSON."""
+
+    def __init__(self) -> None:
+        self.values: list[float] = []
+        self.spec = "[]"
+
+    def step(self, value: Any, spec: str) -> None:
+        self.spec = spec
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            self.values.append(value)
+
+    def final(self) -> str | None:
+        if not self.values:
+            return None
+        values = sorted(self.values)
+        result = []
+        for q in json.loads(self.spec):
+            position = (len(values) - 1) * q
+            low, high = math.floor(position), math.ceil(position)
+            result.append(values[low] + (values[high] - values[low]) * (position - low))
+        return json.dumps(result)
+
+
+# --------------------------------------------------------------------------
+# Private helpers
+# --------------------------------------------------------------------------
+
+
+def _quote(identifier: str) -> str:
+    """Quote an SQL identifier; every table, column, index and trigger name goes through here."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    """An SQL string literal, for DDL where values cannot be bound."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _column(path: str) -> str:
+    """The generated column for a declared JSON path: "payload.text" -> payload__text."""
+    return path.replace(".", "__")
+
+
+def _json_path(field: str) -> str:
+    """A dotted field name as an SQLite JSON path; numeric parts index arrays."""
+    parts = ["$"]
+    for segment in field.split("."):
+        if segment.isdigit():
+            parts.append(f"[{segment}]")
+        elif _PLAIN_SEGMENT.match(segment):
+            parts.append("." + segment)
+        elif segment and '"' not in segment and segment.isprintable():
+            parts.append(f'."{segment}"')
+        else:
+            raise QueryError(f"cannot use {field!r} as a field path")
+    return "".join(parts)
+
+
+def _check_collection_name(name: object) -> None:
+    if (
+        not isinstance(name, str)
+        or not _COLLECTION_NAME.match(name)
+        or len(name) > MAX_NAME_LENGTH
+        or "__" in name
+        or name.lower().startswith("sqlite_")
+        or re.search(r"_fts(_|$)", name.lower())
+    ):
+        raise ValidationError(
+            f"invalid collection name {name!r}: use ASCII letters, digits and single "
+            f"underscores, starting with a letter, at most {MAX_NAME_LENGTH} characters, "
+            "not starting with sqlite_ nor containing _fts"
+        )
+
+
+def _check_field_path(path: object) -> str:
+    if (
+        not isinstance(path, str)
+        or not _FIELD_PATH.match(path)
+        or "__" in path
+        or len(_column(path)) > MAX_NAME_LENGTH
+        or _column(path).lower() in RESERVED_COLUMNS
+        or path.lower().startswith(INTERNAL_PREFIX)
+    ):
+        raise ValidationError(
+            f"invalid field {path!r}: use a dotted path of ASCII identifiers "
+            f"(not {', '.join(sorted(RESERVED_COLUMNS))})"
+        )
+    return path
+
+
+def _check_columns_distinct(paths: Iterable[str]) -> None:
+    seen: dict[str, str] = {}
+    for path in paths:
+        other = seen.setdefault(_column(path).lower(), path)
+        if other != path:
+            raise ValidationError(f"fields {other!r} and {path!r} would share a column")
+
+
+def _normalize_fields(fields: Mapping[str, type | str] | None) -> dict[str, str]:
+    if fields is None:
+        return {}
+    if not isinstance(fields, Mapping):
+        raise ValidationError("fields must be a dict of {path: type}")
+    result = {}
+    for path, kind in fields.items():
+        _check_field_path(path)
+        name = _PYTHON_FIELD_TYPES.get(kind) if isinstance(kind, type) else kind
+        if name not in FIELD_TYPES:
+            raise ValidationError(
+                f"field {path!r}: type must be str, int, float or bool "
+                f"(or {', '.join(FIELD_TYPES)}), not {kind!r}"
+            )
+        result[path] = name
+    return result
+
+
+def _normalize_fts(fts: Sequence[str] | None) -> list[str]:
+    if fts is None:
+        return []
+    if isinstance(fts, str) or not isinstance(fts, Sequence):
+        raise ValidationError("fts must be a list of field paths")
+    return list(dict.fromkeys(_check_field_path(path) for path in fts))
+
+
+def _check_key(key: object) -> str:
+    if not isinstance(key, str):
+        raise ValidationError(f"a key must be a str, not {type(key).__name__}")
+    if not key or len(key) > MAX_KEY_LENGTH or "\x00" in key:
+        raise ValidationError(
+            f"a key must be 1 to {MAX_KEY_LENGTH} characters without NUL, got {len(key)}"
+        )
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValidationError(f"a key must be valid unicode: {key!r}") from err
+    return key
+
+
+def _check_count(value: object, name: str) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValidationError(f"{name} must be a whole number >= 0, not {value!r}")
+
+
+def _seconds(value: object, name: str) -> float:
+    """A positive duration, given as a timedelta or a number of seconds."""
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise ValidationError(f"{name} must be a timedelta or seconds, not {value!r}")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValidationError(f"{name} must be positive, not {value!r}")
+    return seconds
+
+
+def _dumps(value: Any) -> str:
+    """JSON text for a value, refusing what JSON cannot represent (sets, bytes, NaN, cycles)."""
+    try:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError) as err:
+        raise ValidationError(f"value cannot be stored as JSON: {err}") from err
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _iso(moment: datetime) -> str:
+    """ISO-8601 UTC with microseconds: sorts as text, reads in any tool."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_key_lock = threading.Lock()
+_last_key = [0, 0]  # milliseconds, random part of the last key made
+
+
+def _new_key() -> str:
+    """A ULID: 48 bits of milliseconds and 80 random bits, strictly increasing in this process."""
+    milliseconds = time.time_ns() // 1_000_000
+    with _key_lock:
+        if milliseconds <= _last_key[0]:
+            milliseconds, random_part = _last_key[0], _last_key[1] + 1
+        else:
+            random_part = secrets.randbits(80)
+        _last_key[:] = [milliseconds, random_part]
+    value = (milliseconds << 80) | (random_part & ((1 << 80) - 1))
+    return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
+
+
+@functools.cache
+def _allowing_extra_fields(model: type) -> Any:
+    """The model as a subclass that keeps fields it does not declare, so they survive a round trip."""
+    if not hasattr(model, "model_validate"):
+        raise ValidationError(f"model must be a pydantic model class, not {model!r}")
+    config = dict(getattr(model, "model_config", {}))
+    if config.get("extra") == "allow":
+        return model
+    config["extra"] = "allow"
+    return type(model.__name__, (model,), {"model_config": config, "__module__": model.__module__})
