@@ -841,7 +841,8 @@ class Collection:
         updated_at, expires_at) to a value or to operators: ``$eq $ne $gt
         $gte $lt $lte $in $nin $exists $contains``; ``$and``, ``$or`` (lists
         of filters) and ``$not`` combine filters. ``order_by`` names fields,
-        ``-`` first for descending. Use ``rows()`` to stream large results.
+        ``-`` first for descending; without it the order is whatever the best
+        index gives. Use ``rows()`` to stream large results.
         """
         return [row.record for row in self.rows(where, order_by=order_by, limit=limit, offset=offset)]
 
@@ -935,7 +936,7 @@ class Collection:
         Groups come largest first. Percentiles interpolate linearly between
         the nearest values and ignore values that are not numbers.
         """
-        groups = [group_by] if isinstance(group_by, str) else list(group_by or [])
+        groups = _names(group_by, "group_by")
         quantiles = sorted({float(p) for p in percentiles} | {50.0})
         if any(not 0 <= p <= 100 for p in quantiles):
             raise QueryError("percentiles must be between 0 and 100")
@@ -1229,14 +1230,17 @@ class Collection:
     ) -> tuple[str, list[Any]]:
         clause, params = self._filter(where)
         sql = f"SELECT {columns} FROM {self._table} AS t WHERE {clause}"
-        orders = [order_by] if isinstance(order_by, str) else list(order_by or [])
+        orders = _names(order_by, "order_by")
         terms = []
         for order in orders:
             descending = isinstance(order, str) and order.startswith("-")
             target = self._target(order[1:] if descending else order)
             terms.append(target.sql + (" DESC" if descending else ""))
             params += target.params
-        sql += " ORDER BY " + ", ".join([*terms, "t.id"])
+        if terms:  # without order_by, any order: the planner is free to use the best index
+            # Ties go in insertion order, reversed along with a descending first term.
+            terms.append("t.id DESC" if terms[0].endswith(" DESC") else "t.id")
+            sql += " ORDER BY " + ", ".join(terms)
         if limit is not None or offset:
             if limit is not None:
                 _check_count(limit, "limit")
@@ -1260,7 +1264,8 @@ def _create_table_sql(name: str) -> list[str]:
         f"""CREATE TABLE {table} (
     id         INTEGER PRIMARY KEY,
     key        TEXT NOT NULL UNIQUE DEFAULT (lower(hex(randomblob(16)))),
-    body       TEXT NOT NULL CHECK (json_valid(body) AND json_type(body) = 'object'),
+    body       TEXT NOT NULL
+               CHECK (CASE WHEN json_valid(body) THEN json_type(body) = 'object' ELSE 0 END),
     created_at TEXT NOT NULL DEFAULT ({_SQL_NOW}),
     updated_at TEXT NOT NULL DEFAULT ({_SQL_NOW}),
     expires_at TEXT
@@ -1539,6 +1544,17 @@ def _json_path(field: str) -> str:
         else:
             raise QueryError(f"cannot use {field!r} as a field path")
     return "".join(parts)
+
+
+def _names(value: str | Sequence[str] | None, option: str) -> list[str]:
+    """A field name or a list of them, as order_by and group_by take."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise QueryError(f"{option} takes a field name or a list of them, not {value!r}")
 
 
 def _check_collection_name(name: object) -> None:

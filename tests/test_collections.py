@@ -1,0 +1,199 @@
+"""Collections as tables: the registry, the row layout, declaring fields and FTS paths later."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+import memstore
+
+ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z\Z")
+
+
+def columns(store: memstore.Store, table: str) -> dict[str, str]:
+    rows = store.connection.execute(f'PRAGMA table_xinfo("{table}")').fetchall()
+    return {row[1]: row[2] for row in rows}
+
+
+def indexes(store: memstore.Store, table: str) -> set[str]:
+    rows = store.connection.execute(
+        "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = ?", (table,)
+    ).fetchall()
+    return {row[0] for row in rows}
+
+
+def test_collection_is_its_own_table_with_generated_columns(events: memstore.Collection) -> None:
+    cols = columns(events.store, "events")
+    assert list(cols)[:6] == ["id", "key", "body", "created_at", "updated_at", "expires_at"]
+    assert cols["event_type"] == "TEXT"
+    assert cols["duration"] == "REAL"
+    assert {"summary", "text"} <= set(cols)
+    assert {"events__event_type_idx", "events__duration_idx", "events__created_at_idx"} <= indexes(
+        events.store, "events"
+    )
+    assert "events_fts" in [r[0] for r in events.store.connection.execute(
+        "SELECT name FROM sqlite_schema WHERE type = 'table'")]
+
+
+def test_registry_remembers_declaration(db_path: Path) -> None:
+    with memstore.Store(db_path) as store:
+        store.collection("events", fields={"kind": str}, fts=["summary"], ttl=timedelta(hours=1))
+    with memstore.Store(db_path) as store:
+        events = store.collection("events")
+        assert events.fields == {"kind": "text"}
+        assert events.fts == ["summary"]
+        assert events.ttl == timedelta(hours=1)
+        events.put("a", {"kind": "x", "summary": "remembered declaration"})
+        assert [h.key for h in events.search("remembered")] == ["a"]
+
+
+def test_row_layout_timestamps(events: memstore.Collection) -> None:
+    events.put("k", {"event_type": "a"})
+    first = events.store.connection.execute(
+        "SELECT created_at, updated_at, expires_at FROM events WHERE key = 'k'"
+    ).fetchall()[0]
+    assert ISO.match(first[0]) and first[0] == first[1] and first[2] is None
+    events.put("k", {"event_type": "b"})
+    second = events.store.connection.execute(
+        "SELECT created_at, updated_at FROM events WHERE key = 'k'"
+    ).fetchall()[0]
+    assert second[0] == first[0]
+    assert second[1] > first[1]
+    row = next(events.rows({"key": "k"}))
+    assert (row.key, row.record, row.created_at) == ("k", {"event_type": "b"}, first[0])
+
+
+def test_body_must_be_a_json_object_even_from_raw_sql(events: memstore.Collection) -> None:
+    import apsw
+
+    for body in ["not json", "[1, 2]", '"text"']:
+        # the CHECK refuses it, or before it an index on a generated column
+        with pytest.raises((apsw.ConstraintError, apsw.SQLError)):
+            events.store.connection.execute(
+                "INSERT INTO events (key, body) VALUES ('raw', ?)", (body,)
+            )
+    assert events.store.connection.execute("SELECT count(*) FROM events").fetchall() == [(0,)]
+
+
+def test_declaring_fields_later_backfills_index(store: memstore.Store) -> None:
+    notes = store.collection("notes")
+    notes.put_many([(f"k{i}", {"topic": f"t{i % 3}", "n": i}) for i in range(30)])
+    body_before = store.connection.execute("SELECT body FROM notes ORDER BY id").fetchall()
+    notes = store.collection("notes", fields={"topic": str})
+    assert "notes__topic_idx" in indexes(store, "notes")
+    assert store.connection.execute("SELECT body FROM notes ORDER BY id").fetchall() == body_before
+    assert notes.count({"topic": "t1"}) == 10
+    plan = store.connection.execute(
+        "EXPLAIN QUERY PLAN SELECT * FROM notes WHERE topic = 't1'"
+    ).fetchall()
+    assert any("notes__topic_idx" in row[-1] for row in plan)
+
+
+def test_declaring_fts_later_backfills_search(store: memstore.Store) -> None:
+    notes = store.collection("notes", fts=["title"])
+    notes.put("a", {"title": "apple pie", "content": "crust and filling"})
+    notes = store.collection("notes", fts=["content"])
+    assert notes.fts == ["title", "content"]
+    assert [h.key for h in notes.search("crust")] == ["a"]
+    assert [h.key for h in notes.search("apple")] == ["a"]
+    assert store.check() == []
+
+
+def test_fts_path_can_later_become_a_text_field(store: memstore.Store) -> None:
+    notes = store.collection("notes", fts=["title"])
+    notes = store.collection("notes", fields={"title": str})
+    assert "notes__title_idx" in indexes(store, "notes")
+    with pytest.raises(memstore.SchemaError):
+        store.collection("notes", fields={"title": int})
+
+
+def test_field_type_cannot_change(store: memstore.Store) -> None:
+    store.collection("notes", fields={"n": int})
+    with pytest.raises(memstore.SchemaError, match="declared integer"):
+        store.collection("notes", fields={"n": str})
+
+
+def test_declared_field_types_are_enforced(events: memstore.Collection) -> None:
+    with pytest.raises(memstore.ValidationError, match="duration"):
+        events.put("x", {"duration": "slow"})
+    with pytest.raises(memstore.ValidationError, match="event_type"):
+        events.put("x", {"event_type": 5})
+    events.put("ok", {"duration": 3, "event_type": None})  # ints are fine for real, null for all
+    assert events.count() == 1
+
+
+def test_nested_field_paths(store: memstore.Store) -> None:
+    logs = store.collection("logs", fields={"payload.user.id": str}, fts=["payload.text"])
+    logs.put("a", {"payload": {"user": {"id": "u1"}, "text": "nested words"}})
+    assert "payload__user__id" in columns(store, "logs")
+    assert logs.keys({"payload.user.id": "u1"}) == ["a"]
+    assert [h.key for h in logs.search("nested")] == ["a"]
+
+
+HOSTILE = [
+    "", "a b", 'ev"ents', "ev'ents", "events; DROP TABLE x", "events--", "évents", "x" * 65,
+    "_memstore_collections", "sqlite_master", "events_fts", "a__b", "1events", None, 5,
+    "events\u202e", "ev\x00ents",
+]
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_collection_names_are_refused(store: memstore.Store, name: object) -> None:
+    with pytest.raises(memstore.ValidationError):
+        store.collection(name)  # type: ignore[arg-type]
+    assert store.collections() == []
+
+
+@pytest.mark.parametrize(
+    "field", ["", 'a"b', "a;b", "a--b", "é", "key", "body", "created_at", "id", "a..b", ".a", "a__b",
+              "rank", "_memstore_x"],
+)
+def test_hostile_field_names_are_refused(store: memstore.Store, field: str) -> None:
+    with pytest.raises(memstore.ValidationError):
+        store.collection("notes", fields={field: str})
+    with pytest.raises(memstore.ValidationError):
+        store.collection("notes", fts=[field])
+    assert "notes" not in store
+
+
+@pytest.mark.parametrize("kind", [list, dict, bytes, "varchar", None])
+def test_unknown_field_types_are_refused(store: memstore.Store, kind: object) -> None:
+    with pytest.raises(memstore.ValidationError, match="type"):
+        store.collection("notes", fields={"x": kind})  # type: ignore[dict-item]
+
+
+def test_names_ignore_case(store: memstore.Store) -> None:
+    store.collection("Notes")
+    with pytest.raises(memstore.ValidationError, match="ignore case"):
+        store.collection("notes")
+
+
+def test_drop_collection(file_store: memstore.Store, db_path: Path) -> None:
+    events = file_store.collection("events", fields={"k": str}, fts=["t"])
+    events.put("a", {"t": "x"})
+    file_store.drop_collection("events")
+    assert file_store.collections() == []
+    names = [r[0] for r in sqlite3.connect(db_path).execute("SELECT name FROM sqlite_schema")]
+    assert not [n for n in names if n.startswith("events")]
+    with pytest.raises(memstore.NotFoundError):
+        file_store.drop_collection("events")
+
+
+def test_check_and_repair_restore_missing_index_and_fts(file_store: memstore.Store) -> None:
+    events = file_store.collection("events", fields={"kind": str}, fts=["text"])
+    events.put_many([(f"k{i}", {"kind": "a", "text": f"word{i}"}) for i in range(10)])
+    conn = file_store.connection
+    conn.execute('DROP INDEX "events__kind_idx"')
+    conn.execute('DROP TRIGGER "events__fts_insert"')
+    conn.execute("INSERT INTO events (key, body) VALUES ('raw', '{\"text\": \"sneaky\"}')")
+    problems = file_store.check()
+    assert any("events__kind_idx" in p for p in problems)
+    assert any("events__fts_insert" in p for p in problems)
+    done = file_store.repair()
+    assert done
+    assert file_store.check() == []
+    assert [h.key for h in events.search("sneaky")] == ["raw"]

@@ -1,0 +1,135 @@
+"""Opening a store: pragmas, schema migrations, refusing files it must not touch."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+import memstore
+
+
+def pragma(store: memstore.Store, name: str) -> object:
+    return store.connection.execute(f"PRAGMA {name}").fetchall()[0][0]
+
+
+def test_file_store_pragmas(file_store: memstore.Store) -> None:
+    assert pragma(file_store, "journal_mode") == "wal"
+    assert pragma(file_store, "synchronous") == 1  # NORMAL
+    assert pragma(file_store, "busy_timeout") == 5000
+    assert pragma(file_store, "foreign_keys") == 1
+    assert pragma(file_store, "application_id") == memstore.APPLICATION_ID
+    assert pragma(file_store, "user_version") == memstore.SCHEMA_VERSION
+    assert file_store.schema_version == memstore.SCHEMA_VERSION
+
+
+def test_synchronous_full_and_timeout_options(db_path: Path) -> None:
+    with memstore.Store(db_path, synchronous="full", timeout=0.25) as store:
+        assert pragma(store, "synchronous") == 2
+        assert pragma(store, "busy_timeout") == 250
+
+
+@pytest.mark.parametrize("options", [{"synchronous": "off"}, {"timeout": -1}, {"timeout": "5"}])
+def test_bad_options_are_refused(db_path: Path, options: dict[str, object]) -> None:
+    with pytest.raises(memstore.ValidationError):
+        memstore.Store(db_path, **options)  # type: ignore[arg-type]
+
+
+def test_settings_are_per_connection_not_process_global(db_path: Path, tmp_path: Path) -> None:
+    import apsw
+
+    with memstore.Store(db_path):
+        other = apsw.Connection(str(tmp_path / "other.db"))
+        assert other.execute("PRAGMA busy_timeout").fetchall()[0][0] == 0
+        other.close()
+
+
+def test_memory_store_works(store: memstore.Store) -> None:
+    notes = store.collection("notes")
+    notes.put("a", {"x": 1})
+    assert notes.get("a") == {"x": 1}
+
+
+def test_reopen_keeps_data_and_version(db_path: Path) -> None:
+    with memstore.Store(db_path) as store:
+        store.collection("notes").put("a", {"x": 1})
+    with memstore.Store(db_path) as store:
+        assert store.collection("notes").get("a") == {"x": 1}
+        assert store.collections() == ["notes"]
+
+
+def test_newer_schema_is_refused(db_path: Path) -> None:
+    memstore.Store(db_path).close()
+    conn = sqlite3.connect(db_path)
+    conn.execute(f"PRAGMA user_version = {memstore.SCHEMA_VERSION + 1}")
+    conn.commit()
+    conn.close()
+    with pytest.raises(memstore.SchemaError, match="newer memstore"):
+        memstore.Store(db_path)
+
+
+def test_other_applications_file_is_refused(db_path: Path) -> None:
+    conn = sqlite3.connect(db_path)
+    conn.execute("PRAGMA application_id = 1234")
+    conn.execute("CREATE TABLE theirs (x)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(memstore.SchemaError, match="not a memstore file"):
+        memstore.Store(db_path)
+    conn = sqlite3.connect(db_path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 0
+    assert [r[0] for r in conn.execute("SELECT name FROM sqlite_schema")] == ["theirs"]
+
+
+def test_plain_sqlite_file_is_adopted(db_path: Path) -> None:
+    conn = sqlite3.connect(db_path)
+    conn.execute("CREATE TABLE mine (x)")
+    conn.commit()
+    conn.close()
+    with memstore.Store(db_path) as store:
+        assert pragma(store, "application_id") == memstore.APPLICATION_ID
+        with pytest.raises(memstore.SchemaError, match="not a collection"):
+            store.collection("mine")
+
+
+def test_failed_migration_leaves_file_untouched(
+    db_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    memstore.Store(db_path).close()
+    sql_dir = tmp_path / "sql"
+    shutil.copytree(memstore.SQL_DIR, sql_dir)
+    (sql_dir / f"{memstore.SCHEMA_VERSION + 1:04d}_broken.sql").write_text(
+        "CREATE TABLE _memstore_half_done (x);\nTHIS IS NOT SQL;\n"
+    )
+    monkeypatch.setattr(memstore, "SQL_DIR", sql_dir)
+    with pytest.raises(memstore.MemstoreError):
+        memstore.Store(db_path)
+    conn = sqlite3.connect(db_path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == memstore.SCHEMA_VERSION
+    names = [r[0] for r in conn.execute("SELECT name FROM sqlite_schema")]
+    assert "_memstore_half_done" not in names
+
+
+def test_migration_files_are_numbered_from_one() -> None:
+    versions = [v for v, _ in memstore._migrations()]
+    assert versions == list(range(1, memstore.SCHEMA_VERSION + 1))
+
+
+def test_close_twice_and_use_after_close(db_path: Path) -> None:
+    store = memstore.Store(db_path)
+    notes = store.collection("notes")
+    store.close()
+    store.close()
+    with pytest.raises(memstore.MemstoreError, match="closed"):
+        notes.get("a")
+
+
+def test_many_stores_on_one_file(db_path: Path) -> None:
+    stores = [memstore.Store(db_path) for _ in range(4)]
+    for i, store in enumerate(stores):
+        store.collection("notes").put(f"k{i}", {"i": i})
+    assert stores[0].collection("notes").count() == 4
+    for store in stores:
+        store.close()
