@@ -1,0 +1,104 @@
+"""Retention: TTLs, age, keep-last-N, store-wide cleanup in batches."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+import memstore
+
+
+def age(collection: memstore.Collection, key: str, column: str, stamp: str) -> None:
+    collection.store.connection.execute(
+        f'UPDATE "{collection.name}" SET {column} = ? WHERE key = ?', (stamp, key)
+    )
+
+
+def test_expired_records_are_invisible_then_cleaned(store: memstore.Store) -> None:
+    cache = store.collection("cache", ttl=timedelta(hours=1), fts=["text"])
+    cache.put("fresh", {"text": "hello fresh"})
+    cache.put("stale", {"text": "hello stale"})
+    cache.put("forever", {"text": "hello forever"}, ttl=timedelta(days=3650))
+    age(cache, "stale", "expires_at", "2000-01-01T00:00:00.000000Z")
+    assert "stale" not in cache
+    assert cache.get("stale", "gone") == "gone"
+    assert cache.count() == 2 and len(cache) == 2
+    assert sorted(cache.keys()) == ["forever", "fresh"]
+    assert {h.key for h in cache.search("hello")} == {"forever", "fresh"}
+    assert cache.cleanup() == 1
+    assert store.connection.execute("SELECT count(*) FROM cache").fetchall() == [(2,)]
+    assert cache.check() == []
+
+
+def test_default_ttl_and_per_record_ttl(store: memstore.Store) -> None:
+    notes = store.collection("notes", ttl=60)
+    notes.put("a", {})
+    notes.put("b", {}, ttl=timedelta(days=1))
+    a, b = (next(notes.rows({"key": k})).expires_at for k in ("a", "b"))
+    assert a is not None and b is not None and a < b
+    notes.set_ttl(None)
+    notes.put("c", {})
+    assert next(notes.rows({"key": "c"})).expires_at is None
+    assert store.collection("notes").ttl is None
+
+
+@pytest.mark.parametrize("ttl", [0, -5, timedelta(seconds=-1), float("nan"), "1h", True])
+def test_bad_ttl_is_refused(store: memstore.Store, ttl: object) -> None:
+    notes = store.collection("notes")
+    with pytest.raises(memstore.ValidationError):
+        notes.put("a", {}, ttl=ttl)  # type: ignore[arg-type]
+    with pytest.raises(memstore.ValidationError):
+        store.collection("other", ttl=ttl)  # type: ignore[arg-type]
+    assert notes.count() == 0 and "other" not in store
+
+
+def test_cleanup_by_age(store: memstore.Store) -> None:
+    notes = store.collection("notes")
+    for key in "abcd":
+        notes.put(key, {"k": key})
+    age(notes, "a", "created_at", "2020-01-01T00:00:00.000000Z")
+    age(notes, "b", "updated_at", "2020-01-01T00:00:00.000000Z")
+    assert notes.cleanup(older_than=timedelta(days=7)) == 1
+    assert "a" not in notes
+    assert notes.cleanup(older_than=timedelta(days=7), by="updated") == 1
+    assert sorted(notes.keys()) == ["c", "d"]
+
+
+def test_keep_last(store: memstore.Store) -> None:
+    log = store.collection("log", fts=["msg"])
+    for i in range(150):
+        log.put(f"k{i:03}", {"msg": f"message {i}"})
+    assert log.cleanup(keep_last=100, batch_size=7) == 50
+    assert sorted(log.keys()) == [f"k{i:03}" for i in range(50, 150)]
+    assert log.cleanup(keep_last=100) == 0
+    assert log.cleanup(keep_last=0) == 100
+    assert log.count() == 0 and log.check() == []
+
+
+def test_cleanup_large_batches_keep_fts_in_step(store: memstore.Store) -> None:
+    log = store.collection("log", fts=["msg"])
+    log.put_many([(f"k{i:04}", {"msg": f"message {i}"}) for i in range(2500)])
+    assert log.cleanup(keep_last=10, batch_size=1000) == 2490
+    assert log.check() == []
+    assert len(log.search("message", limit=100)) == 10
+
+
+def test_store_cleanup_covers_all_collections(store: memstore.Store) -> None:
+    a = store.collection("a", ttl=1)
+    b = store.collection("b")
+    a.put("x", {})
+    b.put("y", {}, ttl=1)
+    b.put("z", {})
+    for collection, key in ((a, "x"), (b, "y")):
+        age(collection, key, "expires_at", "2000-01-01T00:00:00.000000Z")
+    assert store.cleanup() == {"a": 1, "b": 0 + 1}
+    assert store.cleanup(keep_last=0) == {"a": 0, "b": 1}
+
+
+@pytest.mark.parametrize(
+    "options", [{"by": "touched"}, {"keep_last": -1}, {"older_than": "old"}, {"batch_size": 0}]
+)
+def test_bad_cleanup_options(store: memstore.Store, options: dict[str, object]) -> None:
+    with pytest.raises(memstore.ValidationError):
+        store.collection("notes").cleanup(**options)  # type: ignore[arg-type]

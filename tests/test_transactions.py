@@ -1,0 +1,116 @@
+"""store.transaction(): nesting, rollback on any exception, BEGIN IMMEDIATE."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import apsw
+import pytest
+
+import memstore
+
+
+class Boom(Exception):
+    pass
+
+
+def test_exception_rolls_back_everything(store: memstore.Store) -> None:
+    a, b = store.collection("a", fts=["t"]), store.collection("b")
+    a.put("before", {"t": "kept"})
+    with pytest.raises(Boom), store.transaction():
+        a.put("x", {"t": "gone"})
+        a.put_many([(f"k{i}", {"t": "bulk gone"}) for i in range(200)])
+        b.put("y", {})
+        a.delete("before")
+        with store.transaction():
+            b.put("z", {})
+        raise Boom
+    assert a.keys() == ["before"] and b.keys() == []
+    assert [h.key for h in a.search("kept")] == ["before"]
+    assert a.search("gone") == []
+    assert store.check() == []
+
+
+def test_nested_block_rolls_back_alone_when_caught(store: memstore.Store) -> None:
+    notes = store.collection("notes")
+    with store.transaction():
+        notes.put("outer", {})
+        with pytest.raises(Boom), store.transaction():
+            notes.put("inner", {})
+            raise Boom
+        notes.put("after", {})
+    assert sorted(notes.keys()) == ["after", "outer"]
+
+
+def test_memstore_errors_inside_roll_back(store: memstore.Store) -> None:
+    notes = store.collection("notes")
+    with pytest.raises(memstore.ValidationError), store.transaction():
+        notes.put("a", {})
+        notes.put("b", {"bad": {1}})
+    assert notes.count() == 0
+
+
+def test_outer_transaction_is_immediate(db_path: Path) -> None:
+    with memstore.Store(db_path) as store, memstore.Store(db_path, timeout=0.05) as other:
+        store.collection("notes")
+        with store.transaction():
+            with pytest.raises(memstore.BusyError):
+                other.collection("notes").put("x", {})
+        other.collection("notes").put("x", {})
+
+
+def test_commit_is_visible_only_after_block(db_path: Path) -> None:
+    with memstore.Store(db_path) as store, memstore.Store(db_path) as reader:
+        notes = store.collection("notes")
+        with store.transaction():
+            notes.put("a", {})
+            assert reader.collection("notes").count() == 0
+        assert reader.collection("notes").count() == 1
+
+
+def test_threads_share_a_store(file_store: memstore.Store) -> None:
+    notes = file_store.collection("notes", fts=["text"])
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            for i in range(50):
+                with file_store.transaction():
+                    notes.put(f"{n}-{i}", {"text": f"thread {n}"})
+                    notes.count()
+        except BaseException as err:  # pragma: no cover - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert notes.count() == 200 and notes.check() == []
+
+
+def test_raw_connection_transaction_is_respected(store: memstore.Store) -> None:
+    notes = store.collection("notes")
+    conn = store.connection
+    conn.execute("BEGIN")
+    notes.put("a", {})
+    conn.execute("ROLLBACK")
+    assert notes.count() == 0
+
+
+def test_no_commit_on_interrupt(store: memstore.Store) -> None:
+    notes = store.collection("notes")
+    with pytest.raises(KeyboardInterrupt), store.transaction():
+        notes.put("a", {})
+        raise KeyboardInterrupt
+    assert notes.count() == 0
+    assert store.connection.get_autocommit()
+
+
+def test_driver_errors_are_translated(store: memstore.Store) -> None:
+    store.collection("notes")
+    with pytest.raises(memstore.MemstoreError) as info, store.transaction():
+        store._fetch("INSERT INTO no_such_table VALUES (1)")
+    assert isinstance(info.value.__cause__, apsw.SQLError)
