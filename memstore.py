@@ -18,6 +18,7 @@ schema migrations, Store, Collection, query compilation, private helpers.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -30,10 +31,10 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from itertools import islice
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, cast
 
 import apsw
 
@@ -82,9 +83,7 @@ BULK_THRESHOLD = 64
 #: Columns every collection table has besides its declared fields. The four
 #: in META_COLUMNS can be filtered and sorted on by name.
 META_COLUMNS = ("key", "created_at", "updated_at", "expires_at")
-RESERVED_COLUMNS = frozenset(
-    {"id", "body", "rowid", "oid", "_rowid_", "rank", *META_COLUMNS}
-)
+RESERVED_COLUMNS = frozenset({"id", "body", "rowid", "oid", "_rowid_", "rank", *META_COLUMNS})
 
 #: Declared field types: name -> (column type, Python types a value may have).
 FIELD_TYPES: dict[str, tuple[str, tuple[type, ...]]] = {
@@ -120,7 +119,7 @@ class MemstoreError(Exception):
 
 
 class SchemaError(MemstoreError):
-    """The file's schema cannot be used: newer than this memstore, not a memstore file, or a conflicting declaration."""
+    """The file's schema cannot be used: too new, not memstore's, or a conflicting declaration."""
 
 
 class NotFoundError(MemstoreError, KeyError):
@@ -198,7 +197,9 @@ def _refuse_double_quoted_strings(conn: apsw.Connection) -> None:
 
 def _register_functions(conn: apsw.Connection) -> None:
     """Functions memstore's queries (never its schema) use: other tools lack them."""
-    conn.create_aggregate_function("_memstore_quantiles", _Quantiles, 2)
+    conn.create_aggregate_function(
+        "_memstore_quantiles", lambda: cast("apsw.AggregateClass", _Quantiles()), 2
+    )
 
 
 def _connect(path: str, *, synchronous: str, timeout: float) -> apsw.Connection:
@@ -238,7 +239,9 @@ SCHEMA_VERSION = len(_migrations())
 
 def _migrate(conn: apsw.Connection) -> None:
     def user_version() -> int:
-        return int(conn.execute("PRAGMA user_version").fetchall()[0][0])
+        version = conn.execute("PRAGMA user_version").fetchall()[0][0]
+        assert isinstance(version, int)
+        return version
 
     for version, path in _migrations():
         if user_version() >= version:
@@ -374,10 +377,9 @@ class Store:
             if self._conn is None:
                 return
             conn, self._conn = self._conn, None
-            try:
-                conn.execute("PRAGMA optimize")  # keeps query plans good for later opens
-            except apsw.Error:
-                pass  # a busy or read-only file needs no optimizing now
+            # Keeps query plans good for later opens; a busy or read-only file can skip it.
+            with contextlib.suppress(apsw.Error):
+                conn.execute("PRAGMA optimize")
             conn.close()
 
     @property
@@ -551,15 +553,13 @@ class Store:
         Returns a list of problems, empty when all is well. ``repair()`` mends
         what it can.
         """
-        problems = [
-            f"integrity: {r[0]}" for r in self._fetch("PRAGMA quick_check") if r[0] != "ok"
-        ]
+        problems = [f"integrity: {r[0]}" for r in self._fetch("PRAGMA quick_check") if r[0] != "ok"]
         for name in self.collections():
             problems += self.collection(name).check()
         return problems
 
     def repair(self) -> list[str]:
-        """Recreate missing indexes and triggers and rebuild damaged FTS indexes; return what was done."""
+        """Recreate missing indexes, rebuild damaged FTS indexes and triggers; say what was done."""
         done = []
         for name in self.collections():
             done += self.collection(name)._repair()
@@ -756,7 +756,9 @@ class Collection:
             bulk = bool(self.fts) and len(batch) >= BULK_THRESHOLD
             with self._bulk_fts() if bulk else nullcontext() as fts_columns:
                 while batch:
-                    rows = [(_check_key(k), self._encode(r), stamp, stamp, expires) for k, r in batch]
+                    rows = [
+                        (_check_key(k), self._encode(r), stamp, stamp, expires) for k, r in batch
+                    ]
                     if fts_columns:
                         keys = json.dumps([row[0] for row in rows])
                         self._fts_delete("key", keys, fts_columns)
@@ -844,7 +846,9 @@ class Collection:
         ``-`` first for descending; without it the order is whatever the best
         index gives. Use ``rows()`` to stream large results.
         """
-        return [row.record for row in self.rows(where, order_by=order_by, limit=limit, offset=offset)]
+        return [
+            row.record for row in self.rows(where, order_by=order_by, limit=limit, offset=offset)
+        ]
 
     def rows(
         self,
@@ -857,7 +861,10 @@ class Collection:
         """Stream matching records with their keys and timestamps, without loading them all."""
         sql, params = self._select(
             "t.key, t.body, t.created_at, t.updated_at, t.expires_at",
-            where, order_by, limit, offset,
+            where,
+            order_by,
+            limit,
+            offset,
         )
         return self.store._stream(sql, params, self._row)
 
@@ -961,14 +968,14 @@ class Collection:
             sql += f" GROUP BY {positions} ORDER BY {len(groups) + 1} DESC, {positions}"
         results = []
         for row in self.store._fetch(sql, [*params, *where_params]):
-            result = dict(zip(groups, row))
+            result = dict(zip(groups, row[: len(groups)], strict=True))
             result["count"] = row[len(groups)]
             if of is not None:
                 stats = row[len(groups) + 1 :]
-                result.update(zip(("min", "max", "sum", "avg"), stats[:4]))
+                result.update(zip(("min", "max", "sum", "avg"), stats[:4], strict=True))
                 values = json.loads(stats[4]) if stats[4] else [None] * len(quantiles)
                 result["median"] = values[quantiles.index(50.0)]
-                for q, value in zip(quantiles, values):
+                for q, value in zip(quantiles, values, strict=True):
                     result[f"p{q:g}"] = value
             results.append(result)
         return results
@@ -1023,7 +1030,9 @@ class Collection:
 
     def check(self) -> list[str]:
         """Problems with this collection's indexes, triggers and FTS index; empty when none."""
-        problems = [f"{self.name}: missing {kind} {name}" for kind, name, _ in self._missing_objects()]
+        problems = [
+            f"{self.name}: missing {kind} {name}" for kind, name, _ in self._missing_objects()
+        ]
         if self.fts:
             try:
                 self.store._fetch(
@@ -1065,7 +1074,9 @@ class Collection:
                 (self.name, self.name + "_fts"),
             )
         }
-        wanted = [("index", _index_name(self.name, c), _index_sql(self.name, c)) for c in _BASE_INDEXED]
+        wanted = [
+            ("index", _index_name(self.name, c), _index_sql(self.name, c)) for c in _BASE_INDEXED
+        ]
         wanted += [
             ("index", _index_name(self.name, _column(p)), _index_sql(self.name, _column(p)))
             for p in self.fields
@@ -1086,7 +1097,9 @@ class Collection:
             try:
                 data = self._model.model_validate(data).model_dump(mode="json")
             except ValueError as err:  # pydantic's ValidationError is a ValueError
-                raise ValidationError(f"record is not a valid {self._model.__name__}: {err}") from err
+                raise ValidationError(
+                    f"record is not a valid {self._model.__name__}: {err}"
+                ) from err
         elif isinstance(record, Mapping):
             data = record
         else:
@@ -1099,7 +1112,8 @@ class Collection:
                 not isinstance(value, types) or (isinstance(value, bool) and kind != "boolean")
             ):
                 raise ValidationError(
-                    f"field {'.'.join(segments)!r} must be {kind}, not {type(value).__name__}: {value!r}"
+                    f"field {'.'.join(segments)!r} must be {kind}, "
+                    f"not {type(value).__name__}: {value!r}"
                 )
         return _dumps(data)
 
@@ -1110,7 +1124,9 @@ class Collection:
         try:
             return self._model.model_validate(data)
         except ValueError as err:
-            raise ValidationError(f"stored record is not a valid {self._model.__name__}: {err}") from err
+            raise ValidationError(
+                f"stored record is not a valid {self._model.__name__}: {err}"
+            ) from err
 
     def _row(self, row: Any) -> Row:
         key, body, created_at, updated_at, expires_at = row
@@ -1134,7 +1150,9 @@ class Collection:
             else:
                 data = item.model_dump(mode="json") if hasattr(item, "model_dump") else item
                 if not isinstance(data, Mapping) or key not in data:
-                    raise ValidationError(f"record has no {key!r} field to use as its key: {item!r}")
+                    raise ValidationError(
+                        f"record has no {key!r} field to use as its key: {item!r}"
+                    )
                 yield data[key], item
 
     def _expiry(self, now: datetime, ttl: timedelta | float | None) -> str | None:
@@ -1218,7 +1236,10 @@ class Collection:
         clause, params = _compile_where(where or {}, self._target)
         if include_expired:
             return clause, params
-        return f"(t.expires_at IS NULL OR t.expires_at > ?) AND {clause}", [_iso(_utcnow()), *params]
+        return f"(t.expires_at IS NULL OR t.expires_at > ?) AND {clause}", [
+            _iso(_utcnow()),
+            *params,
+        ]
 
     def _select(
         self,
@@ -1370,7 +1391,8 @@ def _compile_condition(target: _Target, field: str, condition: Any) -> _Compiled
         for operator, value in condition.items():
             if operator not in _OPERATORS:
                 raise QueryError(
-                    f"unknown operator {operator!r} for {field!r}; use one of {', '.join(_OPERATORS)}"
+                    f"unknown operator {operator!r} for {field!r}; "
+                    f"use one of {', '.join(_OPERATORS)}"
                 )
             sql, extra = _OPERATORS[operator](target, value)
             parts.append(sql)
@@ -1664,7 +1686,7 @@ def _dumps(value: Any) -> str:
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _iso(moment: datetime) -> str:
@@ -1692,7 +1714,7 @@ def _new_key() -> str:
 
 @functools.cache
 def _allowing_extra_fields(model: type) -> Any:
-    """The model as a subclass that keeps fields it does not declare, so they survive a round trip."""
+    """The model as a subclass keeping fields it does not declare, so they survive a round trip."""
     if not hasattr(model, "model_validate"):
         raise ValidationError(f"model must be a pydantic model class, not {model!r}")
     config = dict(getattr(model, "model_config", {}))

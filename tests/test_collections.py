@@ -35,8 +35,12 @@ def test_collection_is_its_own_table_with_generated_columns(events: memstore.Col
     assert {"events__event_type_idx", "events__duration_idx", "events__created_at_idx"} <= indexes(
         events.store, "events"
     )
-    assert "events_fts" in [r[0] for r in events.store.connection.execute(
-        "SELECT name FROM sqlite_schema WHERE type = 'table'")]
+    assert "events_fts" in [
+        r[0]
+        for r in events.store.connection.execute(
+            "SELECT name FROM sqlite_schema WHERE type = 'table'"
+        )
+    ]
 
 
 def test_registry_remembers_declaration(db_path: Path) -> None:
@@ -104,8 +108,8 @@ def test_declaring_fts_later_backfills_search(store: memstore.Store) -> None:
 
 
 def test_fts_path_can_later_become_a_text_field(store: memstore.Store) -> None:
-    notes = store.collection("notes", fts=["title"])
-    notes = store.collection("notes", fields={"title": str})
+    store.collection("notes", fts=["title"])
+    store.collection("notes", fields={"title": str})
     assert "notes__title_idx" in indexes(store, "notes")
     with pytest.raises(memstore.SchemaError):
         store.collection("notes", fields={"title": int})
@@ -135,9 +139,23 @@ def test_nested_field_paths(store: memstore.Store) -> None:
 
 
 HOSTILE = [
-    "", "a b", 'ev"ents', "ev'ents", "events; DROP TABLE x", "events--", "évents", "x" * 65,
-    "_memstore_collections", "sqlite_master", "events_fts", "a__b", "1events", None, 5,
-    "events\u202e", "ev\x00ents",
+    "",
+    "a b",
+    'ev"ents',
+    "ev'ents",
+    "events; DROP TABLE x",
+    "events--",
+    "évents",
+    "x" * 65,
+    "_memstore_collections",
+    "sqlite_master",
+    "events_fts",
+    "a__b",
+    "1events",
+    None,
+    5,
+    "events\u202e",
+    "ev\x00ents",
 ]
 
 
@@ -149,8 +167,23 @@ def test_hostile_collection_names_are_refused(store: memstore.Store, name: objec
 
 
 @pytest.mark.parametrize(
-    "field", ["", 'a"b', "a;b", "a--b", "é", "key", "body", "created_at", "id", "a..b", ".a", "a__b",
-              "rank", "_memstore_x"],
+    "field",
+    [
+        "",
+        'a"b',
+        "a;b",
+        "a--b",
+        "é",
+        "key",
+        "body",
+        "created_at",
+        "id",
+        "a..b",
+        ".a",
+        "a__b",
+        "rank",
+        "_memstore_x",
+    ],
 )
 def test_hostile_field_names_are_refused(store: memstore.Store, field: str) -> None:
     with pytest.raises(memstore.ValidationError):

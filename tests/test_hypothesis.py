@@ -11,17 +11,26 @@ from hypothesis import strategies as st
 
 import memstore
 
-json_scalars = st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(
-    allow_nan=False, allow_infinity=False) | st.text()
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text()
+)
 json_values = st.recursive(
     json_scalars,
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=20,
 )
 records = st.dictionaries(st.text(max_size=10), json_values, max_size=6)
 keys = st.text(min_size=1, max_size=40).filter(lambda k: "\x00" not in k)
 
-SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 @pytest.fixture
@@ -73,7 +82,9 @@ def condition(values: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
         values
         | st.none()
         | st.builds(lambda op, v: {op: v}, st.sampled_from(COMPARISONS), values)
-        | st.builds(lambda op, vs: {op: vs}, st.sampled_from(["$in", "$nin"]), st.lists(values, max_size=3))
+        | st.builds(
+            lambda op, vs: {op: vs}, st.sampled_from(["$in", "$nin"]), st.lists(values, max_size=3)
+        )
         | st.builds(lambda b: {"$exists": b}, st.booleans())
     )
 
@@ -103,8 +114,15 @@ def matches(record: dict[str, Any], where: dict[str, Any]) -> bool:
             elif op == "$ne":
                 ok = not (value == arg if value is not None and arg is not None else value is arg)
             elif op in ("$gt", "$gte", "$lt", "$lte"):
-                ok = value is not None and {
-                    "$gt": value > arg, "$gte": value >= arg, "$lt": value < arg, "$lte": value <= arg}[op]
+                ok = (
+                    value is not None
+                    and {
+                        "$gt": value > arg,
+                        "$gte": value >= arg,
+                        "$lt": value < arg,
+                        "$lte": value <= arg,
+                    }[op]
+                )
             elif op == "$in":
                 ok = value is not None and value in [a for a in arg if a is not None]
             elif op == "$nin":
@@ -112,7 +130,9 @@ def matches(record: dict[str, Any], where: dict[str, Any]) -> bool:
             elif op == "$exists":
                 ok = present == arg
             elif op == "$contains":
-                ok = (isinstance(value, list) and arg in value) or (isinstance(value, str) and arg in value)
+                ok = (isinstance(value, list) and arg in value) or (
+                    isinstance(value, str) and arg in value
+                )
             else:  # pragma: no cover
                 raise AssertionError(op)
             if not ok:
@@ -122,7 +142,9 @@ def matches(record: dict[str, Any], where: dict[str, Any]) -> bool:
 
 @SETTINGS
 @given(data=st.lists(small_records, max_size=25), where=filters)
-def test_query_agrees_with_python(mem: memstore.Store, data: list[dict[str, Any]], where: dict[str, Any]) -> None:
+def test_query_agrees_with_python(
+    mem: memstore.Store, data: list[dict[str, Any]], where: dict[str, Any]
+) -> None:
     items = mem.collection("items", fields={"n": int})
     items.delete_where({})
     items.put_many([(f"k{i:03}", r) for i, r in enumerate(data)])
@@ -137,10 +159,12 @@ def test_order_by_agrees_with_python(mem: memstore.Store, data: list[dict[str, A
     items = mem.collection("items", fields={"n": int})
     items.delete_where({})
     items.put_many([(f"k{i:03}", r) for i, r in enumerate(data)])
+
     # SQLite sorts NULL (and missing) first, then by value; ties by insertion order.
     def sort_key(i_r: tuple[int, dict[str, Any]]) -> tuple[bool, float, int]:
         i, r = i_r
         n = r.get("n")
         return (n is not None, -math.inf if n is None else n, i)
+
     expected = [f"k{i:03}" for i, _ in sorted(enumerate(data), key=sort_key)]
     assert items.keys(order_by="n") == expected

@@ -9,15 +9,48 @@ import pytest
 import memstore
 
 RECORDS = [
-    {"id": "e1", "event_type": "error", "agent_id": "a1", "timestamp": "2026-11-02", "duration": 3.0,
-     "tags": ["tool", "retry"], "payload": {"status": 500, "msg": "timeout talking to tool"}},
-    {"id": "e2", "event_type": "info", "agent_id": "a1", "timestamp": "2026-11-05", "duration": 0.5,
-     "tags": ["plan"], "payload": {"status": 200, "msg": "ok"}},
-    {"id": "e3", "event_type": "error", "agent_id": "a2", "timestamp": "2026-10-30", "duration": 9.0,
-     "tags": [], "payload": {"status": 503}},
-    {"id": "e4", "event_type": "warn", "agent_id": "a2", "timestamp": "2026-11-10", "duration": None},
-    {"id": "e5", "event_type": "error", "agent_id": "a3", "timestamp": "2026-11-11", "duration": 1.0,
-     "flag": True},
+    {
+        "id": "e1",
+        "event_type": "error",
+        "agent_id": "a1",
+        "timestamp": "2026-11-02",
+        "duration": 3.0,
+        "tags": ["tool", "retry"],
+        "payload": {"status": 500, "msg": "timeout talking to tool"},
+    },
+    {
+        "id": "e2",
+        "event_type": "info",
+        "agent_id": "a1",
+        "timestamp": "2026-11-05",
+        "duration": 0.5,
+        "tags": ["plan"],
+        "payload": {"status": 200, "msg": "ok"},
+    },
+    {
+        "id": "e3",
+        "event_type": "error",
+        "agent_id": "a2",
+        "timestamp": "2026-10-30",
+        "duration": 9.0,
+        "tags": [],
+        "payload": {"status": 503},
+    },
+    {
+        "id": "e4",
+        "event_type": "warn",
+        "agent_id": "a2",
+        "timestamp": "2026-11-10",
+        "duration": None,
+    },
+    {
+        "id": "e5",
+        "event_type": "error",
+        "agent_id": "a3",
+        "timestamp": "2026-11-11",
+        "duration": 1.0,
+        "flag": True,
+    },
 ]
 
 
@@ -80,7 +113,9 @@ def test_order_by_limit_offset(loaded: memstore.Collection) -> None:
     assert ids(loaded.query(order_by="payload.status", limit=2)) == ["e4", "e5"]
     assert ids(loaded.query(order_by="timestamp", limit=2, offset=1)) == ["e1", "e2"]
     assert ids(loaded.query(order_by="timestamp", offset=3)) == ["e4", "e5"]
-    assert ids(loaded.query(where={"event_type": "error"}, order_by="-created_at", limit=1)) == ["e5"]
+    assert ids(loaded.query(where={"event_type": "error"}, order_by="-created_at", limit=1)) == [
+        "e5"
+    ]
 
 
 def test_rows_stream(events: memstore.Collection) -> None:
@@ -118,7 +153,9 @@ def test_bad_filters_raise_query_error(loaded: memstore.Collection, where: Any) 
         loaded.query(where)
 
 
-@pytest.mark.parametrize("options", [{"limit": -1}, {"offset": -5}, {"limit": "10"}, {"order_by": 5}])
+@pytest.mark.parametrize(
+    "options", [{"limit": -1}, {"offset": -5}, {"limit": "10"}, {"order_by": 5}]
+)
 def test_bad_paging_is_refused(loaded: memstore.Collection, options: dict[str, Any]) -> None:
     with pytest.raises((memstore.ValidationError, memstore.QueryError)):
         loaded.query(**options)
@@ -130,7 +167,9 @@ def test_odd_json_keys_can_be_queried(events: memstore.Collection) -> None:
     assert events.keys({"with space.é": 1}) == ["a"]
 
 
-def query_plan(collection: memstore.Collection, where: dict[str, Any], order_by: str | None = None) -> str:
+def query_plan(
+    collection: memstore.Collection, where: dict[str, Any], order_by: str | None = None
+) -> str:
     sql, params = collection._select("t.key", where, order_by, None, 0)
     rows = collection.store.connection.execute("EXPLAIN QUERY PLAN " + sql, params).fetchall()
     return " | ".join(row[-1] for row in rows)
@@ -147,7 +186,9 @@ def query_plan(collection: memstore.Collection, where: dict[str, Any], order_by:
         ({"created_at": {"$lt": "2026-11-01"}}, "events__created_at_idx"),
     ],
 )
-def test_declared_fields_use_their_index(loaded: memstore.Collection, where: dict[str, Any], index: str) -> None:
+def test_declared_fields_use_their_index(
+    loaded: memstore.Collection, where: dict[str, Any], index: str
+) -> None:
     plan = query_plan(loaded, where)
     assert f"USING INDEX {index}" in plan or f"USING COVERING INDEX {index}" in plan, plan
 
@@ -167,9 +208,12 @@ def test_aggregate(loaded: memstore.Collection) -> None:
     warn = groups[2]
     assert warn["count"] == 1 and warn["median"] is None
     assert loaded.aggregate() == [{"count": 5}]
-    assert loaded.aggregate(group_by=["agent_id", "event_type"], where={"event_type": "error"})[0] == {
-        "agent_id": "a1", "event_type": "error", "count": 1}
+    assert loaded.aggregate(group_by=["agent_id", "event_type"], where={"event_type": "error"})[
+        0
+    ] == {"agent_id": "a1", "event_type": "error", "count": 1}
     assert loaded.aggregate(group_by="payload.status", where={"payload.status": {"$gt": 300}}) == [
-        {"payload.status": 500, "count": 1}, {"payload.status": 503, "count": 1}]
+        {"payload.status": 500, "count": 1},
+        {"payload.status": 503, "count": 1},
+    ]
     with pytest.raises(memstore.QueryError):
         loaded.aggregate(of="duration", percentiles=[101])

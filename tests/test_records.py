@@ -44,7 +44,9 @@ def test_put_many_forms(events: memstore.Collection) -> None:
     assert events.put_many([{"id": "a", "v": 1}, {"id": "b", "v": 2}], key="id") == 2
     assert events.put_many({"c": {"v": 3}}) == 1
     assert events.put_many([("d", {"v": 4})]) == 1
-    assert events.put_many(({"name": f"g{i}", "v": i} for i in range(3)), key=lambda r: r["name"]) == 3
+    assert (
+        events.put_many(({"name": f"g{i}", "v": i} for i in range(3)), key=lambda r: r["name"]) == 3
+    )
     assert events.get("a") == {"id": "a", "v": 1}
     assert sorted(events.keys()) == ["a", "b", "c", "d", "g0", "g1", "g2"]
 
@@ -120,6 +122,10 @@ def test_put_many_needs_keys(events: memstore.Collection) -> None:
 
 
 def test_unicode_and_nesting_round_trip(events: memstore.Collection) -> None:
-    record = {"text": "naïve café 東京 🚀", "deep": {"a": [{"b": [1.5, -2, True, None]}]}, "": "empty key"}
+    record = {
+        "text": "naïve café 東京 🚀",
+        "deep": {"a": [{"b": [1.5, -2, True, None]}]},
+        "": "empty key",
+    }
     events.put("u", record)
     assert events.get("u") == record

@@ -11,9 +11,24 @@ import memstore
 def docs(events: memstore.Collection) -> memstore.Collection:
     events.put_many(
         [
-            {"id": "a", "agent_id": "a1", "summary": "tool timeout", "text": "the search tool timed out; retry later"},
-            {"id": "b", "agent_id": "a1", "summary": "timeout and retry", "text": "timeout timeout, then retry worked"},
-            {"id": "c", "agent_id": "a2", "summary": "plan made", "text": "agent planned the next three steps"},
+            {
+                "id": "a",
+                "agent_id": "a1",
+                "summary": "tool timeout",
+                "text": "the search tool timed out; retry later",
+            },
+            {
+                "id": "b",
+                "agent_id": "a1",
+                "summary": "timeout and retry",
+                "text": "timeout timeout, then retry worked",
+            },
+            {
+                "id": "c",
+                "agent_id": "a2",
+                "summary": "plan made",
+                "text": "agent planned the next three steps",
+            },
             {"id": "d", "agent_id": "a2", "summary": "retry", "text": "a retry after the timeout"},
         ],
         key="id",
@@ -23,7 +38,7 @@ def docs(events: memstore.Collection) -> memstore.Collection:
 
 def test_ranked_with_snippets(docs: memstore.Collection) -> None:
     hits = docs.search("timeout")
-    assert [h.key for h in hits][0] == "b"  # most occurrences ranks first
+    assert hits[0].key == "b"  # most occurrences ranks first
     assert {h.key for h in hits} == {"a", "b", "d"}
     assert [h.rank for h in hits] == sorted(h.rank for h in hits)
     assert all("[timeout]" in h.snippet for h in hits)
@@ -50,7 +65,9 @@ def test_diacritics_are_folded(events: memstore.Collection) -> None:
     assert [h.key for h in events.search("cafe naive")] == ["x"]
 
 
-@pytest.mark.parametrize("text", ['"unbalanced', "AND", "timeout AND", "nosuchcolumn: x", "(", "", "   ", None])
+@pytest.mark.parametrize(
+    "text", ['"unbalanced', "AND", "timeout AND", "nosuchcolumn: x", "(", "", "   ", None]
+)
 def test_bad_fts_syntax_is_a_query_error(docs: memstore.Collection, text: object) -> None:
     with pytest.raises(memstore.QueryError):
         docs.search(text)  # type: ignore[arg-type]
@@ -96,8 +113,14 @@ def test_failed_bulk_write_restores_triggers_and_index(events: memstore.Collecti
     with pytest.raises(memstore.ValidationError):
         events.put_many(records)
     assert events.keys() == ["keep"]
-    assert len(events.store.connection.execute(
-        "SELECT name FROM sqlite_schema WHERE type = 'trigger'").fetchall()) == 3
+    assert (
+        len(
+            events.store.connection.execute(
+                "SELECT name FROM sqlite_schema WHERE type = 'trigger'"
+            ).fetchall()
+        )
+        == 3
+    )
     events.put("later", {"summary": "single put after failure"})
     assert [h.key for h in events.search("single")] == ["later"]
     assert events.check() == []
@@ -107,7 +130,9 @@ def test_check_detects_drift_and_rebuild_fixes_it(events: memstore.Collection) -
     events.put("a", {"summary": "original words"})
     conn = events.store.connection
     conn.execute('DROP TRIGGER "events__fts_update"')
-    conn.execute("UPDATE events SET body = json_set(body, '$.summary', 'changed words') WHERE key = 'a'")
+    conn.execute(
+        "UPDATE events SET body = json_set(body, '$.summary', 'changed words') WHERE key = 'a'"
+    )
     assert events.check()
     events.rebuild_fts()
     assert events.check() == []

@@ -54,9 +54,8 @@ def test_memstore_errors_inside_roll_back(store: memstore.Store) -> None:
 def test_outer_transaction_is_immediate(db_path: Path) -> None:
     with memstore.Store(db_path) as store, memstore.Store(db_path, timeout=0.05) as other:
         store.collection("notes")
-        with store.transaction():
-            with pytest.raises(memstore.BusyError):
-                other.collection("notes").put("x", {})
+        with store.transaction(), pytest.raises(memstore.BusyError):
+            other.collection("notes").put("x", {})
         other.collection("notes").put("x", {})
 
 

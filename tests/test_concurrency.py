@@ -1,0 +1,103 @@
+"""Several processes on one file: nothing lost, nothing half-written, forks reconnect."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import memstore
+
+from .conftest import ROOT, run_python
+
+WRITER = """
+import sys, memstore
+path, n = sys.argv[1], sys.argv[2]
+with memstore.Store(path) as store:
+    notes = store.collection("notes", fields={"writer": str}, fts=["text"])
+    for i in range(150):
+        notes.put(f"{n}-{i}", {"writer": n, "text": f"single write {i}"})
+    bulk = ({"id": f"{n}-bulk-{i}", "writer": n, "text": "bulk write"} for i in range(300))
+    notes.put_many(bulk, key="id")
+    for i in range(0, 150, 3):
+        notes.delete(f"{n}-{i}")
+    with store.transaction():
+        for i in range(20):
+            notes.put(f"{n}-tx-{i}", {"writer": n, "text": "in one transaction"})
+"""
+
+
+def test_concurrent_writer_processes_lose_nothing(db_path: Path) -> None:
+    memstore.Store(db_path).collection("notes", fields={"writer": str}, fts=["text"])
+    env = {"PYTHONPATH": str(ROOT)}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(db_path), str(n)],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(4)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+    with memstore.Store(db_path) as store:
+        notes = store.collection("notes")
+        for n in range(4):
+            assert notes.count({"writer": str(n)}) == 100 + 300 + 20
+        assert len(notes.search('"bulk write"', limit=2000)) == 1200
+        assert len(notes.search('"single write"', limit=2000)) == 400
+        assert store.check() == []
+
+
+KILLED = """
+import os, sys, memstore
+store = memstore.Store(sys.argv[1])
+notes = store.collection("notes", fts=["text"])
+notes.put("committed", {"text": "safe"})
+with store.transaction():
+    notes.put_many([(f"k{i}", {"text": "never committed"}) for i in range(500)])
+    notes.put("half", {"text": "never committed"})
+    os._exit(9)  # the process dies inside the transaction
+"""
+
+
+def test_killed_process_leaves_no_trace(db_path: Path) -> None:
+    result = run_python(KILLED, str(db_path))
+    assert result.returncode == 9, result.stderr
+    with memstore.Store(db_path) as store:
+        notes = store.collection("notes")
+        assert notes.keys() == ["committed"]
+        assert notes.search("committed") == []
+        assert store.check() == []
+        assert (
+            len(
+                store.connection.execute(
+                    "SELECT name FROM sqlite_schema WHERE type = 'trigger'"
+                ).fetchall()
+            )
+            == 3
+        )
+
+
+FORKED = """
+import os, sys, memstore
+store = memstore.Store(sys.argv[1])
+notes = store.collection("notes")
+notes.put("parent", {})
+pid = os.fork()
+if pid == 0:
+    notes.put("child", {})
+    os._exit(0 if notes.get("parent") == {} else 1)
+_, status = os.waitpid(pid, 0)
+assert os.waitstatus_to_exitcode(status) == 0
+notes.put("parent-again", {})
+print(sorted(notes.keys()))
+"""
+
+
+def test_store_survives_fork(db_path: Path) -> None:
+    result = run_python(FORKED, str(db_path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['child', 'parent', 'parent-again']"
