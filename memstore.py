@@ -29,7 +29,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import islice
@@ -91,6 +91,13 @@ FIELD_TYPES: dict[str, tuple[str, tuple[type, ...]]] = {
     "integer": ("INTEGER", (int,)),
     "real": ("REAL", (int, float)),
     "boolean": ("INTEGER", (bool,)),
+}
+# The types a field's value usually has, checked first because it is cheap.
+_EXACT_TYPES: dict[str, frozenset[type]] = {
+    "text": frozenset({str}),
+    "integer": frozenset({int}),
+    "real": frozenset({int, float}),
+    "boolean": frozenset({bool}),
 }
 _PYTHON_FIELD_TYPES: dict[type, str] = {
     str: "text",
@@ -700,11 +707,16 @@ class Collection:
         self._table = _quote(self.name)
         self._fts_table = _quote(self.name + "_fts")
         self._checks = [
-            (path.split("."), FIELD_TYPES[kind][1], kind) for path, kind in self.fields.items()
+            (path.split("."), _EXACT_TYPES[kind], kind) for path, kind in self.fields.items()
         ]
-        self._upsert_sql = (
+        self._insert_sql = (
             f"INSERT INTO {self._table} (key, body, created_at, updated_at, expires_at) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET body = excluded.body, "
+            "VALUES (?, ?, ?, ?, ?)"
+        )
+        # Never INSERT OR REPLACE: it deletes the row without the delete trigger and
+        # corrupts the FTS index. An upsert keeps the row, its id and created_at.
+        self._upsert_sql = (
+            f"{self._insert_sql} ON CONFLICT (key) DO UPDATE SET body = excluded.body, "
             "updated_at = excluded.updated_at, expires_at = excluded.expires_at"
         )
 
@@ -750,23 +762,54 @@ class Collection:
         pairs = self._pairs(records, key)
         now = _utcnow()
         stamp, expires = _iso(now), self._expiry(now, ttl)
-        count = 0
         with self.store.transaction():
             batch = list(islice(pairs, BATCH_SIZE))
-            bulk = bool(self.fts) and len(batch) >= BULK_THRESHOLD
-            with self._bulk_fts() if bulk else nullcontext() as fts_columns:
-                while batch:
-                    rows = [
-                        (_check_key(k), self._encode(r), stamp, stamp, expires) for k, r in batch
-                    ]
-                    if fts_columns:
-                        keys = json.dumps([row[0] for row in rows])
-                        self._fts_delete("key", keys, fts_columns)
-                    self.store._run_many(self._upsert_sql, rows)
-                    if fts_columns:
-                        self._fts_insert("key", keys, fts_columns)
-                    count += len(rows)
-                    batch = list(islice(pairs, BATCH_SIZE))
+            if self.fts and len(batch) >= BULK_THRESHOLD:
+                return self._put_bulk(batch, pairs, stamp, expires)
+            count = 0
+            while batch:
+                rows = [(_check_key(k), self._encode(r), stamp, stamp, expires) for k, r in batch]
+                self.store._run_many(self._upsert_sql, rows)
+                count += len(rows)
+                batch = list(islice(pairs, BATCH_SIZE))
+        return count
+
+    def _put_bulk(
+        self,
+        batch: list[tuple[Any, Any]],
+        pairs: Iterator[tuple[Any, Any]],
+        stamp: str,
+        expires: str | None,
+    ) -> int:
+        """put_many for many records into a collection with FTS: see _bulk_fts.
+
+        The index is updated once at the end: new rows by their ids (past the
+        largest id before), replaced rows unindexed (with their old values)
+        before being replaced, each once, and indexed again at the end.
+        """
+        count = 0
+        with self._bulk_fts() as columns:
+            newest = self.store._fetch(f"SELECT coalesce(max(id), 0) FROM {self._table}")[0][0]
+            unindexed: set[int] = set()
+            while batch:
+                # One row per key, the last record winning as with one put after another.
+                rows = {
+                    _check_key(k): (k, self._encode(r), stamp, stamp, expires) for k, r in batch
+                }
+                existing = self.store._fetch(
+                    f"SELECT id FROM {self._table} WHERE key IN (SELECT value FROM json_each(?))",
+                    (json.dumps(list(rows)),),
+                )
+                found = [row_id for (row_id,) in existing]
+                stale = [i for i in found if i <= newest and i not in unindexed]
+                if stale:
+                    self._fts_unindex(json.dumps(stale), columns)
+                    unindexed.update(stale)
+                # A plain INSERT is faster than an upsert, when no key exists yet.
+                self.store._run_many(self._upsert_sql if found else self._insert_sql, rows.values())
+                count += len(batch)
+                batch = list(islice(pairs, BATCH_SIZE))
+            self._fts_index(newest, json.dumps(sorted(unindexed)), columns)
         return count
 
     def delete(self, key: str) -> bool:
@@ -1083,7 +1126,7 @@ class Collection:
         ]
         if self.fts:
             wanted.append(("table", self.name + "_fts", ""))
-            wanted += [("trigger", name, "") for name in _fts_trigger_names(self.name)]
+            wanted += [("trigger", _fts_trigger(self.name, e), "") for e in _FTS_EVENTS]
         return [item for item in wanted if item[1] not in present]
 
     # -- private -----------------------------------------------------------
@@ -1100,17 +1143,19 @@ class Collection:
                 raise ValidationError(
                     f"record is not a valid {self._model.__name__}: {err}"
                 ) from err
-        elif isinstance(record, Mapping):
+        elif type(record) is dict or isinstance(record, Mapping):
             data = record
         else:
             raise ValidationError(f"a record must be a dict, not {type(record).__name__}")
-        for segments, types, kind in self._checks:
+        for segments, exact, kind in self._checks:
             value: Any = data
             for segment in segments:
-                value = value.get(segment) if isinstance(value, Mapping) else None
-            if value is not None and (
-                not isinstance(value, types) or (isinstance(value, bool) and kind != "boolean")
-            ):
+                value = (
+                    value.get(segment)
+                    if type(value) is dict or isinstance(value, Mapping)
+                    else None
+                )
+            if value is not None and type(value) not in exact and not _fits(value, kind):
                 raise ValidationError(
                     f"field {'.'.join(segments)!r} must be {kind}, "
                     f"not {type(value).__name__}: {value!r}"
@@ -1148,7 +1193,11 @@ class Collection:
             elif callable(key):
                 yield key(item), item
             else:
-                data = item.model_dump(mode="json") if hasattr(item, "model_dump") else item
+                data = (
+                    item
+                    if type(item) is dict or not hasattr(item, "model_dump")
+                    else item.model_dump(mode="json")
+                )
                 if not isinstance(data, Mapping) or key not in data:
                     raise ValidationError(
                         f"record has no {key!r} field to use as its key: {item!r}"
@@ -1163,38 +1212,43 @@ class Collection:
 
     @contextmanager
     def _bulk_fts(self) -> Iterator[list[str]]:
-        """Keep the FTS index up to date from here, not by triggers, for one bulk write.
+        """Keep the FTS index up to date from here, not by the triggers, for a bulk write.
 
-        Per-row triggers make bulk inserts about three times slower (see
-        BENCHMARKS.md), even with a WHEN clause that skips them. So a bulk
-        write drops the triggers, updates the index with one statement per
-        batch and creates them again, all in one savepoint: other connections
-        only ever see the triggers in place, and an error restores them.
+        With any trigger on the table, even one whose WHEN clause skips it,
+        bulk inserts run two to three times slower (see BENCHMARKS.md). So a
+        bulk write drops the triggers, updates the index with a few statements
+        per batch and creates the triggers again, all in one savepoint: other
+        connections only ever see the triggers in place, and an error
+        restores them. Yields the FTS columns.
         """
         with self.store.transaction():
             meta = self.store._require_meta(self.name)  # another process may have added FTS paths
             columns = [_column(path) for path in meta.fts]
-            for name in _fts_trigger_names(self.name):
-                self.store._fetch(f"DROP TRIGGER IF EXISTS {_quote(name)}")
+            for sql in _drop_fts_sql(self.name, keep_table=True):
+                self.store._fetch(sql)
             yield columns
-            for sql in _fts_trigger_sql(self.name, columns):
+            for sql in _fts_trigger_sql(self.name, columns).values():
                 self.store._fetch(sql)
 
-    def _fts_delete(self, by: str, values_json: str, columns: list[str]) -> None:
+    def _fts_index(self, newest: int, replaced: str, columns: list[str]) -> None:
+        """Index the new rows (ids past ``newest``) and the ``replaced`` ones (a JSON list)."""
+        insert = (
+            f"INSERT INTO {self._fts_table} (rowid, {{0}}) SELECT id, {{0}} FROM {self._table} "
+        )
+        insert = insert.format(", ".join(_quote(c) for c in columns))
+        # Two statements: with an OR, SQLite scans the whole table instead of a rowid range.
+        self.store._fetch(insert + "WHERE id > ?", (newest,))
+        if replaced != "[]":
+            self.store._fetch(insert + "WHERE id IN (SELECT value FROM json_each(?))", (replaced,))
+
+    def _fts_unindex(self, ids_json: str, columns: list[str]) -> None:
+        """Remove rows from the index with the values it indexed: external content needs them."""
         cols = ", ".join(_quote(c) for c in columns)
         self.store._fetch(
             f"INSERT INTO {self._fts_table} ({self._fts_table}, rowid, {cols}) "
             f"SELECT 'delete', id, {cols} FROM {self._table} "
-            f"WHERE {by} IN (SELECT value FROM json_each(?))",
-            (values_json,),
-        )
-
-    def _fts_insert(self, by: str, values_json: str, columns: list[str]) -> None:
-        cols = ", ".join(_quote(c) for c in columns)
-        self.store._fetch(
-            f"INSERT INTO {self._fts_table} (rowid, {cols}) SELECT id, {cols} FROM {self._table} "
-            f"WHERE {by} IN (SELECT value FROM json_each(?))",
-            (values_json,),
+            "WHERE id IN (SELECT value FROM json_each(?))",
+            (ids_json,),
         )
 
     def _delete_in_batches(self, clause: str, params: Sequence[Any], batch_size: int) -> int:
@@ -1216,7 +1270,7 @@ class Collection:
             self.store._fetch(delete, (ids_json,))
             return
         with self._bulk_fts() as columns:
-            self._fts_delete("id", ids_json, columns)
+            self._fts_unindex(ids_json, columns)
             self.store._fetch(delete, (ids_json,))
 
     def _target(self, field: str) -> _Target:
@@ -1317,23 +1371,26 @@ def _add_column_sql(table: str, path: str, column_type: str) -> str:
     )
 
 
-def _fts_trigger_names(table: str) -> list[str]:
-    return [f"{table}__fts_insert", f"{table}__fts_delete", f"{table}__fts_update"]
+_FTS_EVENTS = ("insert", "delete", "update")
 
 
-def _fts_trigger_sql(table: str, columns: list[str]) -> list[str]:
-    """Triggers that keep the FTS index in step with rows written by any tool."""
+def _fts_trigger(table: str, event: str) -> str:
+    return f"{table}__fts_{event}"
+
+
+def _fts_trigger_sql(table: str, columns: list[str]) -> dict[str, str]:
+    """Triggers that keep the FTS index in step with rows written by any tool, by event."""
     fts, cols = _quote(table + "_fts"), ", ".join(_quote(c) for c in columns)
     new = ", ".join(f"new.{_quote(c)}" for c in columns)
     old = ", ".join(f"old.{_quote(c)}" for c in columns)
     insert = f"INSERT INTO {fts} (rowid, {cols}) VALUES (new.id, {new});"
     delete = f"INSERT INTO {fts} ({fts}, rowid, {cols}) VALUES ('delete', old.id, {old});"
-    on_insert, on_delete, on_update = (_quote(n) for n in _fts_trigger_names(table))
-    return [
-        f"CREATE TRIGGER {on_insert} AFTER INSERT ON {_quote(table)} BEGIN {insert} END",
-        f"CREATE TRIGGER {on_delete} AFTER DELETE ON {_quote(table)} BEGIN {delete} END",
-        f"CREATE TRIGGER {on_update} AFTER UPDATE ON {_quote(table)} BEGIN {delete} {insert} END",
-    ]
+    bodies = {"insert": insert, "delete": delete, "update": f"{delete} {insert}"}
+    return {
+        event: f"CREATE TRIGGER {_quote(_fts_trigger(table, event))} "
+        f"AFTER {event.upper()} ON {_quote(table)} BEGIN {body} END"
+        for event, body in bodies.items()
+    }
 
 
 def _create_fts_sql(table: str, columns: list[str]) -> list[str]:
@@ -1348,15 +1405,13 @@ def _create_fts_sql(table: str, columns: list[str]) -> list[str]:
         f"content={_quote(table)}, content_rowid='id', "
         "tokenize='unicode61 remove_diacritics 2')",
         f"INSERT INTO {fts} ({fts}) VALUES ('rebuild')",
-        *_fts_trigger_sql(table, columns),
+        *_fts_trigger_sql(table, columns).values(),
     ]
 
 
-def _drop_fts_sql(table: str) -> list[str]:
-    return [
-        *(f"DROP TRIGGER IF EXISTS {_quote(name)}" for name in _fts_trigger_names(table)),
-        f"DROP TABLE IF EXISTS {_quote(table + '_fts')}",
-    ]
+def _drop_fts_sql(table: str, *, keep_table: bool = False) -> list[str]:
+    triggers = [f"DROP TRIGGER IF EXISTS {_quote(_fts_trigger(table, e))}" for e in _FTS_EVENTS]
+    return triggers if keep_table else [*triggers, f"DROP TABLE IF EXISTS {_quote(table + '_fts')}"]
 
 
 # --------------------------------------------------------------------------
@@ -1645,6 +1700,13 @@ def _normalize_fts(fts: Sequence[str] | None) -> list[str]:
     return list(dict.fromkeys(_check_field_path(path) for path in fts))
 
 
+def _fits(value: object, kind: str) -> bool:
+    """Whether a value (of a subclass, say a str enum) may be stored in a field of this kind."""
+    if isinstance(value, bool) and kind != "boolean":
+        return False
+    return isinstance(value, FIELD_TYPES[kind][1])
+
+
 def _check_key(key: object) -> str:
     if not isinstance(key, str):
         raise ValidationError(f"a key must be a str, not {type(key).__name__}")
@@ -1652,11 +1714,7 @@ def _check_key(key: object) -> str:
         raise ValidationError(
             f"a key must be 1 to {MAX_KEY_LENGTH} characters without NUL, got {len(key)}"
         )
-    try:
-        key.encode("utf-8")
-    except UnicodeEncodeError as err:
-        raise ValidationError(f"a key must be valid unicode: {key!r}") from err
-    return key
+    return key  # a lone surrogate fails when bound, as a ValidationError too
 
 
 def _check_count(value: object, name: str) -> None:
@@ -1677,10 +1735,14 @@ def _seconds(value: object, name: str) -> float:
     return seconds
 
 
+# One encoder for every record: json.dumps with options builds a new one per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
 def _dumps(value: Any) -> str:
     """JSON text for a value, refusing what JSON cannot represent (sets, bytes, NaN, cycles)."""
     try:
-        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        return _ENCODER.encode(value)
     except (TypeError, ValueError, RecursionError) as err:
         raise ValidationError(f"value cannot be stored as JSON: {err}") from err
 

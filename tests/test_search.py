@@ -137,3 +137,21 @@ def test_check_detects_drift_and_rebuild_fixes_it(events: memstore.Collection) -
     events.rebuild_fts()
     assert events.check() == []
     assert [h.key for h in events.search("changed")] == ["a"]
+
+
+def test_bulk_replacing_rows_several_times_keeps_index_exact(events: memstore.Collection) -> None:
+    events.put_many([(f"k{i}", {"summary": f"old{i}"}) for i in range(1500)])
+    # each existing key three times, in different batches, plus new keys replaced too
+    again = [
+        (f"k{i % 1500}", {"summary": f"pass{n} value{i % 1500}"})
+        for n, i in ((i // 1500, i) for i in range(4500))
+    ]
+    again += [(f"new{i % 700}", {"summary": f"fresh{i}"}) for i in range(2100)]
+    assert events.put_many(again) == 6600
+    assert events.count() == 2200
+    assert events.check() == []
+    assert events.search("old7") == []
+    assert [h.key for h in events.search("pass2 AND value7")] == ["k7"]
+    assert events.search("pass0 AND value7") == []
+    assert [h.key for h in events.search("fresh1400")] == ["new0"]
+    assert events.search("fresh0") == []

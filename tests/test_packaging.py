@@ -1,0 +1,72 @@
+"""The wheel installs into a fresh venv with its schema files and py.typed, and works there."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import venv
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT
+
+SMOKE = """
+import pathlib, sys, memstore
+assert "site-packages" in memstore.__file__, memstore.__file__
+package = pathlib.Path(memstore.__file__).parent
+assert (package / "py.typed").exists()
+assert sorted(p.name for p in (package / "sql").glob("*.sql")) == sorted(
+    p.name for p in memstore.SQL_DIR.glob("*.sql"))
+with memstore.Store(sys.argv[1]) as store:
+    notes = store.collection("notes", fields={"kind": str}, fts=["text"])
+    notes.put("a", {"kind": "smoke", "text": "installed from the wheel"})
+    assert [h.key for h in notes.search("wheel")] == ["a"]
+    assert store.schema_version == memstore.SCHEMA_VERSION
+print("smoke ok")
+"""
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(ROOT)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    (found,) = out.glob("memstore-*.whl")
+    return found
+
+
+def test_wheel_contents(wheel: Path) -> None:
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {"memstore/__init__.py", "memstore/py.typed", "memstore/sql/0001_core.sql"} <= names
+    assert not [n for n in names if n.startswith(("tests/", "bench/", "sql/"))]
+
+
+def test_wheel_works_in_fresh_venv(wheel: Path, tmp_path: Path) -> None:
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    python = env_dir / "bin" / "python"
+    install = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert install.returncode == 0, install.stderr[-2000:]
+    result = subprocess.run(
+        [str(python), "-c", SMOKE, str(tmp_path / "smoke.db")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "smoke ok"
