@@ -44,14 +44,20 @@ __all__ = [
     "APPLICATION_ID",
     "BusyError",
     "Collection",
+    "ConflictError",
+    "Conversations",
+    "Event",
+    "EventLog",
     "Hit",
     "MemstoreError",
+    "Message",
     "NotFoundError",
     "QueryError",
     "Row",
     "SchemaError",
     "StorageFullError",
     "Store",
+    "Thread",
     "ValidationError",
     "__version__",
 ]
@@ -142,6 +148,10 @@ class ValidationError(MemstoreError, ValueError):
 
 class QueryError(MemstoreError, ValueError):
     """A filter, ordering or full-text query that cannot be run."""
+
+
+class ConflictError(MemstoreError):
+    """The write contradicts what is stored: a duplicate id, a closed thread, live branches."""
 
 
 class BusyError(MemstoreError):
@@ -275,6 +285,28 @@ def _claim_file(conn: apsw.Connection) -> None:
     if app_id not in (0, APPLICATION_ID):
         raise SchemaError(f"not a memstore file (application_id {app_id:#x})")
     conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+
+
+@functools.cache
+def _schema_objects() -> dict[str, tuple[str, str]]:
+    """The indexes and triggers the sql/ files create: name -> (kind, statement).
+
+    ``check()`` looks for them and ``repair()`` recreates the missing ones.
+    """
+    found: dict[str, tuple[str, str]] = {}
+    for _, path in _migrations():
+        statement = ""
+        for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
+            statement += line
+            if not apsw.complete(statement):
+                continue
+            match = re.match(
+                r"\s*(?:--[^\n]*\n\s*)*CREATE\s+(INDEX|TRIGGER)\s+(\w+)", statement, re.I
+            )
+            if match:
+                found[match.group(2)] = (match.group(1).lower(), statement.strip())
+            statement = ""
+    return found
 
 
 def _check_schema(conn: apsw.Connection, version: int) -> None:
@@ -537,6 +569,18 @@ class Store:
             self._fetch(f"DROP TABLE IF EXISTS {_quote(meta.name)}")
             self._fetch("DELETE FROM _memstore_collections WHERE name = ?", (meta.name,))
 
+    def event_log(self, name: str) -> EventLog:
+        """An append-only event log (created by its first append); see EventLog."""
+        return EventLog(self, name)
+
+    def event_logs(self) -> list[str]:
+        """Names of the event logs in this file."""
+        return [r[0] for r in self._fetch("SELECT name FROM memstore_logs ORDER BY name")]
+
+    def conversations(self) -> Conversations:
+        """Chat threads, messages, token usage and branches; see Conversations."""
+        return Conversations(self)
+
     def cleanup(
         self,
         *,
@@ -563,6 +607,12 @@ class Store:
         problems = [f"integrity: {r[0]}" for r in self._fetch("PRAGMA quick_check") if r[0] != "ok"]
         for name in self.collections():
             problems += self.collection(name).check()
+        present = {row[0] for row in self._fetch("SELECT name FROM sqlite_schema")}
+        for name, (kind, _) in _schema_objects().items():
+            if name not in present:
+                problems.append(f"missing {kind} {name}")
+        for fts in _LAYER_FTS:
+            problems += _fts_problems(self, fts)
         return problems
 
     def repair(self) -> list[str]:
@@ -570,6 +620,17 @@ class Store:
         done = []
         for name in self.collections():
             done += self.collection(name)._repair()
+        present = {row[0] for row in self._fetch("SELECT name FROM sqlite_schema")}
+        for name, (kind, sql) in _schema_objects().items():
+            if name not in present:
+                with self.transaction():
+                    self._fetch(sql)
+                done.append(f"recreated {kind} {name}")
+        for fts in _LAYER_FTS:
+            if _fts_problems(self, fts):
+                with self.transaction():
+                    self._fetch(f"INSERT INTO {fts} ({fts}) VALUES ('rebuild')")
+                done.append(f"rebuilt the full-text index {fts}")
         return done
 
     # -- registry ----------------------------------------------------------
@@ -948,8 +1009,7 @@ class Collection:
         """
         if not self.fts:
             raise QueryError(f"collection {self.name!r} has no full-text index (declare fts=[...])")
-        if not isinstance(text, str) or not text.strip():
-            raise QueryError("the search text must be a non-empty string")
+        _check_match(text)
         _check_count(limit, "limit")
         _check_count(offset, "offset")
         clause, params = self._filter(where)
@@ -960,13 +1020,7 @@ class Collection:
             f"WHERE {fts} MATCH ? AND {clause} ORDER BY {fts}.rank LIMIT ? OFFSET ?"
         )
         bound = [highlight[0], highlight[1], snippet_tokens, text, *params, limit, offset]
-        try:
-            rows = self.store._fetch(sql, bound)
-        except MemstoreError as err:
-            # The filter is compiled by memstore, so an SQL error here is the FTS5 query's.
-            if isinstance(err.__cause__, apsw.SQLError):
-                raise QueryError(f"cannot search for {text!r}: {err.__cause__}") from err.__cause__
-            raise
+        rows = _search(self.store, sql, bound, text)
         return [Hit(key, self._decode(body), rank, snip) for key, body, rank, snip in rows]
 
     def aggregate(
@@ -1076,14 +1130,8 @@ class Collection:
         problems = [
             f"{self.name}: missing {kind} {name}" for kind, name, _ in self._missing_objects()
         ]
-        if self.fts:
-            try:
-                self.store._fetch(
-                    f"INSERT INTO {self._fts_table} ({self._fts_table}, rank) "
-                    "VALUES ('integrity-check', 1)"
-                )
-            except MemstoreError as err:
-                problems.append(f"{self.name}: full-text index out of step with the rows ({err})")
+        if self.fts and not any(" table " in p for p in problems):
+            problems += _fts_problems(self.store, self._fts_table)
         return problems
 
     def rebuild_fts(self) -> None:
@@ -1323,6 +1371,979 @@ class Collection:
             sql += " LIMIT ? OFFSET ?"
             params += [-1 if limit is None else limit, offset]
         return sql, params
+
+
+# --------------------------------------------------------------------------
+# Agent memory, part 1: event logs and conversations (sql/0002, sql/0003)
+# --------------------------------------------------------------------------
+
+
+class Event(NamedTuple):
+    """One event of an EventLog, as ``read()`` returns it."""
+
+    seq: int
+    id: str
+    kind: str
+    at: str
+    payload: Any
+    recorded_at: str
+
+
+_EVENT_COLUMNS = "seq, event_id, kind, at, payload, recorded_at"
+_EVENT_FIELDS = frozenset({"id", "kind", "payload", "at"})
+
+
+def _event(row: Any) -> Event:
+    seq, event_id, kind, at, payload, recorded_at = row
+    return Event(seq, event_id, kind, at, json.loads(payload), recorded_at)
+
+
+class EventLog:
+    """An append-only, ordered log of events; get one from ``Store.event_log``.
+
+    >>> log = store.event_log("agent-1")
+    >>> seq = log.append({"id": "e1", "kind": "tool_call", "payload": {"tool": "search"}})
+    >>> state = log.replay(lambda state, event: state + 1, 0)
+
+    Each event gets a sequence number: gap-free and strictly increasing per
+    log, in commit order. Events are immutable; only retention removes them.
+    """
+
+    def __init__(self, store: Store, name: str) -> None:
+        if not isinstance(name, str) or not name or len(name) > MAX_KEY_LENGTH:
+            raise ValidationError(f"a log name must be a non-empty string, not {name!r}")
+        self.store = store
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<memstore.EventLog {self.name!r}>"
+
+    def append(self, event: Mapping[str, Any]) -> int:
+        """Append an event and return its sequence number.
+
+        ``event`` has a ``kind`` (a string) and may have an ``id`` (a string;
+        a ULID is made if absent), a ``payload`` (any JSON value) and an
+        ``at`` (ISO-8601 text or an aware datetime; now if absent).
+        Appending an id that is already in the log with the same content
+        returns its sequence number (so a retry after a crash is safe); with
+        different content it raises ConflictError.
+        """
+        return self.append_many([event])[0]
+
+    def append_many(self, events: Iterable[Mapping[str, Any]]) -> list[int]:
+        """Append several events in one transaction; return their sequence numbers."""
+        checked = [_check_event(event) for event in events]
+        seqs = []
+        with self.store.transaction():
+            for event_id, kind, at, payload, at_given in checked:
+                seqs.append(self._append(event_id, kind, at, payload, at_given))
+        return seqs
+
+    def _append(self, event_id: str, kind: str, at: str, payload: str, at_given: bool) -> int:
+        fetch = self.store._fetch
+        existing = fetch(
+            "SELECT seq, kind, at, payload FROM memstore_events WHERE log = ? AND event_id = ?",
+            (self.name, event_id),
+        )
+        if existing:
+            seq, old_kind, old_at, old_payload = existing[0]
+            same = (
+                old_kind == kind
+                and json.loads(old_payload) == json.loads(payload)
+                and (not at_given or old_at == at)
+            )
+            if same:
+                return int(seq)
+            raise ConflictError(
+                f"event {event_id!r} is already in log {self.name!r} (seq {seq}) "
+                "with different content; events are immutable"
+            )
+        bumped = fetch(
+            "UPDATE memstore_logs SET last_seq = last_seq + 1 WHERE name = ? RETURNING last_seq",
+            (self.name,),
+        )
+        if not bumped:
+            fetch("INSERT INTO memstore_logs (name, last_seq) VALUES (?, 1)", (self.name,))
+        seq = bumped[0][0] if bumped else 1
+        fetch(
+            "INSERT INTO memstore_events (log, seq, event_id, kind, at, payload, recorded_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (self.name, seq, event_id, kind, at, payload, _iso(_utcnow())),
+        )
+        return int(seq)
+
+    def last_seq(self) -> int:
+        """The sequence number of the last event appended (0 for a new log)."""
+        rows = self.store._fetch("SELECT last_seq FROM memstore_logs WHERE name = ?", (self.name,))
+        return int(rows[0][0]) if rows else 0
+
+    def get(self, event_id: str) -> Event:
+        """The event with this id; NotFoundError if there is none."""
+        rows = self.store._fetch(
+            f"SELECT {_EVENT_COLUMNS} FROM memstore_events WHERE log = ? AND event_id = ?",
+            (self.name, event_id),
+        )
+        if not rows:
+            raise NotFoundError(f"no event {event_id!r} in log {self.name!r}")
+        return _event(rows[0])
+
+    def read(
+        self,
+        since: int = 0,
+        *,
+        until: int | None = None,
+        kinds: Sequence[str] | None = None,
+        limit: int | None = None,
+    ) -> list[Event]:
+        """Events after sequence number ``since`` (up to ``until``), oldest first."""
+        return list(self.stream(since, until=until, kinds=kinds, limit=limit))
+
+    def stream(
+        self,
+        since: int = 0,
+        *,
+        until: int | None = None,
+        kinds: Sequence[str] | None = None,
+        limit: int | None = None,
+    ) -> Iterator[Event]:
+        """Like ``read()``, yielding events as they are read, for long logs."""
+        _check_count(since, "since")
+        sql = f"SELECT {_EVENT_COLUMNS} FROM memstore_events WHERE log = ? AND seq > ?"
+        params: list[Any] = [self.name, since]
+        if until is not None:
+            _check_count(until, "until")
+            sql += " AND seq <= ?"
+            params.append(until)
+        if kinds is not None:
+            sql += " AND kind IN (SELECT value FROM json_each(?))"
+            params.append(_dumps(_strings(kinds, "kinds")))
+        sql += " ORDER BY seq"
+        if limit is not None:
+            _check_count(limit, "limit")
+            sql += " LIMIT ?"
+            params.append(limit)
+        return self.store._stream(sql, params, _event)
+
+    def tail(self, n: int = 10) -> list[Event]:
+        """The last ``n`` events, oldest first."""
+        _check_count(n, "n")
+        rows = self.store._fetch(
+            f"SELECT {_EVENT_COLUMNS} FROM memstore_events WHERE log = ? ORDER BY seq DESC LIMIT ?",
+            (self.name, n),
+        )
+        return [_event(row) for row in reversed(rows)]
+
+    def __len__(self) -> int:
+        rows = self.store._fetch("SELECT count(*) FROM memstore_events WHERE log = ?", (self.name,))
+        return int(rows[0][0])
+
+    def replay(
+        self,
+        reducer: Callable[[Any, Event], Any],
+        initial: Any = None,
+        *,
+        until: int | None = None,
+        use_snapshots: bool = True,
+    ) -> Any:
+        """Fold the events (up to ``until``) into a state: ``state = reducer(state, event)``.
+
+        Starts from the latest snapshot at or before ``until`` when there is
+        one (its state is JSON, as ``snapshot()`` stored it), else from
+        ``initial``. Raises MemstoreError if retention removed events the
+        replay needs.
+        """
+        last = self.last_seq()
+        until = last if until is None else min(until, last)
+        start, state = 0, initial
+        if use_snapshots:
+            snapshot = self.store._fetch(
+                "SELECT seq, state FROM memstore_event_snapshots WHERE log = ? AND seq <= ? "
+                "ORDER BY seq DESC LIMIT 1",
+                (self.name, until),
+            )
+            if snapshot:
+                start, state = snapshot[0][0], json.loads(snapshot[0][1])
+        expected = start + 1
+        for event in self.stream(start, until=until):
+            if event.seq != expected:
+                break
+            state = reducer(state, event)
+            expected += 1
+        if expected != until + 1:
+            raise MemstoreError(
+                f"events from seq {expected} of log {self.name!r} were removed by retention; "
+                "replay from a snapshot taken after them"
+            )
+        return state
+
+    def snapshot(self, state: Any, seq: int | None = None) -> int:
+        """Store a state (JSON) as of ``seq`` (default: the last event), so replays start there."""
+        last = self.last_seq()
+        seq = last if seq is None else seq
+        _check_count(seq, "seq")
+        if seq > last:
+            raise ValidationError(f"seq {seq} is past the end of log {self.name!r} ({last})")
+        body = _dumps(state)
+        with self.store.transaction():
+            self.store._fetch(
+                "INSERT INTO memstore_event_snapshots (log, seq, state) VALUES (?, ?, ?) "
+                "ON CONFLICT (log, seq) DO UPDATE SET state = excluded.state, "
+                f"created_at = {_SQL_NOW}",
+                (self.name, seq, body),
+            )
+        return seq
+
+    def search(
+        self, text: str, *, kinds: Sequence[str] | None = None, limit: int = 20
+    ) -> list[Hit]:
+        """Full-text search over the events' kinds and payloads; each Hit's record is an Event."""
+        _check_count(limit, "limit")
+        sql = (
+            f"SELECT e.event_id, {', '.join('e.' + c for c in _EVENT_COLUMNS.split(', '))}, "
+            "memstore_events_fts.rank, snippet(memstore_events_fts, -1, '[', ']', '…', 12) "
+            "FROM memstore_events_fts "
+            "JOIN memstore_events AS e ON e.id = memstore_events_fts.rowid "
+            "WHERE memstore_events_fts MATCH ? AND e.log = ?"
+        )
+        params: list[Any] = [_check_match(text), self.name]
+        if kinds is not None:
+            sql += " AND e.kind IN (SELECT value FROM json_each(?))"
+            params.append(_dumps(_strings(kinds, "kinds")))
+        sql += " ORDER BY memstore_events_fts.rank LIMIT ?"
+        rows = _search(self.store, sql, [*params, limit], text)
+        return [Hit(row[0], _event(row[1:7]), row[7], row[8]) for row in rows]
+
+    def cleanup(
+        self,
+        *,
+        older_than: timedelta | float | None = None,
+        keep_last: int | None = None,
+        batch_size: int = BATCH_SIZE,
+    ) -> int:
+        """Remove events older than ``older_than`` (by their ``at``) or not among the
+        ``keep_last`` newest; return how many. Sequence numbers are never reused.
+        Take a snapshot first if you will want to replay past the removed events.
+        """
+        conditions: list[str] = []
+        params: list[Any] = []
+        if older_than is not None:
+            cutoff = _utcnow() - timedelta(seconds=_seconds(older_than, "older_than"))
+            conditions.append("at < ?")
+            params.append(_iso(cutoff))
+        if keep_last is not None:
+            _check_count(keep_last, "keep_last")
+            conditions.append("seq <= ?")
+            params.append(self.last_seq() - keep_last)
+        if not conditions:
+            return 0
+        where = f"log = ? AND ({' OR '.join(conditions)})"
+        return _delete_batches(
+            self.store, "memstore_events", where, [self.name, *params], batch_size
+        )
+
+
+def _check_event(event: Mapping[str, Any]) -> tuple[str, str, str, str, bool]:
+    if not isinstance(event, Mapping):
+        raise ValidationError(f"an event must be a dict, not {type(event).__name__}")
+    unknown = set(event) - _EVENT_FIELDS
+    if unknown:
+        raise ValidationError(f"unknown event fields {sorted(unknown)}; use id, kind, payload, at")
+    kind = event.get("kind")
+    if not isinstance(kind, str) or not kind:
+        raise ValidationError(f"an event needs a kind (a non-empty string), not {kind!r}")
+    event_id = _check_key(event["id"]) if "id" in event else _new_key()
+    at = event.get("at")
+    at_given = at is not None
+    return event_id, kind, _timestamp(at), _dumps(event.get("payload")), at_given
+
+
+class Thread(NamedTuple):
+    """A conversation thread (or a branch of one)."""
+
+    id: str
+    title: str | None
+    user_id: str | None
+    agent_id: str | None
+    tags: list[str]
+    metadata: dict[str, Any]
+    created_at: str
+    last_message_at: str | None
+    message_count: int
+    parent_id: str | None
+    branch_point: int | None
+    status: str
+    status_reason: str | None
+    merged_into: str | None
+    status_at: str | None
+
+
+class Message(NamedTuple):
+    """A message with its token usage. ``content`` is text, or JSON data if it was given so."""
+
+    thread_id: str
+    position: int
+    role: str
+    content: Any
+    name: str | None
+    tool_calls: Any
+    metadata: dict[str, Any]
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    model: str | None
+    cost: float
+    created_at: str
+    merged_from: int | None
+
+
+_THREAD_COLUMNS = (
+    "id, title, user_id, agent_id, tags, metadata, created_at, last_message_at, message_count, "
+    "parent_id, branch_point, status, status_reason, merged_into, status_at"
+)
+_MESSAGE_COLUMNS = (
+    "m.thread_id, m.position, m.role, m.content, m.content_type, m.name, m.tool_calls, "
+    "m.metadata, m.input_tokens, m.output_tokens, m.total_tokens, m.model, m.cost, "
+    "m.created_at, m.merged_from"
+)
+ROLES = ("system", "user", "assistant", "tool")
+_USAGE_FIELDS = {
+    "input_tokens": "input_tokens",
+    "prompt_tokens": "input_tokens",
+    "output_tokens": "output_tokens",
+    "completion_tokens": "output_tokens",
+    "total_tokens": "total_tokens",
+    "model": "model",
+    "cost": "cost",
+}
+_THREAD_ORDER = ("created_at", "last_message_at", "message_count", "title", "id")
+_NO_LIMIT = 2**62
+
+
+def _thread(row: Any) -> Thread:
+    values = list(row)
+    values[4], values[5] = json.loads(values[4]), json.loads(values[5])
+    return Thread(*values)
+
+
+def _message(row: Any) -> Message:
+    thread_id, position, role, content, content_type, name, tool_calls, metadata, *rest = row
+    if content_type == "json":
+        content = json.loads(content)
+    return Message(
+        thread_id,
+        position,
+        role,
+        content,
+        name,
+        None if tool_calls is None else json.loads(tool_calls),
+        json.loads(metadata),
+        *rest,
+    )
+
+
+class Conversations:
+    """Chat threads, their messages and token usage, with branches; from ``Store.conversations``.
+
+    >>> conv = store.conversations()
+    >>> conv.create_thread("t1", user_id="u1", title="Trip planning")
+    >>> conv.add_message("t1", "user", "Find me a train to Lyon")
+    >>> conv.add_message("t1", "assistant", "The 9:04 ...",
+    ...                  usage={"input_tokens": 812, "output_tokens": 96, "cost": 0.004})
+    >>> conv.last_messages("t1", 20)
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    # -- threads -----------------------------------------------------------
+
+    def create_thread(
+        self,
+        thread_id: str | None = None,
+        *,
+        title: str | None = None,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        tags: Sequence[str] = (),
+        metadata: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Start a thread and return its id (a new ULID unless given)."""
+        thread_id = _new_key() if thread_id is None else _check_key(thread_id)
+        for label, value in (("title", title), ("user_id", user_id), ("agent_id", agent_id)):
+            if value is not None and not isinstance(value, str):
+                raise ValidationError(f"{label} must be a string, not {value!r}")
+        params = (
+            thread_id,
+            title,
+            user_id,
+            agent_id,
+            _dumps(_strings(tags, "tags")),
+            _dumps(_mapping(metadata, "metadata")),
+            _iso(_utcnow()),
+        )
+        with self.store.transaction():
+            if self.store._fetch("SELECT 1 FROM memstore_threads WHERE id = ?", (thread_id,)):
+                raise ConflictError(f"thread {thread_id!r} already exists")
+            self.store._fetch(
+                "INSERT INTO memstore_threads "
+                "(id, title, user_id, agent_id, tags, metadata, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                params,
+            )
+        return thread_id
+
+    def thread(self, thread_id: str) -> Thread:
+        """The thread; NotFoundError if there is none."""
+        rows = self.store._fetch(
+            f"SELECT {_THREAD_COLUMNS} FROM memstore_threads WHERE id = ?", (thread_id,)
+        )
+        if not rows:
+            raise NotFoundError(f"no thread {thread_id!r}")
+        return _thread(rows[0])
+
+    def threads(
+        self,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        tags: Sequence[str] | None = None,
+        created_after: datetime | str | None = None,
+        min_messages: int | None = None,
+        status: str | None = None,
+        order_by: str = "-last_message_at",
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[Thread]:
+        """Threads matching every filter given; ``tags`` means all of them.
+
+        ``order_by`` is one of created_at, last_message_at, message_count,
+        title, id, with ``-`` first for descending.
+        """
+        conditions: list[str] = ["1"]
+        params: list[Any] = []
+        for column, value in (("user_id", user_id), ("agent_id", agent_id), ("status", status)):
+            if value is not None:
+                conditions.append(f"{column} = ?")
+                params.append(value)
+        for tag in _strings(tags or [], "tags"):
+            conditions.append("EXISTS (SELECT 1 FROM json_each(tags) WHERE value = ?)")
+            params.append(tag)
+        if created_after is not None:
+            conditions.append("created_at > ?")
+            params.append(_timestamp(created_after))
+        if min_messages is not None:
+            _check_count(min_messages, "min_messages")
+            conditions.append("message_count >= ?")
+            params.append(min_messages)
+        column = order_by.lstrip("-") if isinstance(order_by, str) else None
+        if column not in _THREAD_ORDER:
+            raise QueryError(f"order_by must be one of {_THREAD_ORDER}, '-' first for descending")
+        direction = " DESC" if order_by.startswith("-") else ""
+        _check_count(offset, "offset")
+        sql = (
+            f"SELECT {_THREAD_COLUMNS} FROM memstore_threads WHERE {' AND '.join(conditions)} "
+            f"ORDER BY {column}{direction}, id{direction} LIMIT ? OFFSET ?"
+        )
+        if limit is not None:
+            _check_count(limit, "limit")
+        params += [-1 if limit is None else limit, offset]
+        return [_thread(row) for row in self.store._fetch(sql, params)]
+
+    def delete_thread(self, thread_id: str, *, branches: bool = False) -> int:
+        """Delete a thread with its messages and usage; return how many threads went.
+
+        A thread with branches (which share its messages) is refused with
+        ConflictError unless ``branches=True``, which deletes them too.
+        """
+        with self.store.transaction():
+            self.thread(thread_id)
+            family = self._descendants(thread_id)
+            if family and not branches:
+                raise ConflictError(
+                    f"thread {thread_id!r} has branches {family}; delete with branches=True"
+                )
+            for doomed in [*reversed(family), thread_id]:
+                self.store._fetch("DELETE FROM memstore_threads WHERE id = ?", (doomed,))
+        return len(family) + 1
+
+    # -- messages ----------------------------------------------------------
+
+    def add_message(
+        self,
+        thread_id: str,
+        role: str,
+        content: Any,
+        *,
+        name: str | None = None,
+        tool_calls: Any = None,
+        metadata: Mapping[str, Any] | None = None,
+        usage: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Add a message, updating its thread in the same transaction; return its position.
+
+        ``content`` is text or JSON data (or None). ``usage`` takes
+        input_tokens, output_tokens, total_tokens (input + output by
+        default), model and cost; prompt_tokens and completion_tokens are
+        accepted as OpenAI names them.
+        """
+        if role not in ROLES:
+            raise ValidationError(f"role must be one of {ROLES}, not {role!r}")
+        if content is None or isinstance(content, str):
+            text, content_type = content, "text"
+        else:
+            text, content_type = _dumps(content), "json"
+        if name is not None and not isinstance(name, str):
+            raise ValidationError(f"name must be a string, not {name!r}")
+        calls = None if tool_calls is None else _dumps(tool_calls)
+        meta = _dumps(_mapping(metadata, "metadata"))
+        tokens_in, tokens_out, tokens_total, model, cost = _check_usage(usage)
+        now = _iso(_utcnow())
+        with self.store.transaction():
+            position = self._next_position(thread_id)
+            self.store._fetch(
+                "INSERT INTO memstore_messages (thread_id, position, role, content, content_type, "
+                "name, tool_calls, metadata, input_tokens, output_tokens, total_tokens, model, "
+                "cost, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    thread_id,
+                    position,
+                    role,
+                    text,
+                    content_type,
+                    name,
+                    calls,
+                    meta,
+                    tokens_in,
+                    tokens_out,
+                    tokens_total,
+                    model,
+                    cost,
+                    now,
+                ),
+            )
+            self.store._fetch(
+                "UPDATE memstore_threads SET last_message_at = ?, "
+                "message_count = message_count + 1 WHERE id = ?",
+                (now, thread_id),
+            )
+        return position
+
+    def messages(
+        self,
+        thread_id: str,
+        *,
+        limit: int | None = None,
+        before: int | None = None,
+        after: int | None = None,
+    ) -> list[Message]:
+        """A thread's history in order, a branch's shared messages included.
+
+        ``before``/``after`` bound the positions. With ``limit``, the last
+        ``limit`` messages (the first, when ``after`` is given).
+        """
+        clause, params = self._history_clause(thread_id)
+        for bound, op in ((before, "<"), (after, ">")):
+            if bound is not None:
+                _check_count(bound, "position")
+                clause += f" AND m.position {op} ?"
+                params.append(bound)
+        newest_first = limit is not None and after is None
+        sql = (
+            f"SELECT {_MESSAGE_COLUMNS} FROM memstore_messages AS m WHERE {clause} "
+            f"ORDER BY m.position{' DESC' if newest_first else ''}"
+        )
+        if limit is not None:
+            _check_count(limit, "limit")
+            sql += " LIMIT ?"
+            params.append(limit)
+        rows = self.store._fetch(sql, params)
+        return [_message(row) for row in (reversed(rows) if newest_first else rows)]
+
+    def last_messages(self, thread_id: str, n: int) -> list[Message]:
+        """The last ``n`` messages of a thread, oldest first: the context window."""
+        return self.messages(thread_id, limit=n)
+
+    def trim(self, thread_id: str, *, keep_last: int) -> int:
+        """Delete all but the last ``keep_last`` of a thread's own messages; return how many.
+
+        Branches sharing trimmed messages lose them from their history too.
+        """
+        _check_count(keep_last, "keep_last")
+        with self.store.transaction():
+            self.thread(thread_id)
+            doomed = self.store._fetch(
+                "DELETE FROM memstore_messages WHERE thread_id = ? AND position <= "
+                "(SELECT max(position) FROM memstore_messages WHERE thread_id = ?) - ? "
+                "RETURNING id",
+                (thread_id, thread_id, keep_last),
+            )
+            for family_member in [thread_id, *self._descendants(thread_id)]:
+                self._recount(family_member)
+        return len(doomed)
+
+    def usage(self, thread_id: str | None = None) -> dict[str, Any]:
+        """Token usage and cost: of one thread's own messages, or of the whole store.
+
+        Returns messages, input_tokens, output_tokens, total_tokens, cost and
+        ``by_model``: the same per model. Messages a merge copied carry no
+        usage (it stays with the branch's originals), so totals never count twice.
+        """
+        where, params = ("WHERE thread_id = ?", [thread_id]) if thread_id is not None else ("", [])
+        if thread_id is not None:
+            self.thread(thread_id)
+        rows = self.store._fetch(
+            "SELECT model, count(*), total(input_tokens), total(output_tokens), "
+            f"total(total_tokens), total(cost) FROM memstore_messages {where} GROUP BY model "
+            "ORDER BY model",
+            params,
+        )
+        keys = ("messages", "input_tokens", "output_tokens", "total_tokens", "cost")
+        totals: dict[str, Any] = dict.fromkeys(keys, 0)
+        by_model = {}
+        for model, *values in rows:
+            entry = {k: (v if k == "cost" else int(v)) for k, v in zip(keys, values, strict=True)}
+            for k in keys:
+                totals[k] += entry[k]
+            if model is not None:
+                by_model[model] = entry
+        totals["by_model"] = by_model
+        return totals
+
+    def search(self, text: str, *, thread_id: str | None = None, limit: int = 20) -> list[Hit]:
+        """Ranked full-text search over message content; each Hit's key is the thread id
+        and its record the Message. With ``thread_id``, over that thread's history."""
+        _check_count(limit, "limit")
+        clause, params = ("1", []) if thread_id is None else self._history_clause(thread_id)
+        sql = (
+            f"SELECT {_MESSAGE_COLUMNS}, memstore_messages_fts.rank, "
+            "snippet(memstore_messages_fts, 0, '[', ']', '…', 12) "
+            "FROM memstore_messages_fts JOIN memstore_messages AS m "
+            "ON m.id = memstore_messages_fts.rowid "
+            f"WHERE memstore_messages_fts MATCH ? AND {clause} "
+            "ORDER BY memstore_messages_fts.rank LIMIT ?"
+        )
+        rows = _search(self.store, sql, [_check_match(text), *params, limit], text)
+        return [Hit(row[0], _message(row[:15]), row[15], row[16]) for row in rows]
+
+    def cleanup(self, *, older_than: timedelta | float) -> int:
+        """Delete threads with no message (or creation) newer than ``older_than``; return how many.
+
+        A thread is kept while any of its branches is newer.
+        """
+        cutoff = _iso(_utcnow() - timedelta(seconds=_seconds(older_than, "older_than")))
+        with self.store.transaction():
+            old = {
+                row[0]
+                for row in self.store._fetch(
+                    "SELECT id FROM memstore_threads "
+                    "WHERE coalesce(last_message_at, created_at) < ?",
+                    (cutoff,),
+                )
+            }
+            doomed = [t for t in old if set(self._descendants(t)) <= old]
+            for thread_id in sorted(doomed, key=lambda t: -len(self._ancestors(t))):
+                self.store._fetch("DELETE FROM memstore_threads WHERE id = ?", (thread_id,))
+        return len(doomed)
+
+    # -- branches ----------------------------------------------------------
+
+    def branch(
+        self,
+        thread_id: str,
+        *,
+        at: int | None = None,
+        branch_id: str | None = None,
+        title: str | None = None,
+    ) -> str:
+        """Start a branch sharing the thread's messages up to position ``at`` (default: all).
+
+        Reading the branch returns that shared history and then its own
+        messages; the parent is not copied.
+        """
+        with self.store.transaction():
+            parent = self.thread(thread_id)
+            last = self._last_position(thread_id)
+            at = last if at is None else at
+            _check_count(at, "at")
+            if at > last:
+                raise ValidationError(f"thread {thread_id!r} has no message at position {at}")
+            new_id = self.create_thread(
+                branch_id,
+                title=parent.title if title is None else title,
+                user_id=parent.user_id,
+                agent_id=parent.agent_id,
+                tags=parent.tags,
+                metadata=parent.metadata,
+            )
+            self.store._fetch(
+                "UPDATE memstore_threads SET parent_id = ?, branch_point = ? WHERE id = ?",
+                (thread_id, at, new_id),
+            )
+            self._recount(new_id)
+        return new_id
+
+    def merge(self, branch_id: str, *, into: str | None = None) -> list[int]:
+        """Append a branch's own messages to ``into`` (default: its parent), in order.
+
+        Records the merge and marks the branch merged; returns the new
+        positions in ``into``. The copies point at the originals
+        (``merged_from``) and carry no usage of their own.
+        """
+        with self.store.transaction():
+            branch = self.thread(branch_id)
+            target = into if into is not None else branch.parent_id
+            if target is None:
+                raise ValidationError(f"thread {branch_id!r} is not a branch; say into=")
+            if target == branch_id or target in self._descendants(branch_id):
+                raise ValidationError(f"cannot merge {branch_id!r} into itself or its own branch")
+            self._require_active(branch)
+            own = self.store._fetch(
+                "SELECT id, role, content, content_type, name, tool_calls, metadata, model, "
+                "created_at FROM memstore_messages WHERE thread_id = ? ORDER BY position",
+                (branch_id,),
+            )
+            positions = []
+            for message_id, *values in own:
+                position = self._next_position(target)
+                self.store._fetch(
+                    "INSERT INTO memstore_messages (thread_id, position, role, content, "
+                    "content_type, name, tool_calls, metadata, model, created_at, merged_from) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (target, position, *values, message_id),
+                )
+                positions.append(position)
+            now = _iso(_utcnow())
+            if positions:
+                self.store._fetch(
+                    "UPDATE memstore_threads SET message_count = message_count + ?, "
+                    "last_message_at = ? WHERE id = ?",
+                    (len(positions), now, target),
+                )
+            self.store._fetch(
+                "INSERT INTO memstore_merges (branch_id, into_id, first_position, last_position, "
+                "message_count, merged_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    branch_id,
+                    target,
+                    positions[0] if positions else None,
+                    positions[-1] if positions else None,
+                    len(positions),
+                    now,
+                ),
+            )
+            self._set_status(branch_id, "merged", None, target)
+        return positions
+
+    def abandon(self, branch_id: str, *, reason: str | None = None) -> None:
+        """Mark a branch abandoned: kept and readable, closed to new messages."""
+        with self.store.transaction():
+            self._require_active(self.thread(branch_id))
+            self._set_status(branch_id, "abandoned", reason, None)
+
+    def tree(self, thread_id: str) -> dict[str, Any]:
+        """The branch tree holding a thread, from its root: each node is a dict with
+        id, title, parent_id, branch_point, status, merged_into, message_count,
+        merges (what was merged into it) and children."""
+        root = ([thread_id, *self._ancestors(thread_id)])[-1]
+        self.thread(thread_id)
+        threads = {t.id: t for t in self._family(root)}
+        merges: dict[str, list[dict[str, Any]]] = {}
+        for branch, into, first, last, count, at in self.store._fetch(
+            "SELECT branch_id, into_id, first_position, last_position, message_count, merged_at "
+            "FROM memstore_merges ORDER BY id"
+        ):
+            merges.setdefault(into, []).append(
+                {
+                    "branch_id": branch,
+                    "first_position": first,
+                    "last_position": last,
+                    "message_count": count,
+                    "merged_at": at,
+                }
+            )
+
+        def node(t: Thread) -> dict[str, Any]:
+            children = [c for c in threads.values() if c.parent_id == t.id]
+            return {
+                "id": t.id,
+                "title": t.title,
+                "parent_id": t.parent_id,
+                "branch_point": t.branch_point,
+                "status": t.status,
+                "status_reason": t.status_reason,
+                "merged_into": t.merged_into,
+                "message_count": t.message_count,
+                "merges": merges.get(t.id, []),
+                "children": [node(c) for c in sorted(children, key=lambda c: c.created_at)],
+            }
+
+        return node(threads[root])
+
+    # -- private -----------------------------------------------------------
+
+    def _require_active(self, thread: Thread) -> None:
+        if thread.status != "active":
+            raise ConflictError(f"thread {thread.id!r} is {thread.status}")
+
+    def _set_status(
+        self, thread_id: str, status: str, reason: str | None, into: str | None
+    ) -> None:
+        self.store._fetch(
+            "UPDATE memstore_threads SET status = ?, status_reason = ?, merged_into = ?, "
+            "status_at = ? WHERE id = ?",
+            (status, reason, into, _iso(_utcnow()), thread_id),
+        )
+
+    def _last_position(self, thread_id: str) -> int:
+        """The last position of a thread's history: its own messages, or its branch point."""
+        rows = self.store._fetch(
+            "SELECT max(coalesce(t.branch_point, 0), coalesce(max(m.position), 0)) "
+            "FROM memstore_threads AS t LEFT JOIN memstore_messages AS m ON m.thread_id = t.id "
+            "WHERE t.id = ?",
+            (thread_id,),
+        )
+        return int(rows[0][0] or 0)
+
+    def _next_position(self, thread_id: str) -> int:
+        rows = self.store._fetch(
+            "SELECT t.status, max(coalesce(t.branch_point, 0), coalesce("
+            "(SELECT max(position) FROM memstore_messages WHERE thread_id = t.id), 0)) "
+            "FROM memstore_threads AS t WHERE t.id = ?",
+            (thread_id,),
+        )
+        if not rows:
+            raise NotFoundError(f"no thread {thread_id!r}")
+        if rows[0][0] != "active":
+            raise ConflictError(f"thread {thread_id!r} is {rows[0][0]}")
+        return int(rows[0][1]) + 1
+
+    def _ancestors(self, thread_id: str) -> list[str]:
+        found: list[str] = []
+        current = thread_id
+        while True:
+            rows = self.store._fetch(
+                "SELECT parent_id FROM memstore_threads WHERE id = ?", (current,)
+            )
+            if not rows or rows[0][0] is None:
+                return found
+            current = rows[0][0]
+            found.append(current)
+
+    def _descendants(self, thread_id: str) -> list[str]:
+        rows = self.store._fetch(
+            "WITH RECURSIVE family(id) AS (SELECT id FROM memstore_threads WHERE parent_id = ? "
+            "UNION SELECT t.id FROM memstore_threads AS t JOIN family ON t.parent_id = family.id) "
+            "SELECT id FROM family",
+            (thread_id,),
+        )
+        return [row[0] for row in rows]
+
+    def _family(self, root: str) -> list[Thread]:
+        ids = [root, *self._descendants(root)]
+        rows = self.store._fetch(
+            f"SELECT {_THREAD_COLUMNS} FROM memstore_threads "
+            "WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps(ids),),
+        )
+        return [_thread(row) for row in rows]
+
+    def _history_clause(self, thread_id: str) -> tuple[str, list[Any]]:
+        """SQL selecting a thread's history: its own messages and, for a branch,
+        its ancestors' up to each branch point."""
+        ranges: list[tuple[str, int, int]] = []
+        current, upper = thread_id, _NO_LIMIT
+        while True:
+            rows = self.store._fetch(
+                "SELECT parent_id, branch_point FROM memstore_threads WHERE id = ?", (current,)
+            )
+            if not rows:
+                raise NotFoundError(f"no thread {current!r}")
+            parent, point = rows[0]
+            ranges.append((current, (point or 0) + 1, upper))
+            if parent is None:
+                break
+            current, upper = parent, min(point, upper)
+        clause = " OR ".join("(m.thread_id = ? AND m.position BETWEEN ? AND ?)" for _ in ranges)
+        return f"({clause})", [value for r in ranges for value in r]
+
+    def _recount(self, thread_id: str) -> None:
+        clause, params = self._history_clause(thread_id)
+        self.store._fetch(
+            "UPDATE memstore_threads SET message_count = "
+            f"(SELECT count(*) FROM memstore_messages AS m WHERE {clause}) WHERE id = ?",
+            [*params, thread_id],
+        )
+
+
+def _check_usage(usage: Mapping[str, Any] | None) -> tuple[int, int, int, str | None, float]:
+    if usage is None:
+        return 0, 0, 0, None, 0.0
+    if not isinstance(usage, Mapping):
+        raise ValidationError(f"usage must be a dict, not {type(usage).__name__}")
+    unknown = set(usage) - set(_USAGE_FIELDS)
+    if unknown:
+        raise ValidationError(
+            f"unknown usage fields {sorted(unknown)}; use {sorted(_USAGE_FIELDS)}"
+        )
+    values = {_USAGE_FIELDS[k]: v for k, v in usage.items() if v is not None}
+    for field in ("input_tokens", "output_tokens", "total_tokens"):
+        _check_count(values.get(field, 0), field)
+    tokens_in, tokens_out = values.get("input_tokens", 0), values.get("output_tokens", 0)
+    total = values.get("total_tokens", tokens_in + tokens_out)
+    cost = values.get("cost", 0.0)
+    if not isinstance(cost, (int, float)) or isinstance(cost, bool) or not 0 <= cost < math.inf:
+        raise ValidationError(f"cost must be a number >= 0, not {cost!r}")
+    model = values.get("model")
+    if model is not None and not isinstance(model, str):
+        raise ValidationError(f"model must be a string, not {model!r}")
+    return tokens_in, tokens_out, total, model, float(cost)
+
+
+def _search(store: Store, sql: str, params: Sequence[Any], text: str) -> list[Any]:
+    """Run a full-text search; FTS5's syntax errors become QueryError."""
+    try:
+        return store._fetch(sql, params)
+    except MemstoreError as err:
+        # The rest of the statement is memstore's own, so an SQL error is the query's.
+        if isinstance(err.__cause__, apsw.SQLError):
+            raise QueryError(f"cannot search for {text!r}: {err.__cause__}") from err.__cause__
+        raise
+
+
+_LAYER_FTS = ("memstore_events_fts", "memstore_messages_fts")
+
+
+def _fts_problems(store: Store, fts: str) -> list[str]:
+    """An external-content FTS5 index checked against its rows: [] when in step."""
+    try:
+        store._fetch(f"INSERT INTO {fts} ({fts}, rank) VALUES ('integrity-check', 1)")
+    except MemstoreError as err:
+        return [f"{fts}: full-text index out of step with the rows ({err})"]
+    return []
+
+
+def _check_match(text: object) -> str:
+    if not isinstance(text, str) or not text.strip():
+        raise QueryError("the search text must be a non-empty string")
+    return text
+
+
+def _delete_batches(store: Store, table: str, where: str, params: Sequence[Any], size: int) -> int:
+    """Delete rows of a layer table matching ``where``, ``size`` per transaction."""
+    _check_count(size, "batch_size")
+    if size == 0:
+        raise ValidationError("batch_size must be at least 1")
+    total = 0
+    while True:
+        with store.transaction():
+            deleted = store._fetch(
+                f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE {where} LIMIT ?) "
+                "RETURNING id",
+                [*params, size],
+            )
+        total += len(deleted)
+        if len(deleted) < size:
+            return total
 
 
 # --------------------------------------------------------------------------
@@ -1640,13 +2661,13 @@ def _check_collection_name(name: object) -> None:
         or not _COLLECTION_NAME.match(name)
         or len(name) > MAX_NAME_LENGTH
         or "__" in name
-        or name.lower().startswith("sqlite_")
+        or name.lower().startswith(("sqlite_", "memstore_"))
         or re.search(r"_fts(_|$)", name.lower())
     ):
         raise ValidationError(
             f"invalid collection name {name!r}: use ASCII letters, digits and single "
             f"underscores, starting with a letter, at most {MAX_NAME_LENGTH} characters, "
-            "not starting with sqlite_ nor containing _fts"
+            "not starting with sqlite_ or memstore_, nor containing _fts"
         )
 
 
@@ -1715,6 +2736,38 @@ def _check_key(key: object) -> str:
             f"a key must be 1 to {MAX_KEY_LENGTH} characters without NUL, got {len(key)}"
         )
     return key  # a lone surrogate fails when bound, as a ValidationError too
+
+
+def _strings(values: object, name: str) -> list[str]:
+    if isinstance(values, str) or not isinstance(values, (list, tuple, set, frozenset)):
+        raise ValidationError(f"{name} must be a list of strings, not {values!r}")
+    if not all(isinstance(v, str) for v in values):
+        raise ValidationError(f"{name} must be a list of strings, not {values!r}")
+    return list(values)
+
+
+def _mapping(value: object, name: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValidationError(f"{name} must be a dict, not {type(value).__name__}")
+    return value
+
+
+def _timestamp(value: object) -> str:
+    """An ISO-8601 UTC timestamp in memstore's format, from text, an aware datetime, or now."""
+    if value is None:
+        return _iso(_utcnow())
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError as err:
+            raise ValidationError(f"not an ISO-8601 timestamp: {value!r}") from err
+    if not isinstance(value, datetime):
+        raise ValidationError(f"a timestamp must be ISO-8601 text or a datetime, not {value!r}")
+    if value.tzinfo is None:
+        raise ValidationError(f"a timestamp needs a time zone (say +00:00 or Z): {value!r}")
+    return _iso(value.astimezone(UTC))
 
 
 def _check_count(value: object, name: str) -> None:

@@ -74,7 +74,7 @@ def test_killed_process_leaves_no_trace(db_path: Path) -> None:
         assert (
             len(
                 store.connection.execute(
-                    "SELECT name FROM sqlite_schema WHERE type = 'trigger'"
+                    "SELECT name FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = 'notes'"
                 ).fetchall()
             )
             == 3

@@ -116,7 +116,7 @@ def test_failed_bulk_write_restores_triggers_and_index(events: memstore.Collecti
     assert (
         len(
             events.store.connection.execute(
-                "SELECT name FROM sqlite_schema WHERE type = 'trigger'"
+                "SELECT name FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = 'events'"
             ).fetchall()
         )
         == 3

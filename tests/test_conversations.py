@@ -1,0 +1,314 @@
+"""Conversations: threads, messages with token usage, search, trim, branches and merges."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import memstore
+
+
+@pytest.fixture
+def conv(store: memstore.Store) -> memstore.Conversations:
+    return store.conversations()
+
+
+def usage(i: int, o: int, model: str = "small", cost: float = 0.001) -> dict[str, Any]:
+    return {"input_tokens": i, "output_tokens": o, "model": model, "cost": cost}
+
+
+def contents(messages: list[memstore.Message]) -> list[Any]:
+    return [m.content for m in messages]
+
+
+def test_thread_and_messages(conv: memstore.Conversations) -> None:
+    tid = conv.create_thread(
+        "t1", title="Trip", user_id="u1", agent_id="a1", tags=["travel"], metadata={"lang": "fr"}
+    )
+    assert tid == "t1"
+    assert conv.add_message("t1", "system", "You plan trips.") == 1
+    assert conv.add_message("t1", "user", "Train to Lyon?") == 2
+    assert (
+        conv.add_message(
+            "t1",
+            "assistant",
+            None,
+            tool_calls=[{"name": "search_trains", "args": {"to": "Lyon"}}],
+            usage=usage(100, 20),
+        )
+        == 3
+    )
+    assert conv.add_message("t1", "tool", {"trains": ["9:04", "10:04"]}, name="search_trains") == 4
+    assert (
+        conv.add_message("t1", "assistant", "The 9:04.", usage=usage(150, 10), metadata={"k": 1})
+        == 5
+    )
+    thread = conv.thread("t1")
+    assert thread.message_count == 5 and thread.last_message_at is not None
+    assert (thread.title, thread.user_id, thread.tags, thread.metadata) == (
+        "Trip",
+        "u1",
+        ["travel"],
+        {"lang": "fr"},
+    )
+    messages = conv.messages("t1")
+    assert [m.role for m in messages] == ["system", "user", "assistant", "tool", "assistant"]
+    assert messages[2].tool_calls == [{"name": "search_trains", "args": {"to": "Lyon"}}]
+    assert (
+        messages[3].content == {"trains": ["9:04", "10:04"]} and messages[3].name == "search_trains"
+    )
+    assert (messages[4].input_tokens, messages[4].output_tokens, messages[4].total_tokens) == (
+        150,
+        10,
+        160,
+    )
+    assert messages[4].metadata == {"k": 1}
+    assert contents(conv.last_messages("t1", 2)) == [{"trains": ["9:04", "10:04"]}, "The 9:04."]
+    assert [m.position for m in conv.messages("t1", before=4, limit=2)] == [2, 3]
+    assert [m.position for m in conv.messages("t1", after=1, limit=2)] == [2, 3]
+
+
+def test_usage_totals_equal_sum_of_messages(conv: memstore.Conversations) -> None:
+    conv.create_thread("a")
+    conv.create_thread("b")
+    conv.add_message("a", "user", "hi")
+    conv.add_message("a", "assistant", "x", usage=usage(10, 5, "small", 0.01))
+    conv.add_message(
+        "a",
+        "assistant",
+        "y",
+        usage={
+            "prompt_tokens": 7,
+            "completion_tokens": 3,
+            "total_tokens": 12,
+            "model": "big",
+            "cost": 0.5,
+        },
+    )
+    conv.add_message("b", "assistant", "z", usage=usage(1, 1, "small", 0.02))
+    a = conv.usage("a")
+    assert (a["messages"], a["input_tokens"], a["output_tokens"], a["total_tokens"]) == (
+        3,
+        17,
+        8,
+        27,
+    )
+    assert a["cost"] == pytest.approx(0.51)
+    assert a["by_model"]["big"]["total_tokens"] == 12 and a["by_model"]["small"]["messages"] == 1
+    everything = conv.usage()
+    messages = conv.messages("a") + conv.messages("b")
+    assert everything["total_tokens"] == sum(m.total_tokens for m in messages) == 29
+    assert everything["cost"] == pytest.approx(sum(m.cost for m in messages))
+    assert everything["by_model"]["small"]["input_tokens"] == 11
+
+
+def test_threads_filters_and_order(conv: memstore.Conversations) -> None:
+    for i in range(6):
+        conv.create_thread(
+            f"t{i}",
+            user_id="u1" if i < 4 else "u2",
+            agent_id="a1",
+            tags=["x", "even"] if i % 2 == 0 else ["x"],
+        )
+        for _ in range(i):
+            conv.add_message(f"t{i}", "user", f"message in {i}")
+    assert [t.id for t in conv.threads(user_id="u1")] == ["t3", "t2", "t1", "t0"]
+    assert [t.id for t in conv.threads(tags=["even"], order_by="id")] == ["t0", "t2", "t4"]
+    assert [t.id for t in conv.threads(min_messages=4, order_by="-message_count")] == ["t5", "t4"]
+    assert [t.id for t in conv.threads(user_id="u1", limit=2)] == ["t3", "t2"]
+    assert len(conv.threads(created_after=datetime.now(UTC) - timedelta(hours=1))) == 6
+    assert conv.threads(created_after="2999-01-01T00:00:00Z") == []
+    with pytest.raises(memstore.QueryError):
+        conv.threads(order_by="title; DROP TABLE x")
+
+
+def test_search_messages(conv: memstore.Conversations) -> None:
+    conv.create_thread("a")
+    conv.create_thread("b")
+    conv.add_message("a", "user", "what is the weather in Lyon")
+    conv.add_message("b", "user", "book a hotel in Lyon near the station")
+    conv.add_message("b", "assistant", {"answer": "Hotel du Rhône"})
+    hits = conv.search("lyon")
+    assert {h.key for h in hits} == {"a", "b"}
+    assert [h.key for h in conv.search("lyon", thread_id="b")] == ["b"]
+    assert conv.search("rhone")[0].record.content == {"answer": "Hotel du Rhône"}
+    assert "[Lyon]" in hits[0].snippet
+    with pytest.raises(memstore.QueryError):
+        conv.search("AND")
+
+
+def test_trim_and_delete(file_store: memstore.Store, db_path: Path) -> None:
+    conv = file_store.conversations()
+    conv.create_thread("t")
+    for i in range(10):
+        conv.add_message("t", "user", f"m{i}", usage=usage(1, 1))
+    assert conv.trim("t", keep_last=3) == 7
+    assert contents(conv.messages("t")) == ["m7", "m8", "m9"]
+    assert conv.thread("t").message_count == 3
+    assert conv.add_message("t", "user", "m10") == 11
+    assert conv.search("m2") == []
+    assert conv.delete_thread("t") == 1
+    with pytest.raises(memstore.NotFoundError):
+        conv.thread("t")
+    raw = sqlite3.connect(db_path)
+    assert raw.execute("SELECT count(*) FROM memstore_messages").fetchone() == (0,)
+    assert conv.usage()["total_tokens"] == 0
+    assert file_store.check() == []
+
+
+def test_cleanup_by_age_keeps_threads_with_recent_branches(file_store: memstore.Store) -> None:
+    conv = file_store.conversations()
+    for tid in ("old", "old-with-new-branch", "new"):
+        conv.create_thread(tid)
+        conv.add_message(tid, "user", "hi")
+    branch = conv.branch("old-with-new-branch")
+    conv.add_message(branch, "user", "recent")
+    conn = file_store.connection
+    conn.execute(
+        "UPDATE memstore_threads SET created_at = '2000-01-01T00:00:00.000000Z', "
+        "last_message_at = '2000-01-01T00:00:00.000000Z' WHERE id != ? AND id != 'new'",
+        (branch,),
+    )
+    assert conv.cleanup(older_than=timedelta(days=1)) == 1
+    assert sorted(t.id for t in conv.threads()) == sorted(["old-with-new-branch", "new", branch])
+
+
+def test_branch_add_merge_keeps_order_and_counts(conv: memstore.Conversations) -> None:
+    conv.create_thread("main")
+    for text in ["q1", "a1", "q2", "a2"]:
+        conv.add_message("main", "user" if text.startswith("q") else "assistant", text)
+    branch = conv.branch("main", at=2, title="try another answer")
+    assert conv.thread(branch).message_count == 2
+    assert contents(conv.messages(branch)) == ["q1", "a1"]
+    assert conv.add_message(branch, "user", "q2-alt") == 3
+    assert conv.add_message(branch, "assistant", "a2-alt", usage=usage(50, 5, "big", 0.2)) == 4
+    assert contents(conv.messages(branch)) == ["q1", "a1", "q2-alt", "a2-alt"]
+    assert contents(conv.messages("main")) == ["q1", "a1", "q2", "a2"]
+    assert conv.thread(branch).message_count == 4
+    total_before = conv.usage()["total_tokens"]
+
+    assert conv.merge(branch) == [5, 6]
+    assert contents(conv.messages("main")) == ["q1", "a1", "q2", "a2", "q2-alt", "a2-alt"]
+    assert conv.thread("main").message_count == 6
+    merged = conv.messages("main")[-1]
+    assert merged.merged_from is not None and merged.total_tokens == 0
+    assert conv.usage()["total_tokens"] == total_before  # merged copies do not count twice
+    b = conv.thread(branch)
+    assert (b.status, b.merged_into) == ("merged", "main")
+    assert contents(conv.messages(branch)) == ["q1", "a1", "q2-alt", "a2-alt"]  # still readable
+    with pytest.raises(memstore.ConflictError, match="merged"):
+        conv.add_message(branch, "user", "too late")
+    with pytest.raises(memstore.ConflictError):
+        conv.merge(branch)
+
+    tree = conv.tree(branch)
+    assert tree["id"] == "main" and tree["merges"][0]["branch_id"] == branch
+    assert tree["merges"][0]["message_count"] == 2
+    (child,) = tree["children"]
+    assert (child["id"], child["status"], child["branch_point"]) == (branch, "merged", 2)
+
+
+def test_nested_branches_and_abandon(conv: memstore.Conversations) -> None:
+    conv.create_thread("root")
+    for i in range(3):
+        conv.add_message("root", "user", f"r{i}")
+    b1 = conv.branch("root", at=2)
+    conv.add_message(b1, "user", "b1-a")
+    conv.add_message(b1, "user", "b1-b")
+    b2 = conv.branch(b1, at=3)  # shares r0, r1 and b1-a
+    conv.add_message(b2, "user", "b2-a")
+    assert contents(conv.messages(b2)) == ["r0", "r1", "b1-a", "b2-a"]
+    assert [h.key for h in conv.search("b1", thread_id=b2)] == [b1]
+    b3 = conv.branch(b1, at=1)  # before b1's own messages
+    assert contents(conv.messages(b3)) == ["r0"]
+    conv.abandon(b2, reason="dead end")
+    assert conv.thread(b2).status == "abandoned" and conv.thread(b2).status_reason == "dead end"
+    with pytest.raises(memstore.ConflictError):
+        conv.add_message(b2, "user", "no")
+    tree = conv.tree("root")
+    assert [c["id"] for c in tree["children"]] == [b1]
+    assert sorted(c["id"] for c in tree["children"][0]["children"]) == sorted([b2, b3])
+    assert conv.merge(b3, into=b1) == []
+    with pytest.raises(memstore.ConflictError, match="branches"):
+        conv.delete_thread("root")
+    assert conv.delete_thread("root", branches=True) == 4
+    assert conv.threads() == []
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        (lambda c: c.add_message("t", "robot", "hi"), memstore.ValidationError),
+        (lambda c: c.add_message("t", "user", {1, 2}), memstore.ValidationError),
+        (
+            lambda c: c.add_message("t", "user", "x", usage={"input_tokens": -1}),
+            memstore.ValidationError,
+        ),
+        (
+            lambda c: c.add_message("t", "user", "x", usage={"input_tokens": 1.5}),
+            memstore.ValidationError,
+        ),
+        (lambda c: c.add_message("t", "user", "x", usage={"cost": -0.1}), memstore.ValidationError),
+        (
+            lambda c: c.add_message("t", "user", "x", usage={"cost": float("nan")}),
+            memstore.ValidationError,
+        ),
+        (lambda c: c.add_message("t", "user", "x", usage={"tokens": 5}), memstore.ValidationError),
+        (lambda c: c.add_message("t", "user", "x", metadata=[1]), memstore.ValidationError),
+        (lambda c: c.add_message("t", "user", "x", tool_calls={1}), memstore.ValidationError),
+        (lambda c: c.add_message("nope", "user", "x"), memstore.NotFoundError),
+        (lambda c: c.create_thread("t"), memstore.ConflictError),
+        (lambda c: c.create_thread("", title="x"), memstore.ValidationError),
+        (lambda c: c.create_thread("u", tags="x"), memstore.ValidationError),
+        (lambda c: c.branch("t", at=5), memstore.ValidationError),
+        (lambda c: c.branch("nope"), memstore.NotFoundError),
+        (lambda c: c.merge("t"), memstore.ValidationError),
+        (lambda c: c.messages("nope"), memstore.NotFoundError),
+        (lambda c: c.usage("nope"), memstore.NotFoundError),
+    ],
+)
+def test_bad_input_writes_nothing(conv: memstore.Conversations, call: Any, error: type) -> None:
+    conv.create_thread("t")
+    conv.add_message("t", "user", "only message", usage=usage(1, 2))
+    before = (conv.messages("t"), conv.threads(), conv.usage())
+    with pytest.raises(error):
+        call(conv)
+    assert (conv.messages("t"), conv.threads(), conv.usage()) == before
+
+
+def test_messages_fts_follows_other_tools(file_store: memstore.Store, db_path: Path) -> None:
+    conv = file_store.conversations()
+    conv.create_thread("t")
+    conv.add_message("t", "user", "original text")
+    raw = sqlite3.connect(db_path)
+    with raw:
+        raw.execute("UPDATE memstore_messages SET content = 'edited elsewhere'")
+    raw.close()
+    assert conv.search("original") == []
+    assert [h.key for h in conv.search("edited")] == ["t"]
+    assert file_store.check() == []
+
+
+def test_check_and_repair_cover_the_layers_fts(file_store: memstore.Store) -> None:
+    conv = file_store.conversations()
+    conv.create_thread("t")
+    conv.add_message("t", "user", "indexed words")
+    file_store.event_log("l").append({"kind": "k", "payload": "logged words"})
+    conn = file_store.connection
+    conn.execute("DROP TRIGGER memstore_messages__fts_update")
+    conn.execute("UPDATE memstore_messages SET content = 'drifted'")
+    problems = file_store.check()
+    assert "missing trigger memstore_messages__fts_update" in problems
+    assert any("memstore_messages_fts" in p for p in problems)
+    assert file_store.repair() == [
+        "recreated trigger memstore_messages__fts_update",
+        "rebuilt the full-text index memstore_messages_fts",
+    ]
+    assert file_store.check() == []
+    assert [h.key for h in conv.search("drifted")] == ["t"]
+    conn.execute("UPDATE memstore_messages SET content = 'kept in step again'")
+    assert [h.key for h in conv.search("step")] == ["t"] and file_store.check() == []
