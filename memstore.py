@@ -767,8 +767,17 @@ class Collection:
         self._model = _allowing_extra_fields(model) if model is not None else None
         self._table = _quote(self.name)
         self._fts_table = _quote(self.name + "_fts")
+        # Declared field types, checked on every write: top-level fields (the
+        # common case) with one dict lookup each, nested paths segment by segment.
         self._checks = [
-            (path.split("."), _EXACT_TYPES[kind], kind) for path, kind in self.fields.items()
+            (path, _EXACT_TYPES[kind], kind)
+            for path, kind in self.fields.items()
+            if "." not in path
+        ]
+        self._nested_checks = [
+            (path.split("."), _EXACT_TYPES[kind], kind)
+            for path, kind in self.fields.items()
+            if "." in path
         ]
         self._insert_sql = (
             f"INSERT INTO {self._table} (key, body, created_at, updated_at, expires_at) "
@@ -1195,19 +1204,17 @@ class Collection:
             data = record
         else:
             raise ValidationError(f"a record must be a dict, not {type(record).__name__}")
-        for segments, exact, kind in self._checks:
-            value: Any = data
-            for segment in segments:
-                value = (
-                    value.get(segment)
-                    if type(value) is dict or isinstance(value, Mapping)
-                    else None
-                )
+        get = data.get
+        for path, exact, kind in self._checks:
+            value = get(path)
             if value is not None and type(value) not in exact and not _fits(value, kind):
-                raise ValidationError(
-                    f"field {'.'.join(segments)!r} must be {kind}, "
-                    f"not {type(value).__name__}: {value!r}"
-                )
+                raise _wrong_type(path, kind, value)
+        for segments, exact, kind in self._nested_checks:
+            value = data
+            for segment in segments:
+                value = value.get(segment) if isinstance(value, Mapping) else None
+            if value is not None and type(value) not in exact and not _fits(value, kind):
+                raise _wrong_type(".".join(segments), kind, value)
         return _dumps(data)
 
     def _decode(self, body: str) -> Any:
@@ -2719,6 +2726,10 @@ def _normalize_fts(fts: Sequence[str] | None) -> list[str]:
     if isinstance(fts, str) or not isinstance(fts, Sequence):
         raise ValidationError("fts must be a list of field paths")
     return list(dict.fromkeys(_check_field_path(path) for path in fts))
+
+
+def _wrong_type(path: str, kind: str, value: object) -> ValidationError:
+    return ValidationError(f"field {path!r} must be {kind}, not {type(value).__name__}: {value!r}")
 
 
 def _fits(value: object, kind: str) -> bool:

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import apsw
 
@@ -45,6 +46,7 @@ TARGETS = {
     "indexed query": 0.8,
     "search": 0.9,
     "cleanup": 0.8,
+    "conversation append": 0.8,
 }
 TRIGGERS = ("events__fts_insert", "events__fts_delete", "events__fts_update")
 INSERT = (
@@ -182,6 +184,92 @@ class Raw:
 
     def close(self) -> None:
         self.conn.close()
+
+
+THREADS, PER_THREAD = 100, 50
+
+
+def conversation_script() -> list[tuple[str, str, str, dict[str, object] | None]]:
+    """100 threads x 50 messages, interleaved as agents would write them."""
+    rnd = random.Random(5)
+    script = []
+    for turn in range(PER_THREAD):
+        for t in range(THREADS):
+            role = "user" if turn % 2 == 0 else "assistant"
+            text = " ".join(rnd.choices(WORDS, k=30))
+            usage = (
+                {
+                    "input_tokens": rnd.randrange(4000),
+                    "output_tokens": rnd.randrange(500),
+                    "model": "model-a",
+                    "cost": 0.001,
+                }
+                if role == "assistant"
+                else None
+            )
+            script.append((f"thread-{t:03d}", role, text, usage))
+    return script
+
+
+def raw_conversation(conn: apsw.Connection, script: list[tuple[str, str, str, Any]]) -> int:
+    """The same inserts and reads as memstore's add_message and messages, by hand."""
+    for t in range(THREADS):
+        conn.execute(
+            "INSERT INTO memstore_threads (id, tags, metadata, created_at) "
+            "VALUES (?, '[]', '{}', ?)",
+            (f"thread-{t:03d}", now_iso()),
+        )
+    for thread_id, role, text, usage in script:
+        usage = usage or {}
+        tokens_in, tokens_out = usage.get("input_tokens", 0), usage.get("output_tokens", 0)
+        now = now_iso()
+        conn.execute("BEGIN IMMEDIATE")
+        position = conn.execute(
+            "SELECT coalesce(max(position), 0) + 1 FROM memstore_messages WHERE thread_id = ?",
+            (thread_id,),
+        ).fetchall()[0][0]
+        conn.execute(
+            "INSERT INTO memstore_messages (thread_id, position, role, content, content_type, "
+            "metadata, input_tokens, output_tokens, total_tokens, model, cost, created_at) "
+            "VALUES (?, ?, ?, ?, 'text', '{}', ?, ?, ?, ?, ?, ?)",
+            (
+                thread_id,
+                position,
+                role,
+                text,
+                tokens_in,
+                tokens_out,
+                tokens_in + tokens_out,
+                usage.get("model"),
+                usage.get("cost", 0.0),
+                now,
+            ),
+        )
+        conn.execute(
+            "UPDATE memstore_threads SET last_message_at = ?, message_count = message_count + 1 "
+            "WHERE id = ?",
+            (now, thread_id),
+        )
+        conn.execute("COMMIT")
+    read = 0
+    for t in range(THREADS):
+        rows = conn.execute(
+            "SELECT thread_id, position, role, content, content_type, name, tool_calls, metadata, "
+            "input_tokens, output_tokens, total_tokens, model, cost, created_at, merged_from "
+            "FROM memstore_messages WHERE thread_id = ? ORDER BY position",
+            (f"thread-{t:03d}",),
+        ).fetchall()
+        read += len([(r[:7], json.loads(r[7]), r[8:]) for r in rows])
+    return read
+
+
+def memstore_conversation(store: memstore.Store, script: list[tuple[str, str, str, Any]]) -> int:
+    conv = store.conversations()
+    for t in range(THREADS):
+        conv.create_thread(f"thread-{t:03d}")
+    for thread_id, role, text, usage in script:
+        conv.add_message(thread_id, role, text, usage=usage)
+    return sum(len(conv.messages(f"thread-{t:03d}")) for t in range(THREADS))
 
 
 def trigger_variant(records: list[Record], when: str, flag: bool) -> Callable[[Path], None]:
@@ -394,6 +482,29 @@ def main() -> None:
         with_raw(lambda r: r.cleanup("2001-01-01T00:00:00.000000Z")),
         with_memstore(lambda c: c.cleanup(older_than=age)),
         aged,
+        writes=True,
+    )
+    script = conversation_script()
+
+    def raw_conv(path: Path) -> object:
+        conn = apsw.Connection(str(path))
+        conn.execute("PRAGMA journal_mode = WAL").fetchall()
+        conn.execute("PRAGMA synchronous = NORMAL")
+        try:
+            return raw_conversation(conn, script)
+        finally:
+            conn.close()
+
+    def mem_conv(path: Path) -> object:
+        with memstore.Store(path) as store:
+            return memstore_conversation(store, script)
+
+    bench.compare(
+        "conversation append",
+        f"{THREADS} threads x {PER_THREAD} messages, a call each; then every history read",
+        raw_conv,
+        mem_conv,
+        empty,
         writes=True,
     )
     flagged = "WHEN NOT EXISTS (SELECT 1 FROM bench_flag)"
