@@ -50,6 +50,15 @@ def built(db_path: Path) -> Path:
         )
         events.put("single", {"event_type": "info", "summary": "one more timeout"})
         store.collection("notes").put("n1", {"text": "plain collection"})
+        log = store.event_log("agent-1")
+        log.append({"id": "ev1", "kind": "tool_call", "payload": {"tool": "search"}})
+        log.snapshot({"calls": 1})
+        conv = store.conversations()
+        conv.create_thread("t1", tags=["x"])
+        conv.add_message("t1", "user", "hello from memstore")
+        branch = conv.branch("t1")
+        conv.add_message(branch, "assistant", "branch reply", usage={"input_tokens": 3})
+        conv.merge(branch)
     return db_path
 
 
@@ -102,6 +111,25 @@ def test_schema_uses_nothing_newer_than_340(built: Path) -> None:
     ]:
         assert newer not in sql.lower(), newer
     assert 'content="events"' in sql
+
+
+def test_stdlib_writes_to_memory_layers(built: Path) -> None:
+    conn = sqlite3.connect(built)
+    with conn:
+        conn.execute(
+            "INSERT INTO memstore_events (log, seq, event_id, kind, at, payload) "
+            "VALUES ('agent-1', 2, 'ev2', 'note', '2026-11-21T00:00:00.000000Z', ?)",
+            ('{"text": "stdlib event"}',),
+        )
+        conn.execute(
+            "INSERT INTO memstore_messages (thread_id, position, role, content) "
+            "VALUES ('t1', 99, 'user', 'stdlib message')"
+        )
+    conn.close()
+    with memstore.Store(built) as store:
+        assert [h.key for h in store.event_log("agent-1").search("stdlib")] == ["ev2"]
+        assert [h.key for h in store.conversations().search("stdlib")] == ["t1"]
+        assert store.check() == []
 
 
 def test_stdlib_writes_keep_fts_in_step(built: Path) -> None:
