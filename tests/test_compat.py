@@ -59,6 +59,19 @@ def built(db_path: Path) -> Path:
         branch = conv.branch("t1")
         conv.add_message(branch, "assistant", "branch reply", usage={"input_tokens": 3})
         conv.merge(branch)
+        cp = store.checkpoints()
+        first = cp.save("t1", {"step": 1})
+        cp.branch(first, name="alt")
+        cp.save("t1", {"step": 2, "big": ["x" * 100] * 1000}, branch="alt")  # compressed
+        g = store.graph("facts")
+        g.add_node("a", "person")
+        g.add_node("b", "person")
+        g.add_edge("a", "b", "knows")
+        g.set_profile("agent", {"style": "terse"})
+        store.cache("llm").set("k", {"v": 1}, ttl=60)
+        kept = store.collection("kept", history=True)
+        kept.put("k", {"v": 1})
+        kept.put("k", {"v": 2})
     return db_path
 
 
@@ -129,6 +142,27 @@ def test_stdlib_writes_to_memory_layers(built: Path) -> None:
     with memstore.Store(built) as store:
         assert [h.key for h in store.event_log("agent-1").search("stdlib")] == ["ev2"]
         assert [h.key for h in store.conversations().search("stdlib")] == ["t1"]
+        assert store.check() == []
+
+
+def test_stdlib_writes_history_and_graph(built: Path) -> None:
+    conn = sqlite3.connect(built)
+    with conn:
+        conn.execute("UPDATE kept SET body = '{\"v\": 3}' WHERE key = 'k'")
+        conn.execute("INSERT INTO memstore_nodes (graph, id, kind) VALUES ('facts', 'c', 'tool')")
+        conn.execute(
+            "INSERT INTO memstore_edges (graph, source, target, relation) "
+            "VALUES ('facts', 'b', 'c', 'uses')"
+        )
+    conn.close()
+    with memstore.Store(built) as store:
+        assert [v.record for v in store.collection("kept").history("k")] == [
+            {"v": 1},
+            {"v": 2},
+            {"v": 3},
+        ]
+        assert [n.id for n in store.graph("facts").neighbors("a", depth=2)] == ["b", "c"]
+        assert store.checkpoints().latest("t1", branch="alt").compressed  # type: ignore[union-attr]
         assert store.check() == []
 
 

@@ -27,11 +27,17 @@ OWNERS = {
     "store": memstore.Store,
     "log": memstore.EventLog,
     "conv": memstore.Conversations,
+    "cp": memstore.Checkpoints,
+    "g": memstore.Graph,
+    "cache": memstore.Cache,
+    "notes": memstore.Collection,
 }
 
 
 def test_methods_named_in_the_readme_exist() -> None:
-    calls = re.findall(r"\b(events|decisions|collection|store|log|conv)\.([a-z_]+)\(", README)
+    calls = re.findall(
+        r"\b(events|decisions|collection|store|log|conv|cp|g|cache|notes)\.([a-z_]+)\(", README
+    )
     assert len(calls) > 40
     for owner, name in calls:
         assert hasattr(OWNERS[owner], name), f"{owner}.{name}"

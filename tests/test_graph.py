@@ -1,0 +1,151 @@
+"""The graph: nodes, edges, neighbours with cycles, profiles, check, export and import."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import memstore
+
+
+@pytest.fixture
+def g(store: memstore.Store) -> memstore.Graph:
+    graph = store.graph("facts")
+    for node, kind in [
+        ("a", "person"),
+        ("b", "person"),
+        ("c", "tool"),
+        ("d", "tool"),
+        ("e", "doc"),
+    ]:
+        graph.add_node(node, kind, {"name": node.upper()})
+    graph.add_edge("a", "b", "knows")
+    graph.add_edge("b", "c", "uses", {"since": 2024}, weight=0.5)
+    graph.add_edge("c", "a", "made_by")  # a cycle a -> b -> c -> a
+    graph.add_edge("c", "d", "calls")
+    graph.add_edge("e", "a", "mentions")
+    return graph
+
+
+def ids(nodes: list[memstore.Node]) -> list[str]:
+    return [n.id for n in nodes]
+
+
+def test_nodes_and_edges(g: memstore.Graph) -> None:
+    assert ids(g.nodes(kind="tool")) == ["c", "d"]
+    assert g.node("a").props == {"name": "A"}
+    g.add_node("a", "human", {"name": "Ada"})  # upsert
+    assert (g.node("a").kind, g.node("a").props) == ("human", {"name": "Ada"})
+    assert [(e.source, e.target) for e in g.edges(source="c")] == [("c", "d"), ("c", "a")]
+    edge = g.edges(relation="uses")[0]
+    assert (edge.props, edge.weight) == ({"since": 2024}, 0.5)
+    g.add_edge("b", "c", "uses", weight=0.9)
+    assert g.edges(relation="uses")[0].weight == 0.9 and len(g.edges()) == 5
+
+
+def test_neighbors_with_cycles_terminate(g: memstore.Graph) -> None:
+    assert ids(g.neighbors("a")) == ["b"]
+    two = g.neighbors("a", depth=2)
+    assert [(n.id, n.depth) for n in two] == [("b", 1), ("c", 2)]
+    assert [(n.id, n.depth) for n in g.neighbors("a", depth=10)] == [("b", 1), ("c", 2), ("d", 3)]
+    assert [(n.id, n.depth) for n in g.neighbors("a", direction="in")] == [("c", 1), ("e", 1)]
+    assert [(n.id, n.depth) for n in g.neighbors("a", direction="both", depth=2)] == [
+        ("b", 1),
+        ("c", 1),
+        ("e", 1),
+        ("d", 2),
+    ]
+    assert ids(g.neighbors("a", relation="knows", depth=5)) == ["b"]
+    assert g.neighbors("d") == []
+
+
+def test_delete_node_removes_its_edges(g: memstore.Graph) -> None:
+    assert g.delete_node("c") is True
+    assert g.edges(source="c") == [] and g.edges(target="c") == []
+    assert len(g.edges()) == 2 and g.check() == []
+    assert g.delete_node("c") is False
+    assert g.delete_edge("a", "b", "knows") is True
+
+
+def test_profiles(g: memstore.Graph) -> None:
+    g.set_profile("agent:planner", {"style": "terse", "tools": ["web"]})
+    g.set_profile("user:u1", {"lang": "fr"})
+    assert g.profile("agent:planner")["style"] == "terse"
+    assert list(g.profiles()) == ["agent:planner", "user:u1"]
+    assert g.profile("nobody", None) is None
+    with pytest.raises(memstore.NotFoundError):
+        g.profile("nobody")
+
+
+def test_check_finds_dangling_edges_from_other_tools(
+    file_store: memstore.Store, db_path: Path
+) -> None:
+    g = file_store.graph("facts")
+    g.add_node("a", "x")
+    g.add_node("b", "x")
+    g.add_edge("a", "b", "r")
+    raw = sqlite3.connect(db_path)  # foreign keys are off by default in stdlib sqlite3
+    with raw:
+        raw.execute("DELETE FROM memstore_nodes WHERE id = 'b'")
+    raw.close()
+    assert g.check() == ["dangling edge a -r-> b in graph facts"]
+
+
+def test_export_import_round_trip(g: memstore.Graph, tmp_path: Path) -> None:
+    g.set_profile("p", {"x": 1})
+    envelope = g.export()
+    assert (envelope["format"], envelope["version"]) == ("memstore.graph", 1)
+    text = json.dumps(envelope)
+    with memstore.Store(tmp_path / "other.db") as other:
+        copy = other.graph("copy")
+        assert copy.import_(json.loads(text)) == {"nodes": 5, "edges": 5, "profiles": 1}
+        again = copy.export()
+        for part in ("nodes", "edges", "profiles"):
+            assert again[part] == envelope[part]
+
+
+@pytest.mark.parametrize(
+    "envelope",
+    [
+        {"format": "memstore.graph", "version": 2, "nodes": [], "edges": []},
+        {"format": "something else", "version": 1},
+        {"format": "memstore.graph", "version": 1, "nodes": [{"kind": "no id"}], "edges": []},
+        {
+            "format": "memstore.graph",
+            "version": 1,
+            "nodes": [{"id": "x", "kind": "k"}],
+            "edges": [{"source": "x", "target": "missing", "relation": "r"}],
+        },
+        "not even a dict",
+    ],
+)
+def test_bad_envelopes_are_refused_whole(g: memstore.Graph, envelope: Any) -> None:
+    before = g.export()
+    with pytest.raises(memstore.MemstoreError):
+        g.import_(envelope)
+    after = g.export()
+    assert (after["nodes"], after["edges"]) == (before["nodes"], before["edges"])
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        (lambda g: g.add_edge("a", "a", "self"), memstore.ValidationError),
+        (lambda g: g.add_edge("a", "zzz", "r"), memstore.NotFoundError),
+        (lambda g: g.add_edge("a", "b", "r", weight=float("inf")), memstore.ValidationError),
+        (lambda g: g.add_node("", "k"), memstore.ValidationError),
+        (lambda g: g.add_node("x", "k", {"bad": {1}}), memstore.ValidationError),
+        (lambda g: g.neighbors("a", direction="sideways"), memstore.ValidationError),
+        (lambda g: g.neighbors("a", depth=-1), memstore.ValidationError),
+        (lambda g: g.neighbors("zzz"), memstore.NotFoundError),
+    ],
+)
+def test_bad_input_writes_nothing(g: memstore.Graph, call: Any, error: type) -> None:
+    before = g.export()
+    with pytest.raises(error):
+        call(g)
+    assert g.export()["edges"] == before["edges"] and g.export()["nodes"] == before["nodes"]
