@@ -1850,7 +1850,24 @@ _USAGE_FIELDS = {
     "cost": "cost",
 }
 _THREAD_ORDER = ("created_at", "last_message_at", "message_count", "title", "id")
-_NO_LIMIT = 2**62
+
+#: The ranges of messages making up a thread's history, as (thread id, first
+#: position, last position) rows: its own messages and, for a branch, each
+#: ancestor's up to the branch point. One parameter, the thread id; stock
+#: SQLite 3.40, so the Datasette plugin runs it too.
+HISTORY_RANGES_SQL = """WITH RECURSIVE chain(id, parent_id, point, last) AS (
+    SELECT id, parent_id, branch_point, 4611686018427387904 FROM memstore_threads WHERE id = ?
+    UNION ALL
+    SELECT t.id, t.parent_id, t.branch_point, min(chain.last, chain.point)
+    FROM memstore_threads AS t JOIN chain ON t.id = chain.parent_id
+)
+SELECT id, coalesce(point, 0) + 1, last FROM chain"""
+
+
+def history_clause(ranges: Sequence[Sequence[Any]]) -> tuple[str, list[Any]]:
+    """The WHERE clause (on ``memstore_messages AS m``) for HISTORY_RANGES_SQL's rows."""
+    clause = " OR ".join("(m.thread_id = ? AND m.position BETWEEN ? AND ?)" for _ in ranges)
+    return f"({clause})", [value for r in ranges for value in r]
 
 
 def _thread(row: Any) -> Thread:
@@ -2382,23 +2399,10 @@ class Conversations:
         return [_thread(row) for row in rows]
 
     def _history_clause(self, thread_id: str) -> tuple[str, list[Any]]:
-        """SQL selecting a thread's history: its own messages and, for a branch,
-        its ancestors' up to each branch point."""
-        ranges: list[tuple[str, int, int]] = []
-        current, upper = thread_id, _NO_LIMIT
-        while True:
-            rows = self.store._fetch(
-                "SELECT parent_id, branch_point FROM memstore_threads WHERE id = ?", (current,)
-            )
-            if not rows:
-                raise NotFoundError(f"no thread {current!r}")
-            parent, point = rows[0]
-            ranges.append((current, (point or 0) + 1, upper))
-            if parent is None:
-                break
-            current, upper = parent, min(point, upper)
-        clause = " OR ".join("(m.thread_id = ? AND m.position BETWEEN ? AND ?)" for _ in ranges)
-        return f"({clause})", [value for r in ranges for value in r]
+        ranges = self.store._fetch(HISTORY_RANGES_SQL, (thread_id,))
+        if not ranges:
+            raise NotFoundError(f"no thread {thread_id!r}")
+        return history_clause(ranges)
 
     def _recount(self, thread_id: str) -> None:
         clause, params = self._history_clause(thread_id)
