@@ -1,0 +1,949 @@
+"""memstore's Datasette plugin: browse an agent's memory in a browser.
+
+Installed with memstore (entry point ``datasette: memstore``), so a plain
+``datasette agent.db`` picks it up; from a checkout, ``datasette agent.db
+--plugins-dir plugins``. Works on Datasette 0.65 and 1.0.
+
+- Table pages read well: memstore's internal tables are hidden, collections
+  and memory tables get facets and a default sort, JSON cells are pretty
+  printed (folded when long). FTS tables are wired by memstore itself.
+- /-/memstore: an overview of every collection and memory structure.
+- /-/memstore/<db>/threads/<id>: a conversation as a transcript, with usage and branches.
+- /-/memstore/<db>/events/<log>: an event log's timeline, a chart by kind.
+- /-/memstore/<db>/checkpoints/<thread>: checkpoint history with diffs.
+- /-/memstore/search?q=: one search box over every collection, message and event.
+
+Read-only: it adds no write path, and shows (or counts) only the tables the
+actor may view. No configuration is needed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import weakref
+import zlib
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from datasette import hookimpl, hookspecs
+from datasette.utils import escape_fts, tilde_encode
+from datasette.utils.asgi import Response
+from jinja2 import ChoiceLoader, FileSystemLoader
+from markupsafe import Markup
+
+import memstore
+
+# Columns holding JSON in memstore's tables, pretty printed in table pages.
+JSON_COLUMNS = frozenset(
+    {
+        "body",
+        "payload",
+        "state",
+        "metadata",
+        "tags",
+        "props",
+        "tool_calls",
+        "data",
+        "value",
+        "fields",
+        "fts",
+    }
+)
+FOLD_ABOVE = 240  # characters of pretty JSON past which a cell is folded
+
+# Table settings for memstore's own tables: facets and default sort.
+LAYER_TABLES: dict[str, dict[str, Any]] = {
+    "memstore_events": {"facets": ["log", "kind"], "sort_desc": "id"},
+    "memstore_logs": {"sort": "name"},
+    "memstore_threads": {
+        "facets": ["status", "user_id", "agent_id"],
+        "sort_desc": "last_message_at",
+        "label_column": "title",
+    },
+    "memstore_messages": {"facets": ["role", "model"], "sort_desc": "id"},
+    "memstore_merges": {"sort_desc": "id"},
+    "memstore_checkpoints": {"facets": ["thread_id", "branch"], "sort_desc": "created_at"},
+    "memstore_nodes": {"facets": ["graph", "kind"]},
+    "memstore_edges": {"facets": ["graph", "relation"]},
+    "memstore_cache": {"facets": ["cache"]},
+    "memstore_versions": {"facets": ["collection", "operation"], "sort_desc": "id"},
+}
+KIND_COLORS = [
+    "#4e79a7",
+    "#f28e2b",
+    "#e15759",
+    "#76b7b2",
+    "#59a14f",
+    "#edc948",
+    "#b07aa1",
+    "#ff9da7",
+    "#9c755f",
+    "#bab0ac",
+]
+
+# What startup found in each Datasette instance: database name -> table settings.
+_FOUND: weakref.WeakKeyDictionary[Any, dict[str, dict[str, dict[str, Any]]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+# --------------------------------------------------------------------------
+# Finding memstore databases and configuring their tables
+# --------------------------------------------------------------------------
+
+
+async def _memstore_tables(db: Any) -> dict[str, dict[str, Any]] | None:
+    """Table settings for a memstore database, or None for any other database."""
+    try:
+        app_id = (await db.execute("PRAGMA application_id")).rows[0][0]
+        if app_id != memstore.APPLICATION_ID:
+            return None
+        rows = (
+            await db.execute("SELECT name, fields FROM _memstore_collections ORDER BY name")
+        ).rows
+        names = {
+            r[0]
+            for r in (await db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")).rows
+        }
+    except Exception:
+        return None
+    tables: dict[str, dict[str, Any]] = {"_memstore_collections": {"hidden": True}}
+    for name, fields in rows:
+        declared = json.loads(fields)
+        facets = [
+            memstore._column(p) for p, kind in declared.items() if kind in ("text", "boolean")
+        ]
+        tables[name] = {"facets": facets, "sort_desc": "updated_at", "label_column": "key"}
+    for name, settings in LAYER_TABLES.items():
+        if name in names:
+            tables[name] = dict(settings)
+    return tables
+
+
+@hookimpl
+def startup(datasette: Any) -> Any:
+    async def inner() -> None:
+        found = {}
+        for name, db in datasette.databases.items():
+            tables = await _memstore_tables(db)
+            if tables is not None:
+                found[name] = tables
+        _FOUND[datasette] = found
+        config = getattr(datasette, "config", None)
+        if isinstance(config, dict) and not hasattr(hookspecs, "get_metadata"):
+            # Datasette 1.0 reads table settings from its configuration; the
+            # user's own settings win over these defaults.
+            databases = config.setdefault("databases", {})
+            for db_name, tables in found.items():
+                db_config = databases.setdefault(db_name, {}).setdefault("tables", {})
+                for table, settings in tables.items():
+                    db_config[table] = {**settings, **db_config.get(table, {})}
+
+    return inner
+
+
+if hasattr(hookspecs, "get_metadata"):  # Datasette 0.65: table settings are metadata
+
+    @hookimpl
+    def get_metadata(datasette: Any, key: Any, database: Any, table: Any) -> dict[str, Any]:
+        found = _FOUND.get(datasette, {})
+        return {"databases": {name: {"tables": tables} for name, tables in found.items()}}
+
+
+def _is_memstore(datasette: Any, database: str | None) -> bool:
+    return database in _FOUND.get(datasette, {})
+
+
+# --------------------------------------------------------------------------
+# Table pages: JSON cells
+# --------------------------------------------------------------------------
+
+
+@hookimpl
+def render_cell(value: Any, column: str, table: str | None, database: str, datasette: Any) -> Any:
+    if column not in JSON_COLUMNS or not isinstance(value, str) or not table:
+        return None
+    if not _is_memstore(datasette, database) or value[:1] not in ("{", "["):
+        return None
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return None
+    return _json_html(parsed)
+
+
+def _json_html(value: Any) -> Markup:
+    """Pretty JSON, escaped; folded into a <details> when long."""
+    pretty = json.dumps(value, indent=2, ensure_ascii=False)
+    block = Markup('<pre class="memstore-json">{}</pre>').format(pretty)
+    if len(pretty) <= FOLD_ABOVE:
+        return block
+    summary = json.dumps(value, ensure_ascii=False)[:80] + "…"
+    return Markup("<details><summary>{}</summary>{}</details>").format(summary, block)
+
+
+@hookimpl
+def extra_css_urls(datasette: Any) -> list[str]:
+    return [datasette.urls.path("/-/memstore/memstore.css")]
+
+
+CSS = """
+pre.memstore-json { white-space: pre-wrap; margin: 0; font-size: 0.85em; max-width: 60em; }
+.memstore-grid { border-collapse: collapse; margin-bottom: 1.5em; }
+.memstore-grid th, .memstore-grid td { padding: 0.3em 0.7em; border-bottom: 1px solid #ddd;
+  text-align: left; vertical-align: top; }
+.memstore-msg { border-left: 4px solid #999; padding: 0.4em 0.8em; margin: 0.6em 0; }
+.memstore-msg.role-user { border-color: #4e79a7; background: #f3f7fb; }
+.memstore-msg.role-assistant { border-color: #59a14f; background: #f4faf3; }
+.memstore-msg.role-system { border-color: #bab0ac; background: #f7f7f7; }
+.memstore-msg.role-tool { border-color: #f28e2b; background: #fdf6ee; }
+.memstore-msg .meta { color: #666; font-size: 0.85em; }
+.memstore-msg .content { white-space: pre-wrap; }
+.memstore-status { padding: 0 0.4em; border-radius: 3px; font-size: 0.85em; background: #eee; }
+.memstore-status.active { background: #dff0d8; } .memstore-status.merged { background: #d9edf7; }
+.memstore-status.abandoned { background: #f2dede; }
+.memstore-tree li.current > a { font-weight: bold; }
+.memstore-diff .added { color: #2e7d32; } .memstore-diff .removed { color: #c62828; }
+.memstore-diff .changed { color: #8a6d00; }
+"""
+
+
+# --------------------------------------------------------------------------
+# Permissions, the same on Datasette 0.65 and 1.0
+# --------------------------------------------------------------------------
+
+
+async def _can_view(datasette: Any, actor: Any, database: str, table: str | None = None) -> bool:
+    if hasattr(datasette, "allowed"):  # Datasette 1.0
+        from datasette.resources import DatabaseResource, TableResource
+
+        if table is None:
+            resource = DatabaseResource(database)
+            return bool(
+                await datasette.allowed(action="view-database", resource=resource, actor=actor)
+            )
+        resource = TableResource(database, table)
+        return bool(await datasette.allowed(action="view-table", resource=resource, actor=actor))
+    permissions: list[Any] = ["view-instance", ("view-database", database)]
+    if table is not None:
+        permissions.insert(0, ("view-table", (database, table)))
+    visible, _ = await datasette.check_visibility(actor, permissions=permissions)
+    return bool(visible)
+
+
+async def _visible_databases(datasette: Any, request: Any) -> list[str]:
+    return [
+        name
+        for name in _FOUND.get(datasette, {})
+        if await _can_view(datasette, request.actor, name)
+    ]
+
+
+async def _require(datasette: Any, request: Any, database: str, *tables: str) -> Any:
+    """The database, if it is a memstore database the actor may see with these tables."""
+    if not _is_memstore(datasette, database) or not await _can_view(
+        datasette, request.actor, database
+    ):
+        return None
+    for table in tables:
+        if not await _can_view(datasette, request.actor, database, table):
+            return None
+    return datasette.get_database(database)
+
+
+# --------------------------------------------------------------------------
+# Pages
+# --------------------------------------------------------------------------
+
+TEMPLATES = Path(__file__).resolve().parent / "memstore_templates"
+
+
+async def _render(datasette: Any, request: Any, name: str, context: dict[str, Any]) -> Response:
+    """Render one of memstore's templates, which extend Datasette's own base.html."""
+    if hasattr(datasette, "get_jinja_environment"):  # Datasette 1.0
+        base = datasette.get_jinja_environment(request)
+    else:
+        base = datasette.jinja_env
+    env = base.overlay(loader=ChoiceLoader([FileSystemLoader(str(TEMPLATES)), base.loader]))
+    template = env.get_template(f"memstore_{name}.html")
+    context = {"urls": datasette.urls, "q": None, **context}
+    return Response.html(await datasette.render_template(template, context, request=request))
+
+
+def _only_get(request: Any) -> Response | None:
+    """This plugin has no write path: anything but GET and HEAD is refused."""
+    if request.method not in ("GET", "HEAD"):
+        return Response.text("memstore's pages are read-only", status=405)
+    return None
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "?"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n} B"
+
+
+async def _sizes(db: Any) -> dict[str, int]:
+    """Bytes on disk per table, with its indexes and FTS tables (dbstat, where SQLite has it)."""
+    try:
+        rows = (
+            await db.execute(
+                "SELECT s.name, m.tbl_name, sum(s.pgsize) FROM dbstat AS s "
+                "LEFT JOIN sqlite_master AS m ON m.name = s.name GROUP BY s.name"
+            )
+        ).rows
+    except Exception:
+        return {}
+    sizes: dict[str, int] = {}
+    for name, table, size in rows:
+        owner = table or name
+        for suffix in ("_fts_data", "_fts_idx", "_fts_docsize", "_fts_config", "_fts"):
+            if owner.endswith(suffix):
+                owner = owner[: -len(suffix)]
+                break
+        sizes[owner] = sizes.get(owner, 0) + (size or 0)
+    return sizes
+
+
+async def overview(datasette: Any, request: Any) -> Response:
+    refused = _only_get(request)
+    if refused:
+        return refused
+    databases = []
+    for name in await _visible_databases(datasette, request):
+        db = datasette.get_database(name)
+        path = db.path or ""
+        sizes = await _sizes(db)
+        info = {
+            "name": name,
+            "path": path,
+            "schema_version": (await db.execute("PRAGMA user_version")).rows[0][0],
+            "file_size": _size(os.path.getsize(path) if path and os.path.exists(path) else None),
+            "wal_size": _size(
+                os.path.getsize(path + "-wal") if os.path.exists(path + "-wal") else 0
+            ),
+            "collections": [],
+            "structures": [],
+        }
+        registry = (
+            await db.execute(
+                "SELECT name, fields, fts, ttl_seconds, history FROM _memstore_collections "
+                "ORDER BY name"
+            )
+        ).rows
+        for cname, fields, fts, ttl, history in registry:
+            if not await _can_view(datasette, request.actor, name, cname):
+                continue
+            stats = (
+                await db.execute(f"SELECT count(*), max(updated_at) FROM {memstore._quote(cname)}")
+            ).rows[0]
+            retention = [f"TTL {_duration(ttl)}"] if ttl else []
+            if history:
+                retention.append("keeps history")
+            info["collections"].append(
+                {
+                    "name": cname,
+                    "rows": stats[0],
+                    "last_write": stats[1],
+                    "size": _size(sizes.get(cname)),
+                    "retention": ", ".join(retention) or "none",
+                    "fields": ", ".join(f"{k} ({v})" for k, v in json.loads(fields).items()),
+                    "fts": ", ".join(json.loads(fts)),
+                }
+            )
+        info["structures"] = await _structures(datasette, request, name, db, sizes)
+        databases.append(info)
+    return await _render(
+        datasette, request, "overview", {"title": "Agent memory", "databases": databases}
+    )
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g} {unit}"
+    return f"{seconds:g} s"
+
+
+async def _structures(
+    datasette: Any, request: Any, database: str, db: Any, sizes: dict[str, int]
+) -> list[dict[str, Any]]:
+    """The memory layers' tables with counts, last writes and links into the views."""
+    base = datasette.urls.path(f"/-/memstore/{quote(database, safe='')}")
+    found = []
+    specs = [
+        (
+            "Event logs",
+            "memstore_events",
+            "recorded_at",
+            "SELECT log, count(*) FROM memstore_events GROUP BY log ORDER BY log",
+            "events",
+        ),
+        (
+            "Conversations",
+            "memstore_threads",
+            "last_message_at",
+            "SELECT id, coalesce(title, id) FROM memstore_threads "
+            "ORDER BY last_message_at DESC LIMIT 10",
+            "threads",
+        ),
+        ("Messages", "memstore_messages", "created_at", None, None),
+        (
+            "Checkpoints",
+            "memstore_checkpoints",
+            "created_at",
+            "SELECT thread_id, count(*) FROM memstore_checkpoints GROUP BY thread_id "
+            "ORDER BY max(created_at) DESC LIMIT 10",
+            "checkpoints",
+        ),
+        ("Graph nodes", "memstore_nodes", "updated_at", None, None),
+        ("Graph edges", "memstore_edges", "updated_at", None, None),
+        ("Cache entries", "memstore_cache", "created_at", None, None),
+        ("Record versions", "memstore_versions", "archived_at", None, None),
+    ]
+    for label, table, stamp, links_sql, view in specs:
+        if not await _can_view(datasette, request.actor, database, table):
+            continue
+        rows, last = (await db.execute(f"SELECT count(*), max({stamp}) FROM {table}")).rows[0]
+        links = []
+        if links_sql and view:
+            for key, text in (await db.execute(links_sql)).rows:
+                links.append(
+                    {
+                        "href": f"{base}/{view}/{quote(str(key), safe='')}",
+                        "label": f"{text}" if view == "threads" else f"{key} ({text})",
+                    }
+                )
+        note = ""
+        if table == "memstore_messages":
+            tokens, cost = (
+                await db.execute("SELECT total(total_tokens), total(cost) FROM memstore_messages")
+            ).rows[0]
+            note = f"{tokens:,.0f} tokens, cost {cost:.4f}"
+        if table == "memstore_cache":
+            hits, misses = (
+                await db.execute("SELECT total(hits), total(misses) FROM memstore_cache_stats")
+            ).rows[0]
+            note = f"{hits:,.0f} hits, {misses:,.0f} misses"
+        found.append(
+            {
+                "label": label,
+                "table": table,
+                "rows": rows,
+                "last_write": last,
+                "size": _size(sizes.get(table)),
+                "links": links,
+                "note": note,
+            }
+        )
+    return found
+
+
+async def thread_view(datasette: Any, request: Any) -> Response:
+    refused = _only_get(request)
+    if refused:
+        return refused
+    database, thread_id = request.url_vars["database"], request.url_vars["thread"]
+    db = await _require(datasette, request, database, "memstore_threads", "memstore_messages")
+    if db is None:
+        return Response.text("Not found", status=404)
+    threads = (
+        await db.execute(
+            "SELECT id, title, user_id, agent_id, tags, status, status_reason, parent_id, "
+            "branch_point, merged_into, created_at, last_message_at, message_count "
+            "FROM memstore_threads WHERE id = ?",
+            (thread_id,),
+        )
+    ).rows
+    if not threads:
+        return Response.text(f"No thread {thread_id}", status=404)
+    t = threads[0]
+    ranges = (await db.execute(memstore.HISTORY_RANGES_SQL, (thread_id,))).rows
+    clause, params = memstore.history_clause([tuple(r) for r in ranges])
+    rows = (
+        await db.execute(
+            "SELECT m.id, m.thread_id, m.position, m.role, m.content, m.content_type, m.name, "
+            "m.tool_calls, m.total_tokens, m.model, m.cost, m.created_at, m.merged_from "
+            f"FROM memstore_messages AS m WHERE {clause} ORDER BY m.position",
+            params,
+        )
+    ).rows
+    messages = []
+    for r in rows:
+        content = r["content"]
+        if content is not None and r["content_type"] == "json":
+            content_html: Any = _json_html(json.loads(content))
+        else:
+            content_html = content
+        messages.append(
+            {
+                "thread_id": r["thread_id"],
+                "position": r["position"],
+                "role": r["role"],
+                "name": r["name"],
+                "created_at": r["created_at"],
+                "merged": r["merged_from"] is not None,
+                "total_tokens": r["total_tokens"],
+                "model": r["model"],
+                "cost": r["cost"],
+                "content_html": content_html,
+                "tool_calls_html": _json_html(json.loads(r["tool_calls"]))
+                if r["tool_calls"]
+                else None,
+                "row_url": datasette.urls.row(database, "memstore_messages", str(r["id"])),
+            }
+        )
+    usage_rows = (
+        await db.execute(
+            "SELECT coalesce(model, '(none)'), count(*), total(input_tokens), "
+            "total(output_tokens), "
+            "total(total_tokens), total(cost) FROM memstore_messages WHERE thread_id = ? "
+            "GROUP BY model ORDER BY model",
+            (thread_id,),
+        )
+    ).rows
+    usage = [
+        {
+            "model": u[0],
+            "messages": u[1],
+            "input": int(u[2]),
+            "output": int(u[3]),
+            "total": int(u[4]),
+            "cost": u[5],
+        }
+        for u in usage_rows
+    ]
+    totals = {
+        "model": "all",
+        "messages": sum(u["messages"] for u in usage),
+        "input": sum(u["input"] for u in usage),
+        "output": sum(u["output"] for u in usage),
+        "total": sum(u["total"] for u in usage),
+        "cost": sum(u["cost"] for u in usage),
+    }
+    facts = [
+        ("status", t["status"] + (f" ({t['status_reason']})" if t["status_reason"] else "")),
+        ("user", t["user_id"] or "-"),
+        ("agent", t["agent_id"] or "-"),
+        ("tags", ", ".join(json.loads(t["tags"])) or "-"),
+        ("created", t["created_at"]),
+        ("last message", t["last_message_at"] or "-"),
+        ("messages", t["message_count"]),
+    ]
+    if t["parent_id"]:
+        facts.append(("branch of", f"{t['parent_id']} at #{t['branch_point']}"))
+    return await _render(
+        datasette,
+        request,
+        "thread",
+        {
+            "title": f"Conversation: {t['title'] or thread_id}",
+            "database": database,
+            "thread_id": thread_id,
+            "facts": facts,
+            "messages": messages,
+            "usage": [*usage, totals] if len(usage) > 1 else usage or [totals],
+            "tree": await _branch_tree(datasette, db, database, thread_id),
+            "messages_query": urlencode({"thread_id": thread_id, "_sort": "position"}),
+        },
+    )
+
+
+async def _branch_tree(datasette: Any, db: Any, database: str, thread_id: str) -> Markup:
+    """The thread's branch tree, from its root, as nested lists of links."""
+    root = thread_id
+    for _ in range(1000):  # a branch chain is short; the bound guards a hand-made cycle
+        parent = (
+            await db.execute("SELECT parent_id FROM memstore_threads WHERE id = ?", (root,))
+        ).rows
+        if not parent or parent[0][0] is None:
+            break
+        root = parent[0][0]
+    family = (
+        await db.execute(
+            "WITH RECURSIVE family(id) AS (SELECT ? UNION SELECT t.id FROM memstore_threads AS t "
+            "JOIN family ON t.parent_id = family.id) SELECT t.id, t.title, t.parent_id, "
+            "t.branch_point, t.status, t.merged_into, t.message_count FROM memstore_threads AS t "
+            "JOIN family ON t.id = family.id ORDER BY t.created_at",
+            (root,),
+        )
+    ).rows
+    children: dict[Any, list[Any]] = {}
+    for row in family:
+        children.setdefault(row["parent_id"], []).append(row)
+    base = datasette.urls.path(f"/-/memstore/{quote(database, safe='')}/threads/")
+
+    def node(row: Any) -> Markup:
+        label = row["title"] or row["id"]
+        extra = f" at #{row['branch_point']}" if row["parent_id"] else ""
+        merged = f" into {row['merged_into']}" if row["merged_into"] else ""
+        item = Markup(
+            '<li class="{}"><a href="{}">{}</a>{} <span class="memstore-status {}">{}{}</span> '
+            "{} messages"
+        ).format(
+            "current" if row["id"] == thread_id else "",
+            base + quote(row["id"], safe=""),
+            label,
+            extra,
+            row["status"],
+            row["status"],
+            merged,
+            row["message_count"],
+        )
+        kids = children.get(row["id"], [])
+        if kids:
+            item += Markup("<ul>") + Markup("").join(node(k) for k in kids) + Markup("</ul>")
+        return item + Markup("</li>")
+
+    roots = [row for row in family if row["id"] == root]
+    return Markup("<ul>") + Markup("").join(node(r) for r in roots) + Markup("</ul>")
+
+
+# Time buckets for the timeline as (label, prefix length of an ISO timestamp, seconds).
+BUCKETS = [
+    ("minute", 16, 60),
+    ("10 minutes", 15, 600),
+    ("hour", 13, 3600),
+    ("day", 10, 86400),
+    ("month", 7, 2678400),
+]
+
+
+async def events_view(datasette: Any, request: Any) -> Response:
+    refused = _only_get(request)
+    if refused:
+        return refused
+    database, log = request.url_vars["database"], request.url_vars["log"]
+    db = await _require(datasette, request, database, "memstore_events")
+    if db is None:
+        return Response.text("Not found", status=404)
+    first, last, total, lo, hi = (
+        await db.execute(
+            "SELECT min(at), max(at), count(*), min(seq), max(seq) FROM memstore_events "
+            "WHERE log = ?",
+            (log,),
+        )
+    ).rows[0]
+    if not total:
+        return Response.text(f"No events in log {log}", status=404)
+    span = _seconds_between(first, last)
+    label, width, _ = next((b for b in BUCKETS if span / b[2] <= 60), BUCKETS[-1])
+    counts = (
+        await db.execute(
+            f"SELECT substr(at, 1, {width}) AS bucket, kind, count(*) FROM memstore_events "
+            "WHERE log = ? GROUP BY bucket, kind ORDER BY bucket, kind",
+            (log,),
+        )
+    ).rows
+    latest = (
+        await db.execute(
+            "SELECT id, seq, at, kind, event_id, payload FROM memstore_events WHERE log = ? "
+            "ORDER BY seq DESC LIMIT 50",
+            (log,),
+        )
+    ).rows
+    table_url = datasette.urls.table(database, "memstore_events")
+    return await _render(
+        datasette,
+        request,
+        "timeline",
+        {
+            "title": f"Event log: {log}",
+            "database": database,
+            "total": total,
+            "first_seq": lo,
+            "last_seq": hi,
+            "bucket_label": label,
+            "events_query": urlencode({"log": log, "_sort_desc": "seq"}),
+            "chart": _timeline_svg([(r[0], r[1], r[2]) for r in counts], table_url, log),
+            "latest": [
+                {
+                    "seq": e["seq"],
+                    "at": e["at"],
+                    "kind": e["kind"],
+                    "event_id": e["event_id"],
+                    "payload_html": _json_html(json.loads(e["payload"])),
+                    "row_url": datasette.urls.row(database, "memstore_events", str(e["id"])),
+                }
+                for e in latest
+            ],
+        },
+    )
+
+
+def _seconds_between(first: str, last: str) -> float:
+    from datetime import datetime
+
+    try:
+        return (datetime.fromisoformat(last) - datetime.fromisoformat(first)).total_seconds()
+    except ValueError:
+        return 0.0
+
+
+def _bucket_label(bucket: str) -> str:
+    """A bucket (a prefix of ISO timestamps) as people read it: 2026-11-21T09:3 is 09:30."""
+    if len(bucket) > 13:  # minutes or tens of minutes: the time, within a day
+        return bucket[11:].ljust(5, "0")
+    if len(bucket) == 13:  # hours: the day too, as a span of hours can cross midnight
+        return f"{bucket[5:10]} {bucket[11:]}:00"
+    return bucket
+
+
+def _timeline_svg(counts: list[tuple[str, str, int]], table_url: str, log: str) -> Markup:
+    """A stacked bar chart of events per time bucket and kind; each bar links to its rows."""
+    buckets = sorted({b for b, _, _ in counts})
+    kinds = sorted({k for _, k, _ in counts})
+    color = {k: KIND_COLORS[i % len(KIND_COLORS)] for i, k in enumerate(kinds)}
+    per_bucket: dict[str, int] = {}
+    for b, _, n in counts:
+        per_bucket[b] = per_bucket.get(b, 0) + n
+    tallest = max(per_bucket.values())
+    width, height, left, bottom = 760, 220, 40, 40
+    bar = min(48.0, max(2.0, (width - left) / max(len(buckets), 1) - 2))
+    parts = [
+        Markup(
+            '<svg class="memstore-timeline" role="img" aria-label="events over time by kind" '
+            'xmlns="http://www.w3.org/2000/svg" width="{}" height="{}" viewBox="0 0 {} {}">'
+        ).format(width, height + 30, width, height + 30)
+    ]
+    parts.append(Markup('<text x="0" y="12" font-size="11">{}</text>').format(tallest))
+    stacked: dict[str, float] = {}
+    for b, k, n in counts:
+        x = left + buckets.index(b) * (bar + 2)
+        h = (height - bottom) * n / tallest
+        y = height - bottom - stacked.get(b, 0) - h
+        stacked[b] = stacked.get(b, 0) + h
+        href = f"{table_url}?{urlencode({'log': log, 'kind': k, 'at__startswith': b})}"
+        parts.append(
+            Markup(
+                '<a href="{}"><rect x="{:.1f}" y="{:.1f}" width="{:.1f}" height="{:.1f}" fill="{}">'
+                "<title>{} {}: {}</title></rect></a>"
+            ).format(href, x, y, bar, max(h, 0.5), color[k], b, k, n)
+        )
+    for i, b in enumerate(buckets):
+        if i % max(1, math.ceil(len(buckets) / 8)) == 0:
+            x = left + i * (bar + 2)
+            parts.append(
+                Markup('<text x="{:.1f}" y="{}" font-size="10">{}</text>').format(
+                    x, height - bottom + 14, _bucket_label(b)
+                )
+            )
+    for i, k in enumerate(kinds):
+        x = left + (i % 5) * 140
+        y = height - 8 + (i // 5) * 14
+        parts.append(
+            Markup(
+                '<rect x="{}" y="{}" width="10" height="10" fill="{}"></rect>'
+                '<text x="{}" y="{}" font-size="11">{}</text>'
+            ).format(x, y - 9, color[k], x + 14, y, k)
+        )
+    parts.append(Markup("</svg>"))
+    return Markup("").join(parts)
+
+
+async def checkpoints_view(datasette: Any, request: Any) -> Response:
+    refused = _only_get(request)
+    if refused:
+        return refused
+    database, thread_id = request.url_vars["database"], request.url_vars["thread"]
+    db = await _require(datasette, request, database, "memstore_checkpoints")
+    if db is None:
+        return Response.text("Not found", status=404)
+    rows = (
+        await db.execute(
+            "SELECT id, branch, parent_id, state, state_zlib, size, tags, created_at "
+            "FROM memstore_checkpoints WHERE thread_id = ? "
+            "ORDER BY created_at DESC, id DESC LIMIT 200",
+            (thread_id,),
+        )
+    ).rows
+    if not rows:
+        return Response.text(f"No checkpoints for {thread_id}", status=404)
+    states = {r["id"]: _state(r["state"], r["state_zlib"]) for r in rows}
+    checkpoints = []
+    for r in rows:
+        parent = r["parent_id"]
+        if parent is not None and parent not in states:
+            found = (
+                await db.execute(
+                    "SELECT state, state_zlib FROM memstore_checkpoints WHERE id = ?", (parent,)
+                )
+            ).rows
+            states[parent] = _state(found[0][0], found[0][1]) if found else {}
+        before = states.get(parent, {}) if parent else {}
+        checkpoints.append(
+            {
+                "id": r["id"],
+                "branch": r["branch"],
+                "parent_id": parent,
+                "created_at": r["created_at"],
+                "size": _size(r["size"]),
+                "compressed": r["state_zlib"] is not None,
+                "tags": json.loads(r["tags"]),
+                "diff_html": _diff_html(memstore.state_diff(before, states[r["id"]])),
+                "row_url": datasette.urls.row(
+                    database, "memstore_checkpoints", tilde_encode(r["id"])
+                ),
+            }
+        )
+    return await _render(
+        datasette,
+        request,
+        "checkpoints",
+        {
+            "title": f"Checkpoints: {thread_id}",
+            "database": database,
+            "checkpoints": checkpoints,
+            "branches": sorted({c["branch"] for c in checkpoints}),
+            "table_query": urlencode({"thread_id": thread_id}),
+        },
+    )
+
+
+def _state(text: str | None, packed: bytes | None) -> Any:
+    return json.loads(text if packed is None else zlib.decompress(packed).decode("utf-8"))
+
+
+def _diff_html(diff: dict[str, Any]) -> Markup:
+    items = []
+    for kind, sign in (("added", "+"), ("removed", "-"), ("changed", "~")):
+        for path, value in diff[kind].items():
+            shown = (
+                f"{json.dumps(value['old'], ensure_ascii=False)} → "
+                f"{json.dumps(value['new'], ensure_ascii=False)}"
+                if kind == "changed"
+                else json.dumps(value, ensure_ascii=False)
+            )
+            if len(shown) > 200:
+                shown = shown[:200] + "…"
+            items.append(
+                Markup('<li class="{}">{} <code>{}</code> {}</li>').format(kind, sign, path, shown)
+            )
+    if not items:
+        return Markup("<p>No change from its parent.</p>")
+    return Markup("<ul>") + Markup("").join(items) + Markup("</ul>")
+
+
+async def search_view(datasette: Any, request: Any) -> Response:
+    refused = _only_get(request)
+    if refused:
+        return refused
+    q = (request.args.get("q") or "").strip()
+    hits: list[dict[str, Any]] = []
+    error = None
+    if q:
+        match = escape_fts(q)
+        for database in await _visible_databases(datasette, request):
+            db = datasette.get_database(database)
+            try:
+                hits += await _search_database(datasette, request, database, db, match)
+            except Exception as err:
+                error = f"Search failed in {database}: {err}"
+    return await _render(
+        datasette,
+        request,
+        "search",
+        {"title": "Search all memory", "q": q, "hits": hits, "error": error},
+    )
+
+
+async def _search_database(
+    datasette: Any, request: Any, database: str, db: Any, match: str
+) -> list[dict[str, Any]]:
+    found = []
+    registry = (
+        await db.execute("SELECT name FROM _memstore_collections WHERE fts <> '[]' ORDER BY name")
+    ).rows
+    for (name,) in registry:
+        if not await _can_view(datasette, request.actor, database, name):
+            continue
+        fts = memstore._quote(name + "_fts")
+        rows = (
+            await db.execute(
+                f"SELECT t.id, t.key, snippet({fts}, -1, '[', ']', '…', 10) FROM {fts} "
+                f"JOIN {memstore._quote(name)} AS t ON t.id = {fts}.rowid "
+                f"WHERE {fts} MATCH ? ORDER BY {fts}.rank LIMIT 10",
+                (match,),
+            )
+        ).rows
+        found += [
+            {
+                "database": database,
+                "where": f"collection {name}",
+                "label": key,
+                "href": datasette.urls.row(database, name, str(row_id)),
+                "snippet": snip,
+            }
+            for row_id, key, snip in rows
+        ]
+    base = datasette.urls.path(f"/-/memstore/{quote(database, safe='')}")
+    if await _can_view(datasette, request.actor, database, "memstore_messages"):
+        rows = (
+            await db.execute(
+                "SELECT m.thread_id, m.position, m.role, "
+                "snippet(memstore_messages_fts, 0, '[', ']', "
+                "'…', 10) FROM memstore_messages_fts JOIN memstore_messages AS m "
+                "ON m.id = memstore_messages_fts.rowid WHERE memstore_messages_fts MATCH ? "
+                "ORDER BY memstore_messages_fts.rank LIMIT 20",
+                (match,),
+            )
+        ).rows
+        found += [
+            {
+                "database": database,
+                "where": "conversation",
+                "label": f"{thread} #{position} ({role})",
+                "href": f"{base}/threads/{quote(thread, safe='')}#m{position}",
+                "snippet": snip,
+            }
+            for thread, position, role, snip in rows
+        ]
+    if await _can_view(datasette, request.actor, database, "memstore_events"):
+        rows = (
+            await db.execute(
+                "SELECT e.id, e.log, e.seq, e.kind, "
+                "snippet(memstore_events_fts, -1, '[', ']', '…', 10) FROM memstore_events_fts "
+                "JOIN memstore_events AS e ON e.id = memstore_events_fts.rowid "
+                "WHERE memstore_events_fts MATCH ? ORDER BY memstore_events_fts.rank LIMIT 20",
+                (match,),
+            )
+        ).rows
+        found += [
+            {
+                "database": database,
+                "where": f"event log {log}",
+                "label": f"{log} seq {seq} ({kind})",
+                "href": datasette.urls.row(database, "memstore_events", str(row_id)),
+                "snippet": snip,
+            }
+            for row_id, log, seq, kind, snip in rows
+        ]
+    return found
+
+
+async def css_view(request: Any) -> Response:
+    return Response(CSS, content_type="text/css; charset=utf-8")
+
+
+@hookimpl
+def register_routes() -> list[tuple[str, Any]]:
+    return [
+        (r"^/-/memstore$", overview),
+        (r"^/-/memstore/memstore\.css$", css_view),
+        (r"^/-/memstore/search$", search_view),
+        (r"^/-/memstore/(?P<database>[^/]+)/threads/(?P<thread>.+)$", thread_view),
+        (r"^/-/memstore/(?P<database>[^/]+)/events/(?P<log>.+)$", events_view),
+        (r"^/-/memstore/(?P<database>[^/]+)/checkpoints/(?P<thread>.+)$", checkpoints_view),
+    ]
+
+
+@hookimpl
+def menu_links(datasette: Any) -> list[dict[str, str]]:
+    return [{"href": datasette.urls.path("/-/memstore"), "label": "Agent memory"}]

@@ -1,0 +1,238 @@
+"""The Datasette explorer, end to end through datasette.client, on a store built here.
+
+Runs on Datasette 0.65 (the test venv) and 1.0 (.ci/run runs this file there too).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+datasette_app = pytest.importorskip("datasette.app")
+from datasette import hookspecs  # noqa: E402
+
+import memstore  # noqa: E402
+
+from .conftest import ROOT  # noqa: E402
+
+DATASETTE_1 = not hasattr(hookspecs, "get_metadata")
+
+
+@pytest.fixture(scope="module")
+def agent_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("plugin") / "agent.db"
+    with memstore.Store(path) as store:
+        events = store.collection("events", fields={"kind": str, "agent": str}, fts=["summary"])
+        events.put("e1", {"kind": "error", "agent": "a1", "summary": "tool timeout on web search"})
+        events.put(
+            "e2",
+            {
+                "kind": "info",
+                "agent": "a1",
+                "summary": "plan made",
+                "detail": {"steps": list(range(60))},
+            },
+        )
+        events.put("xss", {"kind": "info", "summary": "<script>alert('x')</script> & more"})
+        store.collection("secrets", fts=["text"]).put("s1", {"text": "classified timeout"})
+        log = store.event_log("planner")
+        for i, kind in enumerate(
+            ["task_started", "tool_call", "tool_result", "tool_call", "error"]
+        ):
+            log.append({"id": f"ev{i}", "kind": kind, "payload": {"n": i, "note": "lyon timeout"}})
+        conv = store.conversations()
+        conv.create_thread("chat-1", title="Train to Lyon", user_id="alice", agent_id="planner")
+        conv.add_message("chat-1", "system", "You plan trips.")
+        conv.add_message("chat-1", "user", "Find me a train to Lyon")
+        conv.add_message(
+            "chat-1",
+            "assistant",
+            None,
+            tool_calls=[{"name": "trains", "args": {"to": "Lyon"}}],
+            usage={"input_tokens": 100, "output_tokens": 20, "model": "big", "cost": 0.5},
+        )
+        conv.add_message("chat-1", "tool", {"trains": ["9:04"]}, name="trains")
+        branch = conv.branch("chat-1", at=2, branch_id="chat-1-cheap", title="Cheaper")
+        conv.add_message(
+            branch,
+            "assistant",
+            "The slow train is cheaper",
+            usage={"input_tokens": 7, "output_tokens": 3, "model": "small", "cost": 0.25},
+        )
+        conv.merge(branch)
+        dead = conv.branch("chat-1", at=1, branch_id="chat-1-dead", title="Dead end")
+        conv.abandon(dead, reason="wrong idea")
+        cp = store.checkpoints()
+        first = cp.save("chat-1", {"step": 1, "plan": ["search"]})
+        cp.save("chat-1", {"step": 2, "plan": ["search", "book"], "booked": True})
+        cp.branch(first, name="alt")
+        cp.save("chat-1", {"step": 2, "plan": ["search", "ask"]}, branch="alt")
+    return path
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def datasette(path: Path, *, deny: str | None = None) -> Any:
+    """A Datasette on the file with memstore's plugin; ``deny`` hides one table from all."""
+    settings: dict[str, Any] = {}
+    if deny:
+        settings = {"databases": {"agent": {"tables": {deny: {"allow": False}}}}}
+    kwargs = {"config": settings} if DATASETTE_1 else {"metadata": settings}
+    ds = datasette_app.Datasette([str(path)], **kwargs)
+    run(ds.invoke_startup())
+    return ds
+
+
+@pytest.fixture(scope="module")
+def ds(agent_db: Path) -> Iterator[Any]:
+    yield datasette(agent_db)
+
+
+def get(ds: Any, path: str, method: str = "get") -> Any:
+    return run(getattr(ds.client, method)(path))
+
+
+def test_installed_plugin_is_this_checkouts() -> None:
+    import memstore_datasette
+
+    installed = Path(memstore_datasette.__file__).read_text()
+    assert installed == (ROOT / "plugins" / "memstore_datasette.py").read_text(), (
+        "the installed plugin is stale: pip install ."
+    )
+
+
+def test_overview(ds: Any) -> None:
+    page = get(ds, "/-/memstore")
+    assert page.status_code == 200
+    html = page.text
+    assert "Agent memory" in html and f"Schema version {memstore.SCHEMA_VERSION}" in html
+    assert ">events</a></td>" in html and "WAL" in html
+    assert "memstore_messages" in html and "130 tokens" in html
+    assert "/-/memstore/agent/events/planner" in html
+    assert "/-/memstore/agent/threads/chat-1" in html
+    assert "/-/memstore/agent/checkpoints/chat-1" in html
+    assert 'href="/-/memstore"' in get(ds, "/").text  # the menu links here
+
+
+def test_internal_tables_hidden_and_collections_configured(ds: Any) -> None:
+    tables = {t["name"]: t for t in get(ds, "/agent.json").json()["tables"]}
+    assert tables["_memstore_collections"]["hidden"] is True
+    assert tables["events"]["hidden"] is False and tables["events_fts"]["hidden"] is True
+    assert tables["events"]["fts_table"] == "events_fts"
+    assert tables["memstore_messages"]["fts_table"] == "memstore_messages_fts"
+    html = get(ds, "/agent/events").text
+    assert "facet-agent-events-kind" in html and "facet-agent-events-agent" in html
+    assert "sorted by updated_at descending" in html
+
+
+def test_fts_search_through_the_table_page(ds: Any) -> None:
+    rows = get(ds, "/agent/events.json?_search=timeout&_shape=array").json()
+    assert [r["key"] for r in rows] == ["e1"]
+    rows = get(ds, "/agent/memstore_messages.json?_search=lyon&_shape=array").json()
+    assert [r["position"] for r in rows] == [2]
+
+
+def test_json_cells_are_pretty_folded_and_escaped(ds: Any) -> None:
+    html = get(ds, "/agent/events").text
+    assert '<pre class="memstore-json">' in html and "<details><summary>" in html
+    assert "<script>alert" not in html and "&lt;script&gt;alert" in html
+
+
+def test_conversation_view(ds: Any) -> None:
+    page = get(ds, "/-/memstore/agent/threads/chat-1")
+    assert page.status_code == 200
+    html = page.text
+    order = [
+        html.index(text)
+        for text in [
+            "You plan trips.",
+            "Find me a train to Lyon",
+            "&#34;trains&#34;",
+            "The slow train is cheaper",
+        ]
+    ]
+    assert order == sorted(order)
+    assert "role-assistant" in html and "tool calls" in html and "(trains)" in html
+    assert "0.5000" in html and "0.7500" not in html  # merged copies carry no usage
+    assert ">Cheaper</a> at #2" in html and "merged into chat-1" in html
+    assert ">Dead end</a> at #1" in html and "memstore-status abandoned" in html
+    assert "/-/memstore/agent/threads/chat-1-cheap" in html
+    branch = get(ds, "/-/memstore/agent/threads/chat-1-cheap").text
+    assert "from chat-1" in branch and "The slow train is cheaper" in branch
+    assert "Train to Lyon</a>" in branch  # the tree links back to the root
+    assert get(ds, "/-/memstore/agent/threads/nope").status_code == 404
+
+
+def test_event_timeline(ds: Any) -> None:
+    page = get(ds, "/-/memstore/agent/events/planner")
+    assert page.status_code == 200
+    html = page.text
+    assert '<svg class="memstore-timeline"' in html
+    assert html.count("<rect") >= 4 and "tool_call" in html and "error" in html
+    assert "/agent/memstore_events?log=planner&amp;kind=tool_call&amp;at__startswith=" in html
+    assert "/agent/memstore_events/" in html  # rows link to their pages
+    assert "5 events, seq 1 to 5" in html
+
+
+def test_checkpoint_view_diffs(ds: Any) -> None:
+    html = get(ds, "/-/memstore/agent/checkpoints/chat-1").text
+    assert "3 checkpoints on 2 branches" in html
+    assert '<li class="added">+ <code>booked</code> true</li>' in html
+    assert '<li class="changed">~ <code>step</code> 1 → 2</li>' in html
+    assert '<li class="changed">~ <code>plan[1]</code>' not in html
+    assert '<li class="added">+ <code>plan[1]</code> &#34;ask&#34;</li>' in html
+
+
+def test_search_everything(ds: Any) -> None:
+    html = get(ds, "/-/memstore/search?q=timeout").text
+    assert "collection events" in html and "collection secrets" in html
+    assert "event log planner" in html
+    html = get(ds, "/-/memstore/search?q=lyon").text
+    assert "conversation" in html and "/-/memstore/agent/threads/chat-1#m2" in html
+    odd = get(ds, '/-/memstore/search?q="unbalanced AND (')
+    assert odd.status_code == 200
+
+
+def test_no_write_route(ds: Any) -> None:
+    for path in [
+        "/-/memstore",
+        "/-/memstore/search?q=x",
+        "/-/memstore/agent/threads/chat-1",
+        "/-/memstore/agent/events/planner",
+        "/-/memstore/agent/checkpoints/chat-1",
+    ]:
+        assert get(ds, path, "post").status_code in (403, 405), path
+
+
+def test_hidden_table_stays_hidden_and_uncounted(agent_db: Path) -> None:
+    restricted = datasette(agent_db, deny="secrets")
+    assert get(restricted, "/agent/secrets").status_code == 403
+    assert ">secrets</a>" not in get(restricted, "/-/memstore").text
+    assert "collection secrets" not in get(restricted, "/-/memstore/search?q=timeout").text
+    restricted = datasette(agent_db, deny="memstore_messages")
+    assert get(restricted, "/-/memstore/agent/threads/chat-1").status_code == 404
+    assert "memstore_messages" not in get(restricted, "/-/memstore").text
+    assert "conversation" not in get(restricted, "/-/memstore/search?q=lyon").text
+
+
+def test_other_databases_are_left_alone(tmp_path: Path) -> None:
+    import sqlite3
+
+    plain = tmp_path / "plain.db"
+    conn = sqlite3.connect(plain)
+    conn.execute("CREATE TABLE things (body TEXT)")
+    conn.execute("""INSERT INTO things VALUES ('{"a": 1}')""")
+    conn.commit()
+    conn.close()
+    ds = datasette_app.Datasette([str(plain)])
+    run(ds.invoke_startup())
+    assert "memstore-json" not in get(ds, "/plain/things").text
+    assert "No memstore database" in get(ds, "/-/memstore").text
+    assert json.loads(get(ds, "/plain.json").text)["tables"][0]["hidden"] is False
