@@ -18,6 +18,7 @@ schema migrations, Store, Collection, query compilation, private helpers.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import functools
 import hashlib
@@ -64,10 +65,12 @@ __all__ = [
     "Node",
     "NotFoundError",
     "QueryError",
+    "QuotaError",
     "Row",
     "SchemaError",
     "StorageFullError",
     "Store",
+    "Tenants",
     "Thread",
     "ValidationError",
     "Version",
@@ -175,6 +178,10 @@ class StorageFullError(MemstoreError):
     """The disk, or the file's size limit, is full; the transaction was rolled back."""
 
 
+class QuotaError(StorageFullError):
+    """The store reached its size quota (``max_size``); the transaction was rolled back."""
+
+
 # Driver errors mapped to memstore's own, in order: the first match wins.
 _TRANSLATIONS: tuple[tuple[type[BaseException], type[MemstoreError]], ...] = (
     (apsw.BusyError, BusyError),
@@ -223,6 +230,13 @@ def _refuse_double_quoted_strings(conn: apsw.Connection) -> None:
     """A mistyped identifier in double quotes must be an error, not a string literal."""
     conn.config(apsw.SQLITE_DBCONFIG_DQS_DML, 0)
     conn.config(apsw.SQLITE_DBCONFIG_DQS_DDL, 0)
+
+
+def _set_quota(conn: apsw.Connection, max_size: int) -> None:
+    """A size limit SQLite itself enforces: past it, writes fail with SQLITE_FULL."""
+    page_size = conn.execute("PRAGMA page_size").fetchall()[0][0]
+    assert isinstance(page_size, int)
+    conn.execute(f"PRAGMA max_page_count = {max(1, max_size // page_size)}").fetchall()
 
 
 def _register_functions(conn: apsw.Connection) -> None:
@@ -373,6 +387,8 @@ class Store:
     ``path`` is a file (created and migrated as needed) or ``":memory:"``.
     ``synchronous="full"`` makes every commit survive power loss as well as
     crashes. ``timeout`` is how long to wait, in seconds, for another writer.
+    ``max_size`` (bytes) is a quota SQLite enforces (``PRAGMA max_page_count``):
+    a write past it raises QuotaError and changes nothing.
 
     One Store may be shared by threads: its operations take turns on one
     connection. Open a Store per thread or per process for parallel readers.
@@ -384,26 +400,40 @@ class Store:
         *,
         synchronous: Literal["normal", "full"] = "normal",
         timeout: float = 5.0,
+        max_size: int | None = None,
     ) -> None:
         if synchronous not in ("normal", "full"):
             raise ValidationError('synchronous must be "normal" or "full"')
         if not isinstance(timeout, (int, float)) or timeout < 0:
             raise ValidationError("timeout must be a number of seconds >= 0")
+        if max_size is not None and (not isinstance(max_size, int) or max_size < 65536):
+            raise ValidationError("max_size must be a whole number of bytes, at least 65536")
         self.path = os.fspath(path)
         self.synchronous = synchronous
         self.timeout = float(timeout)
+        self.max_size = max_size
         self._lock = threading.RLock()
         self._depth = 0
         self._conn: apsw.Connection | None = self._open()
         _STORES.add(self)
 
+    @classmethod
+    def from_env(cls, **options: Any) -> Store:
+        """The store named by the MEMSTORE_PATH environment variable."""
+        path = os.environ.get("MEMSTORE_PATH")
+        if not path:
+            raise MemstoreError("MEMSTORE_PATH is not set")
+        return cls(path, **options)
+
     def _open(self) -> apsw.Connection:
         conn = _connect(self.path, synchronous=self.synchronous.upper(), timeout=self.timeout)
         try:
             _migrate(conn)
+            if self.max_size is not None:
+                _set_quota(conn, self.max_size)
         except apsw.Error as err:
             conn.close()
-            raise _translate(err) from err
+            raise self._error(err) from err
         except BaseException:
             conn.close()
             raise
@@ -418,6 +448,13 @@ class Store:
 
     def __repr__(self) -> str:
         return f"<memstore.Store {self.path!r}>"
+
+    def _error(self, err: BaseException) -> MemstoreError:
+        """A driver error as memstore's; a full file under a quota is the quota's."""
+        translated = _translate(err)
+        if isinstance(translated, StorageFullError) and self.max_size is not None:
+            return QuotaError(f"{self.path} reached its size quota of {self.max_size:,} bytes")
+        return translated
 
     def __enter__(self) -> Store:
         return self
@@ -472,7 +509,7 @@ class Store:
             try:
                 conn.execute(begin)
             except apsw.Error as err:
-                raise _translate(err) from err
+                raise self._error(err) from err
             self._depth += 1
             try:
                 yield self
@@ -487,7 +524,7 @@ class Store:
             except apsw.Error as err:
                 if not conn.get_autocommit():
                     conn.execute(rollback)
-                raise _translate(err) from err
+                raise self._error(err) from err
 
     # -- statements, each under the lock with driver errors translated -----
 
@@ -496,14 +533,14 @@ class Store:
             try:
                 return self.connection.execute(sql, params).fetchall()
             except (apsw.Error, UnicodeEncodeError) as err:
-                raise _translate(err) from err
+                raise self._error(err) from err
 
     def _run_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         with self._lock:
             try:
                 self.connection.executemany(sql, rows).fetchall()
             except (apsw.Error, UnicodeEncodeError) as err:
-                raise _translate(err) from err
+                raise self._error(err) from err
 
     def _stream(
         self, sql: str, params: Sequence[Any], convert: Callable[[Any], Any]
@@ -513,14 +550,14 @@ class Store:
             try:
                 cursor = self.connection.execute(sql, params)
             except (apsw.Error, UnicodeEncodeError) as err:
-                raise _translate(err) from err
+                raise self._error(err) from err
         try:
             while True:
                 with self._lock:
                     try:
                         batch = list(islice(cursor, 256))
                     except apsw.Error as err:
-                        raise _translate(err) from err
+                        raise self._error(err) from err
                 if not batch:
                     return
                 for row in batch:
@@ -631,31 +668,59 @@ class Store:
             for name in self.collections()
         }
 
-    def check(self) -> list[str]:
-        """Look for problems: a damaged file, FTS indexes out of step, missing indexes or triggers.
+    def check(self, *, full: bool = False) -> list[str]:
+        """Look for problems; return them, an empty list when all is well.
 
-        Returns a list of problems, empty when all is well. ``repair()`` mends
-        what it can.
+        The file's integrity (``full=True``: every page and index, not a
+        quick check), each collection against the registry, its indexes,
+        triggers and FTS index, the ``sql/`` files' indexes and triggers and
+        the memory layers' FTS indexes, dangling references (graph edges,
+        branches, checkpoint parents) and records past their TTL.
+        ``repair()`` mends what it can.
         """
-        problems = [f"integrity: {r[0]}" for r in self._fetch("PRAGMA quick_check") if r[0] != "ok"]
+        pragma = "integrity_check" if full else "quick_check"
+        problems = [f"integrity: {r[0]}" for r in self._fetch(f"PRAGMA {pragma}") if r[0] != "ok"]
+        tables = {row[0] for row in self._fetch("SELECT name FROM sqlite_schema")}
         for name in self.collections():
-            problems += self.collection(name).check()
-        present = {row[0] for row in self._fetch("SELECT name FROM sqlite_schema")}
+            if name not in tables:
+                problems.append(f"{name}: registered, but its table is missing")
+                continue
+            collection = self.collection(name)
+            problems += collection.check()
+            expired = collection.expired_count()
+            if expired:
+                problems.append(f"{name}: {expired} records past their TTL (memstore cleanup)")
         for name, (kind, _) in _schema_objects().items():
-            if name not in present:
+            if name not in tables:
                 problems.append(f"missing {kind} {name}")
         for fts in _LAYER_FTS:
             problems += _fts_problems(self, fts)
+        for (graph,) in self._fetch("SELECT DISTINCT graph FROM memstore_edges"):
+            problems += self.graph(graph).check()
+        problems += self.checkpoints().check()
+        problems += [
+            f"thread {tid} branches from a missing thread {parent}"
+            for tid, parent in self._fetch(
+                "SELECT t.id, t.parent_id FROM memstore_threads AS t WHERE t.parent_id IS NOT NULL "
+                "AND NOT EXISTS (SELECT 1 FROM memstore_threads AS p WHERE p.id = t.parent_id)"
+            )
+        ]
         return problems
 
     def repair(self) -> list[str]:
-        """Recreate missing indexes, rebuild damaged FTS indexes and triggers; say what was done."""
+        """Recreate missing indexes and triggers, rebuild damaged FTS indexes, drop registry
+        entries whose table is gone; return a line per change."""
         done = []
+        tables = {row[0] for row in self._fetch("SELECT name FROM sqlite_schema")}
         for name in self.collections():
+            if name not in tables:
+                with self.transaction():
+                    self._fetch("DELETE FROM _memstore_collections WHERE name = ?", (name,))
+                done.append(f"{name}: removed from the registry (its table is gone)")
+                continue
             done += self.collection(name)._repair()
-        present = {row[0] for row in self._fetch("SELECT name FROM sqlite_schema")}
         for name, (kind, sql) in _schema_objects().items():
-            if name not in present:
+            if name not in tables:
                 with self.transaction():
                     self._fetch(sql)
                 done.append(f"recreated {kind} {name}")
@@ -665,6 +730,176 @@ class Store:
                     self._fetch(f"INSERT INTO {fts} ({fts}) VALUES ('rebuild')")
                 done.append(f"rebuilt the full-text index {fts}")
         return done
+
+    # -- operations ----------------------------------------------------------
+
+    def backup(self, dest: str | os.PathLike[str], *, compact: bool = False) -> dict[str, Any]:
+        """Copy the store to ``dest`` while it stays in use, and check the copy.
+
+        Uses SQLite's backup API (one consistent snapshot, whatever other
+        processes write meanwhile), or with ``compact=True`` ``VACUUM INTO``
+        (a smaller, defragmented copy). The copy must pass ``integrity_check``
+        before this returns; ``dest`` must not exist.
+        """
+        target = os.fspath(dest)
+        if os.path.exists(target):
+            raise ValidationError(f"{target} exists; back up to a new file")
+        with self._lock:
+            try:
+                if compact:
+                    self.connection.execute("VACUUM INTO ?", (target,))
+                else:
+                    copy = apsw.Connection(target)
+                    try:
+                        with copy.backup("main", self.connection, "main") as backup:
+                            backup.step(-1)
+                    finally:
+                        copy.close()
+            except apsw.Error as err:
+                raise self._error(err) from err
+        problems = _verify_copy(target)
+        if problems:
+            raise MemstoreError(f"the backup {target} failed its check: {problems}")
+        return {"path": target, "bytes": os.path.getsize(target), "compact": compact}
+
+    def restore(self, source: str | os.PathLike[str]) -> dict[str, Any]:
+        """Replace this store's contents with a backup's, in one step, after checking it.
+
+        The backup must be an intact memstore file no newer than this
+        memstore; other connections see the old contents or the new, never a mix.
+        """
+        origin = os.fspath(source)
+        problems = _verify_copy(origin)
+        if problems:
+            raise MemstoreError(f"{origin} is not a sound memstore backup: {problems}")
+        with self._lock:
+            if self._depth:
+                raise MemstoreError("cannot restore inside a transaction")
+            copy = apsw.Connection(origin, flags=apsw.SQLITE_OPEN_READONLY)
+            try:
+                with self.connection.backup("main", copy, "main") as backup:
+                    backup.step(-1)
+            except apsw.Error as err:
+                raise self._error(err) from err
+            finally:
+                copy.close()
+        return {"path": self.path, "from": origin, "schema_version": self.schema_version}
+
+    def export(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        collections: Sequence[str] | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> dict[str, Any]:
+        """Write the store as JSONL files with a ``manifest.json``; return the manifest.
+
+        Every collection (or those named) as ``collections/<name>.jsonl``,
+        one ``{"key", "record", "created_at", "updated_at", "expires_at"}``
+        per line, and every memory layer's table as ``tables/<table>.jsonl``,
+        one row per line. Streams: memory stays flat whatever the size.
+        ``progress`` is called with the number of rows written as they go.
+        """
+        root = Path(directory)
+        (root / "collections").mkdir(parents=True, exist_ok=True)
+        (root / "tables").mkdir(exist_ok=True)
+        manifest: dict[str, Any] = {
+            "format": EXPORT_FORMAT,
+            "version": EXPORT_VERSION,
+            "memstore_version": __version__,
+            "schema_version": self.schema_version,
+            "exported_at": _iso(_utcnow()),
+            "collections": {},
+            "tables": {},
+        }
+        names = self.collections() if collections is None else list(collections)
+        for name in names:
+            meta = self._require_meta(name)
+            rows = self._stream(
+                f"SELECT key, body, created_at, updated_at, expires_at FROM {_quote(meta.name)} "
+                "ORDER BY id",
+                (),
+                lambda r: {
+                    "key": r[0],
+                    "record": json.loads(r[1]),
+                    "created_at": r[2],
+                    "updated_at": r[3],
+                    "expires_at": r[4],
+                },
+            )
+            file = f"collections/{meta.name}.jsonl"
+            count = _write_jsonl(root / file, rows, progress)
+            manifest["collections"][meta.name] = {
+                "file": file,
+                "rows": count,
+                "fields": meta.fields,
+                "fts": meta.fts,
+                "ttl_seconds": meta.ttl_seconds,
+                "history": meta.history,
+            }
+        if collections is None:
+            for table in LAYER_TABLES:
+                columns = [r[1] for r in self._fetch(f"PRAGMA table_info({_quote(table)})")]
+                rows = self._stream(
+                    f"SELECT {', '.join(_quote(c) for c in columns)} FROM {_quote(table)} "
+                    "ORDER BY rowid",
+                    (),
+                    functools.partial(_row_dict, columns),
+                )
+                file = f"tables/{table}.jsonl"
+                manifest["tables"][table] = {
+                    "file": file,
+                    "rows": _write_jsonl(root / file, rows, progress),
+                }
+        (root / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
+        return manifest
+
+    def import_(
+        self,
+        source: str | os.PathLike[str],
+        *,
+        dry_run: bool = False,
+        progress: Callable[[int], None] | None = None,
+    ) -> dict[str, Any]:
+        """Import a directory: a memstore export, or one of the file layouts older stores use.
+
+        - an ``export()`` directory (``manifest.json``);
+        - one JSON file per collection mapping keys to records (``events.json``,
+          ``decisions.json``, ...; ``_stored_at`` stamps become timestamps);
+        - one JSON file per memory (``memories/<id>.json``, ``assemblies/<id>.json``)
+          with a ``memory_index.json``;
+        - a tree of ``conversations/<id>/*.json``, ``cache/<key>.json``,
+          ``agents/<id>/<name>.json`` and ``system/<key>.json``.
+
+        Records are kept whole (a value that is not an object becomes
+        ``{"value": ...}``). Malformed files are reported by name and skipped;
+        everything else goes in one transaction, or nothing does. Importing
+        the same data again changes nothing. ``dry_run`` reports what would be
+        imported and writes nothing. Returns a report.
+        """
+        plan = _import_plan(Path(source))
+        report: dict[str, Any] = {
+            "source": os.fspath(source),
+            "layout": plan.layout,
+            "dry_run": dry_run,
+            "collections": {name: len(rows) for name, (_, rows) in plan.collections.items()},
+            "tables": {name: len(rows) for name, rows in plan.tables.items()},
+            "skipped": plan.skipped,
+        }
+        if dry_run:
+            return report
+        with self.transaction():
+            self._fetch("PRAGMA defer_foreign_keys = ON")  # rows may come before their parents
+            for name, (declaration, rows) in plan.collections.items():
+                collection = self.collection(name, **declaration)
+                collection._import_rows(rows)
+                if progress:
+                    progress(len(rows))
+            for table, rows in plan.tables.items():
+                _import_table(self, table, rows)
+                if progress:
+                    progress(len(rows))
+        return report
 
     # -- registry ----------------------------------------------------------
 
@@ -1200,6 +1435,37 @@ class Collection:
             return 0
         return self._delete_in_batches(
             " OR ".join(conditions), params, batch_size, forget=self.keeps_history
+        )
+
+    def expired_count(self) -> int:
+        """How many records are past their TTL, waiting for ``cleanup()``."""
+        rows = self.store._fetch(
+            f"SELECT count(*) FROM {self._table} WHERE expires_at IS NOT NULL AND expires_at <= ?",
+            (_iso(_utcnow()),),
+        )
+        return int(rows[0][0])
+
+    def _import_rows(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert or update exported rows, keeping their timestamps; leave unchanged ones be."""
+        now = _iso(_utcnow())
+        values = [
+            (
+                _check_key(row["key"]),
+                self._encode(row["record"]),
+                row.get("created_at") or now,
+                row.get("updated_at") or row.get("created_at") or now,
+                row.get("expires_at"),
+            )
+            for row in rows
+        ]
+        self.store._run_many(
+            f"INSERT INTO {self._table} (key, body, created_at, updated_at, expires_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET body = excluded.body, "
+            "created_at = excluded.created_at, updated_at = excluded.updated_at, "
+            "expires_at = excluded.expires_at WHERE body IS NOT excluded.body "
+            "OR created_at IS NOT excluded.created_at OR updated_at IS NOT excluded.updated_at "
+            "OR expires_at IS NOT excluded.expires_at",
+            values,
         )
 
     # -- version history -----------------------------------------------------
@@ -3329,6 +3595,350 @@ class Cache:
 
 
 # --------------------------------------------------------------------------
+# Operations: export and import, backups, tenants
+# --------------------------------------------------------------------------
+
+EXPORT_FORMAT = "memstore.export"
+EXPORT_VERSION = 1
+
+#: The memory layers' tables, in an order that puts parents before children.
+LAYER_TABLES = (
+    "memstore_logs",
+    "memstore_events",
+    "memstore_event_snapshots",
+    "memstore_threads",
+    "memstore_messages",
+    "memstore_merges",
+    "memstore_checkpoints",
+    "memstore_checkpoint_branches",
+    "memstore_nodes",
+    "memstore_edges",
+    "memstore_profiles",
+    "memstore_cache",
+    "memstore_cache_stats",
+    "memstore_versions",
+)
+
+
+def _row_dict(columns: Sequence[str], row: Sequence[Any]) -> dict[str, Any]:
+    return dict(zip(columns, map(_to_json, row), strict=True))
+
+
+def _to_json(value: Any) -> Any:
+    """A column value for JSONL: BLOBs (compressed checkpoint states) as base64."""
+    if isinstance(value, bytes):
+        return {"$base64": base64.b64encode(value).decode("ascii")}
+    return value
+
+
+def _from_json(value: Any) -> Any:
+    if isinstance(value, dict) and set(value) == {"$base64"}:
+        return base64.b64decode(value["$base64"])
+    return value
+
+
+def _write_jsonl(path: Path, rows: Iterable[Any], progress: Callable[[int], None] | None) -> int:
+    count = 0
+    with path.open("w", encoding="utf-8") as out:
+        for row in rows:
+            out.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n")
+            count += 1
+            if progress and count % 1000 == 0:
+                progress(1000)
+    if progress:
+        progress(count % 1000)
+    return count
+
+
+def _verify_copy(path: str) -> list[str]:
+    """Why a file is not a sound memstore copy; [] when it is."""
+    if not os.path.isfile(path):
+        return [f"{path} does not exist"]
+    try:
+        conn = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READONLY)
+    except apsw.Error as err:
+        return [f"cannot open: {err}"]
+    try:
+        problems = [r[0] for r in conn.execute("PRAGMA integrity_check") if r[0] != "ok"]
+        app_id = conn.execute("PRAGMA application_id").fetchall()[0][0]
+        version = conn.execute("PRAGMA user_version").fetchall()[0][0]
+    except apsw.Error as err:
+        return [f"cannot read: {err}"]
+    finally:
+        conn.close()
+    if app_id != APPLICATION_ID:
+        problems.append("not a memstore file")
+    if isinstance(version, int) and version > SCHEMA_VERSION:
+        problems.append(f"schema version {version} is newer than this memstore's")
+    return problems
+
+
+def _import_table(store: Store, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert exported rows into a layer table; rows already there are left alone."""
+    columns = {r[1] for r in store._fetch(f"PRAGMA table_info({_quote(table)})")}
+    by_shape: dict[tuple[str, ...], list[list[Any]]] = {}
+    for row in rows:
+        names = tuple(c for c in row if c in columns)
+        by_shape.setdefault(names, []).append([_from_json(row[c]) for c in names])
+    for names, values in by_shape.items():
+        store._run_many(
+            f"INSERT INTO {_quote(table)} ({', '.join(_quote(c) for c in names)}) "
+            f"VALUES ({', '.join('?' for _ in names)}) ON CONFLICT DO NOTHING",
+            values,
+        )
+
+
+@dataclass
+class _ImportPlan:
+    """What ``Store.import_`` found in a directory, checked, before anything is written."""
+
+    layout: str
+    collections: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]]
+    tables: dict[str, list[dict[str, Any]]]
+    skipped: list[dict[str, str]]
+
+    def add(
+        self, collection: str, key: str, value: Any, stamp: Any = None, source: str = ""
+    ) -> None:
+        record = value if isinstance(value, dict) else {"value": value}
+        when = _legacy_time(stamp if stamp is not None else record.get("_stored_at"))
+        rows = self.collections.setdefault(collection, ({}, []))[1]
+        rows.append({"key": key, "record": record, "created_at": when, "updated_at": when})
+
+    def skip(self, path: Path, root: Path, why: str) -> None:
+        self.skipped.append({"file": str(path.relative_to(root)), "error": why})
+
+
+def _import_plan(root: Path) -> _ImportPlan:
+    if not root.is_dir():
+        raise ValidationError(f"{root} is not a directory to import")
+    plan = _ImportPlan("", {}, {}, [])
+
+    def load(path: Path) -> Any:
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as err:
+            plan.skip(path, root, f"not valid JSON: {err}")
+            return _MISSING
+
+    if (root / "manifest.json").is_file():
+        plan.layout = "memstore export"
+        _plan_export(root, plan, load(root / "manifest.json"))
+    elif any((root / d).is_dir() for d in ("conversations", "cache", "agents", "system")):
+        plan.layout = "conversation tree"
+        for path in sorted(root.glob("conversations/*/*.json")):
+            data = load(path)
+            if data is not _MISSING:
+                rows = plan.collections.setdefault("conversations", ({}, []))[1]
+                existing = next((r for r in rows if r["key"] == path.parent.name), None)
+                if existing is None:
+                    plan.add("conversations", path.parent.name, {path.stem: data})
+                else:
+                    existing["record"][path.stem] = data
+        for folder, collection in (("cache", "cache"), ("system", "system")):
+            for path in sorted(root.glob(f"{folder}/*.json")):
+                data = load(path)
+                if data is not _MISSING:
+                    plan.add(collection, path.stem, data)
+        for path in sorted(root.glob("agents/*/*.json")):
+            data = load(path)
+            name = _safe_name(path.stem)
+            if data is not _MISSING and name:
+                plan.add(name, path.parent.name, data)
+            elif data is not _MISSING:
+                plan.skip(path, root, "no usable collection name")
+    elif any((root / d).exists() for d in ("memories", "assemblies", "memory_index.json")):
+        plan.layout = "memory files"
+        for folder in ("memories", "assemblies"):
+            for path in sorted(root.glob(f"{folder}/*.json")):
+                data = load(path)
+                if data is not _MISSING:
+                    plan.add(folder, path.stem, data)
+        if (root / "memory_index.json").is_file():
+            index = load(root / "memory_index.json")
+            if isinstance(index, dict):
+                for key, value in index.items():
+                    plan.add("memory_index", str(key), value)
+            elif isinstance(index, list):
+                for position, value in enumerate(index):
+                    plan.add("memory_index", str(position), value)
+            elif index is not _MISSING:
+                plan.skip(root / "memory_index.json", root, "not an object or a list")
+    else:
+        plan.layout = "collection files"
+        for path in sorted(root.glob("*.json")):
+            data = load(path)
+            name = _safe_name(path.stem)
+            if data is _MISSING:
+                continue
+            if not isinstance(data, dict):
+                plan.skip(path, root, "not an object mapping keys to records")
+            elif not name:
+                plan.skip(path, root, "no usable collection name")
+            else:
+                for key, value in data.items():
+                    plan.add(name, str(key), value)
+    for name, (_, rows) in plan.collections.items():
+        for row in rows:
+            if (
+                not isinstance(row["key"], str)
+                or not row["key"]
+                or len(row["key"]) > MAX_KEY_LENGTH
+            ):
+                raise ValidationError(f"{name}: unusable key {row['key']!r}")
+    return plan
+
+
+def _plan_export(root: Path, plan: _ImportPlan, manifest: Any) -> None:
+    if not isinstance(manifest, dict) or manifest.get("format") != EXPORT_FORMAT:
+        raise SchemaError(f"{root / 'manifest.json'} is not a memstore export manifest")
+    if manifest.get("version") != EXPORT_VERSION:
+        raise SchemaError(
+            f"export format version {manifest.get('version')!r} is not one "
+            f"this memstore reads ({EXPORT_VERSION})"
+        )
+
+    def lines(file: str) -> list[dict[str, Any]] | None:
+        path = root / file
+        try:
+            return [
+                json.loads(line)
+                for line in path.read_text(encoding="utf-8").splitlines()
+                if line.strip()
+            ]
+        except (OSError, UnicodeDecodeError, ValueError) as err:
+            plan.skip(path, root, f"not valid JSONL: {err}")
+            return None
+
+    for name, entry in manifest.get("collections", {}).items():
+        rows = lines(entry["file"])
+        if rows is not None:
+            declaration = {
+                "fields": entry.get("fields") or None,
+                "fts": entry.get("fts") or None,
+                "ttl": entry.get("ttl_seconds"),
+                "history": entry.get("history"),
+            }
+            plan.collections[name] = (declaration, rows)
+    for table, entry in manifest.get("tables", {}).items():
+        if table not in LAYER_TABLES:
+            raise SchemaError(f"unknown table {table!r} in the export manifest")
+        rows = lines(entry["file"])
+        if rows is not None:
+            plan.tables[table] = rows
+
+
+def _safe_name(stem: str) -> str | None:
+    """A collection name for a file name, or None when none can be made."""
+    name = re.sub(r"_+", "_", re.sub(r"[^A-Za-z0-9_]", "_", stem)).strip("_")
+    if name and not name[0].isalpha():
+        name = "c_" + name
+    try:
+        _check_collection_name(name)
+    except ValidationError:
+        return None
+    return name
+
+
+def _legacy_time(value: Any) -> str | None:
+    """A ``_stored_at`` stamp (ISO text, naive meaning UTC, or seconds) in memstore's format."""
+    try:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return _iso(datetime.fromtimestamp(value, UTC))
+        if isinstance(value, str):
+            moment = datetime.fromisoformat(value)
+            return _iso(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+    except (ValueError, OverflowError, OSError):
+        pass
+    return None
+
+
+_TENANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
+
+
+class Tenants:
+    """One SQLite file per tenant in a directory: isolation by construction.
+
+    >>> tenants = memstore.Tenants("data/tenants", max_size=50 * 2**20)
+    >>> store = tenants.open("acme")          # data/tenants/acme.db
+    >>> tenants.list(); tenants.stats(); tenants.erase("acme")
+
+    ``max_size`` is each tenant's quota in bytes, enforced by SQLite: a write
+    past it raises QuotaError, leaving the tenant's data as it was.
+    """
+
+    def __init__(
+        self, directory: str | os.PathLike[str], *, max_size: int | None = None, **options: Any
+    ) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.max_size = max_size
+        self.options = options
+        self._stores: dict[str, Store] = {}
+
+    def __enter__(self) -> Tenants:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def path(self, tenant_id: str) -> Path:
+        """The tenant's file."""
+        if not isinstance(tenant_id, str) or not _TENANT_ID.match(tenant_id) or ".." in tenant_id:
+            raise ValidationError(
+                f"invalid tenant id {tenant_id!r}: letters, digits, '_', '-' and '.', "
+                "starting with a letter or digit, at most 128"
+            )
+        return self.directory / f"{tenant_id}.db"
+
+    def open(self, tenant_id: str) -> Store:
+        """The tenant's store, created on first use."""
+        path = self.path(tenant_id)
+        store = self._stores.get(tenant_id)
+        if store is None or store._conn is None:
+            store = Store(path, max_size=self.max_size, **self.options)
+            self._stores[tenant_id] = store
+        return store
+
+    def list(self) -> list[str]:
+        """The tenants with a file in the directory."""
+        return sorted(p.stem for p in self.directory.glob("*.db") if _TENANT_ID.match(p.stem))
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """Per tenant: bytes on disk (with the WAL), collections and records."""
+        result = {}
+        for tenant_id in self.list():
+            store = self.open(tenant_id)
+            path = self.path(tenant_id)
+            wal = Path(f"{path}-wal")
+            names = store.collections()
+            result[tenant_id] = {
+                "bytes": path.stat().st_size + (wal.stat().st_size if wal.exists() else 0),
+                "quota": self.max_size,
+                "collections": len(names),
+                "records": sum(store.collection(n).count() for n in names),
+            }
+        return result
+
+    def erase(self, tenant_id: str) -> bool:
+        """Delete a tenant, file and all; return whether it existed."""
+        path = self.path(tenant_id)
+        store = self._stores.pop(tenant_id, None)
+        if store is not None:
+            store.close()
+        existed = path.exists()
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        return existed
+
+    def close(self) -> None:
+        """Close every open tenant store."""
+        for store in self._stores.values():
+            store.close()
+        self._stores.clear()
+
+
+# --------------------------------------------------------------------------
 # Collection tables: the DDL memstore writes for each collection
 # --------------------------------------------------------------------------
 
@@ -4075,13 +4685,528 @@ def main(argv: Sequence[str] | None = None) -> None:
     _cli().main(args=argv, prog_name="memstore")
 
 
+EXIT_CODES = """Exit codes: 0 done; 1 failed, or check found problems; 2 usage error;
+3 not found; 4 imported, but some files were skipped."""
+
+
+def _duration(text: str) -> float:
+    """Seconds from "90", "90s", "15m", "12h" or "7d"."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
+    if not match:
+        raise ValidationError(f"not a duration: {text!r} (say 90s, 15m, 12h or 7d)")
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+
+
+def _json_argument(text: str | None, what: str) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as err:
+        raise ValidationError(f"{what} is not valid JSON: {err}") from err
+
+
+def _store_info(store: Store) -> dict[str, Any]:
+    """What ``memstore info`` shows: sizes, schema, collections and memory layers."""
+    path = store.path
+    wal = Path(f"{path}-wal")
+    collections = {}
+    for name in store.collections():
+        c = store.collection(name)
+        oldest, newest = store._fetch(
+            f"SELECT min(created_at), max(updated_at) FROM {_quote(name)}"
+        )[0]
+        collections[name] = {
+            "records": c.count(),
+            "expired": c.expired_count(),
+            "oldest": oldest,
+            "newest": newest,
+            "fields": c.fields,
+            "fts": c.fts,
+            "ttl_seconds": None if c.ttl is None else c.ttl.total_seconds(),
+            "history": c.keeps_history,
+        }
+    layers = {table: store._fetch(f"SELECT count(*) FROM {table}")[0][0] for table in LAYER_TABLES}
+    return {
+        "path": path,
+        "bytes": os.path.getsize(path) if os.path.exists(path) else 0,
+        "wal_bytes": wal.stat().st_size if wal.exists() else 0,
+        "schema_version": store.schema_version,
+        "memstore_version": __version__,
+        "collections": collections,
+        "layers": layers,
+    }
+
+
 def _cli() -> Any:
     import click  # only the command line needs it
 
-    @click.group()
+    class Failure(click.ClickException):
+        exit_code = 1
+
+    class Missing(Failure):
+        exit_code = 3
+
+    class Group(click.Group):
+        """Turns memstore's errors into messages and meaningful exit codes."""
+
+        def invoke(self, ctx: click.Context) -> Any:
+            try:
+                return super().invoke(ctx)
+            except NotFoundError as err:
+                raise Missing(str(err)) from err
+            except MemstoreError as err:
+                raise Failure(str(err)) from err
+
+    def emit(data: Any, as_json: bool, lines: Iterable[str] = ()) -> None:
+        if as_json:
+            click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+        else:
+            for line in lines:
+                click.echo(line)
+
+    def ndjson(row: Any) -> None:
+        click.echo(json.dumps(row, ensure_ascii=False, default=str))
+
+    def open_store(ctx: click.Context, **options: Any) -> Store:
+        path = ctx.obj["db"]
+        if not path:
+            raise click.UsageError("say which store: --db PATH, or set MEMSTORE_PATH")
+        return Store(path, **options)
+
+    json_option = click.option("--json", "as_json", is_flag=True, help="Output JSON.")
+
+    @click.group(cls=Group, epilog=EXIT_CODES)
+    @click.option(
+        "--db",
+        envvar="MEMSTORE_PATH",
+        type=click.Path(dir_okay=False),
+        help="The store file; default: $MEMSTORE_PATH.",
+    )
     @click.version_option(__version__, prog_name="memstore")
-    def cli() -> None:
+    @click.pass_context
+    def cli(ctx: click.Context, db: str | None) -> None:
         """memstore: durable memory for AI agents in one SQLite file."""
+        ctx.obj = {"db": db}
+
+    @cli.command()
+    @json_option
+    @click.pass_context
+    def init(ctx: click.Context, as_json: bool) -> None:
+        """Create the store, or upgrade its schema."""
+        with open_store(ctx) as store:
+            data = {"path": store.path, "schema_version": store.schema_version}
+        emit(data, as_json, [f"{data['path']}: memstore schema version {data['schema_version']}"])
+
+    @cli.command()
+    @json_option
+    @click.pass_context
+    def info(ctx: click.Context, as_json: bool) -> None:
+        """Sizes, schema version, collections and memory layers, oldest and newest rows."""
+        with open_store(ctx) as store:
+            data = _store_info(store)
+        lines = [
+            f"{data['path']}: {data['bytes']:,} bytes, WAL {data['wal_bytes']:,} bytes, "
+            f"schema version {data['schema_version']} (memstore {data['memstore_version']})"
+        ]
+        for name, c in data["collections"].items():
+            lines.append(
+                f"  {name}: {c['records']:,} records ({c['expired']} expired), "
+                f"oldest {c['oldest'] or '-'}, newest {c['newest'] or '-'}"
+            )
+        lines += [f"  {table}: {count:,} rows" for table, count in data["layers"].items() if count]
+        emit(data, as_json, lines)
+
+    cli.add_command(info, "stats")
+
+    @cli.command()
+    @json_option
+    @click.pass_context
+    def collections(ctx: click.Context, as_json: bool) -> None:
+        """List the collections and their record counts."""
+        with open_store(ctx) as store:
+            data = {name: store.collection(name).count() for name in store.collections()}
+        emit(data, as_json, [f"{name}\t{count}" for name, count in data.items()])
+
+    @cli.command()
+    @click.argument("collection")
+    @click.argument("key", required=False)
+    @click.argument("record", required=False)
+    @click.option("--key-field", help="With NDJSON on stdin: the field holding each key.")
+    @click.option("--ttl", help="Time to live: 90s, 15m, 12h, 7d.")
+    @click.pass_context
+    def put(
+        ctx: click.Context,
+        collection: str,
+        key: str | None,
+        record: str | None,
+        key_field: str | None,
+        ttl: str | None,
+    ) -> None:
+        """Store a record (JSON, or stdin), or with no KEY, NDJSON records from stdin.
+
+        NDJSON lines are {"key": ..., "record": {...}} (as query and export
+        write them), or records whose --key-field holds the key.
+        """
+        seconds = None if ttl is None else _duration(ttl)
+        with open_store(ctx) as store:
+            target = store.collection(collection)
+            if key is not None:
+                value = _json_argument(record if record is not None else sys.stdin.read(), "record")
+                target.put(key, value, ttl=seconds)
+                click.echo(f"stored {key}")
+                return
+            rows = (json.loads(line) for line in sys.stdin if line.strip())
+            if key_field:
+                count = target.put_many(rows, key=key_field, ttl=seconds)
+            else:
+                count = target.put_many(((r["key"], r["record"]) for r in rows), ttl=seconds)
+            click.echo(f"stored {count} records")
+
+    @cli.command()
+    @click.argument("collection")
+    @click.argument("key")
+    @click.pass_context
+    def get(ctx: click.Context, collection: str, key: str) -> None:
+        """Print a record as JSON (exit code 3 when there is none)."""
+        with open_store(ctx) as store:
+            click.echo(
+                json.dumps(store.collection(collection).get(key), indent=2, ensure_ascii=False)
+            )
+
+    @cli.command()
+    @click.argument("collection")
+    @click.option("--where", help='A filter as JSON: {"kind": "error", "n": {"$gt": 3}}.')
+    @click.option("--order-by", multiple=True, help="A field, -field for descending.")
+    @click.option("--limit", type=int)
+    @click.option("--offset", type=int, default=0)
+    @json_option
+    @click.pass_context
+    def query(
+        ctx: click.Context,
+        collection: str,
+        where: str | None,
+        order_by: tuple[str, ...],
+        limit: int | None,
+        offset: int,
+        as_json: bool,
+    ) -> None:
+        """Print matching records as NDJSON: {"key", "record", "created_at", ...} per line."""
+        with open_store(ctx) as store:
+            rows = store.collection(collection).rows(
+                _json_argument(where, "--where"),
+                order_by=list(order_by) or None,
+                limit=limit,
+                offset=offset,
+            )
+            found = (row._asdict() for row in rows)
+            if as_json:
+                emit(list(found), True)
+            else:
+                for row in found:
+                    ndjson(row)
+
+    @cli.command()
+    @click.argument("collection")
+    @click.argument("text")
+    @click.option("--where", help="A filter as JSON, as for query.")
+    @click.option("--limit", type=int, default=20, show_default=True)
+    @json_option
+    @click.pass_context
+    def search(
+        ctx: click.Context, collection: str, text: str, where: str | None, limit: int, as_json: bool
+    ) -> None:
+        """Full-text search; print hits as NDJSON: {"key", "rank", "snippet", "record"}."""
+        with open_store(ctx) as store:
+            hits = store.collection(collection).search(
+                text, where=_json_argument(where, "--where"), limit=limit
+            )
+        found = [
+            {"key": h.key, "rank": h.rank, "snippet": h.snippet, "record": h.record} for h in hits
+        ]
+        if as_json:
+            emit(found, True)
+        else:
+            for hit in found:
+                ndjson(hit)
+
+    @cli.command()
+    @click.argument("collection")
+    @click.argument("keys", nargs=-1)
+    @click.option("--where", help="Delete every record matching this filter (JSON).")
+    @click.pass_context
+    def delete(
+        ctx: click.Context, collection: str, keys: tuple[str, ...], where: str | None
+    ) -> None:
+        """Delete records by key, or by --where; exit code 3 if none of the KEYS existed."""
+        if bool(keys) == (where is not None):
+            raise click.UsageError("give KEYS or --where")
+        with open_store(ctx) as store:
+            target = store.collection(collection)
+            if where is not None:
+                count = target.delete_where(_json_argument(where, "--where"))
+            else:
+                with store.transaction():
+                    count = sum(target.delete(key) for key in keys)
+                if not count:
+                    raise NotFoundError(f"none of {list(keys)} in {collection!r}")
+        click.echo(f"deleted {count}")
+
+    @cli.command()
+    @click.argument("directory", type=click.Path(file_okay=False))
+    @click.option("--collection", "names", multiple=True, help="Only these collections.")
+    @json_option
+    @click.pass_context
+    def export(ctx: click.Context, directory: str, names: tuple[str, ...], as_json: bool) -> None:
+        """Write the store (or some collections) as JSONL files with a manifest."""
+        with open_store(ctx) as store:
+            total = sum(store.collection(n).count() for n in names or store.collections())
+            if not names:
+                total += sum(_store_info(store)["layers"].values())
+            with click.progressbar(length=total, label="exporting", file=sys.stderr) as bar:
+                manifest = store.export(
+                    directory, collections=list(names) or None, progress=bar.update
+                )
+        rows = sum(e["rows"] for part in ("collections", "tables") for e in manifest[part].values())
+        emit(manifest, as_json, [f"exported {rows:,} rows to {directory}"])
+
+    @cli.command("import")
+    @click.argument("source", type=click.Path(exists=True, file_okay=False))
+    @click.option("--dry-run", is_flag=True, help="Report what would be imported; write nothing.")
+    @json_option
+    @click.pass_context
+    def import_command(ctx: click.Context, source: str, dry_run: bool, as_json: bool) -> None:
+        """Import an export directory, or the file layouts older stores use (see the README)."""
+        with open_store(ctx) as store:
+            report = store.import_(source, dry_run=True)
+            if not dry_run:
+                total = sum(report["collections"].values()) + sum(report["tables"].values())
+                with click.progressbar(length=total, label="importing", file=sys.stderr) as bar:
+                    report = store.import_(source, progress=bar.update)
+        verb = "would import" if dry_run else "imported"
+        lines = [
+            f"{report['layout']}: {verb} "
+            + ", ".join(
+                f"{n} {name}" for name, n in {**report["collections"], **report["tables"]}.items()
+            )
+        ]
+        lines += [f"skipped {s['file']}: {s['error']}" for s in report["skipped"]]
+        emit(report, as_json, lines)
+        if report["skipped"]:
+            ctx.exit(4)
+
+    @cli.command()
+    @click.argument("dest", type=click.Path(dir_okay=False))
+    @click.option("--compact", is_flag=True, help="VACUUM INTO: a smaller, defragmented copy.")
+    @json_option
+    @click.pass_context
+    def backup(ctx: click.Context, dest: str, compact: bool, as_json: bool) -> None:
+        """Back up the store while it is in use; the copy is checked before success."""
+        with open_store(ctx) as store:
+            result = store.backup(dest, compact=compact)
+        emit(result, as_json, [f"backed up to {dest} ({result['bytes']:,} bytes), integrity ok"])
+
+    @cli.command()
+    @click.argument("source", type=click.Path(exists=True, dir_okay=False))
+    @json_option
+    @click.pass_context
+    def restore(ctx: click.Context, source: str, as_json: bool) -> None:
+        """Replace the store with a backup, after checking the backup."""
+        with open_store(ctx) as store:
+            result = store.restore(source)
+        emit(result, as_json, [f"restored {result['path']} from {source}"])
+
+    @cli.command()
+    @click.option("--full", is_flag=True, help="Check every page (integrity_check), not quickly.")
+    @json_option
+    @click.pass_context
+    def check(ctx: click.Context, full: bool, as_json: bool) -> None:
+        """Look for problems; exit code 1 when there are any."""
+        with open_store(ctx) as store:
+            problems = store.check(full=full)
+        emit({"problems": problems}, as_json, problems or ["ok"])
+        if problems:
+            ctx.exit(1)
+
+    @cli.command()
+    @json_option
+    @click.pass_context
+    def repair(ctx: click.Context, as_json: bool) -> None:
+        """Rebuild FTS indexes, recreate missing indexes and triggers, fix the registry."""
+        with open_store(ctx) as store:
+            done = store.repair()
+            left = store.check()
+        emit(
+            {"repaired": done, "problems": left},
+            as_json,
+            [*done, *(f"still wrong: {p}" for p in left)] or ["nothing to repair"],
+        )
+        if left:
+            ctx.exit(1)
+
+    @cli.command()
+    @click.option("--older-than", help="Also remove what is older: 90s, 15m, 12h, 7d.")
+    @click.option(
+        "--keep-last", type=int, help="Keep only the newest N of each collection and log."
+    )
+    @json_option
+    @click.pass_context
+    def cleanup(
+        ctx: click.Context, older_than: str | None, keep_last: int | None, as_json: bool
+    ) -> None:
+        """Apply retention everywhere: expired TTLs, and age or count when given."""
+        age = None if older_than is None else _duration(older_than)
+        with open_store(ctx) as store:
+            removed: dict[str, int] = {
+                f"collection {k}": v
+                for k, v in store.cleanup(older_than=age, keep_last=keep_last).items()
+            }
+            for log in store.event_logs():
+                removed[f"event log {log}"] = store.event_log(log).cleanup(
+                    older_than=age, keep_last=keep_last
+                )
+            if age is not None:
+                removed["conversations"] = store.conversations().cleanup(older_than=age)
+            caches = [r[0] for r in store._fetch("SELECT DISTINCT cache FROM memstore_cache")]
+            for name in caches:
+                removed[f"cache {name}"] = store.cache(name).expire()
+        emit(removed, as_json, [f"{name}: {n} removed" for name, n in removed.items()])
+
+    @cli.command()
+    @json_option
+    @click.pass_context
+    def vacuum(ctx: click.Context, as_json: bool) -> None:
+        """Rebuild the file to reclaim free pages."""
+        with open_store(ctx) as store:
+            before = os.path.getsize(store.path)
+            store._fetch("VACUUM")
+            after = os.path.getsize(store.path)
+        emit({"before": before, "after": after}, as_json, [f"{before:,} -> {after:,} bytes"])
+
+    @cli.command()
+    @click.pass_context
+    def optimize(ctx: click.Context) -> None:
+        """Refresh query planner statistics and merge full-text index segments."""
+        with open_store(ctx) as store:
+            fts = [
+                r[0]
+                for r in store._fetch(
+                    "SELECT name FROM sqlite_schema WHERE sql LIKE 'CREATE VIRTUAL TABLE%fts5%'"
+                )
+            ]
+            with store.transaction():
+                for table in fts:
+                    store._fetch(
+                        f"INSERT INTO {_quote(table)} ({_quote(table)}) VALUES ('optimize')"
+                    )
+            store._fetch("PRAGMA optimize")
+        click.echo(f"optimized ({len(fts)} full-text indexes)")
+
+    @cli.command("checkpoint-wal")
+    @json_option
+    @click.pass_context
+    def checkpoint_wal(ctx: click.Context, as_json: bool) -> None:
+        """Copy the WAL into the file and truncate it."""
+        with open_store(ctx) as store:
+            busy, log, done = store._fetch("PRAGMA wal_checkpoint(TRUNCATE)")[0]
+        emit(
+            {"busy": bool(busy), "wal_pages": log, "checkpointed": done},
+            as_json,
+            [
+                f"checkpointed {done} of {log} pages"
+                + (" (busy: readers held some)" if busy else "")
+            ],
+        )
+        if busy:
+            ctx.exit(1)
+
+    @cli.command()
+    @json_option
+    @click.pass_context
+    def migrate(ctx: click.Context, as_json: bool) -> None:
+        """Upgrade the schema, after backing the file up next to it."""
+        path = ctx.obj["db"]
+        if not path or not os.path.exists(path):
+            raise click.UsageError("say which existing store: --db PATH, or MEMSTORE_PATH")
+        probe = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READONLY)
+        version = probe.execute("PRAGMA user_version").fetchall()[0][0]
+        probe.close()
+        backup_path = None
+        if isinstance(version, int) and version < SCHEMA_VERSION:
+            backup_path = f"{path}.v{version}-{_utcnow():%Y%m%dT%H%M%S}.bak"
+            source = apsw.Connection(path)
+            copy = apsw.Connection(backup_path)
+            with copy.backup("main", source, "main") as step:
+                step.step(-1)
+            copy.close()
+            source.close()
+        with Store(path) as store:
+            data = {"from": version, "to": store.schema_version, "backup": backup_path}
+        emit(
+            data,
+            as_json,
+            [
+                f"schema version {version} -> {data['to']}"
+                + (f" (backup: {backup_path})" if backup_path else " (nothing to do)")
+            ],
+        )
+
+    @cli.group()
+    @click.option(
+        "--dir",
+        "directory",
+        required=True,
+        type=click.Path(file_okay=False),
+        help="The tenants' directory.",
+    )
+    @click.option("--max-size", type=int, help="Each tenant's quota, in bytes.")
+    @click.pass_context
+    def tenants(ctx: click.Context, directory: str, max_size: int | None) -> None:
+        """One store per tenant in a directory."""
+        ctx.obj["tenants"] = Tenants(directory, max_size=max_size)
+
+    @tenants.command("list")
+    @json_option
+    @click.pass_context
+    def tenants_list(ctx: click.Context, as_json: bool) -> None:
+        """List the tenants."""
+        names = ctx.obj["tenants"].list()
+        emit(names, as_json, names)
+
+    @tenants.command("create")
+    @click.argument("tenant_id")
+    @click.pass_context
+    def tenants_create(ctx: click.Context, tenant_id: str) -> None:
+        """Create a tenant's store."""
+        ctx.obj["tenants"].open(tenant_id)
+        ctx.obj["tenants"].close()
+        click.echo(f"created {ctx.obj['tenants'].path(tenant_id)}")
+
+    @tenants.command("stats")
+    @json_option
+    @click.pass_context
+    def tenants_stats(ctx: click.Context, as_json: bool) -> None:
+        """Size, collections and records per tenant."""
+        data = ctx.obj["tenants"].stats()
+        ctx.obj["tenants"].close()
+        emit(
+            data,
+            as_json,
+            [
+                f"{t}: {d['bytes']:,} bytes, {d['collections']} collections, "
+                f"{d['records']:,} records"
+                for t, d in data.items()
+            ],
+        )
+
+    @tenants.command("erase")
+    @click.argument("tenant_id")
+    @click.pass_context
+    def tenants_erase(ctx: click.Context, tenant_id: str) -> None:
+        """Delete a tenant, file and all (exit code 3 if there was none)."""
+        if not ctx.obj["tenants"].erase(tenant_id):
+            raise NotFoundError(f"no tenant {tenant_id!r}")
+        click.echo(f"erased {tenant_id}")
 
     @cli.command()
     @click.argument("path", default="memstore-demo.db", type=click.Path(dir_okay=False))
@@ -4099,16 +5224,16 @@ def _cli() -> Any:
             build_demo(path)
             click.echo(f"Built the demo store {path}")
         if not build_only:
-            _serve(path, port)
+            serve(path, port)
 
     @cli.command()
     @click.argument("path", type=click.Path(exists=True, dir_okay=False))
     @click.option("--port", default=8001, show_default=True, help="Port to serve on.")
     def browse(path: str, port: int) -> None:
         """Browse a store in Datasette, with memstore's explorer."""
-        _serve(path, port)
+        serve(path, port)
 
-    def _serve(path: str, port: int) -> None:
+    def serve(path: str, port: int) -> None:
         import importlib.util
         import subprocess
 

@@ -53,3 +53,25 @@ def run_python(code: str, *args: str, timeout: float = 120) -> subprocess.Comple
         timeout=timeout,
         check=False,
     )
+
+
+CLI = "import memstore; memstore.main()"
+
+
+def memstore_cli(
+    *args: str, db: Path | str | None = None, stdin: str | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run the `memstore` command of this checkout in a real subprocess."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("MEMSTORE_PATH", None)
+    if db is not None:
+        env["MEMSTORE_PATH"] = str(db)
+    return subprocess.run(
+        [sys.executable, "-c", CLI, *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
