@@ -242,6 +242,28 @@ async def _visible_databases(datasette: Any, request: Any) -> list[str]:
     ]
 
 
+def _memory_view(*tables: str) -> Any:
+    """A read-only page of one memstore database, shown only to actors who may see ``tables``.
+
+    The handler is called as ``handler(datasette, request, database, db)``.
+    """
+
+    def wrap(handler: Any) -> Any:
+        async def view(datasette: Any, request: Any) -> Response:
+            refused = _only_get(request)
+            if refused:
+                return refused
+            database = request.url_vars["database"]
+            db = await _require(datasette, request, database, *tables)
+            if db is None:
+                return Response.text("Not found", status=404)
+            return await handler(datasette, request, database, db)  # type: ignore[no-any-return]
+
+        return view
+
+    return wrap
+
+
 async def _require(datasette: Any, request: Any, database: str, *tables: str) -> Any:
     """The database, if it is a memstore database the actor may see with these tables."""
     if not _is_memstore(datasette, database) or not await _can_view(
@@ -446,14 +468,9 @@ async def _structures(
     return found
 
 
-async def thread_view(datasette: Any, request: Any) -> Response:
-    refused = _only_get(request)
-    if refused:
-        return refused
-    database, thread_id = request.url_vars["database"], request.url_vars["thread"]
-    db = await _require(datasette, request, database, "memstore_threads", "memstore_messages")
-    if db is None:
-        return Response.text("Not found", status=404)
+@_memory_view("memstore_threads", "memstore_messages")
+async def thread_view(datasette: Any, request: Any, database: str, db: Any) -> Response:
+    thread_id = request.url_vars["thread"]
     threads = (
         await db.execute(
             "SELECT id, title, user_id, agent_id, tags, status, status_reason, parent_id, "
@@ -616,14 +633,9 @@ BUCKETS = [
 ]
 
 
-async def events_view(datasette: Any, request: Any) -> Response:
-    refused = _only_get(request)
-    if refused:
-        return refused
-    database, log = request.url_vars["database"], request.url_vars["log"]
-    db = await _require(datasette, request, database, "memstore_events")
-    if db is None:
-        return Response.text("Not found", status=404)
+@_memory_view("memstore_events")
+async def events_view(datasette: Any, request: Any, database: str, db: Any) -> Response:
+    log = request.url_vars["log"]
     first, last, total, lo, hi = (
         await db.execute(
             "SELECT min(at), max(at), count(*), min(seq), max(seq) FROM memstore_events "
@@ -748,14 +760,9 @@ def _timeline_svg(counts: list[tuple[str, str, int]], table_url: str, log: str) 
     return Markup("").join(parts)
 
 
-async def checkpoints_view(datasette: Any, request: Any) -> Response:
-    refused = _only_get(request)
-    if refused:
-        return refused
-    database, thread_id = request.url_vars["database"], request.url_vars["thread"]
-    db = await _require(datasette, request, database, "memstore_checkpoints")
-    if db is None:
-        return Response.text("Not found", status=404)
+@_memory_view("memstore_checkpoints")
+async def checkpoints_view(datasette: Any, request: Any, database: str, db: Any) -> Response:
+    thread_id = request.url_vars["thread"]
     rows = (
         await db.execute(
             "SELECT id, branch, parent_id, state, state_zlib, size, tags, created_at "

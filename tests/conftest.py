@@ -42,12 +42,18 @@ def events(store: memstore.Store) -> memstore.Collection:
     )
 
 
-def run_python(code: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_python(
+    code: str,
+    *args: str,
+    timeout: float = 120,
+    stdin: str | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run code in a real subprocess that imports this checkout's memstore."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
         [sys.executable, "-c", code, *args],
-        env=env,
+        env={**(os.environ if env is None else env), "PYTHONPATH": str(ROOT)},
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -62,16 +68,7 @@ def memstore_cli(
     *args: str, db: Path | str | None = None, stdin: str | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
     """Run the `memstore` command of this checkout in a real subprocess."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("MEMSTORE_PATH", None)
+    env = {k: v for k, v in os.environ.items() if k != "MEMSTORE_PATH"}
     if db is not None:
         env["MEMSTORE_PATH"] = str(db)
-    return subprocess.run(
-        [sys.executable, "-c", CLI, *args],
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    return run_python(CLI, *args, timeout=timeout, stdin=stdin, env=env)

@@ -85,6 +85,13 @@ def conversation_tree(tmp_path: Path) -> Path:
     return root
 
 
+def assert_same_exports(first: Path, second: Path) -> None:
+    files = sorted(p.relative_to(first) for p in first.rglob("*.jsonl"))
+    assert files == sorted(p.relative_to(second) for p in second.rglob("*.jsonl"))
+    for name in files:
+        assert (first / name).read_text() == (second / name).read_text(), name
+
+
 def dump(store: memstore.Store) -> dict[str, Any]:
     """Everything in a store, for comparing two stores."""
     return {
@@ -167,12 +174,7 @@ def test_import_export_import_gives_identical_data(
         assert report["layout"] == "memstore export" and report["skipped"] == []
         assert dump(second) == before
         second.export(tmp_path / "export2")
-    for name in [
-        p.relative_to(tmp_path / "export1") for p in (tmp_path / "export1").rglob("*.jsonl")
-    ]:
-        assert (tmp_path / "export1" / name).read_text() == (
-            tmp_path / "export2" / name
-        ).read_text()
+    assert_same_exports(tmp_path / "export1", tmp_path / "export2")
 
 
 def test_full_store_round_trip_with_every_layer(tmp_path: Path) -> None:
@@ -192,8 +194,7 @@ def test_full_store_round_trip_with_every_layer(tmp_path: Path) -> None:
         assert copy.checkpoints().latest("chat-t-1") is not None
         assert len(copy.collection("tasks").history("t-1")) >= 3
         copy.export(tmp_path / "exp2")
-    for name in [p.relative_to(tmp_path / "exp") for p in (tmp_path / "exp").rglob("*.jsonl")]:
-        assert (tmp_path / "exp" / name).read_text() == (tmp_path / "exp2" / name).read_text(), name
+    assert_same_exports(tmp_path / "exp", tmp_path / "exp2")
 
 
 def test_cli_import_reports_and_exit_codes(collection_files: Path, tmp_path: Path) -> None:
