@@ -1077,8 +1077,8 @@ class Collection:
             f"INSERT INTO {self._table} (key, body, created_at, updated_at, expires_at) "
             "VALUES (?, ?, ?, ?, ?)"
         )
-        # Never INSERT OR REPLACE: it deletes the row without the delete trigger and
-        # corrupts the FTS index. An upsert keeps the row, its id and created_at.
+        # Never resolve the conflict by REPLACE: that deletes the row without the delete
+        # trigger and corrupts the FTS index. An upsert keeps the row, its id and created_at.
         self._upsert_sql = (
             f"{self._insert_sql} ON CONFLICT (key) DO UPDATE SET body = excluded.body, "
             "updated_at = excluded.updated_at, expires_at = excluded.expires_at"
@@ -1090,7 +1090,7 @@ class Collection:
     # -- writing -----------------------------------------------------------
 
     def put(self, key: str, record: Any, *, ttl: timedelta | float | None = None) -> str:
-        """Insert or replace the record stored under ``key``; return the key.
+        """Store the record under ``key``, replacing any record there; return the key.
 
         ``created_at`` is kept when a record is replaced. ``ttl`` (a timedelta
         or seconds) overrides the collection's default time to live.
@@ -1114,7 +1114,7 @@ class Collection:
         key: str | Callable[[Any], str] | None = None,
         ttl: timedelta | float | None = None,
     ) -> int:
-        """Insert or replace many records in one transaction; return how many.
+        """Store many records, replacing any under the same keys, in one transaction; say how many.
 
         >>> events.put_many(records, key="id")           # key from a field
         >>> events.put_many({"a": {...}, "b": {...}})     # a mapping of key -> record
@@ -3908,6 +3908,7 @@ class Tenants:
         """Per tenant: bytes on disk (with the WAL), collections and records."""
         result = {}
         for tenant_id in self.list():
+            was_open = tenant_id in self._stores
             store = self.open(tenant_id)
             path = self.path(tenant_id)
             wal = Path(f"{path}-wal")
@@ -3918,6 +3919,8 @@ class Tenants:
                 "collections": len(names),
                 "records": sum(store.collection(n).count() for n in names),
             }
+            if not was_open:  # many tenants must not mean as many open files
+                self._stores.pop(tenant_id).close()
         return result
 
     def erase(self, tenant_id: str) -> bool:

@@ -3,7 +3,7 @@
 -- Applied by memstore.py inside one transaction together with
 -- `PRAGMA user_version = 1`. Everything in this directory must run on stock
 -- SQLite 3.40 (Python 3.11's sqlite3, the sqlite3 CLI, Datasette 0.65): JSON
--- as TEXT, no JSONB, no functions newer than 3.40 in any schema object.
+-- as TEXT (never the binary form), no functions newer than 3.40 in any schema object.
 --
 -- Each collection is a table of its own, created by memstore.py from the row
 -- described here; see Collection in memstore.py for its layout.

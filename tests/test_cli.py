@@ -212,6 +212,8 @@ def test_tenants_commands(tmp_path: Path) -> None:
     ]
     with memstore.Tenants(root) as tenants:
         tenants.open("acme").collection("notes").put("a", {"v": 1})
+    with memstore.Tenants(root) as tenants:
+        assert set(tenants.stats()) == {"acme", "globex"} and tenants._stores == {}
     stats = json.loads(memstore_cli("tenants", "--dir", root, "stats", "--json").stdout)
     assert stats["acme"]["records"] == 1 and stats["globex"]["records"] == 0
     assert memstore_cli("tenants", "--dir", root, "erase", "acme").returncode == 0
