@@ -257,7 +257,7 @@ def _memory_view(*tables: str) -> Any:
             db = await _require(datasette, request, database, *tables)
             if db is None:
                 return Response.text("Not found", status=404)
-            return await handler(datasette, request, database, db)  # type: ignore[no-any-return]
+            return await handler(datasette, request, database, db)
 
         return view
 
@@ -815,7 +815,10 @@ async def checkpoints_view(datasette: Any, request: Any, database: str, db: Any)
 
 
 def _state(text: str | None, packed: bytes | None) -> Any:
-    return json.loads(text if packed is None else zlib.decompress(packed).decode("utf-8"))
+    """A checkpoint's state: JSON text, or zlib-compressed JSON for a large one."""
+    if packed is not None:
+        return json.loads(zlib.decompress(packed).decode("utf-8"))
+    return json.loads(text or "null")
 
 
 def _diff_html(diff: dict[str, Any]) -> Markup:
