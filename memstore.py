@@ -733,13 +733,20 @@ class Store:
 
     # -- operations ----------------------------------------------------------
 
-    def backup(self, dest: str | os.PathLike[str], *, compact: bool = False) -> dict[str, Any]:
+    def backup(
+        self,
+        dest: str | os.PathLike[str],
+        *,
+        compact: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> dict[str, Any]:
         """Copy the store to ``dest`` while it stays in use, and check the copy.
 
-        Uses SQLite's backup API (one consistent snapshot, whatever other
-        processes write meanwhile), or with ``compact=True`` ``VACUUM INTO``
-        (a smaller, defragmented copy). The copy must pass ``integrity_check``
-        before this returns; ``dest`` must not exist.
+        Uses SQLite's backup API, or with ``compact=True`` ``VACUUM INTO`` (a
+        smaller, defragmented copy). The copy is a consistent snapshot
+        whatever other processes write meanwhile, and must pass
+        ``integrity_check`` before this returns; ``dest`` must not exist.
+        ``progress(pages_done, pages_total)`` is called as pages are copied.
         """
         target = os.fspath(dest)
         if os.path.exists(target):
@@ -751,8 +758,7 @@ class Store:
                 else:
                     copy = apsw.Connection(target)
                     try:
-                        with copy.backup("main", self.connection, "main") as backup:
-                            backup.step(-1)
+                        _copy_pages(self.connection, copy, progress)
                     finally:
                         copy.close()
             except apsw.Error as err:
@@ -777,8 +783,7 @@ class Store:
                 raise MemstoreError("cannot restore inside a transaction")
             copy = apsw.Connection(origin, flags=apsw.SQLITE_OPEN_READONLY)
             try:
-                with self.connection.backup("main", copy, "main") as backup:
-                    backup.step(-1)
+                _copy_pages(copy, self.connection, None, restarts=0)
             except apsw.Error as err:
                 raise self._error(err) from err
             finally:
@@ -3650,6 +3655,32 @@ def _write_jsonl(path: Path, rows: Iterable[Any], progress: Callable[[int], None
     return count
 
 
+def _copy_pages(
+    source: apsw.Connection,
+    dest: apsw.Connection,
+    progress: Callable[[int, int], None] | None,
+    *,
+    restarts: int = 3,
+) -> None:
+    """Copy a database with the backup API, in chunks so progress can be told.
+
+    A write by another connection makes SQLite start a chunked backup over;
+    after ``restarts`` of those, the rest is copied in one step, which holds
+    one read snapshot and so always finishes, however busy the writers are.
+    """
+    with dest.backup("main", source, "main") as backup:
+        backup.step(0)
+        chunk = max(64, backup.page_count // 50)
+        left = backup.remaining
+        while not backup.done:
+            backup.step(chunk if restarts > 0 else -1)
+            if backup.remaining > left:  # started over: another connection wrote
+                restarts -= 1
+            left = backup.remaining
+            if progress:
+                progress(backup.page_count - backup.remaining, backup.page_count)
+
+
 def _verify_copy(path: str) -> list[str]:
     """Why a file is not a sound memstore copy; [] when it is."""
     if not os.path.isfile(path):
@@ -5005,8 +5036,18 @@ def _cli() -> Any:
     @click.pass_context
     def backup(ctx: click.Context, dest: str, compact: bool, as_json: bool) -> None:
         """Back up the store while it is in use; the copy is checked before success."""
-        with open_store(ctx) as store:
-            result = store.backup(dest, compact=compact)
+        with (
+            open_store(ctx) as store,
+            click.progressbar(length=100, label="backing up", file=sys.stderr) as bar,
+        ):
+            shown = [0]
+
+            def advance(done: int, total: int) -> None:
+                percent = 100 * done // max(total, 1)
+                bar.update(percent - shown[0])
+                shown[0] = percent
+
+            result = store.backup(dest, compact=compact, progress=advance)
         emit(result, as_json, [f"backed up to {dest} ({result['bytes']:,} bytes), integrity ok"])
 
     @cli.command()
@@ -5060,19 +5101,37 @@ def _cli() -> Any:
         """Apply retention everywhere: expired TTLs, and age or count when given."""
         age = None if older_than is None else _duration(older_than)
         with open_store(ctx) as store:
-            removed: dict[str, int] = {
-                f"collection {k}": v
-                for k, v in store.cleanup(older_than=age, keep_last=keep_last).items()
-            }
-            for log in store.event_logs():
-                removed[f"event log {log}"] = store.event_log(log).cleanup(
-                    older_than=age, keep_last=keep_last
-                )
-            if age is not None:
-                removed["conversations"] = store.conversations().cleanup(older_than=age)
             caches = [r[0] for r in store._fetch("SELECT DISTINCT cache FROM memstore_cache")]
-            for name in caches:
-                removed[f"cache {name}"] = store.cache(name).expire()
+            steps: list[tuple[str, Callable[[], int]]] = [
+                (
+                    f"collection {name}",
+                    functools.partial(
+                        store.collection(name).cleanup, older_than=age, keep_last=keep_last
+                    ),
+                )
+                for name in store.collections()
+            ]
+            steps += [
+                (
+                    f"event log {log}",
+                    functools.partial(
+                        store.event_log(log).cleanup, older_than=age, keep_last=keep_last
+                    ),
+                )
+                for log in store.event_logs()
+            ]
+            if age is not None:
+                steps.append(
+                    (
+                        "conversations",
+                        functools.partial(store.conversations().cleanup, older_than=age),
+                    )
+                )
+            steps += [(f"cache {name}", store.cache(name).expire) for name in caches]
+            removed: dict[str, int] = {}
+            with click.progressbar(steps, label="cleaning up", file=sys.stderr) as bar:
+                for label, step in bar:
+                    removed[label] = step()
         emit(removed, as_json, [f"{name}: {n} removed" for name, n in removed.items()])
 
     @cli.command()
@@ -5139,8 +5198,7 @@ def _cli() -> Any:
             backup_path = f"{path}.v{version}-{_utcnow():%Y%m%dT%H%M%S}.bak"
             source = apsw.Connection(path)
             copy = apsw.Connection(backup_path)
-            with copy.backup("main", source, "main") as step:
-                step.step(-1)
+            _copy_pages(source, copy, None)
             copy.close()
             source.close()
         with Store(path) as store:

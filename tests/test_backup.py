@@ -144,3 +144,11 @@ def test_backup_of_a_big_store_keeps_going_under_load(busy_store: Path, tmp_path
     with memstore.Store(busy_store) as store:
         store.backup(tmp_path / "b.db")
     assert time.monotonic() - started < 60
+
+
+def test_backup_reports_progress_to_the_end(busy_store: Path, tmp_path: Path) -> None:
+    seen: list[tuple[int, int]] = []
+    with memstore.Store(busy_store) as store:
+        store.backup(tmp_path / "p.db", progress=lambda done, total: seen.append((done, total)))
+    assert len(seen) >= 2  # in chunks, while another process writes
+    assert seen[-1][0] == seen[-1][1] > 0
