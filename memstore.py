@@ -1407,9 +1407,7 @@ class Collection:
         """
         if by not in ("created", "updated"):
             raise ValidationError('by must be "created" or "updated"')
-        _check_count(batch_size, "batch_size")
-        if batch_size == 0:
-            raise ValidationError("batch_size must be at least 1")
+        _check_batch_size(batch_size)
         now = _utcnow()
         conditions: list[str] = []
         params: list[Any] = []
@@ -2486,7 +2484,7 @@ class Conversations:
         """
         with self.store.transaction():
             parent = self.thread(thread_id)
-            last = self._last_position(thread_id)
+            _, last = self._last_position(thread_id)
             at = last if at is None else at
             _check_count(at, "at")
             if at > last:
@@ -2618,17 +2616,9 @@ class Conversations:
             (status, reason, into, _iso(_utcnow()), thread_id),
         )
 
-    def _last_position(self, thread_id: str) -> int:
-        """The last position of a thread's history: its own messages, or its branch point."""
-        rows = self.store._fetch(
-            "SELECT max(coalesce(t.branch_point, 0), coalesce(max(m.position), 0)) "
-            "FROM memstore_threads AS t LEFT JOIN memstore_messages AS m ON m.thread_id = t.id "
-            "WHERE t.id = ?",
-            (thread_id,),
-        )
-        return int(rows[0][0] or 0)
-
-    def _next_position(self, thread_id: str) -> int:
+    def _last_position(self, thread_id: str) -> tuple[str, int]:
+        """A thread's status and the last position of its history: its own last
+        message, or its branch point."""
         rows = self.store._fetch(
             "SELECT t.status, max(coalesce(t.branch_point, 0), coalesce("
             "(SELECT max(position) FROM memstore_messages WHERE thread_id = t.id), 0)) "
@@ -2637,9 +2627,14 @@ class Conversations:
         )
         if not rows:
             raise NotFoundError(f"no thread {thread_id!r}")
-        if rows[0][0] != "active":
-            raise ConflictError(f"thread {thread_id!r} is {rows[0][0]}")
-        return int(rows[0][1]) + 1
+        return rows[0][0], int(rows[0][1])
+
+    def _next_position(self, thread_id: str) -> int:
+        """Where the next message of an active thread goes."""
+        status, last = self._last_position(thread_id)
+        if status != "active":
+            raise ConflictError(f"thread {thread_id!r} is {status}")
+        return last + 1
 
     def _ancestors(self, thread_id: str) -> list[str]:
         found: list[str] = []
@@ -2743,9 +2738,7 @@ def _delete_batches(
     store: Store, table: str, where: str, params: Sequence[Any], size: int, *, key: str = "id"
 ) -> int:
     """Delete rows of a layer table matching ``where``, ``size`` per transaction."""
-    _check_count(size, "batch_size")
-    if size == 0:
-        raise ValidationError("batch_size must be at least 1")
+    _check_batch_size(size)
     total = 0
     while True:
         with store.transaction():
@@ -3033,7 +3026,15 @@ class Checkpoints:
         checkpoint needs its parent to be restored: the oldest one kept
         simply starts its history (its parent link is cleared).
         """
-        everything = self.find(thread_id)
+        # What retention decides on, without reading (or inflating) any state.
+        everything = [
+            _Lineage(cid, branch, parent, json.loads(tags), created_at)
+            for cid, branch, parent, tags, created_at in self.store._fetch(
+                "SELECT id, branch, parent_id, tags, created_at FROM memstore_checkpoints "
+                "WHERE thread_id = ? ORDER BY created_at DESC, id DESC",
+                (thread_id,),
+            )
+        ]
         doomed_ids: set[str] = set()
         if keep_last is not None:
             _check_count(keep_last, "keep_last")
@@ -3092,6 +3093,16 @@ class Checkpoints:
             return [c for c in found if (c.created_at, c.id) < mark]
         moment = _timestamp(before)
         return [c for c in found if c.created_at < moment]
+
+
+class _Lineage(NamedTuple):
+    """A checkpoint without its state: what retention decides on."""
+
+    id: str
+    branch: str
+    parent_id: str | None
+    tags: list[str]
+    created_at: str
 
 
 def _checkpoint_target(field: str) -> _Target:
@@ -4428,6 +4439,12 @@ def _check_count(value: object, name: str) -> None:
         raise ValidationError(f"{name} must be a whole number >= 0, not {value!r}")
 
 
+def _check_batch_size(value: object) -> None:
+    _check_count(value, "batch_size")
+    if value == 0:
+        raise ValidationError("batch_size must be at least 1")
+
+
 def _seconds(value: object, name: str) -> float:
     """A positive duration, given as a timedelta or a number of seconds."""
     if isinstance(value, timedelta):
@@ -4760,7 +4777,6 @@ def _store_info(store: Store) -> dict[str, Any]:
             "ttl_seconds": None if c.ttl is None else c.ttl.total_seconds(),
             "history": c.keeps_history,
         }
-    layers = {table: store._fetch(f"SELECT count(*) FROM {table}")[0][0] for table in LAYER_TABLES}
     return {
         "path": path,
         "bytes": os.path.getsize(path) if os.path.exists(path) else 0,
@@ -4768,8 +4784,13 @@ def _store_info(store: Store) -> dict[str, Any]:
         "schema_version": store.schema_version,
         "memstore_version": __version__,
         "collections": collections,
-        "layers": layers,
+        "layers": _layer_counts(store),
     }
+
+
+def _layer_counts(store: Store) -> dict[str, int]:
+    """Rows in each memory layer's table."""
+    return {t: int(store._fetch(f"SELECT count(*) FROM {t}")[0][0]) for t in LAYER_TABLES}
 
 
 def _cli() -> Any:
@@ -4996,7 +5017,7 @@ def _cli() -> Any:
         with open_store(ctx) as store:
             total = sum(store.collection(n).count() for n in names or store.collections())
             if not names:
-                total += sum(_store_info(store)["layers"].values())
+                total += sum(_layer_counts(store).values())
             with click.progressbar(length=total, label="exporting", file=sys.stderr) as bar:
                 manifest = store.export(
                     directory, collections=list(names) or None, progress=bar.update
