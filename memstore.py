@@ -12,8 +12,28 @@ is a table of its own: the record is a JSON TEXT column, declared fields are
 generated columns with indexes, FTS5 gives full-text search. The file stays
 readable and writable by stock SQLite 3.40 and every tool built on it.
 
-The module reads top to bottom: constants, exceptions, connection setup,
-schema migrations, Store, Collection, query compilation, private helpers.
+This module is the library and only the library. What connects memstore to
+the rest of the world lives in ``plugins/``, each its own module: the
+``memstore`` command (memstore_cli), the demo store (memstore_demo), the
+importer of older stores' files (memstore_legacy) and the Datasette explorer
+(memstore_datasette). ``import memstore`` loads none of them.
+
+The module reads top to bottom:
+
+1. Constants, then exceptions (one family under MemstoreError).
+2. Connection setup: one small function per pragma, with its reason.
+3. Schema migrations: the sql/ files, applied by PRAGMA user_version.
+4. Store: opening, transactions, collections, check/repair, backup/restore,
+   export/import, and maintenance (cleanup of every layer, optimize,
+   vacuum, checkpoint_wal, stats).
+5. Collection: records, queries, search, aggregates, retention, history.
+6. Agent memory, part 1: EventLog and Conversations.
+7. Agent memory, part 2: Checkpoints, Graph and Cache.
+8. Operations: the export format, backup helpers, Tenants.
+9. Collection tables: the DDL written for each collection.
+10. Query compilation: filters as data, operators as a table.
+11. Helpers for tools reading the file with their own SQL (public).
+12. Private helpers: validation, timestamps, JSON, keys.
 """
 
 from __future__ import annotations
@@ -25,10 +45,8 @@ import hashlib
 import json
 import math
 import os
-import random
 import re
 import secrets
-import sys
 import threading
 import time
 import weakref
@@ -48,6 +66,8 @@ __version__ = "0.1.0"
 __all__ = [
     "APPLICATION_ID",
     "COMPRESS_ABOVE",
+    "HISTORY_RANGES_SQL",
+    "SCHEMA_VERSION",
     "BusyError",
     "Cache",
     "Checkpoint",
@@ -75,6 +95,12 @@ __all__ = [
     "ValidationError",
     "Version",
     "__version__",
+    "check_collection_name",
+    "field_column",
+    "fts_table",
+    "history_clause",
+    "migrate",
+    "quote_identifier",
     "state_diff",
 ]
 
@@ -182,9 +208,14 @@ class QuotaError(StorageFullError):
     """The store reached its size quota (``max_size``); the transaction was rolled back."""
 
 
+class _RolledBack(Exception):
+    """Raised inside a transaction to roll it back on purpose (a dry run)."""
+
+
 # Driver errors mapped to memstore's own, in order: the first match wins.
 _TRANSLATIONS: tuple[tuple[type[BaseException], type[MemstoreError]], ...] = (
     (apsw.BusyError, BusyError),
+    (apsw.NotADBError, SchemaError),
     (apsw.LockedError, BusyError),
     (apsw.ConstraintError, ValidationError),
     (apsw.FullError, StorageFullError),
@@ -595,7 +626,7 @@ class Store:
         ``history=True`` keeps every record's previous versions (see
         ``Collection.history``); ``history=False`` stops keeping new ones.
         """
-        _check_collection_name(name)
+        check_collection_name(name)
         wanted_fields = _normalize_fields(fields)
         wanted_fts = _normalize_fts(fts)
         ttl_seconds = None if ttl is None else _seconds(ttl, "ttl")
@@ -623,7 +654,7 @@ class Store:
         with self.transaction():
             for sql in _drop_fts_sql(meta.name):
                 self._fetch(sql)
-            self._fetch(f"DROP TABLE IF EXISTS {_quote(meta.name)}")
+            self._fetch(f"DROP TABLE IF EXISTS {quote_identifier(meta.name)}")
             self._fetch("DELETE FROM _memstore_collections WHERE name = ?", (meta.name,))
             self._fetch("DELETE FROM memstore_versions WHERE collection = ?", (meta.name,))
 
@@ -650,23 +681,6 @@ class Store:
     def cache(self, name: str, *, ttl: timedelta | float | None = None) -> Cache:
         """A TTL cache of JSON values with a default ``ttl``; see Cache."""
         return Cache(self, name, ttl)
-
-    def cleanup(
-        self,
-        *,
-        older_than: timedelta | float | None = None,
-        by: Literal["created", "updated"] = "created",
-        keep_last: int | None = None,
-    ) -> dict[str, int]:
-        """Apply retention to every collection; return how many records each lost.
-
-        Expired records always go; ``older_than``, ``by`` and ``keep_last``
-        apply to every collection as in ``Collection.cleanup``.
-        """
-        return {
-            name: self.collection(name).cleanup(older_than=older_than, by=by, keep_last=keep_last)
-            for name in self.collections()
-        }
 
     def check(self, *, full: bool = False) -> list[str]:
         """Look for problems; return them, an empty list when all is well.
@@ -765,7 +779,7 @@ class Store:
                 raise self._error(err) from err
         problems = _verify_copy(target)
         if problems:
-            raise MemstoreError(f"the backup {target} failed its check: {problems}")
+            raise MemstoreError(f"the backup {target} failed its check: {'; '.join(problems)}.")
         return {"path": target, "bytes": os.path.getsize(target), "compact": compact}
 
     def restore(self, source: str | os.PathLike[str]) -> dict[str, Any]:
@@ -777,7 +791,7 @@ class Store:
         origin = os.fspath(source)
         problems = _verify_copy(origin)
         if problems:
-            raise MemstoreError(f"{origin} is not a sound memstore backup: {problems}")
+            raise MemstoreError(f"{origin} is not a sound memstore backup: {'; '.join(problems)}.")
         with self._lock:
             if self._depth:
                 raise MemstoreError("cannot restore inside a transaction")
@@ -821,8 +835,8 @@ class Store:
         for name in names:
             meta = self._require_meta(name)
             rows = self._stream(
-                f"SELECT key, body, created_at, updated_at, expires_at FROM {_quote(meta.name)} "
-                "ORDER BY id",
+                "SELECT key, body, created_at, updated_at, expires_at "
+                f"FROM {quote_identifier(meta.name)} ORDER BY id",
                 (),
                 lambda r: {
                     "key": r[0],
@@ -844,10 +858,12 @@ class Store:
             }
         if collections is None:
             for table in LAYER_TABLES:
-                columns = [r[1] for r in self._fetch(f"PRAGMA table_info({_quote(table)})")]
+                columns = [
+                    r[1] for r in self._fetch(f"PRAGMA table_info({quote_identifier(table)})")
+                ]
                 rows = self._stream(
-                    f"SELECT {', '.join(_quote(c) for c in columns)} FROM {_quote(table)} "
-                    "ORDER BY rowid",
+                    f"SELECT {', '.join(map(quote_identifier, columns))} "
+                    f"FROM {quote_identifier(table)} ORDER BY rowid",
                     (),
                     functools.partial(_row_dict, columns),
                 )
@@ -866,45 +882,224 @@ class Store:
         dry_run: bool = False,
         progress: Callable[[int], None] | None = None,
     ) -> dict[str, Any]:
-        """Import a directory: a memstore export, or one of the file layouts older stores use.
+        """Import a directory written by ``export()``; return a report.
 
-        - an ``export()`` directory (``manifest.json``);
-        - one JSON file per collection mapping keys to records (``events.json``,
-          ``decisions.json``, ...; ``_stored_at`` stamps become timestamps);
-        - one JSON file per memory (``memories/<id>.json``, ``assemblies/<id>.json``)
-          with a ``memory_index.json``;
-        - a tree of ``conversations/<id>/*.json``, ``cache/<key>.json``,
-          ``agents/<id>/<name>.json`` and ``system/<key>.json``.
-
-        Records are kept whole (a value that is not an object becomes
-        ``{"value": ...}``). Malformed files are reported by name and skipped;
-        everything else goes in one transaction, or nothing does. Importing
-        the same data again changes nothing. ``dry_run`` reports what would be
-        imported and writes nothing. Returns a report.
+        Collections are declared as the manifest says and their rows keep
+        their keys and timestamps; the memory layers' rows are added (rows
+        already there are left alone). Files that are not valid JSONL are
+        reported under ``"skipped"``; everything else goes in one
+        transaction, or nothing does. Importing the same export again
+        changes nothing. ``dry_run`` reports what would be imported and
+        writes nothing. ``progress`` is called with numbers of rows as they
+        are written. (The file layouts of older stores are read by the
+        ``memstore_legacy`` module, which ``memstore import`` uses.)
         """
-        plan = _import_plan(Path(source))
+        export = _read_export(Path(source))
         report: dict[str, Any] = {
             "source": os.fspath(source),
-            "layout": plan.layout,
+            "layout": "memstore export",
             "dry_run": dry_run,
-            "collections": {name: len(rows) for name, (_, rows) in plan.collections.items()},
-            "tables": {name: len(rows) for name, rows in plan.tables.items()},
-            "skipped": plan.skipped,
+            "collections": {name: len(rows) for name, (_, rows) in export.collections.items()},
+            "tables": {name: len(rows) for name, rows in export.tables.items()},
+            "skipped": export.skipped,
         }
         if dry_run:
             return report
         with self.transaction():
             self._fetch("PRAGMA defer_foreign_keys = ON")  # rows may come before their parents
-            for name, (declaration, rows) in plan.collections.items():
-                collection = self.collection(name, **declaration)
-                collection._import_rows(rows)
+            for name, (declaration, rows) in export.collections.items():
+                self.collection(name, **declaration).import_rows(rows)
                 if progress:
                     progress(len(rows))
-            for table, rows in plan.tables.items():
+            for table, rows in export.tables.items():
                 _import_table(self, table, rows)
                 if progress:
                     progress(len(rows))
         return report
+
+    # -- maintenance ---------------------------------------------------------
+
+    def cleanup(
+        self,
+        *,
+        older_than: timedelta | float | None = None,
+        by: Literal["created", "updated"] = "created",
+        keep_last: int | None = None,
+        dry_run: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> dict[str, int]:
+        """Apply retention to every layer; return how many rows each part lost.
+
+        >>> store.cleanup(older_than=timedelta(days=30))
+        {'collection events': 12, 'event log agent-1': 40, 'conversations': 2,
+         'checkpoints': 7, 'cache llm': 3}
+
+        Expired records and cache entries always go. ``older_than`` and
+        ``keep_last`` apply to every collection (``by`` as in
+        ``Collection.cleanup``), every event log and each thread's
+        checkpoints (tagged ones and branch points are kept, as in
+        ``Checkpoints.cleanup``); ``older_than`` also removes conversations
+        with no newer message. ``dry_run=True`` does the same work in a
+        transaction it then rolls back: the counts are exact and nothing
+        changes (the write lock is held meanwhile). ``progress(done, total)``
+        is called after each part.
+        """
+        age = None if older_than is None else _seconds(older_than, "older_than")
+        if keep_last is not None:
+            _check_count(keep_last, "keep_last")
+        if by not in ("created", "updated"):
+            raise ValidationError(f'by must be "created" or "updated", not {by!r}')
+        steps: list[tuple[str, Callable[[], int]]] = [
+            (
+                f"collection {name}",
+                functools.partial(
+                    self.collection(name).cleanup, older_than=age, by=by, keep_last=keep_last
+                ),
+            )
+            for name in self.collections()
+        ]
+        steps += [
+            (
+                f"event log {log}",
+                functools.partial(self.event_log(log).cleanup, older_than=age, keep_last=keep_last),
+            )
+            for log in self.event_logs()
+        ]
+        if age is not None:
+            steps.append(
+                ("conversations", functools.partial(self.conversations().cleanup, older_than=age))
+            )
+        if age is not None or keep_last is not None:
+            steps.append(
+                ("checkpoints", functools.partial(self._cleanup_checkpoints, age, keep_last))
+            )
+        steps += [(f"cache {name}", self.cache(name).expire) for name in self._cache_names()]
+        removed: dict[str, int] = {}
+
+        def run() -> None:
+            for done, (label, step) in enumerate(steps, 1):
+                removed[label] = step()
+                if progress:
+                    progress(done, len(steps))
+
+        if not dry_run:
+            run()
+            return removed
+        with contextlib.suppress(_RolledBack), self.transaction():
+            run()
+            raise _RolledBack
+        return removed
+
+    def _cleanup_checkpoints(self, age: float | None, keep_last: int | None) -> int:
+        checkpoints = self.checkpoints()
+        threads = self._fetch("SELECT DISTINCT thread_id FROM memstore_checkpoints ORDER BY 1")
+        return sum(
+            checkpoints.cleanup(thread, older_than=age, keep_last=keep_last)
+            for (thread,) in threads
+        )
+
+    def _cache_names(self) -> list[str]:
+        return [r[0] for r in self._fetch("SELECT DISTINCT cache FROM memstore_cache ORDER BY 1")]
+
+    def optimize(self) -> dict[str, int]:
+        """Refresh the query planner's statistics and merge full-text index segments.
+
+        Returns ``{"fts_indexes": n}``, the number of FTS indexes merged.
+        Worth running after large loads or deletes; ``close()`` also runs
+        SQLite's cheaper ``PRAGMA optimize``.
+        """
+        fts = [
+            r[0]
+            for r in self._fetch(
+                "SELECT name FROM sqlite_schema WHERE type = 'table' "
+                "AND sql LIKE 'CREATE VIRTUAL TABLE%USING fts5%' ORDER BY name"
+            )
+        ]
+        with self.transaction():
+            for table in fts:
+                quoted = quote_identifier(table)
+                self._fetch(f"INSERT INTO {quoted} ({quoted}) VALUES ('optimize')")
+        self._fetch("PRAGMA optimize(0x10002)")  # analyze every table that may benefit
+        return {"fts_indexes": len(fts)}
+
+    def vacuum(self) -> dict[str, int]:
+        """Rebuild the database to give its free pages back; return its size before and after.
+
+        Returns ``{"before": bytes, "after": bytes}`` (the database's size in
+        pages times the page size; in WAL mode the file itself shrinks at
+        the next ``checkpoint_wal()``). Blocks other writers while it runs
+        and needs temporary disk space up to the database's size.
+        """
+        with self._lock:
+            if self._depth:
+                raise MemstoreError("cannot vacuum inside a transaction")
+            before = self._database_bytes()
+            self._fetch("VACUUM")
+            return {"before": before, "after": self._database_bytes()}
+
+    def checkpoint_wal(
+        self, mode: Literal["passive", "full", "restart", "truncate"] = "truncate"
+    ) -> dict[str, Any]:
+        """Copy the write-ahead log into the database file (and, by default, truncate it).
+
+        Returns ``{"busy": bool, "wal_pages": n, "checkpointed": n}``:
+        ``busy`` is True when readers still held part of the log, so not all
+        of it could be copied (try again later). ``mode`` is SQLite's
+        ``wal_checkpoint`` mode.
+        """
+        if mode not in ("passive", "full", "restart", "truncate"):
+            raise ValidationError(
+                f'mode must be "passive", "full", "restart" or "truncate", not {mode!r}'
+            )
+        busy, log, done = self._fetch(f"PRAGMA wal_checkpoint({mode.upper()})")[0]
+        return {"busy": bool(busy), "wal_pages": log, "checkpointed": done}
+
+    def stats(self) -> dict[str, Any]:
+        """Sizes, schema version, every collection and the rows in each memory layer.
+
+        Returns ``{"path", "bytes", "wal_bytes", "free_bytes", "schema_version",
+        "memstore_version", "collections": {name: {"records", "expired",
+        "oldest", "newest", "fields", "fts", "ttl_seconds", "history"}},
+        "layers": {table: rows}}``. ``bytes`` is the file's size on disk (for
+        ``:memory:``, the database's); ``free_bytes`` is what ``vacuum()``
+        would give back.
+        """
+        collections = {}
+        for name in self.collections():
+            c = self.collection(name)
+            oldest, newest = self._fetch(
+                f"SELECT min(created_at), max(updated_at) FROM {quote_identifier(name)}"
+            )[0]
+            collections[name] = {
+                "records": c.count(),
+                "expired": c.expired_count(),
+                "oldest": oldest,
+                "newest": newest,
+                "fields": c.fields,
+                "fts": c.fts,
+                "ttl_seconds": None if c.ttl is None else c.ttl.total_seconds(),
+                "history": c.keeps_history,
+            }
+        on_disk = self.path != ":memory:" and os.path.exists(self.path)
+        wal = Path(f"{self.path}-wal")
+        page_size = int(self._fetch("PRAGMA page_size")[0][0])
+        return {
+            "path": self.path,
+            "bytes": os.path.getsize(self.path) if on_disk else self._database_bytes(),
+            "wal_bytes": wal.stat().st_size if on_disk and wal.exists() else 0,
+            "free_bytes": int(self._fetch("PRAGMA freelist_count")[0][0]) * page_size,
+            "schema_version": self.schema_version,
+            "memstore_version": __version__,
+            "collections": collections,
+            "layers": {
+                table: int(self._fetch(f"SELECT count(*) FROM {table}")[0][0])
+                for table in LAYER_TABLES
+            },
+        }
+
+    def _database_bytes(self) -> int:
+        pages = self._fetch("PRAGMA page_count")[0][0]
+        return int(pages) * int(self._fetch("PRAGMA page_size")[0][0])
 
     # -- registry ----------------------------------------------------------
 
@@ -954,11 +1149,11 @@ class Store:
         _check_columns_distinct([*meta.fields, *meta.fts, *fields, *fts])
         columns = {
             row[1]: (row[2] or "").upper()
-            for row in self._fetch(f"PRAGMA table_xinfo({_quote(name)})")
+            for row in self._fetch(f"PRAGMA table_xinfo({quote_identifier(name)})")
         }
         all_fields = {**meta.fields, **fields}
         for path in [*fields, *fts]:
-            column = _column(path)
+            column = field_column(path)
             kind = all_fields.get(path, "text")
             if column not in columns:
                 self._fetch(_add_column_sql(name, path, FIELD_TYPES[kind][0]))
@@ -969,12 +1164,12 @@ class Store:
                     f"(indexed for search as text); it cannot become {kind}"
                 )
         for path in fields:
-            self._fetch(_index_sql(name, _column(path)))
+            self._fetch(_index_sql(name, field_column(path)))
         all_fts = meta.fts + [path for path in fts if path not in meta.fts]
         if all_fts != meta.fts:
             for sql in _drop_fts_sql(name):
                 self._fetch(sql)
-            for sql in _create_fts_sql(name, [_column(p) for p in all_fts]):
+            for sql in _create_fts_sql(name, [field_column(p) for p in all_fts]):
                 self._fetch(sql)
         new_ttl = meta.ttl_seconds if ttl_seconds is None else ttl_seconds
         keep_history = meta.history if history is None else history
@@ -1064,8 +1259,8 @@ class Collection:
         self.keeps_history = meta.history
         self.model = model
         self._model = _allowing_extra_fields(model) if model is not None else None
-        self._table = _quote(self.name)
-        self._fts_table = _quote(self.name + "_fts")
+        self._table = quote_identifier(self.name)
+        self._fts_table = quote_identifier(fts_table(self.name))
         # Declared field types, checked on every write: top-level fields (the
         # common case) with one dict lookup each, nested paths segment by segment.
         self._checks = [
@@ -1448,28 +1643,46 @@ class Collection:
         )
         return int(rows[0][0])
 
-    def _import_rows(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Insert or update exported rows, keeping their timestamps; leave unchanged ones be."""
+    def import_rows(self, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Write rows as ``export()`` and ``rows()`` give them, keeping their keys and timestamps.
+
+        >>> notes.import_rows([{"key": "n1", "record": {"text": "hi"},
+        ...                     "created_at": "2025-03-01T10:00:00Z"}])
+        1
+
+        Each row is a mapping with ``key`` and ``record`` and optionally
+        ``created_at``, ``updated_at`` and ``expires_at`` (ISO-8601 with a
+        time zone; now when absent). A key already stored takes the row's
+        record and timestamps; identical rows are left alone, so importing
+        twice changes nothing. All or nothing; returns the number of rows.
+        """
         now = _iso(_utcnow())
-        values = [
-            (
-                _check_key(row["key"]),
-                self._encode(row["record"]),
-                row.get("created_at") or now,
-                row.get("updated_at") or row.get("created_at") or now,
-                row.get("expires_at"),
+        values = []
+        for row in rows:
+            if not isinstance(row, Mapping) or "key" not in row or "record" not in row:
+                raise ValidationError(f"a row needs a key and a record, not {row!r:.200}")
+            created = _optional_timestamp(row.get("created_at")) or now
+            values.append(
+                (
+                    _check_key(row["key"]),
+                    self._encode(row["record"]),
+                    created,
+                    _optional_timestamp(row.get("updated_at")) or created,
+                    _optional_timestamp(row.get("expires_at")),
+                )
             )
-            for row in rows
-        ]
-        self.store._run_many(
-            f"INSERT INTO {self._table} (key, body, created_at, updated_at, expires_at) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET body = excluded.body, "
-            "created_at = excluded.created_at, updated_at = excluded.updated_at, "
-            "expires_at = excluded.expires_at WHERE body IS NOT excluded.body "
-            "OR created_at IS NOT excluded.created_at OR updated_at IS NOT excluded.updated_at "
-            "OR expires_at IS NOT excluded.expires_at",
-            values,
-        )
+        with self.store.transaction():
+            self.store._run_many(
+                f"INSERT INTO {self._table} (key, body, created_at, updated_at, expires_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET body = excluded.body, "
+                "created_at = excluded.created_at, updated_at = excluded.updated_at, "
+                "expires_at = excluded.expires_at WHERE body IS NOT excluded.body "
+                "OR created_at IS NOT excluded.created_at "
+                "OR updated_at IS NOT excluded.updated_at "
+                "OR expires_at IS NOT excluded.expires_at",
+                values,
+            )
+        return len(values)
 
     # -- version history -----------------------------------------------------
 
@@ -1529,7 +1742,7 @@ class Collection:
         with self.store.transaction():
             for sql in _drop_fts_sql(self.name):
                 self.store._fetch(sql)
-            for sql in _create_fts_sql(self.name, [_column(p) for p in self.fts]):
+            for sql in _create_fts_sql(self.name, [field_column(p) for p in self.fts]):
                 self.store._fetch(sql)
 
     def _repair(self) -> list[str]:
@@ -1550,18 +1763,22 @@ class Collection:
             row[0]
             for row in self.store._fetch(
                 "SELECT name FROM sqlite_schema WHERE tbl_name IN (?, ?)",
-                (self.name, self.name + "_fts"),
+                (self.name, fts_table(self.name)),
             )
         }
         wanted = [
             ("index", _index_name(self.name, c), _index_sql(self.name, c)) for c in _BASE_INDEXED
         ]
         wanted += [
-            ("index", _index_name(self.name, _column(p)), _index_sql(self.name, _column(p)))
+            (
+                "index",
+                _index_name(self.name, field_column(p)),
+                _index_sql(self.name, field_column(p)),
+            )
             for p in self.fields
         ]
         if self.fts:
-            wanted.append(("table", self.name + "_fts", ""))
+            wanted.append(("table", fts_table(self.name), ""))
             wanted += [("trigger", _fts_trigger(self.name, e), "") for e in _FTS_EVENTS]
         if self.keeps_history:
             wanted += [
@@ -1664,7 +1881,7 @@ class Collection:
         """
         with self.store.transaction():
             meta = self.store._require_meta(self.name)  # another process may have added FTS paths
-            columns = [_column(path) for path in meta.fts]
+            columns = [field_column(path) for path in meta.fts]
             for sql in _drop_fts_sql(self.name, keep_table=True):
                 self.store._fetch(sql)
             yield columns
@@ -1676,7 +1893,7 @@ class Collection:
         insert = (
             f"INSERT INTO {self._fts_table} (rowid, {{0}}) SELECT id, {{0}} FROM {self._table} "
         )
-        insert = insert.format(", ".join(_quote(c) for c in columns))
+        insert = insert.format(", ".join(quote_identifier(c) for c in columns))
         # Two statements: with an OR, SQLite scans the whole table instead of a rowid range.
         self.store._fetch(insert + "WHERE id > ?", (newest,))
         if replaced != "[]":
@@ -1684,7 +1901,7 @@ class Collection:
 
     def _fts_unindex(self, ids_json: str, columns: list[str]) -> None:
         """Remove rows from the index with the values it indexed: external content needs them."""
-        cols = ", ".join(_quote(c) for c in columns)
+        cols = ", ".join(quote_identifier(c) for c in columns)
         self.store._fetch(
             f"INSERT INTO {self._fts_table} ({self._fts_table}, rowid, {cols}) "
             f"SELECT 'delete', id, {cols} FROM {self._table} "
@@ -1733,7 +1950,7 @@ class Collection:
             return _Target(f"t.{field}", (), None)
         path = _json_path(field)
         if field in self.fields:
-            return _Target(f"t.{_quote(_column(field))}", (), path)
+            return _Target(f"t.{quote_identifier(field_column(field))}", (), path)
         return _Target("json_extract(t.body, ?)", (path,), path)
 
     def _filter(
@@ -3692,153 +3909,118 @@ def _copy_pages(
                 progress(backup.page_count - backup.remaining, backup.page_count)
 
 
+def migrate(path: str | os.PathLike[str], *, backup: bool = True) -> dict[str, Any]:
+    """Upgrade a store file to this memstore's schema, after backing it up beside itself.
+
+    >>> memstore.migrate("agent.db")
+    {'from': 5, 'to': 6, 'backup': 'agent.db.v5-20261122T101500.bak'}
+
+    Opening a Store migrates as well; this first copies the file (with the
+    backup API, so a live file is copied safely) to
+    ``<path>.v<old version>-<UTC time>.bak`` when there is anything to
+    upgrade and ``backup`` is true. Returns ``{"from", "to", "backup"}``
+    (``backup`` is None when nothing was copied).
+    """
+    target = os.fspath(path)
+    if not os.path.isfile(target):
+        raise NotFoundError(f"no store at {target}")
+    try:
+        probe = apsw.Connection(target, flags=apsw.SQLITE_OPEN_READONLY)
+        try:
+            version = probe.execute("PRAGMA user_version").fetchall()[0][0]
+        finally:
+            probe.close()
+    except apsw.Error as err:
+        raise _translate(err) from err
+    assert isinstance(version, int)
+    backup_path = None
+    if backup and version < SCHEMA_VERSION:
+        backup_path = f"{target}.v{version}-{_utcnow():%Y%m%dT%H%M%S}.bak"
+        try:
+            source, copy = apsw.Connection(target), apsw.Connection(backup_path)
+            try:
+                _copy_pages(source, copy, None)
+            finally:
+                copy.close()
+                source.close()
+        except apsw.Error as err:
+            raise _translate(err) from err
+    with Store(target) as store:
+        return {"from": version, "to": store.schema_version, "backup": backup_path}
+
+
 def _verify_copy(path: str) -> list[str]:
     """Why a file is not a sound memstore copy; [] when it is."""
     if not os.path.isfile(path):
-        return [f"{path} does not exist"]
+        return ["it does not exist"]
     try:
         conn = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READONLY)
     except apsw.Error as err:
-        return [f"cannot open: {err}"]
+        return [f"it cannot be opened ({err})"]
     try:
-        problems = [r[0] for r in conn.execute("PRAGMA integrity_check") if r[0] != "ok"]
+        problems = [
+            f"integrity check: {r[0]}"
+            for r in conn.execute("PRAGMA integrity_check")
+            if r[0] != "ok"
+        ]
         app_id = conn.execute("PRAGMA application_id").fetchall()[0][0]
         version = conn.execute("PRAGMA user_version").fetchall()[0][0]
     except apsw.Error as err:
-        return [f"cannot read: {err}"]
+        return [f"it cannot be read as SQLite ({err})"]
     finally:
         conn.close()
     if app_id != APPLICATION_ID:
-        problems.append("not a memstore file")
+        problems.append("it is not a memstore file")
     if isinstance(version, int) and version > SCHEMA_VERSION:
-        problems.append(f"schema version {version} is newer than this memstore's")
+        problems.append(
+            f"its schema version {version} is newer than this memstore's ({SCHEMA_VERSION})"
+        )
     return problems
 
 
 def _import_table(store: Store, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
     """Insert exported rows into a layer table; rows already there are left alone."""
-    columns = {r[1] for r in store._fetch(f"PRAGMA table_info({_quote(table)})")}
+    columns = {r[1] for r in store._fetch(f"PRAGMA table_info({quote_identifier(table)})")}
     by_shape: dict[tuple[str, ...], list[list[Any]]] = {}
     for row in rows:
         names = tuple(c for c in row if c in columns)
         by_shape.setdefault(names, []).append([_from_json(row[c]) for c in names])
     for names, values in by_shape.items():
         store._run_many(
-            f"INSERT INTO {_quote(table)} ({', '.join(_quote(c) for c in names)}) "
+            f"INSERT INTO {quote_identifier(table)} ({', '.join(map(quote_identifier, names))}) "
             f"VALUES ({', '.join('?' for _ in names)}) ON CONFLICT DO NOTHING",
             values,
         )
 
 
 @dataclass
-class _ImportPlan:
-    """What ``Store.import_`` found in a directory, checked, before anything is written."""
+class _Export:
+    """An ``export()`` directory, read and checked before anything is written."""
 
-    layout: str
     collections: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]]
     tables: dict[str, list[dict[str, Any]]]
     skipped: list[dict[str, str]]
 
-    def add(
-        self, collection: str, key: str, value: Any, stamp: Any = None, source: str = ""
-    ) -> None:
-        record = value if isinstance(value, dict) else {"value": value}
-        when = _legacy_time(stamp if stamp is not None else record.get("_stored_at"))
-        rows = self.collections.setdefault(collection, ({}, []))[1]
-        rows.append({"key": key, "record": record, "created_at": when, "updated_at": when})
 
-    def skip(self, path: Path, root: Path, why: str) -> None:
-        self.skipped.append({"file": str(path.relative_to(root)), "error": why})
-
-
-def _import_plan(root: Path) -> _ImportPlan:
-    if not root.is_dir():
-        raise ValidationError(f"{root} is not a directory to import")
-    plan = _ImportPlan("", {}, {}, [])
-
-    def load(path: Path) -> Any:
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError) as err:
-            plan.skip(path, root, f"not valid JSON: {err}")
-            return _MISSING
-
-    if (root / "manifest.json").is_file():
-        plan.layout = "memstore export"
-        _plan_export(root, plan, load(root / "manifest.json"))
-    elif any((root / d).is_dir() for d in ("conversations", "cache", "agents", "system")):
-        plan.layout = "conversation tree"
-        for path in sorted(root.glob("conversations/*/*.json")):
-            data = load(path)
-            if data is not _MISSING:
-                rows = plan.collections.setdefault("conversations", ({}, []))[1]
-                existing = next((r for r in rows if r["key"] == path.parent.name), None)
-                if existing is None:
-                    plan.add("conversations", path.parent.name, {path.stem: data})
-                else:
-                    existing["record"][path.stem] = data
-        for folder, collection in (("cache", "cache"), ("system", "system")):
-            for path in sorted(root.glob(f"{folder}/*.json")):
-                data = load(path)
-                if data is not _MISSING:
-                    plan.add(collection, path.stem, data)
-        for path in sorted(root.glob("agents/*/*.json")):
-            data = load(path)
-            name = _safe_name(path.stem)
-            if data is not _MISSING and name:
-                plan.add(name, path.parent.name, data)
-            elif data is not _MISSING:
-                plan.skip(path, root, "no usable collection name")
-    elif any((root / d).exists() for d in ("memories", "assemblies", "memory_index.json")):
-        plan.layout = "memory files"
-        for folder in ("memories", "assemblies"):
-            for path in sorted(root.glob(f"{folder}/*.json")):
-                data = load(path)
-                if data is not _MISSING:
-                    plan.add(folder, path.stem, data)
-        if (root / "memory_index.json").is_file():
-            index = load(root / "memory_index.json")
-            if isinstance(index, dict):
-                for key, value in index.items():
-                    plan.add("memory_index", str(key), value)
-            elif isinstance(index, list):
-                for position, value in enumerate(index):
-                    plan.add("memory_index", str(position), value)
-            elif index is not _MISSING:
-                plan.skip(root / "memory_index.json", root, "not an object or a list")
-    else:
-        plan.layout = "collection files"
-        for path in sorted(root.glob("*.json")):
-            data = load(path)
-            name = _safe_name(path.stem)
-            if data is _MISSING:
-                continue
-            if not isinstance(data, dict):
-                plan.skip(path, root, "not an object mapping keys to records")
-            elif not name:
-                plan.skip(path, root, "no usable collection name")
-            else:
-                for key, value in data.items():
-                    plan.add(name, str(key), value)
-    for name, (_, rows) in plan.collections.items():
-        for row in rows:
-            if (
-                not isinstance(row["key"], str)
-                or not row["key"]
-                or len(row["key"]) > MAX_KEY_LENGTH
-            ):
-                raise ValidationError(f"{name}: unusable key {row['key']!r}")
-    return plan
-
-
-def _plan_export(root: Path, plan: _ImportPlan, manifest: Any) -> None:
+def _read_export(root: Path) -> _Export:
+    manifest_path = root / "manifest.json"
+    if not manifest_path.is_file():
+        raise ValidationError(
+            f"{root} is not a memstore export (no manifest.json); the file layouts of older "
+            "stores are read by `memstore import` (the memstore_legacy module)"
+        )
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise SchemaError(f"{manifest_path} is not valid JSON: {err}") from err
     if not isinstance(manifest, dict) or manifest.get("format") != EXPORT_FORMAT:
-        raise SchemaError(f"{root / 'manifest.json'} is not a memstore export manifest")
+        raise SchemaError(f"{manifest_path} is not a memstore export manifest")
     if manifest.get("version") != EXPORT_VERSION:
         raise SchemaError(
             f"export format version {manifest.get('version')!r} is not one "
             f"this memstore reads ({EXPORT_VERSION})"
         )
+    found = _Export({}, {}, [])
 
     def lines(file: str) -> list[dict[str, Any]] | None:
         path = root / file
@@ -3849,7 +4031,7 @@ def _plan_export(root: Path, plan: _ImportPlan, manifest: Any) -> None:
                 if line.strip()
             ]
         except (OSError, UnicodeDecodeError, ValueError) as err:
-            plan.skip(path, root, f"not valid JSONL: {err}")
+            found.skipped.append({"file": file, "error": f"not valid JSONL: {err}"})
             return None
 
     for name, entry in manifest.get("collections", {}).items():
@@ -3861,38 +4043,14 @@ def _plan_export(root: Path, plan: _ImportPlan, manifest: Any) -> None:
                 "ttl": entry.get("ttl_seconds"),
                 "history": entry.get("history"),
             }
-            plan.collections[name] = (declaration, rows)
+            found.collections[name] = (declaration, rows)
     for table, entry in manifest.get("tables", {}).items():
         if table not in LAYER_TABLES:
             raise SchemaError(f"unknown table {table!r} in the export manifest")
         rows = lines(entry["file"])
         if rows is not None:
-            plan.tables[table] = rows
-
-
-def _safe_name(stem: str) -> str | None:
-    """A collection name for a file name, or None when none can be made."""
-    name = re.sub(r"_+", "_", re.sub(r"[^A-Za-z0-9_]", "_", stem)).strip("_")
-    if name and not name[0].isalpha():
-        name = "c_" + name
-    try:
-        _check_collection_name(name)
-    except ValidationError:
-        return None
-    return name
-
-
-def _legacy_time(value: Any) -> str | None:
-    """A ``_stored_at`` stamp (ISO text, naive meaning UTC, or seconds) in memstore's format."""
-    try:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return _iso(datetime.fromtimestamp(value, UTC))
-        if isinstance(value, str):
-            moment = datetime.fromisoformat(value)
-            return _iso(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
-    except (ValueError, OverflowError, OSError):
-        pass
-    return None
+            found.tables[table] = rows
+    return found
 
 
 _TENANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
@@ -3992,7 +4150,7 @@ _BASE_INDEXED = ("created_at", "updated_at", "expires_at")
 
 def _create_table_sql(name: str) -> list[str]:
     """A collection's table: key, JSON body, timestamps; fields are added as columns."""
-    table = _quote(name)
+    table = quote_identifier(name)
     return [
         f"""CREATE TABLE {table} (
     id         INTEGER PRIMARY KEY,
@@ -4016,15 +4174,16 @@ def _index_name(table: str, column: str) -> str:
 def _index_sql(table: str, column: str) -> str:
     partial = " WHERE expires_at IS NOT NULL" if column == "expires_at" else ""
     return (
-        f"CREATE INDEX IF NOT EXISTS {_quote(_index_name(table, column))} "
-        f"ON {_quote(table)} ({_quote(column)}){partial}"
+        f"CREATE INDEX IF NOT EXISTS {quote_identifier(_index_name(table, column))} "
+        f"ON {quote_identifier(table)} ({quote_identifier(column)}){partial}"
     )
 
 
 def _add_column_sql(table: str, path: str, column_type: str) -> str:
     # The path is validated against _FIELD_PATH, so it is safe as a literal.
     return (
-        f"ALTER TABLE {_quote(table)} ADD COLUMN {_quote(_column(path))} {column_type} "
+        f"ALTER TABLE {quote_identifier(table)} "
+        f"ADD COLUMN {quote_identifier(field_column(path))} {column_type} "
         f"GENERATED ALWAYS AS (json_extract(body, {_literal('$.' + path)})) VIRTUAL"
     )
 
@@ -4038,22 +4197,22 @@ def _fts_trigger(table: str, event: str) -> str:
 
 def _fts_trigger_sql(table: str, columns: list[str]) -> dict[str, str]:
     """Triggers that keep the FTS index in step with rows written by any tool, by event."""
-    fts, cols = _quote(table + "_fts"), ", ".join(_quote(c) for c in columns)
-    new = ", ".join(f"new.{_quote(c)}" for c in columns)
-    old = ", ".join(f"old.{_quote(c)}" for c in columns)
+    fts, cols = quote_identifier(fts_table(table)), ", ".join(quote_identifier(c) for c in columns)
+    new = ", ".join(f"new.{quote_identifier(c)}" for c in columns)
+    old = ", ".join(f"old.{quote_identifier(c)}" for c in columns)
     insert = f"INSERT INTO {fts} (rowid, {cols}) VALUES (new.id, {new});"
     delete = f"INSERT INTO {fts} ({fts}, rowid, {cols}) VALUES ('delete', old.id, {old});"
     bodies = {"insert": insert, "delete": delete, "update": f"{delete} {insert}"}
     return {
-        event: f"CREATE TRIGGER {_quote(_fts_trigger(table, event))} "
-        f"AFTER {event.upper()} ON {_quote(table)} BEGIN {body} END"
+        event: f"CREATE TRIGGER {quote_identifier(_fts_trigger(table, event))} "
+        f"AFTER {event.upper()} ON {quote_identifier(table)} BEGIN {body} END"
         for event, body in bodies.items()
     }
 
 
 def _history_trigger_sql(table: str, *, drop: bool = False) -> list[str]:
     """Triggers keeping the previous version of every updated or deleted record."""
-    names = [_quote(f"{table}__history_{event}") for event in ("update", "delete")]
+    names = [quote_identifier(f"{table}__history_{event}") for event in ("update", "delete")]
     if drop:
         return [f"DROP TRIGGER IF EXISTS {name}" for name in names]
     archive = (
@@ -4061,9 +4220,9 @@ def _history_trigger_sql(table: str, *, drop: bool = False) -> list[str]:
         f"VALUES ({_literal(table)}, old.key, old.body, old.updated_at, '{{}}');"
     )
     return [
-        f"CREATE TRIGGER {names[0]} AFTER UPDATE OF body ON {_quote(table)} "
+        f"CREATE TRIGGER {names[0]} AFTER UPDATE OF body ON {quote_identifier(table)} "
         f"WHEN old.body IS NOT new.body BEGIN {archive.format('update')} END",
-        f"CREATE TRIGGER {names[1]} AFTER DELETE ON {_quote(table)} "
+        f"CREATE TRIGGER {names[1]} AFTER DELETE ON {quote_identifier(table)} "
         f"BEGIN {archive.format('delete')} END",
     ]
 
@@ -4074,10 +4233,10 @@ def _create_fts_sql(table: str, columns: list[str]) -> list[str]:
     content="..." in double quotes and real columns: the form Datasette
     recognises, so its search box works on the table.
     """
-    fts = _quote(table + "_fts")
+    fts = quote_identifier(fts_table(table))
     return [
         f"CREATE VIRTUAL TABLE {fts} USING fts5({', '.join(columns)}, "
-        f"content={_quote(table)}, content_rowid='id', "
+        f"content={quote_identifier(table)}, content_rowid='id', "
         "tokenize='unicode61 remove_diacritics 2')",
         f"INSERT INTO {fts} ({fts}) VALUES ('rebuild')",
         *_fts_trigger_sql(table, columns).values(),
@@ -4085,8 +4244,14 @@ def _create_fts_sql(table: str, columns: list[str]) -> list[str]:
 
 
 def _drop_fts_sql(table: str, *, keep_table: bool = False) -> list[str]:
-    triggers = [f"DROP TRIGGER IF EXISTS {_quote(_fts_trigger(table, e))}" for e in _FTS_EVENTS]
-    return triggers if keep_table else [*triggers, f"DROP TABLE IF EXISTS {_quote(table + '_fts')}"]
+    triggers = [
+        f"DROP TRIGGER IF EXISTS {quote_identifier(_fts_trigger(table, e))}" for e in _FTS_EVENTS
+    ]
+    return (
+        triggers
+        if keep_table
+        else [*triggers, f"DROP TABLE IF EXISTS {quote_identifier(table + '_fts')}"]
+    )
 
 
 # --------------------------------------------------------------------------
@@ -4270,23 +4435,65 @@ class _Quantiles:
 
 
 # --------------------------------------------------------------------------
-# Private helpers
+# For tools that read the file with their own SQL (the Datasette plugin, say)
 # --------------------------------------------------------------------------
 
 
-def _quote(identifier: str) -> str:
-    """Quote an SQL identifier; every table, column, index and trigger name goes through here."""
+def quote_identifier(identifier: str) -> str:
+    """Quote an SQL identifier: every table, column, index and trigger name memstore writes
+    goes through here.
+
+    >>> quote_identifier("my table")
+    '"my table"'
+
+    Double quotes inside the name are doubled.
+    """
     return '"' + identifier.replace('"', '""') + '"'
+
+
+def field_column(path: str) -> str:
+    """The generated column holding a declared field: ``field_column("payload.text")`` is
+    ``"payload__text"``."""
+    return path.replace(".", "__")
+
+
+def check_collection_name(name: object) -> str:
+    """Return ``name`` if it may name a collection, else raise ValidationError saying why.
+
+    ASCII letters, digits and single underscores, starting with a letter, at
+    most 64 characters, not starting with ``sqlite_`` or ``memstore_``, nor
+    containing ``_fts``.
+    """
+    if (
+        not isinstance(name, str)
+        or not _COLLECTION_NAME.match(name)
+        or len(name) > MAX_NAME_LENGTH
+        or "__" in name
+        or name.lower().startswith(("sqlite_", "memstore_"))
+        or re.search(r"_fts(_|$)", name.lower())
+    ):
+        raise ValidationError(
+            f"invalid collection name {name!r}: use ASCII letters, digits and single "
+            f"underscores, starting with a letter, at most {MAX_NAME_LENGTH} characters, "
+            "not starting with sqlite_ or memstore_, nor containing _fts"
+        )
+    return name
+
+
+def fts_table(collection: str) -> str:
+    """The FTS5 table indexing a collection's ``fts`` paths: ``fts_table("notes")`` is
+    ``"notes_fts"``."""
+    return collection + "_fts"
+
+
+# --------------------------------------------------------------------------
+# Private helpers
+# --------------------------------------------------------------------------
 
 
 def _literal(text: str) -> str:
     """An SQL string literal, for DDL where values cannot be bound."""
     return "'" + text.replace("'", "''") + "'"
-
-
-def _column(path: str) -> str:
-    """The generated column for a declared JSON path: "payload.text" -> payload__text."""
-    return path.replace(".", "__")
 
 
 def _json_path(field: str) -> str:
@@ -4315,29 +4522,13 @@ def _names(value: str | Sequence[str] | None, option: str) -> list[str]:
     raise QueryError(f"{option} takes a field name or a list of them, not {value!r}")
 
 
-def _check_collection_name(name: object) -> None:
-    if (
-        not isinstance(name, str)
-        or not _COLLECTION_NAME.match(name)
-        or len(name) > MAX_NAME_LENGTH
-        or "__" in name
-        or name.lower().startswith(("sqlite_", "memstore_"))
-        or re.search(r"_fts(_|$)", name.lower())
-    ):
-        raise ValidationError(
-            f"invalid collection name {name!r}: use ASCII letters, digits and single "
-            f"underscores, starting with a letter, at most {MAX_NAME_LENGTH} characters, "
-            "not starting with sqlite_ or memstore_, nor containing _fts"
-        )
-
-
 def _check_field_path(path: object) -> str:
     if (
         not isinstance(path, str)
         or not _FIELD_PATH.match(path)
         or "__" in path
-        or len(_column(path)) > MAX_NAME_LENGTH
-        or _column(path).lower() in RESERVED_COLUMNS
+        or len(field_column(path)) > MAX_NAME_LENGTH
+        or field_column(path).lower() in RESERVED_COLUMNS
         or path.lower().startswith(INTERNAL_PREFIX)
     ):
         raise ValidationError(
@@ -4350,7 +4541,7 @@ def _check_field_path(path: object) -> str:
 def _check_columns_distinct(paths: Iterable[str]) -> None:
     seen: dict[str, str] = {}
     for path in paths:
-        other = seen.setdefault(_column(path).lower(), path)
+        other = seen.setdefault(field_column(path).lower(), path)
         if other != path:
             raise ValidationError(f"fields {other!r} and {path!r} would share a column")
 
@@ -4434,6 +4625,10 @@ def _timestamp(value: object) -> str:
     return _iso(value.astimezone(UTC))
 
 
+def _optional_timestamp(value: object) -> str | None:
+    return None if value is None else _timestamp(value)
+
+
 def _check_count(value: object, name: str) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise ValidationError(f"{name} must be a whole number >= 0, not {value!r}")
@@ -4507,846 +4702,3 @@ def _allowing_extra_fields(model: type) -> Any:
         return model
     config["extra"] = "allow"
     return type(model.__name__, (model,), {"model_config": config, "__module__": model.__module__})
-
-
-# --------------------------------------------------------------------------
-# The demo store and the command line
-# --------------------------------------------------------------------------
-
-
-def build_demo(path: str | os.PathLike[str]) -> None:
-    """Fill a store with an agent working through a few tasks: every kind of memory.
-
-    Deterministic (a fixed seed), so the demo and its tests always see the same data.
-    """
-    rnd = random.Random(42)
-    start = _utcnow().replace(microsecond=0) - timedelta(hours=6)
-    with Store(path) as store:
-        tasks = store.collection(
-            "tasks", fields={"status": str, "priority": int}, fts=["title", "notes"], history=True
-        )
-        decisions = store.collection(
-            "decisions",
-            fields={"task": str, "choice": str, "confidence": float},
-            fts=["rationale"],
-        )
-        notes = store.collection(
-            "notes", fields={"topic": str}, fts=["text"], ttl=timedelta(days=30)
-        )
-        plan = [
-            ("t-1", "Book a train from Paris to Lyon", "high"),
-            ("t-2", "Find a hotel near Lyon Part-Dieu", "medium"),
-            ("t-3", "Summarise the weather for the trip", "low"),
-        ]
-        for task_id, title, level in plan:
-            priority = {"high": 1, "medium": 2, "low": 3}[level]
-            tasks.put(task_id, {"title": title, "status": "todo", "priority": priority})
-        log = store.event_log("trip-planner")
-        conv = store.conversations()
-        cp = store.checkpoints()
-        moment = start
-        for n, (task_id, title, _) in enumerate(plan):
-            tasks.put(
-                task_id,
-                {
-                    "title": title,
-                    "status": "in_progress",
-                    "priority": n + 1,
-                    "notes": f"Started {title.lower()}.",
-                },
-            )
-            log.append(
-                {
-                    "id": f"{task_id}-start",
-                    "kind": "task_started",
-                    "payload": {"task": task_id, "title": title},
-                    "at": moment,
-                }
-            )
-            thread = conv.create_thread(
-                f"chat-{task_id}",
-                title=title,
-                user_id="alice",
-                agent_id="trip-planner",
-                tags=["travel", task_id],
-            )
-            conv.add_message(thread, "system", "You are a careful travel planning agent.")
-            conv.add_message(thread, "user", f"Please {title[0].lower() + title[1:]}.")
-            state: dict[str, Any] = {"task": task_id, "step": 0, "tools_used": [], "findings": []}
-            cp.save(thread, state, tags=["start"])
-            for step in range(1, 7):
-                moment += timedelta(minutes=rnd.randrange(3, 25))
-                tool = rnd.choice(["web_search", "train_api", "hotel_api", "weather_api"])
-                call_id = f"{task_id}-call-{step}"
-                log.append(
-                    {
-                        "id": call_id,
-                        "kind": "tool_call",
-                        "at": moment,
-                        "payload": {"task": task_id, "tool": tool, "step": step},
-                    }
-                )
-                tokens_in, tokens_out = rnd.randrange(600, 3000), rnd.randrange(40, 400)
-                conv.add_message(
-                    thread,
-                    "assistant",
-                    None,
-                    tool_calls=[{"id": call_id, "name": tool, "arguments": {"step": step}}],
-                    usage={
-                        "input_tokens": tokens_in,
-                        "output_tokens": tokens_out,
-                        "model": "planner-large",
-                        "cost": round(tokens_in * 3e-6 + tokens_out * 1.5e-5, 6),
-                    },
-                )
-                if rnd.random() < 0.25:
-                    log.append(
-                        {
-                            "kind": "error",
-                            "at": moment + timedelta(seconds=20),
-                            "payload": {
-                                "task": task_id,
-                                "tool": tool,
-                                "message": f"{tool} timed out, retrying",
-                            },
-                        }
-                    )
-                finding = f"{tool} result {step} for {task_id}"
-                conv.add_message(thread, "tool", {"tool": tool, "result": finding}, name=tool)
-                log.append(
-                    {
-                        "kind": "tool_result",
-                        "at": moment + timedelta(seconds=40),
-                        "payload": {"task": task_id, "tool": tool, "summary": finding},
-                    }
-                )
-                state = {
-                    **state,
-                    "step": step,
-                    "tools_used": [*state["tools_used"], tool],
-                    "findings": [*state["findings"], finding],
-                }
-                cp.save(thread, state, metadata={"tool": tool})
-            choice = {
-                "t-1": "TGV 9:04, 2nd class",
-                "t-2": "Hotel du Rhône, 2 nights",
-                "t-3": "Mild, light rain on Saturday",
-            }[task_id]
-            decisions.add(
-                {
-                    "task": task_id,
-                    "choice": choice,
-                    "confidence": round(0.6 + rnd.random() * 0.35, 2),
-                    "rationale": f"Chosen after {len(state['findings'])} tool calls: "
-                    "cheapest option that arrives before noon.",
-                }
-            )
-            log.append(
-                {
-                    "kind": "decision",
-                    "at": moment + timedelta(minutes=1),
-                    "payload": {"task": task_id, "choice": choice},
-                }
-            )
-            conv.add_message(
-                thread,
-                "assistant",
-                f"Done: {choice}.",
-                usage={
-                    "input_tokens": 1800,
-                    "output_tokens": 120,
-                    "model": "planner-small",
-                    "cost": 0.0012,
-                },
-            )
-            tasks.put(
-                task_id,
-                {"title": title, "status": "done", "priority": n + 1, "notes": f"Done: {choice}."},
-            )
-            log.append(
-                {
-                    "id": f"{task_id}-done",
-                    "kind": "task_done",
-                    "at": moment + timedelta(minutes=2),
-                    "payload": {"task": task_id},
-                }
-            )
-            notes.put(
-                f"note-{task_id}",
-                {
-                    "topic": "travel",
-                    "text": f"Lesson from {task_id}: check the train API before the hotel API.",
-                },
-            )
-            moment += timedelta(minutes=30)
-        # A branch tried and merged, another abandoned.
-        branch = conv.branch("chat-t-1", at=4, title="Try a cheaper train")
-        conv.add_message(branch, "user", "Is there anything cheaper, even if slower?")
-        conv.add_message(
-            branch,
-            "assistant",
-            "The Ouigo at 7:52 is 19 euros cheaper.",
-            usage={
-                "input_tokens": 950,
-                "output_tokens": 60,
-                "model": "planner-small",
-                "cost": 0.0007,
-            },
-        )
-        conv.merge(branch)
-        dead_end = conv.branch("chat-t-2", at=3, title="Look for apartments instead")
-        conv.add_message(dead_end, "assistant", "Searching short-term rentals...")
-        conv.abandon(dead_end, reason="the user wants a hotel")
-        # Checkpoints: a branch of task 1's state.
-        first = cp.history("chat-t-1")[-2]
-        cp.branch(first.id, name="cheaper")
-        cp.save("chat-t-1", {**first.state, "step": 2, "budget": "low"}, branch="cheaper")
-        # Facts.
-        g = store.graph("facts")
-        for node, kind in [
-            ("alice", "person"),
-            ("paris", "city"),
-            ("lyon", "city"),
-            ("tgv-9-04", "train"),
-            ("hotel-du-rhone", "hotel"),
-            ("part-dieu", "station"),
-        ]:
-            g.add_node(node, kind, {"label": node.replace("-", " ").title()})
-        for source, target, relation in [
-            ("alice", "lyon", "travels_to"),
-            ("alice", "paris", "lives_in"),
-            ("tgv-9-04", "paris", "departs_from"),
-            ("tgv-9-04", "part-dieu", "arrives_at"),
-            ("part-dieu", "lyon", "located_in"),
-            ("hotel-du-rhone", "lyon", "located_in"),
-        ]:
-            g.add_edge(source, target, relation)
-        g.set_profile("user:alice", {"prefers": ["trains", "quiet hotels"], "budget": "medium"})
-        g.set_profile("agent:trip-planner", {"model": "planner-large", "style": "careful"})
-        cache = store.cache("llm", ttl=timedelta(hours=12))
-        for i in range(8):
-            cache.set(f"prompt:{i}", {"completion": f"cached answer {i}"})
-        for i in range(12):
-            cache.get(f"prompt:{i % 10}")
-        cache.stats()
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """The ``memstore`` command (see ``memstore --help``)."""
-    _cli().main(args=argv, prog_name="memstore")
-
-
-EXIT_CODES = """Exit codes: 0 done; 1 failed, or check found problems; 2 usage error;
-3 not found; 4 imported, but some files were skipped."""
-
-
-def _duration(text: str) -> float:
-    """Seconds from "90", "90s", "15m", "12h" or "7d"."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
-    if not match:
-        raise ValidationError(f"not a duration: {text!r} (say 90s, 15m, 12h or 7d)")
-    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
-
-
-def _json_argument(text: str | None, what: str) -> Any:
-    if text is None:
-        return None
-    try:
-        return json.loads(text)
-    except ValueError as err:
-        raise ValidationError(f"{what} is not valid JSON: {err}") from err
-
-
-def _store_info(store: Store) -> dict[str, Any]:
-    """What ``memstore info`` shows: sizes, schema, collections and memory layers."""
-    path = store.path
-    wal = Path(f"{path}-wal")
-    collections = {}
-    for name in store.collections():
-        c = store.collection(name)
-        oldest, newest = store._fetch(
-            f"SELECT min(created_at), max(updated_at) FROM {_quote(name)}"
-        )[0]
-        collections[name] = {
-            "records": c.count(),
-            "expired": c.expired_count(),
-            "oldest": oldest,
-            "newest": newest,
-            "fields": c.fields,
-            "fts": c.fts,
-            "ttl_seconds": None if c.ttl is None else c.ttl.total_seconds(),
-            "history": c.keeps_history,
-        }
-    return {
-        "path": path,
-        "bytes": os.path.getsize(path) if os.path.exists(path) else 0,
-        "wal_bytes": wal.stat().st_size if wal.exists() else 0,
-        "schema_version": store.schema_version,
-        "memstore_version": __version__,
-        "collections": collections,
-        "layers": _layer_counts(store),
-    }
-
-
-def _layer_counts(store: Store) -> dict[str, int]:
-    """Rows in each memory layer's table."""
-    return {t: int(store._fetch(f"SELECT count(*) FROM {t}")[0][0]) for t in LAYER_TABLES}
-
-
-def _cli() -> Any:
-    import click  # only the command line needs it
-
-    class Failure(click.ClickException):
-        exit_code = 1
-
-    class Missing(Failure):
-        exit_code = 3
-
-    class Group(click.Group):
-        """Turns memstore's errors into messages and meaningful exit codes."""
-
-        def invoke(self, ctx: click.Context) -> Any:
-            try:
-                return super().invoke(ctx)
-            except NotFoundError as err:
-                raise Missing(str(err)) from err
-            except MemstoreError as err:
-                raise Failure(str(err)) from err
-
-    def emit(data: Any, as_json: bool, lines: Iterable[str] = ()) -> None:
-        if as_json:
-            click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
-        else:
-            for line in lines:
-                click.echo(line)
-
-    def ndjson(row: Any) -> None:
-        click.echo(json.dumps(row, ensure_ascii=False, default=str))
-
-    def open_store(ctx: click.Context, **options: Any) -> Store:
-        path = ctx.obj["db"]
-        if not path:
-            raise click.UsageError("say which store: --db PATH, or set MEMSTORE_PATH")
-        return Store(path, **options)
-
-    json_option = click.option("--json", "as_json", is_flag=True, help="Output JSON.")
-
-    @click.group(cls=Group, epilog=EXIT_CODES)
-    @click.option(
-        "--db",
-        envvar="MEMSTORE_PATH",
-        type=click.Path(dir_okay=False),
-        help="The store file; default: $MEMSTORE_PATH.",
-    )
-    @click.version_option(__version__, prog_name="memstore")
-    @click.pass_context
-    def cli(ctx: click.Context, db: str | None) -> None:
-        """memstore: durable memory for AI agents in one SQLite file."""
-        ctx.obj = {"db": db}
-
-    @cli.command()
-    @json_option
-    @click.pass_context
-    def init(ctx: click.Context, as_json: bool) -> None:
-        """Create the store, or upgrade its schema."""
-        with open_store(ctx) as store:
-            data = {"path": store.path, "schema_version": store.schema_version}
-        emit(data, as_json, [f"{data['path']}: memstore schema version {data['schema_version']}"])
-
-    @cli.command()
-    @json_option
-    @click.pass_context
-    def info(ctx: click.Context, as_json: bool) -> None:
-        """Sizes, schema version, collections and memory layers, oldest and newest rows."""
-        with open_store(ctx) as store:
-            data = _store_info(store)
-        lines = [
-            f"{data['path']}: {data['bytes']:,} bytes, WAL {data['wal_bytes']:,} bytes, "
-            f"schema version {data['schema_version']} (memstore {data['memstore_version']})"
-        ]
-        for name, c in data["collections"].items():
-            lines.append(
-                f"  {name}: {c['records']:,} records ({c['expired']} expired), "
-                f"oldest {c['oldest'] or '-'}, newest {c['newest'] or '-'}"
-            )
-        lines += [f"  {table}: {count:,} rows" for table, count in data["layers"].items() if count]
-        emit(data, as_json, lines)
-
-    cli.add_command(info, "stats")
-
-    @cli.command()
-    @json_option
-    @click.pass_context
-    def collections(ctx: click.Context, as_json: bool) -> None:
-        """List the collections and their record counts."""
-        with open_store(ctx) as store:
-            data = {name: store.collection(name).count() for name in store.collections()}
-        emit(data, as_json, [f"{name}\t{count}" for name, count in data.items()])
-
-    @cli.command()
-    @click.argument("collection")
-    @click.argument("key", required=False)
-    @click.argument("record", required=False)
-    @click.option("--key-field", help="With NDJSON on stdin: the field holding each key.")
-    @click.option("--ttl", help="Time to live: 90s, 15m, 12h, 7d.")
-    @click.pass_context
-    def put(
-        ctx: click.Context,
-        collection: str,
-        key: str | None,
-        record: str | None,
-        key_field: str | None,
-        ttl: str | None,
-    ) -> None:
-        """Store a record (JSON, or stdin), or with no KEY, NDJSON records from stdin.
-
-        NDJSON lines are {"key": ..., "record": {...}} (as query and export
-        write them), or records whose --key-field holds the key.
-        """
-        seconds = None if ttl is None else _duration(ttl)
-        with open_store(ctx) as store:
-            target = store.collection(collection)
-            if key is not None:
-                value = _json_argument(record if record is not None else sys.stdin.read(), "record")
-                target.put(key, value, ttl=seconds)
-                click.echo(f"stored {key}")
-                return
-            rows = (json.loads(line) for line in sys.stdin if line.strip())
-            if key_field:
-                count = target.put_many(rows, key=key_field, ttl=seconds)
-            else:
-                count = target.put_many(((r["key"], r["record"]) for r in rows), ttl=seconds)
-            click.echo(f"stored {count} records")
-
-    @cli.command()
-    @click.argument("collection")
-    @click.argument("key")
-    @click.pass_context
-    def get(ctx: click.Context, collection: str, key: str) -> None:
-        """Print a record as JSON (exit code 3 when there is none)."""
-        with open_store(ctx) as store:
-            click.echo(
-                json.dumps(store.collection(collection).get(key), indent=2, ensure_ascii=False)
-            )
-
-    @cli.command()
-    @click.argument("collection")
-    @click.option("--where", help='A filter as JSON: {"kind": "error", "n": {"$gt": 3}}.')
-    @click.option("--order-by", multiple=True, help="A field, -field for descending.")
-    @click.option("--limit", type=int)
-    @click.option("--offset", type=int, default=0)
-    @json_option
-    @click.pass_context
-    def query(
-        ctx: click.Context,
-        collection: str,
-        where: str | None,
-        order_by: tuple[str, ...],
-        limit: int | None,
-        offset: int,
-        as_json: bool,
-    ) -> None:
-        """Print matching records as NDJSON: {"key", "record", "created_at", ...} per line."""
-        with open_store(ctx) as store:
-            rows = store.collection(collection).rows(
-                _json_argument(where, "--where"),
-                order_by=list(order_by) or None,
-                limit=limit,
-                offset=offset,
-            )
-            found = (row._asdict() for row in rows)
-            if as_json:
-                emit(list(found), True)
-            else:
-                for row in found:
-                    ndjson(row)
-
-    @cli.command()
-    @click.argument("collection")
-    @click.argument("text")
-    @click.option("--where", help="A filter as JSON, as for query.")
-    @click.option("--limit", type=int, default=20, show_default=True)
-    @json_option
-    @click.pass_context
-    def search(
-        ctx: click.Context, collection: str, text: str, where: str | None, limit: int, as_json: bool
-    ) -> None:
-        """Full-text search; print hits as NDJSON: {"key", "rank", "snippet", "record"}."""
-        with open_store(ctx) as store:
-            hits = store.collection(collection).search(
-                text, where=_json_argument(where, "--where"), limit=limit
-            )
-        found = [
-            {"key": h.key, "rank": h.rank, "snippet": h.snippet, "record": h.record} for h in hits
-        ]
-        if as_json:
-            emit(found, True)
-        else:
-            for hit in found:
-                ndjson(hit)
-
-    @cli.command()
-    @click.argument("collection")
-    @click.argument("keys", nargs=-1)
-    @click.option("--where", help="Delete every record matching this filter (JSON).")
-    @click.pass_context
-    def delete(
-        ctx: click.Context, collection: str, keys: tuple[str, ...], where: str | None
-    ) -> None:
-        """Delete records by key, or by --where; exit code 3 if none of the KEYS existed."""
-        if bool(keys) == (where is not None):
-            raise click.UsageError("give KEYS or --where")
-        with open_store(ctx) as store:
-            target = store.collection(collection)
-            if where is not None:
-                count = target.delete_where(_json_argument(where, "--where"))
-            else:
-                with store.transaction():
-                    count = sum(target.delete(key) for key in keys)
-                if not count:
-                    raise NotFoundError(f"none of {list(keys)} in {collection!r}")
-        click.echo(f"deleted {count}")
-
-    @cli.command()
-    @click.argument("directory", type=click.Path(file_okay=False))
-    @click.option("--collection", "names", multiple=True, help="Only these collections.")
-    @json_option
-    @click.pass_context
-    def export(ctx: click.Context, directory: str, names: tuple[str, ...], as_json: bool) -> None:
-        """Write the store (or some collections) as JSONL files with a manifest."""
-        with open_store(ctx) as store:
-            total = sum(store.collection(n).count() for n in names or store.collections())
-            if not names:
-                total += sum(_layer_counts(store).values())
-            with click.progressbar(length=total, label="exporting", file=sys.stderr) as bar:
-                manifest = store.export(
-                    directory, collections=list(names) or None, progress=bar.update
-                )
-        rows = sum(e["rows"] for part in ("collections", "tables") for e in manifest[part].values())
-        emit(manifest, as_json, [f"exported {rows:,} rows to {directory}"])
-
-    @cli.command("import")
-    @click.argument("source", type=click.Path(exists=True, file_okay=False))
-    @click.option("--dry-run", is_flag=True, help="Report what would be imported; write nothing.")
-    @json_option
-    @click.pass_context
-    def import_command(ctx: click.Context, source: str, dry_run: bool, as_json: bool) -> None:
-        """Import an export directory, or the file layouts older stores use (see the README)."""
-        with open_store(ctx) as store:
-            report = store.import_(source, dry_run=True)
-            if not dry_run:
-                total = sum(report["collections"].values()) + sum(report["tables"].values())
-                with click.progressbar(length=total, label="importing", file=sys.stderr) as bar:
-                    report = store.import_(source, progress=bar.update)
-        verb = "would import" if dry_run else "imported"
-        lines = [
-            f"{report['layout']}: {verb} "
-            + ", ".join(
-                f"{n} {name}" for name, n in {**report["collections"], **report["tables"]}.items()
-            )
-        ]
-        lines += [f"skipped {s['file']}: {s['error']}" for s in report["skipped"]]
-        emit(report, as_json, lines)
-        if report["skipped"]:
-            ctx.exit(4)
-
-    @cli.command()
-    @click.argument("dest", type=click.Path(dir_okay=False))
-    @click.option("--compact", is_flag=True, help="VACUUM INTO: a smaller, defragmented copy.")
-    @json_option
-    @click.pass_context
-    def backup(ctx: click.Context, dest: str, compact: bool, as_json: bool) -> None:
-        """Back up the store while it is in use; the copy is checked before success."""
-        with (
-            open_store(ctx) as store,
-            click.progressbar(length=100, label="backing up", file=sys.stderr) as bar,
-        ):
-            shown = [0]
-
-            def advance(done: int, total: int) -> None:
-                percent = 100 * done // max(total, 1)
-                bar.update(percent - shown[0])
-                shown[0] = percent
-
-            result = store.backup(dest, compact=compact, progress=advance)
-        emit(result, as_json, [f"backed up to {dest} ({result['bytes']:,} bytes), integrity ok"])
-
-    @cli.command()
-    @click.argument("source", type=click.Path(exists=True, dir_okay=False))
-    @json_option
-    @click.pass_context
-    def restore(ctx: click.Context, source: str, as_json: bool) -> None:
-        """Replace the store with a backup, after checking the backup."""
-        with open_store(ctx) as store:
-            result = store.restore(source)
-        emit(result, as_json, [f"restored {result['path']} from {source}"])
-
-    @cli.command()
-    @click.option("--full", is_flag=True, help="Check every page (integrity_check), not quickly.")
-    @json_option
-    @click.pass_context
-    def check(ctx: click.Context, full: bool, as_json: bool) -> None:
-        """Look for problems; exit code 1 when there are any."""
-        with open_store(ctx) as store:
-            problems = store.check(full=full)
-        emit({"problems": problems}, as_json, problems or ["ok"])
-        if problems:
-            ctx.exit(1)
-
-    @cli.command()
-    @json_option
-    @click.pass_context
-    def repair(ctx: click.Context, as_json: bool) -> None:
-        """Rebuild FTS indexes, recreate missing indexes and triggers, fix the registry."""
-        with open_store(ctx) as store:
-            done = store.repair()
-            left = store.check()
-        emit(
-            {"repaired": done, "problems": left},
-            as_json,
-            [*done, *(f"still wrong: {p}" for p in left)] or ["nothing to repair"],
-        )
-        if left:
-            ctx.exit(1)
-
-    @cli.command()
-    @click.option("--older-than", help="Also remove what is older: 90s, 15m, 12h, 7d.")
-    @click.option(
-        "--keep-last", type=int, help="Keep only the newest N of each collection and log."
-    )
-    @json_option
-    @click.pass_context
-    def cleanup(
-        ctx: click.Context, older_than: str | None, keep_last: int | None, as_json: bool
-    ) -> None:
-        """Apply retention everywhere: expired TTLs, and age or count when given."""
-        age = None if older_than is None else _duration(older_than)
-        with open_store(ctx) as store:
-            caches = [r[0] for r in store._fetch("SELECT DISTINCT cache FROM memstore_cache")]
-            steps: list[tuple[str, Callable[[], int]]] = [
-                (
-                    f"collection {name}",
-                    functools.partial(
-                        store.collection(name).cleanup, older_than=age, keep_last=keep_last
-                    ),
-                )
-                for name in store.collections()
-            ]
-            steps += [
-                (
-                    f"event log {log}",
-                    functools.partial(
-                        store.event_log(log).cleanup, older_than=age, keep_last=keep_last
-                    ),
-                )
-                for log in store.event_logs()
-            ]
-            if age is not None:
-                steps.append(
-                    (
-                        "conversations",
-                        functools.partial(store.conversations().cleanup, older_than=age),
-                    )
-                )
-            steps += [(f"cache {name}", store.cache(name).expire) for name in caches]
-            removed: dict[str, int] = {}
-            with click.progressbar(steps, label="cleaning up", file=sys.stderr) as bar:
-                for label, step in bar:
-                    removed[label] = step()
-        emit(removed, as_json, [f"{name}: {n} removed" for name, n in removed.items()])
-
-    @cli.command()
-    @json_option
-    @click.pass_context
-    def vacuum(ctx: click.Context, as_json: bool) -> None:
-        """Rebuild the file to reclaim free pages."""
-        with open_store(ctx) as store:
-            before = os.path.getsize(store.path)
-            store._fetch("VACUUM")
-            after = os.path.getsize(store.path)
-        emit({"before": before, "after": after}, as_json, [f"{before:,} -> {after:,} bytes"])
-
-    @cli.command()
-    @click.pass_context
-    def optimize(ctx: click.Context) -> None:
-        """Refresh query planner statistics and merge full-text index segments."""
-        with open_store(ctx) as store:
-            fts = [
-                r[0]
-                for r in store._fetch(
-                    "SELECT name FROM sqlite_schema WHERE sql LIKE 'CREATE VIRTUAL TABLE%fts5%'"
-                )
-            ]
-            with store.transaction():
-                for table in fts:
-                    store._fetch(
-                        f"INSERT INTO {_quote(table)} ({_quote(table)}) VALUES ('optimize')"
-                    )
-            store._fetch("PRAGMA optimize")
-        click.echo(f"optimized ({len(fts)} full-text indexes)")
-
-    @cli.command("checkpoint-wal")
-    @json_option
-    @click.pass_context
-    def checkpoint_wal(ctx: click.Context, as_json: bool) -> None:
-        """Copy the WAL into the file and truncate it."""
-        with open_store(ctx) as store:
-            busy, log, done = store._fetch("PRAGMA wal_checkpoint(TRUNCATE)")[0]
-        emit(
-            {"busy": bool(busy), "wal_pages": log, "checkpointed": done},
-            as_json,
-            [
-                f"checkpointed {done} of {log} pages"
-                + (" (busy: readers held some)" if busy else "")
-            ],
-        )
-        if busy:
-            ctx.exit(1)
-
-    @cli.command()
-    @json_option
-    @click.pass_context
-    def migrate(ctx: click.Context, as_json: bool) -> None:
-        """Upgrade the schema, after backing the file up next to it."""
-        path = ctx.obj["db"]
-        if not path or not os.path.exists(path):
-            raise click.UsageError("say which existing store: --db PATH, or MEMSTORE_PATH")
-        probe = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READONLY)
-        version = probe.execute("PRAGMA user_version").fetchall()[0][0]
-        probe.close()
-        backup_path = None
-        if isinstance(version, int) and version < SCHEMA_VERSION:
-            backup_path = f"{path}.v{version}-{_utcnow():%Y%m%dT%H%M%S}.bak"
-            source = apsw.Connection(path)
-            copy = apsw.Connection(backup_path)
-            _copy_pages(source, copy, None)
-            copy.close()
-            source.close()
-        with Store(path) as store:
-            data = {"from": version, "to": store.schema_version, "backup": backup_path}
-        emit(
-            data,
-            as_json,
-            [
-                f"schema version {version} -> {data['to']}"
-                + (f" (backup: {backup_path})" if backup_path else " (nothing to do)")
-            ],
-        )
-
-    @cli.group()
-    @click.option(
-        "--dir",
-        "directory",
-        required=True,
-        type=click.Path(file_okay=False),
-        help="The tenants' directory.",
-    )
-    @click.option("--max-size", type=int, help="Each tenant's quota, in bytes.")
-    @click.pass_context
-    def tenants(ctx: click.Context, directory: str, max_size: int | None) -> None:
-        """One store per tenant in a directory."""
-        ctx.obj["tenants"] = Tenants(directory, max_size=max_size)
-
-    @tenants.command("list")
-    @json_option
-    @click.pass_context
-    def tenants_list(ctx: click.Context, as_json: bool) -> None:
-        """List the tenants."""
-        names = ctx.obj["tenants"].list()
-        emit(names, as_json, names)
-
-    @tenants.command("create")
-    @click.argument("tenant_id")
-    @click.pass_context
-    def tenants_create(ctx: click.Context, tenant_id: str) -> None:
-        """Create a tenant's store."""
-        ctx.obj["tenants"].open(tenant_id)
-        ctx.obj["tenants"].close()
-        click.echo(f"created {ctx.obj['tenants'].path(tenant_id)}")
-
-    @tenants.command("stats")
-    @json_option
-    @click.pass_context
-    def tenants_stats(ctx: click.Context, as_json: bool) -> None:
-        """Size, collections and records per tenant."""
-        data = ctx.obj["tenants"].stats()
-        ctx.obj["tenants"].close()
-        emit(
-            data,
-            as_json,
-            [
-                f"{t}: {d['bytes']:,} bytes, {d['collections']} collections, "
-                f"{d['records']:,} records"
-                for t, d in data.items()
-            ],
-        )
-
-    @tenants.command("erase")
-    @click.argument("tenant_id")
-    @click.pass_context
-    def tenants_erase(ctx: click.Context, tenant_id: str) -> None:
-        """Delete a tenant, file and all (exit code 3 if there was none)."""
-        if not ctx.obj["tenants"].erase(tenant_id):
-            raise NotFoundError(f"no tenant {tenant_id!r}")
-        click.echo(f"erased {tenant_id}")
-
-    @cli.command()
-    @click.argument("path", default="memstore-demo.db", type=click.Path(dir_okay=False))
-    @click.option("--port", default=8001, show_default=True, help="Port to serve on.")
-    @click.option("--build-only", is_flag=True, help="Build the store, do not serve it.")
-    @click.option("--rebuild", is_flag=True, help="Build the store anew if it exists.")
-    def demo(path: str, port: int, build_only: bool, rebuild: bool) -> None:
-        """Build a demo agent memory store and browse it in Datasette."""
-        if rebuild:
-            for suffix in ("", "-wal", "-shm"):
-                Path(path + suffix).unlink(missing_ok=True)
-        if os.path.exists(path):
-            click.echo(f"Using the demo store {path} (--rebuild to make it anew)")
-        else:
-            build_demo(path)
-            click.echo(f"Built the demo store {path}")
-        if not build_only:
-            serve(path, port)
-
-    @cli.command()
-    @click.argument("path", type=click.Path(exists=True, dir_okay=False))
-    @click.option("--port", default=8001, show_default=True, help="Port to serve on.")
-    def browse(path: str, port: int) -> None:
-        """Browse a store in Datasette, with memstore's explorer."""
-        serve(path, port)
-
-    def serve(path: str, port: int) -> None:
-        import importlib.util
-        import subprocess
-
-        if importlib.util.find_spec("datasette") is None:
-            raise click.ClickException(
-                "Datasette is not installed: pip install 'memstore[explorer]'"
-            )
-        command = [
-            sys.executable,
-            "-m",
-            "datasette",
-            "serve",
-            path,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ]
-        plugins = Path(__file__).resolve().parent / "plugins"
-        if importlib.util.find_spec("memstore_datasette") is None and plugins.is_dir():
-            command += ["--plugins-dir", str(plugins)]  # a checkout, not an install
-        click.echo(f"Serving {path} at http://127.0.0.1:{port}/-/memstore (Ctrl-C stops)")
-        try:
-            code = subprocess.call(command)
-        except KeyboardInterrupt:
-            code = 0
-        if code:
-            raise click.ClickException(f"datasette exited with status {code}")
-
-    return cli
-
-
-if __name__ == "__main__":
-    main()

@@ -114,7 +114,7 @@ async def _memstore_tables(db: Any) -> dict[str, dict[str, Any]] | None:
     for name, fields in rows:
         declared = json.loads(fields)
         facets = [
-            memstore._column(p) for p, kind in declared.items() if kind in ("text", "boolean")
+            memstore.field_column(p) for p, kind in declared.items() if kind in ("text", "boolean")
         ]
         tables[name] = {"facets": facets, "sort_desc": "updated_at", "label_column": "key"}
     for name, settings in LAYER_TABLES.items():
@@ -364,7 +364,9 @@ async def overview(datasette: Any, request: Any) -> Response:
             if not await _can_view(datasette, request.actor, name, cname):
                 continue
             stats = (
-                await db.execute(f"SELECT count(*), max(updated_at) FROM {memstore._quote(cname)}")
+                await db.execute(
+                    f"SELECT count(*), max(updated_at) FROM {memstore.quote_identifier(cname)}"
+                )
             ).rows[0]
             retention = [f"TTL {_duration(ttl)}"] if ttl else []
             if history:
@@ -874,11 +876,11 @@ async def _search_database(
     for (name,) in registry:
         if not await _can_view(datasette, request.actor, database, name):
             continue
-        fts = memstore._quote(name + "_fts")
+        fts = memstore.quote_identifier(memstore.fts_table(name))
         rows = (
             await db.execute(
                 f"SELECT t.id, t.key, snippet({fts}, -1, '[', ']', '…', 10) FROM {fts} "
-                f"JOIN {memstore._quote(name)} AS t ON t.id = {fts}.rowid "
+                f"JOIN {memstore.quote_identifier(name)} AS t ON t.id = {fts}.rowid "
                 f"WHERE {fts} MATCH ? ORDER BY {fts}.rank LIMIT 10",
                 (match,),
             )

@@ -6,11 +6,14 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 import memstore
+import memstore_cli as memstore_cli_module
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,6 +45,9 @@ def events(store: memstore.Store) -> memstore.Collection:
     )
 
 
+PYTHONPATH = os.pathsep.join([str(ROOT), str(ROOT / "plugins")])
+
+
 def run_python(
     code: str,
     *args: str,
@@ -49,10 +55,10 @@ def run_python(
     stdin: str | None = None,
     env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run code in a real subprocess that imports this checkout's memstore."""
+    """Run code in a real subprocess that imports this checkout's memstore and plugins."""
     return subprocess.run(
         [sys.executable, "-c", code, *args],
-        env={**(os.environ if env is None else env), "PYTHONPATH": str(ROOT)},
+        env={**(os.environ if env is None else env), "PYTHONPATH": PYTHONPATH},
         input=stdin,
         capture_output=True,
         text=True,
@@ -61,14 +67,33 @@ def run_python(
     )
 
 
-CLI = "import memstore; memstore.main()"
+#: The `memstore` command of this checkout, for tests that need a real process.
+CLI = "import memstore_cli; memstore_cli.main()"
 
 
-def memstore_cli(
-    *args: str, db: Path | str | None = None, stdin: str | None = None, timeout: float = 300
-) -> subprocess.CompletedProcess[str]:
-    """Run the `memstore` command of this checkout in a real subprocess."""
-    env = {k: v for k, v in os.environ.items() if k != "MEMSTORE_PATH"}
-    if db is not None:
-        env["MEMSTORE_PATH"] = str(db)
-    return run_python(CLI, *args, timeout=timeout, stdin=stdin, env=env)
+@dataclass
+class Ran:
+    """What a command did: its exit code and what it printed."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def memstore_cli(*args: str, db: Path | str | None = None, stdin: str | None = None) -> Ran:
+    """Run the `memstore` command in-process (click's CliRunner), with MEMSTORE_PATH=db.
+
+    An exception the command did not turn into a message and an exit code is
+    re-raised: a traceback is a bug.
+    """
+    runner = CliRunner()
+    result = runner.invoke(
+        memstore_cli_module.cli,
+        list(args),
+        input=stdin,
+        env={"MEMSTORE_PATH": None if db is None else str(db)},
+        prog_name="memstore",
+    )
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return Ran(result.exit_code, result.stdout, result.stderr)

@@ -13,7 +13,7 @@ import pytest
 
 import memstore
 
-from .conftest import ROOT, memstore_cli
+from .conftest import PYTHONPATH, memstore_cli
 
 WRITER = """
 import sys, time, memstore
@@ -37,7 +37,7 @@ def busy_store(tmp_path: Path):  # type: ignore[no-untyped-def]
         )
     writer = subprocess.Popen(
         [sys.executable, "-c", WRITER, str(db)],
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": PYTHONPATH},
         stdout=subprocess.PIPE,
         text=True,
     )

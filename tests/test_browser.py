@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT
+from .conftest import CLI, PYTHONPATH, ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
 # As this machine's probe found: without the networking flags Chromium keeps
@@ -56,13 +56,13 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         [
             sys.executable,
             "-c",
-            "import memstore; memstore.main()",
+            CLI,
             "demo",
             str(path),
             "--port",
             str(port),
         ],
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": PYTHONPATH},
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,  # its own process group: datasette is its child

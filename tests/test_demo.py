@@ -7,9 +7,7 @@ from pathlib import Path
 
 import memstore
 
-from .conftest import run_python
-
-CLI = "import memstore; memstore.main()"
+from .conftest import CLI, run_python
 
 
 def test_demo_builds_a_store_with_every_kind_of_memory(tmp_path: Path) -> None:

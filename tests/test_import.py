@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 
 import memstore
+import memstore_demo
+import memstore_legacy
 
 from .conftest import memstore_cli
 
@@ -105,7 +107,7 @@ def dump(store: memstore.Store) -> dict[str, Any]:
 
 def test_collection_files(collection_files: Path, tmp_path: Path) -> None:
     with memstore.Store(tmp_path / "a.db") as store:
-        report = store.import_(collection_files)
+        report = memstore_legacy.import_(store, collection_files)
         assert report["layout"] == "collection files"
         assert report["collections"] == {"agent_notes": 1, "decisions": 2, "events": 2}
         assert {s["file"] for s in report["skipped"]} == {"broken.json", "list.json"}
@@ -124,7 +126,7 @@ def test_collection_files(collection_files: Path, tmp_path: Path) -> None:
 
 def test_memory_files(memory_files: Path, tmp_path: Path) -> None:
     with memstore.Store(tmp_path / "a.db") as store:
-        report = store.import_(memory_files)
+        report = memstore_legacy.import_(store, memory_files)
         assert report["layout"] == "memory files"
         assert report["collections"] == {"memories": 2, "assemblies": 1, "memory_index": 2}
         assert [s["file"] for s in report["skipped"]] == ["memories/m-3.json"]
@@ -134,7 +136,7 @@ def test_memory_files(memory_files: Path, tmp_path: Path) -> None:
 
 def test_conversation_tree(conversation_tree: Path, tmp_path: Path) -> None:
     with memstore.Store(tmp_path / "a.db") as store:
-        report = store.import_(conversation_tree)
+        report = memstore_legacy.import_(store, conversation_tree)
         assert report["layout"] == "conversation tree"
         assert [s["file"] for s in report["skipped"]] == ["conversations/c-2/raw_messages.json"]
         c1 = store.collection("conversations").get("c-1")
@@ -154,7 +156,7 @@ def test_dry_run_writes_nothing(
 ) -> None:
     source = request.getfixturevalue(layout)
     with memstore.Store(tmp_path / "a.db") as store:
-        report = store.import_(source, dry_run=True)
+        report = memstore_legacy.import_(store, source, dry_run=True)
         assert report["dry_run"] and report["collections"] and report["skipped"]
         assert store.collections() == []
 
@@ -165,8 +167,8 @@ def test_import_export_import_gives_identical_data(
 ) -> None:
     source = request.getfixturevalue(layout)
     with memstore.Store(tmp_path / "first.db") as first:
-        first.import_(source)
-        first.import_(source)  # idempotent
+        memstore_legacy.import_(first, source)
+        memstore_legacy.import_(first, source)  # idempotent
         first.export(tmp_path / "export1")
         before = dump(first)
     with memstore.Store(tmp_path / "second.db") as second:
@@ -178,7 +180,7 @@ def test_import_export_import_gives_identical_data(
 
 
 def test_full_store_round_trip_with_every_layer(tmp_path: Path) -> None:
-    memstore.build_demo(tmp_path / "demo.db")
+    memstore_demo.build(tmp_path / "demo.db")
     with memstore.Store(tmp_path / "demo.db") as demo:
         manifest = demo.export(tmp_path / "exp")
         assert manifest["tables"]["memstore_events"]["rows"] == len(demo.event_log("trip-planner"))

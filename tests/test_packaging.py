@@ -24,6 +24,15 @@ with memstore.Store(sys.argv[1]) as store:
     notes.put("a", {"kind": "smoke", "text": "installed from the wheel"})
     assert [h.key for h in notes.search("wheel")] == ["a"]
     assert store.schema_version == memstore.SCHEMA_VERSION
+assert not [m for m in sys.modules if m.startswith(("click", "memstore_"))], "import memstore loads plugins"
+import importlib.util, memstore_cli, memstore_demo, memstore_legacy
+for module in (memstore_cli, memstore_demo, memstore_legacy):
+    assert "site-packages" in module.__file__, module.__file__
+plugin = importlib.util.find_spec("memstore_datasette")  # imports datasette: not installed here
+assert (pathlib.Path(plugin.origin).parent / "memstore_templates").is_dir()
+from importlib.metadata import entry_points, metadata
+assert [e.value for e in entry_points(group="datasette") if e.name == "memstore"] == ["memstore_datasette"]
+assert metadata("memstore")["License-Expression"] == "MIT"
 print("smoke ok")
 """
 
@@ -45,6 +54,14 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_wheel_contents(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"memstore/__init__.py", "memstore/py.typed", "memstore/sql/0001_core.sql"} <= names
+    assert {
+        "memstore_cli.py",
+        "memstore_demo.py",
+        "memstore_legacy.py",
+        "memstore_datasette/__init__.py",
+        "memstore_datasette/memstore_templates/memstore_base.html",
+    } <= names
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     assert not [n for n in names if n.startswith(("tests/", "bench/", "sql/"))]
 
 
@@ -70,3 +87,11 @@ def test_wheel_works_in_fresh_venv(wheel: Path, tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "smoke ok"
+    command = subprocess.run(
+        [str(env_dir / "bin" / "memstore"), "--db", str(tmp_path / "smoke.db"), "collections"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert command.returncode == 0 and command.stdout == "notes\t1\n", command.stderr

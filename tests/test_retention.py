@@ -92,8 +92,77 @@ def test_store_cleanup_covers_all_collections(store: memstore.Store) -> None:
     b.put("z", {})
     for collection, key in ((a, "x"), (b, "y")):
         age(collection, key, "expires_at", "2000-01-01T00:00:00.000000Z")
-    assert store.cleanup() == {"a": 1, "b": 0 + 1}
-    assert store.cleanup(keep_last=0) == {"a": 0, "b": 1}
+    assert store.cleanup() == {"collection a": 1, "collection b": 0 + 1}
+    assert store.cleanup(keep_last=0) == {
+        "collection a": 0,
+        "collection b": 1,
+        "checkpoints": 0,
+    }
+
+
+def test_store_cleanup_covers_every_layer(store: memstore.Store) -> None:
+    notes = store.collection("notes")
+    notes.put_many([(f"n{i}", {"i": i}) for i in range(5)])
+    log = store.event_log("agent")
+    for i in range(6):
+        log.append({"kind": "tick", "at": f"2020-01-0{i + 1}T00:00:00Z"})
+    conv = store.conversations()
+    conv.create_thread("old")
+    conv.add_message("old", "user", "hello")
+    store.connection.execute("UPDATE memstore_threads SET last_message_at = '2020-01-01'")
+    conv.create_thread("new")
+    cp = store.checkpoints()
+    for step in range(4):
+        cp.save("t1", {"step": step})
+    cache = store.cache("llm")
+    cache.set("a", 1, ttl=1)
+    store.connection.execute("UPDATE memstore_cache SET expires_at = '2000-01-01T00:00:00Z'")
+    calls: list[tuple[int, int]] = []
+    everything = {
+        "collection notes": 3,
+        "event log agent": 6,
+        "conversations": 1,
+        "checkpoints": 2,
+        "cache llm": 1,
+    }
+    dry = store.cleanup(older_than=timedelta(days=365), keep_last=2, dry_run=True)
+    assert dry == everything
+    assert notes.count() == 5 and len(log) == 6 and len(cp.history("t1")) == 4
+    assert [t.id for t in conv.threads(order_by="id")] == ["new", "old"]
+    assert (
+        store.cleanup(
+            older_than=timedelta(days=365), keep_last=2, progress=lambda *a: calls.append(a)
+        )
+        == everything
+    )
+    assert calls == [(n, 5) for n in range(1, 6)]
+    assert notes.count() == 2 and len(log) == 0 and len(cp.history("t1")) == 2
+    assert [t.id for t in conv.threads()] == ["new"] and cache.get("a") is None
+    assert store.check() == []
+
+
+def test_dry_run_inside_a_transaction_keeps_the_outer_writes(file_store: memstore.Store) -> None:
+    notes = file_store.collection("notes", ttl=1)
+    notes.put("a", {})
+    age(notes, "a", "expires_at", "2000-01-01T00:00:00.000000Z")
+    with file_store.transaction():
+        notes.put("b", {})
+        assert file_store.cleanup(dry_run=True) == {"collection notes": 1}
+    assert sorted(notes.keys()) == ["b"]  # "a" is expired, not removed
+    assert notes.expired_count() == 1
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"by": "touched"}, {"keep_last": -1}, {"older_than": "old"}, {"older_than": -5}],
+)
+def test_bad_store_cleanup_options_change_nothing(
+    store: memstore.Store, options: dict[str, object]
+) -> None:
+    store.collection("notes").put("a", {})
+    with pytest.raises(memstore.ValidationError):
+        store.cleanup(**options)  # type: ignore[arg-type]
+    assert store.collection("notes").count() == 1
 
 
 @pytest.mark.parametrize(
