@@ -24,6 +24,7 @@ import math
 import os
 import weakref
 import zlib
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -175,14 +176,67 @@ def render_cell(value: Any, column: str, table: str | None, database: str, datas
     return _json_html(parsed)
 
 
+def _json_pre(value: Any) -> tuple[str, Markup]:
+    """Pretty JSON, and as an escaped <pre> block."""
+    pretty = json.dumps(value, indent=2, ensure_ascii=False)
+    return pretty, Markup('<pre class="memstore-json">{}</pre>').format(pretty)
+
+
 def _json_html(value: Any) -> Markup:
     """Pretty JSON, escaped; folded into a <details> when long."""
-    pretty = json.dumps(value, indent=2, ensure_ascii=False)
-    block = Markup('<pre class="memstore-json">{}</pre>').format(pretty)
+    pretty, block = _json_pre(value)
     if len(pretty) <= FOLD_ABOVE:
         return block
     summary = json.dumps(value, ensure_ascii=False)[:80] + "…"
     return Markup("<details><summary>{}</summary>{}</details>").format(summary, block)
+
+
+# On a memstore database's page, collections come first, then memstore's own
+# tables: Datasette lists tables alphabetically, which interleaves them.
+ORDER_TABLES_JS = """
+(function () {
+  var collections = %s;
+  var divs = Array.prototype.slice.call(document.querySelectorAll(".db-table"));
+  if (!divs.length || divs.some(function (d) { return d.parentNode !== divs[0].parentNode; })) {
+    return;
+  }
+  var isCollection = function (div) {
+    var link = div.querySelector("h3 a");
+    return !!link && collections.indexOf(link.textContent.trim()) !== -1;
+  };
+  var ours = divs.filter(isCollection);
+  var rest = divs.filter(function (d) { return !isCollection(d); });
+  var heading = function (text) {
+    var p = document.createElement("p");
+    p.className = "memstore-group";
+    p.textContent = text;
+    return p;
+  };
+  var parent = divs[0].parentNode, marker = document.createComment("memstore");
+  parent.insertBefore(marker, divs[0]);
+  var group = document.createDocumentFragment();
+  if (ours.length) {
+    group.appendChild(heading("Collections"));
+    ours.forEach(function (d) { group.appendChild(d); });
+    if (rest.length) { group.appendChild(heading("Memory layers and other tables")); }
+  }
+  rest.forEach(function (d) { group.appendChild(d); });
+  parent.replaceChild(group, marker);
+})();
+"""
+
+
+@hookimpl
+def extra_body_script(view_name: str, database: str | None, datasette: Any) -> Any:
+    if view_name != "database" or not _is_memstore(datasette, database):
+        return None
+
+    async def inner() -> str:
+        db = datasette.get_database(database)
+        names = [r[0] for r in (await db.execute("SELECT name FROM _memstore_collections")).rows]
+        return ORDER_TABLES_JS % json.dumps(sorted(names)).replace("</", "<\\/")
+
+    return inner
 
 
 @hookimpl
@@ -192,9 +246,14 @@ def extra_css_urls(datasette: Any) -> list[str]:
 
 CSS = """
 pre.memstore-json { white-space: pre-wrap; margin: 0; font-size: 0.85em; max-width: 60em; }
+.memstore-scroll { max-width: 100%; overflow-x: auto; }
+.memstore-grid time { white-space: nowrap; }
 .memstore-grid { border-collapse: collapse; margin-bottom: 1.5em; }
 .memstore-grid th, .memstore-grid td { padding: 0.3em 0.7em; border-bottom: 1px solid #ddd;
   text-align: left; vertical-align: top; }
+.memstore-grid tr.total td { font-weight: bold; border-top: 2px solid #999; }
+.memstore-usage td:not(:first-child), .memstore-usage th:not(:first-child) { text-align: right; }
+.memstore-results mark { background: #fff3a3; padding: 0 0.1em; }
 .memstore-msg { border-left: 4px solid #999; padding: 0.4em 0.8em; margin: 0.6em 0; }
 .memstore-msg.role-user { border-color: #4e79a7; background: #f3f7fb; }
 .memstore-msg.role-assistant { border-color: #59a14f; background: #f4faf3; }
@@ -202,12 +261,27 @@ pre.memstore-json { white-space: pre-wrap; margin: 0; font-size: 0.85em; max-wid
 .memstore-msg.role-tool { border-color: #f28e2b; background: #fdf6ee; }
 .memstore-msg .meta { color: #666; font-size: 0.85em; }
 .memstore-msg .content { white-space: pre-wrap; }
+.memstore-msg details.tool-calls summary { cursor: pointer; color: #444; font-size: 0.9em; }
 .memstore-status { padding: 0 0.4em; border-radius: 3px; font-size: 0.85em; background: #eee; }
 .memstore-status.active { background: #dff0d8; } .memstore-status.merged { background: #d9edf7; }
 .memstore-status.abandoned { background: #f2dede; }
 .memstore-tree li.current > a { font-weight: bold; }
+ul.memstore-tree, .memstore-tree ul { list-style: none; padding-left: 0; margin: 0.3em 0; }
+ul.memstore-tree ul, .memstore-tree ul ul { padding-left: 1.2em; margin-left: 0.4em;
+  border-left: 2px solid #ccc; }
 .memstore-diff .added { color: #2e7d32; } .memstore-diff .removed { color: #c62828; }
 .memstore-diff .changed { color: #8a6d00; }
+.memstore-chart { width: 100%; }
+.memstore-chart svg { display: block; width: 100%; height: auto; }
+.memstore-legend { list-style: none; padding: 0; display: flex; flex-wrap: wrap; gap: 0.3em 1.2em; }
+.memstore-legend .swatch { display: inline-block; width: 0.8em; height: 0.8em;
+  margin-right: 0.3em; vertical-align: baseline; }
+.memstore-group { margin: 1.2em 0 0.2em; font-size: 0.85em; text-transform: uppercase;
+  letter-spacing: 0.05em; color: #666; }
+@media (max-width: 600px) {
+  .memstore-grid th, .memstore-grid td { padding: 0.2em 0.35em; font-size: 0.85em; }
+  .memstore-usage .unit { display: none; }
+}
 """
 
 
@@ -256,7 +330,9 @@ def _memory_view(*tables: str) -> Any:
             database = request.url_vars["database"]
             db = await _require(datasette, request, database, *tables)
             if db is None:
-                return Response.text("Not found", status=404)
+                return await _missing(
+                    datasette, request, "Not found", f"No memstore database {database} to show."
+                )
             return await handler(datasette, request, database, db)
 
         return view
@@ -283,7 +359,9 @@ async def _require(datasette: Any, request: Any, database: str, *tables: str) ->
 TEMPLATES = Path(__file__).resolve().parent / "memstore_templates"
 
 
-async def _render(datasette: Any, request: Any, name: str, context: dict[str, Any]) -> Response:
+async def _render(
+    datasette: Any, request: Any, name: str, context: dict[str, Any], *, status: int = 200
+) -> Response:
     """Render one of memstore's templates, which extend Datasette's own base.html."""
     if hasattr(datasette, "get_jinja_environment"):  # Datasette 1.0
         base = datasette.get_jinja_environment(request)
@@ -291,8 +369,25 @@ async def _render(datasette: Any, request: Any, name: str, context: dict[str, An
         base = datasette.jinja_env
     env = base.overlay(loader=ChoiceLoader([FileSystemLoader(str(TEMPLATES)), base.loader]))
     template = env.get_template(f"memstore_{name}.html")
-    context = {"urls": datasette.urls, "q": None, **context}
-    return Response.html(await datasette.render_template(template, context, request=request))
+    context = {"urls": datasette.urls, "q": None, "when": when, **context}
+    html = await datasette.render_template(template, context, request=request)
+    return Response.html(html, status=status)
+
+
+async def _missing(datasette: Any, request: Any, title: str, message: str) -> Response:
+    """A 404 page in Datasette's layout, with the way back to the overview."""
+    context = {"title": title, "message": message}
+    return await _render(datasette, request, "missing", context, status=404)
+
+
+def when(stamp: str | None) -> Markup:
+    """An ISO-8601 UTC timestamp as people read it, to the second; the exact one on hover."""
+    if not stamp:
+        return Markup("")
+    shown = stamp.replace("T", " ")[:19]
+    if stamp.endswith("Z") or stamp.endswith("+00:00"):
+        shown += " UTC"
+    return Markup('<time datetime="{}" title="{}">{}</time>').format(stamp, stamp, shown)
 
 
 def _only_get(request: Any) -> Response | None:
@@ -482,7 +577,9 @@ async def thread_view(datasette: Any, request: Any, database: str, db: Any) -> R
         )
     ).rows
     if not threads:
-        return Response.text(f"No thread {thread_id}", status=404)
+        return await _missing(
+            datasette, request, "No such conversation", f"No thread {thread_id} in {database}."
+        )
     t = threads[0]
     ranges = (await db.execute(memstore.HISTORY_RANGES_SQL, (thread_id,))).rows
     clause, params = memstore.history_clause([tuple(r) for r in ranges])
@@ -513,9 +610,7 @@ async def thread_view(datasette: Any, request: Any, database: str, db: Any) -> R
                 "model": r["model"],
                 "cost": r["cost"],
                 "content_html": content_html,
-                "tool_calls_html": _json_html(json.loads(r["tool_calls"]))
-                if r["tool_calls"]
-                else None,
+                "tool_calls": _tool_calls(r["tool_calls"]),
                 "row_url": datasette.urls.row(database, "memstore_messages", str(r["id"])),
             }
         )
@@ -552,8 +647,8 @@ async def thread_view(datasette: Any, request: Any, database: str, db: Any) -> R
         ("user", t["user_id"] or "-"),
         ("agent", t["agent_id"] or "-"),
         ("tags", ", ".join(json.loads(t["tags"])) or "-"),
-        ("created", t["created_at"]),
-        ("last message", t["last_message_at"] or "-"),
+        ("created", when(t["created_at"])),
+        ("last message", when(t["last_message_at"]) or "-"),
         ("messages", t["message_count"]),
     ]
     if t["parent_id"]:
@@ -573,6 +668,20 @@ async def thread_view(datasette: Any, request: Any, database: str, db: Any) -> R
             "messages_query": urlencode({"thread_id": thread_id, "_sort": "position"}),
         },
     )
+
+
+def _tool_calls(text: str | None) -> dict[str, Any] | None:
+    """A message's tool calls: their names for the folded summary, and the JSON."""
+    if not text:
+        return None
+    calls = json.loads(text)
+    names = [
+        str(call.get("name") or call.get("function", {}).get("name") or "?")
+        if isinstance(call, dict)
+        else "?"
+        for call in (calls if isinstance(calls, list) else [calls])
+    ]
+    return {"names": ", ".join(names), "count": len(names), "html": _json_pre(calls)[1]}
 
 
 async def _branch_tree(datasette: Any, db: Any, database: str, thread_id: str) -> Markup:
@@ -625,14 +734,16 @@ async def _branch_tree(datasette: Any, db: Any, database: str, thread_id: str) -
     return Markup("<ul>") + Markup("").join(node(r) for r in roots) + Markup("</ul>")
 
 
-# Time buckets for the timeline as (label, prefix length of an ISO timestamp, seconds).
-BUCKETS = [
+# Time buckets for the timeline as (label, prefix length of an ISO timestamp,
+# seconds; None for calendar months). The first that gives at most 60 wins.
+BUCKETS: list[tuple[str, int, int | None]] = [
     ("minute", 16, 60),
     ("10 minutes", 15, 600),
     ("hour", 13, 3600),
     ("day", 10, 86400),
-    ("month", 7, 2678400),
+    ("month", 7, None),
 ]
+MAX_BUCKETS = 60
 
 
 @_memory_view("memstore_events")
@@ -646,9 +757,10 @@ async def events_view(datasette: Any, request: Any, database: str, db: Any) -> R
         )
     ).rows[0]
     if not total:
-        return Response.text(f"No events in log {log}", status=404)
-    span = _seconds_between(first, last)
-    label, width, _ = next((b for b in BUCKETS if span / b[2] <= 60), BUCKETS[-1])
+        return await _missing(
+            datasette, request, "No such event log", f"No events in log {log} in {database}."
+        )
+    label, width, buckets = _buckets(first, last)
     counts = (
         await db.execute(
             f"SELECT substr(at, 1, {width}) AS bucket, kind, count(*) FROM memstore_events "
@@ -664,6 +776,10 @@ async def events_view(datasette: Any, request: Any, database: str, db: Any) -> R
         )
     ).rows
     table_url = datasette.urls.table(database, "memstore_events")
+    found = [(r[0], r[1], r[2]) for r in counts]
+    kinds = sorted({k for _, k, _ in found})
+    colors = {k: KIND_COLORS[i % len(KIND_COLORS)] for i, k in enumerate(kinds)}
+    buckets = sorted(set(buckets) | {b for b, _, _ in found})  # times other tools wrote oddly
     return await _render(
         datasette,
         request,
@@ -674,9 +790,20 @@ async def events_view(datasette: Any, request: Any, database: str, db: Any) -> R
             "total": total,
             "first_seq": lo,
             "last_seq": hi,
+            "first": first,
+            "last": last,
             "bucket_label": label,
             "events_query": urlencode({"log": log, "_sort_desc": "seq"}),
-            "chart": _timeline_svg([(r[0], r[1], r[2]) for r in counts], table_url, log),
+            "chart": _timeline_svg(buckets, found, colors, table_url, log),
+            "legend": [
+                {
+                    "kind": k,
+                    "color": colors[k],
+                    "count": sum(n for _, kind, n in found if kind == k),
+                    "href": f"{table_url}?{urlencode({'log': log, 'kind': k})}",
+                }
+                for k in kinds
+            ],
             "latest": [
                 {
                     "seq": e["seq"],
@@ -692,13 +819,45 @@ async def events_view(datasette: Any, request: Any, database: str, db: Any) -> R
     )
 
 
-def _seconds_between(first: str, last: str) -> float:
-    from datetime import datetime
-
+def _parse_time(stamp: str) -> datetime | None:
     try:
-        return (datetime.fromisoformat(last) - datetime.fromisoformat(first)).total_seconds()
-    except ValueError:
-        return 0.0
+        moment = datetime.fromisoformat(stamp)
+    except (TypeError, ValueError):
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _buckets(first: str, last: str) -> tuple[str, int, list[str]]:
+    """The bucket size for a span of time, and every bucket in it, empty ones too.
+
+    A bucket is a prefix of ISO timestamps (what ``substr(at, 1, width)`` gives).
+    """
+    start, end = _parse_time(first), _parse_time(last)
+    if start is None or end is None:
+        return "day", 10, []
+    span = (end - start).total_seconds()
+    months = (end.year - start.year) * 12 + end.month - start.month + 1
+    for label, width, step in BUCKETS:
+        if step is None:
+            keys = []
+            for n in range(min(months, 10 * MAX_BUCKETS)):
+                year, month = divmod(start.month - 1 + n, 12)
+                keys.append(f"{start.year + year:04}-{month + 1:02}")
+            return label, width, keys
+        if span / step < MAX_BUCKETS:
+            origin = start.timestamp() - start.timestamp() % step
+            count = int((end.timestamp() - origin) // step) + 1
+            return (
+                label,
+                width,
+                [
+                    datetime.fromtimestamp(origin + i * step, UTC).strftime("%Y-%m-%dT%H:%M:%S")[
+                        :width
+                    ]
+                    for i in range(count)
+                ],
+            )
+    raise AssertionError("the month bucket always fits")
 
 
 def _bucket_label(bucket: str) -> str:
@@ -710,54 +869,87 @@ def _bucket_label(bucket: str) -> str:
     return bucket
 
 
-def _timeline_svg(counts: list[tuple[str, str, int]], table_url: str, log: str) -> Markup:
-    """A stacked bar chart of events per time bucket and kind; each bar links to its rows."""
-    buckets = sorted({b for b, _, _ in counts})
-    kinds = sorted({k for _, k, _ in counts})
-    color = {k: KIND_COLORS[i % len(KIND_COLORS)] for i, k in enumerate(kinds)}
+def _ticks(tallest: int) -> list[int]:
+    """Gridline values from 0 past ``tallest``: steps of 1, 2 or 5 times a power of ten,
+    at most six lines."""
+    steps = (m * 10**e for e in range(18) for m in (1, 2, 5))
+    step = next(s for s in steps if tallest / s <= 5)
+    return list(range(0, tallest + step, step))
+
+
+def _timeline_svg(
+    buckets: list[str],
+    counts: list[tuple[str, str, int]],
+    colors: dict[str, str],
+    table_url: str,
+    log: str,
+) -> Markup:
+    """A stacked bar chart of events per time bucket and kind, on a real time axis.
+
+    Every bucket of the span has its slot, empty ones too; gridlines and the
+    zero line give the scale; each bar links to its rows. It scales to the
+    page's width (the legend is HTML beside it, so it always fits).
+    """
+    width, height = 1000, 260
+    left, right, top, bottom = 44, 10, 10, 34
+    plot_w, plot_h = width - left - right, height - top - bottom
     per_bucket: dict[str, int] = {}
     for b, _, n in counts:
         per_bucket[b] = per_bucket.get(b, 0) + n
-    tallest = max(per_bucket.values())
-    width, height, left, bottom = 760, 220, 40, 40
-    bar = min(48.0, max(2.0, (width - left) / max(len(buckets), 1) - 2))
+    ticks = _ticks(max(per_bucket.values(), default=1))
+    scale = plot_h / ticks[-1]
+    slot = plot_w / max(len(buckets), 1)
+    bar = max(1.0, slot * 0.8)
+    baseline = top + plot_h
     parts = [
         Markup(
             '<svg class="memstore-timeline" role="img" aria-label="events over time by kind" '
-            'xmlns="http://www.w3.org/2000/svg" width="{}" height="{}" viewBox="0 0 {} {}">'
-        ).format(width, height + 30, width, height + 30)
+            'xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {} {}" width="100%" '
+            'preserveAspectRatio="xMinYMin meet">'
+        ).format(width, height)
     ]
-    parts.append(Markup('<text x="0" y="12" font-size="11">{}</text>').format(tallest))
+    for value in ticks:
+        y = baseline - value * scale
+        parts.append(
+            Markup(
+                '<line class="{}" x1="{}" x2="{}" y1="{:.1f}" y2="{:.1f}" stroke="{}"></line>'
+                '<text x="{}" y="{:.1f}" font-size="12" text-anchor="end">{}</text>'
+            ).format(
+                "zero" if value == 0 else "grid",
+                left,
+                width - right,
+                y,
+                y,
+                "#333" if value == 0 else "#ddd",
+                left - 6,
+                y + 4,
+                value,
+            )
+        )
+    position = {b: i for i, b in enumerate(buckets)}
     stacked: dict[str, float] = {}
     for b, k, n in counts:
-        x = left + buckets.index(b) * (bar + 2)
-        h = (height - bottom) * n / tallest
-        y = height - bottom - stacked.get(b, 0) - h
+        x = left + position[b] * slot + (slot - bar) / 2
+        h = n * scale
+        y = baseline - stacked.get(b, 0) - h
         stacked[b] = stacked.get(b, 0) + h
         href = f"{table_url}?{urlencode({'log': log, 'kind': k, 'at__startswith': b})}"
         parts.append(
             Markup(
                 '<a href="{}"><rect x="{:.1f}" y="{:.1f}" width="{:.1f}" height="{:.1f}" fill="{}">'
                 "<title>{} {}: {}</title></rect></a>"
-            ).format(href, x, y, bar, max(h, 0.5), color[k], b, k, n)
+            ).format(href, x, y, bar, h, colors[k], _bucket_label(b), k, n)
         )
+    every = max(1, math.ceil(len(buckets) / 10))
     for i, b in enumerate(buckets):
-        if i % max(1, math.ceil(len(buckets) / 8)) == 0:
-            x = left + i * (bar + 2)
+        x = left + (i + 0.5) * slot
+        if i % every == 0:
             parts.append(
-                Markup('<text x="{:.1f}" y="{}" font-size="10">{}</text>').format(
-                    x, height - bottom + 14, _bucket_label(b)
-                )
+                Markup(
+                    '<line x1="{:.1f}" x2="{:.1f}" y1="{}" y2="{}" stroke="#333"></line>'
+                    '<text x="{:.1f}" y="{}" font-size="12" text-anchor="middle">{}</text>'
+                ).format(x, x, baseline, baseline + 5, x, baseline + 20, _bucket_label(b))
             )
-    for i, k in enumerate(kinds):
-        x = left + (i % 5) * 140
-        y = height - 8 + (i // 5) * 14
-        parts.append(
-            Markup(
-                '<rect x="{}" y="{}" width="10" height="10" fill="{}"></rect>'
-                '<text x="{}" y="{}" font-size="11">{}</text>'
-            ).format(x, y - 9, color[k], x + 14, y, k)
-        )
     parts.append(Markup("</svg>"))
     return Markup("").join(parts)
 
@@ -774,7 +966,9 @@ async def checkpoints_view(datasette: Any, request: Any, database: str, db: Any)
         )
     ).rows
     if not rows:
-        return Response.text(f"No checkpoints for {thread_id}", status=404)
+        return await _missing(
+            datasette, request, "No checkpoints", f"No checkpoints for {thread_id} in {database}."
+        )
     states = {r["id"]: _state(r["state"], r["state_zlib"]) for r in rows}
     checkpoints = []
     for r in rows:
@@ -811,8 +1005,74 @@ async def checkpoints_view(datasette: Any, request: Any, database: str, db: Any)
             "database": database,
             "checkpoints": checkpoints,
             "branches": sorted({c["branch"] for c in checkpoints}),
+            "tree": await _checkpoint_tree(db, thread_id),
             "table_query": urlencode({"thread_id": thread_id}),
         },
+    )
+
+
+async def _checkpoint_tree(db: Any, thread_id: str) -> Markup:
+    """A thread's checkpoint branches as nested lists: each under the branch it grew from."""
+    counts = (
+        await db.execute(
+            "SELECT branch, count(*), max(created_at) FROM memstore_checkpoints "
+            "WHERE thread_id = ? GROUP BY branch",
+            (thread_id,),
+        )
+    ).rows
+    latest = {
+        branch: (
+            await db.execute(
+                "SELECT id FROM memstore_checkpoints WHERE thread_id = ? AND branch = ? "
+                "ORDER BY created_at DESC, id DESC LIMIT 1",
+                (thread_id, branch),
+            )
+        ).rows[0][0]
+        for branch, _, _ in counts
+    }
+    forks = {
+        name: (from_id, from_branch)
+        for name, from_id, from_branch in (
+            await db.execute(
+                "SELECT b.name, b.from_id, f.branch FROM memstore_checkpoint_branches AS b "
+                "LEFT JOIN memstore_checkpoints AS f ON f.id = b.from_id WHERE b.thread_id = ?",
+                (thread_id,),
+            )
+        ).rows
+    }
+    info = {branch: (n, last) for branch, n, last in counts}
+    names = sorted(set(info) | set(forks), key=lambda b: (b != "main", info.get(b, (0, ""))[1]))
+    children: dict[str | None, list[str]] = {}
+    for name in names:
+        parent = forks.get(name, (None, None))[1]
+        children.setdefault(parent if parent in info and parent != name else None, []).append(name)
+    shown: set[str] = set()
+
+    def node(name: str) -> Markup:
+        shown.add(name)
+        count, last = info.get(name, (0, None))
+        head = (
+            Markup('<a href="#c-{}">{}</a>').format(latest[name], name)
+            if name in latest
+            else Markup("{}").format(name)
+        )
+        item = Markup("<li>{}").format(head)
+        from_id = forks.get(name, (None, None))[0]
+        if from_id:
+            item += Markup(' from <a href="#c-{}"><code>{}</code></a>').format(from_id, from_id)
+        item += Markup(" &middot; {} checkpoint{}").format(count, "" if count == 1 else "s")
+        if last:
+            item += Markup(", latest {}").format(when(last))
+        kids = [k for k in children.get(name, []) if k not in shown]
+        if kids:
+            item += Markup("<ul>") + Markup("").join(node(k) for k in kids) + Markup("</ul>")
+        return item + Markup("</li>")
+
+    roots = [name for name in children.get(None, [])]
+    return (
+        Markup('<ul class="memstore-tree">')
+        + Markup("").join(node(r) for r in roots)
+        + Markup("</ul>")
     )
 
 
@@ -843,6 +1103,10 @@ def _diff_html(diff: dict[str, Any]) -> Markup:
     return Markup("<ul>") + Markup("").join(items) + Markup("</ul>")
 
 
+# Snippet markers no text contains: the snippet is escaped, then they become <mark>.
+_OPEN, _CLOSE = "\x02", "\x03"
+
+
 async def search_view(datasette: Any, request: Any) -> Response:
     refused = _only_get(request)
     if refused:
@@ -850,26 +1114,43 @@ async def search_view(datasette: Any, request: Any) -> Response:
     q = (request.args.get("q") or "").strip()
     hits: list[dict[str, Any]] = []
     error = None
+    databases = await _visible_databases(datasette, request)
     if q:
-        match = escape_fts(q)
-        for database in await _visible_databases(datasette, request):
-            db = datasette.get_database(database)
-            try:
-                hits += await _search_database(datasette, request, database, db, match)
-            except Exception as err:
-                error = f"Search failed in {database}: {err}"
+        try:
+            for database in databases:
+                db = datasette.get_database(database)
+                hits += await _search_database(datasette, request, database, db, q)
+        except Exception as err:  # FTS5 syntax the query cannot be run with
+            error = str(err)
+            hits = []
+            for database in databases:
+                db = datasette.get_database(database)
+                hits += await _search_database(datasette, request, database, db, escape_fts(q))
     return await _render(
         datasette,
         request,
         "search",
-        {"title": "Search all memory", "q": q, "hits": hits, "error": error},
+        {
+            "title": "Search all memory",
+            "q": q,
+            "hits": hits,
+            "error": error,
+            "several_databases": len(databases) > 1,
+        },
     )
+
+
+def _highlight(snippet: str | None) -> Markup:
+    """A snippet with its matches marked; everything else escaped."""
+    escaped = Markup.escape(snippet or "")
+    return Markup(str(escaped).replace(_OPEN, "<mark>").replace(_CLOSE, "</mark>"))
 
 
 async def _search_database(
     datasette: Any, request: Any, database: str, db: Any, match: str
 ) -> list[dict[str, Any]]:
     found = []
+    marks = f"'{_OPEN}', '{_CLOSE}', '…', 12"
     registry = (
         await db.execute("SELECT name FROM _memstore_collections WHERE fts <> '[]' ORDER BY name")
     ).rows
@@ -879,7 +1160,7 @@ async def _search_database(
         fts = memstore.quote_identifier(memstore.fts_table(name))
         rows = (
             await db.execute(
-                f"SELECT t.id, t.key, snippet({fts}, -1, '[', ']', '…', 10) FROM {fts} "
+                f"SELECT t.id, t.key, snippet({fts}, -1, {marks}) FROM {fts} "
                 f"JOIN {memstore.quote_identifier(name)} AS t ON t.id = {fts}.rowid "
                 f"WHERE {fts} MATCH ? ORDER BY {fts}.rank LIMIT 10",
                 (match,),
@@ -891,7 +1172,7 @@ async def _search_database(
                 "where": f"collection {name}",
                 "label": key,
                 "href": datasette.urls.row(database, name, str(row_id)),
-                "snippet": snip,
+                "snippet": _highlight(snip),
             }
             for row_id, key, snip in rows
         ]
@@ -900,8 +1181,8 @@ async def _search_database(
         rows = (
             await db.execute(
                 "SELECT m.thread_id, m.position, m.role, "
-                "snippet(memstore_messages_fts, 0, '[', ']', "
-                "'…', 10) FROM memstore_messages_fts JOIN memstore_messages AS m "
+                f"snippet(memstore_messages_fts, 0, {marks}) "
+                "FROM memstore_messages_fts JOIN memstore_messages AS m "
                 "ON m.id = memstore_messages_fts.rowid WHERE memstore_messages_fts MATCH ? "
                 "ORDER BY memstore_messages_fts.rank LIMIT 20",
                 (match,),
@@ -913,7 +1194,7 @@ async def _search_database(
                 "where": "conversation",
                 "label": f"{thread} #{position} ({role})",
                 "href": f"{base}/threads/{quote(thread, safe='')}#m{position}",
-                "snippet": snip,
+                "snippet": _highlight(snip),
             }
             for thread, position, role, snip in rows
         ]
@@ -921,7 +1202,7 @@ async def _search_database(
         rows = (
             await db.execute(
                 "SELECT e.id, e.log, e.seq, e.kind, "
-                "snippet(memstore_events_fts, -1, '[', ']', '…', 10) FROM memstore_events_fts "
+                f"snippet(memstore_events_fts, -1, {marks}) FROM memstore_events_fts "
                 "JOIN memstore_events AS e ON e.id = memstore_events_fts.rowid "
                 "WHERE memstore_events_fts MATCH ? ORDER BY memstore_events_fts.rank LIMIT 20",
                 (match,),
@@ -933,7 +1214,7 @@ async def _search_database(
                 "where": f"event log {log}",
                 "label": f"{log} seq {seq} ({kind})",
                 "href": datasette.urls.row(database, "memstore_events", str(row_id)),
-                "snippet": snip,
+                "snippet": _highlight(snip),
             }
             for row_id, log, seq, kind, snip in rows
         ]

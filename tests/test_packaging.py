@@ -24,14 +24,15 @@ with memstore.Store(sys.argv[1]) as store:
     notes.put("a", {"kind": "smoke", "text": "installed from the wheel"})
     assert [h.key for h in notes.search("wheel")] == ["a"]
     assert store.schema_version == memstore.SCHEMA_VERSION
-assert not [m for m in sys.modules if m.startswith(("click", "memstore_"))], "import memstore loads plugins"
+assert not [m for m in sys.modules if m.startswith(("click", "memstore_"))], "plugins loaded"
 import importlib.util, memstore_cli, memstore_demo, memstore_legacy
 for module in (memstore_cli, memstore_demo, memstore_legacy):
     assert "site-packages" in module.__file__, module.__file__
 plugin = importlib.util.find_spec("memstore_datasette")  # imports datasette: not installed here
 assert (pathlib.Path(plugin.origin).parent / "memstore_templates").is_dir()
 from importlib.metadata import entry_points, metadata
-assert [e.value for e in entry_points(group="datasette") if e.name == "memstore"] == ["memstore_datasette"]
+plugins = [e.value for e in entry_points(group="datasette") if e.name == "memstore"]
+assert plugins == ["memstore_datasette"], plugins
 assert metadata("memstore")["License-Expression"] == "MIT"
 print("smoke ok")
 """

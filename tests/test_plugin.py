@@ -155,7 +155,10 @@ def test_conversation_view(ds: Any) -> None:
         ]
     ]
     assert order == sorted(order)
-    assert "role-assistant" in html and "tool calls" in html and "(trains)" in html
+    assert "role-assistant" in html and "(trains)" in html
+    # Tool calls are folded, named in the summary.
+    assert '<details class="tool-calls"><summary>1 tool call: trains</summary>' in html
+    assert '<time datetime="' in html and " UTC</time>" in html
     assert "0.5000" in html and "0.7500" not in html  # merged copies carry no usage
     assert ">Cheaper</a> at #2" in html and "merged into chat-1" in html
     assert ">Dead end</a> at #1" in html and "memstore-status abandoned" in html
@@ -163,7 +166,11 @@ def test_conversation_view(ds: Any) -> None:
     branch = get(ds, "/-/memstore/agent/threads/chat-1-cheap").text
     assert "from chat-1" in branch and "The slow train is cheaper" in branch
     assert "Train to Lyon</a>" in branch  # the tree links back to the root
-    assert get(ds, "/-/memstore/agent/threads/nope").status_code == 404
+    missing = get(ds, "/-/memstore/agent/threads/nope")
+    assert missing.status_code == 404
+    assert "No thread nope in agent." in missing.text and 'href="/-/memstore"' in missing.text
+    assert "<title>No such conversation</title>" in missing.text  # inside Datasette's layout
+    assert "/-/memstore/memstore.css" in missing.text
 
 
 def test_event_timeline(ds: Any) -> None:
@@ -175,6 +182,10 @@ def test_event_timeline(ds: Any) -> None:
     assert "/agent/memstore_events?log=planner&amp;kind=tool_call&amp;at__startswith=" in html
     assert "/agent/memstore_events/" in html  # rows link to their pages
     assert "5 events, seq 1 to 5" in html
+    assert 'class="zero"' in html and 'class="grid"' in html  # the scale
+    assert 'width="100%"' in html and 'class="memstore-legend"' in html
+    missing = get(ds, "/-/memstore/agent/events/nope")
+    assert missing.status_code == 404 and "No events in log nope" in missing.text
 
 
 def test_checkpoint_view_diffs(ds: Any) -> None:
@@ -184,6 +195,10 @@ def test_checkpoint_view_diffs(ds: Any) -> None:
     assert '<li class="changed">~ <code>step</code> 1 → 2</li>' in html
     assert '<li class="changed">~ <code>plan[1]</code>' not in html
     assert '<li class="added">+ <code>plan[1]</code> &#34;ask&#34;</li>' in html
+    tree = html[html.index('<ul class="memstore-tree">') :]
+    tree = tree[: tree.index("<h2>")]
+    assert tree.index(">main</a>") < tree.index(">alt</a> from") and "<ul><li>" in tree
+    assert "2 checkpoints" in tree and "1 checkpoint," in tree
 
 
 def test_search_everything(ds: Any) -> None:
@@ -192,8 +207,16 @@ def test_search_everything(ds: Any) -> None:
     assert "event log planner" in html
     html = get(ds, "/-/memstore/search?q=lyon").text
     assert "conversation" in html and "/-/memstore/agent/threads/chat-1#m2" in html
+    assert "<th>found in</th>" in html and "<mark>Lyon</mark>" in html
     odd = get(ds, '/-/memstore/search?q="unbalanced AND (')
-    assert odd.status_code == 200
+    assert odd.status_code == 200 and "Search syntax error: unterminated string" in odd.text
+    literal = get(ds, "/-/memstore/search?q=timeout (").text
+    assert "Search syntax error" in literal and "<mark>timeout</mark>" in literal
+    syntax = get(ds, "/-/memstore/search?q=lyon OR timeout").text  # FTS5 syntax works
+    assert "Search syntax error" not in syntax and "<mark>Lyon</mark>" in syntax
+    assert "collection events" in syntax
+    xss = get(ds, "/-/memstore/search?q=script").text
+    assert "<script>alert" not in xss and "&lt;<mark>script</mark>&gt;" in xss
 
 
 def test_no_write_route(ds: Any) -> None:
@@ -232,3 +255,11 @@ def test_other_databases_are_left_alone(tmp_path: Path) -> None:
     assert "memstore-json" not in get(ds, "/plain/things").text
     assert "No memstore database" in get(ds, "/-/memstore").text
     assert json.loads(get(ds, "/plain.json").text)["tables"][0]["hidden"] is False
+
+
+def test_database_page_lists_collections_first(ds: Any) -> None:
+    html = get(ds, "/agent").text
+    script = html[html.index("var collections = ") :]
+    assert script.startswith('var collections = ["events", "secrets"];')
+    assert "memstore-group" in script
+    assert "var collections" not in get(ds, "/agent/events").text  # the database page only
