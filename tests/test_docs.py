@@ -1,29 +1,140 @@
-"""The README keeps its promises: the test command CI runs, the examples' names exist."""
+"""The README keeps its promises: the two commands, runnable examples, documented names.
+
+Every Python block of the README runs here, in order, in an empty directory.
+Where a line is one expression (or ``name = expression``) and its comment
+starts with a Python literal (``# 7: how many went``, ``# ["acme"]``), the
+value must equal that literal: the README says what calls return, and this
+keeps it true.
+"""
 
 from __future__ import annotations
 
+import ast
+import io
 import re
+import tokenize
+from contextlib import redirect_stdout
+from pathlib import Path
+from typing import Any
+
+import pytest
 
 import memstore
 
 from .conftest import ROOT
 
 README = (ROOT / "README.md").read_text()
+PYTHON_BLOCKS = re.findall(r"```python\n(.*?)```", README, re.S)
 
 
-def test_readme_opens_with_the_demo_and_test_commands() -> None:
+def test_readme_opens_with_a_paragraph_and_the_demo_and_test_commands() -> None:
     blocks = re.findall(r"```bash\n(.+?)\n```", README, re.S)
     demo, tests = blocks[0].strip(), blocks[1].strip()
-    assert README.index(tests) < 600
+    assert README.index(tests) < 1200
+    assert README.split("\n\n")[1].startswith("memstore is durable memory for AI agents")
     assert "pip install" in demo and demo.endswith("memstore demo")
     assert "pip install" in tests and "pytest" in tests
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     assert tests in ci
 
 
+def test_readme_has_a_table_of_contents_that_resolves() -> None:
+    anchors = set()
+    for heading in re.findall(r"^#{2,4} (.+)$", README, re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+        anchors.add(slug)
+    links = re.findall(r"\]\(#([\w\-]+)\)", README)
+    assert len(links) > 20
+    assert not [link for link in links if link not in anchors]
+
+
+def literal_claim(comment: str) -> tuple[bool, Any]:
+    """The Python literal a comment starts with, if it starts with one."""
+    text = comment.lstrip("#").strip()
+    cuts = [len(text)] + [i for i in range(len(text) - 1, 0, -1) if text[i] in ":;,"]
+    for cut in cuts:
+        try:
+            return True, ast.literal_eval(text[:cut].strip())
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            continue
+    return False, None
+
+
+def comments_by_line(block: str) -> dict[int, str]:
+    tokens = tokenize.generate_tokens(io.StringIO(block).readline)
+    return {t.start[0]: t.string for t in tokens if t.type == tokenize.COMMENT}
+
+
+def run_block(block: str, number: int, namespace: dict[str, Any]) -> int:
+    """Run one block statement by statement; check literal claims; return how many."""
+    tree = ast.parse(block)
+    comments = comments_by_line(block)
+    ends = [node.end_lineno for node in tree.body]
+    checked = 0
+    for node in tree.body:
+        where = f"README.md python block {number}"
+        if isinstance(node, ast.Expr):  # evaluated once, for its value
+            value = eval(compile(ast.Expression(node.value), where, "eval"), namespace)
+        else:
+            exec(compile(ast.Module(body=[node], type_ignores=[]), where, "exec"), namespace)
+        line = node.end_lineno or 0
+        if line not in comments or ends.count(line) > 1:
+            continue
+        if isinstance(node, ast.Assign):
+            if len(node.targets) != 1 or not isinstance(node.targets[0], ast.Name):
+                continue
+            value = namespace[node.targets[0].id]
+        elif not isinstance(node, ast.Expr):
+            continue
+        found, claim = literal_claim(comments[line])
+        if found:
+            assert value == claim, f"block {number}, line {line}: {value!r} is not {claim!r}"
+            checked += 1
+    return checked
+
+
+def test_quickstart_is_short_and_prints_what_it_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    quickstart = PYTHON_BLOCKS[0]
+    assert len(quickstart.splitlines()) <= 20
+    out = io.StringIO()
+    with redirect_stdout(out):
+        exec(compile(quickstart, "README.md quickstart", "exec"), {})
+    lines = out.getvalue().splitlines()
+    assert lines[:2] == ["tool timeout on search", "1"]
+    assert lines[2] == "e1 tool timeout on [search]" and "[search]" in lines[3]
+    with memstore.Store(tmp_path / "agent.db") as store:
+        assert store.check() == [] and store.conversations().thread("chat-1").title
+
+
+def test_every_python_block_runs_and_returns_what_it_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, Any] = {"__name__": "readme"}
+    checked = 0
+    with redirect_stdout(io.StringIO()):
+        for number, block in enumerate(PYTHON_BLOCKS, 1):
+            checked += run_block(block, number, namespace)
+    assert len(PYTHON_BLOCKS) >= 20 and checked >= 50
+
+
+def test_literal_claims_are_read_as_meant() -> None:
+    assert literal_claim('# {"fts_indexes": 3}: planner statistics') == (True, {"fts_indexes": 3})
+    assert literal_claim("# 7: how many went") == (True, 7)
+    assert literal_claim("# True; a Checkpoint, or None") == (True, True)
+    assert literal_claim("# a new ULID") == (False, None)
+    assert literal_claim('# {"hits": 1, "bytes": 16}, from every process') == (
+        True,
+        {"hits": 1, "bytes": 16},
+    )
+
+
 OWNERS = {
     "events": memstore.Collection,
-    "decisions": memstore.Collection,
+    "typed": memstore.Collection,
     "collection": memstore.Collection,
     "store": memstore.Store,
     "log": memstore.EventLog,
@@ -32,16 +143,23 @@ OWNERS = {
     "g": memstore.Graph,
     "cache": memstore.Cache,
     "notes": memstore.Collection,
+    "tenants": memstore.Tenants,
+    "memstore": memstore,
 }
 
 
 def test_methods_named_in_the_readme_exist() -> None:
-    calls = re.findall(
-        r"\b(events|decisions|collection|store|log|conv|cp|g|cache|notes)\.([a-z_]+)\(", README
-    )
-    assert len(calls) > 40
+    calls = re.findall(rf"\b({'|'.join(OWNERS)})\.([A-Za-z_]+)\(", README)
+    assert len(calls) > 60
     for owner, name in calls:
         assert hasattr(OWNERS[owner], name), f"{owner}.{name}"
+
+
+def test_every_public_name_is_in_the_readme() -> None:
+    for name in memstore.__all__:
+        if name.startswith("_") or name in {"APPLICATION_ID", "COMPRESS_ABOVE", "SCHEMA_VERSION"}:
+            continue
+        assert f"{name}" in README, name
 
 
 def test_every_exception_is_documented() -> None:
