@@ -1058,28 +1058,12 @@ class Store:
         """Sizes, schema version, every collection and the rows in each memory layer.
 
         Returns ``{"path", "bytes", "wal_bytes", "free_bytes", "schema_version",
-        "memstore_version", "collections": {name: {"records", "expired",
-        "oldest", "newest", "fields", "fts", "ttl_seconds", "history"}},
+        "memstore_version", "collections": {name: Collection.stats()},
         "layers": {table: rows}}``. ``bytes`` is the file's size on disk (for
         ``:memory:``, the database's); ``free_bytes`` is what ``vacuum()``
         would give back.
         """
-        collections = {}
-        for name in self.collections():
-            c = self.collection(name)
-            oldest, newest = self._fetch(
-                f"SELECT min(created_at), max(updated_at) FROM {quote_identifier(name)}"
-            )[0]
-            collections[name] = {
-                "records": c.count(),
-                "expired": c.expired_count(),
-                "oldest": oldest,
-                "newest": newest,
-                "fields": c.fields,
-                "fts": c.fts,
-                "ttl_seconds": None if c.ttl is None else c.ttl.total_seconds(),
-                "history": c.keeps_history,
-            }
+        collections = {name: self.collection(name).stats() for name in self.collections()}
         on_disk = self.path != ":memory:" and os.path.exists(self.path)
         wal = Path(f"{self.path}-wal")
         page_size = int(self._fetch("PRAGMA page_size")[0][0])
@@ -1634,6 +1618,28 @@ class Collection:
         return self._delete_in_batches(
             " OR ".join(conditions), params, batch_size, forget=self.keeps_history
         )
+
+    def stats(self) -> dict[str, Any]:
+        """What the collection holds and how it is declared.
+
+        ``{"records", "expired", "oldest", "newest", "fields", "fts",
+        "ttl_seconds", "history"}``: live records, records past their TTL
+        waiting for ``cleanup()``, the oldest ``created_at`` and newest
+        ``updated_at`` (None when empty), and the declaration.
+        """
+        oldest, newest = self.store._fetch(
+            f"SELECT min(created_at), max(updated_at) FROM {self._table}"
+        )[0]
+        return {
+            "records": self.count(),
+            "expired": self.expired_count(),
+            "oldest": oldest,
+            "newest": newest,
+            "fields": dict(self.fields),
+            "fts": list(self.fts),
+            "ttl_seconds": None if self.ttl is None else self.ttl.total_seconds(),
+            "history": self.keeps_history,
+        }
 
     def expired_count(self) -> int:
         """How many records are past their TTL, waiting for ``cleanup()``."""

@@ -286,15 +286,7 @@ def collection() -> None:
 
 
 def _declaration(c: memstore.Collection) -> dict[str, Any]:
-    return {
-        "name": c.name,
-        "records": c.count(),
-        "expired": c.expired_count(),
-        "fields": c.fields,
-        "fts": c.fts,
-        "ttl_seconds": None if c.ttl is None else c.ttl.total_seconds(),
-        "history": c.keeps_history,
-    }
+    return {"name": c.name, **c.stats()}
 
 
 def _describe(data: dict[str, Any]) -> list[str]:

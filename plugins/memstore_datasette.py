@@ -896,7 +896,7 @@ def _timeline_svg(
     per_bucket: dict[str, int] = {}
     for b, _, n in counts:
         per_bucket[b] = per_bucket.get(b, 0) + n
-    ticks = _ticks(max(per_bucket.values(), default=1))
+    ticks = _ticks(max(1, *per_bucket.values()))
     scale = plot_h / ticks[-1]
     slot = plot_w / max(len(buckets), 1)
     bar = max(1.0, slot * 0.8)

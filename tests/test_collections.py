@@ -230,3 +230,24 @@ def test_check_and_repair_restore_missing_index_and_fts(file_store: memstore.Sto
     assert done
     assert file_store.check() == []
     assert [h.key for h in events.search("sneaky")] == ["raw"]
+
+
+def test_stats_say_what_a_collection_holds(store: memstore.Store) -> None:
+    notes = store.collection("notes", fields={"kind": str}, fts=["text"], ttl=60)
+    assert notes.stats() == {
+        "records": 0,
+        "expired": 0,
+        "oldest": None,
+        "newest": None,
+        "fields": {"kind": "text"},
+        "fts": ["text"],
+        "ttl_seconds": 60.0,
+        "history": False,
+    }
+    notes.put("a", {"kind": "x"})
+    notes.put("b", {"kind": "y"})
+    store.connection.execute("UPDATE notes SET expires_at = '2000-01-01T00:00:00Z' WHERE key = 'b'")
+    stats = notes.stats()
+    assert (stats["records"], stats["expired"]) == (1, 1)
+    assert stats["oldest"] <= stats["newest"]
+    assert store.stats()["collections"]["notes"] == stats

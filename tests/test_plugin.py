@@ -263,3 +263,54 @@ def test_database_page_lists_collections_first(ds: Any) -> None:
     assert script.startswith('var collections = ["events", "secrets"];')
     assert "memstore-group" in script
     assert "var collections" not in get(ds, "/agent/events").text  # the database page only
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "label", "buckets"),
+    [
+        (
+            "2026-01-01T00:05:10Z",
+            "2026-01-01T00:08:00Z",
+            "minute",
+            ["2026-01-01T00:05", "2026-01-01T00:06", "2026-01-01T00:07", "2026-01-01T00:08"],
+        ),
+        (
+            "2026-01-01T23:10:00Z",
+            "2026-01-02T00:15:00Z",
+            "10 minutes",
+            [f"2026-01-01T23:{m}" for m in "12345"] + ["2026-01-02T00:0", "2026-01-02T00:1"],
+        ),
+        ("2026-01-01T10:00:00Z", "2026-01-03T09:00:00Z", "hour", None),
+        ("2026-01-31T10:00:00Z", "2026-02-01T09:00:00Z", "hour", None),
+        ("2025-12-31T14:00:00Z", "2026-01-01T04:00:00Z", "hour", None),
+        ("2026-01-01T10:00:00Z", "2026-02-20T09:00:00Z", "day", None),
+        (
+            "2024-11-03T00:00:00Z",
+            "2026-02-01T00:00:00Z",
+            "month",
+            ["2024-11", "2024-12"]
+            + [f"2025-{m:02}" for m in range(1, 13)]
+            + ["2026-01", "2026-02"],
+        ),
+    ],
+)
+def test_timeline_buckets_cover_the_span_with_empty_ones(
+    first: str, last: str, label: str, buckets: list[str] | None
+) -> None:
+    import memstore_datasette
+
+    found_label, width, keys = memstore_datasette._buckets(first, last)
+    assert found_label == label and len(keys) <= memstore_datasette.MAX_BUCKETS
+    assert keys[0] == first[:width] and keys[-1] == last[:width]
+    assert keys == sorted(set(keys))  # every bucket once, in time order
+    if buckets is not None:
+        assert keys == buckets
+
+
+def test_timeline_gridlines_are_round_numbers() -> None:
+    import memstore_datasette
+
+    assert memstore_datasette._ticks(1) == [0, 1]
+    assert memstore_datasette._ticks(7) == [0, 2, 4, 6, 8]
+    assert memstore_datasette._ticks(10) == [0, 2, 4, 6, 8, 10]
+    assert memstore_datasette._ticks(1234) == [0, 500, 1000, 1500]
