@@ -121,6 +121,22 @@ INTERNAL_PREFIX = "_memstore_"
 MAX_KEY_LENGTH = 1024
 MAX_NAME_LENGTH = 64
 
+#: The largest whole number SQLite stores (a signed 64-bit integer).
+INT64_MAX = 2**63 - 1
+
+#: The longest duration (ttl, older_than) memstore takes: a thousand years, so
+#: that now plus or minus it is still a timestamp (years 1 to 9999).
+MAX_DURATION = timedelta(days=365_250)
+
+#: Filters nest at most this deep and hold at most this many conditions:
+#: SQLite's own limit on an expression's depth is 1000.
+MAX_FILTER_DEPTH = 32
+MAX_FILTER_TERMS = 500
+
+#: A full-text query is at most this long, and runs for at most
+#: ``Store(query_timeout=...)`` seconds.
+MAX_SEARCH_LENGTH = 4096
+
 #: Rows per statement batch in bulk writes and per transaction in cleanup.
 BATCH_SIZE = 1000
 
@@ -143,7 +159,7 @@ FIELD_TYPES: dict[str, tuple[str, tuple[type, ...]]] = {
 # The types a field's value usually has, checked first because it is cheap.
 _EXACT_TYPES: dict[str, frozenset[type]] = {
     "text": frozenset({str}),
-    "integer": frozenset({int}),
+    "integer": frozenset(),  # every int is checked against SQLite's 64-bit range
     "real": frozenset({int, float}),
     "boolean": frozenset({bool}),
 }
@@ -221,7 +237,15 @@ _TRANSLATIONS: tuple[tuple[type[BaseException], type[MemstoreError]], ...] = (
     (apsw.FullError, StorageFullError),
     (apsw.TooBigError, ValidationError),
     (UnicodeEncodeError, ValidationError),
+    # apsw refuses to bind a value of another type (a tuple for an id, say),
+    # and an int beyond 64 bits: the caller's mistake, caught before any write.
+    (TypeError, ValidationError),
+    (OverflowError, ValidationError),
 )
+
+
+# What a statement can raise that is translated into memstore's own errors.
+_DRIVER_ERRORS = (apsw.Error, UnicodeEncodeError, TypeError, OverflowError)
 
 
 def _translate(err: BaseException) -> MemstoreError:
@@ -419,7 +443,9 @@ class Store:
     ``synchronous="full"`` makes every commit survive power loss as well as
     crashes. ``timeout`` is how long to wait, in seconds, for another writer.
     ``max_size`` (bytes) is a quota SQLite enforces (``PRAGMA max_page_count``):
-    a write past it raises QuotaError and changes nothing.
+    a write past it raises QuotaError and changes nothing. ``query_timeout`` is
+    how long, in seconds, a full-text search may run before it is stopped
+    with QueryError.
 
     One Store may be shared by threads: its operations take turns on one
     connection. Open a Store per thread or per process for parallel readers.
@@ -432,16 +458,20 @@ class Store:
         synchronous: Literal["normal", "full"] = "normal",
         timeout: float = 5.0,
         max_size: int | None = None,
+        query_timeout: float = 5.0,
     ) -> None:
         if synchronous not in ("normal", "full"):
             raise ValidationError('synchronous must be "normal" or "full"')
-        if not isinstance(timeout, (int, float)) or timeout < 0:
+        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout < 0:
             raise ValidationError("timeout must be a number of seconds >= 0")
+        if not 0 < _finite(query_timeout, "query_timeout") <= 3600:
+            raise ValidationError("query_timeout must be a number of seconds, up to 3600")
         if max_size is not None and (not isinstance(max_size, int) or max_size < 65536):
             raise ValidationError("max_size must be a whole number of bytes, at least 65536")
         self.path = os.fspath(path)
         self.synchronous = synchronous
         self.timeout = float(timeout)
+        self.query_timeout = float(query_timeout)
         self.max_size = max_size
         self._lock = threading.RLock()
         self._depth = 0
@@ -563,14 +593,14 @@ class Store:
         with self._lock:
             try:
                 return self.connection.execute(sql, params).fetchall()
-            except (apsw.Error, UnicodeEncodeError) as err:
+            except _DRIVER_ERRORS as err:
                 raise self._error(err) from err
 
     def _run_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         with self._lock:
             try:
                 self.connection.executemany(sql, rows).fetchall()
-            except (apsw.Error, UnicodeEncodeError) as err:
+            except _DRIVER_ERRORS as err:
                 raise self._error(err) from err
 
     def _stream(
@@ -580,7 +610,7 @@ class Store:
         with self._lock:
             try:
                 cursor = self.connection.execute(sql, params)
-            except (apsw.Error, UnicodeEncodeError) as err:
+            except _DRIVER_ERRORS as err:
                 raise self._error(err) from err
         try:
             while True:
@@ -1225,6 +1255,7 @@ class _Target(NamedTuple):
     sql: str
     params: tuple[Any, ...]
     path: str | None  # None for the meta columns (key, created_at, ...)
+    kind: str | None = None  # a declared field's type: its column has that affinity
 
 
 class Collection:
@@ -1956,14 +1987,15 @@ class Collection:
             return _Target(f"t.{field}", (), None)
         path = _json_path(field)
         if field in self.fields:
-            return _Target(f"t.{quote_identifier(field_column(field))}", (), path)
+            column = f"t.{quote_identifier(field_column(field))}"
+            return _Target(column, (), path, self.fields[field])
         return _Target("json_extract(t.body, ?)", (path,), path)
 
     def _filter(
         self, where: Mapping[str, Any] | None, *, include_expired: bool = False
     ) -> tuple[str, list[Any]]:
         """The SQL condition for ``where``, plus "not expired" unless told otherwise."""
-        clause, params = _compile_where(where or {}, self._target)
+        clause, params = _compile_filter(where or {}, self._target)
         if include_expired:
             return clause, params
         return f"(t.expires_at IS NULL OR t.expires_at > ?) AND {clause}", [
@@ -2919,8 +2951,9 @@ def _check_usage(usage: Mapping[str, Any] | None) -> tuple[int, int, int, str | 
         _check_count(values.get(field, 0), field)
     tokens_in, tokens_out = values.get("input_tokens", 0), values.get("output_tokens", 0)
     total = values.get("total_tokens", tokens_in + tokens_out)
+    _check_count(total, "total_tokens")
     cost = values.get("cost", 0.0)
-    if not isinstance(cost, (int, float)) or isinstance(cost, bool) or not 0 <= cost < math.inf:
+    if _finite(cost, "cost") < 0:
         raise ValidationError(f"cost must be a number >= 0, not {cost!r}")
     model = values.get("model")
     if model is not None and not isinstance(model, str):
@@ -2929,14 +2962,27 @@ def _check_usage(usage: Mapping[str, Any] | None) -> tuple[int, int, int, str | 
 
 
 def _search(store: Store, sql: str, params: Sequence[Any], text: str) -> list[Any]:
-    """Run a full-text search; FTS5's syntax errors become QueryError."""
-    try:
-        return store._fetch(sql, params)
-    except MemstoreError as err:
-        # The rest of the statement is memstore's own, so an SQL error is the query's.
-        if isinstance(err.__cause__, apsw.SQLError):
-            raise QueryError(f"cannot search for {text!r}: {err.__cause__}") from err.__cause__
-        raise
+    """Run a full-text search for at most ``store.query_timeout`` seconds; FTS5's syntax
+    errors, and a query that runs out of time, become QueryError."""
+    deadline = time.monotonic() + store.query_timeout
+    with store._lock:
+        conn = store.connection
+        conn.set_progress_handler(lambda: time.monotonic() > deadline, 1000)
+        try:
+            return store._fetch(sql, params)
+        except MemstoreError as err:
+            cause = err.__cause__
+            if isinstance(cause, apsw.InterruptError):
+                raise QueryError(
+                    f"the search for {text!r:.80} took longer than {store.query_timeout:g} s; "
+                    "use fewer terms (or Store(query_timeout=...))"
+                ) from cause
+            # The rest of the statement is memstore's own, so an SQL error is the query's.
+            if isinstance(cause, apsw.SQLError):
+                raise QueryError(f"cannot search for {text!r:.80}: {cause}") from cause
+            raise
+        finally:
+            conn.set_progress_handler(None)
 
 
 _LAYER_FTS = ("memstore_events_fts", "memstore_messages_fts")
@@ -2954,6 +3000,8 @@ def _fts_problems(store: Store, fts: str) -> list[str]:
 def _check_match(text: object) -> str:
     if not isinstance(text, str) or not text.strip():
         raise QueryError("the search text must be a non-empty string")
+    if len(text) > MAX_SEARCH_LENGTH:
+        raise QueryError(f"a search is {MAX_SEARCH_LENGTH} characters at most, not {len(text):,}")
     return text
 
 
@@ -3057,8 +3105,9 @@ class Checkpoints:
         if parent is not None and parent == new_id:
             raise ValidationError(f"checkpoint {new_id!r} cannot be its own parent")
         text = _dumps(state)
-        size = len(text.encode("utf-8"))
-        packed = zlib.compress(text.encode("utf-8"), 6) if size >= COMPRESS_ABOVE else None
+        encoded = _utf8(text)
+        size = len(encoded)
+        packed = zlib.compress(encoded, 6) if size >= COMPRESS_ABOVE else None
         values = (_dumps(_mapping(metadata, "metadata")), _dumps(_strings(tags, "tags")))
         with self.store.transaction():
             if self.store._fetch("SELECT 1 FROM memstore_checkpoints WHERE id = ?", (new_id,)):
@@ -3201,7 +3250,7 @@ class Checkpoints:
         """A thread's checkpoints on any branch, newest first, filtered by tags, time and
         ``where`` on the state or metadata: ``{"state.plan.0": "search", "metadata.user": "u1"}``
         with the operators of ``Collection.query``."""
-        clause, params = _compile_where(where or {}, _checkpoint_target)
+        clause, params = _compile_filter(where or {}, _checkpoint_target)
         sql = (
             f"SELECT {_CHECKPOINT_COLUMNS} FROM memstore_checkpoints AS c "
             f"WHERE c.thread_id = ? AND {clause} ORDER BY c.created_at DESC, c.id DESC"
@@ -3330,6 +3379,8 @@ class _Lineage(NamedTuple):
 
 def _checkpoint_target(field: str) -> _Target:
     """Filter fields of ``Checkpoints.find``: state.<path> or metadata.<path>."""
+    if not isinstance(field, str):
+        raise QueryError(f"filter checkpoints on state.<path> or metadata.<path>, not {field!r}")
     root, _, rest = field.partition(".")
     if root == "metadata":
         path = _json_path(rest) if rest else "$"
@@ -3473,12 +3524,7 @@ class Graph:
             _check_key(value)
         if source == target:
             raise ValidationError(f"an edge cannot join {source!r} to itself")
-        if (
-            not isinstance(weight, (int, float))
-            or isinstance(weight, bool)
-            or not math.isfinite(weight)
-        ):
-            raise ValidationError(f"weight must be a finite number, not {weight!r}")
+        weight = _finite(weight, "weight")
         body, now = _dumps(_mapping(props, "props")), _iso(_utcnow())
         with self.store.transaction():
             for endpoint in (source, target):
@@ -3717,7 +3763,7 @@ class Cache:
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (cache, key) DO UPDATE SET "
                 "value = excluded.value, size = excluded.size, created_at = excluded.created_at, "
                 "expires_at = excluded.expires_at",
-                (self.name, key, body, len(body.encode("utf-8")), _iso(now), expires),
+                (self.name, key, body, len(_utf8(body)), _iso(now), expires),
             )
             self._flush_stats()
 
@@ -3795,7 +3841,7 @@ class Cache:
                     arguments = json.dumps([args, kwargs], sort_keys=True, allow_nan=False)
                 except (TypeError, ValueError) as err:
                     raise ValidationError(f"memoized arguments must be JSON: {err}") from err
-                key = prefix + hashlib.sha256(arguments.encode("utf-8")).hexdigest()
+                key = prefix + hashlib.sha256(_utf8(arguments)).hexdigest()
                 found = self._lookup(key)
                 if found is not _MISSING:
                     return found
@@ -4267,6 +4313,36 @@ def _drop_fts_sql(table: str, *, keep_table: bool = False) -> list[str]:
 _Compiled = tuple[str, list[Any]]
 
 
+def _compile_filter(where: Mapping[str, Any], target: Callable[[str], _Target]) -> _Compiled:
+    """A filter as an SQL condition and its parameters, after checking its size."""
+    _check_filter_size(where)
+    return _compile_where(where, target)
+
+
+def _check_filter_size(where: Any) -> None:
+    """Refuse a filter nested too deep or with too many conditions, before compiling it:
+    a QueryError that says the limit, not a RecursionError or SQLite's "too large"."""
+    stack, terms = [(where, 1)], 0
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_FILTER_DEPTH:
+            raise QueryError(
+                f"a filter may nest $and, $or and $not {MAX_FILTER_DEPTH} deep at most"
+            )
+        if not isinstance(node, Mapping):
+            continue
+        for key, value in node.items():
+            terms += len(value) if isinstance(value, Mapping) else 1
+            if key in _LOGICAL:
+                children = value if isinstance(value, (list, tuple)) else [value]
+                stack.extend((child, depth + 1) for child in children)
+        if terms > MAX_FILTER_TERMS:
+            raise QueryError(
+                f"a filter may hold {MAX_FILTER_TERMS} conditions at most "
+                "(use $in for a long list of values)"
+            )
+
+
 def _compile_where(where: Mapping[str, Any], target: Callable[[str], _Target]) -> _Compiled:
     if not isinstance(where, Mapping):
         raise QueryError(f"where must be a dict, not {type(where).__name__}")
@@ -4304,7 +4380,11 @@ def _compile_condition(target: _Target, field: str, condition: Any) -> _Compiled
 
 def _query_value(value: Any, *, structured: bool = False) -> Any:
     """Check a value given in a filter; structured (dict/list) ones become JSON text."""
-    if value is None or isinstance(value, (str, int)):
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not -INT64_MAX - 1 <= value <= INT64_MAX:
+            raise QueryError(f"cannot compare with {value!r:.60}: beyond SQLite's 64-bit integers")
+        return value
+    if value is None or isinstance(value, (str, bool)):
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -4315,7 +4395,18 @@ def _query_value(value: Any, *, structured: bool = False) -> Any:
     raise QueryError(f"cannot compare with a {type(value).__name__}: {value!r}")
 
 
+def _matching(target: _Target, values: Iterable[Any]) -> _Target:
+    """The target to compare these values with: a declared field's indexed column, unless a
+    value is not of the field's type. The column's affinity would turn "1" into 1 (or 1 into
+    "1" for text), and a filter must match the same records whether a field is declared or not.
+    """
+    if target.kind is None or all(v is None or _fits(v, target.kind) for v in values):
+        return target
+    return _Target("json_extract(t.body, ?)", (target.path,), target.path)
+
+
 def _equals(target: _Target, value: Any) -> _Compiled:
+    target = _matching(target, [value])
     if isinstance(value, (dict, list)):
         return f"{target.sql} IS json(?)", [*target.params, _query_value(value, structured=True)]
     return f"{target.sql} IS ?", [*target.params, _query_value(value)]
@@ -4330,6 +4421,7 @@ def _comparison(symbol: str) -> Callable[[_Target, Any], _Compiled]:
     def compile_(target: _Target, value: Any) -> _Compiled:
         if value is None:
             raise QueryError(f"cannot use {symbol} with null")
+        target = _matching(target, [value])
         return f"{target.sql} {symbol} ?", [*target.params, _query_value(value)]
 
     return compile_
@@ -4339,6 +4431,7 @@ def _in(target: _Target, values: Any) -> _Compiled:
     if not isinstance(values, (list, tuple, set, frozenset)):
         raise QueryError(f"$in and $nin take a list, not {type(values).__name__}")
     checked = [_query_value(v) for v in values]
+    target = _matching(target, checked)
     return f"{target.sql} IN (SELECT value FROM json_each(?))", [*target.params, _dumps(checked)]
 
 
@@ -4467,7 +4560,7 @@ def check_collection_name(name: object) -> str:
     """Return ``name`` if it may name a collection, else raise ValidationError saying why.
 
     ASCII letters, digits and single underscores, starting with a letter, at
-    most 64 characters, not starting with ``sqlite_`` or ``memstore_``, nor
+    most 64 characters, not starting with ``sqlite`` or ``memstore_``, nor
     containing ``_fts``.
     """
     if (
@@ -4475,13 +4568,13 @@ def check_collection_name(name: object) -> str:
         or not _COLLECTION_NAME.match(name)
         or len(name) > MAX_NAME_LENGTH
         or "__" in name
-        or name.lower().startswith(("sqlite_", "memstore_"))
+        or name.lower().startswith(("sqlite", "memstore_"))  # sqlite_* names are SQLite's
         or re.search(r"_fts(_|$)", name.lower())
     ):
         raise ValidationError(
             f"invalid collection name {name!r}: use ASCII letters, digits and single "
             f"underscores, starting with a letter, at most {MAX_NAME_LENGTH} characters, "
-            "not starting with sqlite_ or memstore_, nor containing _fts"
+            "not starting with sqlite or memstore_, nor containing _fts"
         )
     return name
 
@@ -4586,6 +4679,8 @@ def _fits(value: object, kind: str) -> bool:
     """Whether a value (of a subclass, say a str enum) may be stored in a field of this kind."""
     if isinstance(value, bool) and kind != "boolean":
         return False
+    if kind == "integer" and isinstance(value, int) and not -INT64_MAX - 1 <= value <= INT64_MAX:
+        return False  # the column would hold a rounded float, get() the exact int
     return isinstance(value, FIELD_TYPES[kind][1])
 
 
@@ -4628,7 +4723,12 @@ def _timestamp(value: object) -> str:
         raise ValidationError(f"a timestamp must be ISO-8601 text or a datetime, not {value!r}")
     if value.tzinfo is None:
         raise ValidationError(f"a timestamp needs a time zone (say +00:00 or Z): {value!r}")
-    return _iso(value.astimezone(UTC))
+    try:
+        return _iso(value.astimezone(UTC))
+    except (OverflowError, ValueError) as err:
+        raise ValidationError(
+            f"timestamp out of range (years 1 to 9999 in UTC): {value!r}"
+        ) from err
 
 
 def _optional_timestamp(value: object) -> str | None:
@@ -4636,8 +4736,8 @@ def _optional_timestamp(value: object) -> str | None:
 
 
 def _check_count(value: object, name: str) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ValidationError(f"{name} must be a whole number >= 0, not {value!r}")
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= INT64_MAX:
+        raise ValidationError(f"{name} must be a whole number from 0 to 2**63-1, not {value!r:.60}")
 
 
 def _check_batch_size(value: object) -> None:
@@ -4651,12 +4751,36 @@ def _seconds(value: object, name: str) -> float:
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
+        seconds = _finite(value, name)
     else:
-        raise ValidationError(f"{name} must be a timedelta or seconds, not {value!r}")
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ValidationError(f"{name} must be positive, not {value!r}")
+        raise ValidationError(f"{name} must be a timedelta or seconds, not {value!r:.60}")
+    if not 0 < seconds <= MAX_DURATION.total_seconds():
+        raise ValidationError(
+            f"{name} must be more than 0 and at most 1000 years "
+            f"({MAX_DURATION.total_seconds():.0f} seconds), not {value!r:.60}"
+        )
     return seconds
+
+
+def _finite(value: object, name: str) -> float:
+    """A number as a finite float, or a ValidationError (10**400 is too big for one)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise ValidationError(f"{name} must be a number, not {value!r:.60}")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise ValidationError(f"{name} must be a finite number, not {value!r:.60}")
+    return number
+
+
+def _utf8(text: str) -> bytes:
+    """Text as UTF-8; a lone surrogate (which no JSON file may hold) is a ValidationError."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValidationError(f"text cannot be stored: {err}") from err
 
 
 # One encoder for every record: json.dumps with options builds a new one per call.
@@ -4664,11 +4788,33 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(","
 
 
 def _dumps(value: Any) -> str:
-    """JSON text for a value, refusing what JSON cannot represent (sets, bytes, NaN, cycles)."""
+    """JSON text for a value, refusing what JSON cannot represent (sets, bytes, NaN, cycles,
+    keys that are not strings)."""
     try:
-        return _ENCODER.encode(value)
+        text = _ENCODER.encode(value)
     except (TypeError, ValueError, RecursionError) as err:
         raise ValidationError(f"value cannot be stored as JSON: {err}") from err
+    _check_keys(value)  # after encoding, which refuses cycles: this walk ends
+    return text
+
+
+def _check_keys(value: Any) -> None:
+    """Refuse dict keys that are not strings. JSON writes None, True and 1 as "null", "true"
+    and "1", so {"null": 5, None: "x"} would become an object with one key twice: the
+    index would see one value and get() the other."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Mapping):
+            for key, child in item.items():
+                if not isinstance(key, str):
+                    raise ValidationError(
+                        f"keys must be strings, not {type(key).__name__}: {key!r:.60}"
+                    )
+                if isinstance(child, (Mapping, list, tuple)):
+                    stack.append(child)
+        elif isinstance(item, (list, tuple)):
+            stack.extend(c for c in item if isinstance(c, (Mapping, list, tuple)))
 
 
 def _utcnow() -> datetime:
