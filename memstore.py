@@ -718,8 +718,9 @@ class Store:
         The file's integrity (``full=True``: every page and index, not a
         quick check), each collection against the registry, its indexes,
         triggers and FTS index, the ``sql/`` files' indexes and triggers and
-        the memory layers' FTS indexes, dangling references (graph edges,
-        branches, checkpoint parents) and records past their TTL.
+        the memory layers' FTS indexes and dangling references (graph edges,
+        branches, checkpoint parents). Records past their TTL are not a
+        problem: they wait for ``cleanup()`` (``stats()`` counts them).
         ``repair()`` mends what it can.
         """
         pragma = "integrity_check" if full else "quick_check"
@@ -729,11 +730,7 @@ class Store:
             if name not in tables:
                 problems.append(f"{name}: registered, but its table is missing")
                 continue
-            collection = self.collection(name)
-            problems += collection.check()
-            expired = collection.expired_count()
-            if expired:
-                problems.append(f"{name}: {expired} records past their TTL (memstore cleanup)")
+            problems += self.collection(name).check()
         for name, (kind, _) in _schema_objects().items():
             if name not in tables:
                 problems.append(f"missing {kind} {name}")
@@ -1609,8 +1606,9 @@ class Collection:
         """Delete what retention says to; return how many records were removed.
 
         A record goes if it is past its time to live (unless ``expired=False``),
-        or was created (``by="updated"``: last updated) more than ``older_than``
-        ago, or is not among the ``keep_last`` newest. Deletes run in
+        or if retention says so: created (``by="updated"``: last updated) more
+        than ``older_than`` ago, and not among the ``keep_last`` newest. Either
+        works alone; together, "older than X, but always keep the last N". Deletes run in
         transactions of ``batch_size`` rows so other writers wait only briefly.
         In a collection with history, the removed records' versions go too,
         as do versions archived more than ``older_than`` ago.
@@ -1624,9 +1622,10 @@ class Collection:
         if expired:
             conditions.append("(t.expires_at IS NOT NULL AND t.expires_at <= ?)")
             params.append(_iso(now))
+        retention: list[str] = []  # all must hold: older than, and not among the newest
         if older_than is not None:
             cutoff = _iso(now - timedelta(seconds=_seconds(older_than, "older_than")))
-            conditions.append(f"t.{by}_at < ?")
+            retention.append(f"t.{by}_at < ?")
             params.append(cutoff)
             if self.keeps_history:
                 with self.store.transaction():
@@ -1641,9 +1640,11 @@ class Collection:
                 "ORDER BY created_at DESC, id DESC LIMIT 1 OFFSET ?",
                 (keep_last,),
             )
-            if boundary:  # the newest record past the ones to keep, and all older
-                conditions.append("(t.created_at, t.id) <= (?, ?)")
-                params += boundary[0]
+            # The newest record past the ones to keep, and all older; none: keep all.
+            retention.append("(t.created_at, t.id) <= (?, ?)" if boundary else "0")
+            params += boundary[0] if boundary else []
+        if retention:
+            conditions.append("(" + " AND ".join(retention) + ")")
         if not conditions:
             return 0
         return self._delete_in_batches(
@@ -2280,8 +2281,9 @@ class EventLog:
         keep_last: int | None = None,
         batch_size: int = BATCH_SIZE,
     ) -> int:
-        """Remove events older than ``older_than`` (by their ``at``) or not among the
-        ``keep_last`` newest; return how many. Sequence numbers are never reused.
+        """Remove events older than ``older_than`` (by their ``at``) and not among the
+        ``keep_last`` newest (either alone works too); return how many. Sequence
+        numbers are never reused.
         Take a snapshot first if you will want to replay past the removed events.
         """
         conditions: list[str] = []
@@ -2296,7 +2298,7 @@ class EventLog:
             params.append(self.last_seq() - keep_last)
         if not conditions:
             return 0
-        where = f"log = ? AND ({' OR '.join(conditions)})"
+        where = f"log = ? AND ({' AND '.join(conditions)})"
         return _delete_batches(
             self.store, "memstore_events", where, [self.name, *params], batch_size
         )
@@ -3289,8 +3291,8 @@ class Checkpoints:
         keep_tagged: bool = True,
         force: bool = False,
     ) -> int:
-        """Delete a thread's checkpoints beyond the ``keep_last`` newest or older than
-        ``older_than``; return how many.
+        """Delete a thread's checkpoints older than ``older_than`` and beyond the
+        ``keep_last`` newest (either alone works too); return how many.
 
         Tagged checkpoints are kept unless ``keep_tagged=False``. A checkpoint
         that another branch starts from is kept while that branch has
@@ -3298,33 +3300,38 @@ class Checkpoints:
         checkpoint needs its parent to be restored: the oldest one kept
         simply starts its history (its parent link is cleared).
         """
-        # What retention decides on, without reading (or inflating) any state.
-        everything = [
-            _Lineage(cid, branch, parent, json.loads(tags), created_at)
-            for cid, branch, parent, tags, created_at in self.store._fetch(
-                "SELECT id, branch, parent_id, tags, created_at FROM memstore_checkpoints "
-                "WHERE thread_id = ? ORDER BY created_at DESC, id DESC",
-                (thread_id,),
-            )
-        ]
-        doomed_ids: set[str] = set()
         if keep_last is not None:
             _check_count(keep_last, "keep_last")
-            doomed_ids |= {c.id for c in everything[keep_last:]}
+        cutoff = None
         if older_than is not None:
             cutoff = _iso(_utcnow() - timedelta(seconds=_seconds(older_than, "older_than")))
-            doomed_ids |= {c.id for c in everything if c.created_at < cutoff}
-        doomed = {
-            c.id: c for c in everything if c.id in doomed_ids and not (keep_tagged and c.tags)
-        }
-        if not force:
-            # Keep the checkpoints a branch grows from while the branch lives on.
-            children = [c for c in everything if c.id not in doomed]
-            for child in children:
-                parent = doomed.get(child.parent_id or "")
-                if parent is not None and parent.branch != child.branch:
-                    del doomed[parent.id]
+        if keep_last is None and cutoff is None:
+            return 0
+        # Decided and done in one write transaction: another process's checkpoint (a new
+        # branch's first, say) cannot come between what is read and what is deleted.
         with self.store.transaction():
+            # What retention decides on, without reading (or inflating) any state.
+            everything = [
+                _Lineage(cid, branch, parent, json.loads(tags), created_at)
+                for cid, branch, parent, tags, created_at in self.store._fetch(
+                    "SELECT id, branch, parent_id, tags, created_at FROM memstore_checkpoints "
+                    "WHERE thread_id = ? ORDER BY created_at DESC, id DESC",
+                    (thread_id,),
+                )
+            ]
+            candidates = everything[keep_last:] if keep_last is not None else everything
+            doomed = {
+                c.id: c
+                for c in candidates
+                if (cutoff is None or c.created_at < cutoff) and not (keep_tagged and c.tags)
+            }
+            if not force:
+                # Keep the checkpoints a branch grows from while the branch lives on.
+                children = [c for c in everything if c.id not in doomed]
+                for child in children:
+                    parent = doomed.get(child.parent_id or "")
+                    if parent is not None and parent.branch != child.branch:
+                        del doomed[parent.id]
             ids = json.dumps(sorted(doomed))
             self.store._fetch(
                 "UPDATE memstore_checkpoints SET parent_id = NULL "

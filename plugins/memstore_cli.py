@@ -210,6 +210,13 @@ def store_command(
     return decorate
 
 
+def existing(store: memstore.Store, name: str) -> memstore.Collection:
+    """A collection that must exist already: commands that read never create one."""
+    if name not in store:
+        raise memstore.NotFoundError(f"no collection named {name!r}")
+    return store.collection(name)
+
+
 def open_store(ctx: click.Context) -> memstore.Store:
     path = ctx.meta.get(_DB_KEY)
     if not path:
@@ -352,9 +359,7 @@ def collection_create(
 def collection_show(ctx: click.Context, name: str, as_json: bool) -> None:
     """Show a collection's records, fields, search paths, TTL and history (exit code 3 if none)."""
     with open_store(ctx) as store:
-        if name not in store:
-            raise memstore.NotFoundError(f"no collection named {name!r}")
-        data = _declaration(store.collection(name))
+        data = _declaration(existing(store, name))
     emit(data, as_json, _describe(data))
 
 
@@ -364,9 +369,7 @@ def collection_show(ctx: click.Context, name: str, as_json: bool) -> None:
 def collection_drop(ctx: click.Context, name: str, yes: bool, as_json: bool) -> None:
     """Delete a collection and every record in it (exit code 3 if there is none)."""
     with open_store(ctx) as store:
-        if name not in store:
-            raise memstore.NotFoundError(f"no collection named {name!r}")
-        count = store.collection(name).count()
+        count = existing(store, name).count()
         if not yes:
             click.confirm(
                 f"Delete collection {name} and its {plural(count, 'record')}?", abort=True
@@ -448,7 +451,7 @@ def put(
 def get(ctx: click.Context, collection_name: str, key: str, as_json: bool) -> None:
     """Print a record as JSON (exit code 3 when there is none)."""
     with open_store(ctx) as store:
-        record = store.collection(collection_name).get(key)
+        record = existing(store, collection_name).get(key)
     click.echo(json.dumps(record, indent=2, ensure_ascii=False))
 
 
@@ -469,7 +472,7 @@ def query(
 ) -> None:
     """Print matching records as NDJSON: {"key", "record", "created_at", ...} per line."""
     with open_store(ctx) as store:
-        rows = store.collection(collection_name).rows(
+        rows = existing(store, collection_name).rows(
             where, order_by=list(order_by) or None, limit=limit, offset=offset
         )
         found = (row._asdict() for row in rows)
@@ -495,7 +498,7 @@ def search(
 ) -> None:
     """Full-text search; print hits as NDJSON: {"key", "rank", "snippet", "record"}."""
     with open_store(ctx) as store:
-        hits = store.collection(collection_name).search(text, where=where, limit=limit)
+        hits = existing(store, collection_name).search(text, where=where, limit=limit)
     found = [{"key": h.key, "rank": h.rank, "snippet": h.snippet, "record": h.record} for h in hits]
     if as_json:
         emit(found, True)
@@ -519,7 +522,7 @@ def delete(
     if bool(keys) == (where is not None):
         raise click.UsageError("give KEYS or --where", ctx)
     with open_store(ctx) as store:
-        target = store.collection(collection_name)
+        target = existing(store, collection_name)
         if where is not None:
             count = target.delete_where(where)
         else:

@@ -1222,7 +1222,7 @@ async def _search_database(
 
 
 async def css_view(request: Any) -> Response:
-    return Response(CSS, content_type="text/css; charset=utf-8")
+    return _only_get(request) or Response(CSS, content_type="text/css; charset=utf-8")
 
 
 @hookimpl

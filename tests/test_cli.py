@@ -150,10 +150,10 @@ def test_check_repair_cleanup_and_maintenance(tmp_path: Path) -> None:
     problems = json.loads(broken.stdout)["problems"]
     assert any("tasks__fts_update" in p for p in problems)
     assert any("dangling edge" in p for p in problems)
-    assert any("past their TTL" in p for p in problems)
+    assert not any("notes" in p for p in problems)  # expired records wait for cleanup
     repaired = memstore_cli("repair", db=db)
     assert "rebuilt the full-text index" in repaired.stdout
-    assert repaired.returncode == 1  # the dangling edges and expired notes are left to the user
+    assert repaired.returncode == 1  # the dangling edges are left to the user
     cleaned = json.loads(memstore_cli("cleanup", "--json", db=db).stdout)["removed"]
     assert cleaned["collection notes"] == 3 and "cache llm" in cleaned
     with memstore.Store(db) as store:
@@ -442,3 +442,30 @@ def test_import_memstore_does_not_load_the_plugins_or_click() -> None:
         "print(sorted(m for m in sys.modules if m.startswith(('click', 'memstore_', 'datasette'))))"
     )
     assert result.stdout.strip() == "[]", result.stderr
+
+
+def test_commands_that_read_create_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "a.db"
+    memstore.Store(db).close()
+    for args in (
+        ["get", "nope", "k"],
+        ["query", "nope"],
+        ["search", "nope", "x"],
+        ["delete", "nope", "k"],
+        ["collection", "show", "nope"],
+        ["collection", "drop", "nope", "--yes"],
+    ):
+        result = memstore_cli(*args, db=db)
+        assert result.returncode == 3 and "no collection named 'nope'" in result.stderr, args
+    with memstore.Store(db) as store:
+        assert store.collections() == []
+
+
+def test_check_passes_with_records_waiting_for_cleanup(tmp_path: Path) -> None:
+    db = tmp_path / "a.db"
+    with memstore.Store(db) as store:
+        store.collection("notes", ttl=60).put("a", {})
+        store.connection.execute("UPDATE notes SET expires_at = '2000-01-01T00:00:00Z'")
+    assert memstore_cli("check", db=db).stdout == "ok\n"
+    info = json.loads(memstore_cli("info", "--json", db=db).stdout)
+    assert info["collections"]["notes"]["expired"] == 1

@@ -226,8 +226,11 @@ def test_no_write_route(ds: Any) -> None:
         "/-/memstore/agent/threads/chat-1",
         "/-/memstore/agent/events/planner",
         "/-/memstore/agent/checkpoints/chat-1",
+        "/-/memstore/memstore.css",
     ]:
-        assert get(ds, path, "post").status_code in (403, 405), path
+        for method in ("post", "put", "delete", "patch"):
+            assert get(ds, path, method).status_code in (403, 405), (method, path)
+    assert get(ds, "/-/memstore/memstore.css").status_code == 200
 
 
 def test_hidden_table_stays_hidden_and_uncounted(agent_db: Path) -> None:

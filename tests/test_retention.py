@@ -118,11 +118,12 @@ def test_store_cleanup_covers_every_layer(store: memstore.Store) -> None:
     cache.set("a", 1, ttl=1)
     store.connection.execute("UPDATE memstore_cache SET expires_at = '2000-01-01T00:00:00Z'")
     calls: list[tuple[int, int]] = []
+    # Old events go, but the newest two always stay; young notes and checkpoints stay.
     everything = {
-        "collection notes": 3,
-        "event log agent": 6,
+        "collection notes": 0,
+        "event log agent": 4,
         "conversations": 1,
-        "checkpoints": 2,
+        "checkpoints": 0,
         "cache llm": 1,
     }
     dry = store.cleanup(older_than=timedelta(days=365), keep_last=2, dry_run=True)
@@ -136,7 +137,8 @@ def test_store_cleanup_covers_every_layer(store: memstore.Store) -> None:
         == everything
     )
     assert calls == [(n, 5) for n in range(1, 6)]
-    assert notes.count() == 2 and len(log) == 0 and len(cp.history("t1")) == 2
+    assert notes.count() == 5 and len(log) == 2 and len(cp.history("t1")) == 4
+    assert store.cleanup(keep_last=2)["collection notes"] == 3
     assert [t.id for t in conv.threads()] == ["new"] and cache.get("a") is None
     assert store.check() == []
 
@@ -171,3 +173,24 @@ def test_bad_store_cleanup_options_change_nothing(
 def test_bad_cleanup_options(store: memstore.Store, options: dict[str, object]) -> None:
     with pytest.raises(memstore.ValidationError):
         store.collection("notes").cleanup(**options)  # type: ignore[arg-type]
+
+
+def test_older_than_with_keep_last_always_keeps_the_last(store: memstore.Store) -> None:
+    """ "Older than X, but always keep the last N", in every layer that has both."""
+    cp = store.checkpoints()
+    for step in range(5):
+        cp.save("t", {"step": step})
+    store.connection.execute("UPDATE memstore_checkpoints SET created_at = '2020-01-01'")
+    assert cp.cleanup("t", keep_last=3, older_than=timedelta(days=1)) == 2
+    assert [c.state["step"] for c in cp.history("t")] == [4, 3, 2]
+    notes = store.collection("notes")
+    notes.put_many([(f"n{i}", {"i": i}) for i in range(5)])
+    age(notes, "n0", "created_at", "2020-01-01T00:00:00.000000Z")
+    assert notes.cleanup(keep_last=3, older_than=timedelta(days=1)) == 1  # only n0 is old
+    assert notes.cleanup(keep_last=10, older_than=timedelta(days=1)) == 0
+    log = store.event_log("l")
+    for day in range(1, 6):
+        log.append({"kind": "k", "at": f"2020-01-0{day}T00:00:00Z"})
+    log.append({"kind": "k"})  # today
+    assert log.cleanup(keep_last=3, older_than=timedelta(days=1)) == 3
+    assert [e.seq for e in log.read()] == [4, 5, 6]
