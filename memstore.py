@@ -137,6 +137,9 @@ MAX_FILTER_TERMS = 500
 #: ``Store(query_timeout=...)`` seconds.
 MAX_SEARCH_LENGTH = 4096
 
+#: The smallest quota (``Store(max_size=...)``): an empty store takes about 256 KiB.
+MIN_QUOTA = 2**20
+
 #: Rows per statement batch in bulk writes and per transaction in cleanup.
 BATCH_SIZE = 1000
 
@@ -288,10 +291,14 @@ def _refuse_double_quoted_strings(conn: apsw.Connection) -> None:
 
 
 def _set_quota(conn: apsw.Connection, max_size: int) -> None:
-    """A size limit SQLite itself enforces: past it, writes fail with SQLITE_FULL."""
+    """A size limit SQLite itself enforces: past it, writes fail with SQLITE_FULL. The WAL
+    is not part of the database's pages, so it is kept small too: checkpointed every
+    eighth of the quota and truncated back to a quarter of it."""
     page_size = conn.execute("PRAGMA page_size").fetchall()[0][0]
     assert isinstance(page_size, int)
     conn.execute(f"PRAGMA max_page_count = {max(1, max_size // page_size)}").fetchall()
+    conn.execute(f"PRAGMA journal_size_limit = {max_size // 4}").fetchall()
+    conn.wal_autocheckpoint(max(16, max_size // page_size // 8))
 
 
 def _register_functions(conn: apsw.Connection) -> None:
@@ -305,16 +312,37 @@ def _register_functions(conn: apsw.Connection) -> None:
 def _connect(path: str, *, synchronous: str, timeout: float) -> apsw.Connection:
     try:
         conn = apsw.Connection(path)
+    except apsw.Error as err:
+        raise _translate(err) from err
+    try:
         _set_busy_timeout(conn, timeout)
         _refuse_double_quoted_strings(conn)
+        _refuse_foreign_files(conn)
         if path != ":memory:":
             _use_wal(conn)
         _set_synchronous(conn, synchronous)
         _enable_foreign_keys(conn)
         _register_functions(conn)
-    except apsw.Error as err:
-        raise _translate(err) from err
+    except BaseException as err:
+        conn.close()
+        if isinstance(err, apsw.Error):
+            raise _translate(err) from err
+        raise
     return conn
+
+
+def _refuse_foreign_files(conn: apsw.Connection) -> None:
+    """Another application's file, or a newer memstore's, is refused before anything
+    (WAL mode included) changes it: it is left byte for byte as it was."""
+    app_id = conn.execute("PRAGMA application_id").fetchall()[0][0]
+    version = conn.execute("PRAGMA user_version").fetchall()[0][0]
+    assert isinstance(app_id, int) and isinstance(version, int)
+    if app_id not in (0, APPLICATION_ID) or (app_id == 0 and version != 0):
+        raise SchemaError(
+            f"not a memstore file (application_id {app_id:#x}, user_version {version}); "
+            "it was left as it was"
+        )
+    _check_schema_version(version)
 
 
 # --------------------------------------------------------------------------
@@ -396,6 +424,10 @@ def _check_schema(conn: apsw.Connection, version: int) -> None:
     app_id = conn.execute("PRAGMA application_id").fetchall()[0][0]
     if app_id != APPLICATION_ID:
         raise SchemaError(f"not a memstore file (application_id {app_id:#x})")
+    _check_schema_version(version)
+
+
+def _check_schema_version(version: int) -> None:
     if version > SCHEMA_VERSION:
         raise SchemaError(
             f"this file has memstore schema version {version}, written by a newer "
@@ -442,8 +474,9 @@ class Store:
     ``path`` is a file (created and migrated as needed) or ``":memory:"``.
     ``synchronous="full"`` makes every commit survive power loss as well as
     crashes. ``timeout`` is how long to wait, in seconds, for another writer.
-    ``max_size`` (bytes) is a quota SQLite enforces (``PRAGMA max_page_count``):
-    a write past it raises QuotaError and changes nothing. ``query_timeout`` is
+    ``max_size`` (bytes, at least 1 MiB) is a quota SQLite enforces (``PRAGMA
+    max_page_count``): a write past it raises QuotaError and changes nothing;
+    the WAL is checkpointed early and truncated so that it stays small too. ``query_timeout`` is
     how long, in seconds, a full-text search may run before it is stopped
     with QueryError.
 
@@ -466,8 +499,13 @@ class Store:
             raise ValidationError("timeout must be a number of seconds >= 0")
         if not 0 < _finite(query_timeout, "query_timeout") <= 3600:
             raise ValidationError("query_timeout must be a number of seconds, up to 3600")
-        if max_size is not None and (not isinstance(max_size, int) or max_size < 65536):
-            raise ValidationError("max_size must be a whole number of bytes, at least 65536")
+        if max_size is not None and (
+            not isinstance(max_size, int) or isinstance(max_size, bool) or max_size < MIN_QUOTA
+        ):
+            raise ValidationError(
+                f"max_size must be a whole number of bytes, at least {MIN_QUOTA:,} "
+                f"(an empty store takes about 256 KiB), not {max_size!r}"
+            )
         self.path = os.fspath(path)
         self.synchronous = synchronous
         self.timeout = float(timeout)

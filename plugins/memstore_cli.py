@@ -761,7 +761,9 @@ def migrate(ctx: click.Context, as_json: bool) -> None:
     type=click.Path(file_okay=False),
     help="The tenants' directory.",
 )
-@click.option("--max-size", type=click.IntRange(min=65536), help="Each tenant's quota, in bytes.")
+@click.option(
+    "--max-size", type=click.IntRange(min=memstore.MIN_QUOTA), help="Each tenant's quota, in bytes."
+)
 @click.pass_context
 def tenants(ctx: click.Context, directory: str, max_size: int | None) -> None:
     """One store per tenant in a directory."""

@@ -152,3 +152,18 @@ def test_backup_reports_progress_to_the_end(busy_store: Path, tmp_path: Path) ->
         store.backup(tmp_path / "p.db", progress=lambda done, total: seen.append((done, total)))
     assert len(seen) >= 2  # in chunks, while another process writes
     assert seen[-1][0] == seen[-1][1] > 0
+
+
+def test_quota_counts_the_wal_and_refuses_a_quota_too_small(tmp_path: Path) -> None:
+    with pytest.raises(memstore.ValidationError, match="at least 1,048,576"):
+        memstore.Store(tmp_path / "tiny.db", max_size=200_000)
+    path = tmp_path / "quota.db"
+    with memstore.Store(path, max_size=2**20) as store:
+        notes = store.collection("notes")
+        with pytest.raises(memstore.QuotaError):
+            for i in range(500):
+                notes.put(f"n{i}", {"text": "x" * 4000})
+        wal = Path(f"{path}-wal")
+        on_disk = path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+        assert on_disk <= 1.5 * 2**20, on_disk  # the WAL does not grow past the quota
+        assert store.check() == []

@@ -133,3 +133,35 @@ def test_many_stores_on_one_file(db_path: Path) -> None:
     assert stores[0].collection("notes").count() == 4
     for store in stores:
         store.close()
+
+
+@pytest.mark.parametrize(
+    "pragmas",
+    [
+        ["PRAGMA application_id = 1234"],
+        ["PRAGMA user_version = 5"],
+        [f"PRAGMA application_id = {memstore.APPLICATION_ID}", "PRAGMA user_version = 999"],
+    ],
+    ids=["other application", "versioned by another tool", "newer memstore"],
+)
+def test_a_refused_file_is_left_byte_for_byte(db_path: Path, pragmas: list[str]) -> None:
+    conn = sqlite3.connect(db_path)
+    conn.execute("CREATE TABLE theirs (x)")
+    conn.execute("INSERT INTO theirs VALUES (1)")
+    for pragma_sql in pragmas:
+        conn.execute(pragma_sql)
+    conn.commit()
+    conn.close()
+    before = db_path.read_bytes()
+    with pytest.raises(memstore.SchemaError):
+        memstore.Store(db_path)
+    assert db_path.read_bytes() == before  # still in rollback-journal mode, nothing added
+    assert sorted(p.name for p in db_path.parent.iterdir()) == [db_path.name]
+
+
+def test_not_a_database_is_a_schema_error(db_path: Path) -> None:
+    db_path.write_bytes(b"plain text, not SQLite" * 200)
+    before = db_path.read_bytes()
+    with pytest.raises(memstore.SchemaError, match="not a database"):
+        memstore.Store(db_path)
+    assert db_path.read_bytes() == before
