@@ -174,7 +174,8 @@ _PYTHON_FIELD_TYPES: dict[type, str] = {
 }
 
 # SQLite's own format for the same timestamps, used as column defaults so rows
-# written by other tools get them too. Six fractional digits, like Python's.
+# written by other tools get them too: milliseconds (all SQLite 3.40 has),
+# written with six fractional digits. _iso writes Python's times the same way.
 _SQL_NOW = "strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')"
 
 _COLLECTION_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
@@ -382,12 +383,32 @@ def _migrate(conn: apsw.Connection) -> None:
                 if current == 0:
                     _claim_file(conn)
                 conn.execute(path.read_text(encoding="utf-8"))
+                if version in _UPGRADES:
+                    _UPGRADES[version](conn)
                 conn.execute(f"PRAGMA user_version = {version}")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
     _check_schema(conn, user_version())
+
+
+def _upgrade_collection_triggers(conn: apsw.Connection) -> None:
+    """Version 7: history triggers that number versions, and updated_at kept by a trigger,
+    on the collections that exist already (new ones get them when created)."""
+    rows = conn.execute("SELECT name, history FROM _memstore_collections").fetchall()
+    for name, history in rows:
+        assert isinstance(name, str)
+        conn.execute(f"DROP TRIGGER IF EXISTS {quote_identifier(_touch_trigger(name))}")
+        conn.execute(_touch_trigger_sql(name))
+        if history:
+            for sql in [*_history_trigger_sql(name, drop=True), *_history_trigger_sql(name)]:
+                conn.execute(sql)
+
+
+#: Steps in Python that a schema version needs besides its SQL file, run in the
+#: same transaction: what SQL alone cannot do for every collection.
+_UPGRADES: dict[int, Callable[[apsw.Connection], None]] = {7: _upgrade_collection_triggers}
 
 
 def _claim_file(conn: apsw.Connection) -> None:
@@ -724,7 +745,8 @@ class Store:
                 self._fetch(sql)
             self._fetch(f"DROP TABLE IF EXISTS {quote_identifier(meta.name)}")
             self._fetch("DELETE FROM _memstore_collections WHERE name = ?", (meta.name,))
-            self._fetch("DELETE FROM memstore_versions WHERE collection = ?", (meta.name,))
+            for table in ("memstore_versions", "memstore_version_counters"):
+                self._fetch(f"DELETE FROM {table} WHERE collection = ?", (meta.name,))
 
     def event_log(self, name: str) -> EventLog:
         """An append-only event log (created by its first append); see EventLog."""
@@ -1329,9 +1351,12 @@ class Collection:
         )
         # Never resolve the conflict by REPLACE: that deletes the row without the delete
         # trigger and corrupts the FTS index. An upsert keeps the row, its id and created_at.
+        # A put that changes nothing (same record, same expiry) leaves the row alone:
+        # updated_at does not move and no version is archived.
         self._upsert_sql = (
             f"{self._insert_sql} ON CONFLICT (key) DO UPDATE SET body = excluded.body, "
-            "updated_at = excluded.updated_at, expires_at = excluded.expires_at"
+            "updated_at = excluded.updated_at, expires_at = excluded.expires_at "
+            "WHERE body IS NOT excluded.body OR expires_at IS NOT excluded.expires_at"
         )
 
     def __repr__(self) -> str:
@@ -1770,22 +1795,26 @@ class Collection:
         _check_key(key)
         if not self.keeps_history:
             raise QueryError(f"collection {self.name!r} keeps no history (declare history=True)")
-        rows = self.store._fetch(
-            "SELECT body, valid_from, archived_at, operation FROM memstore_versions "
-            "WHERE collection = ? AND key = ? ORDER BY id",
-            (self.name, key),
-        )
-        versions = [
-            Version(n, self._decode(body), valid_from, archived_at, operation)
-            for n, (body, valid_from, archived_at, operation) in enumerate(rows, start=1)
-        ]
-        current = self.store._fetch(
-            f"SELECT body, updated_at FROM {self._table} WHERE key = ?", (key,)
-        )
-        if current:
-            versions.append(
-                Version(len(versions) + 1, self._decode(current[0][0]), current[0][1], None, None)
+        with self.store.transaction():  # one snapshot: the archive and the current row agree
+            rows = self.store._fetch(
+                "SELECT version, body, valid_from, archived_at, operation FROM memstore_versions "
+                "WHERE collection = ? AND key = ? ORDER BY version, id",
+                (self.name, key),
             )
+            last = self.store._fetch(
+                "SELECT last FROM memstore_version_counters WHERE collection = ? AND key = ?",
+                (self.name, key),
+            )
+            current = self.store._fetch(
+                f"SELECT body, updated_at FROM {self._table} WHERE key = ?", (key,)
+            )
+        versions = [
+            Version(number, self._decode(body), valid_from, archived_at, operation)
+            for number, body, valid_from, archived_at, operation in rows
+        ]
+        if current:
+            number = (last[0][0] if last else 0) + 1
+            versions.append(Version(number, self._decode(current[0][0]), current[0][1], None, None))
         if not versions:
             raise NotFoundError(f"no record {key!r} in {self.name!r}, now or before")
         return versions
@@ -1793,10 +1822,12 @@ class Collection:
     def revert(self, key: str, version: int) -> Any:
         """Make a past version current again (the revert is itself a new version); return it."""
         with self.store.transaction():
-            versions = self.history(key)
-            if not isinstance(version, int) or not 1 <= version <= len(versions):
-                raise NotFoundError(f"{key!r} has versions 1 to {len(versions)}, not {version!r}")
-            record = versions[version - 1].record
+            versions = {v.version: v for v in self.history(key)}
+            if version not in versions or isinstance(version, bool):
+                raise NotFoundError(
+                    f"{key!r} has versions {', '.join(map(str, versions))}, not {version!r}"
+                )
+            record = versions[version].record
             self.put(key, record)
         return record
 
@@ -1845,6 +1876,7 @@ class Collection:
         wanted = [
             ("index", _index_name(self.name, c), _index_sql(self.name, c)) for c in _BASE_INDEXED
         ]
+        wanted.append(("trigger", _touch_trigger(self.name), _touch_trigger_sql(self.name)))
         wanted += [
             (
                 "index",
@@ -2001,11 +2033,13 @@ class Collection:
                 if ids:
                     self._delete_ids(json.dumps(ids), len(ids))
                 if ids and forget:
-                    self.store._fetch(
-                        "DELETE FROM memstore_versions WHERE collection = ? "
-                        "AND key IN (SELECT value FROM json_each(?))",
-                        (self.name, json.dumps([row[1] for row in found])),
-                    )
+                    keys = json.dumps([row[1] for row in found])
+                    for table in ("memstore_versions", "memstore_version_counters"):
+                        self.store._fetch(
+                            f"DELETE FROM {table} WHERE collection = ? "
+                            "AND key IN (SELECT value FROM json_each(?))",
+                            (self.name, keys),
+                        )
             total += len(ids)
             if len(ids) < batch_size:
                 return total
@@ -3947,6 +3981,7 @@ LAYER_TABLES = (
     "memstore_cache",
     "memstore_cache_stats",
     "memstore_versions",
+    "memstore_version_counters",
 )
 
 
@@ -4261,6 +4296,7 @@ def _create_table_sql(name: str) -> list[str]:
         _index_sql(name, "created_at"),
         _index_sql(name, "updated_at"),
         _index_sql(name, "expires_at"),
+        _touch_trigger_sql(name),
     ]
 
 
@@ -4312,16 +4348,39 @@ def _history_trigger_sql(table: str, *, drop: bool = False) -> list[str]:
     names = [quote_identifier(f"{table}__history_{event}") for event in ("update", "delete")]
     if drop:
         return [f"DROP TRIGGER IF EXISTS {name}" for name in names]
+    # Each version gets the next number from memstore_version_counters (never reused);
+    # it stopped being current when the new one started: the new row's updated_at.
+    collection = _literal(table)
     archive = (
-        "INSERT INTO memstore_versions (collection, key, body, valid_from, operation) "
-        f"VALUES ({_literal(table)}, old.key, old.body, old.updated_at, '{{}}');"
+        "INSERT INTO memstore_version_counters (collection, key, last) "
+        f"VALUES ({collection}, old.key, 1) ON CONFLICT (collection, key) DO UPDATE "
+        "SET last = last + 1; "
+        "INSERT INTO memstore_versions "
+        "(collection, key, version, body, valid_from, archived_at, operation) "
+        f"VALUES ({collection}, old.key, (SELECT last FROM memstore_version_counters "
+        f"WHERE collection = {collection} AND key = old.key), old.body, old.updated_at, "
+        "{0}, '{1}');"
     )
     return [
         f"CREATE TRIGGER {names[0]} AFTER UPDATE OF body ON {quote_identifier(table)} "
-        f"WHEN old.body IS NOT new.body BEGIN {archive.format('update')} END",
+        f"WHEN old.body IS NOT new.body BEGIN {archive.format('new.updated_at', 'update')} END",
         f"CREATE TRIGGER {names[1]} AFTER DELETE ON {quote_identifier(table)} "
-        f"BEGIN {archive.format('delete')} END",
+        f"BEGIN {archive.format(_SQL_NOW, 'delete')} END",
     ]
+
+
+def _touch_trigger_sql(table: str) -> str:
+    """A trigger moving updated_at when another tool updates a record and does not."""
+    quoted = quote_identifier(table)
+    return (
+        f"CREATE TRIGGER {quote_identifier(_touch_trigger(table))} AFTER UPDATE OF body "
+        f"ON {quoted} WHEN new.updated_at IS old.updated_at AND new.body IS NOT old.body "
+        f"BEGIN UPDATE {quoted} SET updated_at = {_SQL_NOW} WHERE id = new.id; END"
+    )
+
+
+def _touch_trigger(table: str) -> str:
+    return f"{table}__touch"
 
 
 def _create_fts_sql(table: str, columns: list[str]) -> list[str]:
@@ -4867,8 +4926,10 @@ def _utcnow() -> datetime:
 
 
 def _iso(moment: datetime) -> str:
-    """ISO-8601 UTC with microseconds: sorts as text, reads in any tool."""
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """ISO-8601 UTC to the millisecond, written with six digits: sorts as text, reads in
+    any tool, and is exactly what the SQL defaults (``_SQL_NOW``) write, so that times
+    from Python and from SQLite compare as they happened."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}000Z"
 
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -61,6 +62,12 @@ def test_row_layout_timestamps(events: memstore.Collection) -> None:
         "SELECT created_at, updated_at, expires_at FROM events WHERE key = 'k'"
     ).fetchall()[0]
     assert ISO.match(first[0]) and first[0] == first[1] and first[2] is None
+    time.sleep(0.002)  # timestamps are to the millisecond
+    events.put("k", {"event_type": "a"})  # unchanged: the row is left alone
+    same = events.store.connection.execute(
+        "SELECT updated_at FROM events WHERE key = 'k'"
+    ).fetchall()[0]
+    assert same[0] == first[1]
     events.put("k", {"event_type": "b"})
     second = events.store.connection.execute(
         "SELECT created_at, updated_at FROM events WHERE key = 'k'"

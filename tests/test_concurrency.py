@@ -74,7 +74,8 @@ def test_killed_process_leaves_no_trace(db_path: Path) -> None:
         assert (
             len(
                 store.connection.execute(
-                    "SELECT name FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = 'notes'"
+                    "SELECT name FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = 'notes' "
+                    "AND name LIKE '%fts%'"
                 ).fetchall()
             )
             == 3
