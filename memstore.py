@@ -140,6 +140,10 @@ MAX_SEARCH_LENGTH = 4096
 #: The smallest quota (``Store(max_size=...)``): an empty store takes about 256 KiB.
 MIN_QUOTA = 2**20
 
+#: A cache's hits and misses are counted in memory and written to the file
+#: with the next set(), stats() or close(), or after this many lookups.
+CACHE_COUNTS_FLUSH = 100
+
 #: Rows per statement batch in bulk writes and per transaction in cleanup.
 BATCH_SIZE = 1000
 
@@ -534,6 +538,8 @@ class Store:
         self.max_size = max_size
         self._lock = threading.RLock()
         self._depth = 0
+        self._cache_counts: dict[str, list[int]] = {}  # cache -> [hits, misses] not yet written
+        self._generation = 0  # moved on by every declaration: Collection handles reload
         self._conn: apsw.Connection | None = self._open()
         _STORES.add(self)
 
@@ -565,6 +571,7 @@ class Store:
             self._conn = self._open()
         self._lock = threading.RLock()
         self._depth = 0
+        self._cache_counts = {}  # the parent's, which the parent writes
 
     def __repr__(self) -> str:
         return f"<memstore.Store {self.path!r}>"
@@ -587,6 +594,10 @@ class Store:
         with self._lock:
             if self._conn is None:
                 return
+            if self._cache_counts and self._depth == 0:
+                with contextlib.suppress(MemstoreError), self.transaction():
+                    for name in list(self._cache_counts):
+                        _flush_cache_counts(self, name)
             conn, self._conn = self._conn, None
             # Keeps query plans good for later opens; a busy or read-only file can skip it.
             with contextlib.suppress(apsw.Error):
@@ -599,6 +610,10 @@ class Store:
         if self._conn is None:
             raise MemstoreError("the store is closed")
         return self._conn
+
+    def _data_version(self) -> int:
+        """Moves on when another connection commits (never for this one's own writes)."""
+        return int(self._fetch("PRAGMA data_version")[0][0])
 
     @property
     def schema_version(self) -> int:
@@ -747,6 +762,7 @@ class Store:
             self._fetch("DELETE FROM _memstore_collections WHERE name = ?", (meta.name,))
             for table in ("memstore_versions", "memstore_version_counters"):
                 self._fetch(f"DELETE FROM {table} WHERE collection = ?", (meta.name,))
+            self._generation += 1
 
     def event_log(self, name: str) -> EventLog:
         """An append-only event log (created by its first append); see EventLog."""
@@ -1247,6 +1263,7 @@ class Store:
         if keep_history != meta.history:
             for sql in _history_trigger_sql(name, drop=not keep_history):
                 self._fetch(sql)
+        self._generation += 1
         self._fetch(
             "INSERT INTO _memstore_collections (name, fields, fts, ttl_seconds, history) "
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
@@ -1325,26 +1342,10 @@ class Collection:
     def __init__(self, store: Store, meta: _Meta, model: type | None = None) -> None:
         self.store = store
         self.name = meta.name
-        self.fields = dict(meta.fields)
-        self.fts = list(meta.fts)
-        self.ttl = None if meta.ttl_seconds is None else timedelta(seconds=meta.ttl_seconds)
-        self.keeps_history = meta.history
         self.model = model
         self._model = _allowing_extra_fields(model) if model is not None else None
         self._table = quote_identifier(self.name)
         self._fts_table = quote_identifier(fts_table(self.name))
-        # Declared field types, checked on every write: top-level fields (the
-        # common case) with one dict lookup each, nested paths segment by segment.
-        self._checks = [
-            (path, _EXACT_TYPES[kind], kind)
-            for path, kind in self.fields.items()
-            if "." not in path
-        ]
-        self._nested_checks = [
-            (path.split("."), _EXACT_TYPES[kind], kind)
-            for path, kind in self.fields.items()
-            if "." in path
-        ]
         self._insert_sql = (
             f"INSERT INTO {self._table} (key, body, created_at, updated_at, expires_at) "
             "VALUES (?, ?, ?, ?, ?)"
@@ -1358,6 +1359,38 @@ class Collection:
             "updated_at = excluded.updated_at, expires_at = excluded.expires_at "
             "WHERE body IS NOT excluded.body OR expires_at IS NOT excluded.expires_at"
         )
+        self._apply(meta)
+
+    def _apply(self, meta: _Meta) -> None:
+        """Take a declaration: fields, FTS paths, TTL, history, and the checks they need."""
+        self._meta = meta
+        self._seen = (self.store._generation, self.store._data_version())
+        self.fields = dict(meta.fields)
+        self.fts = list(meta.fts)
+        self.ttl = None if meta.ttl_seconds is None else timedelta(seconds=meta.ttl_seconds)
+        self.keeps_history = meta.history
+        # Declared field types, checked on every write: top-level fields (the
+        # common case) with one dict lookup each, nested paths segment by segment.
+        self._checks = [
+            (path, _EXACT_TYPES[kind], kind)
+            for path, kind in self.fields.items()
+            if "." not in path
+        ]
+        self._nested_checks = [
+            (path.split("."), _EXACT_TYPES[kind], kind)
+            for path, kind in self.fields.items()
+            if "." in path
+        ]
+
+    def _fresh(self) -> None:
+        """Take the declaration again if it may have changed since this handle read it: by
+        another handle on this Store, or by another connection (``PRAGMA data_version``).
+        Writes call it inside their transaction, where nothing else can change it."""
+        if (self.store._generation, self.store._data_version()) != self._seen:
+            meta = self.store._require_meta(self.name)
+            if meta != self._meta:
+                self._apply(meta)
+            self._seen = (self.store._generation, self.store._data_version())
 
     def __repr__(self) -> str:
         return f"<memstore.Collection {self.name!r}>"
@@ -1371,10 +1404,11 @@ class Collection:
         or seconds) overrides the collection's default time to live.
         """
         _check_key(key)
-        body = self._encode(record)
-        now = _utcnow()
-        stamp = _iso(now)
         with self.store.transaction():
+            self._fresh()
+            body = self._encode(record)
+            now = _utcnow()
+            stamp = _iso(now)
             self.store._fetch(self._upsert_sql, (key, body, stamp, stamp, self._expiry(now, ttl)))
         return key
 
@@ -1399,9 +1433,10 @@ class Collection:
         record is refused, nothing is written.
         """
         pairs = self._pairs(records, key)
-        now = _utcnow()
-        stamp, expires = _iso(now), self._expiry(now, ttl)
         with self.store.transaction():
+            self._fresh()
+            now = _utcnow()
+            stamp, expires = _iso(now), self._expiry(now, ttl)
             batch = list(islice(pairs, BATCH_SIZE))
             if self.fts and len(batch) >= BULK_THRESHOLD:
                 return self._put_bulk(batch, pairs, stamp, expires)
@@ -1477,7 +1512,8 @@ class Collection:
                 "WHERE name = ?",
                 (seconds, self.name),
             )
-        self.ttl = None if seconds is None else timedelta(seconds=seconds)
+            self.store._generation += 1
+            self._apply(self.store._require_meta(self.name))
 
     # -- reading -----------------------------------------------------------
 
@@ -1757,22 +1793,23 @@ class Collection:
         record and timestamps; identical rows are left alone, so importing
         twice changes nothing. All or nothing; returns the number of rows.
         """
-        now = _iso(_utcnow())
-        values = []
-        for row in rows:
-            if not isinstance(row, Mapping) or "key" not in row or "record" not in row:
-                raise ValidationError(f"a row needs a key and a record, not {row!r:.200}")
-            created = _optional_timestamp(row.get("created_at")) or now
-            values.append(
-                (
-                    _check_key(row["key"]),
-                    self._encode(row["record"]),
-                    created,
-                    _optional_timestamp(row.get("updated_at")) or created,
-                    _optional_timestamp(row.get("expires_at")),
-                )
-            )
         with self.store.transaction():
+            self._fresh()
+            now = _iso(_utcnow())
+            values = []
+            for row in rows:
+                if not isinstance(row, Mapping) or "key" not in row or "record" not in row:
+                    raise ValidationError(f"a row needs a key and a record, not {row!r:.200}")
+                created = _optional_timestamp(row.get("created_at")) or now
+                values.append(
+                    (
+                        _check_key(row["key"]),
+                        self._encode(row["record"]),
+                        created,
+                        _optional_timestamp(row.get("updated_at")) or created,
+                        _optional_timestamp(row.get("expires_at")),
+                    )
+                )
             self.store._run_many(
                 f"INSERT INTO {self._table} (key, body, created_at, updated_at, expires_at) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET body = excluded.body, "
@@ -3807,6 +3844,18 @@ class Graph:
         return {"nodes": len(nodes), "edges": len(edges), "profiles": len(profiles)}
 
 
+def _flush_cache_counts(store: Store, name: str) -> None:
+    """Write a cache's pending hit and miss counts to memstore_cache_stats."""
+    hits, misses = store._cache_counts.pop(name, (0, 0))
+    if hits or misses:
+        store._fetch(
+            "INSERT INTO memstore_cache_stats (cache, hits, misses) VALUES (?, ?, ?) "
+            "ON CONFLICT (cache) DO UPDATE SET hits = hits + excluded.hits, "
+            "misses = misses + excluded.misses",
+            (name, hits, misses),
+        )
+
+
 class Cache:
     """A TTL cache of JSON values; from ``Store.cache``.
 
@@ -3823,20 +3872,34 @@ class Cache:
             raise ValidationError(f"a cache name must be a non-empty string, not {name!r}")
         self.store = store
         self.name = name
-        self.ttl = None if ttl is None else _seconds(ttl, "ttl")
-        self._hits = self._misses = 0  # not yet added to memstore_cache_stats
+        if ttl is not None:  # the cache's default, kept in the file for every handle
+            seconds = _seconds(ttl, "ttl")
+            with store.transaction():
+                store._fetch(
+                    "INSERT INTO memstore_cache_stats (cache, ttl_seconds) VALUES (?, ?) "
+                    "ON CONFLICT (cache) DO UPDATE SET ttl_seconds = excluded.ttl_seconds",
+                    (name, seconds),
+                )
 
     def __repr__(self) -> str:
         return f"<memstore.Cache {self.name!r}>"
 
+    @property
+    def ttl(self) -> float | None:
+        """The cache's default time to live in seconds (from the file), or None."""
+        rows = self.store._fetch(
+            "SELECT ttl_seconds FROM memstore_cache_stats WHERE cache = ?", (self.name,)
+        )
+        return rows[0][0] if rows else None
+
     def set(self, key: str, value: Any, *, ttl: timedelta | float | None = None) -> None:
         """Store a value (JSON) for ``ttl`` (default: the cache's; None: no expiry)."""
         _check_key(key)
-        seconds = self.ttl if ttl is None else _seconds(ttl, "ttl")
         body = _dumps(value)
-        now = _utcnow()
-        expires = None if seconds is None else _iso(now + timedelta(seconds=seconds))
         with self.store.transaction():
+            seconds = self.ttl if ttl is None else _seconds(ttl, "ttl")
+            now = _utcnow()
+            expires = None if seconds is None else _iso(now + timedelta(seconds=seconds))
             self.store._fetch(
                 "INSERT INTO memstore_cache (cache, key, value, size, created_at, expires_at) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (cache, key) DO UPDATE SET "
@@ -3868,6 +3931,7 @@ class Cache:
     def clear(self) -> int:
         """Remove every entry; return how many."""
         with self.store.transaction():
+            self._flush_stats()
             return len(
                 self.store._fetch(
                     "DELETE FROM memstore_cache WHERE cache = ? RETURNING key", (self.name,)
@@ -3940,22 +4004,17 @@ class Cache:
             (self.name, key, _iso(_utcnow())),
         )
         if count:
-            if rows:
-                self._hits += 1
-            else:
-                self._misses += 1
+            counts = self.store._cache_counts.setdefault(self.name, [0, 0])
+            counts[0 if rows else 1] += 1
+            if sum(counts) >= CACHE_COUNTS_FLUSH:
+                with self.store.transaction():
+                    self._flush_stats()
         return json.loads(rows[0][0]) if rows else _MISSING
 
     def _flush_stats(self) -> None:
-        """Add this object's hit and miss counts to the file's; inside a transaction."""
-        if self._hits or self._misses:
-            self.store._fetch(
-                "INSERT INTO memstore_cache_stats (cache, hits, misses) VALUES (?, ?, ?) "
-                "ON CONFLICT (cache) DO UPDATE SET hits = hits + excluded.hits, "
-                "misses = misses + excluded.misses",
-                (self.name, self._hits, self._misses),
-            )
-            self._hits = self._misses = 0
+        """Add the hits and misses counted since the last flush to the file's; inside a
+        transaction."""
+        _flush_cache_counts(self.store, self.name)
 
 
 # --------------------------------------------------------------------------

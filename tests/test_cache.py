@@ -106,3 +106,29 @@ def test_bad_input_writes_nothing(store: memstore.Store, call: Any) -> None:
     assert cache.stats()["entries"] == 0
     with pytest.raises(memstore.ValidationError):
         store.cache("d", ttl=-1)
+
+
+def test_settings_and_counts_live_in_the_file(db_path: Path) -> None:
+    with memstore.Store(db_path) as store:
+        store.cache("short", ttl=60)
+        other = store.cache("short")  # another handle, no ttl given
+        assert other.ttl == 60
+        other.set("k", 1)
+        expires = store.connection.execute(
+            "SELECT expires_at FROM memstore_cache WHERE key = 'k'"
+        ).fetchall()[0][0]
+        assert expires is not None
+        for _ in range(3):
+            other.get("k")
+        other.get("missing")
+    with memstore.Store(db_path) as store:  # the counts were written at close
+        cache = store.cache("short")
+        assert cache.ttl == 60
+        stats = cache.stats()
+        assert (stats["hits"], stats["misses"]) == (3, 1)
+        for _ in range(memstore.CACHE_COUNTS_FLUSH):
+            cache.get("k")
+        written = store.connection.execute(
+            "SELECT hits FROM memstore_cache_stats WHERE cache = 'short'"
+        ).fetchall()[0][0]
+        assert written == 3 + memstore.CACHE_COUNTS_FLUSH  # flushed without a set

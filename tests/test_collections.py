@@ -258,3 +258,21 @@ def test_stats_say_what_a_collection_holds(store: memstore.Store) -> None:
     assert (stats["records"], stats["expired"]) == (1, 1)
     assert stats["oldest"] <= stats["newest"]
     assert store.stats()["collections"]["notes"] == stats
+
+
+def test_a_handle_follows_declarations_made_elsewhere(db_path: Path) -> None:
+    with memstore.Store(db_path) as store, memstore.Store(db_path) as other:
+        old = store.collection("notes")
+        store.collection("notes", fields={"n": int})  # another handle, same Store
+        with pytest.raises(memstore.ValidationError, match="'n' must be integer"):
+            old.put("a", {"n": "x"})
+        assert old.fields == {"n": "integer"}
+        other.collection("notes", fields={"kind": str}, ttl=60)  # another connection
+        with pytest.raises(memstore.ValidationError, match="'kind' must be text"):
+            old.put("b", {"kind": 5})
+        with pytest.raises(memstore.ValidationError):
+            old.put_many([("c", {"kind": 5})])
+        old.put("d", {"kind": "ok"})
+        assert old.ttl is not None and old.ttl.total_seconds() == 60
+        assert next(old.rows({"key": "d"})).expires_at is not None
+        assert old.count() == 1
