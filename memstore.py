@@ -398,16 +398,23 @@ def _migrate(conn: apsw.Connection) -> None:
 
 
 def _upgrade_collection_triggers(conn: apsw.Connection) -> None:
-    """Version 7: history triggers that number versions, and updated_at kept by a trigger,
-    on the collections that exist already (new ones get them when created)."""
+    """Version 7: history triggers that number versions, and triggers keeping updated_at
+    and the default TTL for other tools' writes, on the collections that exist already
+    (new ones get them when created); thread counts made right once."""
     rows = conn.execute("SELECT name, history FROM _memstore_collections").fetchall()
     for name, history in rows:
         assert isinstance(name, str)
-        conn.execute(f"DROP TRIGGER IF EXISTS {quote_identifier(_touch_trigger(name))}")
-        conn.execute(_touch_trigger_sql(name))
+        for trigger, create in (
+            (_touch_trigger, _touch_trigger_sql),
+            (_ttl_trigger, _ttl_trigger_sql),
+        ):
+            conn.execute(f"DROP TRIGGER IF EXISTS {quote_identifier(trigger(name))}")
+            conn.execute(create(name))
         if history:
             for sql in [*_history_trigger_sql(name, drop=True), *_history_trigger_sql(name)]:
                 conn.execute(sql)
+    for (thread_id,) in conn.execute("SELECT id FROM memstore_threads").fetchall():
+        _recount_thread(conn, thread_id)
 
 
 #: Steps in Python that a schema version needs besides its SQL file, run in the
@@ -815,6 +822,7 @@ class Store:
         for (graph,) in self._fetch("SELECT DISTINCT graph FROM memstore_edges"):
             problems += self.graph(graph).check()
         problems += self.checkpoints().check()
+        problems += self.conversations().check()
         problems += [
             f"thread {tid} branches from a missing thread {parent}"
             for tid, parent in self._fetch(
@@ -846,6 +854,11 @@ class Store:
                 with self.transaction():
                     self._fetch(f"INSERT INTO {fts} ({fts}) VALUES ('rebuild')")
                 done.append(f"rebuilt the full-text index {fts}")
+        conversations = self.conversations()
+        for thread_id, *_ in conversations._drifted():
+            with self.transaction():
+                conversations._recount(thread_id)
+            done.append(f"thread {thread_id}: recounted its messages")
         return done
 
     # -- operations ----------------------------------------------------------
@@ -988,36 +1001,62 @@ class Store:
         """Import a directory written by ``export()``; return a report.
 
         Collections are declared as the manifest says and their rows keep
-        their keys and timestamps; the memory layers' rows are added (rows
-        already there are left alone). Files that are not valid JSONL are
-        reported under ``"skipped"``; everything else goes in one
-        transaction, or nothing does. Importing the same export again
-        changes nothing. ``dry_run`` reports what would be imported and
-        writes nothing. ``progress`` is called with numbers of rows as they
-        are written. (The file layouts of older stores are read by the
-        ``memstore_legacy`` module, which ``memstore import`` uses.)
+        their keys and timestamps. The memory layers' rows are merged with
+        what the store holds: matched by their natural keys (a thread's id,
+        an event's id, a message's position in its thread), given new row
+        ids, and appended after an event log's own events; the report counts
+        the rows really written. Files are read a line at a time; one that
+        is not valid JSONL is reported under ``"skipped"`` and none of its
+        rows are written; everything else goes in one transaction, or
+        nothing does. Importing the same export again changes nothing.
+        ``dry_run`` counts the rows in the files and writes nothing.
+        ``progress`` is called with numbers of rows as they are written.
+        (The file layouts of older stores are read by the ``memstore_legacy``
+        module, which ``memstore import`` uses.)
         """
-        export = _read_export(Path(source))
+        files = _read_manifest(Path(source))
         report: dict[str, Any] = {
             "source": os.fspath(source),
             "layout": "memstore export",
             "dry_run": dry_run,
-            "collections": {name: len(rows) for name, (_, rows) in export.collections.items()},
-            "tables": {name: len(rows) for name, rows in export.tables.items()},
-            "skipped": export.skipped,
+            "collections": {},
+            "tables": {},
+            "skipped": [],
         }
+
+        def done(file: _ExportFile, count: int) -> None:
+            report["collections" if file.kind == "collection" else "tables"][file.name] = count
+
+        def skip(file: _ExportFile, why: str) -> None:
+            report["skipped"].append(
+                {"file": file.path.relative_to(source).as_posix(), "error": why}
+            )
+
         if dry_run:
+            for file in files:
+                try:
+                    done(file, sum(1 for _ in _jsonl(file.path)))
+                except _BadFile as err:
+                    skip(file, str(err))
             return report
         with self.transaction():
             self._fetch("PRAGMA defer_foreign_keys = ON")  # rows may come before their parents
-            for name, (declaration, rows) in export.collections.items():
-                self.collection(name, **declaration).import_rows(rows)
+            layers = _LayerImport(self)
+            for file in files:
+                try:
+                    with self.transaction():  # a file that turns out malformed is undone alone
+                        if file.kind == "collection":
+                            collection = self.collection(file.name, **file.declaration)
+                            count = collection.import_rows(_jsonl(file.path))
+                        else:
+                            count = layers.rows(file.name, _jsonl(file.path))
+                except _BadFile as err:
+                    skip(file, str(err))
+                    continue
+                done(file, count)
                 if progress:
-                    progress(len(rows))
-            for table, rows in export.tables.items():
-                _import_table(self, table, rows)
-                if progress:
-                    progress(len(rows))
+                    progress(count)
+            layers.finish()
         return report
 
     # -- maintenance ---------------------------------------------------------
@@ -1793,34 +1832,43 @@ class Collection:
         record and timestamps; identical rows are left alone, so importing
         twice changes nothing. All or nothing; returns the number of rows.
         """
+        upsert = (
+            f"INSERT INTO {self._table} (key, body, created_at, updated_at, expires_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET body = excluded.body, "
+            "created_at = excluded.created_at, updated_at = excluded.updated_at, "
+            "expires_at = excluded.expires_at WHERE body IS NOT excluded.body "
+            "OR created_at IS NOT excluded.created_at "
+            "OR updated_at IS NOT excluded.updated_at "
+            "OR expires_at IS NOT excluded.expires_at"
+        )
+        count = 0
+        rows = iter(rows)
         with self.store.transaction():
             self._fresh()
             now = _iso(_utcnow())
-            values = []
-            for row in rows:
-                if not isinstance(row, Mapping) or "key" not in row or "record" not in row:
-                    raise ValidationError(f"a row needs a key and a record, not {row!r:.200}")
-                created = _optional_timestamp(row.get("created_at")) or now
-                values.append(
-                    (
-                        _check_key(row["key"]),
-                        self._encode(row["record"]),
-                        created,
-                        _optional_timestamp(row.get("updated_at")) or created,
-                        _optional_timestamp(row.get("expires_at")),
+            while batch := list(islice(rows, BATCH_SIZE)):  # a batch at a time: memory stays flat
+                values = [self._import_row(row, now) for row in batch]
+                self.store._run_many(upsert, values)
+                if self.ttl is not None:  # rows exported without an expiry keep none
+                    self.store._fetch(
+                        f"UPDATE {self._table} SET expires_at = NULL "
+                        "WHERE key IN (SELECT value FROM json_each(?))",
+                        (json.dumps([v[0] for v in values if v[4] is None]),),
                     )
-                )
-            self.store._run_many(
-                f"INSERT INTO {self._table} (key, body, created_at, updated_at, expires_at) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET body = excluded.body, "
-                "created_at = excluded.created_at, updated_at = excluded.updated_at, "
-                "expires_at = excluded.expires_at WHERE body IS NOT excluded.body "
-                "OR created_at IS NOT excluded.created_at "
-                "OR updated_at IS NOT excluded.updated_at "
-                "OR expires_at IS NOT excluded.expires_at",
-                values,
-            )
-        return len(values)
+                count += len(values)
+        return count
+
+    def _import_row(self, row: Any, now: str) -> tuple[str, str, str, str, str | None]:
+        if not isinstance(row, Mapping) or "key" not in row or "record" not in row:
+            raise ValidationError(f"a row needs a key and a record, not {row!r:.200}")
+        created = _optional_timestamp(row.get("created_at")) or now
+        return (
+            _check_key(row["key"]),
+            self._encode(row["record"]),
+            created,
+            _optional_timestamp(row.get("updated_at")) or created,
+            _optional_timestamp(row.get("expires_at")),
+        )
 
     # -- version history -----------------------------------------------------
 
@@ -1914,6 +1962,7 @@ class Collection:
             ("index", _index_name(self.name, c), _index_sql(self.name, c)) for c in _BASE_INDEXED
         ]
         wanted.append(("trigger", _touch_trigger(self.name), _touch_trigger_sql(self.name)))
+        wanted.append(("trigger", _ttl_trigger(self.name), _ttl_trigger_sql(self.name)))
         wanted += [
             (
                 "index",
@@ -2709,11 +2758,7 @@ class Conversations:
                     now,
                 ),
             )
-            self.store._fetch(
-                "UPDATE memstore_threads SET last_message_at = ?, "
-                "message_count = message_count + 1 WHERE id = ?",
-                (now, thread_id),
-            )
+            # The thread's count and last message time: memstore_messages__count_insert.
         return position
 
     def messages(
@@ -2901,11 +2946,9 @@ class Conversations:
                 )
                 positions.append(position)
             now = _iso(_utcnow())
-            if positions:
+            if positions:  # counted by memstore_messages__count_insert; the time is now
                 self.store._fetch(
-                    "UPDATE memstore_threads SET message_count = message_count + ?, "
-                    "last_message_at = ? WHERE id = ?",
-                    (len(positions), now, target),
+                    "UPDATE memstore_threads SET last_message_at = ? WHERE id = ?", (now, target)
                 )
             self.store._fetch(
                 "INSERT INTO memstore_merges (branch_id, into_id, first_position, last_position, "
@@ -3039,12 +3082,50 @@ class Conversations:
         return history_clause(ranges)
 
     def _recount(self, thread_id: str) -> None:
-        clause, params = self._history_clause(thread_id)
-        self.store._fetch(
-            "UPDATE memstore_threads SET message_count = "
-            f"(SELECT count(*) FROM memstore_messages AS m WHERE {clause}) WHERE id = ?",
-            [*params, thread_id],
-        )
+        with self.store._lock:
+            _recount_thread(self.store.connection, thread_id)
+
+    def check(self) -> list[str]:
+        """Threads whose message count or last message time disagree with their messages."""
+        return [
+            f"thread {thread_id}: message count {count} and last message {last} "
+            f"disagree with its {real} messages (repair recounts)"
+            for thread_id, count, last, real in self._drifted()
+        ]
+
+    def _drifted(self) -> list[tuple[str, int, str | None, int]]:
+        found = []
+        for thread_id, count, last in self.store._fetch(
+            "SELECT id, message_count, last_message_at FROM memstore_threads ORDER BY id"
+        ):
+            clause, params = self._history_clause(thread_id)
+            real, newest = self.store._fetch(
+                "SELECT count(*), (SELECT max(created_at) FROM memstore_messages "
+                f"WHERE thread_id = ?) FROM memstore_messages AS m WHERE {clause}",
+                [thread_id, *params],
+            )[0]
+            if real != count or (newest is not None and (last is None or last < newest)):
+                found.append((thread_id, count, last, real))
+        return found
+
+
+def _recount_thread(conn: apsw.Connection, thread_id: Any) -> None:
+    """Set a thread's message count and last message time from its messages."""
+    ranges = conn.execute(HISTORY_RANGES_SQL, (thread_id,)).fetchall()
+    if not ranges:
+        return
+    clause, params = history_clause(ranges)
+    conn.execute(
+        "UPDATE memstore_threads SET message_count = "
+        f"(SELECT count(*) FROM memstore_messages AS m WHERE {clause}), "
+        "last_message_at = max(coalesce(last_message_at, ''), coalesce((SELECT max(created_at) "
+        "FROM memstore_messages WHERE thread_id = ?), '')) WHERE id = ?",
+        [*params, thread_id, thread_id],
+    )
+    conn.execute(
+        "UPDATE memstore_threads SET last_message_at = NULL WHERE id = ? AND last_message_at = ''",
+        (thread_id,),
+    )
 
 
 def _check_usage(usage: Mapping[str, Any] | None) -> tuple[int, int, int, str | None, float]:
@@ -4169,31 +4250,40 @@ def _verify_copy(path: str) -> list[str]:
     return problems
 
 
-def _import_table(store: Store, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Insert exported rows into a layer table; rows already there are left alone."""
-    columns = {r[1] for r in store._fetch(f"PRAGMA table_info({quote_identifier(table)})")}
-    by_shape: dict[tuple[str, ...], list[list[Any]]] = {}
-    for row in rows:
-        names = tuple(c for c in row if c in columns)
-        by_shape.setdefault(names, []).append([_from_json(row[c]) for c in names])
-    for names, values in by_shape.items():
-        store._run_many(
-            f"INSERT INTO {quote_identifier(table)} ({', '.join(map(quote_identifier, names))}) "
-            f"VALUES ({', '.join('?' for _ in names)}) ON CONFLICT DO NOTHING",
-            values,
-        )
+class _BadFile(Exception):
+    """A JSONL file of an export that cannot be read; the import skips it."""
+
+
+def _jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    """The rows of a JSONL file, one at a time: memory stays flat whatever its size."""
+    try:
+        with path.open(encoding="utf-8") as lines:
+            for number, line in enumerate(lines, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except ValueError as err:
+                    raise _BadFile(f"line {number} is not valid JSON: {err}") from err
+                if not isinstance(row, dict):
+                    raise _BadFile(f"line {number} is not a JSON object")
+                yield row
+    except (OSError, UnicodeDecodeError) as err:
+        raise _BadFile(f"it cannot be read: {err}") from err
 
 
 @dataclass
-class _Export:
-    """An ``export()`` directory, read and checked before anything is written."""
+class _ExportFile:
+    """One file an export's manifest names."""
 
-    collections: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]]
-    tables: dict[str, list[dict[str, Any]]]
-    skipped: list[dict[str, str]]
+    kind: Literal["collection", "table"]
+    name: str
+    path: Path
+    declaration: dict[str, Any]
 
 
-def _read_export(root: Path) -> _Export:
+def _read_manifest(root: Path) -> list[_ExportFile]:
+    """The files of an export, checked: collections first, then layer tables, parents first."""
     manifest_path = root / "manifest.json"
     if not manifest_path.is_file():
         raise ValidationError(
@@ -4211,37 +4301,144 @@ def _read_export(root: Path) -> _Export:
             f"export format version {manifest.get('version')!r} is not one "
             f"this memstore reads ({EXPORT_VERSION})"
         )
-    found = _Export({}, {}, [])
+    try:
+        files = [
+            _ExportFile(
+                "collection",
+                check_collection_name(name),
+                root / entry["file"],
+                {
+                    "fields": entry.get("fields") or None,
+                    "fts": entry.get("fts") or None,
+                    "ttl": entry.get("ttl_seconds"),
+                    "history": entry.get("history"),
+                },
+            )
+            for name, entry in manifest.get("collections", {}).items()
+        ]
+        tables = manifest.get("tables", {})
+        for table in tables:
+            if table not in LAYER_TABLES:
+                raise SchemaError(f"unknown table {table!r} in the export manifest")
+        files += [
+            _ExportFile("table", table, root / tables[table]["file"], {})
+            for table in LAYER_TABLES
+            if table in tables
+        ]
+    except (KeyError, TypeError, AttributeError) as err:
+        raise SchemaError(f"{manifest_path} is malformed: {err!r}") from err
+    inside = root.resolve()
+    for file in files:
+        if inside not in file.path.resolve().parents:
+            raise SchemaError(f"{manifest_path} names a file outside the export: {file.path}")
+    return files
 
-    def lines(file: str) -> list[dict[str, Any]] | None:
-        path = root / file
-        try:
-            return [
-                json.loads(line)
-                for line in path.read_text(encoding="utf-8").splitlines()
-                if line.strip()
-            ]
-        except (OSError, UnicodeDecodeError, ValueError) as err:
-            found.skipped.append({"file": file, "error": f"not valid JSONL: {err}"})
-            return None
 
-    for name, entry in manifest.get("collections", {}).items():
-        rows = lines(entry["file"])
-        if rows is not None:
-            declaration = {
-                "fields": entry.get("fields") or None,
-                "fts": entry.get("fts") or None,
-                "ttl": entry.get("ttl_seconds"),
-                "history": entry.get("history"),
-            }
-            found.collections[name] = (declaration, rows)
-    for table, entry in manifest.get("tables", {}).items():
-        if table not in LAYER_TABLES:
-            raise SchemaError(f"unknown table {table!r} in the export manifest")
-        rows = lines(entry["file"])
-        if rows is not None:
-            found.tables[table] = rows
-    return found
+# Layer tables whose INTEGER PRIMARY KEY is only a row number: their rows are
+# matched by these columns instead, and get new ids where they are imported.
+_NATURAL_KEYS: dict[str, tuple[str, ...]] = {
+    "memstore_events": ("log", "event_id"),
+    "memstore_messages": ("thread_id", "position"),
+    "memstore_merges": ("branch_id", "into_id", "first_position"),
+    "memstore_versions": ("collection", "key", "valid_from", "archived_at"),
+}
+
+# How a row whose key is there already is taken, per table: by default, not at all.
+_ON_CONFLICT = {
+    "memstore_version_counters": (
+        "ON CONFLICT DO UPDATE SET last = excluded.last WHERE excluded.last > last"
+    ),
+}
+
+
+class _LayerImport:
+    """Merges exported layer rows into a store that may hold rows already.
+
+    Rows are matched by their natural keys (a thread's id, an event's id in
+    its log, a message's position in its thread); integer ids are given anew
+    and references to them remapped (``merged_from``); an event log that
+    already has events gets the new ones appended after its last sequence
+    number, its snapshots following. Counts are of rows really written.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.ids: dict[str, dict[Any, Any]] = {}  # table -> exported id -> id here
+        self.seqs: dict[Any, dict[Any, Any]] = {}  # log -> exported seq -> seq here
+        self.busy_logs = {r[0] for r in store._fetch("SELECT DISTINCT log FROM memstore_events")}
+        self.threads: set[Any] = set()  # threads given messages: recounted at the end
+        self.columns: dict[str, set[str]] = {}
+
+    def rows(self, table: str, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Import a table's rows; return how many were written."""
+        if table not in self.columns:
+            info = self.store._fetch(f"PRAGMA table_info({quote_identifier(table)})")
+            self.columns[table] = {r[1] for r in info}
+        written = 0
+        for row in rows:
+            taken = {k: _from_json(v) for k, v in row.items() if k in self.columns[table]}
+            written += self._row(table, taken)
+        return written
+
+    def _row(self, table: str, row: dict[str, Any]) -> int:
+        natural = _NATURAL_KEYS.get(table)
+        if natural is None:
+            if table == "memstore_event_snapshots" and row.get("log") in self.seqs:
+                row["seq"] = self.seqs[row["log"]].get(row.get("seq"), row.get("seq"))
+            return self._insert(table, row, _ON_CONFLICT.get(table, "ON CONFLICT DO NOTHING"))
+        old_id = row.pop("id", None)
+        if table == "memstore_events":
+            self._sequence(row)
+        if table == "memstore_messages":
+            if row.get("merged_from") is not None:
+                row["merged_from"] = self.ids.get(table, {}).get(row["merged_from"])
+            self.threads.add(row.get("thread_id"))
+        found = self.store._fetch(
+            f"SELECT id FROM {quote_identifier(table)} WHERE "
+            + " AND ".join(f"{quote_identifier(c)} IS ?" for c in natural),
+            [row.get(c) for c in natural],
+        )
+        if found:
+            self.ids.setdefault(table, {})[old_id] = found[0][0]
+            return 0
+        written = self._insert(table, row, "")
+        self.ids.setdefault(table, {})[old_id] = self._last_id
+        if table == "memstore_events":
+            self.store._fetch(
+                "UPDATE memstore_logs SET last_seq = max(last_seq, ?) WHERE name = ?",
+                (row.get("seq"), row.get("log")),
+            )
+        return written
+
+    def _sequence(self, row: dict[str, Any]) -> None:
+        """An event's sequence number here: its own in a log that was empty, else the next."""
+        log, seq = row.get("log"), row.get("seq")
+        seqs = self.seqs.setdefault(log, {})
+        same = self.store._fetch(
+            "SELECT seq FROM memstore_events WHERE log = ? AND event_id = ?",
+            (log, row.get("event_id")),
+        )
+        if same:
+            row["seq"] = same[0][0]
+        elif log in self.busy_logs:  # appended after what the log had, in their order
+            last = self.store._fetch("SELECT last_seq FROM memstore_logs WHERE name = ?", (log,))
+            row["seq"] = (last[0][0] if last else 0) + 1
+        seqs[seq] = row["seq"]
+
+    def _insert(self, table: str, row: dict[str, Any], conflict: str) -> int:
+        names = list(row)
+        done = self.store._fetch(
+            f"INSERT INTO {quote_identifier(table)} ({', '.join(map(quote_identifier, names))}) "
+            f"VALUES ({', '.join('?' for _ in names)}) {conflict} RETURNING rowid",
+            [row[n] for n in names],
+        )
+        self._last_id = done[0][0] if done else None
+        return len(done)
+
+    def finish(self) -> None:
+        """Recount the threads given messages: their rows were counted by triggers."""
+        for thread_id in self.threads:
+            _recount_thread(self.store.connection, thread_id)
 
 
 _TENANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
@@ -4356,6 +4553,7 @@ def _create_table_sql(name: str) -> list[str]:
         _index_sql(name, "updated_at"),
         _index_sql(name, "expires_at"),
         _touch_trigger_sql(name),
+        _ttl_trigger_sql(name),
     ]
 
 
@@ -4440,6 +4638,23 @@ def _touch_trigger_sql(table: str) -> str:
 
 def _touch_trigger(table: str) -> str:
     return f"{table}__touch"
+
+
+def _ttl_trigger_sql(table: str) -> str:
+    """A trigger giving rows that other tools insert without an expiry the collection's
+    default time to live (read from the registry, so a new TTL needs no new trigger)."""
+    quoted, name = quote_identifier(table), _literal(table)
+    ttl = f"(SELECT ttl_seconds FROM _memstore_collections WHERE name = {name})"
+    return (
+        f"CREATE TRIGGER {quote_identifier(_ttl_trigger(table))} AFTER INSERT ON {quoted} "
+        f"WHEN new.expires_at IS NULL AND {ttl} IS NOT NULL BEGIN "
+        f"UPDATE {quoted} SET expires_at = strftime('%Y-%m-%dT%H:%M:%f000Z', "
+        f"new.created_at, '+' || {ttl} || ' seconds') WHERE id = new.id; END"
+    )
+
+
+def _ttl_trigger(table: str) -> str:
+    return f"{table}__ttl"
 
 
 def _create_fts_sql(table: str, columns: list[str]) -> list[str]:

@@ -27,3 +27,19 @@ INSERT INTO memstore_version_counters (collection, key, last)
 -- handle on the cache, in any process, uses the same.
 ALTER TABLE memstore_cache_stats ADD COLUMN ttl_seconds REAL
     CHECK (ttl_seconds IS NULL OR ttl_seconds > 0);
+
+-- A thread's message count and last message time, kept in step with its
+-- messages by whoever writes them (memstore, or any other tool).
+CREATE TRIGGER memstore_messages__count_insert AFTER INSERT ON memstore_messages
+BEGIN
+    UPDATE memstore_threads SET
+        message_count = message_count + 1,
+        last_message_at = CASE WHEN last_message_at IS NULL OR last_message_at < new.created_at
+                               THEN new.created_at ELSE last_message_at END
+    WHERE id = new.thread_id;
+END;
+CREATE TRIGGER memstore_messages__count_delete AFTER DELETE ON memstore_messages
+BEGIN
+    UPDATE memstore_threads SET message_count = max(message_count - 1, 0)
+    WHERE id = old.thread_id;
+END;

@@ -223,3 +223,71 @@ def test_unknown_export_version_is_refused(tmp_path: Path) -> None:
     )
     with memstore.Store(tmp_path / "a.db") as store, pytest.raises(memstore.SchemaError):
         store.import_(tmp_path / "exp")
+
+
+def test_import_into_a_store_with_data_merges_and_counts_what_it_wrote(tmp_path: Path) -> None:
+    memstore_demo.build(tmp_path / "demo.db")
+    with memstore.Store(tmp_path / "demo.db") as demo:
+        demo.export(tmp_path / "exp")
+        demo_events = {e.id: e.kind for e in demo.event_log("trip-planner").read()}
+        merged = [m for m in demo.conversations().messages("chat-t-1") if m.merged_from]
+    with memstore.Store(tmp_path / "busy.db") as busy:
+        log = busy.event_log("trip-planner")  # the same log name, other events
+        for n in range(3):
+            log.append({"id": f"mine-{n}", "kind": "mine"})
+        conv = busy.conversations()
+        conv.create_thread("mine")
+        conv.add_message("mine", "user", "my own message")
+        conv.add_message("mine", "assistant", "my own answer")
+        report = busy.import_(tmp_path / "exp")
+        assert report["tables"]["memstore_events"] == len(demo_events)  # none dropped
+        events = log.read()
+        assert [e.seq for e in events] == list(range(1, len(demo_events) + 4))  # gap-free
+        assert [e.id for e in events[:3]] == ["mine-0", "mine-1", "mine-2"]
+        assert {e.id: e.kind for e in events[3:]} == demo_events
+        assert log.last_seq() == len(demo_events) + 3
+        copies = [m for m in conv.messages("chat-t-1") if m.merged_from]
+        assert [m.content for m in copies] == [m.content for m in merged]
+        for copy in copies:  # merged_from points at the original, under its new id
+            original = busy.connection.execute(
+                "SELECT content FROM memstore_messages WHERE id = ?", (copy.merged_from,)
+            ).fetchall()
+            assert original == [(copy.content,)]
+        assert [m.content for m in conv.messages("mine")] == ["my own message", "my own answer"]
+        assert busy.check() == []
+        again = busy.import_(tmp_path / "exp")  # everything is there already: nothing written
+        assert set(again["tables"].values()) == {0}
+        assert len(log) == len(demo_events) + 3 and busy.check() == []
+
+
+def test_a_malformed_line_skips_its_file_only(tmp_path: Path) -> None:
+    memstore_demo.build(tmp_path / "demo.db")
+    with memstore.Store(tmp_path / "demo.db") as demo:
+        demo.export(tmp_path / "exp")
+    events = tmp_path / "exp" / "tables" / "memstore_events.jsonl"
+    events.write_text(events.read_text() + "{broken\n")
+    with memstore.Store(tmp_path / "copy.db") as copy:
+        dry = copy.import_(tmp_path / "exp", dry_run=True)
+        assert [s["file"] for s in dry["skipped"]] == ["tables/memstore_events.jsonl"]
+        assert "line 51 is not valid JSON" in dry["skipped"][0]["error"]
+        report = copy.import_(tmp_path / "exp")
+        assert [s["file"] for s in report["skipped"]] == ["tables/memstore_events.jsonl"]
+        assert "memstore_events" not in report["tables"]
+        assert len(copy.event_log("trip-planner")) == 0  # none of that file's rows
+        assert copy.collection("tasks").count() == 3 and copy.conversations().threads()
+
+
+def test_a_manifest_cannot_name_files_outside_the_export(tmp_path: Path) -> None:
+    (tmp_path / "exp").mkdir()
+    (tmp_path / "secret.jsonl").write_text('{"key": "a", "record": {}}\n')
+    (tmp_path / "exp" / "manifest.json").write_text(
+        json.dumps(
+            {
+                "format": "memstore.export",
+                "version": 1,
+                "collections": {"notes": {"file": "../secret.jsonl"}},
+            }
+        )
+    )
+    with memstore.Store(tmp_path / "a.db") as store, pytest.raises(memstore.SchemaError):
+        store.import_(tmp_path / "exp")
