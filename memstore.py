@@ -629,7 +629,7 @@ class Store:
     # -- transactions ------------------------------------------------------
 
     @contextmanager
-    def transaction(self) -> Iterator[Store]:
+    def transaction(self, *, immediate: bool = True) -> Iterator[Store]:
         """Run a block atomically; nestable, across collections.
 
         >>> with store.transaction():
@@ -639,11 +639,14 @@ class Store:
         The outermost block is ``BEGIN IMMEDIATE`` (so it waits for, rather
         than deadlocks with, other writers); inner blocks are savepoints. An
         exception anywhere inside rolls back everything in its block.
+        ``immediate=False`` begins a deferred transaction instead: reads in the
+        block see one snapshot, and the write lock is taken only if it writes.
         """
         with self._lock:
             conn = self.connection
             if self._depth == 0 and conn.get_autocommit():
-                begin, commit, rollback = "BEGIN IMMEDIATE", "COMMIT", "ROLLBACK"
+                begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+                commit, rollback = "COMMIT", "ROLLBACK"
             else:
                 name = f"memstore_{self._depth}"
                 begin, commit = f"SAVEPOINT {name}", f"RELEASE {name}"
@@ -1880,7 +1883,7 @@ class Collection:
         _check_key(key)
         if not self.keeps_history:
             raise QueryError(f"collection {self.name!r} keeps no history (declare history=True)")
-        with self.store.transaction():  # one snapshot: the archive and the current row agree
+        with self.store.transaction(immediate=False):  # the archive and the row agree
             rows = self.store._fetch(
                 "SELECT version, body, valid_from, archived_at, operation FROM memstore_versions "
                 "WHERE collection = ? AND key = ? ORDER BY version, id",
@@ -3408,27 +3411,27 @@ class Checkpoints:
         ``before`` is a checkpoint id (exclusive) or a time; ``tags`` keeps
         checkpoints having all of them.
         """
-        head = self._branch_head(thread_id, branch)
-        if head is None:
-            return []
-        rows = self.store._fetch(
-            "WITH RECURSIVE walk(id, depth) AS (SELECT ?, 0 UNION ALL "
-            "SELECT c.parent_id, walk.depth + 1 FROM memstore_checkpoints AS c "
-            "JOIN walk ON c.id = walk.id WHERE c.parent_id IS NOT NULL AND walk.depth < 1000000) "
-            f"SELECT {_CHECKPOINT_COLUMNS} FROM walk JOIN memstore_checkpoints AS c "
-            "ON c.id = walk.id ORDER BY walk.depth",
-            (head,),
-        )
-        found = [_checkpoint(row) for row in rows]
-        if before is not None:
-            found = self._before(found, before)
-        if tags is not None:
-            wanted = set(_strings(tags, "tags"))
-            found = [c for c in found if wanted <= set(c.tags)]
+        filters, params = self._filters(before, tags)
         if limit is not None:
             _check_count(limit, "limit")
-            found = found[:limit]
-        return found
+        with self.store.transaction(immediate=False):  # the head and its walk: one snapshot
+            head = self._branch_head(thread_id, branch)
+            if head is None:
+                return []
+            # Parent links made by hand can form a cycle: the walk is bounded by the
+            # number of checkpoints there can be, and each checkpoint is listed once.
+            steps = self.store._fetch("SELECT coalesce(max(rowid), 0) FROM memstore_checkpoints")
+            bound = steps[0][0] if filters != "1" or limit is None else min(steps[0][0], limit)
+            rows = self.store._fetch(
+                "WITH RECURSIVE walk(id, depth) AS (SELECT ?, 0 UNION ALL "
+                "SELECT c.parent_id, walk.depth + 1 FROM memstore_checkpoints AS c "
+                "JOIN walk ON c.id = walk.id WHERE c.parent_id IS NOT NULL AND walk.depth < ?), "
+                "first(id, depth) AS (SELECT id, min(depth) FROM walk GROUP BY id) "
+                f"SELECT {_CHECKPOINT_COLUMNS} FROM first JOIN memstore_checkpoints AS c "
+                f"ON c.id = first.id WHERE {filters} ORDER BY first.depth LIMIT ?",
+                [head, bound, *params, -1 if limit is None else limit],
+            )
+        return [_checkpoint(row) for row in rows]
 
     def find(
         self,
@@ -3441,22 +3444,47 @@ class Checkpoints:
     ) -> list[Checkpoint]:
         """A thread's checkpoints on any branch, newest first, filtered by tags, time and
         ``where`` on the state or metadata: ``{"state.plan.0": "search", "metadata.user": "u1"}``
-        with the operators of ``Collection.query``."""
+        with the operators of ``Collection.query``. Filters and ``limit`` run in SQL: only
+        the checkpoints returned have their states read."""
         clause, params = _compile_filter(where or {}, _checkpoint_target)
-        sql = (
-            f"SELECT {_CHECKPOINT_COLUMNS} FROM memstore_checkpoints AS c "
-            f"WHERE c.thread_id = ? AND {clause} ORDER BY c.created_at DESC, c.id DESC"
-        )
-        found = [_checkpoint(row) for row in self.store._fetch(sql, [thread_id, *params])]
-        if tags is not None:
-            wanted = set(_strings(tags, "tags"))
-            found = [c for c in found if wanted <= set(c.tags)]
-        if before is not None:
-            found = self._before(found, before)
+        filters, extra = self._filters(before, tags)
         if limit is not None:
             _check_count(limit, "limit")
-            found = found[:limit]
-        return found
+        sql = (
+            f"SELECT {_CHECKPOINT_COLUMNS} FROM memstore_checkpoints AS c "
+            f"WHERE c.thread_id = ? AND {clause} AND {filters} "
+            "ORDER BY c.created_at DESC, c.id DESC LIMIT ?"
+        )
+        rows = self.store._fetch(sql, [thread_id, *params, *extra, -1 if limit is None else limit])
+        return [_checkpoint(row) for row in rows]
+
+    def _filters(
+        self, before: str | datetime | None, tags: Sequence[str] | None
+    ) -> tuple[str, list[Any]]:
+        """SQL conditions on ``c`` for ``before`` (a checkpoint id, exclusive, or a time)
+        and ``tags`` (all of them)."""
+        parts, params = ["1"], []
+        if tags is not None:
+            parts.append(
+                "NOT EXISTS (SELECT 1 FROM json_each(?) AS wanted WHERE wanted.value "
+                "NOT IN (SELECT value FROM json_each(c.tags)))"
+            )
+            params.append(json.dumps(_strings(tags, "tags")))
+        if before is not None:
+            mark = (
+                self.store._fetch(
+                    "SELECT created_at, id FROM memstore_checkpoints WHERE id = ?", (before,)
+                )
+                if isinstance(before, str)
+                else []
+            )
+            if mark:
+                parts.append("(c.created_at, c.id) < (?, ?)")
+                params += mark[0]
+            else:
+                parts.append("c.created_at < ?")
+                params.append(_timestamp(before))
+        return " AND ".join(parts[1:]) or "1", params
 
     def diff(self, a: str, b: str | None = None) -> dict[str, Any]:
         """What changed between two checkpoints' states, or with ``b`` omitted, between
@@ -3535,12 +3563,27 @@ class Checkpoints:
         return len(doomed)
 
     def check(self) -> list[str]:
-        """Checkpoints whose parent is missing (left by tools writing with foreign keys off)."""
-        rows = self.store._fetch(
-            "SELECT c.id, c.parent_id FROM memstore_checkpoints AS c WHERE c.parent_id IS NOT NULL "
-            "AND NOT EXISTS (SELECT 1 FROM memstore_checkpoints AS p WHERE p.id = c.parent_id)"
-        )
-        return [f"checkpoint {cid} has a missing parent {parent}" for cid, parent in rows]
+        """Checkpoints whose parent is missing (left by tools writing with foreign keys off),
+        and parent links that go round in a cycle (made by hand)."""
+        parents = dict(self.store._fetch("SELECT id, parent_id FROM memstore_checkpoints"))
+        problems = [
+            f"checkpoint {cid} has a missing parent {parent}"
+            for cid, parent in sorted(parents.items())
+            if parent is not None and parent not in parents
+        ]
+        settled: set[str] = set()  # checkpoints known to lead to a root, or to a cycle found
+        for start in sorted(parents):
+            path: list[str] = []
+            node: str | None = start
+            while node is not None and node in parents and node not in settled:
+                if node in path:
+                    cycle = path[path.index(node) :]
+                    problems.append(f"checkpoints {' -> '.join([*cycle, node])} form a cycle")
+                    break
+                path.append(node)
+                node = parents[node]
+            settled.update(path)
+        return problems
 
     def _branch_head(self, thread_id: str, branch: str) -> str | None:
         head = self.latest(thread_id, branch=branch)
@@ -3551,17 +3594,6 @@ class Checkpoints:
             (thread_id, branch),
         )
         return rows[0][0] if rows else None
-
-    def _before(self, found: list[Checkpoint], before: str | datetime) -> list[Checkpoint]:
-        if isinstance(before, str) and (
-            rows := self.store._fetch(
-                "SELECT created_at, id FROM memstore_checkpoints WHERE id = ?", (before,)
-            )
-        ):
-            mark = (rows[0][0], rows[0][1])
-            return [c for c in found if (c.created_at, c.id) < mark]
-        moment = _timestamp(before)
-        return [c for c in found if c.created_at < moment]
 
 
 class _Lineage(NamedTuple):

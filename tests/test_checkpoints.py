@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import sqlite3
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -185,3 +186,36 @@ def test_cycles_cannot_be_made_even_by_hand(file_store: memstore.Store) -> None:
         "UPDATE memstore_checkpoints SET parent_id = ? WHERE id = ?", (b, a)
     )
     assert [c.id for c in cp.history("t")][:2] == [b, a]  # the walk is bounded, not endless
+
+
+def test_a_parent_cycle_made_by_hand_is_walked_once_and_reported(store: memstore.Store) -> None:
+    cp = store.checkpoints()
+    ids = [cp.save("t", {"step": n, "big": "x" * 1000}) for n in range(5)]
+    # ids[0] <- ids[1] <- ... <- ids[4]; now make ids[0]'s parent ids[3]: a cycle of four.
+    store.connection.execute(
+        "UPDATE memstore_checkpoints SET parent_id = ? WHERE id = ?", (ids[3], ids[0])
+    )
+    started = time.monotonic()
+    assert [c.id for c in cp.history("t", limit=1)] == [ids[4]]
+    walked = [c.id for c in cp.history("t")]
+    assert time.monotonic() - started < 5
+    assert walked == [ids[4], ids[3], ids[2], ids[1], ids[0]]  # each once, nearest first
+    problems = cp.check()
+    assert len(problems) == 1 and "form a cycle" in problems[0]
+    assert store.check() == problems
+
+
+def test_history_and_find_filter_and_limit_in_sql(store: memstore.Store) -> None:
+    cp = store.checkpoints()
+    ids = [
+        cp.save("t", {"n": n}, tags=["even"] if n % 2 == 0 else [], metadata={"n": n})
+        for n in range(10)
+    ]
+    assert [c.state["n"] for c in cp.history("t", tags=["even"], limit=2)] == [8, 6]
+    assert [c.state["n"] for c in cp.history("t", before=ids[5], limit=3)] == [4, 3, 2]
+    assert [c.state["n"] for c in cp.find("t", tags=["even"], before=ids[5])] == [4, 2, 0]
+    assert [c.state["n"] for c in cp.find("t", where={"metadata.n": {"$gte": 7}}, limit=2)] == [
+        9,
+        8,
+    ]
+    assert cp.find("t", tags=["even", "odd"]) == []
