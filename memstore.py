@@ -301,9 +301,10 @@ def _set_quota(conn: apsw.Connection, max_size: int) -> None:
     eighth of the quota and truncated back to a quarter of it."""
     page_size = conn.execute("PRAGMA page_size").fetchall()[0][0]
     assert isinstance(page_size, int)
-    conn.execute(f"PRAGMA max_page_count = {max(1, max_size // page_size)}").fetchall()
+    pages = min(max_size // page_size, 4_294_967_294)  # SQLite's largest page count
+    conn.execute(f"PRAGMA max_page_count = {pages}").fetchall()
     conn.execute(f"PRAGMA journal_size_limit = {max_size // 4}").fetchall()
-    conn.wal_autocheckpoint(max(16, max_size // page_size // 8))
+    conn.wal_autocheckpoint(min(max(16, pages // 8), 1000))  # 1000 pages: SQLite's default
 
 
 def _register_functions(conn: apsw.Connection) -> None:
@@ -527,12 +528,14 @@ class Store:
     ) -> None:
         if synchronous not in ("normal", "full"):
             raise ValidationError('synchronous must be "normal" or "full"')
-        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout < 0:
-            raise ValidationError("timeout must be a number of seconds >= 0")
+        if not 0 <= _finite(timeout, "timeout") <= 86400:
+            raise ValidationError(f"timeout must be 0 to 86400 seconds, not {timeout!r:.60}")
         if not 0 < _finite(query_timeout, "query_timeout") <= 3600:
             raise ValidationError("query_timeout must be a number of seconds, up to 3600")
         if max_size is not None and (
-            not isinstance(max_size, int) or isinstance(max_size, bool) or max_size < MIN_QUOTA
+            not isinstance(max_size, int)
+            or isinstance(max_size, bool)
+            or not MIN_QUOTA <= max_size <= INT64_MAX
         ):
             raise ValidationError(
                 f"max_size must be a whole number of bytes, at least {MIN_QUOTA:,} "
@@ -2040,6 +2043,10 @@ class Collection:
                 raise ValidationError("give key= for a list of records, not for a mapping")
             yield from records.items()
             return
+        if isinstance(records, (str, bytes)) or not isinstance(records, Iterable):
+            raise ValidationError(
+                f"records must be a mapping or an iterable of records, not {records!r:.60}"
+            )
         for item in records:
             if key is None:
                 if not (isinstance(item, tuple) and len(item) == 2):
@@ -2470,7 +2477,9 @@ def _check_event(event: Mapping[str, Any]) -> tuple[str, str, str, str, bool]:
         raise ValidationError(f"an event must be a dict, not {type(event).__name__}")
     unknown = set(event) - _EVENT_FIELDS
     if unknown:
-        raise ValidationError(f"unknown event fields {sorted(unknown)}; use id, kind, payload, at")
+        raise ValidationError(
+            f"unknown event fields {sorted(map(repr, unknown))}; use id, kind, payload, at"
+        )
     kind = event.get("kind")
     if not isinstance(kind, str) or not kind:
         raise ValidationError(f"an event needs a kind (a non-empty string), not {kind!r}")
@@ -3139,7 +3148,7 @@ def _check_usage(usage: Mapping[str, Any] | None) -> tuple[int, int, int, str | 
     unknown = set(usage) - set(_USAGE_FIELDS)
     if unknown:
         raise ValidationError(
-            f"unknown usage fields {sorted(unknown)}; use {sorted(_USAGE_FIELDS)}"
+            f"unknown usage fields {sorted(map(repr, unknown))}; use {sorted(_USAGE_FIELDS)}"
         )
     values = {_USAGE_FIELDS[k]: v for k, v in usage.items() if v is not None}
     for field in ("input_tokens", "output_tokens", "total_tokens"):
@@ -5064,7 +5073,7 @@ def _normalize_fields(fields: Mapping[str, type | str] | None) -> dict[str, str]
     for path, kind in fields.items():
         _check_field_path(path)
         name = _PYTHON_FIELD_TYPES.get(kind) if isinstance(kind, type) else kind
-        if name not in FIELD_TYPES:
+        if not isinstance(name, str) or name not in FIELD_TYPES:
             raise ValidationError(
                 f"field {path!r}: type must be str, int, float or bool "
                 f"(or {', '.join(FIELD_TYPES)}), not {kind!r}"
