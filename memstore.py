@@ -4649,6 +4649,7 @@ def _history_trigger_sql(table: str, *, drop: bool = False) -> list[str]:
     # Each version gets the next number from memstore_version_counters (never reused);
     # it stopped being current when the new one started: the new row's updated_at.
     collection = _literal(table)
+    archived = f"CASE WHEN new.updated_at IS old.updated_at THEN {_SQL_NOW} ELSE new.updated_at END"
     archive = (
         "INSERT INTO memstore_version_counters (collection, key, last) "
         f"VALUES ({collection}, old.key, 1) ON CONFLICT (collection, key) DO UPDATE "
@@ -4660,8 +4661,10 @@ def _history_trigger_sql(table: str, *, drop: bool = False) -> list[str]:
         "{0}, '{1}');"
     )
     return [
+        # When the update did not move updated_at, the touch trigger sets it to SQLite's now,
+        # which is the same instant throughout one statement: the archive uses it too.
         f"CREATE TRIGGER {names[0]} AFTER UPDATE OF body ON {quote_identifier(table)} "
-        f"WHEN old.body IS NOT new.body BEGIN {archive.format('new.updated_at', 'update')} END",
+        f"WHEN old.body IS NOT new.body BEGIN {archive.format(archived, 'update')} END",
         f"CREATE TRIGGER {names[1]} AFTER DELETE ON {quote_identifier(table)} "
         f"BEGIN {archive.format(_SQL_NOW, 'delete')} END",
     ]
