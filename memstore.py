@@ -1671,6 +1671,13 @@ class Collection:
         _check_match(text)
         _check_count(limit, "limit")
         _check_count(offset, "offset")
+        _check_count(snippet_tokens, "snippet_tokens")
+        if not (
+            isinstance(highlight, (tuple, list))
+            and len(highlight) == 2
+            and all(isinstance(h, str) for h in highlight)
+        ):
+            raise QueryError(f"highlight must be two strings, not {highlight!r:.60}")
         clause, params = self._filter(where)
         fts = self._fts_table
         sql = (
@@ -1700,8 +1707,12 @@ class Collection:
         the nearest values and ignore values that are not numbers.
         """
         groups = _names(group_by, "group_by")
+        if not isinstance(percentiles, (list, tuple)) or not all(
+            isinstance(p, (int, float)) and not isinstance(p, bool) for p in percentiles
+        ):
+            raise QueryError(f"percentiles must be a list of numbers, not {percentiles!r:.60}")
         quantiles = sorted({float(p) for p in percentiles} | {50.0})
-        if any(not 0 <= p <= 100 for p in quantiles):
+        if any(not 0 <= p <= 100 for p in quantiles):  # NaN fails this too
             raise QueryError("percentiles must be between 0 and 100")
         select: list[str] = []
         params: list[Any] = []
@@ -1848,7 +1859,7 @@ class Collection:
             "OR expires_at IS NOT excluded.expires_at"
         )
         count = 0
-        rows = iter(rows)
+        rows = iter(_items(rows, "rows"))
         with self.store.transaction():
             self._fresh()
             now = _iso(_utcnow())
@@ -1914,7 +1925,7 @@ class Collection:
         """Make a past version current again (the revert is itself a new version); return it."""
         with self.store.transaction():
             versions = {v.version: v for v in self.history(key)}
-            if version not in versions or isinstance(version, bool):
+            if not isinstance(version, int) or isinstance(version, bool) or version not in versions:
                 raise NotFoundError(
                     f"{key!r} has versions {', '.join(map(str, versions))}, not {version!r}"
                 )
@@ -2043,11 +2054,7 @@ class Collection:
                 raise ValidationError("give key= for a list of records, not for a mapping")
             yield from records.items()
             return
-        if isinstance(records, (str, bytes)) or not isinstance(records, Iterable):
-            raise ValidationError(
-                f"records must be a mapping or an iterable of records, not {records!r:.60}"
-            )
-        for item in records:
+        for item in _items(records, "records"):
             if key is None:
                 if not (isinstance(item, tuple) and len(item) == 2):
                     raise ValidationError("without key=, records must be (key, record) pairs")
@@ -2261,7 +2268,7 @@ class EventLog:
 
     def append_many(self, events: Iterable[Mapping[str, Any]]) -> list[int]:
         """Append several events in one transaction; return their sequence numbers."""
-        checked = [_check_event(event) for event in events]
+        checked = [_check_event(event) for event in _items(events, "events")]
         seqs = []
         with self.store.transaction():
             for event_id, kind, at, payload, at_given in checked:
@@ -2381,6 +2388,8 @@ class EventLog:
         ``initial``. Raises MemstoreError if retention removed events the
         replay needs.
         """
+        if until is not None:
+            _check_count(until, "until")
         last = self.last_seq()
         until = last if until is None else min(until, last)
         start, state = 0, initial
@@ -5122,6 +5131,15 @@ def _strings(values: object, name: str) -> list[str]:
     if not all(isinstance(v, str) for v in values):
         raise ValidationError(f"{name} must be a list of strings, not {values!r}")
     return list(values)
+
+
+def _items(values: Any, name: str) -> Iterable[Any]:
+    """An iterable of items (a list, a generator), not a string, a mapping or a scalar."""
+    if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Iterable):
+        raise ValidationError(
+            f"{name} must be a list (or an iterable) of items, not {values!r:.60}"
+        )
+    return values
 
 
 def _mapping(value: object, name: str) -> Mapping[str, Any]:

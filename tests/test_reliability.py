@@ -396,6 +396,61 @@ ENTRY_POINTS: dict[str, Callable[[memstore.Store, Any], Any]] = {
     "cache set": lambda s, v: s.cache("c").set("k", v),
     "cache ttl": lambda s, v: s.cache("c").set("k", 1, ttl=v),
     "profile": lambda s, v: s.graph("g").set_profile("p", v),
+    # every other public call, with the hostile value where a caller could put it
+    "add": lambda s, v: s.collection("notes").add(v),
+    "delete": lambda s, v: s.collection("notes").delete(v),
+    "contains": lambda s, v: v in s.collection("notes"),
+    "keys": lambda s, v: s.collection("notes").keys(offset=v),
+    "rows": lambda s, v: list(s.collection("notes").rows(v)),
+    "count": lambda s, v: s.collection("notes").count(v),
+    "aggregate of": lambda s, v: s.collection("notes").aggregate(of=v),
+    "percentiles": lambda s, v: s.collection("notes").aggregate(of="n", percentiles=v),
+    "search where": lambda s, v: s.collection("notes").search("a", where=v),
+    "search highlight": lambda s, v: s.collection("notes").search("a", highlight=v),
+    "set_ttl": lambda s, v: s.collection("notes").set_ttl(v),
+    "import_rows": lambda s, v: s.collection("notes").import_rows(v),
+    "import row": lambda s, v: s.collection("notes").import_rows([{"key": "k", "record": v}]),
+    "history": lambda s, v: s.collection("notes").history(v),
+    "revert": lambda s, v: s.collection("notes").revert("k", v),
+    "drop_collection": lambda s, v: s.drop_collection(v),
+    "event log name": lambda s, v: s.event_log(v).append({"kind": "k"}),
+    "append_many": lambda s, v: s.event_log("log").append_many(v),
+    "event get": lambda s, v: s.event_log("log").get(v),
+    "tail": lambda s, v: s.event_log("log").tail(v),
+    "replay": lambda s, v: s.event_log("log").replay(lambda a, e: a, v, until=v),
+    "snapshot": lambda s, v: s.event_log("log").snapshot(v),
+    "event search": lambda s, v: s.event_log("log").search("start", kinds=v),
+    "event cleanup": lambda s, v: s.event_log("log").cleanup(keep_last=v),
+    "thread get": lambda s, v: s.conversations().thread(v),
+    "messages": lambda s, v: s.conversations().messages("t", before=v),
+    "last_messages": lambda s, v: s.conversations().last_messages("t", v),
+    "tool calls": lambda s, v: s.conversations().add_message("t", "assistant", "x", tool_calls=v),
+    "message role": lambda s, v: s.conversations().add_message("t", v, "x"),
+    "trim": lambda s, v: s.conversations().trim("t", keep_last=v),
+    "usage": lambda s, v: s.conversations().usage(v),
+    "conversation search": lambda s, v: s.conversations().search(v),
+    "branch": lambda s, v: s.conversations().branch("t", at=v),
+    "merge": lambda s, v: s.conversations().merge(v),
+    "abandon": lambda s, v: s.conversations().abandon("t", reason=v),
+    "tree": lambda s, v: s.conversations().tree(v),
+    "threads order": lambda s, v: s.conversations().threads(order_by=v),
+    "checkpoint get": lambda s, v: s.checkpoints().get(v),
+    "checkpoint metadata": lambda s, v: s.checkpoints().save("t", {}, metadata=v),
+    "checkpoint tags": lambda s, v: s.checkpoints().save("t", {}, tags=v),
+    "checkpoint branch": lambda s, v: s.checkpoints().branch(v, name="b"),
+    "checkpoint latest": lambda s, v: s.checkpoints().latest("t", branch=v),
+    "checkpoint diff": lambda s, v: s.checkpoints().diff(v),
+    "checkpoint cleanup": lambda s, v: s.checkpoints().cleanup("t", keep_last=v),
+    "edge": lambda s, v: s.graph("g").add_edge("x", v, "r"),
+    "edge weight": lambda s, v: s.graph("g").add_edge("x", "x2", "r", weight=v),
+    "nodes": lambda s, v: s.graph("g").nodes(kind=v),
+    "neighbors direction": lambda s, v: s.graph("g").neighbors("x", direction=v),
+    "graph import": lambda s, v: s.graph("g2").import_(v),
+    "cache get": lambda s, v: s.cache("c").get(v),
+    "cache name": lambda s, v: s.cache(v),
+    "memoize": lambda s, v: s.cache("c").memoize()(lambda *a: 1)(v),
+    "state_diff": lambda s, v: memstore.state_diff(v, {"a": v}),
+    "check_collection_name": lambda s, v: memstore.check_collection_name(v),
 }
 
 HOSTILE_SETTINGS = settings(
@@ -410,11 +465,13 @@ TRIED: dict[str, int] = {"calls": 0, "refused": 0, "raw_errors": 0}
 def hostile_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[memstore.Store]:
     path = tmp_path_factory.mktemp("hostile") / "hostile.db"
     with memstore.Store(path) as store:
-        store.collection("notes", fields={"n": int}, fts=["text"]).put("k", {"n": 1, "text": "a"})
+        notes = store.collection("notes", fields={"n": int}, fts=["text"], history=True)
+        notes.put("k", {"n": 1, "text": "a"})
         store.event_log("log").append({"kind": "start"})
         store.conversations().create_thread("t")
         store.checkpoints().save("t", {"step": 1})
         store.graph("g").add_node("x", "kind")
+        store.graph("g").add_node("x2", "kind")
         yield store
     record("hostile", TRIED)
 
