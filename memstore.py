@@ -402,15 +402,19 @@ def _upgrade_collection_triggers(conn: apsw.Connection) -> None:
     """Version 7: history triggers that number versions, and triggers keeping updated_at
     and the default TTL for other tools' writes, on the collections that exist already
     (new ones get them when created); thread counts made right once."""
-    rows = conn.execute("SELECT name, history FROM _memstore_collections").fetchall()
-    for name, history in rows:
-        assert isinstance(name, str)
-        for trigger, create in (
-            (_touch_trigger, _touch_trigger_sql),
-            (_ttl_trigger, _ttl_trigger_sql),
-        ):
-            conn.execute(f"DROP TRIGGER IF EXISTS {quote_identifier(trigger(name))}")
-            conn.execute(create(name))
+    rows = conn.execute(
+        "SELECT name, history, ttl_seconds, fts FROM _memstore_collections"
+    ).fetchall()
+    for name, history, ttl_seconds, fts in rows:
+        assert isinstance(name, str) and isinstance(fts, str)
+        columns = [field_column(path) for path in json.loads(fts)]
+        if columns:  # FTS update triggers fire on body updates only
+            conn.execute(f"DROP TRIGGER IF EXISTS {quote_identifier(_fts_trigger(name, 'update'))}")
+            conn.execute(_fts_trigger_sql(name, columns)["update"])
+        conn.execute(f"DROP TRIGGER IF EXISTS {quote_identifier(_touch_trigger(name))}")
+        conn.execute(_touch_trigger_sql(name))
+        if ttl_seconds is not None:
+            conn.execute(_ttl_trigger_sql(name))
         if history:
             for sql in [*_history_trigger_sql(name, drop=True), *_history_trigger_sql(name)]:
                 conn.execute(sql)
@@ -1308,6 +1312,7 @@ class Store:
         if keep_history != meta.history:
             for sql in _history_trigger_sql(name, drop=not keep_history):
                 self._fetch(sql)
+        self._fetch(_ttl_trigger_sql(name) if new_ttl is not None else _drop_ttl_trigger_sql(name))
         self._generation += 1
         self._fetch(
             "INSERT INTO _memstore_collections (name, fields, fts, ttl_seconds, history) "
@@ -1483,7 +1488,7 @@ class Collection:
             now = _utcnow()
             stamp, expires = _iso(now), self._expiry(now, ttl)
             batch = list(islice(pairs, BATCH_SIZE))
-            if self.fts and len(batch) >= BULK_THRESHOLD:
+            if (self.fts or self.ttl is not None) and len(batch) >= BULK_THRESHOLD:
                 return self._put_bulk(batch, pairs, stamp, expires)
             count = 0
             while batch:
@@ -1500,11 +1505,11 @@ class Collection:
         stamp: str,
         expires: str | None,
     ) -> int:
-        """put_many for many records into a collection with FTS: see _bulk_fts.
+        """put_many for many records into a collection with insert triggers: see _bulk_fts.
 
-        The index is updated once at the end: new rows by their ids (past the
-        largest id before), replaced rows unindexed (with their old values)
-        before being replaced, each once, and indexed again at the end.
+        The FTS index (if any) is updated once at the end: new rows by their ids
+        (past the largest id before), replaced rows unindexed (with their old
+        values) before being replaced, each once, and indexed again at the end.
         """
         count = 0
         with self._bulk_fts() as columns:
@@ -1521,14 +1526,15 @@ class Collection:
                 )
                 found = [row_id for (row_id,) in existing]
                 stale = [i for i in found if i <= newest and i not in unindexed]
-                if stale:
+                if stale and columns:
                     self._fts_unindex(json.dumps(stale), columns)
                     unindexed.update(stale)
                 # A plain INSERT is faster than an upsert, when no key exists yet.
                 self.store._run_many(self._upsert_sql if found else self._insert_sql, rows.values())
                 count += len(batch)
                 batch = list(islice(pairs, BATCH_SIZE))
-            self._fts_index(newest, json.dumps(sorted(unindexed)), columns)
+            if columns:
+                self._fts_index(newest, json.dumps(sorted(unindexed)), columns)
         return count
 
     def delete(self, key: str) -> bool:
@@ -1556,6 +1562,11 @@ class Collection:
                 f"UPDATE _memstore_collections SET ttl_seconds = ?, updated_at = {_SQL_NOW} "
                 "WHERE name = ?",
                 (seconds, self.name),
+            )
+            self.store._fetch(
+                _ttl_trigger_sql(self.name)
+                if seconds is not None
+                else _drop_ttl_trigger_sql(self.name)
             )
             self.store._generation += 1
             self._apply(self.store._require_meta(self.name))
@@ -1979,7 +1990,8 @@ class Collection:
             ("index", _index_name(self.name, c), _index_sql(self.name, c)) for c in _BASE_INDEXED
         ]
         wanted.append(("trigger", _touch_trigger(self.name), _touch_trigger_sql(self.name)))
-        wanted.append(("trigger", _ttl_trigger(self.name), _ttl_trigger_sql(self.name)))
+        if self.ttl is not None:
+            wanted.append(("trigger", _ttl_trigger(self.name), _ttl_trigger_sql(self.name)))
         wanted += [
             (
                 "index",
@@ -2085,19 +2097,26 @@ class Collection:
 
         With any trigger on the table, even one whose WHEN clause skips it,
         bulk inserts run two to three times slower (see BENCHMARKS.md). So a
-        bulk write drops the triggers, updates the index with a few statements
-        per batch and creates the triggers again, all in one savepoint: other
-        connections only ever see the triggers in place, and an error
-        restores them. Yields the FTS columns.
+        bulk write drops the insert triggers (FTS, and the default TTL's, which
+        memstore's own writes never need), updates the index with a few
+        statements per batch and creates the triggers again, all in one
+        savepoint: other connections only ever see the triggers in place, and
+        an error restores them. Yields the FTS columns ([] without FTS).
         """
         with self.store.transaction():
             meta = self.store._require_meta(self.name)  # another process may have added FTS paths
             columns = [field_column(path) for path in meta.fts]
-            for sql in _drop_fts_sql(self.name, keep_table=True):
+            for sql in [
+                *_drop_fts_sql(self.name, keep_table=True),
+                _drop_ttl_trigger_sql(self.name),
+            ]:
                 self.store._fetch(sql)
             yield columns
-            for sql in _fts_trigger_sql(self.name, columns).values():
-                self.store._fetch(sql)
+            if columns:
+                for sql in _fts_trigger_sql(self.name, columns).values():
+                    self.store._fetch(sql)
+            if meta.ttl_seconds is not None:
+                self.store._fetch(_ttl_trigger_sql(self.name))
 
     def _fts_index(self, newest: int, replaced: str, columns: list[str]) -> None:
         """Index the new rows (ids past ``newest``) and the ``replaced`` ones (a JSON list)."""
@@ -3180,7 +3199,7 @@ def _search(store: Store, sql: str, params: Sequence[Any], text: str) -> list[An
     deadline = time.monotonic() + store.query_timeout
     with store._lock:
         conn = store.connection
-        conn.set_progress_handler(lambda: time.monotonic() > deadline, 1000)
+        conn.set_progress_handler(lambda: time.monotonic() > deadline, 20_000)
         try:
             return store._fetch(sql, params)
         except MemstoreError as err:
@@ -4603,7 +4622,6 @@ def _create_table_sql(name: str) -> list[str]:
         _index_sql(name, "updated_at"),
         _index_sql(name, "expires_at"),
         _touch_trigger_sql(name),
-        _ttl_trigger_sql(name),
     ]
 
 
@@ -4643,9 +4661,13 @@ def _fts_trigger_sql(table: str, columns: list[str]) -> dict[str, str]:
     insert = f"INSERT INTO {fts} (rowid, {cols}) VALUES (new.id, {new});"
     delete = f"INSERT INTO {fts} ({fts}, rowid, {cols}) VALUES ('delete', old.id, {old});"
     bodies = {"insert": insert, "delete": delete, "update": f"{delete} {insert}"}
+    # An update reindexes only when the body (and so the indexed columns) changed: an
+    # update of expires_at or updated_at alone, as the TTL and touch triggers make,
+    # must not 'delete' a row the index may not hold yet.
+    when = {"insert": "INSERT", "delete": "DELETE", "update": "UPDATE OF body"}
     return {
         event: f"CREATE TRIGGER {quote_identifier(_fts_trigger(table, event))} "
-        f"AFTER {event.upper()} ON {quote_identifier(table)} BEGIN {body} END"
+        f"AFTER {when[event]} ON {quote_identifier(table)} BEGIN {body} END"
         for event, body in bodies.items()
     }
 
@@ -4695,15 +4717,21 @@ def _touch_trigger(table: str) -> str:
 
 def _ttl_trigger_sql(table: str) -> str:
     """A trigger giving rows that other tools insert without an expiry the collection's
-    default time to live (read from the registry, so a new TTL needs no new trigger)."""
+    default time to live. Only a collection with a TTL has it (_set_ttl_trigger); the TTL
+    itself is read from the registry, so a new TTL needs no new trigger."""
     quoted, name = quote_identifier(table), _literal(table)
     ttl = f"(SELECT ttl_seconds FROM _memstore_collections WHERE name = {name})"
     return (
-        f"CREATE TRIGGER {quote_identifier(_ttl_trigger(table))} AFTER INSERT ON {quoted} "
-        f"WHEN new.expires_at IS NULL AND {ttl} IS NOT NULL BEGIN "
+        f"CREATE TRIGGER IF NOT EXISTS {quote_identifier(_ttl_trigger(table))} AFTER INSERT "
+        f"ON {quoted} WHEN new.expires_at IS NULL BEGIN "
         f"UPDATE {quoted} SET expires_at = strftime('%Y-%m-%dT%H:%M:%f000Z', "
-        f"new.created_at, '+' || {ttl} || ' seconds') WHERE id = new.id; END"
+        f"new.created_at, '+' || {ttl} || ' seconds') WHERE id = new.id AND {ttl} IS NOT NULL; "
+        "END"
     )
+
+
+def _drop_ttl_trigger_sql(table: str) -> str:
+    return f"DROP TRIGGER IF EXISTS {quote_identifier(_ttl_trigger(table))}"
 
 
 def _ttl_trigger(table: str) -> str:
@@ -5224,6 +5252,8 @@ def _utf8(text: str) -> bytes:
 
 
 # One encoder for every record: json.dumps with options builds a new one per call.
+_STR_TYPE = frozenset({str})
+_SCALAR_TYPES = frozenset({str, int, float, bool, type(None)})
 _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
@@ -5234,27 +5264,36 @@ def _dumps(value: Any) -> str:
         text = _ENCODER.encode(value)
     except (TypeError, ValueError, RecursionError) as err:
         raise ValidationError(f"value cannot be stored as JSON: {err}") from err
-    _check_keys(value)  # after encoding, which refuses cycles: this walk ends
+    try:
+        _check_keys(value)
+    except RecursionError as err:  # as deep as the encoder could go, but no deeper
+        raise ValidationError(f"value cannot be stored as JSON: {err}") from err
     return text
 
 
 def _check_keys(value: Any) -> None:
     """Refuse dict keys that are not strings. JSON writes None, True and 1 as "null", "true"
     and "1", so {"null": 5, None: "x"} would become an object with one key twice: the
-    index would see one value and get() the other."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, Mapping):
-            for key, child in item.items():
-                if not isinstance(key, str):
-                    raise ValidationError(
-                        f"keys must be strings, not {type(key).__name__}: {key!r:.60}"
-                    )
-                if isinstance(child, (Mapping, list, tuple)):
-                    stack.append(child)
-        elif isinstance(item, (list, tuple)):
-            stack.extend(c for c in item if isinstance(c, (Mapping, list, tuple)))
+    index would see one value and get() the other. Runs on every write, so each level is
+    looked at with C-speed passes over the types of its keys and values (about 1 µs for a
+    flat record); _dumps has encoded the value first, so it holds no cycle."""
+    kind = type(value)
+    if kind is dict or (kind is not list and isinstance(value, Mapping)):
+        if not _STR_TYPE.issuperset(map(type, value)):
+            bad = next((k for k in value if not isinstance(k, str)), None)
+            if bad is not None or None in value:
+                raise ValidationError(
+                    f"keys must be strings, not {type(bad).__name__}: {bad!r:.60}"
+                )
+        children: Iterable[Any] = value.values()
+    elif kind is list or isinstance(value, (list, tuple)):
+        children = value
+    else:
+        return
+    if not _SCALAR_TYPES.issuperset(map(type, children)):
+        for child in children:
+            if type(child) not in _SCALAR_TYPES:
+                _check_keys(child)
 
 
 def _utcnow() -> datetime:

@@ -191,9 +191,4 @@ def test_version_6_files_get_numbered_versions(
                 "SELECT name FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = 'notes'"
             )
         }
-        assert triggers == {
-            "notes__touch",
-            "notes__ttl",
-            "notes__history_update",
-            "notes__history_delete",
-        }
+        assert triggers == {"notes__touch", "notes__history_update", "notes__history_delete"}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import sqlite3
+from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -194,3 +196,40 @@ def test_older_than_with_keep_last_always_keeps_the_last(store: memstore.Store) 
     log.append({"kind": "k"})  # today
     assert log.cleanup(keep_last=3, older_than=timedelta(days=1)) == 3
     assert [e.seq for e in log.read()] == [4, 5, 6]
+
+
+def test_other_tools_inserts_get_the_default_ttl(db_path: Path) -> None:
+    with memstore.Store(db_path) as store:
+        store.collection("short", ttl=timedelta(hours=1), fts=["text"])
+        store.collection("plain")
+    raw = sqlite3.connect(db_path)
+    with raw:
+        raw.execute("INSERT INTO short (key, body) VALUES ('theirs', '{\"text\": \"hi\"}')")
+        raw.execute(
+            "INSERT INTO short (key, body, expires_at) "
+            "VALUES ('kept', '{}', '2999-01-01T00:00:00Z')"
+        )
+        raw.execute("INSERT INTO plain (key, body) VALUES ('theirs', '{}')")
+    raw.close()
+    with memstore.Store(db_path) as store:
+        short = store.collection("short")
+        row = next(short.rows({"key": "theirs"}))
+        created = datetime.fromisoformat(row.created_at)
+        assert datetime.fromisoformat(row.expires_at) - created == timedelta(hours=1)
+        assert next(short.rows({"key": "kept"})).expires_at == "2999-01-01T00:00:00Z"
+        assert next(store.collection("plain").rows()).expires_at is None
+        short.put_many([(f"bulk{i}", {"text": "x"}) for i in range(200)])  # the bulk path
+        assert short.count({"expires_at": {"$exists": True}}) == 202  # every row
+        assert store.check() == []
+        short.set_ttl(None)  # no default TTL: no trigger
+        triggers = {
+            r[0]
+            for r in store.connection.execute(
+                "SELECT name FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = 'short'"
+            )
+        }
+        assert "short__ttl" not in triggers and store.check() == []
+        short.set_ttl(60)
+        assert store.check() == [] and "short__ttl" in {
+            r[0] for r in store.connection.execute("SELECT name FROM sqlite_schema")
+        }
