@@ -4437,6 +4437,7 @@ class _LayerImport:
         self.busy_logs = {r[0] for r in store._fetch("SELECT DISTINCT log FROM memstore_events")}
         self.threads: set[Any] = set()  # threads given messages: recounted at the end
         self.columns: dict[str, set[str]] = {}
+        self._last_id: Any = None  # the rowid of the row _insert wrote last
 
     def rows(self, table: str, rows: Iterable[Mapping[str, Any]]) -> int:
         """Import a table's rows; return how many were written."""
