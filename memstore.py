@@ -144,6 +144,9 @@ MIN_QUOTA = 2**20
 #: with the next set(), stats() or close(), or after this many lookups.
 CACHE_COUNTS_FLUSH = 100
 
+#: A put_many of at least this many records runs PRAGMA optimize afterwards.
+ANALYZE_AFTER = 10_000
+
 #: Rows per statement batch in bulk writes and per transaction in cleanup.
 BATCH_SIZE = 1000
 
@@ -305,6 +308,19 @@ def _set_quota(conn: apsw.Connection, max_size: int) -> None:
     conn.execute(f"PRAGMA max_page_count = {pages}").fetchall()
     conn.execute(f"PRAGMA journal_size_limit = {max_size // 4}").fetchall()
     conn.wal_autocheckpoint(min(max(16, pages // 8), 1000))  # 1000 pages: SQLite's default
+
+
+def _refresh_statistics(conn: apsw.Connection, timeout: float) -> None:
+    """Give the query planner statistics from the start, not only after close(): analyze
+    the tables that need it (as apsw's best practice does), from a bounded sample. A file
+    another writer holds skips it rather than wait."""
+    conn.execute("PRAGMA analysis_limit = 1000").fetchall()
+    _set_busy_timeout(conn, 0)
+    try:
+        with contextlib.suppress(apsw.BusyError, apsw.LockedError):
+            conn.execute("PRAGMA optimize(0x10002)").fetchall()
+    finally:
+        _set_busy_timeout(conn, timeout)
 
 
 def _register_functions(conn: apsw.Connection) -> None:
@@ -500,6 +516,7 @@ class _Meta:
     fts: list[str]
     ttl_seconds: float | None
     history: bool = False
+    indexes: tuple[tuple[tuple[str, ...], bool], ...] = ()  # (fields, unique) each
 
 
 class Store:
@@ -569,6 +586,7 @@ class Store:
         conn = _connect(self.path, synchronous=self.synchronous.upper(), timeout=self.timeout)
         try:
             _migrate(conn)
+            _refresh_statistics(conn, self.timeout)
             if self.max_size is not None:
                 _set_quota(conn, self.max_size)
         except apsw.Error as err:
@@ -728,6 +746,7 @@ class Store:
         ttl: timedelta | float | None = None,
         model: type | None = None,
         history: bool | None = None,
+        indexes: Sequence[str | Sequence[str] | Mapping[str, Any]] | None = None,
     ) -> Collection:
         """Open a collection, creating it or adding to its declaration.
 
@@ -746,18 +765,29 @@ class Store:
         records are validated by it and returned as its instances.
         ``history=True`` keeps every record's previous versions (see
         ``Collection.history``); ``history=False`` stops keeping new ones.
+
+        ``indexes`` adds indexes over several fields, for filters and orders
+        that use them together: ``indexes=[("event_type", "-timestamp")]``
+        (``-`` for descending), or ``{"fields": [...], "unique": True}`` for a
+        unique one. Their fields are declared fields (in ``fields`` now or
+        before) or ``key``, ``created_at``, ``updated_at``, ``expires_at``.
         """
         check_collection_name(name)
         wanted_fields = _normalize_fields(fields)
         wanted_fts = _normalize_fts(fts)
         ttl_seconds = None if ttl is None else _seconds(ttl, "ttl")
+        wanted_indexes = _normalize_indexes(indexes)
         _check_columns_distinct([*wanted_fields, *wanted_fts])
         if history is not None and not isinstance(history, bool):
             raise ValidationError(f"history must be True or False, not {history!r}")
         meta = self._load_meta(name)
-        if meta is None or _declaration_adds(meta, wanted_fields, wanted_fts, ttl_seconds, history):
+        if meta is None or _declaration_adds(
+            meta, wanted_fields, wanted_fts, ttl_seconds, history, wanted_indexes
+        ):
             with self.transaction():
-                meta = self._declare(name, wanted_fields, wanted_fts, ttl_seconds, history)
+                meta = self._declare(
+                    name, wanted_fields, wanted_fts, ttl_seconds, history, wanted_indexes
+                )
         elif meta.name != name:
             raise ValidationError(f"collection {meta.name!r} exists; names ignore case")
         return Collection(self, meta, model)
@@ -981,6 +1011,7 @@ class Store:
                 "fts": meta.fts,
                 "ttl_seconds": meta.ttl_seconds,
                 "history": meta.history,
+                "indexes": [{"fields": list(f), "unique": u} for f, u in meta.indexes],
             }
         if collections is None:
             for table in LAYER_TABLES:
@@ -1241,14 +1272,21 @@ class Store:
 
     def _load_meta(self, name: str) -> _Meta | None:
         rows = self._fetch(
-            "SELECT name, fields, fts, ttl_seconds, history FROM _memstore_collections "
+            "SELECT name, fields, fts, ttl_seconds, history, indexes FROM _memstore_collections "
             "WHERE name = ?",
             (name,),
         )
         if not rows:
             return None
-        found, fields, fts, ttl_seconds, history = rows[0]
-        return _Meta(found, json.loads(fields), json.loads(fts), ttl_seconds, bool(history))
+        found, fields, fts, ttl_seconds, history, indexes = rows[0]
+        return _Meta(
+            found,
+            json.loads(fields),
+            json.loads(fts),
+            ttl_seconds,
+            bool(history),
+            tuple((tuple(i["fields"]), bool(i["unique"])) for i in json.loads(indexes)),
+        )
 
     def _require_meta(self, name: str) -> _Meta:
         meta = self._load_meta(name) if isinstance(name, str) else None
@@ -1263,6 +1301,7 @@ class Store:
         fts: list[str],
         ttl_seconds: float | None,
         history: bool | None,
+        indexes: tuple[tuple[tuple[str, ...], bool], ...] = (),
     ) -> _Meta:
         """Create or extend a collection's table; runs inside a transaction."""
         meta = self._load_meta(name)
@@ -1313,15 +1352,32 @@ class Store:
             for sql in _history_trigger_sql(name, drop=not keep_history):
                 self._fetch(sql)
         self._fetch(_ttl_trigger_sql(name) if new_ttl is not None else _drop_ttl_trigger_sql(name))
+        all_indexes = meta.indexes + tuple(i for i in indexes if i not in meta.indexes)
+        for spec in all_indexes[len(meta.indexes) :]:
+            for field in spec[0]:
+                if field.lstrip("-") not in all_fields and field.lstrip("-") not in META_COLUMNS:
+                    raise ValidationError(
+                        f"index field {field!r} of {name!r} is not a declared field: "
+                        "declare it in fields= first"
+                    )
+            self._fetch(_compound_index_sql(name, spec))
+            self._fetch(f"ANALYZE {quote_identifier(_compound_index_name(name, spec))}")
         self._generation += 1
         self._fetch(
-            "INSERT INTO _memstore_collections (name, fields, fts, ttl_seconds, history) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+            "INSERT INTO _memstore_collections (name, fields, fts, ttl_seconds, history, "
+            "indexes) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
             "fields = excluded.fields, fts = excluded.fts, ttl_seconds = excluded.ttl_seconds, "
-            f"history = excluded.history, updated_at = {_SQL_NOW}",
-            (name, json.dumps(all_fields), json.dumps(all_fts), new_ttl, keep_history),
+            f"history = excluded.history, indexes = excluded.indexes, updated_at = {_SQL_NOW}",
+            (
+                name,
+                json.dumps(all_fields),
+                json.dumps(all_fts),
+                new_ttl,
+                keep_history,
+                json.dumps([{"fields": list(f), "unique": u} for f, u in all_indexes]),
+            ),
         )
-        return _Meta(name, all_fields, all_fts, new_ttl, keep_history)
+        return _Meta(name, all_fields, all_fts, new_ttl, keep_history, all_indexes)
 
 
 def _declaration_adds(
@@ -1330,12 +1386,14 @@ def _declaration_adds(
     fts: list[str],
     ttl_seconds: float | None,
     history: bool | None,
+    indexes: tuple[tuple[tuple[str, ...], bool], ...] = (),
 ) -> bool:
     return (
         any(meta.fields.get(path) != kind for path, kind in fields.items())
         or any(path not in meta.fts for path in fts)
         or (ttl_seconds is not None and ttl_seconds != meta.ttl_seconds)
         or (history is not None and history != meta.history)
+        or any(spec not in meta.indexes for spec in indexes)
     )
 
 
@@ -1419,6 +1477,7 @@ class Collection:
         self.fts = list(meta.fts)
         self.ttl = None if meta.ttl_seconds is None else timedelta(seconds=meta.ttl_seconds)
         self.keeps_history = meta.history
+        self.indexes = [{"fields": list(f), "unique": u} for f, u in meta.indexes]
         # Declared field types, checked on every write: top-level fields (the
         # common case) with one dict lookup each, nested paths segment by segment.
         self._checks = [
@@ -1489,13 +1548,18 @@ class Collection:
             stamp, expires = _iso(now), self._expiry(now, ttl)
             batch = list(islice(pairs, BATCH_SIZE))
             if (self.fts or self.ttl is not None) and len(batch) >= BULK_THRESHOLD:
-                return self._put_bulk(batch, pairs, stamp, expires)
-            count = 0
-            while batch:
-                rows = [(_check_key(k), self._encode(r), stamp, stamp, expires) for k, r in batch]
-                self.store._run_many(self._upsert_sql, rows)
-                count += len(rows)
-                batch = list(islice(pairs, BATCH_SIZE))
+                count = self._put_bulk(batch, pairs, stamp, expires)
+            else:
+                count = 0
+                while batch:
+                    rows = [
+                        (_check_key(k), self._encode(r), stamp, stamp, expires) for k, r in batch
+                    ]
+                    self.store._run_many(self._upsert_sql, rows)
+                    count += len(rows)
+                    batch = list(islice(pairs, BATCH_SIZE))
+        if count >= ANALYZE_AFTER and self.store._depth == 0:
+            self.store._fetch("PRAGMA optimize")  # the planner learns the table's new size
         return count
 
     def _put_bulk(
@@ -1837,6 +1901,7 @@ class Collection:
             "fts": list(self.fts),
             "ttl_seconds": None if self.ttl is None else self.ttl.total_seconds(),
             "history": self.keeps_history,
+            "indexes": [dict(i) for i in self.indexes],
         }
 
     def expired_count(self) -> int:
@@ -1992,6 +2057,10 @@ class Collection:
         wanted.append(("trigger", _touch_trigger(self.name), _touch_trigger_sql(self.name)))
         if self.ttl is not None:
             wanted.append(("trigger", _ttl_trigger(self.name), _ttl_trigger_sql(self.name)))
+        wanted += [
+            ("index", _compound_index_name(self.name, spec), _compound_index_sql(self.name, spec))
+            for spec in self._meta.indexes
+        ]
         wanted += [
             (
                 "index",
@@ -4381,6 +4450,7 @@ def _read_manifest(root: Path) -> list[_ExportFile]:
                     "fts": entry.get("fts") or None,
                     "ttl": entry.get("ttl_seconds"),
                     "history": entry.get("history"),
+                    "indexes": entry.get("indexes") or None,
                 },
             )
             for name, entry in manifest.get("collections", {}).items()
@@ -4635,6 +4705,25 @@ def _index_sql(table: str, column: str) -> str:
     return (
         f"CREATE INDEX IF NOT EXISTS {quote_identifier(_index_name(table, column))} "
         f"ON {quote_identifier(table)} ({quote_identifier(column)}){partial}"
+    )
+
+
+def _compound_index_name(table: str, spec: tuple[tuple[str, ...], bool]) -> str:
+    fields, unique = spec
+    parts = [field_column(f.lstrip("-")) + ("_desc" if f.startswith("-") else "") for f in fields]
+    return f"{table}__{'unique' if unique else 'index'}__{'__'.join(parts)}"
+
+
+def _compound_index_sql(table: str, spec: tuple[tuple[str, ...], bool]) -> str:
+    """An index over several fields (their generated columns, or the meta columns)."""
+    columns = ", ".join(
+        quote_identifier(field_column(f.lstrip("-"))) + (" DESC" if f.startswith("-") else "")
+        for f in spec[0]
+    )
+    return (
+        f"CREATE {'UNIQUE ' if spec[1] else ''}INDEX IF NOT EXISTS "
+        f"{quote_identifier(_compound_index_name(table, spec))} "
+        f"ON {quote_identifier(table)} ({columns})"
     )
 
 
@@ -5121,6 +5210,44 @@ def _normalize_fields(fields: Mapping[str, type | str] | None) -> dict[str, str]
             )
         result[path] = name
     return result
+
+
+def _normalize_indexes(
+    indexes: Sequence[str | Sequence[str] | Mapping[str, Any]] | None,
+) -> tuple[tuple[tuple[str, ...], bool], ...]:
+    """Index declarations as ((field, ...), unique) pairs, checked."""
+    if indexes is None:
+        return ()
+    if isinstance(indexes, (str, Mapping)) or not isinstance(indexes, Sequence):
+        raise ValidationError("indexes must be a list: [('a', 'b'), {'fields': [...], ...}]")
+    found = []
+    for entry in indexes:
+        unique: object = False
+        if isinstance(entry, Mapping):
+            if set(entry) - {"fields", "unique"}:
+                raise ValidationError(
+                    f"an index is {{'fields': [...], 'unique': bool}}: {entry!r:.80}"
+                )
+            fields, unique = entry.get("fields"), entry.get("unique", False)
+        else:
+            fields = entry
+        if isinstance(fields, str):
+            fields = (fields,)
+        if (
+            not isinstance(fields, (list, tuple))
+            or not 1 <= len(fields) <= 8
+            or not isinstance(unique, bool)
+        ):
+            raise ValidationError(f"an index takes 1 to 8 field names: {entry!r:.80}")
+        for field in fields:
+            if not isinstance(field, str) or (
+                field.lstrip("-") not in META_COLUMNS and not _FIELD_PATH.match(field.lstrip("-"))
+            ):
+                raise ValidationError(f"invalid index field {field!r:.60}")
+        if len({f.lstrip("-") for f in fields}) != len(fields):
+            raise ValidationError(f"an index names each field once: {entry!r:.80}")
+        found.append((tuple(fields), unique))
+    return tuple(dict.fromkeys(found))
 
 
 def _normalize_fts(fts: Sequence[str] | None) -> list[str]:

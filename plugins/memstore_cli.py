@@ -303,6 +303,13 @@ def _describe(data: dict[str, Any]) -> list[str]:
         f"{data['name']}: {plural(data['records'], 'record')} ({data['expired']:,} expired)",
         f"  indexed fields: {fields or '-'}",
         f"  full-text search: {', '.join(data['fts']) or '-'}",
+        "  indexes: "
+        + (
+            "; ".join(
+                ("unique " if i["unique"] else "") + ", ".join(i["fields"]) for i in data["indexes"]
+            )
+            or "-"
+        ),
         f"  time to live: {_duration_text(ttl) if ttl else '-'}",
         f"  version history: {'kept' if data['history'] else 'not kept'}",
     ]
@@ -331,6 +338,13 @@ def _duration_text(seconds: float) -> str:
 @click.option(
     "--history/--no-history", default=None, help="Keep every record's earlier versions, or stop."
 )
+@click.option(
+    "--index",
+    "indexes",
+    multiple=True,
+    help="An index over fields used together: a,-b (- for descending). Repeatable.",
+)
+@click.option("--unique", multiple=True, help="A unique index: a,b. Repeatable.")
 def collection_create(
     ctx: click.Context,
     name: str,
@@ -338,17 +352,28 @@ def collection_create(
     fts: tuple[str, ...],
     ttl: timedelta | None,
     history: bool | None,
+    indexes: tuple[str, ...],
+    unique: tuple[str, ...],
     as_json: bool,
 ) -> None:
-    """Create a collection, or add fields and search paths to an existing one.
+    """Create a collection, or add fields, search paths and indexes to an existing one.
 
     \b
     memstore collection create events --field event_type:str --field duration:float \\
-        --fts text --ttl 30d
+        --fts text --ttl 30d --index event_type,-created_at
     """
+    declared = [{"fields": spec.split(","), "unique": False} for spec in indexes]
+    declared += [{"fields": spec.split(","), "unique": True} for spec in unique]
     with open_store(ctx) as store:
         created = name not in store
-        c = store.collection(name, fields=dict(fields), fts=list(fts), ttl=ttl, history=history)
+        c = store.collection(
+            name,
+            fields=dict(fields),
+            fts=list(fts),
+            ttl=ttl,
+            history=history,
+            indexes=declared or None,
+        )
         data = _declaration(c)
     verb = "created" if created else "updated"
     emit({**data, "created": created}, as_json, [f"{verb} collection {name}", *_describe(data)[1:]])

@@ -43,3 +43,8 @@ BEGIN
     UPDATE memstore_threads SET message_count = max(message_count - 1, 0)
     WHERE id = old.thread_id;
 END;
+
+-- Indexes over several fields, declared with collection(..., indexes=[...]):
+-- [{"fields": ["event_type", "-timestamp"], "unique": false}, ...].
+ALTER TABLE _memstore_collections ADD COLUMN indexes TEXT NOT NULL DEFAULT '[]'
+    CHECK (json_valid(indexes) AND json_type(indexes) = 'array');

@@ -333,6 +333,19 @@ def test_collection_create_then_put_then_search(tmp_path: Path) -> None:
     assert "created collection events" in created.stdout
     assert "event_type (text), duration (real)" in created.stdout
     assert "time to live: 30d" in created.stdout
+    indexed = memstore_cli(
+        "collection",
+        "create",
+        "events",
+        "--index",
+        "event_type,-created_at",
+        "--unique",
+        "duration,key",
+        db=db,
+    )
+    assert "indexes: event_type, -created_at; unique duration, key" in indexed.stdout
+    bad = memstore_cli("collection", "create", "events", "--index", "nope", db=db)
+    assert bad.returncode == 1 and "not a declared field" in bad.stderr
     record = '{"event_type": "error", "duration": 2.5, "text": "tool timeout"}'
     assert memstore_cli("put", "events", "e1", record, db=db).stdout == "stored e1\n"
     hits = [

@@ -250,6 +250,7 @@ def test_stats_say_what_a_collection_holds(store: memstore.Store) -> None:
         "fts": ["text"],
         "ttl_seconds": 60.0,
         "history": False,
+        "indexes": [],
     }
     notes.put("a", {"kind": "x"})
     notes.put("b", {"kind": "y"})
@@ -276,3 +277,80 @@ def test_a_handle_follows_declarations_made_elsewhere(db_path: Path) -> None:
         assert old.ttl is not None and old.ttl.total_seconds() == 60
         assert next(old.rows({"key": "d"})).expires_at is not None
         assert old.count() == 1
+
+
+def test_indexes_over_several_fields(db_path: Path) -> None:
+    with memstore.Store(db_path) as store:
+        events = store.collection(
+            "events",
+            fields={"event_type": str, "timestamp": str, "agent": str},
+            indexes=[("event_type", "-timestamp"), {"fields": ["agent", "key"], "unique": True}],
+        )
+        events.put_many(
+            [
+                (
+                    f"e{i}",
+                    {
+                        "event_type": "error" if i % 2 else "info",
+                        "timestamp": f"t{i:03}",
+                        "agent": f"a{i}",
+                    },
+                )
+                for i in range(200)
+            ]
+        )
+        plan = " ".join(
+            str(r[3])
+            for r in store.connection.execute(
+                "EXPLAIN QUERY PLAN SELECT key FROM events AS t WHERE t.event_type = 'error' "
+                "ORDER BY t.timestamp DESC LIMIT 5"
+            )
+        )
+        assert "events__index__event_type__timestamp_desc" in plan and "TEMP B-TREE" not in plan
+        found = events.query({"event_type": "error"}, order_by="-timestamp", limit=3)
+        assert [r["timestamp"] for r in found] == ["t199", "t197", "t195"]
+        assert events.indexes == [
+            {"fields": ["event_type", "-timestamp"], "unique": False},
+            {"fields": ["agent", "key"], "unique": True},
+        ]
+    with memstore.Store(db_path) as store:  # remembered in the file, and unique
+        events = store.collection("events")
+        assert len(events.indexes) == 2 and events.stats()["indexes"] == events.indexes
+        assert store.check() == []
+        store.connection.execute('DROP INDEX "events__index__event_type__timestamp_desc"')
+        assert any("events__index__event_type__timestamp_desc" in p for p in store.check())
+        store.repair()
+        assert store.check() == []
+
+
+@pytest.mark.parametrize(
+    "indexes",
+    [
+        [("nope",)],  # not a declared field
+        [("kind", "kind")],
+        [()],
+        ["kind; DROP TABLE x"],
+        [{"fields": ["kind"], "unique": "yes"}],
+        [{"fields": ["kind"], "other": 1}],
+        "kind",
+        [tuple("abcdefghi")],
+    ],
+)
+def test_bad_indexes_are_refused(store: memstore.Store, indexes: object) -> None:
+    with pytest.raises(memstore.ValidationError):
+        store.collection("notes", fields={"kind": str}, indexes=indexes)  # type: ignore[arg-type]
+    assert "notes" not in store
+
+
+def test_a_unique_index_refuses_duplicates(store: memstore.Store) -> None:
+    notes = store.collection("notes", fields={"email": str})
+    notes.put("a", {"email": "x@y"})
+    notes.put("b", {"email": "x@y"})
+    with pytest.raises(memstore.ValidationError):
+        store.collection("notes", indexes=[{"fields": ["email"], "unique": True}])
+    assert notes.indexes == [] and store.collection("notes").indexes == []
+    notes.delete("b")
+    store.collection("notes", indexes=[{"fields": ["email"], "unique": True}])
+    with pytest.raises(memstore.ValidationError):
+        notes.put("c", {"email": "x@y"})
+    assert sorted(notes.keys()) == ["a"]
