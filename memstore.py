@@ -38,22 +38,17 @@ The module reads top to bottom:
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import functools
-import hashlib
 import json
 import math
 import os
 import re
-import secrets
 import threading
 import time
 import weakref
-import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 from pathlib import Path
@@ -507,8 +502,7 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 # --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Meta:
+class _Meta(NamedTuple):
     """A collection as the registry table describes it."""
 
     name: str
@@ -3356,7 +3350,7 @@ _CHECKPOINT_COLUMNS = (
 
 def _checkpoint(row: Any) -> Checkpoint:
     cid, thread_id, branch, parent, state, packed, metadata, tags, created_at, size = row
-    text = state if packed is None else zlib.decompress(packed).decode("utf-8")
+    text = state if packed is None else _zlib().decompress(packed).decode("utf-8")
     return Checkpoint(
         cid,
         thread_id,
@@ -3408,7 +3402,7 @@ class Checkpoints:
         text = _dumps(state)
         encoded = _utf8(text)
         size = len(encoded)
-        packed = zlib.compress(encoded, 6) if size >= COMPRESS_ABOVE else None
+        packed = _zlib().compress(encoded, 6) if size >= COMPRESS_ABOVE else None
         values = (_dumps(_mapping(metadata, "metadata")), _dumps(_strings(tags, "tags")))
         with self.store.transaction():
             if self.store._fetch("SELECT 1 FROM memstore_checkpoints WHERE id = ?", (new_id,)):
@@ -4203,7 +4197,7 @@ class Cache:
                     arguments = json.dumps([args, kwargs], sort_keys=True, allow_nan=False)
                 except (TypeError, ValueError) as err:
                     raise ValidationError(f"memoized arguments must be JSON: {err}") from err
-                key = prefix + hashlib.sha256(_utf8(arguments)).hexdigest()
+                key = prefix + _sha256(_utf8(arguments))
                 found = self._lookup(key)
                 if found is not _MISSING:
                     return found
@@ -4270,12 +4264,16 @@ def _row_dict(columns: Sequence[str], row: Sequence[Any]) -> dict[str, Any]:
 def _to_json(value: Any) -> Any:
     """A column value for JSONL: BLOBs (compressed checkpoint states) as base64."""
     if isinstance(value, bytes):
+        import base64  # only exports need it: imported when used
+
         return {"$base64": base64.b64encode(value).decode("ascii")}
     return value
 
 
 def _from_json(value: Any) -> Any:
     if isinstance(value, dict) and set(value) == {"$base64"}:
+        import base64
+
         return base64.b64decode(value["$base64"])
     return value
 
@@ -4410,8 +4408,7 @@ def _jsonl(path: Path) -> Iterator[dict[str, Any]]:
         raise _BadFile(f"it cannot be read: {err}") from err
 
 
-@dataclass
-class _ExportFile:
+class _ExportFile(NamedTuple):
     """One file an export's manifest names."""
 
     kind: Literal["collection", "table"]
@@ -5055,7 +5052,7 @@ _LOGICAL: dict[str, Callable[[Any, Callable[[str], _Target]], _Compiled]] = {
 def _inflate(*args: Any) -> str | None:
     """SQL function: a compressed checkpoint state as JSON text."""
     (packed,) = args
-    return None if packed is None else zlib.decompress(packed).decode("utf-8")
+    return None if packed is None else _zlib().decompress(packed).decode("utf-8")
 
 
 class _Quantiles:
@@ -5424,6 +5421,19 @@ def _check_keys(value: Any) -> None:
                 _check_keys(child)
 
 
+def _zlib() -> Any:
+    """zlib, imported when a large checkpoint state first needs it: import memstore stays light."""
+    import zlib
+
+    return zlib
+
+
+def _sha256(data: bytes) -> str:
+    import hashlib  # only memoize needs it
+
+    return hashlib.sha256(data).hexdigest()
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -5447,7 +5457,7 @@ def _new_key() -> str:
         if milliseconds <= _last_key[0]:
             milliseconds, random_part = _last_key[0], _last_key[1] + 1
         else:
-            random_part = secrets.randbits(80)
+            random_part = int.from_bytes(os.urandom(10), "big")
         _last_key[:] = [milliseconds, random_part]
     value = (milliseconds << 80) | (random_part & ((1 << 80) - 1))
     return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))

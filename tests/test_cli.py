@@ -455,6 +455,12 @@ def test_import_memstore_does_not_load_the_plugins_or_click() -> None:
         "print(sorted(m for m in sys.modules if m.startswith(('click', 'memstore_', 'datasette'))))"
     )
     assert result.stdout.strip() == "[]", result.stderr
+    # Nor what only a few calls need: imported when they first run.
+    deferred = ("hashlib", "base64", "zlib", "dataclasses", "secrets", "random")
+    result = run_python(
+        f"import sys, memstore; print([m for m in {deferred!r} if m in sys.modules])"
+    )
+    assert result.stdout.strip() == "[]", result.stderr
 
 
 def test_commands_that_read_create_nothing(tmp_path: Path) -> None:
