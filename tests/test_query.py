@@ -217,3 +217,15 @@ def test_aggregate(loaded: memstore.Collection) -> None:
     ]
     with pytest.raises(memstore.QueryError):
         loaded.aggregate(of="duration", percentiles=[101])
+
+
+def test_count_leaves_out_the_expiry_test_only_when_nothing_expires(store: memstore.Store) -> None:
+    notes = store.collection("notes", fields={"n": int})
+    notes.put_many([(f"k{i}", {"n": i}) for i in range(10)])
+    assert notes.count({"n": {"$gte": 5}}) == 5
+    notes.put("old", {"n": 7}, ttl=60)
+    store.connection.execute(
+        "UPDATE notes SET expires_at = '2000-01-01T00:00:00.000000Z' WHERE key = 'old'"
+    )
+    assert notes.count({"n": {"$gte": 5}}) == 5  # the expired one is not counted
+    assert notes.count() == 10
