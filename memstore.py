@@ -524,9 +524,9 @@ class Store:
     crashes. ``timeout`` is how long to wait, in seconds, for another writer.
     ``max_size`` (bytes, at least 1 MiB) is a quota SQLite enforces (``PRAGMA
     max_page_count``): a write past it raises QuotaError and changes nothing;
-    the WAL is checkpointed early and truncated so that it stays small too. ``query_timeout`` is
-    how long, in seconds, a full-text search may run before it is stopped
-    with QueryError.
+    the WAL is checkpointed early and truncated so that it stays small too.
+    ``query_timeout`` is how long, in seconds, a full-text search may run
+    before it is stopped with QueryError.
 
     One Store may be shared by threads: its operations take turns on one
     connection. Open a Store per thread or per process for parallel readers.
@@ -1005,7 +1005,7 @@ class Store:
                 "fts": meta.fts,
                 "ttl_seconds": meta.ttl_seconds,
                 "history": meta.history,
-                "indexes": [{"fields": list(f), "unique": u} for f, u in meta.indexes],
+                "indexes": _index_dicts(meta.indexes),
             }
         if collections is None:
             for table in LAYER_TABLES:
@@ -1124,8 +1124,7 @@ class Store:
         age = None if older_than is None else _seconds(older_than, "older_than")
         if keep_last is not None:
             _check_count(keep_last, "keep_last")
-        if by not in ("created", "updated"):
-            raise ValidationError(f'by must be "created" or "updated", not {by!r}')
+        _check_by(by)
         steps: list[tuple[str, Callable[[], int]]] = [
             (
                 f"collection {name}",
@@ -1368,7 +1367,7 @@ class Store:
                 json.dumps(all_fts),
                 new_ttl,
                 keep_history,
-                json.dumps([{"fields": list(f), "unique": u} for f, u in all_indexes]),
+                json.dumps(_index_dicts(all_indexes)),
             ),
         )
         return _Meta(name, all_fields, all_fts, new_ttl, keep_history, all_indexes)
@@ -1471,7 +1470,7 @@ class Collection:
         self.fts = list(meta.fts)
         self.ttl = None if meta.ttl_seconds is None else timedelta(seconds=meta.ttl_seconds)
         self.keeps_history = meta.history
-        self.indexes = [{"fields": list(f), "unique": u} for f, u in meta.indexes]
+        self.indexes = _index_dicts(meta.indexes)
         # Declared field types, checked on every write: top-level fields (the
         # common case) with one dict lookup each, nested paths segment by segment.
         self._checks = [
@@ -1843,8 +1842,7 @@ class Collection:
         In a collection with history, the removed records' versions go too,
         as do versions archived more than ``older_than`` ago.
         """
-        if by not in ("created", "updated"):
-            raise ValidationError('by must be "created" or "updated"')
+        _check_by(by)
         _check_batch_size(batch_size)
         now = _utcnow()
         conditions: list[str] = []
@@ -1885,7 +1883,7 @@ class Collection:
         """What the collection holds and how it is declared.
 
         ``{"records", "expired", "oldest", "newest", "fields", "fts",
-        "ttl_seconds", "history"}``: live records, records past their TTL
+        "ttl_seconds", "history", "indexes"}``: live records, records past their TTL
         waiting for ``cleanup()``, the oldest ``created_at`` and newest
         ``updated_at`` (None when empty), and the declaration.
         """
@@ -3207,33 +3205,41 @@ class Conversations:
         for thread_id, count, last in self.store._fetch(
             "SELECT id, message_count, last_message_at FROM memstore_threads ORDER BY id"
         ):
-            clause, params = self._history_clause(thread_id)
-            real, newest = self.store._fetch(
-                "SELECT count(*), (SELECT max(created_at) FROM memstore_messages "
-                f"WHERE thread_id = ?) FROM memstore_messages AS m WHERE {clause}",
-                [thread_id, *params],
-            )[0]
+            with self.store._lock:
+                truth = _thread_truth(self.store.connection, thread_id)
+            real, newest = truth if truth is not None else (count, None)
             if real != count or (newest is not None and (last is None or last < newest)):
                 found.append((thread_id, count, last, real))
         return found
 
 
-def _recount_thread(conn: apsw.Connection, thread_id: Any) -> None:
-    """Set a thread's message count and last message time from its messages."""
+def _thread_truth(conn: apsw.Connection, thread_id: Any) -> tuple[int, str | None] | None:
+    """What a thread's messages say: how many its history holds (shared ones included),
+    and when its newest own message came; None when there is no such thread."""
     ranges = conn.execute(HISTORY_RANGES_SQL, (thread_id,)).fetchall()
     if not ranges:
-        return
+        return None
     clause, params = history_clause(ranges)
+    count, newest = conn.execute(
+        "SELECT count(*), (SELECT max(created_at) FROM memstore_messages WHERE thread_id = ?) "
+        f"FROM memstore_messages AS m WHERE {clause}",
+        [thread_id, *params],
+    ).fetchall()[0]
+    assert isinstance(count, int) and (newest is None or isinstance(newest, str))
+    return count, newest
+
+
+def _recount_thread(conn: apsw.Connection, thread_id: Any) -> None:
+    """Set a thread's message count from its messages, and its last message time to its
+    newest message's when that is later."""
+    truth = _thread_truth(conn, thread_id)
+    if truth is None:
+        return
+    count, newest = truth
     conn.execute(
-        "UPDATE memstore_threads SET message_count = "
-        f"(SELECT count(*) FROM memstore_messages AS m WHERE {clause}), "
-        "last_message_at = max(coalesce(last_message_at, ''), coalesce((SELECT max(created_at) "
-        "FROM memstore_messages WHERE thread_id = ?), '')) WHERE id = ?",
-        [*params, thread_id, thread_id],
-    )
-    conn.execute(
-        "UPDATE memstore_threads SET last_message_at = NULL WHERE id = ? AND last_message_at = ''",
-        (thread_id,),
+        "UPDATE memstore_threads SET message_count = ?, last_message_at = CASE "
+        "WHEN ? > coalesce(last_message_at, '') THEN ? ELSE last_message_at END WHERE id = ?",
+        (count, newest, newest, thread_id),
     )
 
 
@@ -4530,17 +4536,18 @@ class _LayerImport:
                 row["seq"] = self.seqs[row["log"]].get(row.get("seq"), row.get("seq"))
             return self._insert(table, row, _ON_CONFLICT.get(table, "ON CONFLICT DO NOTHING"))
         old_id = row.pop("id", None)
-        if table == "memstore_events":
-            self._sequence(row)
         if table == "memstore_messages":
             if row.get("merged_from") is not None:
                 row["merged_from"] = self.ids.get(table, {}).get(row["merged_from"])
             self.threads.add(row.get("thread_id"))
         found = self.store._fetch(
-            f"SELECT id FROM {quote_identifier(table)} WHERE "
+            f"SELECT id, {'seq' if table == 'memstore_events' else 'NULL'} "
+            f"FROM {quote_identifier(table)} WHERE "
             + " AND ".join(f"{quote_identifier(c)} IS ?" for c in natural),
             [row.get(c) for c in natural],
         )
+        if table == "memstore_events":
+            self._sequence(row, found[0][1] if found else None)
         if found:
             self.ids.setdefault(table, {})[old_id] = found[0][0]
             return 0
@@ -4553,16 +4560,13 @@ class _LayerImport:
             )
         return written
 
-    def _sequence(self, row: dict[str, Any]) -> None:
-        """An event's sequence number here: its own in a log that was empty, else the next."""
+    def _sequence(self, row: dict[str, Any], existing: int | None) -> None:
+        """An event's sequence number here: the one it has if it is here already (``existing``),
+        its own in a log that was empty, else the next."""
         log, seq = row.get("log"), row.get("seq")
         seqs = self.seqs.setdefault(log, {})
-        same = self.store._fetch(
-            "SELECT seq FROM memstore_events WHERE log = ? AND event_id = ?",
-            (log, row.get("event_id")),
-        )
-        if same:
-            row["seq"] = same[0][0]
+        if existing is not None:
+            row["seq"] = existing
         elif log in self.busy_logs:  # appended after what the log had, in their order
             last = self.store._fetch("SELECT last_seq FROM memstore_logs WHERE name = ?", (log,))
             row["seq"] = (last[0][0] if last else 0) + 1
@@ -5253,6 +5257,11 @@ def _normalize_indexes(
     return tuple(dict.fromkeys(found))
 
 
+def _index_dicts(indexes: tuple[tuple[tuple[str, ...], bool], ...]) -> list[dict[str, Any]]:
+    """Index declarations as the registry, exports and ``Collection.indexes`` show them."""
+    return [{"fields": list(fields), "unique": unique} for fields, unique in indexes]
+
+
 def _normalize_fts(fts: Sequence[str] | None) -> list[str]:
     if fts is None:
         return []
@@ -5337,6 +5346,11 @@ def _optional_timestamp(value: object) -> str | None:
 def _check_count(value: object, name: str) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= INT64_MAX:
         raise ValidationError(f"{name} must be a whole number from 0 to 2**63-1, not {value!r:.60}")
+
+
+def _check_by(by: object) -> None:
+    if by not in ("created", "updated"):
+        raise ValidationError(f'by must be "created" or "updated", not {by!r:.60}')
 
 
 def _check_batch_size(value: object) -> None:
