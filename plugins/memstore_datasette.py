@@ -1015,21 +1015,14 @@ async def _checkpoint_tree(db: Any, thread_id: str) -> Markup:
     """A thread's checkpoint branches as nested lists: each under the branch it grew from."""
     counts = (
         await db.execute(
-            "SELECT branch, count(*), max(created_at) FROM memstore_checkpoints "
+            "SELECT branch, count(*), max(created_at), (SELECT l.id FROM memstore_checkpoints "
+            "AS l WHERE l.thread_id = c.thread_id AND l.branch = c.branch "
+            "ORDER BY l.created_at DESC, l.id DESC LIMIT 1) FROM memstore_checkpoints AS c "
             "WHERE thread_id = ? GROUP BY branch",
             (thread_id,),
         )
     ).rows
-    latest = {
-        branch: (
-            await db.execute(
-                "SELECT id FROM memstore_checkpoints WHERE thread_id = ? AND branch = ? "
-                "ORDER BY created_at DESC, id DESC LIMIT 1",
-                (thread_id, branch),
-            )
-        ).rows[0][0]
-        for branch, _, _ in counts
-    }
+    latest = {branch: head for branch, _, _, head in counts}
     forks = {
         name: (from_id, from_branch)
         for name, from_id, from_branch in (
@@ -1040,7 +1033,7 @@ async def _checkpoint_tree(db: Any, thread_id: str) -> Markup:
             )
         ).rows
     }
-    info = {branch: (n, last) for branch, n, last in counts}
+    info = {branch: (n, last) for branch, n, last, _ in counts}
     names = sorted(set(info) | set(forks), key=lambda b: (b != "main", info.get(b, (0, ""))[1]))
     children: dict[str | None, list[str]] = {}
     for name in names:
