@@ -62,6 +62,8 @@ __all__ = [
     "APPLICATION_ID",
     "COMPRESS_ABOVE",
     "HISTORY_RANGES_SQL",
+    "INDEX_PENDING_MESSAGES_SQL",
+    "PENDING_MESSAGES_SQL",
     "SCHEMA_VERSION",
     "BusyError",
     "Cache",
@@ -141,6 +143,10 @@ CACHE_COUNTS_FLUSH = 100
 
 #: A put_many of at least this many records runs PRAGMA optimize afterwards.
 ANALYZE_AFTER = 10_000
+
+#: Messages are indexed for search in batches (sql/0008): by add_message when
+#: this many wait, and by any search, check() or close() before that.
+INDEX_MESSAGES_EVERY = 100
 
 #: Rows per statement batch in bulk writes and per transaction in cleanup.
 BATCH_SIZE = 1000
@@ -620,10 +626,11 @@ class Store:
         with self._lock:
             if self._conn is None:
                 return
-            if self._cache_counts and self._depth == 0:
+            if self._depth == 0:
                 with contextlib.suppress(MemstoreError), self.transaction():
                     for name in list(self._cache_counts):
                         _flush_cache_counts(self, name)
+                    _catch_up_messages(self)
             conn, self._conn = self._conn, None
             # Keeps query plans good for later opens; a busy or read-only file can skip it.
             with contextlib.suppress(apsw.Error):
@@ -851,6 +858,8 @@ class Store:
         for name, (kind, _) in _schema_objects().items():
             if name not in tables:
                 problems.append(f"missing {kind} {name}")
+        with contextlib.suppress(MemstoreError):  # a read-only file: check what is there
+            _catch_up_messages(self)
         for fts in _LAYER_FTS:
             problems += _fts_problems(self, fts)
         for (graph,) in self._fetch("SELECT DISTINCT graph FROM memstore_edges"):
@@ -887,6 +896,12 @@ class Store:
             if _fts_problems(self, fts):
                 with self.transaction():
                     self._fetch(f"INSERT INTO {fts} ({fts}) VALUES ('rebuild')")
+                    self._fetch(  # the rebuild indexed every message (sql/0008)
+                        "INSERT INTO memstore_fts_progress (fts, indexed_to) "
+                        "SELECT ?, coalesce(max(id), 0) FROM memstore_messages WHERE ? "
+                        "ON CONFLICT (fts) DO UPDATE SET indexed_to = excluded.indexed_to",
+                        (fts, fts == "memstore_messages_fts"),
+                    )
                 done.append(f"rebuilt the full-text index {fts}")
         conversations = self.conversations()
         for thread_id, *_ in conversations._drifted():
@@ -1192,6 +1207,7 @@ class Store:
             )
         ]
         with self.transaction():
+            _catch_up_messages(self)
             for table in fts:
                 quoted = quote_identifier(table)
                 self._fetch(f"INSERT INTO {quoted} ({quoted}) VALUES ('optimize')")
@@ -2632,6 +2648,15 @@ _MESSAGE_COLUMNS = (
     "m.metadata, m.input_tokens, m.output_tokens, m.total_tokens, m.model, m.cost, "
     "m.created_at, m.merged_from"
 )
+_ADD_MESSAGE_SQL = (
+    "INSERT INTO memstore_messages (thread_id, position, role, content, content_type, name, "
+    "tool_calls, metadata, input_tokens, output_tokens, total_tokens, model, cost, created_at) "
+    "SELECT t.id, max(coalesce(t.branch_point, 0), coalesce("
+    "(SELECT max(position) FROM memstore_messages WHERE thread_id = t.id), 0)) + 1, "
+    "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM memstore_threads AS t "
+    "WHERE t.id = ? AND t.status = 'active' RETURNING position, "
+    "id - (SELECT indexed_to FROM memstore_fts_progress WHERE fts = 'memstore_messages_fts')"
+)
 ROLES = ("system", "user", "assistant", "tool")
 _USAGE_FIELDS = {
     "input_tokens": "input_tokens",
@@ -2843,30 +2868,18 @@ class Conversations:
         tokens_in, tokens_out, tokens_total, model, cost = _check_usage(usage)
         now = _iso(_utcnow())
         with self.store.transaction():
-            position = self._next_position(thread_id)
-            self.store._fetch(
-                "INSERT INTO memstore_messages (thread_id, position, role, content, content_type, "
-                "name, tool_calls, metadata, input_tokens, output_tokens, total_tokens, model, "
-                "cost, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    thread_id,
-                    position,
-                    role,
-                    text,
-                    content_type,
-                    name,
-                    calls,
-                    meta,
-                    tokens_in,
-                    tokens_out,
-                    tokens_total,
-                    model,
-                    cost,
-                    now,
-                ),
-            )
-            # The thread's count and last message time: memstore_messages__count_insert.
-        return position
+            # One statement: the next position of an active thread's history, the insert,
+            # and how many messages now wait to be indexed for search (sql/0008).
+            message = (role, text, content_type, name, calls, meta, tokens_in, tokens_out)
+            usage_and_thread = (tokens_total, model, cost, now, thread_id)
+            added = self.store._fetch(_ADD_MESSAGE_SQL, (*message, *usage_and_thread))
+            if not added:
+                self._next_position(thread_id)  # raises NotFoundError or ConflictError
+            position, pending = added[0]
+            if pending is not None and pending >= INDEX_MESSAGES_EVERY:
+                _index_pending_messages(self.store)
+        # The thread's count and last message time: the trigger memstore_messages__count_insert.
+        return int(position)
 
     def messages(
         self,
@@ -2954,6 +2967,7 @@ class Conversations:
         and its record the Message. With ``thread_id``, over that thread's history."""
         _check_count(limit, "limit")
         clause, params = ("1", []) if thread_id is None else self._history_clause(thread_id)
+        _catch_up_messages(self.store)
         sql = (
             f"SELECT {_MESSAGE_COLUMNS}, memstore_messages_fts.rank, "
             "snippet(memstore_messages_fts, 0, '[', ']', '…', 12) "
@@ -3297,11 +3311,28 @@ _LAYER_FTS = ("memstore_events_fts", "memstore_messages_fts")
 
 def _fts_problems(store: Store, fts: str) -> list[str]:
     """An external-content FTS5 index checked against its rows: [] when in step."""
+    if fts == "memstore_messages_fts" and not store._fetch(
+        "SELECT 1 FROM memstore_fts_progress WHERE fts = ?", (fts,)
+    ):
+        return [f"{fts}: memstore_fts_progress has lost its row, so no new message is indexed"]
     try:
         store._fetch(f"INSERT INTO {fts} ({fts}, rank) VALUES ('integrity-check', 1)")
     except MemstoreError as err:
         return [f"{fts}: full-text index out of step with the rows ({err})"]
     return []
+
+
+def _index_pending_messages(store: Store) -> None:
+    """Index the messages added since the last time, in one transaction (sql/0008)."""
+    with store.transaction():
+        for sql in INDEX_PENDING_MESSAGES_SQL:
+            store._fetch(sql)
+
+
+def _catch_up_messages(store: Store) -> None:
+    """Index waiting messages, if any: before a search, a check, or closing."""
+    if store._fetch(PENDING_MESSAGES_SQL) != [(0,)]:
+        _index_pending_messages(store)
 
 
 def _check_match(text: object) -> str:
@@ -5133,6 +5164,22 @@ def check_collection_name(name: object) -> str:
             "not starting with sqlite or memstore_, nor containing _fts"
         )
     return name
+
+
+#: Whether messages wait to be indexed for search: one row, 1 or 0. Messages are
+#: indexed in batches, not one FTS5 write per message (sql/0008): a tool that
+#: searches memstore_messages_fts with its own SQL runs this first and, on 1,
+#: the statements of INDEX_PENDING_MESSAGES_SQL in one write transaction.
+PENDING_MESSAGES_SQL = (
+    "SELECT (SELECT coalesce(max(id), 0) FROM memstore_messages) > indexed_to "
+    "FROM memstore_fts_progress WHERE fts = 'memstore_messages_fts'"
+)
+INDEX_PENDING_MESSAGES_SQL = (
+    "INSERT INTO memstore_messages_fts (rowid, content) SELECT id, content FROM memstore_messages "
+    "WHERE id > (SELECT indexed_to FROM memstore_fts_progress WHERE fts = 'memstore_messages_fts')",
+    "UPDATE memstore_fts_progress SET indexed_to = "
+    "(SELECT coalesce(max(id), 0) FROM memstore_messages) WHERE fts = 'memstore_messages_fts'",
+)
 
 
 def fts_table(collection: str) -> str:

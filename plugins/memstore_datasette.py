@@ -19,9 +19,11 @@ actor may view. No configuration is needed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import sqlite3
 import weakref
 import zlib
 from datetime import UTC, datetime
@@ -111,7 +113,10 @@ async def _memstore_tables(db: Any) -> dict[str, dict[str, Any]] | None:
         }
     except Exception:
         return None
-    tables: dict[str, dict[str, Any]] = {"_memstore_collections": {"hidden": True}}
+    tables: dict[str, dict[str, Any]] = {
+        "_memstore_collections": {"hidden": True},
+        "memstore_fts_progress": {"hidden": True},
+    }
     for name, fields in rows:
         declared = json.loads(fields)
         facets = [
@@ -1133,6 +1138,25 @@ async def search_view(datasette: Any, request: Any) -> Response:
     )
 
 
+async def _index_pending_messages(db: Any) -> None:
+    """Index the messages memstore has not indexed yet (it does so in batches), so the
+    search sees every one; a database Datasette may not write to is searched as it is."""
+    try:
+        pending = await db.execute(memstore.PENDING_MESSAGES_SQL)
+    except Exception:  # a file from before schema 8 indexes every message at once
+        return
+    if not db.is_mutable or [tuple(r) for r in pending.rows] == [(0,)]:
+        return
+
+    def index(conn: sqlite3.Connection) -> None:
+        with conn:
+            for sql in memstore.INDEX_PENDING_MESSAGES_SQL:
+                conn.execute(sql)
+
+    with contextlib.suppress(Exception):  # a file another writer holds: search what is there
+        await db.execute_write_fn(index, block=True)
+
+
 def _highlight(snippet: str | None) -> Markup:
     """A snippet with its matches marked; everything else escaped."""
     escaped = Markup.escape(snippet or "")
@@ -1171,6 +1195,7 @@ async def _search_database(
         ]
     base = datasette.urls.path(f"/-/memstore/{quote(database, safe='')}")
     if await _can_view(datasette, request.actor, database, "memstore_messages"):
+        await _index_pending_messages(db)
         rows = (
             await db.execute(
                 "SELECT m.thread_id, m.position, m.role, "

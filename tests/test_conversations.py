@@ -297,6 +297,7 @@ def test_check_and_repair_cover_the_layers_fts(file_store: memstore.Store) -> No
     conv = file_store.conversations()
     conv.create_thread("t")
     conv.add_message("t", "user", "indexed words")
+    assert [h.key for h in conv.search("indexed")] == ["t"]  # the message is in the index now
     file_store.event_log("l").append({"kind": "k", "payload": "logged words"})
     conn = file_store.connection
     conn.execute("DROP TRIGGER memstore_messages__fts_update")

@@ -219,6 +219,23 @@ def test_search_everything(ds: Any) -> None:
     assert "<script>alert" not in xss and "&lt;<mark>script</mark>&gt;" in xss
 
 
+def test_search_indexes_the_messages_memstore_has_not_yet(tmp_path: Path) -> None:
+    """memstore indexes messages in batches; the explorer's search catches up first."""
+    path = tmp_path / "agent.db"
+    store = memstore.Store(path)
+    conv = store.conversations()
+    conv.create_thread("t")
+    conv.add_message("t", "user", "a zeppelin to Oslo")
+    pending = store.connection.execute(memstore.PENDING_MESSAGES_SQL).fetchall()
+    assert pending == [(1,)]  # still open: the message waits for the index
+    ds = datasette(path)
+    html = get(ds, "/-/memstore/search?q=zeppelin").text
+    assert "<mark>zeppelin</mark>" in html and "/-/memstore/agent/threads/t#m1" in html
+    assert store.connection.execute(memstore.PENDING_MESSAGES_SQL).fetchall() == [(0,)]
+    assert store.check() == []
+    store.close()
+
+
 def test_no_write_route(ds: Any) -> None:
     for path in [
         "/-/memstore",
