@@ -1,13 +1,32 @@
--- memstore schema, version 8: messages are indexed for search in batches, not
--- one FTS5 write per message. Stock SQLite 3.40 only: see 0001_core.sql.
+-- memstore schema, version 8: appending a message writes fewer pages.
+-- Stock SQLite 3.40 only: see 0001_core.sql.
 --
--- An FTS5 write per committed message cost more than the message itself
--- (about 6.5 of 16.5 WAL pages per append). Instead, memstore_fts_progress
--- says up to which message id the index is complete: every message with an
--- id up to indexed_to is in the index, none after it is. Whoever searches,
--- checks or closes the file first indexes the messages past it, in one
--- statement (see memstore.INDEX_PENDING_MESSAGES_SQL); add_message does the
--- same every 100 messages, so the index is never far behind.
+-- Every index a row is in is one more page to write per transaction. Indexes
+-- that hold mostly NULLs become partial (a message without a model, a thread
+-- without a user, no index entry at all), and the index on a message's
+-- created_at, which no query of memstore's uses, goes.
+DROP INDEX memstore_messages__created_idx;
+DROP INDEX memstore_messages__model_idx;
+CREATE INDEX memstore_messages__model_idx ON memstore_messages (model)
+    WHERE model IS NOT NULL;
+DROP INDEX memstore_messages__merged_idx;
+CREATE INDEX memstore_messages__merged_idx ON memstore_messages (merged_from)
+    WHERE merged_from IS NOT NULL;
+DROP INDEX memstore_threads__user_idx;
+CREATE INDEX memstore_threads__user_idx ON memstore_threads (user_id, last_message_at)
+    WHERE user_id IS NOT NULL;
+DROP INDEX memstore_threads__agent_idx;
+CREATE INDEX memstore_threads__agent_idx ON memstore_threads (agent_id, last_message_at)
+    WHERE agent_id IS NOT NULL;
+
+-- Messages are indexed for search in batches, not one FTS5 write per message:
+-- that write cost more than the message itself (about 6.5 of 16.5 WAL pages
+-- per append). memstore_fts_progress says up to which message id the index
+-- is complete: every message with an id up to indexed_to is in the index,
+-- none after it is. Whoever searches, checks or closes the file first indexes
+-- the messages past it, in one statement (memstore.INDEX_PENDING_MESSAGES_SQL);
+-- add_message does the same every 100 messages, so the index is never far
+-- behind.
 CREATE TABLE memstore_fts_progress (
     fts        TEXT PRIMARY KEY,
     indexed_to INTEGER NOT NULL CHECK (indexed_to >= 0)
