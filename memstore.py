@@ -1349,8 +1349,7 @@ class Store:
                     f"{path!r} of {name!r} is already a {columns[column]} column "
                     f"(indexed for search as text); it cannot become {kind}"
                 )
-        for path in fields:
-            self._fetch(_index_sql(name, field_column(path)))
+        all_indexes = meta.indexes + tuple(i for i in indexes if i not in meta.indexes)
         all_fts = meta.fts + [path for path in fts if path not in meta.fts]
         if all_fts != meta.fts:
             for sql in _drop_fts_sql(name):
@@ -1363,7 +1362,6 @@ class Store:
             for sql in _history_trigger_sql(name, drop=not keep_history):
                 self._fetch(sql)
         self._fetch(_ttl_trigger_sql(name) if new_ttl is not None else _drop_ttl_trigger_sql(name))
-        all_indexes = meta.indexes + tuple(i for i in indexes if i not in meta.indexes)
         for spec in all_indexes[len(meta.indexes) :]:
             for field in spec[0]:
                 if field.lstrip("-") not in all_fields and field.lstrip("-") not in META_COLUMNS:
@@ -1373,6 +1371,15 @@ class Store:
                     )
             self._fetch(_compound_index_sql(name, spec))
             self._fetch(f"ANALYZE {quote_identifier(_compound_index_name(name, spec))}")
+        # A field gets an index of its own unless an index over several fields starts
+        # with it: that one serves the same lookups, and each index costs every write.
+        led = _leading_fields(all_indexes)
+        for path in all_fields:
+            index = _index_name(name, field_column(path))
+            if path in led:
+                self._fetch(f"DROP INDEX IF EXISTS {quote_identifier(index)}")
+            elif path in fields:
+                self._fetch(_index_sql(name, field_column(path)))
         self._generation += 1
         self._fetch(
             "INSERT INTO _memstore_collections (name, fields, fts, ttl_seconds, history, "
@@ -1695,9 +1702,9 @@ class Collection:
         ``-`` first for descending; without it the order is whatever the best
         index gives. Use ``rows()`` to stream large results.
         """
-        return [
-            row.record for row in self.rows(where, order_by=order_by, limit=limit, offset=offset)
-        ]
+        sql, params = self._select("t.body", where, order_by, limit, offset)
+        decode = self._decode
+        return [decode(body) for (body,) in self.store._fetch(sql, params)]
 
     def rows(
         self,
@@ -2084,6 +2091,7 @@ class Collection:
                 _index_sql(self.name, field_column(p)),
             )
             for p in self.fields
+            if p not in _leading_fields(self._meta.indexes)
         ]
         if self.fts:
             wanted.append(("table", fts_table(self.name), ""))
@@ -2707,7 +2715,7 @@ def _message(row: Any) -> Message:
         content,
         name,
         None if tool_calls is None else json.loads(tool_calls),
-        json.loads(metadata),
+        {} if metadata == "{}" else json.loads(metadata),  # most messages have none
         *rest,
     )
 
@@ -4754,12 +4762,26 @@ def _compound_index_name(table: str, spec: tuple[tuple[str, ...], bool]) -> str:
     return f"{table}__{'unique' if unique else 'index'}__{'__'.join(parts)}"
 
 
+def _leading_fields(indexes: Sequence[tuple[tuple[str, ...], bool]]) -> set[str]:
+    """The fields an index over several fields starts with: they need no index of their own."""
+    return {fields[0].lstrip("-") for fields, _ in indexes}
+
+
 def _compound_index_sql(table: str, spec: tuple[tuple[str, ...], bool]) -> str:
-    """An index over several fields (their generated columns, or the meta columns)."""
+    """An index over several fields (their generated columns, or the meta columns).
+
+    Queries break ties in insertion order, reversed with a descending order:
+    ``ORDER BY timestamp DESC, id DESC``. An index has the row id last, in
+    ascending order, so one with a descending term ends in ``id DESC`` to give
+    that order as it is read, with no sorting.
+    """
+    fields, unique = spec
     columns = ", ".join(
         quote_identifier(field_column(f.lstrip("-"))) + (" DESC" if f.startswith("-") else "")
-        for f in spec[0]
+        for f in fields
     )
+    if not unique and any(f.startswith("-") for f in fields):
+        columns += ", id DESC"
     return (
         f"CREATE {'UNIQUE ' if spec[1] else ''}INDEX IF NOT EXISTS "
         f"{quote_identifier(_compound_index_name(table, spec))} "
