@@ -1589,34 +1589,36 @@ class Collection:
     ) -> int:
         """put_many for many records into a collection with insert triggers: see _bulk_fts.
 
-        The FTS index (if any) is updated once at the end: new rows by their ids
-        (past the largest id before), replaced rows unindexed (with their old
-        values) before being replaced, each once, and indexed again at the end.
+        The FTS index (if any) is updated after each batch: the rows it
+        replaces are unindexed (with their old values) before, and indexed
+        again after, with the new rows (past the largest id before the batch).
+        Indexing batch by batch rather than all at the end leaves FTS5 with
+        segments it merges as it goes: after one statement indexing 100,000
+        rows, every later single put cost twice as much (see BENCHMARKS.md).
         """
         count = 0
         with self._bulk_fts() as columns:
-            newest = self.store._fetch(f"SELECT coalesce(max(id), 0) FROM {self._table}")[0][0]
-            unindexed: set[int] = set()
             while batch:
                 # One row per key, the last record winning as with one put after another.
                 rows = {
                     _check_key(k): (k, self._encode(r), stamp, stamp, expires) for k, r in batch
                 }
+                newest = self.store._fetch(f"SELECT coalesce(max(id), 0) FROM {self._table}")[0][0]
                 existing = self.store._fetch(
                     f"SELECT id FROM {self._table} WHERE key IN (SELECT value FROM json_each(?))",
                     (json.dumps(list(rows)),),
                 )
-                found = [row_id for (row_id,) in existing]
-                stale = [i for i in found if i <= newest and i not in unindexed]
-                if stale and columns:
-                    self._fts_unindex(json.dumps(stale), columns)
-                    unindexed.update(stale)
+                replaced = json.dumps([row_id for (row_id,) in existing])
+                if existing and columns:
+                    self._fts_unindex(replaced, columns)
                 # A plain INSERT is faster than an upsert, when no key exists yet.
-                self.store._run_many(self._upsert_sql if found else self._insert_sql, rows.values())
+                self.store._run_many(
+                    self._upsert_sql if existing else self._insert_sql, rows.values()
+                )
+                if columns:
+                    self._fts_index(newest, replaced, columns)
                 count += len(batch)
                 batch = list(islice(pairs, BATCH_SIZE))
-            if columns:
-                self._fts_index(newest, json.dumps(sorted(unindexed)), columns)
         return count
 
     def delete(self, key: str) -> bool:
@@ -2186,15 +2188,16 @@ class Collection:
 
     @contextmanager
     def _bulk_fts(self) -> Iterator[list[str]]:
-        """Keep the FTS index up to date from here, not by the triggers, for a bulk write.
+        """Keep the FTS index up to date from here, not by the triggers, for a bulk insert.
 
         With any trigger on the table, even one whose WHEN clause skips it,
         bulk inserts run two to three times slower (see BENCHMARKS.md). So a
-        bulk write drops the insert triggers (FTS, and the default TTL's, which
-        memstore's own writes never need), updates the index with a few
-        statements per batch and creates the triggers again, all in one
-        savepoint: other connections only ever see the triggers in place, and
-        an error restores them. Yields the FTS columns ([] without FTS).
+        put_many of many records drops, once per call, the insert triggers
+        (FTS, and the default TTL's, which memstore's own writes never need),
+        updates the index with a few statements per batch and creates the
+        triggers again, all in one savepoint: other connections only ever see
+        the triggers in place, and an error restores them. Yields the FTS
+        columns ([] without FTS).
         """
         with self.store.transaction():
             meta = self.store._require_meta(self.name)  # another process may have added FTS paths
@@ -2245,8 +2248,13 @@ class Collection:
             with self.store.transaction():
                 found = self.store._fetch(select, [*params, batch_size])
                 ids = [row[0] for row in found]
-                if ids:
-                    self._delete_ids(json.dumps(ids), len(ids))
+                if ids:  # the FTS delete trigger is as fast as doing it here, and
+                    # leaves the schema alone (dropping it would make every other
+                    # connection prepare its statements again)
+                    self.store._fetch(
+                        f"DELETE FROM {self._table} WHERE id IN (SELECT value FROM json_each(?))",
+                        (json.dumps(ids),),
+                    )
                 if ids and forget:
                     keys = json.dumps([row[1] for row in found])
                     for table in ("memstore_versions", "memstore_version_counters"):
@@ -2258,15 +2266,6 @@ class Collection:
             total += len(ids)
             if len(ids) < batch_size:
                 return total
-
-    def _delete_ids(self, ids_json: str, count: int) -> None:
-        delete = f"DELETE FROM {self._table} WHERE id IN (SELECT value FROM json_each(?))"
-        if not self.fts or count < BULK_THRESHOLD:
-            self.store._fetch(delete, (ids_json,))
-            return
-        with self._bulk_fts() as columns:
-            self._fts_unindex(ids_json, columns)
-            self.store._fetch(delete, (ids_json,))
 
     def _target(self, field: str) -> _Target:
         if not isinstance(field, str) or not field:

@@ -233,3 +233,18 @@ def test_other_tools_inserts_get_the_default_ttl(db_path: Path) -> None:
         assert store.check() == [] and "short__ttl" in {
             r[0] for r in store.connection.execute("SELECT name FROM sqlite_schema")
         }
+
+
+def test_large_deletes_leave_the_schema_alone(db_path: Path) -> None:
+    """Every schema change makes each other connection (Datasette's too) prepare its
+    statements again: deletes keep the FTS index in step by its triggers instead."""
+    with memstore.Store(db_path) as store:
+        notes = store.collection("notes", fields={"n": int}, fts=["text"])
+        notes.put_many({f"k{i}": {"n": i, "text": f"word{i % 7} shared"} for i in range(3000)})
+        conn = store.connection
+        conn.execute("UPDATE notes SET created_at = '2000-01-01T00:00:00.000000Z' WHERE id <= 2500")
+        before = conn.execute("PRAGMA schema_version").fetchall()
+        assert notes.cleanup(older_than=timedelta(days=1), batch_size=1000) == 2500
+        assert notes.delete_where({"n": {"$gte": 2900}}) == 100
+        assert conn.execute("PRAGMA schema_version").fetchall() == before
+        assert len(notes.search("shared", limit=1000)) == 400 and store.check() == []
