@@ -1667,7 +1667,7 @@ class Collection:
             f"SELECT body, expires_at FROM {self._table} WHERE key = ?", (key,)
         )
         if rows and (rows[0][1] is None or rows[0][1] > _iso(_utcnow())):
-            return self._decode(rows[0][0])
+            return json.loads(rows[0][0]) if self._model is None else self._decode(rows[0][0])
         if default is _MISSING:
             raise NotFoundError(f"no record {key!r} in {self.name!r}")
         return default

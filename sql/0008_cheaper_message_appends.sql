@@ -2,10 +2,10 @@
 -- Stock SQLite 3.40 only: see 0001_core.sql.
 --
 -- Every index a row is in is one more page to write per transaction. Indexes
--- that hold mostly NULLs become partial (a message without a model, a thread
--- without a user, no index entry at all), and the index on a message's
--- created_at, which no query of memstore's uses, goes.
-DROP INDEX memstore_messages__created_idx;
+-- that hold mostly NULLs become partial: a message without a model, a thread
+-- without a user, has no entry at all. A lookup of a value (model = ?, the
+-- foreign key's merged_from = ?, Datasette's facets, which skip NULLs) uses
+-- them as before.
 DROP INDEX memstore_messages__model_idx;
 CREATE INDEX memstore_messages__model_idx ON memstore_messages (model)
     WHERE model IS NOT NULL;
