@@ -572,6 +572,7 @@ class Store:
         self._lock = threading.RLock()
         self._depth = 0
         self._cache_counts: dict[str, list[int]] = {}  # cache -> [hits, misses] not yet written
+        self._added_messages = False  # close() then indexes them for search (sql/0008)
         self._generation = 0  # moved on by every declaration: Collection handles reload
         self._conn: apsw.Connection | None = self._open()
         _STORES.add(self)
@@ -629,13 +630,18 @@ class Store:
             if self._conn is None:
                 return
             if self._depth == 0:
-                with contextlib.suppress(MemstoreError), self.transaction():
-                    for name in list(self._cache_counts):
-                        _flush_cache_counts(self, name)
-                    _catch_up_messages(self)
+                with contextlib.suppress(MemstoreError):
+                    if self._cache_counts:
+                        with self.transaction():
+                            for name in list(self._cache_counts):
+                                _flush_cache_counts(self, name)
+                    if self._added_messages:  # a store that only read takes no write lock
+                        _catch_up_messages(self)
             conn, self._conn = self._conn, None
-            # Keeps query plans good for later opens; a busy or read-only file can skip it.
+            # Keeps query plans good for later opens; a busy or read-only file skips it
+            # at once rather than waiting for another writer.
             with contextlib.suppress(apsw.Error):
+                conn.set_busy_timeout(0)
                 conn.execute("PRAGMA optimize")
             conn.close()
 
@@ -2887,6 +2893,7 @@ class Conversations:
             position, pending = added[0]
             if pending is not None and pending >= INDEX_MESSAGES_EVERY:
                 _index_pending_messages(self.store)
+        self.store._added_messages = True
         # The thread's count and last message time: the trigger memstore_messages__count_insert.
         return int(position)
 
@@ -3075,6 +3082,7 @@ class Conversations:
                     (target, position, *values, message_id),
                 )
                 positions.append(position)
+            self.store._added_messages = True
             now = _iso(_utcnow())
             if positions:  # counted by memstore_messages__count_insert; the time is now
                 self.store._fetch(

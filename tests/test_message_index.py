@@ -9,6 +9,7 @@ search finds exactly the live messages and FTS5's integrity check passes.
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 import hypothesis.strategies as st
@@ -228,3 +229,20 @@ def test_any_mix_of_writers_keeps_search_exact(
     assert store.check() == []
     conn.close()
     store.close()
+
+
+def test_closing_a_store_that_only_read_takes_no_write_lock(db_path: Path) -> None:
+    writer = memstore.Store(db_path)
+    conv = writer.conversations()
+    conv.create_thread("t")
+    conv.add_message("t", "user", "waiting for the index")
+    reader = memstore.Store(db_path, timeout=0.1)
+    assert reader.conversations().messages("t")[0].content == "waiting for the index"
+    writer.connection.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+    start = time.monotonic()
+    reader.close()
+    assert time.monotonic() - start < 0.1
+    writer.connection.execute("COMMIT")
+    writer.close()  # it wrote messages: it indexes them
+    with memstore.Store(db_path) as store:
+        assert pending(store) == 0
