@@ -200,8 +200,10 @@ class Expert:
         conn.execute(EXPERT_SCHEMA)
         conn.close()
 
-    def bulk_insert(self, rows: Iterator[Record]) -> None:
+    def bulk_insert(self, rows: Iterator[Record], cache_kib: int | None = None) -> None:
         c, stamp = self.conn, now_iso()
+        if cache_kib:
+            c.execute(f"PRAGMA cache_size = {-cache_kib}")
         with c:
             first = c.execute("SELECT coalesce(max(id), 0) FROM events").fetchall()[0][0]
             c.executemany(INSERT, (row(r, stamp) for r in rows))
@@ -523,6 +525,14 @@ def compare(n: int, runs: int) -> list[tuple[str, str, float, float, float]]:
         "bulk insert",
         f"{n:,} records, one call",
         with_expert(lambda e: e.bulk_insert(records(n))),
+        with_collection(lambda c: c.put_many(records(n), key="id")),
+        "empty",
+        writes=True,
+    )
+    run(
+        "bulk insert, 64 MiB cache",
+        "the same, the expert also raising SQLite's page cache to memstore's bulk size",
+        with_expert(lambda e: e.bulk_insert(records(n), cache_kib=memstore.BULK_CACHE_KIB)),
         with_collection(lambda c: c.put_many(records(n), key="id")),
         "empty",
         writes=True,

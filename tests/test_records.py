@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -111,6 +112,25 @@ def test_longest_key_and_unicode_keys_are_fine(events: memstore.Collection) -> N
     for key in ["x" * memstore.MAX_KEY_LENGTH, "ключ", "🔑", "a b; DROP TABLE events --", "'\""]:
         events.put(key, {"k": key})
         assert events.get(key) == {"k": key}
+
+
+def test_put_many_works_with_a_larger_page_cache_and_gives_it_back(
+    events: memstore.Collection,
+) -> None:
+    conn = events.store.connection
+    before = conn.execute("PRAGMA cache_size").fetchall()
+    seen = []
+
+    def records() -> Iterator[dict[str, object]]:
+        for i in range(3000):
+            if i == 2500:  # in the middle of the load
+                seen.append(conn.execute("PRAGMA cache_size").fetchall()[0][0])
+            yield {"id": f"k{i}", "summary": f"word{i}"}
+
+    assert events.put_many(records(), key="id") == 3000
+    assert seen == [-memstore.BULK_CACHE_KIB]
+    assert conn.execute("PRAGMA cache_size").fetchall() == before
+    assert [h.key for h in events.search("word2999")] == ["k2999"]
 
 
 def test_put_many_needs_keys(events: memstore.Collection) -> None:
