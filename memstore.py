@@ -1752,12 +1752,7 @@ class Collection:
     def count(self, where: Mapping[str, Any] | None = None) -> int:
         """How many records match ``where`` (all live records when None)."""
         with self.store.transaction(immediate=False):  # the probe and the count: one snapshot
-            # When no record has an expiry (one probe of the partial index), the
-            # "not expired" test is left out instead of being evaluated per row.
-            expiring = self.store._fetch(
-                f"SELECT 1 FROM {self._table} WHERE expires_at IS NOT NULL LIMIT 1"
-            )
-            clause, params = self._filter(where, include_expired=not expiring)
+            clause, params = self._filter_probed(where)
             sql = f"SELECT count(*) FROM {self._table} AS t WHERE {clause}"
             return int(self.store._fetch(sql, params)[0][0])
 
@@ -1790,15 +1785,16 @@ class Collection:
             and all(isinstance(h, str) for h in highlight)
         ):
             raise QueryError(f"highlight must be two strings, not {highlight!r:.60}")
-        clause, params = self._filter(where)
         fts = self._fts_table
-        sql = (
-            f"SELECT t.key, t.body, {fts}.rank, snippet({fts}, -1, ?, ?, '…', ?) "
-            f"FROM {fts} JOIN {self._table} AS t ON t.id = {fts}.rowid "
-            f"WHERE {fts} MATCH ? AND {clause} ORDER BY {fts}.rank LIMIT ? OFFSET ?"
-        )
-        bound = [highlight[0], highlight[1], snippet_tokens, text, *params, limit, offset]
-        rows = _search(self.store, sql, bound, text)
+        with self.store.transaction(immediate=False):  # the probe and the search: one snapshot
+            clause, params = self._filter_probed(where)
+            sql = (
+                f"SELECT t.key, t.body, {fts}.rank, snippet({fts}, -1, ?, ?, '…', ?) "
+                f"FROM {fts} JOIN {self._table} AS t ON t.id = {fts}.rowid "
+                f"WHERE {fts} MATCH ? AND {clause} ORDER BY {fts}.rank LIMIT ? OFFSET ?"
+            )
+            bound = [highlight[0], highlight[1], snippet_tokens, text, *params, limit, offset]
+            rows = _search(self.store, sql, bound, text)
         return [Hit(key, self._decode(body), rank, snip) for key, body, rank, snip in rows]
 
     def aggregate(
@@ -2300,6 +2296,15 @@ class Collection:
             _iso(_utcnow()),
             *params,
         ]
+
+    def _filter_probed(self, where: Mapping[str, Any] | None) -> tuple[str, list[Any]]:
+        """_filter for a statement that visits many rows: when no record has an expiry (one
+        probe of the partial index), the "not expired" test is left out instead of being
+        evaluated per row. Run it in the statement's transaction, for one snapshot."""
+        expiring = self.store._fetch(
+            f"SELECT 1 FROM {self._table} WHERE expires_at IS NOT NULL LIMIT 1"
+        )
+        return self._filter(where, include_expired=not expiring)
 
     def _select(
         self,

@@ -162,28 +162,33 @@ class Raw:
         return [(k, json.loads(b), r, s) for k, b, r, s in rows]
 
     def cleanup(self, cutoff: str) -> int:
-        c, total = self.conn, 0
-        while True:
-            c.execute("BEGIN IMMEDIATE")
-            found = c.execute("SELECT id FROM events WHERE created_at < ? LIMIT 1000", (cutoff,))
-            ids = [r[0] for r in found.fetchall()]
-            c.execute(
-                "INSERT INTO events_fts (events_fts, rowid, summary, text) "
-                "SELECT 'delete', id, summary, text FROM events "
-                "WHERE id IN (SELECT value FROM json_each(?))",
-                (json.dumps(ids),),
-            )
-            c.execute(
-                "DELETE FROM events WHERE id IN (SELECT value FROM json_each(?))",
-                (json.dumps(ids),),
-            )
-            c.execute("COMMIT")
-            total += len(ids)
-            if len(ids) < 1000:
-                return total
+        return delete_older(self.conn, cutoff, unindex=True)
 
     def close(self) -> None:
         self.conn.close()
+
+
+def delete_older(conn: apsw.Connection, cutoff: str, *, unindex: bool) -> int:
+    """Delete the events created before ``cutoff``, 1000 per transaction; ``unindex``
+    removes them from events_fts first (without triggers doing it)."""
+    total = 0
+    while True:
+        with conn:
+            found = conn.execute("SELECT id FROM events WHERE created_at < ? LIMIT 1000", (cutoff,))
+            ids = [r[0] for r in found.fetchall()]
+            ids_json = json.dumps(ids)
+            if unindex:
+                conn.execute(
+                    "INSERT INTO events_fts (events_fts, rowid, summary, text) "
+                    "SELECT 'delete', id, summary, text FROM events "
+                    "WHERE id IN (SELECT value FROM json_each(?))",
+                    (ids_json,),
+                )
+            delete = "DELETE FROM events WHERE id IN (SELECT value FROM json_each(?))"
+            conn.execute(delete, (ids_json,))
+        total += len(ids)
+        if len(ids) < 1000:
+            return total
 
 
 THREADS, PER_THREAD = 100, 50

@@ -56,6 +56,7 @@ from bench_core import (
     WORDS,
     Record,
     conversation_script,
+    delete_older,
     dumps,
     now_iso,
 )
@@ -67,6 +68,8 @@ import memstore
 # and the index over several fields for the 2-field query.
 FIELDS = {"event_type": str, "agent_id": str, "timestamp": str}
 INDEXES = [("agent_id", "event_type", "-timestamp")]
+# A workload's side: opened on a file (untimed), it gives the timed call and the closer.
+Op = tuple[Callable[[], object], Callable[[], None]]
 TARGETS = {
     "bulk insert": 0.9,
     "single put": 0.8,
@@ -264,29 +267,7 @@ class Expert:
         return [(k, json.loads(b), rank) for k, b, rank in found]
 
     def delete_by_age(self, cutoff: str) -> int:
-        c, total = self.conn, 0
-        while True:
-            with c:
-                ids = [
-                    i
-                    for (i,) in c.execute(
-                        "SELECT id FROM events WHERE created_at < ? LIMIT 1000", (cutoff,)
-                    )
-                ]
-                if not self.triggers:
-                    c.execute(
-                        "INSERT INTO events_fts (events_fts, rowid, summary, text) "
-                        "SELECT 'delete', id, summary, text FROM events "
-                        "WHERE id IN (SELECT value FROM json_each(?))",
-                        (json.dumps(ids),),
-                    )
-                c.execute(
-                    "DELETE FROM events WHERE id IN (SELECT value FROM json_each(?))",
-                    (json.dumps(ids),),
-                )
-            total += len(ids)
-            if len(ids) < 1000:
-                return total
+        return delete_older(self.conn, cutoff, unindex=not self.triggers)
 
     def close(self) -> None:
         self.conn.close()
@@ -386,8 +367,8 @@ class Files:
 def paired(
     files: Files,
     runs: int,
-    expert: Callable[[Path], object],
-    mine: Callable[[Path], object],
+    expert: Callable[[Path], Op],
+    mine: Callable[[Path], Op],
     expert_source: Path,
     mine_source: Path,
     writes: bool,
@@ -416,9 +397,6 @@ def paired(
         statistics.median(times["memstore"]),
         statistics.median(ratios),
     )
-
-
-Op = tuple[Callable[[], object], Callable[[], None]]
 
 
 def with_expert(fn: Callable[[Expert], object], *, triggers: bool = False) -> Callable[[Path], Op]:
@@ -510,8 +488,8 @@ def compare(n: int, runs: int) -> list[tuple[str, str, float, float, float]]:
     def run(
         name: str,
         what: str,
-        expert: Callable[[Path], object],
-        mine: Callable[[Path], object],
+        expert: Callable[[Path], Op],
+        mine: Callable[[Path], Op],
         source: str,
         writes: bool,
     ) -> None:
