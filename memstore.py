@@ -1600,37 +1600,54 @@ class Collection:
     ) -> int:
         """put_many for many records into a collection with insert triggers: see _bulk_fts.
 
-        The FTS index (if any) is updated after each batch: the rows it
-        replaces are unindexed (with their old values) before, and indexed
-        again after, with the new rows (past the largest id before the batch).
-        Indexing batch by batch rather than all at the end leaves FTS5 with
-        segments it merges as it goes: after one statement indexing 100,000
-        rows, every later single put cost twice as much (see BENCHMARKS.md).
+        The FTS index (if any) is updated once at the end: new rows by their ids
+        (past the largest id before), replaced rows unindexed (with their old
+        values) before being replaced, each once, and indexed again at the end;
+        then, after a large load, FTS5's segments are merged (_merge_fts).
         """
         count = 0
         with self._bulk_fts() as columns, _larger_cache(self.store, BULK_CACHE_KIB):
+            newest = self.store._fetch(f"SELECT coalesce(max(id), 0) FROM {self._table}")[0][0]
+            unindexed: set[int] = set()
             while batch:
                 # One row per key, the last record winning as with one put after another.
                 rows = {
                     _check_key(k): (k, self._encode(r), stamp, stamp, expires) for k, r in batch
                 }
-                newest = self.store._fetch(f"SELECT coalesce(max(id), 0) FROM {self._table}")[0][0]
                 existing = self.store._fetch(
                     f"SELECT id FROM {self._table} WHERE key IN (SELECT value FROM json_each(?))",
                     (json.dumps(list(rows)),),
                 )
-                replaced = json.dumps([row_id for (row_id,) in existing])
-                if existing and columns:
-                    self._fts_unindex(replaced, columns)
+                found = [row_id for (row_id,) in existing]
+                stale = [i for i in found if i <= newest and i not in unindexed]
+                if stale and columns:
+                    self._fts_unindex(json.dumps(stale), columns)
+                    unindexed.update(stale)
                 # A plain INSERT is faster than an upsert, when no key exists yet.
-                self.store._run_many(
-                    self._upsert_sql if existing else self._insert_sql, rows.values()
-                )
-                if columns:
-                    self._fts_index(newest, replaced, columns)
+                self.store._run_many(self._upsert_sql if found else self._insert_sql, rows.values())
                 count += len(batch)
                 batch = list(islice(pairs, BATCH_SIZE))
+            if columns:
+                self._fts_index(newest, json.dumps(sorted(unindexed)), columns)
+                if count >= ANALYZE_AFTER:
+                    self._merge_fts(count)
         return count
+
+    def _merge_fts(self, rows: int) -> None:
+        """Merge the FTS5 segments a large load left, so later writes do not pay for it.
+
+        One statement indexing many rows leaves segments that FTS5 then merges
+        bit by bit on every later write: after 300,000 rows, single puts ran at
+        2,100 a second instead of 6,800 to 8,500 once merged (BENCHMARKS.md).
+        Merging costs about what indexing batch by batch would, and is bounded
+        by the size of the load.
+        """
+        fts, conn = self._fts_table, self.store.connection
+        for _ in range(rows // 1000 + 10):  # each round merges up to 500 pages
+            before = conn.total_changes()
+            self.store._fetch(f"INSERT INTO {fts} ({fts}, rank) VALUES ('merge', -500)")
+            if conn.total_changes() - before < 2:  # FTS5's sign that nothing was left to do
+                return
 
     def delete(self, key: str) -> bool:
         """Delete the record under ``key``; return whether there was one."""

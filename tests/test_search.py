@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import memstore
@@ -157,3 +159,20 @@ def test_bulk_replacing_rows_several_times_keeps_index_exact(events: memstore.Co
     assert events.search("pass0 AND value7") == []
     assert [h.key for h in events.search("fresh1400")] == ["new0"]
     assert events.search("fresh0") == []
+
+
+def test_a_large_load_leaves_no_merging_to_later_writes(db_path: Path) -> None:
+    """FTS5 would merge the segments of one big indexing statement bit by bit on every
+    later write (single puts ran at a third of their speed): put_many merges them."""
+    with memstore.Store(db_path) as store:
+        notes = store.collection("notes", fts=["text"])
+        notes.put_many(
+            (f"k{i}", {"text": f"note {i} about word{i % 97}"})
+            for i in range(memstore.ANALYZE_AFTER)
+        )
+        conn = store.connection
+        before = conn.total_changes()
+        conn.execute("INSERT INTO notes_fts (notes_fts, rank) VALUES ('merge', -500)")
+        assert conn.total_changes() - before < 2  # nothing was left to merge
+        assert len(notes.search("word5", limit=500)) == len(range(5, memstore.ANALYZE_AFTER, 97))
+        assert store.check() == []
