@@ -22,7 +22,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -60,11 +60,12 @@ FTS_NEW_ROWS = (
 Record = dict[str, object]
 
 
-def make_records(n: int, seed: int = 7, prefix: str = "evt") -> list[Record]:
+def iter_records(n: int, seed: int = 7, prefix: str = "evt") -> Iterator[Record]:
+    """Agent events of about 450 bytes of JSON, one at a time (a million fit nowhere twice)."""
     rnd = random.Random(seed)
     start = datetime(2026, 11, 1, tzinfo=UTC)
-    return [
-        {
+    for i in range(n):
+        yield {
             "id": f"{prefix}-{i:07d}",
             "event_type": rnd.choice(["error", "info", "warn", "tool_call", "decision"]),
             "agent_id": f"agent-{rnd.randrange(50)}",
@@ -77,8 +78,10 @@ def make_records(n: int, seed: int = 7, prefix: str = "evt") -> list[Record]:
                 "tokens": rnd.randrange(4000),
             },
         }
-        for i in range(n)
-    ]
+
+
+def make_records(n: int, seed: int = 7, prefix: str = "evt") -> list[Record]:
+    return list(iter_records(n, seed, prefix))
 
 
 def now_iso() -> str:
@@ -268,13 +271,22 @@ def raw_conversation(conn: apsw.Connection, script: list[tuple[str, str, str, An
     return read
 
 
-def memstore_conversation(store: memstore.Store, script: list[tuple[str, str, str, Any]]) -> int:
+def memstore_append(store: memstore.Store, script: list[tuple[str, str, str, Any]]) -> None:
     conv = store.conversations()
     for t in range(THREADS):
         conv.create_thread(f"thread-{t:03d}")
     for thread_id, role, text, usage in script:
         conv.add_message(thread_id, role, text, usage=usage)
+
+
+def memstore_read(store: memstore.Store) -> int:
+    conv = store.conversations()
     return sum(len(conv.messages(f"thread-{t:03d}")) for t in range(THREADS))
+
+
+def memstore_conversation(store: memstore.Store, script: list[tuple[str, str, str, Any]]) -> int:
+    memstore_append(store, script)
+    return memstore_read(store)
 
 
 def trigger_variant(records: list[Record], when: str, flag: bool) -> Callable[[Path], None]:

@@ -40,7 +40,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,12 +52,16 @@ from bench_core import (
     FTS,
     PER_THREAD,
     THREADS,
-    WORDS,
     Record,
     conversation_script,
     delete_older,
     dumps,
+    memstore_append,
+    memstore_read,
     now_iso,
+)
+from bench_core import (
+    iter_records as records,
 )
 
 import memstore
@@ -143,27 +147,6 @@ UPSERT = (
     "event_type = excluded.event_type, agent_id = excluded.agent_id, "
     "timestamp = excluded.timestamp, summary = excluded.summary, text = excluded.text"
 )
-
-
-def records(n: int, seed: int = 7, prefix: str = "evt") -> Iterator[Record]:
-    """bench_core's records, made one at a time (a million of them fit nowhere twice)."""
-    rnd = random.Random(seed)
-    start = datetime(2026, 11, 1, tzinfo=UTC)
-    kinds = ["error", "info", "warn", "tool_call", "decision"]
-    for i in range(n):
-        yield {
-            "id": f"{prefix}-{i:07d}",
-            "event_type": rnd.choice(kinds),
-            "agent_id": f"agent-{rnd.randrange(50)}",
-            "timestamp": (start + timedelta(seconds=i * 7)).isoformat(),
-            "duration": round(rnd.random() * 10, 3),
-            "summary": " ".join(rnd.choices(WORDS, k=6)),
-            "text": " ".join(rnd.choices(WORDS, k=25)),
-            "payload": {
-                "tool": rnd.choice(["web", "python", "sql"]),
-                "tokens": rnd.randrange(4000),
-            },
-        }
 
 
 def row(r: Record, stamp: str) -> tuple[Any, ...]:
@@ -319,19 +302,6 @@ def expert_read(conn: apsw.Connection) -> int:
         )
         read += len([(*r[:3], json.loads(r[3]), *r[4:]) for r in found])
     return read
-
-
-def memstore_append(store: memstore.Store, script: list[tuple[str, str, str, Any]]) -> None:
-    conv = store.conversations()
-    for t in range(THREADS):
-        conv.create_thread(f"thread-{t:03d}")
-    for thread_id, role, text, usage in script:
-        conv.add_message(thread_id, role, text, usage=usage)
-
-
-def memstore_read(store: memstore.Store) -> int:
-    conv = store.conversations()
-    return sum(len(conv.messages(f"thread-{t:03d}")) for t in range(THREADS))
 
 
 def wal_pages(path: Path) -> int:
