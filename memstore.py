@@ -145,7 +145,8 @@ CACHE_COUNTS_FLUSH = 100
 ANALYZE_AFTER = 10_000
 
 #: Messages are indexed for search in batches (sql/0008): by add_message when
-#: this many wait, and by any search, check() or close() before that.
+#: this many wait, and before that by any search, check() or optimize(), and
+#: by the close() of a Store that added messages.
 INDEX_MESSAGES_EVERY = 100
 
 #: Rows per statement batch in bulk writes and per transaction in cleanup.
@@ -457,6 +458,11 @@ def _claim_file(conn: apsw.Connection) -> None:
     conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
 
 
+# A statement of the sql/ files that creates or drops an index or a trigger.
+_CREATED = re.compile(r"\s*(?:--[^\n]*\n\s*)*CREATE\s+(INDEX|TRIGGER)\s+(\w+)", re.I)
+_DROPPED = re.compile(r"\s*(?:--[^\n]*\n\s*)*DROP\s+(?:INDEX|TRIGGER)\s+(\w+)", re.I)
+
+
 @functools.cache
 def _schema_objects() -> dict[str, tuple[str, str]]:
     """The indexes and triggers the sql/ files create: name -> (kind, statement).
@@ -470,11 +476,10 @@ def _schema_objects() -> dict[str, tuple[str, str]]:
             statement += line
             if not apsw.complete(statement):
                 continue
-            comments = r"\s*(?:--[^\n]*\n\s*)*"
-            match = re.match(comments + r"CREATE\s+(INDEX|TRIGGER)\s+(\w+)", statement, re.I)
+            match = _CREATED.match(statement)
             if match:
                 found[match.group(2)] = (match.group(1).lower(), statement.strip())
-            dropped = re.match(comments + r"DROP\s+(?:INDEX|TRIGGER)\s+(\w+)", statement, re.I)
+            dropped = _DROPPED.match(statement)
             if dropped:  # a later version's, unless it creates it again
                 found.pop(dropped.group(1), None)
             statement = ""
@@ -909,12 +914,13 @@ class Store:
             if _fts_problems(self, fts):
                 with self.transaction():
                     self._fetch(f"INSERT INTO {fts} ({fts}) VALUES ('rebuild')")
-                    self._fetch(  # the rebuild indexed every message (sql/0008)
-                        "INSERT INTO memstore_fts_progress (fts, indexed_to) "
-                        "SELECT ?, coalesce(max(id), 0) FROM memstore_messages WHERE ? "
-                        "ON CONFLICT (fts) DO UPDATE SET indexed_to = excluded.indexed_to",
-                        (fts, fts == "memstore_messages_fts"),
-                    )
+                    if fts == "memstore_messages_fts":  # the rebuild indexed every message
+                        self._fetch(
+                            "INSERT INTO memstore_fts_progress (fts, indexed_to) "
+                            "SELECT ?, coalesce(max(id), 0) FROM memstore_messages WHERE true "
+                            "ON CONFLICT (fts) DO UPDATE SET indexed_to = excluded.indexed_to",
+                            (fts,),
+                        )
                 done.append(f"rebuilt the full-text index {fts}")
         conversations = self.conversations()
         for thread_id, *_ in conversations._drifted():
@@ -2110,6 +2116,7 @@ class Collection:
             ("index", _compound_index_name(self.name, spec), _compound_index_sql(self.name, spec))
             for spec in self._meta.indexes
         ]
+        led = _leading_fields(self._meta.indexes)  # served by an index over several fields
         wanted += [
             (
                 "index",
@@ -2117,7 +2124,7 @@ class Collection:
                 _index_sql(self.name, field_column(p)),
             )
             for p in self.fields
-            if p not in _leading_fields(self._meta.indexes)
+            if p not in led
         ]
         if self.fts:
             wanted.append(("table", fts_table(self.name), ""))
