@@ -28,6 +28,16 @@ def found(conv: memstore.Conversations, word: str) -> list[int]:
     return sorted(hit.record.position for hit in conv.search(word, limit=1000))
 
 
+def chat(path: Path, *words: str) -> tuple[memstore.Store, memstore.Conversations]:
+    """An open store whose thread "t" has one user message per word."""
+    store = memstore.Store(path)
+    conv = store.conversations()
+    conv.create_thread("t")
+    for word in words:
+        conv.add_message("t", "user", word)
+    return store, conv
+
+
 def other_tool(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA foreign_keys = ON")
@@ -66,11 +76,7 @@ def test_close_indexes_what_waits(db_path: Path) -> None:
 
 
 def test_other_tools_writes_stay_in_step(db_path: Path) -> None:
-    store = memstore.Store(db_path)
-    conv = store.conversations()
-    conv.create_thread("t")
-    for i in range(3):
-        conv.add_message("t", "user", f"first{i}")
+    store, conv = chat(db_path, "first0", "first1", "first2")
     assert found(conv, "first0") == [1]  # indexed now: ids 1-3
     conv.add_message("t", "user", "waiting")  # id 4, not indexed yet
     conn = other_tool(db_path)
@@ -92,11 +98,7 @@ def test_other_tools_writes_stay_in_step(db_path: Path) -> None:
 
 def test_an_id_sqlite_reuses_is_indexed(db_path: Path) -> None:
     """Deleting the newest messages lets SQLite give their ids again: indexed at once."""
-    store = memstore.Store(db_path)
-    conv = store.conversations()
-    conv.create_thread("t")
-    for word in ("alpha", "beta", "gamma"):
-        conv.add_message("t", "user", word)
+    store, conv = chat(db_path, "alpha", "beta", "gamma")
     assert found(conv, "gamma") == [3]  # ids 1-3 indexed
     conn = other_tool(db_path)
     conn.execute("DELETE FROM memstore_messages WHERE position >= 2")
@@ -113,11 +115,7 @@ def test_an_id_sqlite_reuses_is_indexed(db_path: Path) -> None:
 
 
 def test_an_explicit_id_below_the_mark_is_indexed_at_once(db_path: Path) -> None:
-    store = memstore.Store(db_path)
-    conv = store.conversations()
-    conv.create_thread("t")
-    for word in ("one", "two", "three"):
-        conv.add_message("t", "user", word)
+    store, conv = chat(db_path, "one", "two", "three")
     conn = other_tool(db_path)
     conn.execute("DELETE FROM memstore_messages WHERE id = 2")
     found(conv, "one")  # catches up: every id up to 3 is indexed
@@ -132,10 +130,7 @@ def test_an_explicit_id_below_the_mark_is_indexed_at_once(db_path: Path) -> None
 
 
 def test_check_reports_and_repair_restores_a_lost_mark(db_path: Path) -> None:
-    store = memstore.Store(db_path)
-    conv = store.conversations()
-    conv.create_thread("t")
-    conv.add_message("t", "user", "kept")
+    store, conv = chat(db_path, "kept")
     store.connection.execute("DELETE FROM memstore_fts_progress")
     assert any("memstore_fts_progress" in p for p in store.check())
     assert "rebuilt the full-text index memstore_messages_fts" in store.repair()
@@ -232,10 +227,7 @@ def test_any_mix_of_writers_keeps_search_exact(
 
 
 def test_closing_a_store_that_only_read_takes_no_write_lock(db_path: Path) -> None:
-    writer = memstore.Store(db_path)
-    conv = writer.conversations()
-    conv.create_thread("t")
-    conv.add_message("t", "user", "waiting for the index")
+    writer, _ = chat(db_path, "waiting for the index")
     reader = memstore.Store(db_path, timeout=0.1)
     assert reader.conversations().messages("t")[0].content == "waiting for the index"
     writer.connection.execute("BEGIN IMMEDIATE")  # another writer holds the lock
