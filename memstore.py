@@ -30,6 +30,7 @@ The module reads top to bottom:
 6. Agent memory, part 1: EventLog and Conversations.
 7. Agent memory, part 2: Checkpoints, Graph and Cache.
 8. Operations: the export format, backup helpers, Tenants.
+   Then AsyncStore: the same API for asyncio, carried to a worker thread.
 9. Collection tables: the DDL written for each collection.
 10. Query compilation: filters as data, operators as a table.
 11. Helpers for tools reading the file with their own SQL (public).
@@ -38,7 +39,9 @@ The module reads top to bottom:
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import contextvars
 import functools
 import json
 import math
@@ -65,6 +68,8 @@ __all__ = [
     "INDEX_PENDING_MESSAGES_SQL",
     "PENDING_MESSAGES_SQL",
     "SCHEMA_VERSION",
+    "AsyncHandle",
+    "AsyncStore",
     "BusyError",
     "Cache",
     "Checkpoint",
@@ -4771,6 +4776,389 @@ class Tenants:
         for store in self._stores.values():
             store.close()
         self._stores.clear()
+
+
+# --------------------------------------------------------------------------
+# AsyncStore: the same API for asyncio, on one worker thread
+# --------------------------------------------------------------------------
+
+# Per task (and the tasks it starts): the transaction it is inside, per AsyncStore.
+_ASYNC_OWNERS: contextvars.ContextVar[Mapping[int, object] | None] = contextvars.ContextVar(
+    "memstore_async_owners", default=None
+)
+# Methods whose sync result is an iterator: their async form is an async iterator.
+_ASYNC_STREAMS = frozenset({"rows", "stream"})
+# Sync-only helpers, with what to use instead.
+_ASYNC_MISSING = {
+    "memoize": "memoize wraps sync functions; await cache.get() and cache.set() instead",
+    "from_env": "use AsyncStore(os.environ['MEMSTORE_PATH'])",
+}
+
+
+class _Job(NamedTuple):
+    call: Callable[[], Any]
+    owner: object | None  # the transaction the job belongs to, if any
+    future: Any  # concurrent.futures.Future
+
+
+class AsyncStore:
+    """memstore for asyncio: every ``Store`` operation as an awaitable.
+
+    >>> async with memstore.AsyncStore("agent.db") as store:
+    ...     notes = await store.collection("notes", fts=["text"])
+    ...     await notes.put("n1", {"text": "remember the milk"})
+    ...     async with store.transaction():
+    ...         await notes.delete("n1")
+    ...         await store.event_log("audit").append({"kind": "deleted"})
+    ...     async for row in notes.rows(limit=100):
+    ...         ...
+
+    One worker thread owns the store and runs its calls in the order they
+    arrive, so the event loop never waits on SQLite, and many coroutines can
+    share one AsyncStore. The sync ``Store`` does the work: ``AsyncStore``
+    and the handles it returns (``AsyncHandle``) only carry calls to it.
+
+    While a coroutine is inside ``async with store.transaction():``, calls
+    from other coroutines wait until the block ends; the block's own calls,
+    and those of tasks it starts, run inside it. A block left by an
+    exception or by cancellation is rolled back, its calls finished first.
+
+    ``path`` is a file or ``":memory:"`` with ``Store``'s options, or an
+    open ``Store`` (which ``close()`` then leaves open: it may be shared
+    with threads). Opening happens on the worker: ``async with``, or
+    ``await AsyncStore.open(...)``, reports an error opening at once.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | Store = ":memory:", **options: Any) -> None:
+        import concurrent.futures
+        import queue
+
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._running: object | None = None  # the transaction the worker is inside
+        self._closed = False
+        self._store: Store | None = None
+        if isinstance(path, Store) and options:
+            raise ValidationError("options are for a file AsyncStore opens, not an open Store")
+        self._owns_store = not isinstance(path, Store)
+        name = path.path if isinstance(path, Store) else os.fspath(path)
+        self._thread = threading.Thread(target=self._work, name=f"memstore {name}", daemon=True)
+        self._thread.start()
+        self._opened: concurrent.futures.Future[Store]
+        if isinstance(path, Store):
+            self._store = path
+            self._opened = concurrent.futures.Future()
+            self._opened.set_result(path)
+        else:
+            file = path
+            self._opened = self._submit(lambda: self._set_store(Store(file, **options)), None)
+
+    @classmethod
+    async def open(cls, path: str | os.PathLike[str] = ":memory:", **options: Any) -> AsyncStore:
+        """Open a store and wait until it is open: ``store = await AsyncStore.open("agent.db")``."""
+        store = cls(path, **options)
+        await store._call(lambda: None)
+        return store
+
+    def __repr__(self) -> str:
+        return f"<memstore.AsyncStore {self._store.path if self._store else '(opening)'!r}>"
+
+    async def __aenter__(self) -> AsyncStore:
+        await self._call(lambda: None)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def store(self) -> Store:
+        """The sync Store doing the work (once open)."""
+        if self._store is None:
+            raise MemstoreError("the store is not open yet: await AsyncStore.open() first")
+        return self._store
+
+    async def close(self) -> None:
+        """Close the store (unless it was given open) and stop the worker. Safe to call twice."""
+        import asyncio
+
+        if self._closed:
+            return
+        owned = self._owns_store
+
+        def close() -> None:
+            if owned and self._store is not None:
+                self._store.close()
+
+        future = self._submit(close, self._owner())
+        self._closed = True
+        self._jobs.put(None)
+        if (await _settle(future))[1]:
+            raise asyncio.CancelledError
+
+    # -- what returns handles, and transactions -----------------------------
+
+    async def collection(self, name: str, **declaration: Any) -> AsyncHandle:
+        """``Store.collection``: the collection, its methods as coroutines."""
+        return AsyncHandle(
+            self, await self._call(lambda: self.store.collection(name, **declaration))
+        )
+
+    async def event_log(self, name: str) -> AsyncHandle:
+        """``Store.event_log``; ``stream()`` is an async iterator."""
+        return AsyncHandle(self, await self._call(lambda: self.store.event_log(name)))
+
+    async def conversations(self) -> AsyncHandle:
+        """``Store.conversations``."""
+        return AsyncHandle(self, await self._call(self.store.conversations))
+
+    async def checkpoints(self) -> AsyncHandle:
+        """``Store.checkpoints``."""
+        return AsyncHandle(self, await self._call(self.store.checkpoints))
+
+    async def graph(self, name: str) -> AsyncHandle:
+        """``Store.graph``."""
+        return AsyncHandle(self, await self._call(lambda: self.store.graph(name)))
+
+    async def cache(self, name: str, *, ttl: timedelta | float | None = None) -> AsyncHandle:
+        """``Store.cache`` (``memoize`` is sync only)."""
+        return AsyncHandle(self, await self._call(lambda: self.store.cache(name, ttl=ttl)))
+
+    def transaction(self, *, immediate: bool = True) -> _AsyncTransaction:
+        """``async with store.transaction():`` — atomic and nestable, as ``Store.transaction``."""
+        return _AsyncTransaction(self, immediate)
+
+    def __getattr__(self, name: str) -> Any:
+        """Every other ``Store`` method (check, stats, backup, cleanup, ...) as a coroutine."""
+        if name.startswith("_"):
+            raise AttributeError(f"AsyncStore has no attribute {name!r}")
+        return _async_attribute(self, Store, lambda: self.store, name)
+
+    # -- the worker ----------------------------------------------------------
+
+    def _set_store(self, store: Store) -> Store:
+        self._store = store
+        return store
+
+    def _submit(self, call: Callable[[], Any], owner: object | None) -> Any:
+        import concurrent.futures
+
+        if self._closed:
+            raise MemstoreError("the store is closed")
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        opened = getattr(self, "_opened", None)
+
+        def run() -> Any:
+            if opened is not None and self._store is None:
+                opened.result()  # jobs run in order: opening has failed; raise its error
+            return call()
+
+        self._jobs.put(_Job(run, owner, future))
+        return future
+
+    async def _call(self, call: Callable[[], Any]) -> Any:
+        """Run ``call`` on the worker, inside the caller's transaction if it is in one."""
+        import asyncio
+
+        # Cancelling the caller cancels a call that has not started; one that has runs on.
+        return await asyncio.wrap_future(self._submit(call, self._owner()))
+
+    def _owner(self) -> object | None:
+        """The transaction of this store the calling task is inside, if any."""
+        return (_ASYNC_OWNERS.get() or {}).get(id(self))
+
+    def _work(self) -> None:
+        """Run jobs in order; while a transaction runs, other jobs wait for its end."""
+        waiting: collections.deque[_Job] = collections.deque()
+        while True:
+            if waiting and self._running is None:
+                job = waiting.popleft()
+            else:
+                next_job = self._jobs.get()
+                if next_job is None:  # closed: what waits for a transaction never ended fails
+                    for job in waiting:
+                        if job.future.set_running_or_notify_cancel():
+                            job.future.set_exception(MemstoreError("the store is closed"))
+                    return
+                job = next_job
+                if self._running is not None and job.owner is not self._running:
+                    waiting.append(job)
+                    continue
+            if not job.future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = job.call()
+            except BaseException as err:
+                job.future.set_exception(err)
+            else:
+                job.future.set_result(result)
+
+
+class AsyncHandle:
+    """A collection, event log, conversations, checkpoints, graph or cache of an AsyncStore.
+
+    Each method of the sync object is a coroutine method here, with the same
+    arguments and result: ``await events.put(...)``, ``await log.tail(5)``.
+    ``Collection.rows`` and ``EventLog.stream`` are async iterators:
+    ``async for row in events.rows(where={...})``. Plain attributes (such as
+    ``name``) are read as they are; properties (``Cache.ttl``) are awaited.
+    """
+
+    def __init__(self, runner: AsyncStore, target: Any) -> None:
+        self._runner = runner
+        self._target = target
+
+    def __repr__(self) -> str:
+        return f"<memstore.AsyncHandle of {self._target!r}>"
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return _async_attribute(self._runner, type(self._target), lambda: self._target, name)
+
+    def __dir__(self) -> list[str]:
+        return sorted(n for n in dir(self._target) if not n.startswith("_"))
+
+
+class _AsyncTransaction:
+    """``async with store.transaction():``; see ``AsyncStore``."""
+
+    def __init__(self, runner: AsyncStore, immediate: bool) -> None:
+        self._runner = runner
+        self._immediate = immediate
+
+    async def __aenter__(self) -> AsyncStore:
+        import asyncio
+
+        runner = self._runner
+        owners = _ASYNC_OWNERS.get() or {}
+        outer = owners.get(id(runner))
+        token = outer if outer is not None else object()
+
+        def begin() -> Any:
+            block = runner.store.transaction(immediate=self._immediate)
+            block.__enter__()
+            runner._running = token
+            return block
+
+        # A new transaction waits for the running one: it is submitted as nobody's.
+        future = runner._submit(begin, outer)
+        try:
+            self._block = await asyncio.shield(asyncio.wrap_future(future))
+        except asyncio.CancelledError:
+            if future.cancel():  # it never began
+                raise
+            self._block = (await _settle(future))[0]
+            await self._end(token, outer, asyncio.CancelledError())
+            raise
+        self._token, self._outer = token, outer
+        self._reset = _ASYNC_OWNERS.set({**owners, id(runner): token})
+        return runner
+
+    async def __aexit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        _ASYNC_OWNERS.reset(self._reset)
+        await self._end(self._token, self._outer, exc)
+
+    async def _end(self, token: object, outer: object | None, exc: BaseException | None) -> None:
+        """Commit (or on ``exc``, roll back) and wait for it, even if cancelled meanwhile."""
+        import asyncio
+
+        runner, block = self._runner, self._block
+
+        def end() -> None:
+            try:
+                if exc is None:
+                    block.__exit__(None, None, None)
+                else:
+                    block.__exit__(type(exc), exc, exc.__traceback__)
+            finally:
+                runner._running = outer  # the enclosing block's, or no transaction
+
+        if (await _settle(runner._submit(end, token)))[1]:
+            raise asyncio.CancelledError
+
+
+def _async_attribute(runner: AsyncStore, kind: type, target: Callable[[], Any], name: str) -> Any:
+    """``name`` of the sync object as a coroutine function, async iterator maker or value."""
+    if name in _ASYNC_MISSING:
+        raise AttributeError(
+            f"{name} is not offered by memstore's async API: {_ASYNC_MISSING[name]}"
+        )
+    attribute = getattr(kind, name, _MISSING)
+    if attribute is _MISSING:
+        value = getattr(target(), name)  # an instance attribute, such as name
+        if callable(value):
+            raise AttributeError(f"{name!r} cannot be called through the async API")
+        return value
+    if isinstance(attribute, property):
+        return runner._call(lambda: getattr(target(), name))
+    if not callable(attribute):
+        return attribute
+    if name in _ASYNC_STREAMS:
+
+        def stream(*args: Any, **kwargs: Any) -> _AsyncIterator:
+            return _AsyncIterator(runner, lambda: getattr(target(), name)(*args, **kwargs))
+
+        stream.__doc__ = attribute.__doc__
+        return stream
+
+    async def method(*args: Any, **kwargs: Any) -> Any:
+        return await runner._call(lambda: getattr(target(), name)(*args, **kwargs))
+
+    method.__doc__, method.__name__ = attribute.__doc__, name
+    return method
+
+
+class _AsyncIterator:
+    """An iterator of the sync API, read on the worker 256 items at a time."""
+
+    def __init__(self, runner: AsyncStore, start: Callable[[], Iterator[Any]]) -> None:
+        self._runner = runner
+        self._start: Callable[[], Iterator[Any]] | None = start
+        self._items: Iterator[Any] | None = None
+        self._batch: collections.deque[Any] = collections.deque()
+        self._done = False
+
+    def __aiter__(self) -> _AsyncIterator:
+        return self
+
+    async def __anext__(self) -> Any:
+        if not self._batch and not self._done:
+            self._batch.extend(await self._runner._call(self._next_batch))
+            self._done = not self._batch
+        if not self._batch:
+            raise StopAsyncIteration
+        return self._batch.popleft()
+
+    def _next_batch(self) -> list[Any]:
+        if self._items is None:
+            assert self._start is not None
+            self._items, self._start = iter(self._start()), None
+        return list(islice(self._items, 256))
+
+    async def aclose(self) -> None:
+        """Stop early, closing the query on the worker."""
+        items, self._items, self._done = self._items, None, True
+        close = getattr(items, "close", None)
+        if close is not None:
+            await self._runner._call(close)
+
+
+async def _settle(future: Any) -> tuple[Any, bool]:
+    """Wait for a concurrent future to finish even if cancelled meanwhile; (result, cancelled).
+
+    A transaction's begin and end must not be abandoned half-way: the worker
+    would stay inside the transaction and every other call would wait forever.
+    """
+    import asyncio
+
+    cancelled = False
+    waiting = asyncio.wrap_future(future)
+    while True:
+        try:
+            return await asyncio.shield(waiting), cancelled
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                return future.result(), True
+            cancelled = True
 
 
 # --------------------------------------------------------------------------

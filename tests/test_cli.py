@@ -456,7 +456,7 @@ def test_import_memstore_does_not_load_the_plugins_or_click() -> None:
     )
     assert result.stdout.strip() == "[]", result.stderr
     # Nor what only a few calls need: imported when they first run.
-    deferred = ("hashlib", "base64", "zlib", "dataclasses", "secrets", "random")
+    deferred = ("hashlib", "base64", "zlib", "dataclasses", "secrets", "random", "asyncio", "queue")
     result = run_python(
         f"import sys, memstore; print([m for m in {deferred!r} if m in sys.modules])"
     )
