@@ -4368,6 +4368,9 @@ LAYER_TABLES = (
     "memstore_cache_stats",
     "memstore_versions",
     "memstore_version_counters",
+    "memstore_lg_checkpoints",
+    "memstore_lg_blobs",
+    "memstore_lg_writes",
 )
 
 
@@ -4894,6 +4897,13 @@ class AsyncStore:
         if (await _settle(future))[1]:
             raise asyncio.CancelledError
 
+    def stop(self) -> None:
+        """Stop the worker from sync code, without waiting: calls queued before still run,
+        later ones raise MemstoreError. Leaves the store open; see ``close()``."""
+        if not self._closed:
+            self._closed = True
+            self._jobs.put(None)
+
     # -- what returns handles, and transactions -----------------------------
 
     async def collection(self, name: str, **declaration: Any) -> AsyncHandle:
@@ -4921,6 +4931,19 @@ class AsyncStore:
     async def cache(self, name: str, *, ttl: timedelta | float | None = None) -> AsyncHandle:
         """``Store.cache`` (``memoize`` is sync only)."""
         return AsyncHandle(self, await self._call(lambda: self.store.cache(name, ttl=ttl)))
+
+    async def run(self, function: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Run a sync function on the worker, inside the caller's transaction if it is in one.
+
+        For what the handles do not cover, such as SQL of your own::
+
+            def newest(store: memstore.Store) -> list[Any]:
+                with store.transaction(immediate=False):
+                    return store.connection.execute(sql).fetchall()
+
+            rows = await astore.run(newest, astore.store)
+        """
+        return await self._call(lambda: function(*args, **kwargs))
 
     def transaction(self, *, immediate: bool = True) -> _AsyncTransaction:
         """``async with store.transaction():`` — atomic and nestable, as ``Store.transaction``."""

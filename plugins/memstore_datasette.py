@@ -73,6 +73,13 @@ LAYER_TABLES: dict[str, dict[str, Any]] = {
     "memstore_edges": {"facets": ["graph", "relation"]},
     "memstore_cache": {"facets": ["cache"]},
     "memstore_versions": {"facets": ["collection", "operation"], "sort_desc": "id"},
+    # memstore_langgraph's checkpointer (schema 9)
+    "memstore_lg_checkpoints": {
+        "facets": ["thread_id", "checkpoint_ns"],
+        "sort_desc": "created_at",
+    },
+    "memstore_lg_writes": {"facets": ["thread_id", "channel"], "sort_desc": "created_at"},
+    "memstore_lg_blobs": {"facets": ["thread_id", "channel"]},
 }
 KIND_COLORS = [
     "#4e79a7",
@@ -531,6 +538,7 @@ async def _structures(
         ("Graph edges", "memstore_edges", "updated_at", None, None),
         ("Cache entries", "memstore_cache", "created_at", None, None),
         ("Record versions", "memstore_versions", "archived_at", None, None),
+        ("LangGraph checkpoints", "memstore_lg_checkpoints", "created_at", None, None),
     ]
     for label, table, stamp, links_sql, view in specs:
         if not await _can_view(datasette, request.actor, database, table):

@@ -1,0 +1,601 @@
+"""memstore as LangGraph's checkpointer: ``MemstoreSaver``.
+
+    from memstore_langgraph import MemstoreSaver
+
+    graph = builder.compile(checkpointer=MemstoreSaver("agent.db"))
+    graph.invoke(inputs, {"configurable": {"thread_id": "chat-1"}})
+
+Install with ``pip install 'memstore[langgraph]'``. Checkpoints land in the
+store's own file (tables ``memstore_lg_checkpoints``, ``memstore_lg_blobs``
+and ``memstore_lg_writes``, schema version 9), beside the rest of the
+agent's memory, so Datasette and the ``memstore`` command show them.
+
+Every method has its sync and async form on the class. The sync ones are
+safe from many threads (LangGraph calls them from executor threads); the
+async ones run on an ``memstore.AsyncStore`` worker, so the event loop never
+waits on SQLite. ``list``/``alist`` read a page of checkpoints at a time and
+hold no lock or transaction while the caller has one in hand.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import threading
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
+from itertools import islice
+from typing import Any, cast
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
+    BaseCheckpointSaver,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    get_checkpoint_id,
+    get_serializable_checkpoint_metadata,
+)
+from langgraph.checkpoint.serde.base import SerializerProtocol
+
+import memstore
+
+__all__ = ["MemstoreSaver"]
+
+#: Checkpoints read per statement by ``list``: no lock is held between pages.
+PAGE_SIZE = 100
+#: What ``prune`` can do: keep each namespace's newest checkpoint, or delete all.
+PRUNE_STRATEGIES = ("keep_latest", "delete")
+
+_CHECKPOINT_COLUMNS = (
+    "thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata"
+)
+# A thread's channel values no checkpoint of it refers to any more.
+_UNUSED_BLOBS = """
+DELETE FROM memstore_lg_blobs
+WHERE thread_id IN (SELECT value FROM json_each(?))
+  AND NOT EXISTS (
+    SELECT 1 FROM memstore_lg_checkpoints AS c, json_each(c.channel_versions) AS v
+    WHERE c.thread_id = memstore_lg_blobs.thread_id
+      AND c.checkpoint_ns = memstore_lg_blobs.checkpoint_ns
+      AND v.key = memstore_lg_blobs.channel AND v.value = memstore_lg_blobs.version
+  )
+"""
+# Per thread and namespace, every checkpoint but the newest (prune's keep_latest).
+_OLDER = """
+checkpoint_id < (
+    SELECT max(n.checkpoint_id) FROM memstore_lg_checkpoints AS n
+    WHERE n.thread_id = {table}.thread_id AND n.checkpoint_ns = {table}.checkpoint_ns
+)
+"""
+
+
+class MemstoreSaver(BaseCheckpointSaver[str]):
+    """A LangGraph checkpointer in a memstore file.
+
+    >>> saver = MemstoreSaver("agent.db")           # or ":memory:", or an open memstore.Store
+    >>> graph = builder.compile(checkpointer=saver)
+
+    ``path`` is a file (created as needed) or ``":memory:"``, opened with
+    ``Store``'s ``options``; or an open ``memstore.Store`` to share, which
+    ``close()`` then leaves open. ``serde`` is LangGraph's serializer (its
+    default, msgpack with a JSON fallback, unless given).
+
+    Beyond LangGraph's base methods it has ``delete_for_runs``,
+    ``copy_thread`` and ``prune``. ``prune(..., strategy="keep_latest")``
+    keeps only the newest checkpoint of each namespace: do not use it on
+    threads of graphs with a ``DeltaChannel``, whose values are rebuilt from
+    their ancestors' writes.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | memstore.Store = ":memory:",
+        *,
+        serde: SerializerProtocol | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(serde=serde)
+        if isinstance(path, memstore.Store):
+            if options:
+                raise memstore.ValidationError("options are for a file the saver opens")
+            self.store, self._owns_store = path, False
+        else:
+            self.store, self._owns_store = memstore.Store(path, **options), True
+        self._async: memstore.AsyncStore | None = None
+        self._async_lock = threading.Lock()
+
+    @classmethod
+    @contextmanager
+    def from_conn_string(cls, path: str, **options: Any) -> Iterator[MemstoreSaver]:
+        """``with MemstoreSaver.from_conn_string("agent.db") as saver:``, as LangGraph's savers."""
+        saver = cls(path, **options)
+        try:
+            yield saver
+        finally:
+            saver.close()
+
+    def __repr__(self) -> str:
+        return f"<MemstoreSaver {self.store.path!r}>"
+
+    def __enter__(self) -> MemstoreSaver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> MemstoreSaver:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def close(self) -> None:
+        """Close the store, unless it was given open. Call ``aclose()`` from async code."""
+        if self._async is not None:
+            self._async.stop()
+            self._async = None
+        if self._owns_store:
+            self.store.close()
+
+    async def aclose(self) -> None:
+        """Close from async code: the worker finishes what it runs first."""
+        if self._async is not None:
+            await self._async.close()
+            self._async = None
+        if self._owns_store:
+            self.store.close()
+
+    # -- sync API --------------------------------------------------------------
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        """The checkpoint ``config`` names, or its thread's newest; None if there is none."""
+        thread_id, ns, checkpoint_id = _address(config)
+        sql = f"SELECT {_CHECKPOINT_COLUMNS} FROM memstore_lg_checkpoints "
+        sql += "WHERE thread_id = ? AND checkpoint_ns = ? "
+        params: list[Any] = [thread_id, ns]
+        if checkpoint_id:
+            sql += "AND checkpoint_id = ?"
+            params.append(checkpoint_id)
+        else:
+            sql += "ORDER BY checkpoint_id DESC LIMIT 1"
+        with self.store.transaction(immediate=False):  # one snapshot for all three tables
+            rows = self.store.connection.execute(sql, params).fetchall()
+            return self._tuple(rows[0]) if rows else None
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        """Checkpoints, newest first: of ``config``'s thread (and namespace, and checkpoint,
+        when it names them) or of all threads; whose metadata has ``filter``'s values;
+        made before ``before``'s checkpoint; at most ``limit``."""
+        if limit is not None and (not isinstance(limit, int) or limit < 0):
+            raise memstore.ValidationError(f"limit must be a whole number >= 0, not {limit!r}")
+        conditions, params, exact = _list_filter(config, filter, before)
+        left = limit
+        last: tuple[str, str, str] | None = None
+        while left is None or left > 0:
+            sql = f"SELECT {_CHECKPOINT_COLUMNS} FROM memstore_lg_checkpoints WHERE {conditions}"
+            page_params = list(params)
+            if last is not None:
+                sql += " AND (checkpoint_id, thread_id, checkpoint_ns) < (?, ?, ?)"
+                page_params += last
+            sql += " ORDER BY checkpoint_id DESC, thread_id DESC, checkpoint_ns DESC LIMIT ?"
+            page_params.append(PAGE_SIZE)
+            with self.store.transaction(immediate=False):
+                rows = self.store.connection.execute(sql, page_params).fetchall()
+                found = [self._tuple(row) for row in rows]
+            # The transaction has ended: the caller may hold each tuple as long as it likes.
+            for item in found:
+                if all(item.metadata.get(k, None) == v for k, v in exact.items()):
+                    yield item
+                    if left is not None:
+                        left -= 1
+                        if left == 0:
+                            return
+            if len(rows) < PAGE_SIZE:
+                return
+            last = (str(rows[-1][2]), str(rows[-1][0]), str(rows[-1][1]))
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        """Save a checkpoint, writing only the channel values ``new_versions`` names."""
+        thread_id, ns, parent_id = _address(config)
+        state: dict[str, Any] = dict(checkpoint)
+        values = state.pop("channel_values", None) or {}
+        kind, data = self.serde.dumps_typed(state)
+        blobs = [
+            (thread_id, ns, channel, str(version), *self._dump(values, channel))
+            for channel, version in new_versions.items()
+        ]
+        versions = {channel: str(v) for channel, v in checkpoint["channel_versions"].items()}
+        row = (
+            thread_id,
+            ns,
+            checkpoint["id"],
+            parent_id,
+            kind,
+            data,
+            _metadata_json(config, metadata),
+            json.dumps(versions),
+        )
+        with self.store.transaction():
+            conn = self.store.connection
+            conn.executemany(
+                "INSERT INTO memstore_lg_blobs (thread_id, checkpoint_ns, channel, version, "
+                "type, blob) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                blobs,
+            )
+            conn.execute(
+                "INSERT INTO memstore_lg_checkpoints (thread_id, checkpoint_ns, checkpoint_id, "
+                "parent_checkpoint_id, type, checkpoint, metadata, channel_versions) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id) DO UPDATE SET "
+                "parent_checkpoint_id = excluded.parent_checkpoint_id, type = excluded.type, "
+                "checkpoint = excluded.checkpoint, metadata = excluded.metadata, "
+                "channel_versions = excluded.channel_versions",
+                row,
+            )
+        return {
+            "configurable": {
+                "thread_id": thread_id,
+                "checkpoint_ns": ns,
+                "checkpoint_id": checkpoint["id"],
+            }
+        }
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        """Save a task's writes for the checkpoint ``config`` names.
+
+        A write already saved (same task, same place) is kept as it was; the
+        special channels (error, interrupt, ...) are replaced.
+        """
+        thread_id, ns, checkpoint_id = _address(config)
+        if not checkpoint_id:
+            raise memstore.ValidationError("put_writes needs a config with a checkpoint_id")
+        special: list[tuple[Any, ...]] = []
+        regular: list[tuple[Any, ...]] = []
+        for idx, (channel, value) in enumerate(writes):
+            row = (
+                thread_id,
+                ns,
+                checkpoint_id,
+                str(task_id),
+                WRITES_IDX_MAP.get(channel, idx),
+                task_path,
+                channel,
+                *self.serde.dumps_typed(value),
+            )
+            (special if channel in WRITES_IDX_MAP else regular).append(row)
+        insert = (
+            "INSERT INTO memstore_lg_writes (thread_id, checkpoint_ns, checkpoint_id, task_id, "
+            "idx, task_path, channel, type, value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        )
+        with self.store.transaction():
+            conn = self.store.connection
+            conn.executemany(insert + "ON CONFLICT DO NOTHING", regular)
+            conn.executemany(
+                insert + "ON CONFLICT DO UPDATE SET task_path = excluded.task_path, "
+                "channel = excluded.channel, type = excluded.type, value = excluded.value",
+                special,
+            )
+
+    def delete_thread(self, thread_id: str) -> None:
+        """Delete a thread's checkpoints, writes and values, in every namespace."""
+        self._delete_threads([str(thread_id)])
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """Delete the checkpoints the given runs made (``metadata["run_id"]``), and their writes."""
+        ids = json.dumps([str(r) for r in _sequence(run_ids, "run_ids")])
+        with self.store.transaction():
+            conn = self.store.connection
+            conn.execute(
+                "DELETE FROM memstore_lg_writes WHERE (thread_id, checkpoint_ns, checkpoint_id) "
+                "IN (SELECT thread_id, checkpoint_ns, checkpoint_id FROM memstore_lg_checkpoints "
+                "WHERE run_id IN (SELECT value FROM json_each(?)))",
+                (ids,),
+            )
+            threads = conn.execute(
+                "DELETE FROM memstore_lg_checkpoints WHERE run_id IN "
+                "(SELECT value FROM json_each(?)) RETURNING thread_id",
+                (ids,),
+            ).fetchall()
+            conn.execute(_UNUSED_BLOBS, (json.dumps(sorted({t for (t,) in threads})),))
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """Copy every checkpoint, value and write of one thread to another (all namespaces).
+
+        What the target already has under the same ids is kept.
+        """
+        source, target = str(source_thread_id), str(target_thread_id)
+        if source == target:
+            raise memstore.ValidationError("copy_thread needs two different threads")
+        with self.store.transaction():
+            conn = self.store.connection
+            for table, columns in _THREAD_TABLES.items():
+                conn.execute(
+                    f"INSERT INTO {table} (thread_id, {columns}) SELECT ?, {columns} "
+                    f"FROM {table} WHERE thread_id = ? ON CONFLICT DO NOTHING",
+                    (target, source),
+                )
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        """Keep only each namespace's newest checkpoint (``"keep_latest"``), with its writes,
+        or delete the threads' checkpoints altogether (``"delete"``)."""
+        if strategy not in PRUNE_STRATEGIES:
+            raise memstore.ValidationError(
+                f"unknown prune strategy {strategy!r}: use one of {', '.join(PRUNE_STRATEGIES)}"
+            )
+        threads = [str(t) for t in _sequence(thread_ids, "thread_ids")]
+        if strategy == "delete":
+            self._delete_threads(threads)
+            return
+        ids = json.dumps(threads)
+        with self.store.transaction():
+            conn = self.store.connection
+            for table in ("memstore_lg_writes", "memstore_lg_checkpoints"):
+                conn.execute(
+                    f"DELETE FROM {table} WHERE thread_id IN (SELECT value FROM json_each(?)) "
+                    f"AND {_OLDER.format(table=table)}",
+                    (ids,),
+                )
+            conn.execute(_UNUSED_BLOBS, (ids,))
+
+    def get_next_version(self, current: str | None, channel: None = None) -> str:
+        """Versions that sort as text: a zero-padded counter and a random tie-breaker."""
+        if current is None:
+            number = 0
+        elif isinstance(current, int):
+            number = current
+        else:
+            number = int(str(current).split(".")[0])
+        return f"{number + 1:032}.{random.random():016}"
+
+    # -- async API: the sync methods, run on the store's worker thread ---------
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        """``get_tuple``, without blocking the event loop."""
+        result: CheckpointTuple | None = await self._worker().run(self.get_tuple, config)
+        return result
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        """``list``, a page at a time from the worker; nothing is held between pages."""
+        worker = self._worker()
+        pages = self.list(config, filter=filter, before=before, limit=limit)
+        try:
+            while True:
+                page = await worker.run(lambda: list(islice(pages, PAGE_SIZE)))
+                if not page:
+                    return
+                for item in page:
+                    yield item
+        finally:
+            close = getattr(pages, "close", None)  # a generator's: ends its query
+            if close is not None:
+                await worker.run(close)
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        """``put``, without blocking the event loop."""
+        result: RunnableConfig = await self._worker().run(
+            self.put, config, checkpoint, metadata, new_versions
+        )
+        return result
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        """``put_writes``, without blocking the event loop."""
+        await self._worker().run(self.put_writes, config, writes, task_id, task_path)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        """``delete_thread``, without blocking the event loop."""
+        await self._worker().run(self.delete_thread, thread_id)
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """``delete_for_runs``, without blocking the event loop."""
+        await self._worker().run(self.delete_for_runs, run_ids)
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """``copy_thread``, without blocking the event loop."""
+        await self._worker().run(self.copy_thread, source_thread_id, target_thread_id)
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        """``prune``, without blocking the event loop."""
+        await self._worker().run(lambda: self.prune(thread_ids, strategy=strategy))
+
+    # -- private ---------------------------------------------------------------
+
+    def _worker(self) -> memstore.AsyncStore:
+        """The AsyncStore carrying async calls, started on the first one."""
+        with self._async_lock:
+            if self._async is None:
+                self._async = memstore.AsyncStore(self.store)
+            return self._async
+
+    def _dump(self, values: dict[str, Any], channel: str) -> tuple[str, bytes | None]:
+        if channel not in values:
+            return "empty", None
+        return self.serde.dumps_typed(values[channel])
+
+    def _delete_threads(self, threads: Sequence[str]) -> None:
+        ids = json.dumps(threads)
+        with self.store.transaction():
+            for table in _THREAD_TABLES:
+                self.store.connection.execute(
+                    f"DELETE FROM {table} WHERE thread_id IN (SELECT value FROM json_each(?))",
+                    (ids,),
+                )
+
+    def _tuple(self, row: Sequence[Any]) -> CheckpointTuple:
+        """A checkpoint row as LangGraph's tuple, with its values and pending writes.
+
+        Runs inside the caller's transaction, so that all three tables are read
+        in one snapshot.
+        """
+        thread_id, ns, checkpoint_id, parent_id, kind, data, metadata = row
+        checkpoint = self.serde.loads_typed((kind, data))
+        conn = self.store.connection
+        versions = {ch: str(v) for ch, v in checkpoint.get("channel_versions", {}).items()}
+        values = {
+            channel: self.serde.loads_typed((blob_type, blob))
+            for channel, blob_type, blob in conn.execute(
+                "SELECT b.channel, b.type, b.blob FROM json_each(?) AS v "
+                "JOIN memstore_lg_blobs AS b ON b.thread_id = ? AND b.checkpoint_ns = ? "
+                "AND b.channel = v.key AND b.version = v.value WHERE b.type <> 'empty'",
+                (json.dumps(versions), thread_id, ns),
+            )
+        }
+        writes = [
+            (task_id, channel, self.serde.loads_typed((value_type, value)))
+            for task_id, channel, value_type, value in conn.execute(
+                "SELECT task_id, channel, type, value FROM memstore_lg_writes "
+                "WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ? "
+                "ORDER BY task_path, task_id, idx",
+                (thread_id, ns, checkpoint_id),
+            )
+        ]
+        return CheckpointTuple(
+            config={
+                "configurable": {
+                    "thread_id": thread_id,
+                    "checkpoint_ns": ns,
+                    "checkpoint_id": checkpoint_id,
+                }
+            },
+            checkpoint=cast(Checkpoint, {**checkpoint, "channel_values": values}),
+            metadata=json.loads(metadata),
+            parent_config=(
+                {
+                    "configurable": {
+                        "thread_id": thread_id,
+                        "checkpoint_ns": ns,
+                        "checkpoint_id": parent_id,
+                    }
+                }
+                if parent_id
+                else None
+            ),
+            pending_writes=writes,
+        )
+
+
+# Per table holding a thread's rows: its columns other than thread_id (copy_thread).
+_THREAD_TABLES = {
+    "memstore_lg_checkpoints": "checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, "
+    "checkpoint, metadata, channel_versions, created_at",
+    "memstore_lg_blobs": "checkpoint_ns, channel, version, type, blob",
+    "memstore_lg_writes": "checkpoint_ns, checkpoint_id, task_id, idx, task_path, channel, type, "
+    "value, created_at",
+}
+
+
+def _address(config: RunnableConfig) -> tuple[str, str, str | None]:
+    """(thread_id, checkpoint_ns, checkpoint_id or None) of a config, checked."""
+    configurable = config.get("configurable") if isinstance(config, dict) else None
+    if not isinstance(configurable, dict) or configurable.get("thread_id") is None:
+        raise memstore.ValidationError(
+            'a checkpointer needs config={"configurable": {"thread_id": ...}}'
+        )
+    ns = configurable.get("checkpoint_ns") or ""
+    if not isinstance(ns, str):
+        raise memstore.ValidationError(f"checkpoint_ns must be a str, not {ns!r}")
+    return str(configurable["thread_id"]), ns, get_checkpoint_id(config)
+
+
+def _list_filter(
+    config: RunnableConfig | None,
+    filter: dict[str, Any] | None,
+    before: RunnableConfig | None,
+) -> tuple[str, list[Any], dict[str, Any]]:
+    """SQL conditions for list(), and the filter values checked in Python (lists, dicts)."""
+    conditions: list[str] = ["1"]
+    params: list[Any] = []
+    if config is not None:
+        configurable = config.get("configurable") or {}
+        if configurable.get("thread_id") is not None:
+            conditions.append("thread_id = ?")
+            params.append(str(configurable["thread_id"]))
+        if configurable.get("checkpoint_ns") is not None:
+            conditions.append("checkpoint_ns = ?")
+            params.append(configurable["checkpoint_ns"])
+        if checkpoint_id := get_checkpoint_id(config):
+            conditions.append("checkpoint_id = ?")
+            params.append(checkpoint_id)
+    if before is not None and (before_id := get_checkpoint_id(before)):
+        conditions.append("checkpoint_id < ?")
+        params.append(before_id)
+    exact: dict[str, Any] = {}
+    if filter is not None and not isinstance(filter, dict):
+        raise memstore.ValidationError(f"filter must be a dict, not {type(filter).__name__}")
+    for key, value in (filter or {}).items():
+        if not isinstance(key, str) or '"' in key:
+            raise memstore.ValidationError(f"invalid metadata filter key {key!r}")
+        path = f'$."{key}"'
+        if value is None:  # as LangGraph's own savers: a missing key matches None too
+            conditions.append("coalesce(json_type(metadata, ?), 'null') = 'null'")
+            params.append(path)
+        elif isinstance(value, bool):
+            conditions.append("json_type(metadata, ?) = ?")
+            params += [path, "true" if value else "false"]
+        elif isinstance(value, (int, float)):
+            conditions.append("json_type(metadata, ?) IN ('integer', 'real')")
+            conditions.append("json_extract(metadata, ?) = ?")
+            params += [path, path, value]
+        elif isinstance(value, str):
+            conditions.append("json_type(metadata, ?) = 'text' AND json_extract(metadata, ?) = ?")
+            params += [path, path, value]
+        else:  # a list or dict: compared after loading, as Python compares them
+            conditions.append("json_type(metadata, ?) IN ('array', 'object')")
+            params.append(path)
+            exact[key] = value
+    return " AND ".join(conditions), params, exact
+
+
+def _metadata_json(config: RunnableConfig, metadata: CheckpointMetadata) -> str:
+    merged = get_serializable_checkpoint_metadata(config, metadata)
+    try:
+        return json.dumps(merged, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise memstore.ValidationError(f"checkpoint metadata must be JSON: {err}") from err
+
+
+def _sequence(values: Any, name: str) -> Sequence[Any]:
+    if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple, set, frozenset)):
+        raise memstore.ValidationError(f"{name} must be a list, not {type(values).__name__}")
+    return list(values)

@@ -1,0 +1,417 @@
+"""MemstoreSaver, proven by LangGraph's own conformance suite and by real graphs."""
+
+from __future__ import annotations
+
+import asyncio
+import operator
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, TypedDict
+
+import pytest
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+)
+from langgraph.checkpoint.conformance import checkpointer_test, validate
+from langgraph.checkpoint.conformance.capabilities import ALL_CAPABILITIES
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import Command, interrupt
+
+import memstore
+from memstore_langgraph import MemstoreSaver
+
+
+class SyncPath(MemstoreSaver):
+    """Runs LangGraph's async conformance suite through the sync methods."""
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return self.get_tuple(config)
+
+    async def alist(  # type: ignore[override]
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        for item in self.list(config, filter=filter, before=before, limit=limit):
+            yield item
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        return self.put(config, checkpoint, metadata, new_versions)
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        self.put_writes(config, writes, task_id, task_path)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        self.delete_thread(thread_id)
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        self.delete_for_runs(run_ids)
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        self.copy_thread(source_thread_id, target_thread_id)
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        self.prune(thread_ids, strategy=strategy)
+
+
+@pytest.mark.parametrize("path", ["memory", "file"])
+@pytest.mark.parametrize("kind", [MemstoreSaver, SyncPath], ids=["async", "sync"])
+async def test_langgraph_conformance_suite(
+    kind: type[MemstoreSaver], path: str, tmp_path: Path
+) -> None:
+    made = 0
+
+    async def factory() -> AsyncIterator[MemstoreSaver]:
+        nonlocal made
+        made += 1
+        file = ":memory:" if path == "memory" else str(tmp_path / f"cp{made}.db")
+        async with kind(file) as saver:
+            yield saver
+
+    registered = checkpointer_test(name=f"memstore-{kind.__name__}-{path}")(factory)
+    report = await validate(registered)
+    failures = {
+        name: result.failures for name, result in report.results.items() if not result.passed
+    }
+    assert failures == {}
+    assert {name for name, r in report.results.items() if r.detected} == {
+        c.value for c in ALL_CAPABILITIES
+    }
+    assert report.passed_all()
+    assert sum(r.tests_passed for r in report.results.values()) >= 80
+
+
+# -- a real graph: interrupts, resume, time travel -------------------------------
+
+
+class State(TypedDict):
+    steps: Annotated[list[str], operator.add]
+    approved: bool
+
+
+def build_graph(checkpointer: MemstoreSaver) -> Any:
+    def plan(state: State) -> dict[str, Any]:
+        return {"steps": ["plan"]}
+
+    def ask(state: State) -> dict[str, Any]:
+        answer = interrupt({"question": "approve the plan?"})
+        return {"steps": [f"asked:{answer}"], "approved": answer == "yes"}
+
+    def act(state: State) -> dict[str, Any]:
+        return {"steps": ["act" if state["approved"] else "stop"]}
+
+    builder = StateGraph(State)
+    builder.add_node("plan", plan)
+    builder.add_node("ask", ask)
+    builder.add_node("act", act)
+    builder.add_edge(START, "plan")
+    builder.add_edge("plan", "ask")
+    builder.add_edge("ask", "act")
+    builder.add_edge("act", END)
+    return builder.compile(checkpointer=checkpointer)
+
+
+def test_graph_with_interrupt_resume_and_time_travel(db_path: Path) -> None:
+    config: RunnableConfig = {"configurable": {"thread_id": "t1"}}
+    with MemstoreSaver(db_path) as saver:
+        graph = build_graph(saver)
+        first = graph.invoke({"steps": [], "approved": False}, config)
+        assert first["__interrupt__"][0].value == {"question": "approve the plan?"}
+        assert graph.get_state(config).next == ("ask",)
+
+    # A new process would see the same: reopen the file.
+    with MemstoreSaver(db_path) as saver:
+        graph = build_graph(saver)
+        done = graph.invoke(Command(resume="yes"), config)
+        assert done["steps"] == ["plan", "asked:yes", "act"]
+        history = list(graph.get_state_history(config))
+        assert len(history) >= 4
+        # Time travel: go back to the checkpoint before the question and answer otherwise.
+        before_ask = next(s for s in history if s.next == ("ask",))
+        replay = graph.invoke(None, before_ask.config)  # a fork that asks again
+        assert replay["__interrupt__"][0].value == {"question": "approve the plan?"}
+        forked = graph.invoke(Command(resume="no"), config)
+        assert forked["steps"][-2:] == ["asked:no", "stop"]
+        assert graph.get_state(config).values["steps"][-1] == "stop"
+        # An update_state fork, as LangGraph's time-travel guide does.
+        updated = graph.update_state(before_ask.config, {"steps": ["edited"]})
+        assert graph.get_state(updated).values["steps"][-1] == "edited"
+
+    # The checkpoints are in memstore's own tables, readable by stock sqlite3.
+    with sqlite3.connect(db_path) as conn:
+        (count,) = conn.execute(
+            "SELECT count(*) FROM memstore_lg_checkpoints WHERE thread_id = 't1'"
+        ).fetchone()
+        assert count == len(list(MemstoreSaver(db_path).list(config)))
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+async def test_async_graph_with_interrupt_and_resume(db_path: Path) -> None:
+    config: RunnableConfig = {"configurable": {"thread_id": "a1"}}
+    async with MemstoreSaver(db_path) as saver:
+        graph = build_graph(saver)
+        first = await graph.ainvoke({"steps": [], "approved": False}, config)
+        assert "__interrupt__" in first
+        done = await graph.ainvoke(Command(resume="yes"), config)
+        assert done["steps"] == ["plan", "asked:yes", "act"]
+        states = [s async for s in graph.aget_state_history(config)]
+        assert states[0].values["steps"] == ["plan", "asked:yes", "act"]
+
+
+async def test_many_threads_in_parallel(db_path: Path) -> None:
+    async with MemstoreSaver(db_path) as saver:
+        graph = build_graph(saver)
+
+        async def run(n: int) -> list[str]:
+            config: RunnableConfig = {"configurable": {"thread_id": f"p{n}"}}
+            await graph.ainvoke({"steps": [], "approved": False}, config)
+            result = await graph.ainvoke(Command(resume="yes" if n % 2 else "no"), config)
+            return list(result["steps"])
+
+        results = await asyncio.gather(*(run(n) for n in range(20)))
+        assert all(r[-1] == ("act" if n % 2 else "stop") for n, r in enumerate(results))
+        assert len({t.config["configurable"]["thread_id"] for t in saver.list(None)}) == 20
+
+
+def test_sync_graph_from_many_threads(db_path: Path) -> None:
+    saver = MemstoreSaver(db_path)
+    graph = build_graph(saver)
+    errors: list[BaseException] = []
+
+    def run(n: int) -> None:
+        try:
+            config: RunnableConfig = {"configurable": {"thread_id": f"s{n}"}}
+            graph.invoke({"steps": [], "approved": False}, config)
+            graph.invoke(Command(resume="yes"), config)
+        except BaseException as err:  # reported below
+            errors.append(err)
+
+    workers = [threading.Thread(target=run, args=(n,)) for n in range(8)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert errors == []
+    for n in range(8):
+        state = graph.get_state({"configurable": {"thread_id": f"s{n}"}})
+        assert state.values["steps"] == ["plan", "asked:yes", "act"]
+    saver.close()
+
+
+# -- the saver's own contract ----------------------------------------------------
+
+
+@pytest.fixture
+def saver(db_path: Path) -> Iterator[MemstoreSaver]:
+    with MemstoreSaver(db_path) as opened:
+        yield opened
+
+
+def put(
+    saver: MemstoreSaver,
+    thread: str,
+    values: dict[str, Any],
+    versions: dict[str, Any],
+    new: dict[str, Any],
+    parent: RunnableConfig | None = None,
+    **metadata: Any,
+) -> RunnableConfig:
+    from langgraph.checkpoint.base import empty_checkpoint
+    from langgraph.checkpoint.base.id import uuid6
+
+    checkpoint = empty_checkpoint()
+    checkpoint["id"] = str(uuid6(clock_seq=-1))
+    checkpoint["channel_values"] = values
+    checkpoint["channel_versions"] = versions
+    config: RunnableConfig = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
+    if parent is not None:
+        config["configurable"]["checkpoint_id"] = parent["configurable"]["checkpoint_id"]
+    return saver.put(config, checkpoint, {"source": "loop", "step": 0, **metadata}, new)
+
+
+def test_values_are_written_once_per_version(saver: MemstoreSaver) -> None:
+    big = "x" * 100_000
+    first = put(saver, "t", {"doc": big, "n": 1}, {"doc": "1", "n": "1"}, {"doc": "1", "n": "1"})
+    second = put(saver, "t", {"doc": big, "n": 2}, {"doc": "1", "n": "2"}, {"n": "2"}, first)
+    conn = saver.store.connection
+    assert conn.execute("SELECT count(*) FROM memstore_lg_blobs").fetchall() == [(3,)]
+    got = saver.get_tuple(second)
+    assert got is not None and got.checkpoint["channel_values"] == {"doc": big, "n": 2}
+    assert got.parent_config == first
+    saver.prune(["t"])  # the first checkpoint's n=1 is no longer needed; doc is
+    assert conn.execute("SELECT channel, version FROM memstore_lg_blobs ORDER BY 1").fetchall() == [
+        ("doc", "1"),
+        ("n", "2"),
+    ]
+    again = saver.get_tuple(second)
+    assert again is not None and again.checkpoint["channel_values"] == {"doc": big, "n": 2}
+    saver.delete_thread("t")
+    for table in ("memstore_lg_checkpoints", "memstore_lg_blobs", "memstore_lg_writes"):
+        assert conn.execute(f"SELECT count(*) FROM {table}").fetchall() == [(0,)]
+
+
+def test_values_of_every_kind_round_trip(saver: MemstoreSaver) -> None:
+    values = {
+        "bytes": b"\x00\xff raw",
+        "none": None,
+        "nested": {"a": [1, 2.5, {"b": None}], "when": datetime(2026, 11, 22, tzinfo=UTC)},
+        "text": "ünïcödé \u2603",
+    }
+    versions = {k: "1" for k in values}
+    stored = put(saver, "kinds", values, versions, versions)
+    got = saver.get_tuple(stored)
+    assert got is not None
+    assert got.checkpoint["channel_values"] == values
+
+
+def test_list_filters_before_and_limit(saver: MemstoreSaver) -> None:
+    parent = None
+    made = []
+    for step in range(250):  # more than a page
+        parent = put(saver, "t", {}, {}, {}, parent, step=step, tag={"even": step % 2 == 0})
+        made.append(parent["configurable"]["checkpoint_id"])
+    put(saver, "other", {}, {}, {}, step=0)
+    ids = [t.checkpoint["id"] for t in saver.list({"configurable": {"thread_id": "t"}})]
+    assert ids == made[::-1]
+    assert len(list(saver.list(None))) == 251
+    assert [t.metadata["step"] for t in saver.list(None, filter={"step": 7})] == [7]
+    evens = list(saver.list(None, filter={"tag": {"even": True}}, limit=3))
+    assert [t.metadata["step"] for t in evens] == [248, 246, 244]
+    before = {"configurable": {"checkpoint_id": made[10]}}
+    older = list(saver.list({"configurable": {"thread_id": "t"}}, before=before))
+    assert [t.checkpoint["id"] for t in older] == made[:10][::-1]
+    assert list(saver.list(None, filter={"step": "7"})) == []  # types are not mixed
+    assert list(saver.list(None, limit=0)) == []
+    with pytest.raises(memstore.ValidationError):
+        list(saver.list(None, limit=-1))
+
+
+def test_list_holds_nothing_between_items(saver: MemstoreSaver, db_path: Path) -> None:
+    parent = None
+    for step in range(300):
+        parent = put(saver, "t", {}, {}, {}, parent, step=step)
+    listing = saver.list(None)
+    next(listing)
+    # Another connection can write (no transaction is open), and so can this saver.
+    with sqlite3.connect(db_path, timeout=0.1) as other:
+        other.execute(
+            "DELETE FROM memstore_lg_checkpoints WHERE json_extract(metadata, '$.step') = 0"
+        )
+    put(saver, "t2", {}, {}, {})
+    assert len(list(listing)) == 298  # the rest of the pages see the delete
+
+
+def test_pending_writes_keep_the_first_and_replace_special_channels(
+    saver: MemstoreSaver,
+) -> None:
+    stored = put(saver, "t", {}, {}, {})
+    saver.put_writes(stored, [("a", 1), ("b", 2)], "task-1")
+    saver.put_writes(stored, [("a", 100)], "task-1")  # a retry: the first write stands
+    saver.put_writes(stored, [("__error__", "first")], "task-2")
+    saver.put_writes(stored, [("__error__", "second")], "task-2")
+    got = saver.get_tuple(stored)
+    assert got is not None
+    assert got.pending_writes == [
+        ("task-1", "a", 1),
+        ("task-1", "b", 2),
+        ("task-2", "__error__", "second"),
+    ]
+
+
+def test_bad_input_gets_memstore_errors_and_changes_nothing(saver: MemstoreSaver) -> None:
+    stored = put(saver, "t", {"a": 1}, {"a": "1"}, {"a": "1"})
+    with pytest.raises(memstore.ValidationError):
+        saver.get_tuple({"configurable": {}})
+    with pytest.raises(memstore.ValidationError):
+        saver.get_tuple({})  # type: ignore[typeddict-item]
+    with pytest.raises(memstore.ValidationError):
+        saver.put_writes({"configurable": {"thread_id": "t"}}, [("a", 1)], "task")
+    with pytest.raises(memstore.ValidationError):
+        saver.prune(["t"], strategy="everything")
+    with pytest.raises(memstore.ValidationError):
+        saver.prune("t")  # type: ignore[arg-type]
+    with pytest.raises(memstore.ValidationError):
+        saver.delete_for_runs("run-1")  # type: ignore[arg-type]
+    with pytest.raises(memstore.ValidationError):
+        list(saver.list(None, filter={'a"b': 1}))
+    with pytest.raises(memstore.ValidationError):
+        saver.copy_thread("t", "t")
+    with pytest.raises(memstore.ValidationError):
+        put(saver, "t", {}, {}, {}, stored, bad=object())
+    got = saver.get_tuple({"configurable": {"thread_id": "t"}})
+    assert got is not None and got.config == stored
+    assert got.checkpoint["channel_values"] == {"a": 1}
+    assert saver.store.check() == []
+
+
+def test_shares_an_open_store(db_path: Path) -> None:
+    with memstore.Store(db_path) as store:
+        saver = MemstoreSaver(store)
+        put(saver, "t", {}, {}, {})
+        saver.close()  # leaves the store open
+        assert store.stats()["bytes"] > 0
+        assert len(list(MemstoreSaver(store).list(None))) == 1
+        with pytest.raises(memstore.ValidationError):
+            MemstoreSaver(store, timeout=1)
+
+
+def test_from_conn_string(db_path: Path) -> None:
+    with MemstoreSaver.from_conn_string(str(db_path)) as saver:
+        put(saver, "t", {}, {}, {})
+    with MemstoreSaver.from_conn_string(str(db_path)) as saver:
+        assert saver.get_tuple({"configurable": {"thread_id": "t"}}) is not None
+
+
+async def test_checkpoints_show_in_the_explorer(db_path: Path) -> None:
+    from datasette.app import Datasette
+
+    with MemstoreSaver(db_path) as saver:
+        graph = build_graph(saver)
+        graph.invoke({"steps": [], "approved": False}, {"configurable": {"thread_id": "seen-1"}})
+    ds = Datasette([str(db_path)])
+    await ds.invoke_startup()
+    overview = await ds.client.get("/-/memstore")
+    assert overview.status_code == 200
+    assert "LangGraph checkpoints" in overview.text
+    table = await ds.client.get("/agent/memstore_lg_checkpoints.json?_shape=array")
+    assert table.status_code == 200
+    rows = table.json()
+    assert rows and {r["thread_id"] for r in rows} == {"seen-1"}
+    assert {r["run_id"] is None or isinstance(r["run_id"], str) for r in rows} == {True}
+
+
+def test_export_and_import_carry_the_checkpoints(tmp_path: Path) -> None:
+    source, copy = tmp_path / "a.db", tmp_path / "b.db"
+    config: RunnableConfig = {"configurable": {"thread_id": "t1"}}
+    with MemstoreSaver(source) as saver:
+        build_graph(saver).invoke({"steps": [], "approved": False}, config)
+        saver.store.export(tmp_path / "export")
+        assert saver.store.stats()["layers"]["memstore_lg_checkpoints"] >= 3
+        want = [(t.checkpoint, t.metadata, t.pending_writes) for t in saver.list(config)]
+    with MemstoreSaver(copy) as saver:
+        saver.store.import_(tmp_path / "export")
+        assert [(t.checkpoint, t.metadata, t.pending_writes) for t in saver.list(config)] == want
+        done = build_graph(saver).invoke(Command(resume="yes"), config)
+        assert done["steps"] == ["plan", "asked:yes", "act"]
