@@ -1,14 +1,17 @@
-"""memstore as LangGraph's checkpointer: ``MemstoreSaver``.
+"""memstore as LangGraph's checkpointer (``MemstoreSaver``) and store (``MemstoreStore``).
 
-    from memstore_langgraph import MemstoreSaver
+    from memstore_langgraph import MemstoreSaver, MemstoreStore
 
-    graph = builder.compile(checkpointer=MemstoreSaver("agent.db"))
+    graph = builder.compile(
+        checkpointer=MemstoreSaver("agent.db"), store=MemstoreStore("agent.db")
+    )
     graph.invoke(inputs, {"configurable": {"thread_id": "chat-1"}})
 
 Install with ``pip install 'memstore[langgraph]'``. Checkpoints land in the
 store's own file (tables ``memstore_lg_checkpoints``, ``memstore_lg_blobs``
-and ``memstore_lg_writes``, schema version 9), beside the rest of the
-agent's memory, so Datasette and the ``memstore`` command show them.
+and ``memstore_lg_writes``, schema version 9), and store items in a memstore
+collection (``langgraph_store``), beside the rest of the agent's memory, so
+Datasette and the ``memstore`` command show them.
 
 Every method has its sync and async form on the class. The sync ones are
 safe from many threads (LangGraph calls them from executor threads); the
@@ -19,12 +22,16 @@ hold no lock or transaction while the caller has one in hand.
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import json
 import os
 import random
+import re
 import threading
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from itertools import islice
 from typing import Any, cast
 
@@ -40,10 +47,25 @@ from langgraph.checkpoint.base import (
     get_serializable_checkpoint_metadata,
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
+from langgraph.store.base import (
+    BaseStore,
+    GetOp,
+    InvalidNamespaceError,
+    Item,
+    ListNamespacesOp,
+    MatchCondition,
+    Op,
+    PutOp,
+    Result,
+    SearchItem,
+    SearchOp,
+    TTLConfig,
+    validate_op_namespace,
+)
 
 import memstore
 
-__all__ = ["MemstoreSaver"]
+__all__ = ["MemstoreSaver", "MemstoreStore"]
 
 #: Checkpoints read per statement by ``list``: no lock is held between pages.
 PAGE_SIZE = 100
@@ -599,3 +621,404 @@ def _sequence(values: Any, name: str) -> Sequence[Any]:
     if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple, set, frozenset)):
         raise memstore.ValidationError(f"{name} must be a list, not {type(values).__name__}")
     return list(values)
+
+
+# --------------------------------------------------------------------------
+# MemstoreStore: LangGraph's long-term memory store, on a memstore collection
+# --------------------------------------------------------------------------
+
+
+class MemstoreStore(BaseStore):
+    """A LangGraph store (long-term memory) kept in a memstore collection.
+
+    >>> store = MemstoreStore("agent.db", ttl={"default_ttl": 60 * 24})
+    >>> store.put(("users", "alice"), "prefs", {"food": "pizza", "diet": {"vegan": False}})
+    >>> store.search(("users",), filter={"diet.vegan": False, "stars": {"$gte": 4}})
+    >>> store.search(("users", "alice"), query="pizza")   # ranked by full-text search
+
+    Each item is a record of the collection ``collection`` (default
+    ``langgraph_store``): ``{"namespace": "users.alice", "key": "prefs",
+    "value": {...}, "ttl": minutes}``, with memstore's created_at,
+    updated_at and expires_at, so it is browsable, exported and checked like
+    any collection. Namespaces are matched by whole labels: ``("users",)``
+    finds ``("users", "alice")``, not ``("usersx",)``.
+
+    ``ttl`` is LangGraph's TTL config: ``default_ttl`` (minutes),
+    ``refresh_on_read`` (default True) and ``sweep_interval_minutes`` for
+    ``start_ttl_sweeper()``. Expired items are never returned, swept or not.
+    ``query=`` ranks items by full-text search (BM25) over their values;
+    vector search (``index=``) comes with memstore's vector memory and is
+    refused until then.
+    """
+
+    supports_ttl = True
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | memstore.Store = ":memory:",
+        *,
+        index: Any = None,
+        ttl: TTLConfig | None = None,
+        collection: str = "langgraph_store",
+        **options: Any,
+    ) -> None:
+        if index is not None:
+            raise memstore.ValidationError(
+                "MemstoreStore has no vector index yet (it comes with memstore's vector "
+                "memory); search(query=...) ranks by full-text search meanwhile"
+            )
+        if ttl is not None and not isinstance(ttl, dict):
+            raise memstore.ValidationError(f"ttl must be a TTL config dict, not {ttl!r}")
+        unknown = set(ttl or {}) - {
+            "default_ttl",
+            "refresh_on_read",
+            "sweep_interval_minutes",
+            "omit_expired",
+        }
+        if unknown:
+            raise memstore.ValidationError(f"unknown ttl settings: {sorted(unknown)}")
+        self.ttl_config = ttl
+        if isinstance(path, memstore.Store):
+            if options:
+                raise memstore.ValidationError("options are for a file the store opens")
+            self.store, self._owns_store = path, False
+        else:
+            self.store, self._owns_store = memstore.Store(path, **options), True
+        try:
+            self.items = self.store.collection(
+                collection,
+                fields={"namespace": str},
+                fts=["value"],
+                indexes=[("namespace", "-updated_at")],
+            )
+        except BaseException:
+            if self._owns_store:
+                self.store.close()
+            raise
+        self._async: memstore.AsyncStore | None = None
+        self._async_lock = threading.Lock()
+        self._sweeper: threading.Thread | None = None
+        self._stop_sweeping = threading.Event()
+
+    def __repr__(self) -> str:
+        return f"<MemstoreStore {self.store.path!r} {self.items.name!r}>"
+
+    def __enter__(self) -> MemstoreStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> MemstoreStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def close(self) -> None:
+        """Stop the sweeper and close the store, unless it was given open."""
+        self.stop_ttl_sweeper()
+        if self._async is not None:
+            self._async.stop()
+            self._async = None
+        if self._owns_store:
+            self.store.close()
+
+    async def aclose(self) -> None:
+        """Close from async code."""
+        self.stop_ttl_sweeper()
+        if self._async is not None:
+            await self._async.close()
+            self._async = None
+        if self._owns_store:
+            self.store.close()
+
+    # -- the two methods LangGraph's BaseStore builds everything on -------------
+
+    def batch(self, ops: Iterable[Op]) -> list[Result]:
+        """Run operations in one transaction: reads see the store as it was before the
+        batch's writes, and of several puts to one item the last wins (as LangGraph's
+        in-memory store)."""
+        ops = list(ops)
+        for op in ops:
+            if not isinstance(op, (GetOp, SearchOp, ListNamespacesOp, PutOp)):
+                raise memstore.ValidationError(f"unknown store operation {op!r:.80}")
+            try:
+                validate_op_namespace(op)
+            except InvalidNamespaceError as err:
+                raise memstore.ValidationError(str(err)) from err
+        results: list[Result] = [None] * len(ops)
+        puts: dict[tuple[tuple[str, ...], str], PutOp] = {}
+        with self.store.transaction():
+            gets = [(i, op) for i, op in enumerate(ops) if isinstance(op, GetOp)]
+            for i, item in zip(
+                (i for i, _ in gets), self._get([op for _, op in gets]), strict=True
+            ):
+                results[i] = item
+            for i, op in enumerate(ops):
+                if isinstance(op, SearchOp):
+                    results[i] = self._search(op)
+                elif isinstance(op, ListNamespacesOp):
+                    results[i] = self._list_namespaces(op)
+                elif isinstance(op, PutOp):
+                    _check_put(op)
+                    puts[(tuple(op.namespace), op.key)] = op
+            for op in puts.values():
+                self._put(op)
+        return results
+
+    async def abatch(self, ops: Iterable[Op]) -> list[Result]:
+        """``batch`` on the store's worker thread: the event loop never waits on SQLite."""
+        ops = list(ops)
+        result: list[Result] = await self._worker().run(self.batch, ops)
+        return result
+
+    # -- TTL ---------------------------------------------------------------------
+
+    def sweep_ttl(self) -> int:
+        """Delete the expired items now; return how many."""
+        return self.items.cleanup()
+
+    def start_ttl_sweeper(
+        self, sweep_interval_minutes: float | None = None
+    ) -> concurrent.futures.Future[None]:
+        """Sweep expired items every ``sweep_interval_minutes`` (default: the TTL config's,
+        else 5) on a background thread, until ``stop_ttl_sweeper()`` or ``close()``.
+        Cancelling the returned future stops it too."""
+        future: concurrent.futures.Future[None] = concurrent.futures.Future()
+        if self._sweeper is not None and self._sweeper.is_alive():
+            future.add_done_callback(lambda f: self._stop_sweeping.set() if f.cancelled() else None)
+            return future
+        minutes = sweep_interval_minutes or (self.ttl_config or {}).get("sweep_interval_minutes")
+        interval = float(minutes or 5) * 60
+        if not interval > 0:
+            raise memstore.ValidationError("sweep_interval_minutes must be above 0")
+        self._stop_sweeping.clear()
+
+        def sweep() -> None:
+            while not self._stop_sweeping.wait(interval):
+                with contextlib.suppress(memstore.MemstoreError):  # busy: next time
+                    self.sweep_ttl()
+            future.set_result(None)
+
+        self._sweeper = threading.Thread(target=sweep, name="memstore ttl sweeper", daemon=True)
+        self._sweeper.start()
+        future.add_done_callback(lambda f: self._stop_sweeping.set() if f.cancelled() else None)
+        return future
+
+    def stop_ttl_sweeper(self, timeout: float | None = None) -> bool:
+        """Stop the sweeper; return whether it has stopped (True if none ran)."""
+        if self._sweeper is None:
+            return True
+        self._stop_sweeping.set()
+        self._sweeper.join(timeout)
+        stopped = not self._sweeper.is_alive()
+        if stopped:
+            self._sweeper = None
+        return stopped
+
+    # -- private -------------------------------------------------------------------
+
+    def _worker(self) -> memstore.AsyncStore:
+        with self._async_lock:
+            if self._async is None:
+                self._async = memstore.AsyncStore(self.store)
+            return self._async
+
+    def _get(self, ops: Sequence[GetOp]) -> list[Item | None]:
+        if not ops:
+            return []
+        keys = [_item_key(op.namespace, op.key) for op in ops]
+        found = {row.key: _item(row) for row in self.items.rows({"key": {"$in": keys}})}
+        self._refresh([k for k, op in zip(keys, ops, strict=True) if self._refreshes(op)])
+        return [found.get(k) for k in keys]
+
+    def _search(self, op: SearchOp) -> list[SearchItem]:
+        _check_count(op.limit, "limit")
+        _check_count(op.offset, "offset")
+        where: dict[str, Any] = {"$and": [_namespace_filter(op.namespace_prefix)]}
+        if op.filter:
+            if not isinstance(op.filter, dict):
+                raise memstore.ValidationError(f"filter must be a dict, not {op.filter!r:.60}")
+            where["$and"].append(_value_filter(op.filter))
+        scores: dict[str, float] = {}
+        if op.query:
+            words = _WORD.findall(op.query)
+            if not words:
+                return []
+            text = " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
+            hits = self.items.search(text, where=where, limit=op.limit, offset=op.offset)
+            scores = {hit.key: -hit.rank for hit in hits}  # BM25: lower rank is better
+            rows = {r.key: r for r in self.items.rows({"key": {"$in": list(scores)}})}
+            ordered = [rows[k] for k in scores if k in rows]
+        else:
+            ordered = list(
+                self.items.rows(
+                    where, order_by=["-updated_at", "key"], limit=op.limit, offset=op.offset
+                )
+            )
+        if self._refreshes(op):
+            self._refresh([row.key for row in ordered])
+        return [
+            SearchItem(
+                namespace=tuple(row.record["namespace"].split(".")),
+                key=row.record["key"],
+                value=row.record["value"],
+                created_at=_datetime(row.created_at),
+                updated_at=_datetime(row.updated_at),
+                score=scores.get(row.key),
+            )
+            for row in ordered
+        ]
+
+    def _list_namespaces(self, op: ListNamespacesOp) -> list[tuple[str, ...]]:
+        _check_count(op.limit, "limit")
+        _check_count(op.offset, "offset")
+        where: dict[str, Any] = {}
+        for condition in op.match_conditions or ():
+            if condition.match_type not in ("prefix", "suffix"):
+                raise memstore.ValidationError(f"unknown match type {condition.match_type!r}")
+            if condition.match_type == "prefix" and "*" not in condition.path and condition.path:
+                where = _namespace_filter(tuple(condition.path))
+        namespaces = {
+            tuple(group["namespace"].split("."))
+            for group in self.items.aggregate(group_by="namespace", where=where)
+        }
+        matched = [
+            ns
+            for ns in namespaces
+            if all(_matches(condition, ns) for condition in op.match_conditions or ())
+        ]
+        if op.max_depth is not None:
+            matched = list({ns[: op.max_depth] for ns in matched})
+        return sorted(matched)[op.offset : op.offset + op.limit]
+
+    def _put(self, op: PutOp) -> None:
+        key = _item_key(op.namespace, op.key)
+        if op.value is None:
+            self.items.delete(key)
+            return
+        ttl = op.ttl
+        if ttl is not None and (
+            isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0
+        ):
+            raise memstore.ValidationError(f"ttl must be a number of minutes above 0, not {ttl!r}")
+        record = {
+            "namespace": ".".join(op.namespace),
+            "key": op.key,
+            "value": dict(op.value),
+            "ttl": ttl,
+        }
+        self.items.put(key, record, ttl=None if ttl is None else ttl * 60)
+
+    def _refreshes(self, op: GetOp | SearchOp) -> bool:
+        if op.refresh_ttl is False:
+            return False
+        return bool((self.ttl_config or {}).get("refresh_on_read", True))
+
+    def _refresh(self, keys: Sequence[str]) -> None:
+        """Push back the expiry of items read (those with a TTL): refresh_on_read."""
+        if not keys:
+            return
+        self.store.connection.execute(
+            f"UPDATE {memstore.quote_identifier(self.items.name)} SET expires_at = "
+            "strftime('%Y-%m-%dT%H:%M:%f000Z', 'now', "
+            "'+' || (json_extract(body, '$.ttl') * 60) || ' seconds') "
+            "WHERE key IN (SELECT value FROM json_each(?)) "
+            "AND json_type(body, '$.ttl') IN ('integer', 'real') "
+            "AND (expires_at IS NULL OR expires_at > strftime('%Y-%m-%dT%H:%M:%f000Z', 'now'))",
+            (json.dumps(list(keys)),),
+        )
+
+
+_WORD = re.compile(r"\w+")
+
+
+def _item_key(namespace: Sequence[str], key: str) -> str:
+    """The memstore key of an item: its namespace and key, unambiguous whatever they hold."""
+    if not isinstance(key, str):
+        raise memstore.ValidationError(f"a store key must be a str, not {type(key).__name__}")
+    return json.dumps([*namespace, key], ensure_ascii=False)
+
+
+def _item(row: memstore.Row) -> Item:
+    record = row.record
+    return Item(
+        namespace=tuple(record["namespace"].split(".")),
+        key=record["key"],
+        value=record["value"],
+        created_at=_datetime(row.created_at),
+        updated_at=_datetime(row.updated_at),
+    )
+
+
+def _datetime(stamp: str) -> datetime:
+    """memstore's ISO-8601 UTC text (nanosecond digits) as an aware datetime."""
+    return datetime.fromisoformat(stamp[:26]).replace(tzinfo=UTC)
+
+
+def _check_put(op: PutOp) -> None:
+    if not op.namespace:
+        raise memstore.ValidationError("a namespace cannot be empty")
+    if op.namespace[0] == "langgraph":
+        raise memstore.ValidationError('a namespace cannot start with "langgraph"')
+    if op.value is not None and not isinstance(op.value, Mapping):
+        raise memstore.ValidationError(f"a store value must be a dict, not {op.value!r:.60}")
+
+
+def _check_count(value: Any, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise memstore.ValidationError(f"{name} must be a whole number >= 0, not {value!r}")
+
+
+def _namespace_filter(prefix: Sequence[str]) -> dict[str, Any]:
+    """Namespaces equal to ``prefix`` or under it, by whole labels: one index range.
+
+    Labels hold no ".", so "a.b" and everything from "a.b." up to (not
+    including) "a.b/" ("/" follows "." in code point order) is the subtree.
+    """
+    if not prefix:
+        return {}
+    joined = ".".join(prefix)
+    return {
+        "$or": [
+            {"namespace": joined},
+            {"namespace": {"$gt": joined + ".", "$lt": joined + "/"}},
+        ]
+    }
+
+
+def _value_filter(filter: Mapping[str, Any], path: str = "value") -> dict[str, Any]:
+    """LangGraph's filter as memstore's ``where`` on the item's value.
+
+    A dotted key is a path into nested objects; a dict of ``$`` operators
+    compares; a dict without them matches the nested keys it names.
+    """
+    conditions: list[dict[str, Any]] = []
+    for key, wanted in filter.items():
+        if not isinstance(key, str) or not key:
+            raise memstore.ValidationError(f"filter keys must be non-empty strings, not {key!r}")
+        field = f"{path}.{key}"
+        if isinstance(wanted, Mapping) and wanted and all(str(k).startswith("$") for k in wanted):
+            unknown = set(wanted) - set(_FILTER_OPERATORS)
+            if unknown:
+                raise memstore.QueryError(
+                    f"unknown filter operator {sorted(unknown)}; use {', '.join(_FILTER_OPERATORS)}"
+                )
+            conditions.append({field: dict(wanted)})
+        elif isinstance(wanted, Mapping) and wanted:
+            conditions.append(_value_filter(wanted, field))
+        else:
+            conditions.append({field: {"$eq": wanted}})
+    return {"$and": conditions} if conditions else {}
+
+
+_FILTER_OPERATORS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists")
+
+
+def _matches(condition: MatchCondition, namespace: tuple[str, ...]) -> bool:
+    path = tuple(condition.path)
+    if len(namespace) < len(path):
+        return False
+    labels = namespace[: len(path)] if condition.match_type == "prefix" else namespace[-len(path) :]
+    return all(p == "*" or p == n for p, n in zip(path, labels, strict=True)) if path else True
