@@ -211,7 +211,9 @@ class MemstoreSaver(BaseCheckpointSaver[str]):
                 sql += " AND (checkpoint_id, thread_id, checkpoint_ns) < (?, ?, ?)"
                 page_params += last
             sql += " ORDER BY checkpoint_id DESC, thread_id DESC, checkpoint_ns DESC LIMIT ?"
-            page_params.append(PAGE_SIZE)
+            # Without filters left to check in Python, no more than the caller still wants.
+            page = PAGE_SIZE if exact or left is None else min(PAGE_SIZE, left)
+            page_params.append(page)
             with self.store.transaction(immediate=False):
                 rows = self.store.connection.execute(sql, page_params).fetchall()
                 found = [self._tuple(row) for row in rows]
@@ -223,7 +225,7 @@ class MemstoreSaver(BaseCheckpointSaver[str]):
                         left -= 1
                         if left == 0:
                             return
-            if len(rows) < PAGE_SIZE:
+            if len(rows) < page:
                 return
             last = (str(rows[-1][2]), str(rows[-1][0]), str(rows[-1][1]))
 
@@ -497,8 +499,10 @@ class MemstoreSaver(BaseCheckpointSaver[str]):
         values = {
             channel: self.serde.loads_typed((blob_type, blob))
             for channel, blob_type, blob in conn.execute(
+                # CROSS JOIN keeps this order: one primary-key lookup per channel, where the
+                # planner would otherwise scan the thread's values once per channel.
                 "SELECT b.channel, b.type, b.blob FROM json_each(?) AS v "
-                "JOIN memstore_lg_blobs AS b ON b.thread_id = ? AND b.checkpoint_ns = ? "
+                "CROSS JOIN memstore_lg_blobs AS b ON b.thread_id = ? AND b.checkpoint_ns = ? "
                 "AND b.channel = v.key AND b.version = v.value WHERE b.type <> 'empty'",
                 (json.dumps(versions), thread_id, ns),
             )
@@ -648,7 +652,9 @@ class MemstoreStore(BaseStore):
     ``start_ttl_sweeper()``. Expired items are never returned, swept or not.
     ``query=`` ranks items by full-text search (BM25) over their values;
     vector search (``index=``) comes with memstore's vector memory and is
-    refused until then.
+    refused until then. The full-text index costs about half of each put's
+    time (BENCHMARKS.md): ``fts=False`` leaves it out, and ``query=`` is then
+    refused. A collection that has the index keeps it.
     """
 
     supports_ttl = True
@@ -660,8 +666,11 @@ class MemstoreStore(BaseStore):
         index: Any = None,
         ttl: TTLConfig | None = None,
         collection: str = "langgraph_store",
+        fts: bool = True,
         **options: Any,
     ) -> None:
+        if not isinstance(fts, bool):
+            raise memstore.ValidationError(f"fts must be True or False, not {fts!r}")
         if index is not None:
             raise memstore.ValidationError(
                 "MemstoreStore has no vector index yet (it comes with memstore's vector "
@@ -688,13 +697,14 @@ class MemstoreStore(BaseStore):
             self.items = self.store.collection(
                 collection,
                 fields={"namespace": str},
-                fts=["value"],
+                fts=["value"] if fts else None,
                 indexes=[("namespace", "-updated_at")],
             )
         except BaseException:
             if self._owns_store:
                 self.store.close()
             raise
+        self._table = memstore.quote_identifier(self.items.name)
         self._async: memstore.AsyncStore | None = None
         self._async_lock = threading.Lock()
         self._sweeper: threading.Thread | None = None
@@ -749,22 +759,30 @@ class MemstoreStore(BaseStore):
                 raise memstore.ValidationError(str(err)) from err
         results: list[Result] = [None] * len(ops)
         puts: dict[tuple[tuple[str, ...], str], PutOp] = {}
-        with self.store.transaction():
+        for op in ops:
+            if isinstance(op, PutOp):
+                _check_put(op)
+                puts[(tuple(op.namespace), op.key)] = op
+        refresh: list[str] = []  # items read whose expiry moves on (refresh_on_read)
+        # A batch that only reads takes no write lock; its expiry refresh, if any, is a
+        # short write of its own afterwards.
+        with self.store.transaction(immediate=bool(puts)):
             gets = [(i, op) for i, op in enumerate(ops) if isinstance(op, GetOp)]
             for i, item in zip(
-                (i for i, _ in gets), self._get([op for _, op in gets]), strict=True
+                (i for i, _ in gets), self._get([op for _, op in gets], refresh), strict=True
             ):
                 results[i] = item
             for i, op in enumerate(ops):
                 if isinstance(op, SearchOp):
-                    results[i] = self._search(op)
+                    results[i] = self._search(op, refresh)
                 elif isinstance(op, ListNamespacesOp):
                     results[i] = self._list_namespaces(op)
-                elif isinstance(op, PutOp):
-                    _check_put(op)
-                    puts[(tuple(op.namespace), op.key)] = op
-            for op in puts.values():
-                self._put(op)
+            if puts:
+                self._write(list(puts.values()))
+                self._refresh(refresh)
+        if refresh and not puts:
+            with self.store.transaction():
+                self._refresh(refresh)
         return results
 
     async def abatch(self, ops: Iterable[Op]) -> list[Result]:
@@ -825,15 +843,38 @@ class MemstoreStore(BaseStore):
                 self._async = memstore.AsyncStore(self.store)
             return self._async
 
-    def _get(self, ops: Sequence[GetOp]) -> list[Item | None]:
+    def _get(self, ops: Sequence[GetOp], refresh: list[str]) -> list[Item | None]:
         if not ops:
             return []
         keys = [_item_key(op.namespace, op.key) for op in ops]
-        found = {row.key: _item(row) for row in self.items.rows({"key": {"$in": keys}})}
-        self._refresh([k for k, op in zip(keys, ops, strict=True) if self._refreshes(op)])
-        return [found.get(k) for k in keys]
+        # One indexed statement for all the batch's gets (rows() would compile a filter).
+        found = {
+            key: (
+                record,
+                Item(
+                    namespace=tuple(record["namespace"].split(".")),
+                    key=record["key"],
+                    value=record["value"],
+                    created_at=_datetime(created),
+                    updated_at=_datetime(updated),
+                ),
+            )
+            for key, record, created, updated in (
+                (key, json.loads(body), created, updated)
+                for key, body, created, updated in self.store.connection.execute(
+                    f"SELECT key, body, created_at, updated_at FROM {self._table} "
+                    "WHERE key IN (SELECT value FROM json_each(?)) "
+                    f"AND (expires_at IS NULL OR expires_at > {_SQL_NOW})",
+                    (json.dumps(keys),),
+                )
+            )
+        }
+        for key, op in zip(keys, ops, strict=True):
+            if key in found and found[key][0].get("ttl") is not None and self._refreshes(op):
+                refresh.append(key)
+        return [found[k][1] if k in found else None for k in keys]
 
-    def _search(self, op: SearchOp) -> list[SearchItem]:
+    def _search(self, op: SearchOp, refresh: list[str]) -> list[SearchItem]:
         _check_count(op.limit, "limit")
         _check_count(op.offset, "offset")
         where: dict[str, Any] = {"$and": [_namespace_filter(op.namespace_prefix)]}
@@ -843,6 +884,11 @@ class MemstoreStore(BaseStore):
             where["$and"].append(_value_filter(op.filter))
         scores: dict[str, float] = {}
         if op.query:
+            if not self.items.fts:
+                raise memstore.QueryError(
+                    f"{self.items.name!r} has no full-text index for query=: open it with "
+                    "MemstoreStore(..., fts=True)"
+                )
             words = _WORD.findall(op.query)
             if not words:
                 return []
@@ -858,7 +904,7 @@ class MemstoreStore(BaseStore):
                 )
             )
         if self._refreshes(op):
-            self._refresh([row.key for row in ordered])
+            refresh += [row.key for row in ordered if row.record.get("ttl") is not None]
         return [
             SearchItem(
                 namespace=tuple(row.record["namespace"].split(".")),
@@ -893,23 +939,37 @@ class MemstoreStore(BaseStore):
             matched = list({ns[: op.max_depth] for ns in matched})
         return sorted(matched)[op.offset : op.offset + op.limit]
 
-    def _put(self, op: PutOp) -> None:
-        key = _item_key(op.namespace, op.key)
-        if op.value is None:
-            self.items.delete(key)
+    def _write(self, puts: Sequence[PutOp]) -> None:
+        """Apply a batch's puts: deletes in one statement, records by put_many per TTL."""
+        deletes: list[str] = []
+        by_ttl: dict[float | None, list[tuple[str, dict[str, Any]]]] = {}
+        for op in puts:
+            key = _item_key(op.namespace, op.key)
+            if op.value is None:
+                deletes.append(key)
+                continue
+            ttl = op.ttl
+            if ttl is not None and (
+                isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0
+            ):
+                raise memstore.ValidationError(
+                    f"ttl must be a number of minutes above 0, not {ttl!r}"
+                )
+            record = {
+                "namespace": ".".join(op.namespace),
+                "key": op.key,
+                "value": dict(op.value),
+                "ttl": ttl,
+            }
+            by_ttl.setdefault(ttl, []).append((key, record))
+        if deletes:
+            self.items.delete_where({"key": {"$in": deletes}})
+        if len(by_ttl) == 1 and len(pairs := next(iter(by_ttl.values()))) == 1:
+            (ttl,) = by_ttl
+            self.items.put(*pairs[0], ttl=None if ttl is None else ttl * 60)
             return
-        ttl = op.ttl
-        if ttl is not None and (
-            isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0
-        ):
-            raise memstore.ValidationError(f"ttl must be a number of minutes above 0, not {ttl!r}")
-        record = {
-            "namespace": ".".join(op.namespace),
-            "key": op.key,
-            "value": dict(op.value),
-            "ttl": ttl,
-        }
-        self.items.put(key, record, ttl=None if ttl is None else ttl * 60)
+        for ttl, pairs in by_ttl.items():
+            self.items.put_many(pairs, ttl=None if ttl is None else ttl * 60)
 
     def _refreshes(self, op: GetOp | SearchOp) -> bool:
         if op.refresh_ttl is False:
@@ -921,17 +981,19 @@ class MemstoreStore(BaseStore):
         if not keys:
             return
         self.store.connection.execute(
-            f"UPDATE {memstore.quote_identifier(self.items.name)} SET expires_at = "
+            f"UPDATE {self._table} SET expires_at = "
             "strftime('%Y-%m-%dT%H:%M:%f000Z', 'now', "
             "'+' || (json_extract(body, '$.ttl') * 60) || ' seconds') "
             "WHERE key IN (SELECT value FROM json_each(?)) "
             "AND json_type(body, '$.ttl') IN ('integer', 'real') "
-            "AND (expires_at IS NULL OR expires_at > strftime('%Y-%m-%dT%H:%M:%f000Z', 'now'))",
+            f"AND (expires_at IS NULL OR expires_at > {_SQL_NOW})",
             (json.dumps(list(keys)),),
         )
 
 
 _WORD = re.compile(r"\w+")
+# Now, as memstore writes its timestamps (ISO-8601 UTC, sorting as text).
+_SQL_NOW = "strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')"
 
 
 def _item_key(namespace: Sequence[str], key: str) -> str:

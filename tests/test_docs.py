@@ -74,9 +74,14 @@ def run_block(block: str, number: int, namespace: dict[str, Any]) -> int:
     for node in tree.body:
         where = f"README.md python block {number}"
         if isinstance(node, ast.Expr):  # evaluated once, for its value
-            value = eval(compile(ast.Expression(node.value), where, "eval"), namespace)
+            # dont_inherit: the README's code runs as a user's would, without this file's
+            # `from __future__ import annotations` (LangGraph reads the annotations).
+            value = eval(
+                compile(ast.Expression(node.value), where, "eval", dont_inherit=True), namespace
+            )
         else:
-            exec(compile(ast.Module(body=[node], type_ignores=[]), where, "exec"), namespace)
+            module = ast.Module(body=[node], type_ignores=[])
+            exec(compile(module, where, "exec", dont_inherit=True), namespace)
         line = node.end_lineno or 0
         if line not in comments or ends.count(line) > 1:
             continue

@@ -27,6 +27,8 @@ from langgraph.types import Command, interrupt
 import memstore
 from memstore_langgraph import MemstoreSaver
 
+from .conftest import memstore_cli
+
 
 class SyncPath(MemstoreSaver):
     """Runs LangGraph's async conformance suite through the sync methods."""
@@ -400,6 +402,8 @@ async def test_checkpoints_show_in_the_explorer(db_path: Path) -> None:
     rows = table.json()
     assert rows and {r["thread_id"] for r in rows} == {"seen-1"}
     assert {r["run_id"] is None or isinstance(r["run_id"], str) for r in rows} == {True}
+    info = memstore_cli("info", db=db_path).stdout
+    assert f"memstore_lg_checkpoints: {len(rows)} rows" in info
 
 
 def test_export_and_import_carry_the_checkpoints(tmp_path: Path) -> None:

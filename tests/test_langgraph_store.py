@@ -323,3 +323,16 @@ def test_agrees_with_langgraphs_in_memory_store(
         assert mine.list_namespaces(suffix=prefix[-1:]) == listed(reference, suffix=prefix[-1:])
     finally:
         mine.close()
+
+
+def test_without_full_text_index(db_path: Path) -> None:
+    with MemstoreStore(db_path, fts=False) as lgstore:
+        lgstore.put(("a",), "k", {"text": "pizza"})
+        assert [i.key for i in lgstore.search(("a",))] == ["k"]
+        with pytest.raises(memstore.QueryError, match="fts=True"):
+            lgstore.search(("a",), query="pizza")
+        assert lgstore.items.fts == []
+    with MemstoreStore(db_path) as lgstore:  # asking for it later builds it from the items
+        assert [i.key for i in lgstore.search(("a",), query="pizza")] == ["k"]
+    with pytest.raises(memstore.ValidationError):
+        MemstoreStore(":memory:", fts="yes")  # type: ignore[arg-type]
