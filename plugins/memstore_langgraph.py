@@ -186,7 +186,7 @@ class MemstoreSaver(BaseCheckpointSaver[str]):
             sql += "ORDER BY checkpoint_id DESC LIMIT 1"
         with self.store.transaction(immediate=False):  # one snapshot for all three tables
             rows = self.store.connection.execute(sql, params).fetchall()
-            return self._tuple(rows[0]) if rows else None
+            return self._tuples(rows)[0] if rows else None
 
     def list(
         self,
@@ -216,7 +216,7 @@ class MemstoreSaver(BaseCheckpointSaver[str]):
             page_params.append(page)
             with self.store.transaction(immediate=False):
                 rows = self.store.connection.execute(sql, page_params).fetchall()
-                found = [self._tuple(row) for row in rows]
+                found = self._tuples(rows)
             # The transaction has ended: the caller may hold each tuple as long as it likes.
             for item in found:
                 if all(item.metadata.get(k, None) == v for k, v in exact.items()):
@@ -258,11 +258,12 @@ class MemstoreSaver(BaseCheckpointSaver[str]):
         )
         with self.store.transaction():
             conn = self.store.connection
-            conn.executemany(
-                "INSERT INTO memstore_lg_blobs (thread_id, checkpoint_ns, channel, version, "
-                "type, blob) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                blobs,
-            )
+            if blobs:
+                conn.executemany(
+                    "INSERT INTO memstore_lg_blobs (thread_id, checkpoint_ns, channel, version, "
+                    "type, blob) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    blobs,
+                )
             conn.execute(
                 "INSERT INTO memstore_lg_checkpoints (thread_id, checkpoint_ns, checkpoint_id, "
                 "parent_checkpoint_id, type, checkpoint, metadata, channel_versions) "
@@ -273,13 +274,7 @@ class MemstoreSaver(BaseCheckpointSaver[str]):
                 "channel_versions = excluded.channel_versions",
                 row,
             )
-        return {
-            "configurable": {
-                "thread_id": thread_id,
-                "checkpoint_ns": ns,
-                "checkpoint_id": checkpoint["id"],
-            }
-        }
+        return _config(thread_id, ns, checkpoint["id"])
 
     def put_writes(
         self,
@@ -316,12 +311,14 @@ class MemstoreSaver(BaseCheckpointSaver[str]):
         )
         with self.store.transaction():
             conn = self.store.connection
-            conn.executemany(insert + "ON CONFLICT DO NOTHING", regular)
-            conn.executemany(
-                insert + "ON CONFLICT DO UPDATE SET task_path = excluded.task_path, "
-                "channel = excluded.channel, type = excluded.type, value = excluded.value",
-                special,
-            )
+            if regular:
+                conn.executemany(insert + "ON CONFLICT DO NOTHING", regular)
+            if special:
+                conn.executemany(
+                    insert + "ON CONFLICT DO UPDATE SET task_path = excluded.task_path, "
+                    "channel = excluded.channel, type = excluded.type, value = excluded.value",
+                    special,
+                )
 
     def delete_thread(self, thread_id: str) -> None:
         """Delete a thread's checkpoints, writes and values, in every namespace."""
@@ -486,59 +483,68 @@ class MemstoreSaver(BaseCheckpointSaver[str]):
                     (ids,),
                 )
 
-    def _tuple(self, row: Sequence[Any]) -> CheckpointTuple:
-        """A checkpoint row as LangGraph's tuple, with its values and pending writes.
+    def _tuples(self, rows: Sequence[Sequence[Any]]) -> Sequence[CheckpointTuple]:
+        """Checkpoint rows as LangGraph's tuples, with their values and pending writes.
 
-        Runs inside the caller's transaction, so that all three tables are read
-        in one snapshot.
+        Three statements whatever the number of rows (the rows, their values,
+        their writes), inside the caller's transaction, so that all three
+        tables are read in one snapshot.
         """
-        thread_id, ns, checkpoint_id, parent_id, kind, data, metadata = row
-        checkpoint = self.serde.loads_typed((kind, data))
+        if not rows:
+            return []
         conn = self.store.connection
-        versions = {ch: str(v) for ch, v in checkpoint.get("channel_versions", {}).items()}
-        values = {
-            channel: self.serde.loads_typed((blob_type, blob))
-            for channel, blob_type, blob in conn.execute(
-                # CROSS JOIN keeps this order: one primary-key lookup per channel, where the
-                # planner would otherwise scan the thread's values once per channel.
-                "SELECT b.channel, b.type, b.blob FROM json_each(?) AS v "
-                "CROSS JOIN memstore_lg_blobs AS b ON b.thread_id = ? AND b.checkpoint_ns = ? "
-                "AND b.channel = v.key AND b.version = v.value WHERE b.type <> 'empty'",
-                (json.dumps(versions), thread_id, ns),
+        checkpoints = [self.serde.loads_typed((row[4], row[5])) for row in rows]
+        wanted = sorted(
+            {
+                (row[0], row[1], channel, str(version))
+                for row, checkpoint in zip(rows, checkpoints, strict=True)
+                for channel, version in checkpoint.get("channel_versions", {}).items()
+            }
+        )
+        blobs = {
+            (thread_id, ns, channel, version): (kind, blob)
+            for thread_id, ns, channel, version, kind, blob in conn.execute(
+                # CROSS JOIN keeps this order: one primary-key lookup per value wanted.
+                "SELECT b.thread_id, b.checkpoint_ns, b.channel, b.version, b.type, b.blob "
+                "FROM json_each(?) AS w CROSS JOIN memstore_lg_blobs AS b "
+                "ON b.thread_id = json_extract(w.value, '$[0]') "
+                "AND b.checkpoint_ns = json_extract(w.value, '$[1]') "
+                "AND b.channel = json_extract(w.value, '$[2]') "
+                "AND b.version = json_extract(w.value, '$[3]') WHERE b.type <> 'empty'",
+                (json.dumps(wanted),),
             )
         }
-        writes = [
-            (task_id, channel, self.serde.loads_typed((value_type, value)))
-            for task_id, channel, value_type, value in conn.execute(
-                "SELECT task_id, channel, type, value FROM memstore_lg_writes "
-                "WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ? "
-                "ORDER BY task_path, task_id, idx",
-                (thread_id, ns, checkpoint_id),
+        writes: dict[tuple[str, str, str], list[Any]] = {}
+        for thread_id, ns, checkpoint_id, task_id, channel, kind, value in conn.execute(
+            "SELECT w.thread_id, w.checkpoint_ns, w.checkpoint_id, w.task_id, w.channel, "
+            "w.type, w.value FROM json_each(?) AS c CROSS JOIN memstore_lg_writes AS w "
+            "ON w.thread_id = json_extract(c.value, '$[0]') "
+            "AND w.checkpoint_ns = json_extract(c.value, '$[1]') "
+            "AND w.checkpoint_id = json_extract(c.value, '$[2]') "
+            "ORDER BY c.key, w.task_path, w.task_id, w.idx",
+            (json.dumps([row[:3] for row in rows]),),
+        ):
+            writes.setdefault((thread_id, ns, checkpoint_id), []).append(
+                (task_id, channel, self.serde.loads_typed((kind, value)))
             )
-        ]
-        return CheckpointTuple(
-            config={
-                "configurable": {
-                    "thread_id": thread_id,
-                    "checkpoint_ns": ns,
-                    "checkpoint_id": checkpoint_id,
-                }
-            },
-            checkpoint=cast(Checkpoint, {**checkpoint, "channel_values": values}),
-            metadata=json.loads(metadata),
-            parent_config=(
-                {
-                    "configurable": {
-                        "thread_id": thread_id,
-                        "checkpoint_ns": ns,
-                        "checkpoint_id": parent_id,
-                    }
-                }
-                if parent_id
-                else None
-            ),
-            pending_writes=writes,
-        )
+        found = []
+        for row, checkpoint in zip(rows, checkpoints, strict=True):
+            thread_id, ns, checkpoint_id, parent_id, _, _, metadata = row
+            values = {
+                channel: self.serde.loads_typed(blobs[key])  # each tuple its own objects
+                for channel, version in checkpoint.get("channel_versions", {}).items()
+                if (key := (thread_id, ns, channel, str(version))) in blobs
+            }
+            found.append(
+                CheckpointTuple(
+                    config=_config(thread_id, ns, checkpoint_id),
+                    checkpoint=cast(Checkpoint, {**checkpoint, "channel_values": values}),
+                    metadata=json.loads(metadata),
+                    parent_config=_config(thread_id, ns, parent_id) if parent_id else None,
+                    pending_writes=writes.get((thread_id, ns, checkpoint_id), []),
+                )
+            )
+        return found
 
 
 # Per table holding a thread's rows: its columns other than thread_id (copy_thread).
@@ -549,6 +555,16 @@ _THREAD_TABLES = {
     "memstore_lg_writes": "checkpoint_ns, checkpoint_id, task_id, idx, task_path, channel, type, "
     "value, created_at",
 }
+
+
+def _config(thread_id: str, ns: str, checkpoint_id: str) -> RunnableConfig:
+    return {
+        "configurable": {
+            "thread_id": thread_id,
+            "checkpoint_ns": ns,
+            "checkpoint_id": checkpoint_id,
+        }
+    }
 
 
 def _address(config: RunnableConfig) -> tuple[str, str, str | None]:
