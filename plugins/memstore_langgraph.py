@@ -779,6 +779,9 @@ class MemstoreStore(BaseStore):
             if isinstance(op, PutOp):
                 _check_put(op)
                 puts[(tuple(op.namespace), op.key)] = op
+        if len(ops) == 1 and puts:  # one put: its own transaction is the batch's
+            self._write(list(puts.values()))
+            return results
         refresh: list[str] = []  # items read whose expiry moves on (refresh_on_read)
         # A batch that only reads takes no write lock; its expiry refresh, if any, is a
         # short write of its own afterwards.

@@ -6,6 +6,7 @@ import asyncio
 import operator
 import sqlite3
 import threading
+import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,11 +22,12 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.conformance import checkpointer_test, validate
 from langgraph.checkpoint.conformance.capabilities import ALL_CAPABILITIES
+from langgraph.config import get_store
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, interrupt
 
 import memstore
-from memstore_langgraph import MemstoreSaver
+from memstore_langgraph import MemstoreSaver, MemstoreStore
 
 from .conftest import memstore_cli
 
@@ -113,12 +115,15 @@ class State(TypedDict):
     approved: bool
 
 
-def build_graph(checkpointer: MemstoreSaver) -> Any:
+def build_graph(checkpointer: MemstoreSaver, store: MemstoreStore | None = None) -> Any:
     def plan(state: State) -> dict[str, Any]:
         return {"steps": ["plan"]}
 
     def ask(state: State) -> dict[str, Any]:
         answer = interrupt({"question": "approve the plan?"})
+        memory = get_store()
+        if memory is not None:  # long-term memory: every answer ever given
+            memory.put(("answers",), str(uuid.uuid4()), {"answer": answer})
         return {"steps": [f"asked:{answer}"], "approved": answer == "yes"}
 
     def act(state: State) -> dict[str, Any]:
@@ -132,7 +137,7 @@ def build_graph(checkpointer: MemstoreSaver) -> Any:
     builder.add_edge("plan", "ask")
     builder.add_edge("ask", "act")
     builder.add_edge("act", END)
-    return builder.compile(checkpointer=checkpointer)
+    return builder.compile(checkpointer=checkpointer, store=store)
 
 
 def test_graph_with_interrupt_resume_and_time_travel(db_path: Path) -> None:
@@ -143,9 +148,9 @@ def test_graph_with_interrupt_resume_and_time_travel(db_path: Path) -> None:
         assert first["__interrupt__"][0].value == {"question": "approve the plan?"}
         assert graph.get_state(config).next == ("ask",)
 
-    # A new process would see the same: reopen the file.
-    with MemstoreSaver(db_path) as saver:
-        graph = build_graph(saver)
+    # A new process would see the same: reopen the file, with a store in it too.
+    with MemstoreSaver(db_path) as saver, MemstoreStore(db_path) as store:
+        graph = build_graph(saver, store)
         done = graph.invoke(Command(resume="yes"), config)
         assert done["steps"] == ["plan", "asked:yes", "act"]
         history = list(graph.get_state_history(config))
@@ -160,6 +165,9 @@ def test_graph_with_interrupt_resume_and_time_travel(db_path: Path) -> None:
         # An update_state fork, as LangGraph's time-travel guide does.
         updated = graph.update_state(before_ask.config, {"steps": ["edited"]})
         assert graph.get_state(updated).values["steps"][-1] == "edited"
+        # The store is not rewound by time travel: it remembers both answers.
+        answers = sorted(i.value["answer"] for i in store.search(("answers",)))
+        assert answers == ["no", "yes"]
 
     # The checkpoints are in memstore's own tables, readable by stock sqlite3.
     with sqlite3.connect(db_path) as conn:
@@ -316,13 +324,18 @@ def test_list_holds_nothing_between_items(saver: MemstoreSaver, db_path: Path) -
         parent = put(saver, "t", {}, {}, {}, parent, step=step)
     listing = saver.list(None)
     next(listing)
-    # Another connection can write (no transaction is open), and so can this saver.
+    assert saver.store.connection.get_autocommit()  # no transaction is open
+    writer = threading.Thread(target=put, args=(saver, "from-a-thread", {}, {}, {}))
+    writer.start()
+    writer.join(timeout=10)
+    assert not writer.is_alive()  # the store's lock is free too
+    # Another connection can write, and so can this saver.
     with sqlite3.connect(db_path, timeout=0.1) as other:
         other.execute(
             "DELETE FROM memstore_lg_checkpoints WHERE json_extract(metadata, '$.step') = 0"
         )
     put(saver, "t2", {}, {}, {})
-    assert len(list(listing)) == 298  # the rest of the pages see the delete
+    assert len(list(listing)) == 298  # later pages see the delete (new ones sort first)
 
 
 def test_pending_writes_keep_the_first_and_replace_special_channels(
@@ -419,3 +432,18 @@ def test_export_and_import_carry_the_checkpoints(tmp_path: Path) -> None:
         assert [(t.checkpoint, t.metadata, t.pending_writes) for t in saver.list(config)] == want
         done = build_graph(saver).invoke(Command(resume="yes"), config)
         assert done["steps"] == ["plan", "asked:yes", "act"]
+
+
+async def test_alist_holds_nothing_between_items(db_path: Path) -> None:
+    async with MemstoreSaver(db_path) as saver:
+        parent = None
+        for step in range(150):
+            parent = put(saver, "t", {}, {}, {}, parent, step=step)
+        listing = saver.alist(None)
+        await listing.__anext__()
+        assert saver.store.connection.get_autocommit()  # no transaction is open
+        await asyncio.wait_for(asyncio.to_thread(put, saver, "other", {}, {}, {}), 10)
+        with sqlite3.connect(db_path, timeout=0.1) as other:  # no transaction is open
+            other.execute("DELETE FROM memstore_lg_checkpoints WHERE thread_id = 't'")
+        assert [item async for item in listing] != []  # the first page was read already
+        assert [i.config["configurable"]["thread_id"] async for i in saver.alist(None)] == ["other"]

@@ -336,3 +336,18 @@ def test_without_full_text_index(db_path: Path) -> None:
         assert [i.key for i in lgstore.search(("a",), query="pizza")] == ["k"]
     with pytest.raises(memstore.ValidationError):
         MemstoreStore(":memory:", fts="yes")  # type: ignore[arg-type]
+
+
+async def test_items_show_in_the_explorer(db_path: Path) -> None:
+    from datasette.app import Datasette
+
+    with MemstoreStore(db_path) as lgstore:
+        lgstore.put(("users", "alice"), "prefs", {"food": "pizza"})
+    ds = Datasette([str(db_path)])
+    await ds.invoke_startup()
+    overview = await ds.client.get("/-/memstore")
+    assert overview.status_code == 200 and "langgraph_store" in overview.text
+    rows = (await ds.client.get("/agent/langgraph_store.json?_shape=array")).json()
+    assert [r["namespace"] for r in rows] == ["users.alice"]
+    searched = await ds.client.get("/agent/langgraph_store.json?_search=pizza&_shape=array")
+    assert [r["namespace"] for r in searched.json()] == ["users.alice"]
