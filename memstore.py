@@ -4810,9 +4810,10 @@ class AsyncStore:
     >>> async with memstore.AsyncStore("agent.db") as store:
     ...     notes = await store.collection("notes", fts=["text"])
     ...     await notes.put("n1", {"text": "remember the milk"})
+    ...     audit = await store.event_log("audit")
     ...     async with store.transaction():
     ...         await notes.delete("n1")
-    ...         await store.event_log("audit").append({"kind": "deleted"})
+    ...         await audit.append({"kind": "deleted"})
     ...     async for row in notes.rows(limit=100):
     ...         ...
 
@@ -4853,7 +4854,15 @@ class AsyncStore:
             self._opened.set_result(path)
         else:
             file = path
-            self._opened = self._submit(lambda: self._set_store(Store(file, **options)), None)
+
+            def open_() -> Store:
+                try:
+                    return self._set_store(Store(file, **options))
+                except BaseException:
+                    self.stop()  # nothing to run calls on: the worker ends
+                    raise
+
+            self._opened = self._submit(open_, None)
 
     @classmethod
     async def open(cls, path: str | os.PathLike[str] = ":memory:", **options: Any) -> AsyncStore:
@@ -4965,6 +4974,9 @@ class AsyncStore:
         import concurrent.futures
 
         if self._closed:
+            opened = getattr(self, "_opened", None)
+            if opened is not None and opened.done() and opened.exception() is not None:
+                raise opened.exception()  # it never opened: say why
             raise MemstoreError("the store is closed")
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         opened = getattr(self, "_opened", None)

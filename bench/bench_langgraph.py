@@ -189,22 +189,22 @@ def store_work(store: Any, rnd: random.Random) -> dict[str, float]:
     return took
 
 
+def alternating(runs: int) -> Iterator[tuple[int, str]]:
+    """(run, side) for each run, the side going first alternating from run to run."""
+    for run in range(runs):
+        yield from ((run, side) for side in (("theirs", "mine"), ("mine", "theirs"))[run % 2])
+
+
 def paired(
     runs: int, work: Path, theirs: Callable[[Path], None], mine: Callable[[Path], None]
 ) -> tuple[float, float, float]:
-    """Median times of both sides and the median ratio theirs / mine, alternating order."""
+    """Median times of both sides and the median ratio theirs / mine, on fresh files."""
     times: dict[str, list[float]] = {"theirs": [], "mine": []}
-    ratios = []
-    for run in range(runs):
-        pair = {}
-        order = [("theirs", theirs), ("mine", mine)]
-        for side, fn in order if run % 2 == 0 else order[::-1]:
-            path = work / f"{side}-{run}-{time.monotonic_ns()}.db"
-            started = time.perf_counter()
-            fn(path)
-            pair[side] = time.perf_counter() - started
-            times[side].append(pair[side])
-        ratios.append(pair["theirs"] / pair["mine"])
+    for run, side in alternating(runs):
+        started = time.perf_counter()
+        (theirs if side == "theirs" else mine)(work / f"{side}-{run}-{time.monotonic_ns()}.db")
+        times[side].append(time.perf_counter() - started)
+    ratios = [t / m for t, m in zip(times["theirs"], times["mine"], strict=True)]
     return (
         statistics.median(times["theirs"]),
         statistics.median(times["mine"]),
@@ -248,15 +248,14 @@ def main() -> None:
 
     # Reads are timed alone, on a file each side filled just before.
     read_times: dict[str, list[float]] = {"theirs": [], "mine": []}
-    for run in range(args.runs):
-        for side in ("theirs", "mine") if run % 2 == 0 else ("mine", "theirs"):
-            path = work / f"read-{side}-{run}.db"
-            opener = sqlite_saver if side == "theirs" else MemstoreSaver
-            with opener(path) as saver:
-                run_saver(saver, plan)
-                started = time.perf_counter()
-                read_saver(saver)
-                read_times[side].append(time.perf_counter() - started)
+    for run, side in alternating(args.runs):
+        path = work / f"read-{side}-{run}.db"
+        opener = sqlite_saver if side == "theirs" else MemstoreSaver
+        with opener(path) as saver:
+            run_saver(saver, plan)
+            started = time.perf_counter()
+            read_saver(saver)
+            read_times[side].append(time.perf_counter() - started)
     ratio = statistics.median(
         t / m for t, m in zip(read_times["theirs"], read_times["mine"], strict=False)
     )
@@ -286,12 +285,11 @@ def main() -> None:
 
     put_times: dict[str, list[float]] = {"theirs": [], "mine": []}
     aread: dict[str, list[float]] = {"theirs": [], "mine": []}
-    for run in range(args.runs):
-        for side in ("theirs", "mine") if run % 2 == 0 else ("mine", "theirs"):
-            started = time.perf_counter()
-            reading = asyncio.run(async_side(work / f"async-{side}-{run}.db", side == "mine"))
-            put_times[side].append(time.perf_counter() - started - reading)
-            aread[side].append(reading)
+    for run, side in alternating(args.runs):
+        started = time.perf_counter()
+        reading = asyncio.run(async_side(work / f"async-{side}-{run}.db", side == "mine"))
+        put_times[side].append(time.perf_counter() - started - reading)
+        aread[side].append(reading)
     for name, got in (("async put", put_times), ("async get+list", aread)):
         ratio = statistics.median(t / m for t, m in zip(got["theirs"], got["mine"], strict=False))
         report(
@@ -317,14 +315,13 @@ def main() -> None:
     )
 
     parts: dict[str, dict[str, list[float]]] = {}
-    for run in range(args.runs):
-        for side in ("theirs", "mine") if run % 2 == 0 else ("mine", "theirs"):
-            path = work / f"store-{side}-{run}.db"
-            opener = sqlite_store if side == "theirs" else MemstoreStore
-            with opener(path) as store:
-                load(store, items)
-                for part, seconds in store_work(store, random.Random(run)).items():
-                    parts.setdefault(part, {"theirs": [], "mine": []})[side].append(seconds)
+    for run, side in alternating(args.runs):
+        path = work / f"store-{side}-{run}.db"
+        opener = sqlite_store if side == "theirs" else MemstoreStore
+        with opener(path) as store:
+            load(store, items)
+            for part, seconds in store_work(store, random.Random(run)).items():
+                parts.setdefault(part, {"theirs": [], "mine": []})[side].append(seconds)
     # The same puts into a store without the full-text index (fts=False), against the
     # same runs of SqliteStore.
     nofts: list[float] = []

@@ -33,7 +33,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from itertools import islice
-from typing import Any, cast
+from typing import Any, Self, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
@@ -95,7 +95,65 @@ checkpoint_id < (
 """
 
 
-class MemstoreSaver(BaseCheckpointSaver[str]):
+class _OnStore:
+    """What MemstoreSaver and MemstoreStore share: the memstore Store they keep their data
+    in (opened from a path, or given open and then left open), the AsyncStore worker their
+    async methods run on, and closing."""
+
+    store: memstore.Store
+
+    def _open(self, path: str | os.PathLike[str] | memstore.Store, options: Any) -> None:
+        if isinstance(path, memstore.Store):
+            if options:
+                raise memstore.ValidationError("options are for a file opened here, not a Store")
+            self.store, self._owns_store = path, False
+        else:
+            self.store, self._owns_store = memstore.Store(path, **options), True
+        self._async: memstore.AsyncStore | None = None
+        self._async_lock = threading.Lock()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def close(self) -> None:
+        """Close the store, unless it was given open. From async code, ``aclose()``."""
+        self._stopping()
+        if self._async is not None:
+            self._async.stop()
+            self._async = None
+        if self._owns_store:
+            self.store.close()
+
+    async def aclose(self) -> None:
+        """Close from async code: the worker finishes the calls it has first."""
+        self._stopping()
+        if self._async is not None:
+            await self._async.close()
+            self._async = None
+        if self._owns_store:
+            self.store.close()
+
+    def _stopping(self) -> None:
+        """What to stop before closing (MemstoreStore's TTL sweeper)."""
+
+    def _worker(self) -> memstore.AsyncStore:
+        """The AsyncStore carrying async calls, started on the first one."""
+        with self._async_lock:
+            if self._async is None:
+                self._async = memstore.AsyncStore(self.store)
+            return self._async
+
+
+class MemstoreSaver(_OnStore, BaseCheckpointSaver[str]):
     """A LangGraph checkpointer in a memstore file.
 
     >>> saver = MemstoreSaver("agent.db")           # or ":memory:", or an open memstore.Store
@@ -121,14 +179,7 @@ class MemstoreSaver(BaseCheckpointSaver[str]):
         **options: Any,
     ) -> None:
         super().__init__(serde=serde)
-        if isinstance(path, memstore.Store):
-            if options:
-                raise memstore.ValidationError("options are for a file the saver opens")
-            self.store, self._owns_store = path, False
-        else:
-            self.store, self._owns_store = memstore.Store(path, **options), True
-        self._async: memstore.AsyncStore | None = None
-        self._async_lock = threading.Lock()
+        self._open(path, options)
 
     @classmethod
     @contextmanager
@@ -142,34 +193,6 @@ class MemstoreSaver(BaseCheckpointSaver[str]):
 
     def __repr__(self) -> str:
         return f"<MemstoreSaver {self.store.path!r}>"
-
-    def __enter__(self) -> MemstoreSaver:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    async def __aenter__(self) -> MemstoreSaver:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    def close(self) -> None:
-        """Close the store, unless it was given open. Call ``aclose()`` from async code."""
-        if self._async is not None:
-            self._async.stop()
-            self._async = None
-        if self._owns_store:
-            self.store.close()
-
-    async def aclose(self) -> None:
-        """Close from async code: the worker finishes what it runs first."""
-        if self._async is not None:
-            await self._async.close()
-            self._async = None
-        if self._owns_store:
-            self.store.close()
 
     # -- sync API --------------------------------------------------------------
 
@@ -462,13 +485,6 @@ class MemstoreSaver(BaseCheckpointSaver[str]):
 
     # -- private ---------------------------------------------------------------
 
-    def _worker(self) -> memstore.AsyncStore:
-        """The AsyncStore carrying async calls, started on the first one."""
-        with self._async_lock:
-            if self._async is None:
-                self._async = memstore.AsyncStore(self.store)
-            return self._async
-
     def _dump(self, values: dict[str, Any], channel: str) -> tuple[str, bytes | None]:
         if channel not in values:
             return "empty", None
@@ -648,7 +664,7 @@ def _sequence(values: Any, name: str) -> Sequence[Any]:
 # --------------------------------------------------------------------------
 
 
-class MemstoreStore(BaseStore):
+class MemstoreStore(_OnStore, BaseStore):
     """A LangGraph store (long-term memory) kept in a memstore collection.
 
     >>> store = MemstoreStore("agent.db", ttl={"default_ttl": 60 * 24})
@@ -703,12 +719,7 @@ class MemstoreStore(BaseStore):
         if unknown:
             raise memstore.ValidationError(f"unknown ttl settings: {sorted(unknown)}")
         self.ttl_config = ttl
-        if isinstance(path, memstore.Store):
-            if options:
-                raise memstore.ValidationError("options are for a file the store opens")
-            self.store, self._owns_store = path, False
-        else:
-            self.store, self._owns_store = memstore.Store(path, **options), True
+        self._open(path, options)
         try:
             self.items = self.store.collection(
                 collection,
@@ -721,43 +732,14 @@ class MemstoreStore(BaseStore):
                 self.store.close()
             raise
         self._table = memstore.quote_identifier(self.items.name)
-        self._async: memstore.AsyncStore | None = None
-        self._async_lock = threading.Lock()
         self._sweeper: threading.Thread | None = None
         self._stop_sweeping = threading.Event()
 
     def __repr__(self) -> str:
         return f"<MemstoreStore {self.store.path!r} {self.items.name!r}>"
 
-    def __enter__(self) -> MemstoreStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    async def __aenter__(self) -> MemstoreStore:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    def close(self) -> None:
-        """Stop the sweeper and close the store, unless it was given open."""
+    def _stopping(self) -> None:
         self.stop_ttl_sweeper()
-        if self._async is not None:
-            self._async.stop()
-            self._async = None
-        if self._owns_store:
-            self.store.close()
-
-    async def aclose(self) -> None:
-        """Close from async code."""
-        self.stop_ttl_sweeper()
-        if self._async is not None:
-            await self._async.close()
-            self._async = None
-        if self._owns_store:
-            self.store.close()
 
     # -- the two methods LangGraph's BaseStore builds everything on -------------
 
@@ -855,12 +837,6 @@ class MemstoreStore(BaseStore):
         return stopped
 
     # -- private -------------------------------------------------------------------
-
-    def _worker(self) -> memstore.AsyncStore:
-        with self._async_lock:
-            if self._async is None:
-                self._async = memstore.AsyncStore(self.store)
-            return self._async
 
     def _get(self, ops: Sequence[GetOp], refresh: list[str]) -> list[Item | None]:
         if not ops:

@@ -94,6 +94,13 @@ async def test_opening_errors_surface_on_open(tmp_path: Path) -> None:
             pass
     with pytest.raises(memstore.ValidationError):
         await memstore.AsyncStore.open(tmp_path / "a.db", synchronous="sometimes")
+    failed = memstore.AsyncStore(tmp_path / "a.db", timeout=-1)
+    with pytest.raises(memstore.ValidationError):
+        await failed.collection("notes")
+    with pytest.raises(memstore.ValidationError):  # still the reason, not "closed"
+        await failed.collection("notes")
+    failed._thread.join(timeout=5)
+    assert not failed._thread.is_alive()  # the worker did not stay behind
     with memstore.Store(tmp_path / "b.db") as store, pytest.raises(memstore.ValidationError):
         memstore.AsyncStore(store, timeout=1)
 
