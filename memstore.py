@@ -55,7 +55,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, cast
+from typing import Any, Literal, NamedTuple, Self, cast
 
 import apsw
 
@@ -68,6 +68,7 @@ __all__ = [
     "INDEX_PENDING_MESSAGES_SQL",
     "PENDING_MESSAGES_SQL",
     "SCHEMA_VERSION",
+    "Adapter",
     "AsyncHandle",
     "AsyncStore",
     "BusyError",
@@ -4371,6 +4372,7 @@ LAYER_TABLES = (
     "memstore_lg_checkpoints",
     "memstore_lg_blobs",
     "memstore_lg_writes",
+    "memstore_kv",
 )
 
 
@@ -5175,6 +5177,76 @@ class _AsyncIterator:
         close = getattr(items, "close", None)
         if close is not None:
             await self._runner._call(close)
+
+
+class Adapter:
+    """A base for classes that keep another library's data in a memstore file.
+
+    >>> class MyCheckpointer(memstore.Adapter, TheirBaseClass):
+    ...     def __init__(self, path=":memory:", **options):
+    ...         self.open_store(path, options)      # sets self.store
+    ...     async def aget(self, key):
+    ...         return await self.run_async(self.get, key)
+
+    ``open_store`` takes a path (opened with ``Store``'s options, and closed
+    by ``close()``) or an open ``Store`` to share (left open). ``run_async``
+    runs a sync method on an ``AsyncStore`` worker started on first use.
+    The memstore_langgraph and memstore_langchain classes are built on it.
+    """
+
+    store: Store
+
+    def open_store(self, path: str | os.PathLike[str] | Store, options: Mapping[str, Any]) -> None:
+        """Open ``path`` (or take an open Store) as ``self.store``."""
+        if isinstance(path, Store):
+            if options:
+                raise ValidationError("options are for a file opened here, not an open Store")
+            self.store, self._owns_store = path, False
+        else:
+            self.store, self._owns_store = Store(path, **options), True
+        self._async: AsyncStore | None = None
+        self._async_lock = threading.Lock()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def close(self) -> None:
+        """Close the store, unless it was given open. From async code, ``aclose()``."""
+        self.before_close()
+        if self._async is not None:
+            self._async.stop()
+            self._async = None
+        if self._owns_store:
+            self.store.close()
+
+    async def aclose(self) -> None:
+        """Close from async code: the worker finishes the calls it has first."""
+        self.before_close()
+        if self._async is not None:
+            await self._async.close()
+            self._async = None
+        if self._owns_store:
+            self.store.close()
+
+    def before_close(self) -> None:
+        """What a subclass stops before the store closes (a background thread, say)."""
+
+    async def run_async(self, function: Callable[..., Any], /, *args: Any) -> Any:
+        """``function(*args)`` on the AsyncStore worker, started on the first call."""
+        with self._async_lock:
+            if self._async is None:
+                self._async = AsyncStore(self.store)
+            worker = self._async
+        return await worker.run(function, *args)
 
 
 async def _settle(future: Any) -> tuple[Any, bool]:

@@ -80,6 +80,8 @@ LAYER_TABLES: dict[str, dict[str, Any]] = {
     },
     "memstore_lg_writes": {"facets": ["thread_id", "channel"], "sort_desc": "created_at"},
     "memstore_lg_blobs": {"facets": ["thread_id", "channel"]},
+    # memstore_langchain's byte store (schema 10)
+    "memstore_kv": {"facets": ["namespace"], "sort_desc": "updated_at"},
 }
 KIND_COLORS = [
     "#4e79a7",

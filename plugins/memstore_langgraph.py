@@ -33,7 +33,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from itertools import islice
-from typing import Any, Self, cast
+from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
@@ -95,65 +95,7 @@ checkpoint_id < (
 """
 
 
-class _OnStore:
-    """What MemstoreSaver and MemstoreStore share: the memstore Store they keep their data
-    in (opened from a path, or given open and then left open), the AsyncStore worker their
-    async methods run on, and closing."""
-
-    store: memstore.Store
-
-    def _open(self, path: str | os.PathLike[str] | memstore.Store, options: Any) -> None:
-        if isinstance(path, memstore.Store):
-            if options:
-                raise memstore.ValidationError("options are for a file opened here, not a Store")
-            self.store, self._owns_store = path, False
-        else:
-            self.store, self._owns_store = memstore.Store(path, **options), True
-        self._async: memstore.AsyncStore | None = None
-        self._async_lock = threading.Lock()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    def close(self) -> None:
-        """Close the store, unless it was given open. From async code, ``aclose()``."""
-        self._stopping()
-        if self._async is not None:
-            self._async.stop()
-            self._async = None
-        if self._owns_store:
-            self.store.close()
-
-    async def aclose(self) -> None:
-        """Close from async code: the worker finishes the calls it has first."""
-        self._stopping()
-        if self._async is not None:
-            await self._async.close()
-            self._async = None
-        if self._owns_store:
-            self.store.close()
-
-    def _stopping(self) -> None:
-        """What to stop before closing (MemstoreStore's TTL sweeper)."""
-
-    def _worker(self) -> memstore.AsyncStore:
-        """The AsyncStore carrying async calls, started on the first one."""
-        with self._async_lock:
-            if self._async is None:
-                self._async = memstore.AsyncStore(self.store)
-            return self._async
-
-
-class MemstoreSaver(_OnStore, BaseCheckpointSaver[str]):
+class MemstoreSaver(memstore.Adapter, BaseCheckpointSaver[str]):
     """A LangGraph checkpointer in a memstore file.
 
     >>> saver = MemstoreSaver("agent.db")           # or ":memory:", or an open memstore.Store
@@ -179,7 +121,7 @@ class MemstoreSaver(_OnStore, BaseCheckpointSaver[str]):
         **options: Any,
     ) -> None:
         super().__init__(serde=serde)
-        self._open(path, options)
+        self.open_store(path, options)
 
     @classmethod
     @contextmanager
@@ -418,7 +360,7 @@ class MemstoreSaver(_OnStore, BaseCheckpointSaver[str]):
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """``get_tuple``, without blocking the event loop."""
-        result: CheckpointTuple | None = await self._worker().run(self.get_tuple, config)
+        result: CheckpointTuple | None = await self.run_async(self.get_tuple, config)
         return result
 
     async def alist(
@@ -430,11 +372,10 @@ class MemstoreSaver(_OnStore, BaseCheckpointSaver[str]):
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
         """``list``, a page at a time from the worker; nothing is held between pages."""
-        worker = self._worker()
         pages = self.list(config, filter=filter, before=before, limit=limit)
         try:
             while True:
-                page = await worker.run(lambda: list(islice(pages, PAGE_SIZE)))
+                page = await self.run_async(lambda: list(islice(pages, PAGE_SIZE)))
                 if not page:
                     return
                 for item in page:
@@ -442,7 +383,7 @@ class MemstoreSaver(_OnStore, BaseCheckpointSaver[str]):
         finally:
             close = getattr(pages, "close", None)  # a generator's: ends its query
             if close is not None:
-                await worker.run(close)
+                await self.run_async(close)
 
     async def aput(
         self,
@@ -452,7 +393,7 @@ class MemstoreSaver(_OnStore, BaseCheckpointSaver[str]):
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
         """``put``, without blocking the event loop."""
-        result: RunnableConfig = await self._worker().run(
+        result: RunnableConfig = await self.run_async(
             self.put, config, checkpoint, metadata, new_versions
         )
         return result
@@ -465,23 +406,23 @@ class MemstoreSaver(_OnStore, BaseCheckpointSaver[str]):
         task_path: str = "",
     ) -> None:
         """``put_writes``, without blocking the event loop."""
-        await self._worker().run(self.put_writes, config, writes, task_id, task_path)
+        await self.run_async(self.put_writes, config, writes, task_id, task_path)
 
     async def adelete_thread(self, thread_id: str) -> None:
         """``delete_thread``, without blocking the event loop."""
-        await self._worker().run(self.delete_thread, thread_id)
+        await self.run_async(self.delete_thread, thread_id)
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
         """``delete_for_runs``, without blocking the event loop."""
-        await self._worker().run(self.delete_for_runs, run_ids)
+        await self.run_async(self.delete_for_runs, run_ids)
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """``copy_thread``, without blocking the event loop."""
-        await self._worker().run(self.copy_thread, source_thread_id, target_thread_id)
+        await self.run_async(self.copy_thread, source_thread_id, target_thread_id)
 
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """``prune``, without blocking the event loop."""
-        await self._worker().run(lambda: self.prune(thread_ids, strategy=strategy))
+        await self.run_async(lambda: self.prune(thread_ids, strategy=strategy))
 
     # -- private ---------------------------------------------------------------
 
@@ -664,7 +605,7 @@ def _sequence(values: Any, name: str) -> Sequence[Any]:
 # --------------------------------------------------------------------------
 
 
-class MemstoreStore(_OnStore, BaseStore):
+class MemstoreStore(memstore.Adapter, BaseStore):
     """A LangGraph store (long-term memory) kept in a memstore collection.
 
     >>> store = MemstoreStore("agent.db", ttl={"default_ttl": 60 * 24})
@@ -719,7 +660,7 @@ class MemstoreStore(_OnStore, BaseStore):
         if unknown:
             raise memstore.ValidationError(f"unknown ttl settings: {sorted(unknown)}")
         self.ttl_config = ttl
-        self._open(path, options)
+        self.open_store(path, options)
         try:
             self.items = self.store.collection(
                 collection,
@@ -738,7 +679,7 @@ class MemstoreStore(_OnStore, BaseStore):
     def __repr__(self) -> str:
         return f"<MemstoreStore {self.store.path!r} {self.items.name!r}>"
 
-    def _stopping(self) -> None:
+    def before_close(self) -> None:
         self.stop_ttl_sweeper()
 
     # -- the two methods LangGraph's BaseStore builds everything on -------------
@@ -789,7 +730,7 @@ class MemstoreStore(_OnStore, BaseStore):
     async def abatch(self, ops: Iterable[Op]) -> list[Result]:
         """``batch`` on the store's worker thread: the event loop never waits on SQLite."""
         ops = list(ops)
-        result: list[Result] = await self._worker().run(self.batch, ops)
+        result: list[Result] = await self.run_async(self.batch, ops)
         return result
 
     # -- TTL ---------------------------------------------------------------------
