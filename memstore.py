@@ -2990,6 +2990,33 @@ class Conversations:
                 self._recount(family_member)
         return len(doomed)
 
+    def pop_message(self, thread_id: str) -> Message | None:
+        """Delete and return the thread's last own message; None when it has none.
+
+        Undo for the last message (a branch's shared history is its parent's,
+        and stays). Branches sharing the message lose it from their history too.
+        """
+        with self.store.transaction():
+            self.thread(thread_id)
+            rows = self.store._fetch(
+                f"SELECT {_MESSAGE_COLUMNS}, m.id FROM memstore_messages AS m "
+                "WHERE m.thread_id = ? ORDER BY m.position DESC LIMIT 1",
+                (thread_id,),
+            )
+            if not rows:
+                return None
+            self.store._fetch("DELETE FROM memstore_messages WHERE id = ?", (rows[0][-1],))
+            # Branches that shared it now branch off before it: a message added later at
+            # the same position is the parent's alone.
+            self.store._fetch(
+                "UPDATE memstore_threads SET branch_point = ? "
+                "WHERE parent_id = ? AND branch_point > ?",
+                (rows[0][1] - 1, thread_id, rows[0][1] - 1),
+            )
+            for family_member in [thread_id, *self._descendants(thread_id)]:
+                self._recount(family_member)
+        return _message(rows[0][:-1])
+
     def usage(self, thread_id: str | None = None) -> dict[str, Any]:
         """Token usage and cost: of one thread's own messages, or of the whole store.
 

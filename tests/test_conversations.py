@@ -313,3 +313,24 @@ def test_check_and_repair_cover_the_layers_fts(file_store: memstore.Store) -> No
     assert [h.key for h in conv.search("drifted")] == ["t"]
     conn.execute("UPDATE memstore_messages SET content = 'kept in step again'")
     assert [h.key for h in conv.search("step")] == ["t"] and file_store.check() == []
+
+
+def test_pop_message_undoes_the_last_one(store: memstore.Store) -> None:
+    chat = store.conversations()
+    thread = chat.create_thread("t")
+    chat.add_message(thread, "user", "first", usage={"input_tokens": 3})
+    chat.add_message(thread, "assistant", "second", usage={"output_tokens": 5})
+    branch = chat.branch(thread)  # shares both
+    popped = chat.pop_message(thread)
+    assert popped is not None and popped.content == "second" and popped.position == 2
+    assert [m.content for m in chat.messages(thread)] == ["first"]
+    assert [m.content for m in chat.messages(branch)] == ["first"]
+    assert chat.thread(thread).message_count == 1 and chat.usage(thread)["output_tokens"] == 0
+    assert chat.search("second") == []
+    assert chat.pop_message(branch) is None  # it has no messages of its own
+    assert chat.pop_message(thread) is not None and chat.pop_message(thread) is None
+    assert chat.add_message(thread, "user", "again") == 1
+    assert chat.messages(branch) == []  # the branch does not take in the parent's new message
+    with pytest.raises(memstore.NotFoundError):
+        chat.pop_message("nope")
+    assert chat.check() == []
