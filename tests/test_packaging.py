@@ -28,7 +28,8 @@ assert not [m for m in sys.modules if m.startswith(("click", "memstore_"))], "pl
 import importlib.util, memstore_cli, memstore_demo, memstore_legacy
 for module in (memstore_cli, memstore_demo, memstore_legacy):
     assert "site-packages" in module.__file__, module.__file__
-for extra in ("memstore_langgraph", "memstore_langchain"):  # each needs its extra to import
+# Each framework integration needs its extra to import; the wheel holds them all.
+for extra in ("memstore_langgraph", "memstore_langchain", "memstore_agents"):
     assert importlib.util.find_spec(extra), extra
 plugin = importlib.util.find_spec("memstore_datasette")  # imports datasette: not installed here
 assert (pathlib.Path(plugin.origin).parent / "memstore_templates").is_dir()
@@ -63,6 +64,7 @@ def test_wheel_contents(wheel: Path) -> None:
         "memstore_legacy.py",
         "memstore_langgraph.py",
         "memstore_langchain.py",
+        "memstore_agents.py",
         "memstore_datasette/__init__.py",
         "memstore_datasette/memstore_templates/memstore_base.html",
     } <= names
