@@ -19,6 +19,7 @@ import argparse
 import json
 import random
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -403,6 +404,29 @@ def with_memstore(fn: Callable[[memstore.Collection], object]) -> Callable[[Path
             return fn(store.collection("events"))
 
     return run
+
+
+def alternating(runs: int) -> Iterator[tuple[int, str]]:
+    """(run, side) for each run, the side going first alternating from run to run."""
+    for run in range(runs):
+        yield from ((run, side) for side in (("theirs", "mine"), ("mine", "theirs"))[run % 2])
+
+
+def paired(
+    runs: int, work: Path, theirs: Callable[[Path], None], mine: Callable[[Path], None]
+) -> tuple[float, float, float]:
+    """Median times of both sides and the median ratio theirs / mine, on fresh files."""
+    times: dict[str, list[float]] = {"theirs": [], "mine": []}
+    for run, side in alternating(runs):
+        started = time.perf_counter()
+        (theirs if side == "theirs" else mine)(work / f"{side}-{run}-{time.monotonic_ns()}.db")
+        times[side].append(time.perf_counter() - started)
+    ratios = [t / m for t, m in zip(times["theirs"], times["mine"], strict=True)]
+    return (
+        statistics.median(times["theirs"]),
+        statistics.median(times["mine"]),
+        statistics.median(ratios),
+    )
 
 
 def main() -> None:

@@ -33,7 +33,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,8 @@ from langgraph.store.base import PutOp
 from langgraph.store.sqlite import SqliteStore
 
 sys.path[:0] = [str(Path(__file__).resolve().parent.parent / p) for p in (".", "plugins")]
+from bench_core import alternating, paired  # noqa: E402
+
 import memstore  # noqa: E402
 from memstore_langgraph import MemstoreSaver, MemstoreStore  # noqa: E402
 
@@ -187,29 +189,6 @@ def store_work(store: Any, rnd: random.Random) -> dict[str, float]:
         store.search(namespace, filter={"kind": "fact", "score": {"$gte": 5}}, limit=10)
     took["search"] = time.perf_counter() - started
     return took
-
-
-def alternating(runs: int) -> Iterator[tuple[int, str]]:
-    """(run, side) for each run, the side going first alternating from run to run."""
-    for run in range(runs):
-        yield from ((run, side) for side in (("theirs", "mine"), ("mine", "theirs"))[run % 2])
-
-
-def paired(
-    runs: int, work: Path, theirs: Callable[[Path], None], mine: Callable[[Path], None]
-) -> tuple[float, float, float]:
-    """Median times of both sides and the median ratio theirs / mine, on fresh files."""
-    times: dict[str, list[float]] = {"theirs": [], "mine": []}
-    for run, side in alternating(runs):
-        started = time.perf_counter()
-        (theirs if side == "theirs" else mine)(work / f"{side}-{run}-{time.monotonic_ns()}.db")
-        times[side].append(time.perf_counter() - started)
-    ratios = [t / m for t, m in zip(times["theirs"], times["mine"], strict=True)]
-    return (
-        statistics.median(times["theirs"]),
-        statistics.median(times["mine"]),
-        statistics.median(ratios),
-    )
 
 
 def main() -> None:
