@@ -3013,7 +3013,9 @@ class Conversations:
                 "WHERE parent_id = ? AND branch_point > ?",
                 (rows[0][1] - 1, thread_id, rows[0][1] - 1),
             )
-            for family_member in [thread_id, *self._descendants(thread_id)]:
+            # The thread's own count is the delete trigger's (sql/0007); a branch's counts
+            # its shared history too, so branches are counted again.
+            for family_member in self._descendants(thread_id):
                 self._recount(family_member)
         return _message(rows[0][:-1])
 

@@ -59,7 +59,8 @@ class MemstoreSession(memstore.Adapter, SessionABC):
 
     What ``AdvancedSQLiteSession`` adds: ``store_run_usage(result)`` records
     a run's token usage on the turn's last assistant message,
-    ``get_session_usage()`` sums it, ``get_conversation_turns()`` lists the
+    ``get_session_usage()`` sums it, ``get_turn_usage()`` gives it per turn,
+    ``get_conversation_turns()`` lists the
     user turns, and ``create_branch_from_turn(n)`` starts a branch sharing
     the history before turn ``n`` (a memstore branch of the thread);
     ``switch_to_branch`` and ``list_branches`` move between them.
@@ -164,6 +165,21 @@ class MemstoreSession(memstore.Adapter, SessionABC):
         self._check_open()
         result: dict[str, int] = await self.run_async(self._usage)
         return result
+
+    async def get_turn_usage(self, turn_number: int | None = None) -> Any:
+        """Token usage per user turn of the current branch (a list), or of one turn (a dict):
+        each turn's messages from its user message up to the next one."""
+        self._check_open()
+        if turn_number is not None and (
+            isinstance(turn_number, bool) or not isinstance(turn_number, int) or turn_number < 1
+        ):
+            raise memstore.ValidationError(f"turn_number must be 1 or more, not {turn_number!r}")
+        turns: list[dict[str, Any]] = await self.run_async(self._turn_usage)
+        if turn_number is None:
+            return turns
+        if turn_number > len(turns):
+            raise memstore.ValidationError(f"turn {turn_number} does not exist")
+        return turns[turn_number - 1]
 
     async def get_conversation_turns(self) -> list[dict[str, Any]]:
         """The user turns of the current branch: turn number, position and text."""
@@ -271,6 +287,27 @@ class MemstoreSession(memstore.Adapter, SessionABC):
                 totals[key] += int(usage[key])
         totals["turns"] = len(self._turns_of(self.session_id))
         return totals
+
+    def _turn_usage(self) -> list[dict[str, Any]]:
+        try:
+            found = self.conversations.messages(self._thread)
+        except memstore.NotFoundError:
+            return []
+        turns: list[dict[str, Any]] = []
+        for message in found:
+            if message.role == "user":
+                turns.append(
+                    {
+                        "turn": len(turns) + 1,
+                        "input_tokens": 0,
+                        "output_tokens": 0,
+                        "total_tokens": 0,
+                    }
+                )
+            if turns:
+                for key in ("input_tokens", "output_tokens", "total_tokens"):
+                    turns[-1][key] += getattr(message, key)
+        return turns
 
     def _turns(self) -> list[dict[str, Any]]:
         return self._turns_of(self._thread)

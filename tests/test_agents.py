@@ -10,12 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agents import Agent, Runner, function_tool
+from agents import Agent, Runner, function_tool, set_tracing_disabled
 from agents.testing import ModelStep, ScriptedModel, assistant_message, function_call
 from agents.usage import Usage
 
 import memstore
 from memstore_agents import MemstoreSession, SessionClosedError
+
+set_tracing_disabled(True)  # scripted runs: nothing to send anywhere
 
 
 def user(text: str) -> dict[str, Any]:
@@ -176,6 +178,11 @@ async def test_runner_remembers_across_runs_and_records_usage(db_path: Path) -> 
     assert items[0] == {"content": "Weather in Lyon?", "role": "user"}
     usage = await session.get_session_usage()
     assert usage["input_tokens"] == 60 and usage["output_tokens"] == 13 and usage["turns"] == 2
+    per_turn = await session.get_turn_usage()
+    assert [t["input_tokens"] for t in per_turn] == [60, 0]
+    assert (await session.get_turn_usage(1))["total_tokens"] == 73
+    with pytest.raises(memstore.ValidationError):
+        await session.get_turn_usage(3)
     session.close()
     with memstore.Store(db_path) as store:  # the session is a memstore conversation
         chat = store.conversations()
