@@ -220,6 +220,10 @@ class MemstoreSession(memstore.Adapter, SessionABC):
             raise SessionClosedError(f"session {self.session_id!r} is closed")
 
     def _items(self, limit: int | None) -> list[Any]:
+        if self._thread == self.session_id:
+            own = self._own_items(limit)
+            if own is not None:
+                return own
         try:
             found = self.conversations.messages(
                 self._thread, limit=None if limit is None or limit < 0 else limit
@@ -227,6 +231,31 @@ class MemstoreSession(memstore.Adapter, SessionABC):
         except memstore.NotFoundError:
             return []
         return [_item_of(m) for m in found]
+
+    def _own_items(self, limit: int | None) -> list[Any] | None:
+        """The latest items of the session's thread, reading only what items need; None if
+        the thread is a branch (made by other means), whose history is not all its own."""
+        sql = (
+            "SELECT metadata, role, content, name FROM memstore_messages "
+            "WHERE thread_id = ? ORDER BY position DESC"
+        )
+        params: list[Any] = [self.session_id]
+        if limit is not None and limit >= 0:
+            sql += " LIMIT ?"
+            params.append(limit)
+        with self.store.transaction(immediate=False):
+            conn = self.store.connection
+            parents = conn.execute(
+                "SELECT parent_id FROM memstore_threads WHERE id = ?", (self.session_id,)
+            ).fetchall()
+            if parents and parents[0][0] is not None:
+                return None
+            rows = conn.execute(sql, params).fetchall()
+        items = []
+        for metadata, role, content, name in reversed(rows):
+            stored = json.loads(metadata).get("item") if metadata != "{}" else None
+            items.append(stored if isinstance(stored, dict) else _built_item(role, content, name))
+        return items
 
     def _add(self, rows: list[tuple[str, str | None, dict[str, Any]]]) -> None:
         with self.store.transaction():
@@ -408,10 +437,11 @@ def _item_of(message: memstore.Message) -> Any:
     item = message.metadata.get("item")
     if isinstance(item, dict):
         return item
-    if message.role == "tool":
-        return {
-            "type": "function_call_output",
-            "call_id": message.name or "",
-            "output": message.content or "",
-        }
-    return {"role": message.role, "content": message.content or ""}
+    return _built_item(message.role, message.content, message.name)
+
+
+def _built_item(role: str, content: Any, name: str | None) -> dict[str, Any]:
+    """An item for a message memstore holds without one (added by other means)."""
+    if role == "tool":
+        return {"type": "function_call_output", "call_id": name or "", "output": content or ""}
+    return {"role": role, "content": content or ""}

@@ -193,6 +193,31 @@ async def test_runner_remembers_across_runs_and_records_usage(db_path: Path) -> 
         assert conn.execute("SELECT count(*) FROM memstore_messages").fetchone()[0] == len(items)
 
 
+async def test_messages_added_by_other_means_come_back_as_items(db_path: Path) -> None:
+    session = MemstoreSession("s", db_path)
+    await session.add_items([user("from the SDK")])
+    with memstore.Store(db_path) as store:
+        chat = store.conversations()
+        chat.add_message("s", "assistant", "from memstore")
+        chat.add_message("s", "tool", "42", name="call-7")
+    assert await session.get_items() == [
+        user("from the SDK"),
+        reply("from memstore"),
+        {"type": "function_call_output", "call_id": "call-7", "output": "42"},
+    ]
+    with memstore.Store(db_path) as store:  # a session whose thread is a branch of another
+        chat = store.conversations()
+        chat.create_thread("root")
+        chat.add_message("root", "user", "shared")
+        chat.branch("root", branch_id="forked")
+    forked = MemstoreSession("forked", db_path)
+    await forked.add_items([reply("own")])
+    assert await forked.get_items() == [user("shared"), reply("own")]
+    assert await forked.get_items(limit=1) == [reply("own")]
+    session.close()
+    forked.close()
+
+
 async def test_branch_from_a_turn(db_path: Path) -> None:
     session = MemstoreSession("s", db_path)
     await session.add_items([user("q1"), reply("a1"), user("q2"), reply("a2")])
