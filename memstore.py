@@ -5218,8 +5218,9 @@ class Adapter:
     ...         return await self.run_async(self.get, key)
 
     ``open_store`` takes a path (opened with ``Store``'s options, and closed
-    by ``close()``) or an open ``Store`` to share (left open). ``run_async``
-    runs a sync method on an ``AsyncStore`` worker started on first use.
+    by ``close()``) or an open ``Store`` to share (left open). ``execute``
+    runs the adapter's own SQL with memstore's errors. ``run_async`` runs a
+    sync method on an ``AsyncStore`` worker started on first use.
     The memstore_langgraph and memstore_langchain classes are built on it.
     """
 
@@ -5268,6 +5269,16 @@ class Adapter:
 
     def before_close(self) -> None:
         """What a subclass stops before the store closes (a background thread, say)."""
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Run one statement of the adapter's own SQL on the store's connection, under its
+        lock, and return every row; driver errors (a value SQLite cannot bind, say) come
+        out as memstore's. Inside ``store.transaction()`` for several at once."""
+        return self.store._fetch(sql, params)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """``execute`` for many rows of parameters."""
+        self.store._run_many(sql, rows)
 
     async def run_async(self, function: Callable[..., Any], /, *args: Any) -> Any:
         """``function(*args)`` on the AsyncStore worker, started on the first call."""

@@ -244,13 +244,12 @@ class MemstoreSession(memstore.Adapter, SessionABC):
             sql += " LIMIT ?"
             params.append(limit)
         with self.store.transaction(immediate=False):
-            conn = self.store.connection
-            parents = conn.execute(
+            parents = self.execute(
                 "SELECT parent_id FROM memstore_threads WHERE id = ?", (self.session_id,)
-            ).fetchall()
+            )
             if parents and parents[0][0] is not None:
                 return None
-            rows = conn.execute(sql, params).fetchall()
+            rows = self.execute(sql, params)
         items = []
         for metadata, role, content, name in reversed(rows):
             stored = json.loads(metadata).get("item") if metadata != "{}" else None
@@ -286,13 +285,13 @@ class MemstoreSession(memstore.Adapter, SessionABC):
     def _record_usage(self, counts: tuple[int, int, int]) -> None:
         tokens_in, tokens_out, total = counts
         with self.store.transaction():
-            updated = self.store.connection.execute(
+            updated = self.execute(
                 "UPDATE memstore_messages SET input_tokens = input_tokens + ?, "
                 "output_tokens = output_tokens + ?, total_tokens = total_tokens + ? "
                 "WHERE id = (SELECT id FROM memstore_messages WHERE thread_id = ? "
                 "AND role = 'assistant' ORDER BY position DESC LIMIT 1) RETURNING id",
                 (tokens_in, tokens_out, total, self._thread),
-            ).fetchall()
+            )
             if not updated:
                 raise memstore.ValidationError("the session has no assistant message to record on")
 

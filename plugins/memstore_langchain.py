@@ -93,7 +93,7 @@ class MemstoreByteStore(memstore.Adapter, BaseStore[str, bytes]):
             return []
         with self.store.transaction(immediate=False):
             found = dict(
-                self.store.connection.execute(
+                self.execute(
                     "SELECT key, value FROM memstore_kv WHERE namespace = ? "
                     "AND key IN (SELECT value FROM json_each(?))",
                     (self.namespace, json.dumps(sorted(set(wanted)))),
@@ -118,7 +118,7 @@ class MemstoreByteStore(memstore.Adapter, BaseStore[str, bytes]):
         if not rows:
             return
         with self.store.transaction():
-            self.store.connection.executemany(
+            self.executemany(
                 "INSERT INTO memstore_kv (namespace, key, value, size) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, "
                 "size = excluded.size, updated_at = strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')",
@@ -131,7 +131,7 @@ class MemstoreByteStore(memstore.Adapter, BaseStore[str, bytes]):
         if not wanted:
             return
         with self.store.transaction():
-            self.store.connection.execute(
+            self.execute(
                 "DELETE FROM memstore_kv WHERE namespace = ? "
                 "AND key IN (SELECT value FROM json_each(?))",
                 (self.namespace, json.dumps(wanted)),
@@ -193,7 +193,7 @@ class MemstoreByteStore(memstore.Adapter, BaseStore[str, bytes]):
         sql += " ORDER BY key LIMIT ?"
         params.append(PAGE_SIZE)
         with self.store.transaction(immediate=False):
-            return [key for (key,) in self.store.connection.execute(sql, params)]
+            return [key for (key,) in self.execute(sql, params)]
 
 
 def _keys(keys: Any) -> list[str]:

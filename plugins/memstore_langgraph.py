@@ -150,7 +150,7 @@ class MemstoreSaver(memstore.Adapter, BaseCheckpointSaver[str]):
         else:
             sql += "ORDER BY checkpoint_id DESC LIMIT 1"
         with self.store.transaction(immediate=False):  # one snapshot for all three tables
-            rows = self.store.connection.execute(sql, params).fetchall()
+            rows = self.execute(sql, params)
             return self._tuples(rows)[0] if rows else None
 
     def list(
@@ -180,7 +180,7 @@ class MemstoreSaver(memstore.Adapter, BaseCheckpointSaver[str]):
             page = PAGE_SIZE if exact or left is None else min(PAGE_SIZE, left)
             page_params.append(page)
             with self.store.transaction(immediate=False):
-                rows = self.store.connection.execute(sql, page_params).fetchall()
+                rows = self.execute(sql, page_params)
                 found = self._tuples(rows)
             # The transaction has ended: the caller may hold each tuple as long as it likes.
             for item in found:
@@ -222,14 +222,13 @@ class MemstoreSaver(memstore.Adapter, BaseCheckpointSaver[str]):
             json.dumps(versions),
         )
         with self.store.transaction():
-            conn = self.store.connection
             if blobs:
-                conn.executemany(
+                self.executemany(
                     "INSERT INTO memstore_lg_blobs (thread_id, checkpoint_ns, channel, version, "
                     "type, blob) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                     blobs,
                 )
-            conn.execute(
+            self.execute(
                 "INSERT INTO memstore_lg_checkpoints (thread_id, checkpoint_ns, checkpoint_id, "
                 "parent_checkpoint_id, type, checkpoint, metadata, channel_versions) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
@@ -275,11 +274,10 @@ class MemstoreSaver(memstore.Adapter, BaseCheckpointSaver[str]):
             "idx, task_path, channel, type, value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
         )
         with self.store.transaction():
-            conn = self.store.connection
             if regular:
-                conn.executemany(insert + "ON CONFLICT DO NOTHING", regular)
+                self.executemany(insert + "ON CONFLICT DO NOTHING", regular)
             if special:
-                conn.executemany(
+                self.executemany(
                     insert + "ON CONFLICT DO UPDATE SET task_path = excluded.task_path, "
                     "channel = excluded.channel, type = excluded.type, value = excluded.value",
                     special,
@@ -293,19 +291,18 @@ class MemstoreSaver(memstore.Adapter, BaseCheckpointSaver[str]):
         """Delete the checkpoints the given runs made (``metadata["run_id"]``), and their writes."""
         ids = json.dumps([str(r) for r in _sequence(run_ids, "run_ids")])
         with self.store.transaction():
-            conn = self.store.connection
-            conn.execute(
+            self.execute(
                 "DELETE FROM memstore_lg_writes WHERE (thread_id, checkpoint_ns, checkpoint_id) "
                 "IN (SELECT thread_id, checkpoint_ns, checkpoint_id FROM memstore_lg_checkpoints "
                 "WHERE run_id IN (SELECT value FROM json_each(?)))",
                 (ids,),
             )
-            threads = conn.execute(
+            threads = self.execute(
                 "DELETE FROM memstore_lg_checkpoints WHERE run_id IN "
                 "(SELECT value FROM json_each(?)) RETURNING thread_id",
                 (ids,),
-            ).fetchall()
-            conn.execute(_UNUSED_BLOBS, (json.dumps(sorted({t for (t,) in threads})),))
+            )
+            self.execute(_UNUSED_BLOBS, (json.dumps(sorted({t for (t,) in threads})),))
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copy every checkpoint, value and write of one thread to another (all namespaces).
@@ -316,9 +313,8 @@ class MemstoreSaver(memstore.Adapter, BaseCheckpointSaver[str]):
         if source == target:
             raise memstore.ValidationError("copy_thread needs two different threads")
         with self.store.transaction():
-            conn = self.store.connection
             for table, columns in _THREAD_TABLES.items():
-                conn.execute(
+                self.execute(
                     f"INSERT INTO {table} (thread_id, {columns}) SELECT ?, {columns} "
                     f"FROM {table} WHERE thread_id = ? ON CONFLICT DO NOTHING",
                     (target, source),
@@ -337,14 +333,13 @@ class MemstoreSaver(memstore.Adapter, BaseCheckpointSaver[str]):
             return
         ids = json.dumps(threads)
         with self.store.transaction():
-            conn = self.store.connection
             for table in ("memstore_lg_writes", "memstore_lg_checkpoints"):
-                conn.execute(
+                self.execute(
                     f"DELETE FROM {table} WHERE thread_id IN (SELECT value FROM json_each(?)) "
                     f"AND {_OLDER.format(table=table)}",
                     (ids,),
                 )
-            conn.execute(_UNUSED_BLOBS, (ids,))
+            self.execute(_UNUSED_BLOBS, (ids,))
 
     def get_next_version(self, current: str | None, channel: None = None) -> str:
         """Versions that sort as text: a zero-padded counter and a random tie-breaker."""
@@ -435,7 +430,7 @@ class MemstoreSaver(memstore.Adapter, BaseCheckpointSaver[str]):
         ids = json.dumps(threads)
         with self.store.transaction():
             for table in _THREAD_TABLES:
-                self.store.connection.execute(
+                self.execute(
                     f"DELETE FROM {table} WHERE thread_id IN (SELECT value FROM json_each(?))",
                     (ids,),
                 )
@@ -449,7 +444,6 @@ class MemstoreSaver(memstore.Adapter, BaseCheckpointSaver[str]):
         """
         if not rows:
             return []
-        conn = self.store.connection
         checkpoints = [self.serde.loads_typed((row[4], row[5])) for row in rows]
         wanted = sorted(
             {
@@ -460,7 +454,7 @@ class MemstoreSaver(memstore.Adapter, BaseCheckpointSaver[str]):
         )
         blobs = {
             (thread_id, ns, channel, version): (kind, blob)
-            for thread_id, ns, channel, version, kind, blob in conn.execute(
+            for thread_id, ns, channel, version, kind, blob in self.execute(
                 # CROSS JOIN keeps this order: one primary-key lookup per value wanted.
                 "SELECT b.thread_id, b.checkpoint_ns, b.channel, b.version, b.type, b.blob "
                 "FROM json_each(?) AS w CROSS JOIN memstore_lg_blobs AS b "
@@ -472,7 +466,7 @@ class MemstoreSaver(memstore.Adapter, BaseCheckpointSaver[str]):
             )
         }
         writes: dict[tuple[str, str, str], list[Any]] = {}
-        for thread_id, ns, checkpoint_id, task_id, channel, kind, value in conn.execute(
+        for thread_id, ns, checkpoint_id, task_id, channel, kind, value in self.execute(
             "SELECT w.thread_id, w.checkpoint_ns, w.checkpoint_id, w.task_id, w.channel, "
             "w.type, w.value FROM json_each(?) AS c CROSS JOIN memstore_lg_writes AS w "
             "ON w.thread_id = json_extract(c.value, '$[0]') "
@@ -797,7 +791,7 @@ class MemstoreStore(memstore.Adapter, BaseStore):
             )
             for key, record, created, updated in (
                 (key, json.loads(body), created, updated)
-                for key, body, created, updated in self.store.connection.execute(
+                for key, body, created, updated in self.execute(
                     f"SELECT key, body, created_at, updated_at FROM {self._table} "
                     "WHERE key IN (SELECT value FROM json_each(?)) "
                     f"AND (expires_at IS NULL OR expires_at > {_SQL_NOW})",
@@ -916,7 +910,7 @@ class MemstoreStore(memstore.Adapter, BaseStore):
         """Push back the expiry of items read (those with a TTL): refresh_on_read."""
         if not keys:
             return
-        self.store.connection.execute(
+        self.execute(
             f"UPDATE {self._table} SET expires_at = "
             "strftime('%Y-%m-%dT%H:%M:%f000Z', 'now', "
             "'+' || (json_extract(body, '$.ttl') * 60) || ' seconds') "

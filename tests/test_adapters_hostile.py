@@ -1,0 +1,140 @@
+"""Hostile input at the framework adapters' doors: a memstore error, and nothing stored changes.
+
+The adapters share a store holding a little of every layer (tests/test_hostile.py's), plus
+a checkpoint, a store item, bytes, a cached generation, a chat history and a session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from langchain_core.messages import HumanMessage
+from langchain_core.outputs import Generation
+from langgraph.checkpoint.base import empty_checkpoint
+from langgraph.store.base import PutOp, SearchOp
+
+import memstore
+from memstore_agents import MemstoreSession
+from memstore_langchain import MemstoreByteStore, MemstoreCache, MemstoreChatMessageHistory
+from memstore_langgraph import MemstoreSaver, MemstoreStore
+
+from .conftest import ROOT
+from .test_hostile import BIG, fingerprint, full_store  # noqa: F401 (a fixture)
+
+SURROGATE = "\ud800"
+
+
+class Adapters:
+    def __init__(self, store: memstore.Store) -> None:
+        self.store = store
+        self.saver = MemstoreSaver(store)
+        self.items = MemstoreStore(store)
+        self.bytes = MemstoreByteStore(store)
+        self.cache = MemstoreCache(store)
+        self.history = MemstoreChatMessageHistory("h", store)
+        self.session = MemstoreSession("s", store)
+
+    def checkpoint(self, thread: Any = "t", ns: Any = "", **metadata: Any) -> Any:
+        cp = empty_checkpoint()
+        config = {"configurable": {"thread_id": thread, "checkpoint_ns": ns}}
+        return self.saver.put(config, cp, {"source": "loop", "step": 0, **metadata}, {})
+
+
+@pytest.fixture
+def adapters(full_store: memstore.Store) -> Iterator[Adapters]:  # noqa: F811
+    made = Adapters(full_store)
+    made.checkpoint()
+    made.items.put(("users", "a"), "k", {"v": 1})
+    made.bytes.mset([("k", b"v")])
+    made.cache.update("p", "llm", [Generation(text="g")])
+    made.history.add_messages([HumanMessage("hi")])
+    asyncio.run(made.session.add_items([{"role": "user", "content": "hi"}]))
+    yield made
+
+
+def run(coroutine: Any) -> Any:
+    return asyncio.run(coroutine)
+
+
+CASES: dict[str, Callable[[Adapters], Any]] = {
+    # the checkpointer
+    "saver thread surrogate": lambda a: a.checkpoint(thread=SURROGATE),
+    "saver namespace int": lambda a: a.checkpoint(ns=5),
+    "saver metadata object": lambda a: a.checkpoint(bad=object()),
+    "saver metadata nan": lambda a: a.checkpoint(bad=float("nan")),
+    "saver get surrogate": lambda a: a.saver.get_tuple({"configurable": {"thread_id": SURROGATE}}),
+    "saver list filter big": lambda a: list(a.saver.list(None, filter={"step": BIG})),
+    "saver filter surrogate": lambda a: list(a.saver.list(None, filter={SURROGATE: 1})),
+    "saver writes surrogate": lambda a: a.saver.put_writes(
+        {"configurable": {"thread_id": "t", "checkpoint_id": "x"}}, [("c", 1)], SURROGATE
+    ),
+    "saver copy surrogate": lambda a: a.saver.copy_thread("t", SURROGATE),
+    # the LangGraph store
+    "store key surrogate": lambda a: a.items.put(("users",), SURROGATE, {"v": 1}),
+    "store label surrogate": lambda a: a.items.batch([PutOp(("u", SURROGATE), "k", {"v": 1})]),
+    "store value nan": lambda a: a.items.put(("users",), "k2", {"v": float("nan")}),
+    "store value int key": lambda a: a.items.put(("users",), "k2", {"v": {1: 2}}),
+    "store ttl huge": lambda a: a.items.put(("users",), "k2", {"v": 1}, ttl=10**400),
+    "store search limit big": lambda a: a.items.batch([SearchOp(("users",), limit=BIG)]),
+    "store filter big": lambda a: a.items.search(("users",), filter={"v": BIG}),
+    "store filter operator": lambda a: a.items.search(("users",), filter={"v": {"$where": 1}}),
+    "store query long": lambda a: a.items.search(("users",), query="word " * 3000),
+    # the byte store
+    "bytes key surrogate": lambda a: a.bytes.mset([(SURROGATE, b"x")]),
+    "bytes prefix surrogate": lambda a: list(a.bytes.yield_keys(prefix=SURROGATE)),
+    "bytes value str": lambda a: a.bytes.mset([("k", "text")]),
+    "bytes namespace surrogate": lambda a: MemstoreByteStore(a.store, namespace=SURROGATE).mset(
+        [("k", b"x")]
+    ),
+    # the LLM cache
+    "cache prompt surrogate": lambda a: a.cache.update(SURROGATE, "llm", [Generation(text="g")]),
+    "cache text surrogate": lambda a: a.cache.update("p", "llm", [Generation(text=SURROGATE)]),
+    # the chat history
+    "history id surrogate": lambda a: MemstoreChatMessageHistory(SURROGATE, a.store).add_messages(
+        [HumanMessage("x")]
+    ),
+    "history content surrogate": lambda a: a.history.add_messages([HumanMessage(SURROGATE)]),
+    # the Agents SDK session
+    "session id surrogate": lambda a: run(
+        MemstoreSession(SURROGATE, a.store).add_items([{"role": "user", "content": "x"}])
+    ),
+    "session item surrogate": lambda a: run(
+        a.session.add_items([{"role": "user", "content": SURROGATE}])
+    ),
+    "session limit big": lambda a: run(a.session.get_items(limit=BIG)),
+    "session limit float": lambda a: run(a.session.get_items(limit=2.5)),
+    "session branch turn big": lambda a: run(a.session.create_branch_from_turn(BIG)),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_hostile_input_is_a_memstore_error_and_changes_nothing(
+    adapters: Adapters, name: str
+) -> None:
+    before = fingerprint(adapters.store)
+    with pytest.raises(memstore.MemstoreError) as caught:
+        CASES[name](adapters)
+    assert str(caught.value)
+    assert fingerprint(adapters.store) == before
+    assert adapters.store.check() == []
+
+
+def test_lookups_of_what_cannot_be_stored_find_nothing(adapters: Adapters) -> None:
+    """A key no write could have stored is simply not found, and nothing changes."""
+    before = fingerprint(adapters.store)
+    assert adapters.bytes.mget([SURROGATE]) == [None]
+    assert adapters.cache.lookup(SURROGATE, "llm") is None
+    assert adapters.items.search(("users",), query=SURROGATE) == []
+    adapters.saver.delete_for_runs([SURROGATE])
+    assert len(list(adapters.saver.list(None, limit=BIG))) == 1
+    assert fingerprint(adapters.store) == before
+
+
+@pytest.mark.parametrize("module", ["memstore_langgraph", "memstore_langchain", "memstore_agents"])
+def test_the_adapters_use_memstores_public_api_only(module: str) -> None:
+    source = (ROOT / "plugins" / f"{module}.py").read_text()
+    assert not re.search(r"\b(memstore|store|items|conversations|cache)\._", source)
