@@ -541,6 +541,7 @@ async def _structures(
         ("Cache entries", "memstore_cache", "created_at", None, None),
         ("Record versions", "memstore_versions", "archived_at", None, None),
         ("LangGraph checkpoints", "memstore_lg_checkpoints", "created_at", None, None),
+        ("Key-value bytes", "memstore_kv", "updated_at", None, None),
     ]
     for label, table, stamp, links_sql, view in specs:
         if not await _can_view(datasette, request.actor, database, table):

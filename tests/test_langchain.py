@@ -124,6 +124,18 @@ async def test_byte_store_async_generator_and_concurrency(db_path: Path) -> None
         assert await store.amget(["k0001", "k0699"]) == [b"\x01", bytes([699 % 256])]
 
 
+async def test_byte_store_shows_in_the_explorer(db_path: Path) -> None:
+    from datasette.app import Datasette
+
+    with MemstoreByteStore(db_path, namespace="docs") as store:
+        store.mset([("a", b"x" * 10)])
+    ds = Datasette([str(db_path)])
+    await ds.invoke_startup()
+    assert "Key-value bytes" in (await ds.client.get("/-/memstore")).text
+    rows = (await ds.client.get("/agent/memstore_kv.json?_shape=array")).json()
+    assert [(r["namespace"], r["key"], r["size"]) for r in rows] == [("docs", "a", 10)]
+
+
 def test_byte_store_exported_with_the_file(tmp_path: Path) -> None:
     with MemstoreByteStore(tmp_path / "a.db") as store:
         store.mset([("blob", bytes(range(256)))])
