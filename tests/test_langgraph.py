@@ -447,3 +447,50 @@ async def test_alist_holds_nothing_between_items(db_path: Path) -> None:
             other.execute("DELETE FROM memstore_lg_checkpoints WHERE thread_id = 't'")
         assert [item async for item in listing] != []  # the first page was read already
         assert [i.config["configurable"]["thread_id"] async for i in saver.alist(None)] == ["other"]
+
+
+GRAPH_PROCESS = """
+import sys
+sys.path[:0] = sys.argv[3].split("|")
+from langgraph.types import Command
+from tests.test_langgraph import build_graph
+from memstore_langgraph import MemstoreSaver, MemstoreStore
+
+path, n = sys.argv[1], int(sys.argv[2])
+with MemstoreSaver(path) as saver, MemstoreStore(path) as store:
+    graph = build_graph(saver, store)
+    for t in range(10):
+        config = {"configurable": {"thread_id": f"p{n}-{t}"}}
+        graph.invoke({"steps": [], "approved": False}, config)
+        graph.invoke(Command(resume="yes"), config)
+"""
+
+
+def test_graphs_in_several_processes_share_one_file(db_path: Path) -> None:
+    """Real processes, one file: every checkpoint and store item of each lands whole."""
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    MemstoreSaver(db_path).close()  # created once, so the processes only open it
+    paths = "|".join(str(p) for p in (ROOT, ROOT / "plugins"))
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", GRAPH_PROCESS, str(db_path), str(n), paths],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(3)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+    with MemstoreSaver(db_path) as saver, MemstoreStore(db_path) as store:
+        graph = build_graph(saver, store)
+        for n in range(3):
+            for t in range(10):
+                state = graph.get_state({"configurable": {"thread_id": f"p{n}-{t}"}})
+                assert state.values["steps"] == ["plan", "asked:yes", "act"]
+        assert len(store.search(("answers",), limit=100)) == 30
+        assert saver.store.check() == []
