@@ -779,24 +779,12 @@ class MemstoreStore(memstore.Adapter, BaseStore):
         keys = [_item_key(op.namespace, op.key) for op in ops]
         # One indexed statement for all the batch's gets (rows() would compile a filter).
         found = {
-            key: (
-                record,
-                Item(
-                    namespace=tuple(record["namespace"].split(".")),
-                    key=record["key"],
-                    value=record["value"],
-                    created_at=_datetime(created),
-                    updated_at=_datetime(updated),
-                ),
-            )
-            for key, record, created, updated in (
-                (key, json.loads(body), created, updated)
-                for key, body, created, updated in self.execute(
-                    f"SELECT key, body, created_at, updated_at FROM {self._table} "
-                    "WHERE key IN (SELECT value FROM json_each(?)) "
-                    f"AND (expires_at IS NULL OR expires_at > {_SQL_NOW})",
-                    (json.dumps(keys),),
-                )
+            key: (record := json.loads(body), Item(**_item_fields(record, created, updated)))
+            for key, body, created, updated in self.execute(
+                f"SELECT key, body, created_at, updated_at FROM {self._table} "
+                "WHERE key IN (SELECT value FROM json_each(?)) "
+                f"AND (expires_at IS NULL OR expires_at > {_SQL_NOW})",
+                (json.dumps(keys),),
             )
         }
         for key, op in zip(keys, ops, strict=True):
@@ -837,11 +825,7 @@ class MemstoreStore(memstore.Adapter, BaseStore):
             refresh += [row.key for row in ordered if row.record.get("ttl") is not None]
         return [
             SearchItem(
-                namespace=tuple(row.record["namespace"].split(".")),
-                key=row.record["key"],
-                value=row.record["value"],
-                created_at=_datetime(row.created_at),
-                updated_at=_datetime(row.updated_at),
+                **_item_fields(row.record, row.created_at, row.updated_at),
                 score=scores.get(row.key),
             )
             for row in ordered
@@ -933,15 +917,15 @@ def _item_key(namespace: Sequence[str], key: str) -> str:
     return json.dumps([*namespace, key], ensure_ascii=False)
 
 
-def _item(row: memstore.Row) -> Item:
-    record = row.record
-    return Item(
-        namespace=tuple(record["namespace"].split(".")),
-        key=record["key"],
-        value=record["value"],
-        created_at=_datetime(row.created_at),
-        updated_at=_datetime(row.updated_at),
-    )
+def _item_fields(record: dict[str, Any], created_at: str, updated_at: str) -> dict[str, Any]:
+    """What LangGraph's Item is made of, from an item's record and memstore's timestamps."""
+    return {
+        "namespace": tuple(record["namespace"].split(".")),
+        "key": record["key"],
+        "value": record["value"],
+        "created_at": _datetime(created_at),
+        "updated_at": _datetime(updated_at),
+    }
 
 
 def _datetime(stamp: str) -> datetime:
