@@ -5237,6 +5237,20 @@ class Adapter:
         self._async: AsyncStore | None = None
         self._async_lock = threading.Lock()
 
+    @contextmanager
+    def opening_store(
+        self, path: str | os.PathLike[str] | Store, options: Mapping[str, Any]
+    ) -> Iterator[Store]:
+        """``open_store`` for a subclass that sets up more on the store in the block: if
+        the block fails, a store opened here is closed again (a given one stays open)."""
+        self.open_store(path, options)
+        try:
+            yield self.store
+        except BaseException:
+            if self._owns_store:
+                self.store.close()
+            raise
+
     def __enter__(self) -> Self:
         return self
 

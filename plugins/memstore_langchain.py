@@ -229,13 +229,8 @@ class MemstoreCache(memstore.Adapter, BaseCache):
         ttl: timedelta | float | None = None,
         **options: Any,
     ) -> None:
-        self.open_store(path, options)
-        try:
-            self.cache = self.store.cache(name, ttl=ttl)
-        except BaseException:
-            if self._owns_store:
-                self.store.close()
-            raise
+        with self.opening_store(path, options) as store:
+            self.cache = store.cache(name, ttl=ttl)
 
     def __repr__(self) -> str:
         return f"<MemstoreCache {self.store.path!r} {self.cache.name!r}>"

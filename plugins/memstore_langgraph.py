@@ -654,18 +654,13 @@ class MemstoreStore(memstore.Adapter, BaseStore):
         if unknown:
             raise memstore.ValidationError(f"unknown ttl settings: {sorted(unknown)}")
         self.ttl_config = ttl
-        self.open_store(path, options)
-        try:
-            self.items = self.store.collection(
+        with self.opening_store(path, options) as store:
+            self.items = store.collection(
                 collection,
                 fields={"namespace": str},
                 fts=["value"] if fts else None,
                 indexes=[("namespace", "-updated_at")],
             )
-        except BaseException:
-            if self._owns_store:
-                self.store.close()
-            raise
         self._table = memstore.quote_identifier(self.items.name)
         self._sweeper: threading.Thread | None = None
         self._stop_sweeping = threading.Event()
