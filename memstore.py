@@ -78,13 +78,16 @@ __all__ = [
     "Collection",
     "ConflictError",
     "Conversations",
+    "DependencyError",
     "Edge",
     "Event",
     "EventLog",
     "Graph",
     "Hit",
+    "HybridHit",
     "MemstoreError",
     "Message",
+    "Neighbor",
     "Node",
     "NotFoundError",
     "QueryError",
@@ -167,6 +170,27 @@ BULK_THRESHOLD = 64
 #: the indexes outgrew it, and took 45 % longer. Given back when the call ends.
 BULK_CACHE_KIB = 65_536
 
+#: How nearest() may compare vectors: cosine similarity, dot product, Euclidean distance.
+VECTOR_METRICS = ("cosine", "dot", "l2")
+
+#: The largest vector dimension a collection may declare.
+MAX_VECTOR_DIM = 65_536
+
+#: An unfiltered cosine nearest() over more vectors than this scans 1-bit codes
+#: of them first and ranks the best VECTOR_CANDIDATES exactly (BENCHMARKS.md:
+#: recall and speed at a million vectors); below it, and with exact=True, every
+#: vector is compared exactly.
+QUANTIZE_ABOVE = 250_000
+VECTOR_CANDIDATES = 4096
+
+#: memstore trims a collection's vector change log (sql/0011) to this many
+#: entries; a process further behind loads the collection's vectors again.
+VECTOR_LOG_KEEP = 10_000
+
+#: The constant of reciprocal-rank fusion (Cormack et al., 2009): a hit ranked r
+#: in one list scores 1 / (RRF_K + r).
+RRF_K = 60
+
 #: Columns every collection table has besides its declared fields. The four
 #: in META_COLUMNS can be filtered and sorted on by name.
 META_COLUMNS = ("key", "created_at", "updated_at", "expires_at")
@@ -246,6 +270,10 @@ class StorageFullError(MemstoreError):
 
 class QuotaError(StorageFullError):
     """The store reached its size quota (``max_size``); the transaction was rolled back."""
+
+
+class DependencyError(MemstoreError, ImportError):
+    """An optional dependency is not installed; the message says what to install."""
 
 
 class _RolledBack(Exception):
@@ -535,6 +563,7 @@ class _Meta(NamedTuple):
     ttl_seconds: float | None
     history: bool = False
     indexes: tuple[tuple[tuple[str, ...], bool], ...] = ()  # (fields, unique) each
+    vectors: dict[str, Any] | None = None  # {"dim", "model", "metric", "fields"}
 
 
 class Store:
@@ -590,6 +619,9 @@ class Store:
         self._cache_counts: dict[str, list[int]] = {}  # cache -> [hits, misses] not yet written
         self._added_messages = False  # close() then indexes them for search (sql/0008)
         self._generation = 0  # moved on by every declaration: Collection handles reload
+        # Collections' vectors in memory, by collection name (see _VectorIndex).
+        self._vector_indexes: dict[str, _VectorIndex] = {}
+        self._vector_writes = 0  # vectors written since the change log was last trimmed
         self._conn: apsw.Connection | None = self._open()
         _STORES.add(self)
 
@@ -772,6 +804,7 @@ class Store:
         model: type | None = None,
         history: bool | None = None,
         indexes: Sequence[str | Sequence[str] | Mapping[str, Any]] | None = None,
+        vectors: Mapping[str, Any] | None = None,
     ) -> Collection:
         """Open a collection, creating it or adding to its declaration.
 
@@ -796,8 +829,18 @@ class Store:
         (``-`` for descending), or ``{"fields": [...], "unique": True}`` for a
         unique one. Their fields are declared fields (in ``fields`` now or
         before) or ``key``, ``created_at``, ``updated_at``, ``expires_at``.
+
+        ``vectors`` gives records embeddings for ``Collection.nearest`` and
+        ``hybrid``: ``{"dim": 384, "model": "all-MiniLM-L6-v2"}``, and
+        optionally ``"metric"`` (the default of nearest(): "cosine", "dot" or
+        "l2"), ``"fields"`` (the text paths ``embed`` reads; the FTS paths by
+        default) and ``"embed"``, a function from a list of texts to their
+        vectors (or a LangChain ``Embeddings``), kept by this handle only:
+        with it, records are embedded as they are put and queries may be text.
+        The model and dimension cannot change but through ``re_embed``.
         """
         check_collection_name(name)
+        wanted_vectors, embed = _normalize_vectors(vectors)
         wanted_fields = _normalize_fields(fields)
         wanted_fts = _normalize_fts(fts)
         ttl_seconds = None if ttl is None else _seconds(ttl, "ttl")
@@ -807,15 +850,21 @@ class Store:
             raise ValidationError(f"history must be True or False, not {history!r}")
         meta = self._load_meta(name)
         if meta is None or _declaration_adds(
-            meta, wanted_fields, wanted_fts, ttl_seconds, history, wanted_indexes
+            meta, wanted_fields, wanted_fts, ttl_seconds, history, wanted_indexes, wanted_vectors
         ):
             with self.transaction():
                 meta = self._declare(
-                    name, wanted_fields, wanted_fts, ttl_seconds, history, wanted_indexes
+                    name,
+                    wanted_fields,
+                    wanted_fts,
+                    ttl_seconds,
+                    history,
+                    wanted_indexes,
+                    wanted_vectors,
                 )
         elif meta.name != name:
             raise ValidationError(f"collection {meta.name!r} exists; names ignore case")
-        return Collection(self, meta, model)
+        return Collection(self, meta, model, embed=embed)
 
     def collections(self) -> list[str]:
         """Names of the collections in this file."""
@@ -832,8 +881,13 @@ class Store:
                 self._fetch(sql)
             self._fetch(f"DROP TABLE IF EXISTS {quote_identifier(meta.name)}")
             self._fetch("DELETE FROM _memstore_collections WHERE name = ?", (meta.name,))
-            for table in ("memstore_versions", "memstore_version_counters"):
+            for table in (
+                "memstore_versions",
+                "memstore_version_counters",
+                *_VECTOR_TABLES,  # the vectors' log after the vectors, whose deletes it logs
+            ):
                 self._fetch(f"DELETE FROM {table} WHERE collection = ?", (meta.name,))
+            self._vector_indexes.pop(meta.name, None)
             self._generation += 1
 
     def event_log(self, name: str) -> EventLog:
@@ -1306,13 +1360,13 @@ class Store:
 
     def _load_meta(self, name: str) -> _Meta | None:
         rows = self._fetch(
-            "SELECT name, fields, fts, ttl_seconds, history, indexes FROM _memstore_collections "
-            "WHERE name = ?",
+            "SELECT name, fields, fts, ttl_seconds, history, indexes, vectors "
+            "FROM _memstore_collections WHERE name = ?",
             (name,),
         )
         if not rows:
             return None
-        found, fields, fts, ttl_seconds, history, indexes = rows[0]
+        found, fields, fts, ttl_seconds, history, indexes, vectors = rows[0]
         return _Meta(
             found,
             json.loads(fields),
@@ -1320,7 +1374,17 @@ class Store:
             ttl_seconds,
             bool(history),
             tuple((tuple(i["fields"]), bool(i["unique"])) for i in json.loads(indexes)),
+            None if vectors is None else json.loads(vectors),
         )
+
+    def _vector_index(self, name: str, config: Mapping[str, Any]) -> _VectorIndex:
+        """The collection's vectors in memory, brought up to date; call in a snapshot."""
+        index = self._vector_indexes.get(name)
+        if index is None or (index.model, index.dim) != (config["model"], config["dim"]):
+            index = self._vector_indexes[name] = _VectorIndex(name, config["model"], config["dim"])
+        # Inside a caller's transaction (ours is depth 1), what we see may be rolled back.
+        index.sync(self, tentative=self._depth > 1)
+        return index
 
     def _require_meta(self, name: str) -> _Meta:
         meta = self._load_meta(name) if isinstance(name, str) else None
@@ -1336,6 +1400,7 @@ class Store:
         ttl_seconds: float | None,
         history: bool | None,
         indexes: tuple[tuple[tuple[str, ...], bool], ...] = (),
+        vectors: dict[str, Any] | None = None,
     ) -> _Meta:
         """Create or extend a collection's table; runs inside a transaction."""
         meta = self._load_meta(name)
@@ -1403,12 +1468,16 @@ class Store:
                 self._fetch(f"DROP INDEX IF EXISTS {quote_identifier(index)}")
             elif path in fields:
                 self._fetch(_index_sql(name, field_column(path)))
+        new_vectors = _declared_vectors(name, meta.vectors, vectors)
+        if new_vectors is not None and meta.vectors is None:
+            self._fetch(_vector_trigger_sql(name))
         self._generation += 1
         self._fetch(
             "INSERT INTO _memstore_collections (name, fields, fts, ttl_seconds, history, "
-            "indexes) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+            "indexes, vectors) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
             "fields = excluded.fields, fts = excluded.fts, ttl_seconds = excluded.ttl_seconds, "
-            f"history = excluded.history, indexes = excluded.indexes, updated_at = {_SQL_NOW}",
+            "history = excluded.history, indexes = excluded.indexes, "
+            f"vectors = excluded.vectors, updated_at = {_SQL_NOW}",
             (
                 name,
                 json.dumps(all_fields),
@@ -1416,9 +1485,10 @@ class Store:
                 new_ttl,
                 keep_history,
                 json.dumps(_index_dicts(all_indexes)),
+                None if new_vectors is None else json.dumps(new_vectors),
             ),
         )
-        return _Meta(name, all_fields, all_fts, new_ttl, keep_history, all_indexes)
+        return _Meta(name, all_fields, all_fts, new_ttl, keep_history, all_indexes, new_vectors)
 
 
 def _declaration_adds(
@@ -1428,9 +1498,14 @@ def _declaration_adds(
     ttl_seconds: float | None,
     history: bool | None,
     indexes: tuple[tuple[tuple[str, ...], bool], ...] = (),
+    vectors: dict[str, Any] | None = None,
 ) -> bool:
     return (
-        any(meta.fields.get(path) != kind for path, kind in fields.items())
+        (
+            vectors is not None
+            and _declared_vectors(meta.name, meta.vectors, vectors) != meta.vectors
+        )
+        or any(meta.fields.get(path) != kind for path, kind in fields.items())
         or any(path not in meta.fts for path in fts)
         or (ttl_seconds is not None and ttl_seconds != meta.ttl_seconds)
         or (history is not None and history != meta.history)
@@ -1488,8 +1563,16 @@ class Collection:
     Keys are strings of 1 to 1024 characters.
     """
 
-    def __init__(self, store: Store, meta: _Meta, model: type | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        meta: _Meta,
+        model: type | None = None,
+        *,
+        embed: Callable[[list[str]], Any] | Any | None = None,
+    ) -> None:
         self.store = store
+        self.embed = embed
         self.name = meta.name
         self.model = model
         self._model = _allowing_extra_fields(model) if model is not None else None
@@ -1519,6 +1602,7 @@ class Collection:
         self.ttl = None if meta.ttl_seconds is None else timedelta(seconds=meta.ttl_seconds)
         self.keeps_history = meta.history
         self.indexes = _index_dicts(meta.indexes)
+        self.vectors = None if meta.vectors is None else dict(meta.vectors)
         # Declared field types, checked on every write: top-level fields (the
         # common case) with one dict lookup each, nested paths segment by segment.
         self._checks = [
@@ -1547,24 +1631,42 @@ class Collection:
 
     # -- writing -----------------------------------------------------------
 
-    def put(self, key: str, record: Any, *, ttl: timedelta | float | None = None) -> str:
+    def put(
+        self,
+        key: str,
+        record: Any,
+        *,
+        ttl: timedelta | float | None = None,
+        vector: Any = None,
+    ) -> str:
         """Store the record under ``key``, replacing any record there; return the key.
 
         ``created_at`` is kept when a record is replaced. ``ttl`` (a timedelta
         or seconds) overrides the collection's default time to live.
+
+        In a collection with vectors, ``vector`` is the record's embedding (a
+        list of floats or a numpy array), or a mapping of part names to
+        embeddings for a record embedded in parts; it replaces the record's
+        vectors. Without it, a handle with ``embed`` embeds the record's text,
+        and one without keeps the vectors the record had.
         """
         _check_key(key)
         with self.store.transaction():
             self._fresh()
             body = self._encode(record)
+            parts = None if vector is None else self._encode_vector(vector)
             now = _utcnow()
             stamp = _iso(now)
             self.store._fetch(self._upsert_sql, (key, body, stamp, stamp, self._expiry(now, ttl)))
+            if parts is not None:
+                self._write_vectors({key: parts})
+            elif self.embed is not None and self.vectors is not None:
+                self._write_vectors(self._embed_bodies({key: body}))
         return key
 
-    def add(self, record: Any, *, ttl: timedelta | float | None = None) -> str:
+    def add(self, record: Any, *, ttl: timedelta | float | None = None, vector: Any = None) -> str:
         """Store a record under a new time-sortable key (a ULID) and return the key."""
-        return self.put(_new_key(), record, ttl=ttl)
+        return self.put(_new_key(), record, ttl=ttl, vector=vector)
 
     def put_many(
         self,
@@ -1572,24 +1674,31 @@ class Collection:
         *,
         key: str | Callable[[Any], str] | None = None,
         ttl: timedelta | float | None = None,
+        vectors: Iterable[Any] | None = None,
     ) -> int:
         """Store many records, replacing any under the same keys, in one transaction; say how many.
 
         >>> events.put_many(records, key="id")           # key from a field
         >>> events.put_many({"a": {...}, "b": {...}})     # a mapping of key -> record
         >>> events.put_many([("a", {...}), ("b", {...})])  # (key, record) pairs
+        >>> memories.put_many(records, key="id", vectors=embeddings)  # one per record
 
-        ``records`` may be a generator: it is consumed in batches. If any
-        record is refused, nothing is written.
+        ``records`` (and ``vectors``, in the same order) may be generators:
+        they are consumed in batches. If any record or vector is refused,
+        nothing is written. Without ``vectors``, a handle with ``embed``
+        embeds the records' text a batch at a time.
         """
         pairs = self._pairs(records, key)
+        given = None if vectors is None else iter(_items(vectors, "vectors"))
         with self.store.transaction():
             self._fresh()
+            if given is not None:
+                self._vector_config()
             now = _utcnow()
             stamp, expires = _iso(now), self._expiry(now, ttl)
             batch = list(islice(pairs, BATCH_SIZE))
             if (self.fts or self.ttl is not None) and len(batch) >= BULK_THRESHOLD:
-                count = self._put_bulk(batch, pairs, stamp, expires)
+                count = self._put_bulk(batch, pairs, stamp, expires, given)
             else:
                 count = 0
                 while batch:
@@ -1597,8 +1706,11 @@ class Collection:
                         (_check_key(k), self._encode(r), stamp, stamp, expires) for k, r in batch
                     ]
                     self.store._run_many(self._upsert_sql, rows)
+                    self._batch_vectors([r[0] for r in rows], {r[0]: r[1] for r in rows}, given)
                     count += len(rows)
                     batch = list(islice(pairs, BATCH_SIZE))
+            if given is not None and next(given, _MISSING) is not _MISSING:
+                raise ValidationError(f"more vectors than records ({count})")
         if count >= ANALYZE_AFTER and self.store._depth == 0:
             self.store._fetch("PRAGMA optimize")  # the planner learns the table's new size
         return count
@@ -1609,6 +1721,7 @@ class Collection:
         pairs: Iterator[tuple[Any, Any]],
         stamp: str,
         expires: str | None,
+        given: Iterator[Any] | None,
     ) -> int:
         """put_many for many records into a collection with insert triggers: see _bulk_fts.
 
@@ -1637,6 +1750,9 @@ class Collection:
                     unindexed.update(stale)
                 # A plain INSERT is faster than an upsert, when no key exists yet.
                 self.store._run_many(self._upsert_sql if found else self._insert_sql, rows.values())
+                self._batch_vectors(
+                    [k for k, _ in batch], {k: r[1] for k, r in rows.items()}, given
+                )
                 count += len(batch)
                 batch = list(islice(pairs, BATCH_SIZE))
             if columns:
@@ -1946,9 +2062,10 @@ class Collection:
         """What the collection holds and how it is declared.
 
         ``{"records", "expired", "oldest", "newest", "fields", "fts",
-        "ttl_seconds", "history", "indexes"}``: live records, records past their TTL
+        "ttl_seconds", "history", "indexes", "vectors"}``: live records, records past their TTL
         waiting for ``cleanup()``, the oldest ``created_at`` and newest
-        ``updated_at`` (None when empty), and the declaration.
+        ``updated_at`` (None when empty), and the declaration; ``vectors`` adds
+        how many vectors there are and the memory their index takes here.
         """
         oldest, newest = self.store._fetch(
             f"SELECT min(created_at), max(updated_at) FROM {self._table}"
@@ -1963,6 +2080,20 @@ class Collection:
             "ttl_seconds": None if self.ttl is None else self.ttl.total_seconds(),
             "history": self.keeps_history,
             "indexes": [dict(i) for i in self.indexes],
+            "vectors": None if self.vectors is None else self._vector_stats(),
+        }
+
+    def _vector_stats(self) -> dict[str, Any]:
+        assert self.vectors is not None
+        (count,) = self.store._fetch(
+            "SELECT count(*) FROM memstore_vectors WHERE collection = ? AND model = ? AND dim = ?",
+            (self.name, self.vectors["model"], self.vectors["dim"]),
+        )[0]
+        index = self.store._vector_indexes.get(self.name)
+        return {
+            **self.vectors,
+            "count": count,
+            "memory_bytes": 0 if index is None else index.nbytes,
         }
 
     def expired_count(self) -> int:
@@ -2070,6 +2201,419 @@ class Collection:
             self.put(key, record)
         return record
 
+    # -- vectors -------------------------------------------------------------
+
+    def vector(self, key: str) -> Any:
+        """The record's embedding as a numpy array (a dict of them for a record in parts);
+        None when it has none. Needs numpy (``pip install 'memstore[vectors]'``)."""
+        np = _numpy()
+        config = self._vector_config()
+        _check_key(key)
+        rows = self.store._fetch(
+            f"SELECT v.part, v.vector FROM {self._table} AS t JOIN memstore_vectors AS v "
+            "ON v.collection = ? AND v.record_id = t.id AND v.model = ? AND v.dim = ? "
+            "WHERE t.key = ? ORDER BY v.part",
+            (self.name, config["model"], config["dim"], key),
+        )
+        vectors = {part: np.frombuffer(blob, "<f4").copy() for part, blob in rows}
+        if not vectors:
+            return None
+        return vectors[""] if list(vectors) == [""] else vectors
+
+    def nearest(
+        self,
+        query: Any,
+        *,
+        k: int = 10,
+        where: Mapping[str, Any] | None = None,
+        metric: str | None = None,
+        exact: bool | None = None,
+        model: str | None = None,
+    ) -> list[Neighbor]:
+        """The ``k`` records whose vectors are nearest to ``query``, nearest first.
+
+        >>> memories.nearest(query_vector, k=10, where={"importance": {"$gte": 0.7}})
+        [Neighbor(key='m1', record={...}, score=0.93), ...]
+
+        ``query`` is a vector, or a text when the handle has ``embed``.
+        ``where`` is a filter as in ``query()``, applied exactly before
+        ranking: k hits come back whenever k matching records have vectors.
+        ``metric`` is "cosine" (``score`` is the similarity), "dot" (the dot
+        product) or "l2" (``score`` is the distance, smallest first); the
+        collection's own by default. A record in parts scores its best part.
+        Unfiltered cosine queries over more than QUANTIZE_ABOVE vectors rank
+        candidates found by 1-bit codes (recall measured in BENCHMARKS.md);
+        ``exact=True`` compares every vector instead. ``model``, if given,
+        must be the collection's: queries never mix models.
+        """
+        config = self._vector_config()
+        metric = _check_metric(config["metric"] if metric is None else metric)
+        if model is not None and model != config["model"]:
+            raise QueryError(
+                f"{self.name!r} holds vectors of {config['model']!r}, not {model!r}: "
+                "queries never mix models"
+            )
+        if exact is not None and not isinstance(exact, bool):
+            raise QueryError(f"exact must be True, False or None, not {exact!r}")
+        _check_count(k, "k")
+        q = self._query_vector(query)
+        with self.store.transaction(immediate=False):  # the vectors and the records: one snapshot
+            found = self._nearest_ids(q, k, where, metric, exact is not True)
+            records = self._records_by_id([rid for rid, _ in found])
+        return [
+            Neighbor(records[rid][0], self._decode(records[rid][1]), score)
+            for rid, score in found
+            if rid in records
+        ]
+
+    def hybrid(
+        self,
+        text: str,
+        *,
+        vector: Any = None,
+        k: int = 10,
+        where: Mapping[str, Any] | None = None,
+        recency: timedelta | float | None = None,
+        importance: str | None = None,
+        candidates: int | None = None,
+    ) -> list[HybridHit]:
+        """Full-text and vector search together, fused by reciprocal rank, best first.
+
+        >>> memories.hybrid("how does persistence handle state?", vector=query_vector,
+        ...                 k=10, recency=timedelta(days=7), importance="importance")
+
+        ``text`` is plain language (its words are searched with OR, not as an
+        FTS5 query); ``vector`` is its embedding, or left out when the handle
+        has ``embed``. The best ``candidates`` (5 k, at least 50) of each
+        search are fused: a record ranked r in a list scores 1 / (60 + r)
+        from it (reciprocal-rank fusion), and the sum is multiplied by
+        ``0.5 ** (age / recency)`` (age since the record was last updated;
+        ``recency`` is the half-life) and by the record's ``importance``
+        field (a number from 0 to 1; a record without one counts as 1).
+        Each hit's ``scores`` explains its score.
+        """
+        config = self._vector_config()
+        if not self.fts:
+            raise QueryError(f"collection {self.name!r} has no full-text index (declare fts=[...])")
+        words = _words(_check_match(text))
+        _check_count(k, "k")
+        pool = max(50, 5 * k) if candidates is None else candidates
+        _check_count(pool, "candidates")
+        half_life = None if recency is None else _seconds(recency, "recency")
+        weight = None if importance is None else self._target(importance)
+        q = self._query_vector(text if vector is None else vector)
+        fts, now = self._fts_table, _utcnow()
+        with self.store.transaction(immediate=False):  # both searches and the records: one snapshot
+            ranked = self._nearest_ids(q, pool, where, _check_metric(config["metric"]), True)
+            text_rows: list[Any] = []
+            if words:
+                clause, params = self._filter(where)
+                text_rows = _search(
+                    self.store,
+                    f"SELECT t.id, {fts}.rank FROM {fts} JOIN {self._table} AS t "
+                    f"ON t.id = {fts}.rowid WHERE {fts} MATCH ? AND {clause} "
+                    f"ORDER BY {fts}.rank LIMIT ?",
+                    [words, *params, pool],
+                    words,
+                )
+            explain: dict[int, dict[str, Any]] = {}
+            for rank, (rid, bm25) in enumerate(text_rows, 1):
+                explain[rid] = {"text_rank": rank, "bm25": bm25}
+            for rank, (rid, similarity) in enumerate(ranked, 1):
+                explain.setdefault(rid, {}).update(vector_rank=rank, similarity=similarity)
+            extra = [weight.sql, *weight.params] if weight is not None else ["NULL"]
+            rows = self.store._fetch(
+                f"SELECT t.id, t.key, t.body, t.updated_at, {extra[0]} FROM {self._table} AS t "
+                "WHERE t.id IN (SELECT value FROM json_each(?))",
+                [*extra[1:], json.dumps(list(explain))],
+            )
+        hits = []
+        for rid, key, body, updated_at, value in rows:
+            scores: dict[str, Any] = dict.fromkeys(
+                ("text_rank", "bm25", "vector_rank", "similarity")
+            )
+            scores.update(explain[rid])
+            ranks = [scores[r] for r in ("text_rank", "vector_rank") if scores[r] is not None]
+            score: float = sum(1 / (RRF_K + rank) for rank in ranks)
+            scores["rrf"] = score
+            if half_life is not None:
+                age = _age_seconds(now, updated_at)
+                scores["recency"] = 0.5 ** (age / half_life)
+                score *= scores["recency"]
+            if weight is not None:
+                number = value if isinstance(value, (int, float)) and math.isfinite(value) else 1
+                scores["importance"] = min(1.0, max(0.0, float(number)))
+                score *= scores["importance"]
+            scores["score"] = score
+            hits.append(HybridHit(key, self._decode(body), score, scores))
+        hits.sort(key=lambda hit: (-hit.score, hit.key))
+        return hits[:k]
+
+    def re_embed(
+        self,
+        fn: Callable[[list[str]], Any] | Any | None = None,
+        *,
+        model: str | None = None,
+        dim: int | None = None,
+        batch_size: int = 256,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> int:
+        """Embed every record's text again with ``fn`` (the handle's ``embed`` by default),
+        a batch at a time; return how many records were embedded.
+
+        >>> memories.re_embed(new_model.encode, model="bge-small-en-v1.5", dim=384,
+        ...                   progress=lambda done, total: print(done, "/", total))
+
+        With a new ``model`` (and ``dim``), the new vectors are written beside
+        the old ones, which queries keep using until every record has a new
+        one; then the collection switches to the new model and the old
+        vectors are deleted, in one transaction. ``progress(done, total)``
+        is called after each batch. Records without text keep no vector.
+        """
+        config = self._vector_config()
+        documents = _embedder(fn if fn is not None else self.embed, "re_embed needs fn or embed=")[
+            0
+        ]
+        new = dict(config)
+        if model is not None or dim is not None:
+            new.update(
+                _normalize_vectors(
+                    {
+                        "model": model or config["model"],
+                        "dim": config["dim"] if dim is None else dim,
+                    }
+                )[0]
+                or {}
+            )
+        _check_count(batch_size, "batch_size")
+        if batch_size < 1:
+            raise ValidationError("batch_size must be at least 1")
+        paths = self._text_paths(new)
+        total = len(self)
+        done, last = 0, 0
+        while True:
+            rows = self.store._fetch(
+                f"SELECT id, body FROM {self._table} WHERE id > ? ORDER BY id LIMIT ?",
+                (last, batch_size),
+            )
+            if not rows:
+                break
+            last = rows[-1][0]
+            texts = {rid: _record_text(json.loads(body), paths) for rid, body in rows}
+            with self.store.transaction():
+                done += self._write_embedded(texts, documents, new)
+            if progress is not None:
+                progress(min(done, total), total)
+        with self.store.transaction():
+            missing = self.store._fetch(
+                f"SELECT t.id, t.body FROM {self._table} AS t WHERE NOT EXISTS (SELECT 1 FROM "
+                "memstore_vectors AS v WHERE v.collection = ? AND v.record_id = t.id "
+                "AND v.model = ? AND v.dim = ?)",
+                (self.name, new["model"], new["dim"]),
+            )
+            texts = {rid: _record_text(json.loads(body), paths) for rid, body in missing}
+            done += self._write_embedded(texts, documents, new)
+            if new != config:
+                self.store._fetch(
+                    "DELETE FROM memstore_vectors WHERE collection = ? AND (model, dim) != (?, ?)",
+                    (self.name, new["model"], new["dim"]),
+                )
+                self.store._fetch(
+                    "UPDATE _memstore_collections SET vectors = ?, "
+                    f"updated_at = {_SQL_NOW} WHERE name = ?",
+                    (json.dumps(new), self.name),
+                )
+                self.store._generation += 1
+                self._apply(self.store._require_meta(self.name))
+            _trim_vector_log(self.store, self.name)
+        return done
+
+    def _vector_config(self) -> dict[str, Any]:
+        self._fresh()
+        if self.vectors is None:
+            raise QueryError(
+                f"collection {self.name!r} has no vectors "
+                "(declare vectors={'dim': ..., 'model': ...})"
+            )
+        return self.vectors
+
+    def _text_paths(self, config: Mapping[str, Any]) -> list[str]:
+        paths = list(config.get("fields") or self.fts)
+        if not paths:
+            raise QueryError(
+                f"collection {self.name!r} has no text to embed: declare "
+                "vectors={..., 'fields': [...]} or fts=[...]"
+            )
+        return paths
+
+    def _encode_vector(self, vector: Any) -> list[tuple[str, bytes]]:
+        """A record's vector (or mapping of parts to vectors) as (part, float32 BLOB) pairs."""
+        dim = self._vector_config()["dim"]
+        if isinstance(vector, Mapping):
+            if not vector:
+                raise ValidationError("a mapping of vector parts needs at least one part")
+            return [(_check_part(part), _vector_blob(v, dim)) for part, v in vector.items()]
+        return [("", _vector_blob(vector, dim))]
+
+    def _query_vector(self, query: Any) -> Any:
+        dim = self._vector_config()["dim"]
+        if isinstance(query, str):
+            embed_query = _embedder(self.embed, "a text query needs embed= (or give a vector)")[1]
+            query = embed_query(query)
+        return _numpy().frombuffer(_vector_blob(query, dim, "query"), "<f4")
+
+    def _embed_bodies(self, bodies: Mapping[str, str]) -> dict[str, list[tuple[str, bytes]]]:
+        """Embed records' text (JSON bodies by key) with the handle's embed function."""
+        assert self.vectors is not None
+        paths = self._text_paths(self.vectors)
+        texts = {key: _record_text(json.loads(body), paths) for key, body in bodies.items()}
+        texts = {key: text for key, text in texts.items() if text}
+        if not texts:
+            return {}
+        vectors = _embedded(_embedder(self.embed, "")[0], list(texts.values()))
+        return {key: self._encode_vector(v) for key, v in zip(texts, vectors, strict=True)}
+
+    def _batch_vectors(
+        self, keys: list[str], bodies: Mapping[str, str], given: Iterator[Any] | None
+    ) -> None:
+        """The vectors of a put_many batch: the next ones given, or else embedded."""
+        if given is not None:
+            vectors = list(islice(given, len(keys)))
+            if len(vectors) < len(keys):
+                raise ValidationError("fewer vectors than records")
+            self._write_vectors(
+                {k: self._encode_vector(v) for k, v in zip(keys, vectors, strict=True)}
+            )
+        elif self.embed is not None and self.vectors is not None:
+            self._write_vectors(self._embed_bodies(bodies))
+
+    def _write_vectors(self, parts: Mapping[str, list[tuple[str, bytes]]]) -> None:
+        """Replace records' vectors (by key) with these parts; inside a transaction."""
+        if not parts:
+            return
+        ids = dict(
+            self.store._fetch(
+                f"SELECT key, id FROM {self._table} WHERE key IN (SELECT value FROM json_each(?))",
+                (json.dumps(list(parts)),),
+            )
+        )
+        self._store_vectors({ids[key]: rows for key, rows in parts.items()}, self.vectors)
+
+    def _write_embedded(
+        self,
+        texts: Mapping[int, str],
+        documents: Callable[[list[str]], Any],
+        config: Mapping[str, Any],
+    ) -> int:
+        texts = {rid: text for rid, text in texts.items() if text}
+        if not texts:
+            return 0
+        vectors = _embedded(documents, list(texts.values()))
+        existing = {
+            row[0]
+            for row in self.store._fetch(
+                f"SELECT id FROM {self._table} WHERE id IN (SELECT value FROM json_each(?))",
+                (json.dumps(list(texts)),),
+            )
+        }
+        self._store_vectors(
+            {
+                rid: [("", _vector_blob(v, config["dim"]))]
+                for rid, v in zip(texts, vectors, strict=True)
+                if rid in existing  # deleted meanwhile: nothing to embed
+            },
+            config,
+        )
+        return len(existing)
+
+    def _store_vectors(
+        self, parts: Mapping[int, list[tuple[str, bytes]]], config: Mapping[str, Any] | None
+    ) -> None:
+        assert config is not None
+        model, dim = config["model"], config["dim"]
+        self.store._run_many(
+            "DELETE FROM memstore_vectors WHERE collection = ? AND record_id = ? AND model = ? "
+            "AND part NOT IN (SELECT value FROM json_each(?))",
+            [
+                (self.name, rid, model, json.dumps([p for p, _ in rows]))
+                for rid, rows in parts.items()
+            ],
+        )
+        self.store._run_many(
+            "INSERT INTO memstore_vectors (collection, record_id, model, part, dim, vector) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (collection, record_id, model, part) "
+            "DO UPDATE SET dim = excluded.dim, vector = excluded.vector, "
+            f"embedded_at = {_SQL_NOW} "
+            "WHERE dim IS NOT excluded.dim OR vector IS NOT excluded.vector",
+            [
+                (self.name, rid, model, part, dim, blob)
+                for rid, rows in parts.items()
+                for part, blob in rows
+            ],
+        )
+        self.store._vector_writes += len(parts)
+        _trim_vector_log(self.store, self.name)
+
+    def _nearest_ids(
+        self,
+        q: Any,
+        k: int,
+        where: Mapping[str, Any] | None,
+        metric: str,
+        approximate: bool,
+    ) -> list[tuple[int, float]]:
+        """(record id, score) of the k nearest live records matching ``where``; in a snapshot."""
+        index = self.store._vector_index(self.name, self._vector_config())
+        if k == 0 or not index.slots:
+            return []
+        if where:
+            clause, params = self._filter(where)
+            among = [
+                row[0]
+                for row in self.store._fetch(
+                    f"SELECT t.id FROM {self._table} AS t WHERE {clause}", params
+                )
+            ]
+            return index.search(q, metric, k, among=among)
+        expired = [
+            row[0]
+            for row in self.store._fetch(
+                f"SELECT id FROM {self._table} WHERE expires_at IS NOT NULL AND expires_at <= ?",
+                (_iso(_utcnow()),),
+            )
+        ]
+        quantized = approximate and metric == "cosine" and len(index.slots) > QUANTIZE_ABOVE
+        return index.search(q, metric, k, exclude=expired, quantized=quantized)
+
+    def _records_by_id(self, ids: list[int]) -> dict[int, tuple[str, str]]:
+        rows = self.store._fetch(
+            f"SELECT id, key, body FROM {self._table} WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps(ids),),
+        )
+        return {rid: (key, body) for rid, key, body in rows}
+
+    def _vector_problems(self) -> list[str]:
+        assert self.vectors is not None
+        model, dim = self.vectors["model"], self.vectors["dim"]
+        problems = []
+        (orphans,) = self.store._fetch(
+            "SELECT count(*) FROM memstore_vectors AS v WHERE v.collection = ? AND NOT EXISTS "
+            f"(SELECT 1 FROM {self._table} AS t WHERE t.id = v.record_id)",
+            (self.name,),
+        )[0]
+        if orphans:
+            problems.append(f"{self.name}: {orphans} vectors of records that are gone")
+        for other, other_dim, count in self.store._fetch(
+            "SELECT model, dim, count(*) FROM memstore_vectors WHERE collection = ? "
+            "AND (model, dim) != (?, ?) GROUP BY model, dim",
+            (self.name, model, dim),
+        ):
+            problems.append(
+                f"{self.name}: {count} vectors of model {other!r} (dim {other_dim}), "
+                f"not the collection's {model!r} (dim {dim})"
+            )
+        return problems
+
     # -- maintenance -------------------------------------------------------
 
     def check(self) -> list[str]:
@@ -2079,6 +2623,8 @@ class Collection:
         ]
         if self.fts and not any(" table " in p for p in problems):
             problems += _fts_problems(self.store, self._fts_table)
+        if self.vectors is not None:
+            problems += self._vector_problems()
         return problems
 
     def rebuild_fts(self) -> None:
@@ -2098,7 +2644,16 @@ class Collection:
                 if sql:  # indexes and history triggers; FTS triggers come with the rebuild
                     self.store._fetch(sql)
                     done.append(f"{self.name}: recreated {kind} {name}")
-            problems = self.check()
+            if self.vectors is not None and self._vector_problems():
+                # Orphans, and vectors of another model (an unfinished re_embed).
+                self.store._fetch(
+                    "DELETE FROM memstore_vectors AS v WHERE v.collection = ? AND ((model, dim) "
+                    f"!= (?, ?) OR NOT EXISTS (SELECT 1 FROM {self._table} AS t "
+                    "WHERE t.id = v.record_id))",
+                    (self.name, self.vectors["model"], self.vectors["dim"]),
+                )
+                done.append(f"{self.name}: deleted vectors of missing records or other models")
+            problems = [p for p in self.check() if " vectors " not in p]
             if self.fts and problems:
                 self.rebuild_fts()
                 done.append(f"{self.name}: rebuilt the full-text index and its triggers")
@@ -2135,6 +2690,8 @@ class Collection:
         if self.fts:
             wanted.append(("table", fts_table(self.name), ""))
             wanted += [("trigger", _fts_trigger(self.name, e), "") for e in _FTS_EVENTS]
+        if self.vectors is not None:
+            wanted.append(("trigger", _vector_trigger(self.name), _vector_trigger_sql(self.name)))
         if self.keeps_history:
             wanted += [
                 ("trigger", f"{self.name}__history_{event}", sql)
@@ -2364,6 +2921,462 @@ class Collection:
             sql += " LIMIT ? OFFSET ?"
             params += [-1 if limit is None else limit, offset]
         return sql, params
+
+
+# --------------------------------------------------------------------------
+# Vector memory (sql/0011): embeddings in the file, their index in memory
+# --------------------------------------------------------------------------
+
+
+class Neighbor(NamedTuple):
+    """A ``Collection.nearest`` result: ``score`` is the cosine similarity, the dot
+    product or (for "l2") the Euclidean distance."""
+
+    key: str
+    record: Any
+    score: float
+
+
+class HybridHit(NamedTuple):
+    """A ``Collection.hybrid`` result, with what its score is made of: ``scores`` has
+    text_rank, bm25, vector_rank, similarity (None where a search missed the
+    record), rrf, and recency and importance when asked for, and score."""
+
+    key: str
+    record: Any
+    score: float
+    scores: dict[str, Any]
+
+
+# Deleted in this order with a collection: the vectors, then the log of their deletes.
+_VECTOR_TABLES = ("memstore_vectors", "memstore_vector_log", "memstore_vector_log_trimmed")
+
+
+class _VectorIndex:
+    """One collection's vectors (of its model) in memory: a float32 matrix, a slot per
+    vector, following the file's changes through memstore_vector_log.
+
+    ``sync`` runs inside a read snapshot. A sync inside a caller's transaction
+    may see writes a rollback will undo: it does not move ``seq`` and
+    remembers the records it changed, which the next sync reads again.
+    """
+
+    def __init__(self, name: str, model: str, dim: int) -> None:
+        np = _numpy()
+        self.np, self.name, self.model, self.dim = np, name, model, dim
+        self.matrix = np.empty((0, dim), np.float32)
+        self.norms = np.empty(0, np.float32)
+        self.ids = np.empty(0, np.int64)  # the record id of each slot; -1: free
+        self.size = 0  # slots in use or freed; the matrix has room for more
+        self.slots: dict[int, list[int]] = {}  # record id -> its slots (one per part)
+        self.free: list[int] = []
+        self.multi = False  # whether some record has several parts
+        self.seq = -1  # the last change (memstore_vector_log.seq) taken; -1: never loaded
+        self.uncommitted: set[int] = set()
+        self.reload = False
+        self.codes: Any = None  # 1-bit codes (words x slots) for quantized scans
+        self.center: Any = None
+        self.coded_for = 0
+        self._lookup: Any = None  # (sorted record ids, their slots), for filtered queries
+
+    @property
+    def nbytes(self) -> int:
+        arrays = [self.matrix, self.norms, self.ids, self.codes]
+        return sum(a.nbytes for a in arrays if a is not None)
+
+    def sync(self, store: Store, tentative: bool) -> None:
+        trimmed = store._fetch(
+            "SELECT through FROM memstore_vector_log_trimmed WHERE collection = ?", (self.name,)
+        )
+        if self.seq < 0 or self.reload or self.seq < (trimmed[0][0] if trimmed else 0):
+            return self._load(store, tentative)
+        changes = store._fetch(
+            "SELECT seq, record_id FROM memstore_vector_log WHERE collection = ? AND seq > ? "
+            "ORDER BY seq",
+            (self.name, self.seq),
+        )
+        changed = {record_id for _, record_id in changes} | self.uncommitted
+        if len(changed) > max(1000, len(self.slots) // 4):
+            return self._load(store, tentative)
+        if changed:
+            rows = store._fetch(
+                "SELECT record_id, vector FROM memstore_vectors WHERE collection = ? "
+                "AND model = ? AND dim = ? AND record_id IN (SELECT value FROM json_each(?)) "
+                "ORDER BY record_id, part",
+                (self.name, self.model, self.dim, json.dumps(sorted(changed))),
+            )
+            self._replace(changed, rows)
+        if tentative:
+            self.uncommitted = changed
+        else:
+            self.uncommitted = set()
+            self.seq = changes[-1][0] if changes else self.seq
+
+    def _load(self, store: Store, tentative: bool) -> None:
+        np = self.np
+        (seq,) = store._fetch("SELECT coalesce(max(seq), 0) FROM memstore_vector_log")[0]
+        where = "WHERE collection = ? AND model = ? AND dim = ?"
+        params = (self.name, self.model, self.dim)
+        (count,) = store._fetch(f"SELECT count(*) FROM memstore_vectors {where}", params)[0]
+        self.matrix = np.empty((count + count // 4 + 16, self.dim), np.float32)
+        self.ids = np.full(len(self.matrix), -1, np.int64)
+        self.size, self.slots, self.free, self._lookup, self.codes = 0, {}, [], None, None
+        chunk: list[tuple[int, bytes]] = []
+
+        def flush() -> None:
+            start, end = self.size, self.size + len(chunk)
+            if end > len(self.matrix):  # written meanwhile? not in a snapshot; but be safe
+                self._grow(end)
+            blob = b"".join(vector for _, vector in chunk)
+            self.matrix[start:end] = np.frombuffer(blob, "<f4").reshape(len(chunk), self.dim)
+            for slot, (record_id, _) in enumerate(chunk, start):
+                self.ids[slot] = record_id
+                self.slots.setdefault(record_id, []).append(slot)
+            self.size = end
+            chunk.clear()
+
+        for row in store._stream(
+            f"SELECT record_id, vector FROM memstore_vectors {where} ORDER BY record_id, part",
+            params,
+            tuple,
+        ):
+            chunk.append(row)
+            if len(chunk) == 8192:
+                flush()
+        flush()
+        self.norms = np.zeros(len(self.matrix), np.float32)
+        self.norms[: self.size] = np.linalg.norm(self.matrix[: self.size], axis=1)
+        self.multi = len(self.slots) < self.size
+        self.seq, self.uncommitted, self.reload = seq, set(), tentative
+
+    def _grow(self, needed: int) -> None:
+        np = self.np
+        capacity = max(needed, len(self.matrix) * 3 // 2 + 16)
+        for name, fill in (("matrix", 0.0), ("norms", 0.0), ("ids", -1)):
+            old = getattr(self, name)
+            new = np.full((capacity, *old.shape[1:]), fill, old.dtype)
+            new[: len(old)] = old
+            setattr(self, name, new)
+        self.codes = None  # rebuilt at the next quantized scan
+
+    def _replace(self, changed: set[int], rows: list[Any]) -> None:
+        """Records ``changed`` now have the vectors in ``rows`` (none if absent)."""
+        np = self.np
+        for record_id in changed:
+            for slot in self.slots.pop(record_id, ()):
+                self.ids[slot] = -1
+                self.free.append(slot)
+        for record_id, blob in rows:
+            if self.free:
+                slot = self.free.pop()
+            else:
+                if self.size == len(self.matrix):
+                    self._grow(self.size + 1)
+                slot, self.size = self.size, self.size + 1
+            vector = np.frombuffer(blob, "<f4")
+            self.matrix[slot] = vector
+            self.norms[slot] = np.linalg.norm(vector)
+            self.ids[slot] = record_id
+            slots = self.slots.setdefault(record_id, [])
+            slots.append(slot)
+            self.multi = self.multi or len(slots) > 1
+            if self.codes is not None:
+                self.codes[:, slot] = self._encode_bits(self.matrix[slot : slot + 1])[:, 0]
+        self._lookup = None
+
+    # -- ranking --
+
+    def search(
+        self,
+        q: Any,
+        metric: str,
+        k: int,
+        *,
+        among: list[int] | None = None,
+        exclude: list[int] | None = None,
+        quantized: bool = False,
+    ) -> list[tuple[int, float]]:
+        """The k best (record id, score), best first: among these records, or all but
+        ``exclude``; ``quantized``: candidates by 1-bit codes, ranked exactly."""
+        np = self.np
+        if among is not None:
+            slots = self._slots_of(among)
+        elif quantized:
+            slots = self._candidates(q, max(VECTOR_CANDIDATES, 16 * k))
+        else:
+            slots = None
+        scores = self._scores(q, metric, slots)
+        ids = self.ids[: self.size] if slots is None else self.ids[slots]
+        scores[ids < 0] = -np.inf
+        if exclude:
+            dead = np.isin(ids, np.asarray(exclude, np.int64))
+            scores[dead] = -np.inf
+        if self.multi:  # a record scores its best part: walk the order until k records
+            order = np.argsort(-scores, kind="stable")
+        else:
+            m = min(k, len(scores))
+            if m == 0:
+                return []
+            top = np.argpartition(-scores, m - 1)[:m] if m < len(scores) else np.arange(m)
+            order = top[np.lexsort((ids[top], -scores[top]))]
+        found: dict[int, float] = {}
+        for position in order:
+            score = float(scores[position])
+            if score == -math.inf or len(found) == k:
+                break
+            found.setdefault(int(ids[position]), score)
+        if metric == "l2":  # distances, nearest first: exact, not from the expansion
+            rows = [self.slots[record_id] for record_id in found]
+            exact = {
+                record_id: float(np.min(np.linalg.norm(self.matrix[s] - q, axis=1)))
+                for record_id, s in zip(found, rows, strict=True)
+            }
+            return sorted(exact.items(), key=lambda item: (item[1], item[0]))
+        return list(found.items())
+
+    def _scores(self, q: Any, metric: str, slots: Any) -> Any:
+        """Higher is better: similarity, dot product, or minus the distance."""
+        np = self.np
+        matrix = self.matrix[: self.size] if slots is None else self.matrix[slots]
+        norms = self.norms[: self.size] if slots is None else self.norms[slots]
+        dots = (matrix @ q).astype(np.float64)
+        if metric == "dot":
+            return dots
+        q_norm = float(np.linalg.norm(q))
+        if metric == "cosine":
+            denominator = norms.astype(np.float64) * q_norm
+            return np.divide(dots, denominator, out=np.zeros_like(dots), where=denominator > 0)
+        squared = norms.astype(np.float64) ** 2 - 2 * dots + q_norm**2
+        return -np.sqrt(np.maximum(squared, 0.0))
+
+    def _slots_of(self, record_ids: list[int]) -> Any:
+        np = self.np
+        wanted = np.asarray(record_ids, np.int64)
+        if self._lookup is None:
+            live = np.flatnonzero(self.ids[: self.size] >= 0)
+            order = np.argsort(self.ids[live], kind="stable")
+            self._lookup = (self.ids[live][order], live[order])
+        sorted_ids, sorted_slots = self._lookup
+        if self.multi:
+            return sorted_slots[np.isin(sorted_ids, wanted)]
+        positions = np.minimum(np.searchsorted(sorted_ids, wanted), max(len(sorted_ids) - 1, 0))
+        if not len(sorted_ids):
+            return positions[:0]
+        hit = sorted_ids[positions] == wanted
+        return sorted_slots[positions[hit]]
+
+    def _encode_bits(self, rows: Any) -> Any:
+        """1-bit codes of rows: the signs of the unit vectors less their mean (words x rows)."""
+        np = self.np
+        norms = np.linalg.norm(rows, axis=1, keepdims=True)
+        unit = np.divide(rows, norms, out=np.zeros_like(rows), where=norms > 0)
+        bits = np.packbits(unit > self.center, axis=1)
+        padded = np.zeros((len(rows), -(-bits.shape[1] // 8) * 8), np.uint8)
+        padded[:, : bits.shape[1]] = bits
+        return np.ascontiguousarray(padded.view(np.uint64).T)
+
+    def _candidates(self, q: Any, count: int) -> Any:
+        """The ``count`` or so slots whose codes are nearest q's in Hamming distance."""
+        np = self.np
+        if self.codes is None or self.size > 2 * self.coded_for:
+            live = self.matrix[: self.size][self.ids[: self.size] >= 0]
+            norms = np.linalg.norm(live, axis=1, keepdims=True)
+            self.center = np.zeros(self.dim, np.float32)
+            if len(live):
+                self.center = (live / np.maximum(norms, 1e-30)).mean(axis=0).astype(np.float32)
+            self.codes = np.zeros((-(-self.dim // 64), len(self.matrix)), np.uint64)
+            for start in range(0, self.size, 65_536):
+                end = min(self.size, start + 65_536)
+                self.codes[:, start:end] = self._encode_bits(self.matrix[start:end])
+            self.coded_for = self.size
+        code = self._encode_bits(q.reshape(1, -1))[:, 0]
+        distance = np.bitwise_count(self.codes[0, : self.size] ^ code[0]).astype(np.uint16)
+        for word in range(1, len(code)):
+            distance += np.bitwise_count(self.codes[word, : self.size] ^ code[word])
+        distance[self.ids[: self.size] < 0] = np.iinfo(np.uint16).max
+        # The smallest distance with at least ``count`` slots at or below it.
+        within = np.cumsum(np.bincount(distance, minlength=self.dim + 1))
+        limit = int(np.searchsorted(within, min(count, self.size)))
+        return np.flatnonzero(distance <= limit)
+
+
+def _numpy() -> Any:
+    try:
+        import numpy
+    except ImportError as err:
+        raise DependencyError("vector memory needs numpy: pip install 'memstore[vectors]'") from err
+    return numpy
+
+
+_VECTOR_OPTIONS = frozenset({"dim", "model", "metric", "fields", "embed"})
+
+
+def _normalize_vectors(spec: object) -> tuple[dict[str, Any] | None, Any]:
+    """A collection's vectors= as (the declaration to keep, the embed function)."""
+    if spec is None:
+        return None, None
+    if not isinstance(spec, Mapping):
+        raise ValidationError(
+            f"vectors must be a mapping like {{'dim': 384, 'model': 'all-MiniLM-L6-v2'}}, "
+            f"not {spec!r:.60}"
+        )
+    unknown = set(spec) - _VECTOR_OPTIONS
+    if unknown:
+        raise ValidationError(
+            f"unknown vectors options {sorted(map(str, unknown))}; known: {sorted(_VECTOR_OPTIONS)}"
+        )
+    dim, model = spec.get("dim"), spec.get("model")
+    if not isinstance(dim, int) or isinstance(dim, bool) or not 1 <= dim <= MAX_VECTOR_DIM:
+        raise ValidationError(
+            f"vectors dim must be a whole number 1 to {MAX_VECTOR_DIM}, not {dim!r}"
+        )
+    if not isinstance(model, str) or not model.strip() or len(model) > 200 or "\x00" in model:
+        raise ValidationError(f"vectors model must name the embedding model, not {model!r:.60}")
+    wanted: dict[str, Any] = {"dim": dim, "model": model}
+    if spec.get("metric") is not None:
+        wanted["metric"] = _check_metric(spec["metric"])
+    if spec.get("fields") is not None:
+        fields = _strings(spec["fields"], "vectors fields")
+        for path in fields:
+            if not _FIELD_PATH.match(path):
+                raise ValidationError(f"vectors fields: invalid path {path!r}")
+        wanted["fields"] = fields
+    embed = spec.get("embed")
+    if embed is not None:
+        _embedder(embed, "")
+    return wanted, embed
+
+
+def _declared_vectors(
+    name: str, old: dict[str, Any] | None, wanted: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """The vectors declaration after ``wanted``; a new model or dimension needs re_embed."""
+    if wanted is None:
+        return old
+    if old is not None and (old["model"], old["dim"]) != (wanted["model"], wanted["dim"]):
+        raise SchemaError(
+            f"{name!r} holds vectors of {old['model']!r} (dim {old['dim']}), not "
+            f"{wanted['model']!r} (dim {wanted['dim']}): re_embed(fn, model=..., dim=...) "
+            "changes the model"
+        )
+    declared = {"metric": "cosine", "fields": []} if old is None else dict(old)
+    declared.update(wanted)
+    return declared
+
+
+def _vector_trigger(table: str) -> str:
+    return f"{table}__vectors_delete"
+
+
+def _vector_trigger_sql(table: str) -> str:
+    """A trigger deleting a record's vectors with it, whichever tool deletes it."""
+    return (
+        f"CREATE TRIGGER IF NOT EXISTS {quote_identifier(_vector_trigger(table))} AFTER DELETE "
+        f"ON {quote_identifier(table)} BEGIN DELETE FROM memstore_vectors "
+        f"WHERE collection = {_literal(table)} AND record_id = old.id; END"
+    )
+
+
+def _check_metric(metric: object) -> str:
+    if metric not in VECTOR_METRICS:
+        raise QueryError(f"metric must be one of {', '.join(VECTOR_METRICS)}, not {metric!r:.60}")
+    return str(metric)
+
+
+def _check_part(part: object) -> str:
+    if not isinstance(part, str) or len(part) > 1024 or "\x00" in part:
+        raise ValidationError(f"a vector part is named by a string, not {part!r:.60}")
+    return part
+
+
+def _vector_blob(vector: Any, dim: int, what: str = "vector") -> bytes:
+    """A vector as float32 little-endian bytes, after checking it."""
+    np = _numpy()
+    if isinstance(vector, (str, bytes, Mapping)) or vector is None:
+        raise ValidationError(f"a {what} is a list of numbers, not {type(vector).__name__}")
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):
+            array = np.asarray(vector, dtype="<f4")
+    except (TypeError, ValueError, OverflowError) as err:
+        raise ValidationError(f"a {what} is a list of numbers: {err}") from err
+    if array.shape != (dim,):
+        raise ValidationError(
+            f"a {what} of this collection has {dim} numbers, not shape {array.shape}"
+        )
+    if not np.isfinite(array).all():
+        raise ValidationError(f"a {what} must be finite floats (no NaN or infinity in float32)")
+    return bytes(array.tobytes())
+
+
+def _embedder(embed: Any, missing: str) -> tuple[Callable[[list[str]], Any], Callable[[str], Any]]:
+    """(embed documents, embed a query) from a function of texts or a LangChain Embeddings."""
+    if embed is None:
+        raise QueryError(missing)
+    if hasattr(embed, "embed_documents") and hasattr(embed, "embed_query"):
+        return embed.embed_documents, embed.embed_query
+    if not callable(embed):
+        raise ValidationError(
+            f"embed must be a function of a list of texts, or an Embeddings, not {embed!r:.60}"
+        )
+    return embed, lambda text: _embedded(embed, [text])[0]
+
+
+def _embedded(documents: Callable[[list[str]], Any], texts: list[str]) -> list[Any]:
+    vectors = list(documents(texts))
+    if len(vectors) != len(texts):
+        raise ValidationError(f"embed returned {len(vectors)} vectors for {len(texts)} texts")
+    return vectors
+
+
+def _record_text(record: Any, paths: Sequence[str]) -> str:
+    """The text of a record to embed: the values at ``paths``, one per line."""
+    parts = []
+    for path in paths:
+        value = record
+        for segment in path.split("."):
+            value = value.get(segment) if isinstance(value, Mapping) else None
+        if isinstance(value, str):
+            parts.append(value)
+        elif value is not None:
+            parts.append(json.dumps(value, ensure_ascii=False))
+    return "\n".join(part for part in parts if part.strip())
+
+
+def _age_seconds(now: datetime, stamp: object) -> float:
+    """Seconds since an ISO-8601 timestamp; 0 for one another tool wrote unreadably."""
+    try:
+        moment = datetime.fromisoformat(str(stamp))
+    except ValueError:
+        return 0.0
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, (now - moment).total_seconds())
+
+
+def _words(text: str) -> str:
+    """Plain language as an FTS5 query: its words (64 at most), any of them."""
+    return " OR ".join(f'"{word}"' for word in re.findall(r"\w+", text)[:64])
+
+
+def _trim_vector_log(store: Store, name: str) -> None:
+    """Keep the change log of a collection's vectors to about VECTOR_LOG_KEEP entries."""
+    if store._vector_writes < VECTOR_LOG_KEEP // 2:
+        return
+    store._vector_writes = 0
+    rows = store._fetch(
+        "SELECT seq FROM memstore_vector_log WHERE collection = ? ORDER BY seq DESC "
+        "LIMIT 1 OFFSET ?",
+        (name, VECTOR_LOG_KEEP),
+    )
+    if rows:
+        store._fetch(
+            "DELETE FROM memstore_vector_log WHERE collection = ? AND seq <= ?", (name, rows[0][0])
+        )
+        store._fetch(
+            "INSERT INTO memstore_vector_log_trimmed (collection, through) VALUES (?, ?) "
+            "ON CONFLICT (collection) DO UPDATE SET through = excluded.through",
+            (name, rows[0][0]),
+        )
 
 
 # --------------------------------------------------------------------------

@@ -125,6 +125,10 @@ async def _memstore_tables(db: Any) -> dict[str, dict[str, Any]] | None:
     tables: dict[str, dict[str, Any]] = {
         "_memstore_collections": {"hidden": True},
         "memstore_fts_progress": {"hidden": True},
+        # Bookkeeping of vector memory, and SQLite's own counter for its AUTOINCREMENT.
+        "memstore_vector_log": {"hidden": True},
+        "memstore_vector_log_trimmed": {"hidden": True},
+        "sqlite_sequence": {"hidden": True},
     }
     for name, fields in rows:
         declared = json.loads(fields)

@@ -251,6 +251,7 @@ def test_stats_say_what_a_collection_holds(store: memstore.Store) -> None:
         "ttl_seconds": 60.0,
         "history": False,
         "indexes": [],
+        "vectors": None,
     }
     notes.put("a", {"kind": "x"})
     notes.put("b", {"kind": "y"})

@@ -1,0 +1,467 @@
+"""Vector memory: nearest against a brute-force reference, filters, hybrid, no orphans, sync."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import memstore
+from tests.conftest import run_python
+
+DIM = 16
+
+
+def brute_force(matrix: np.ndarray, q: np.ndarray, metric: str, k: int) -> list[tuple[int, float]]:
+    """The reference: every score computed in float64, sorted with ties by position."""
+    m, v = matrix.astype(np.float64), q.astype(np.float64)
+    if metric == "dot":
+        scores = m @ v
+    elif metric == "cosine":
+        scores = (m @ v) / (np.linalg.norm(m, axis=1) * np.linalg.norm(v))
+    else:
+        scores = -np.linalg.norm(m - v, axis=1)
+    order = sorted(range(len(m)), key=lambda i: (-scores[i], i))[:k]
+    return [(i, abs(scores[i]) if metric == "l2" else scores[i]) for i in order]
+
+
+@pytest.fixture
+def memories(store: memstore.Store) -> memstore.Collection:
+    return store.collection(
+        "memories",
+        fields={"importance": float, "kind": str},
+        fts=["text"],
+        vectors={"dim": DIM, "model": "test-model"},
+    )
+
+
+def fill(memories: memstore.Collection, n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    matrix = rng.standard_normal((n, DIM)).astype(np.float32)
+    memories.put_many(
+        [
+            (f"m{i:05d}", {"text": f"memory {i}", "importance": i / n, "kind": "ab"[i % 2]})
+            for i in range(n)
+        ],
+        vectors=matrix,
+    )
+    return matrix
+
+
+@pytest.mark.parametrize("metric", memstore.VECTOR_METRICS)
+def test_nearest_matches_brute_force(memories: memstore.Collection, metric: str) -> None:
+    matrix = fill(memories, 500)
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        q = rng.standard_normal(DIM).astype(np.float32)
+        hits = memories.nearest(q, k=10, metric=metric)
+        expected = brute_force(matrix, q, metric, 10)
+        assert [h.key for h in hits] == [f"m{i:05d}" for i, _ in expected]
+        assert [h.score for h in hits] == pytest.approx([s for _, s in expected], rel=1e-4)
+        assert hits[0].record == {
+            "text": f"memory {expected[0][0]}",
+            "importance": expected[0][0] / 500,
+            "kind": "ab"[expected[0][0] % 2],
+        }
+
+
+def test_filters_apply_before_ranking(memories: memstore.Collection) -> None:
+    matrix = fill(memories, 1000)
+    q = matrix[3] + 0.01
+    # Only 12 records match: all 12 come back, ranked among themselves.
+    where = {"importance": {"$gte": 0.988}}
+    hits = memories.nearest(q, k=50, where=where)
+    assert len(hits) == 12
+    chosen = [i for i in range(1000) if i / 1000 >= 0.988]
+    expected = brute_force(matrix[chosen], q, "cosine", 50)
+    assert [h.key for h in hits] == [f"m{chosen[i]:05d}" for i, _ in expected]
+    # k hits whenever k records match, however far they are from the query.
+    assert len(memories.nearest(q, k=10, where={"kind": "b"})) == 10
+    assert all(h.record["kind"] == "b" for h in memories.nearest(q, k=10, where={"kind": "b"}))
+    assert memories.nearest(q, k=10, where={"kind": "zzz"}) == []
+    assert memories.nearest(q, k=0) == []
+
+
+def test_expired_and_deleted_records_never_come_back(memories: memstore.Collection) -> None:
+    memories.put("old", {"text": "x"}, vector=[1.0] * DIM, ttl=0.001)
+    memories.put("live", {"text": "y"}, vector=[0.5] * DIM)
+    import time
+
+    time.sleep(0.01)
+    assert [h.key for h in memories.nearest([1.0] * DIM)] == ["live"]
+    assert [h.key for h in memories.nearest([1.0] * DIM, where={"text": "x"})] == []
+    memories.delete("live")
+    assert memories.nearest([1.0] * DIM) == []
+
+
+def test_bad_vectors_are_refused_and_nothing_changes(memories: memstore.Collection) -> None:
+    memories.put("a", {"text": "keep"}, vector=[1.0] * DIM)
+    bad: list[Any] = [
+        [1.0] * (DIM - 1),
+        [[1.0] * DIM],
+        [float("nan")] * DIM,
+        [1e39] * DIM,  # infinite in float32
+        ["x"] * DIM,
+        "not a vector",
+        {"": "bad part"},
+        {},
+    ]
+    for vector in bad:
+        with pytest.raises(memstore.ValidationError):
+            memories.put("a", {"text": "changed"}, vector=vector)
+        with pytest.raises(memstore.ValidationError):
+            memories.put_many([("b", {"text": "new"})], vectors=[vector])
+    assert memories.get("a") == {"text": "keep"}
+    assert "b" not in memories
+    assert memories.vector("a").tolist() == [1.0] * DIM
+    with pytest.raises(memstore.ValidationError, match="fewer vectors"):
+        memories.put_many([("b", {}), ("c", {})], vectors=[[0.0] * DIM])
+    with pytest.raises(memstore.ValidationError, match="more vectors"):
+        memories.put_many([("b", {})], vectors=[[0.0] * DIM] * 2)
+    assert "b" not in memories
+    for query in ([1.0] * 3, [float("inf")] * DIM, None):
+        with pytest.raises(memstore.ValidationError):
+            memories.nearest(query)
+    with pytest.raises(memstore.QueryError, match="never mix models"):
+        memories.nearest([1.0] * DIM, model="other-model")
+    with pytest.raises(memstore.QueryError, match="metric"):
+        memories.nearest([1.0] * DIM, metric="manhattan")
+    with pytest.raises(memstore.QueryError, match="embed"):
+        memories.nearest("a text without embed=")
+    with pytest.raises(memstore.ValidationError, match="k must"):
+        memories.nearest([1.0] * DIM, k=-1)
+
+
+def test_declarations(store: memstore.Store) -> None:
+    store.collection("m", vectors={"dim": 4, "model": "a", "metric": "dot"})
+    again = store.collection("m", vectors={"dim": 4, "model": "a"})
+    assert again.vectors == {"dim": 4, "model": "a", "metric": "dot", "fields": []}
+    assert store.collection("m").vectors == again.vectors
+    with pytest.raises(memstore.SchemaError, match="re_embed"):
+        store.collection("m", vectors={"dim": 8, "model": "a"})
+    with pytest.raises(memstore.SchemaError, match="re_embed"):
+        store.collection("m", vectors={"dim": 4, "model": "b"})
+    for spec in (
+        {"dim": 0, "model": "a"},
+        {"dim": True, "model": "a"},
+        {"dim": 4},
+        {"dim": 4, "model": ""},
+        {"dim": 4, "model": "a", "metric": "hamming"},
+        {"dim": 4, "model": "a", "colour": 1},
+        {"dim": 4, "model": "a", "embed": 3},
+        [4, "a"],
+    ):
+        with pytest.raises((memstore.ValidationError, memstore.QueryError)):
+            store.collection("n", vectors=spec)  # type: ignore[arg-type]
+    assert "n" not in store
+    plain = store.collection("plain")
+    with pytest.raises(memstore.QueryError, match="no vectors"):
+        plain.put("a", {}, vector=[1.0])
+    with pytest.raises(memstore.QueryError, match="no vectors"):
+        plain.nearest([1.0])
+
+
+def test_no_orphan_ever(file_store: memstore.Store, db_path: Path) -> None:
+    memories = file_store.collection(
+        "memories", fts=["text"], ttl=timedelta(days=1), vectors={"dim": DIM, "model": "m"}
+    )
+    fill(memories, 300)
+    memories.put("short", {"text": "x"}, vector=[1.0] * DIM, ttl=0.001)
+
+    def vectors() -> int:
+        return int(file_store._fetch("SELECT count(*) FROM memstore_vectors")[0][0])
+
+    def orphans() -> int:
+        return int(
+            file_store._fetch(
+                "SELECT count(*) FROM memstore_vectors AS v WHERE NOT EXISTS "
+                "(SELECT 1 FROM memories AS t WHERE t.id = v.record_id)"
+            )[0][0]
+        )
+
+    assert vectors() == 301
+    memories.delete("m00000")
+    memories.delete_where({"importance": {"$lt": 0.1}})
+    import time
+
+    time.sleep(0.01)
+    memories.cleanup()  # the expired one
+    assert (vectors(), orphans()) == (len(memories), 0)
+    # Another tool's deletes take the vectors too.
+    conn = sqlite3.connect(db_path)
+    conn.execute("DELETE FROM memories WHERE key LIKE 'm001%'")
+    conn.commit()
+    conn.close()
+    assert (vectors(), orphans()) == (len(memories), 0)
+    assert not any(h.key.startswith("m001") for h in memories.nearest([1.0] * DIM, k=300))
+    time.sleep(0.01)
+    memories.cleanup(older_than=0.001)
+    assert (vectors(), orphans()) == (0, 0)
+    fill(memories, 10)
+    file_store.drop_collection("memories")
+    assert vectors() == 0
+    assert file_store._fetch("SELECT count(*) FROM memstore_vector_log")[0][0] == 0
+    assert file_store.check() == []
+
+
+def test_check_and_repair_mend_orphans(file_store: memstore.Store, db_path: Path) -> None:
+    memories = file_store.collection("memories", vectors={"dim": DIM, "model": "m"})
+    fill(memories, 20)
+    conn = sqlite3.connect(db_path)
+    conn.execute('DROP TRIGGER "memories__vectors_delete"')
+    conn.execute("DELETE FROM memories WHERE key IN ('m00001', 'm00002')")
+    conn.execute(
+        "INSERT INTO memstore_vectors (collection, record_id, model, dim, vector) "
+        "VALUES ('memories', 1, 'stale-model', 1, x'00000000')"
+    )
+    conn.commit()
+    conn.close()
+    problems = file_store.check()
+    assert "memories: missing trigger memories__vectors_delete" in problems
+    assert "memories: 2 vectors of records that are gone" in problems
+    assert any("'stale-model'" in p for p in problems)
+    done = file_store.repair()
+    assert any("vectors" in line for line in done)
+    assert file_store.check() == []
+    assert len(memories.nearest([1.0] * DIM, k=100)) == 18
+
+
+def test_stdlib_written_vectors_are_found(file_store: memstore.Store, db_path: Path) -> None:
+    memories = file_store.collection("memories", vectors={"dim": 2, "model": "m"})
+    memories.put("a", {}, vector=[1.0, 0.0])
+    assert [h.key for h in memories.nearest([0.0, 1.0])] == ["a"]
+    conn = sqlite3.connect(db_path)
+    conn.execute("INSERT INTO memories (key, body) VALUES ('b', '{}')")
+    conn.execute(
+        "INSERT INTO memstore_vectors (collection, record_id, model, dim, vector) "
+        "SELECT 'memories', id, 'm', 2, ? FROM memories WHERE key = 'b'",
+        (np.array([0.0, 1.0], "<f4").tobytes(),),
+    )
+    conn.commit()
+    conn.close()
+    assert [h.key for h in memories.nearest([0.0, 1.0])] == ["b", "a"]
+
+
+def test_another_process_write_is_seen_by_the_next_query(
+    file_store: memstore.Store, db_path: Path
+) -> None:
+    memories = file_store.collection("memories", vectors={"dim": 2, "model": "m"})
+    memories.put("a", {}, vector=[1.0, 0.0])
+    memories.put("b", {}, vector=[0.9, 0.1])
+    assert [h.key for h in memories.nearest([0.0, 1.0])] == ["b", "a"]
+    index = file_store._vector_indexes["memories"]
+    ran = run_python(
+        "import sys, memstore\n"
+        "with memstore.Store(sys.argv[1]) as s:\n"
+        "    m = s.collection('memories')\n"
+        "    m.put('c', {}, vector=[0.0, 1.0])\n"
+        "    m.put('b', {}, vector=[-1.0, 0.0])\n"
+        "    m.delete('a')\n",
+        str(db_path),
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert [h.key for h in memories.nearest([0.0, 1.0])] == ["c", "b"]
+    assert file_store._vector_indexes["memories"] is index  # followed, not rebuilt
+    assert index.seq > 0 and len(index.slots) == 2
+
+
+def test_rolled_back_vectors_leave_the_index(store: memstore.Store) -> None:
+    memories = store.collection("memories", vectors={"dim": 2, "model": "m"})
+    memories.put("a", {}, vector=[1.0, 0.0])
+    with pytest.raises(RuntimeError), store.transaction():
+        memories.put("b", {}, vector=[0.0, 1.0])
+        memories.put("a", {}, vector=[-1.0, 0.0])
+        assert [h.key for h in memories.nearest([0.0, 1.0])] == ["b", "a"]
+        raise RuntimeError
+    assert [(h.key, round(h.score, 3)) for h in memories.nearest([1.0, 0.0])] == [("a", 1.0)]
+    memories.put("c", {}, vector=[0.0, 1.0])
+    assert [h.key for h in memories.nearest([0.0, 1.0])] == ["c", "a"]
+
+
+def test_parts_score_their_best_part(store: memstore.Store) -> None:
+    memories = store.collection("docs", vectors={"dim": 2, "model": "m"})
+    memories.put("a", {}, vector={"title": [1.0, 0.0], "body": [0.0, 1.0]})
+    memories.put("b", {}, vector=[0.7, 0.7])
+    assert [h.key for h in memories.nearest([0.0, 1.0], k=1)] == ["a"]
+    assert [h.key for h in memories.nearest([1.0, 1.0], k=2)] == ["b", "a"]
+    assert set(memories.vector("a")) == {"title", "body"}
+    memories.put("a", {}, vector=[-1.0, 0.0])  # parts replaced as a whole
+    assert memories.vector("a").tolist() == [-1.0, 0.0]
+    assert [h.key for h in memories.nearest([0.0, 1.0])] == ["b", "a"]
+
+
+def test_quantized_scan_finds_the_exact_neighbours(
+    store: memstore.Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(memstore, "QUANTIZE_ABOVE", 1000)
+    monkeypatch.setattr(memstore, "VECTOR_CANDIDATES", 200)
+    rng = np.random.default_rng(7)
+    centers = rng.standard_normal((40, 64)).astype(np.float32)
+    matrix = (centers[rng.integers(0, 40, 5000)] + 0.3 * rng.standard_normal((5000, 64))).astype(
+        np.float32
+    )
+    memories = store.collection("big", vectors={"dim": 64, "model": "m"})
+    memories.put_many([(f"k{i}", {}) for i in range(5000)], vectors=matrix)
+    found = total = 0
+    for i in range(20):
+        q = matrix[i * 50] + 0.1 * rng.standard_normal(64).astype(np.float32)
+        exact = memories.nearest(q, k=10, exact=True)
+        assert [h.key for h in exact] == [f"k{j}" for j, _ in brute_force(matrix, q, "cosine", 10)]
+        approximate = memories.nearest(q, k=10)
+        found += len({h.key for h in approximate} & {h.key for h in exact})
+        total += 10
+    assert store._vector_indexes["big"].codes is not None  # the quantized path ran
+    assert found / total >= 0.95
+
+
+def test_hybrid_fuses_text_and_vectors(store: memstore.Store) -> None:
+    memories = store.collection(
+        "memories", fields={"importance": float}, fts=["text"], vectors={"dim": 3, "model": "m"}
+    )
+    memories.put(
+        "both", {"text": "persistence of agent state", "importance": 0.5}, vector=[0.9, 0.1, 0.0]
+    )
+    memories.put(
+        "text-only", {"text": "state persistence notes", "importance": 0.5}, vector=[-1.0, 0.0, 0.0]
+    )
+    memories.put(
+        "vector-only", {"text": "unrelated words", "importance": 0.5}, vector=[1.0, 0.0, 0.0]
+    )
+    memories.put("neither", {"text": "lunch menu", "importance": 0.5}, vector=[0.0, 1.0, 0.0])
+    hits = memories.hybrid("how does persistence handle state?", vector=[1.0, 0.0, 0.0], k=4)
+    assert [h.key for h in hits][:1] == ["both"]  # ranked well by both searches
+    top = hits[0].scores
+    assert top["text_rank"] is not None and top["vector_rank"] is not None
+    assert top["rrf"] == pytest.approx(1 / (60 + top["text_rank"]) + 1 / (60 + top["vector_rank"]))
+    assert hits[0].score == top["score"] == top["rrf"]
+    by_key = {h.key: h.scores for h in hits}
+    assert by_key["neither"]["text_rank"] is None
+    # Importance re-weighs: the best record made unimportant falls to the bottom.
+    memories.put(
+        "both", {"text": "persistence of agent state", "importance": 0.0}, vector=[0.9, 0.1, 0.0]
+    )
+    weighed = memories.hybrid("persistence state", vector=[1.0, 0.0, 0.0], importance="importance")
+    assert weighed[-1].key == "both" and weighed[-1].scores["importance"] == 0.0
+    # Recency halves a score per half-life of age.
+    store._fetch(
+        "UPDATE memories SET updated_at = '2000-01-01T00:00:00.000000Z' WHERE key = 'both'"
+    )
+    aged = memories.hybrid("persistence state", vector=[1.0, 0.0, 0.0], recency=timedelta(days=7))
+    assert aged[-1].key == "both" and aged[-1].scores["recency"] < 1e-6
+    assert memories.hybrid("?!", vector=[1.0, 0.0, 0.0], k=1)[0].key == "vector-only"
+    with pytest.raises(memstore.QueryError):
+        memories.hybrid("", vector=[1.0, 0.0, 0.0])
+    with pytest.raises(memstore.QueryError, match="embed"):
+        memories.hybrid("persistence")
+    no_fts = store.collection("plain", vectors={"dim": 3, "model": "m"})
+    with pytest.raises(memstore.QueryError, match="full-text"):
+        no_fts.hybrid("x", vector=[1.0, 0.0, 0.0])
+
+
+def letters(texts: list[str]) -> list[list[float]]:
+    """A toy embedding: how often each of a, b, c, d occurs."""
+    return [[float(t.count(c)) + 0.01 for c in "abcd"] for t in texts]
+
+
+def test_embed_and_re_embed(store: memstore.Store) -> None:
+    calls: list[int] = []
+
+    def counted(texts: list[str]) -> list[list[float]]:
+        calls.append(len(texts))
+        return letters(texts)
+
+    memories = store.collection(
+        "memories", fts=["text"], vectors={"dim": 4, "model": "letters", "embed": counted}
+    )
+    memories.put("a", {"text": "aaaa"})
+    memories.put_many([(k, {"text": k * 4}) for k in "bcd"] + [("empty", {"text": ""})])
+    assert calls == [1, 3]  # a batch at a time, and nothing to embed for an empty text
+    assert [h.key for h in memories.nearest("ccc", k=1)] == ["c"]
+    assert memories.hybrid("dddd", k=1)[0].key == "d"
+    # A handle without embed still reads; a text query needs embed.
+    plain = store.collection("memories")
+    assert plain.nearest([0.0, 1.0, 0.0, 0.0], k=1)[0].key == "b"
+
+    def reversed_letters(texts: list[str]) -> list[list[float]]:
+        return [[*reversed(v), 0.0] for v in letters(texts)]
+
+    seen: list[tuple[int, int]] = []
+    done = memories.re_embed(
+        reversed_letters,
+        model="reversed",
+        dim=5,
+        batch_size=2,
+        progress=lambda d, t: seen.append((d, t)),
+    )
+    assert done == 4 and seen[-1] == (4, 5)
+    assert memories.vectors["model"] == "reversed" and memories.vectors["dim"] == 5
+    assert store.collection("memories").vectors["model"] == "reversed"
+    assert memories.nearest([0.0, 1.0, 0.0, 0.0, 0.0], k=1)[0].key == "c"
+    assert store._fetch("SELECT DISTINCT model FROM memstore_vectors")[0][0] == "reversed"
+    with pytest.raises(memstore.ValidationError):  # the old model's dimension
+        memories.nearest([0.0, 1.0, 0.0, 0.0])
+    assert store.check() == []
+
+
+def test_queries_never_mix_models_during_re_embed(store: memstore.Store) -> None:
+    memories = store.collection("m", fts=["text"], vectors={"dim": 4, "model": "old"})
+    memories.put_many([(k, {"text": k}) for k in "abcd"], vectors=letters(list("abcd")))
+
+    def failing(texts: list[str]) -> list[list[float]]:
+        if "c" in texts:
+            raise RuntimeError("model server down")
+        return [[1.0, 1.0, 1.0, 1.0]] * len(texts)
+
+    with pytest.raises(RuntimeError):
+        memories.re_embed(failing, model="new", batch_size=2)
+    # Half done: queries still use the old model only, and check() says so.
+    assert memories.vectors["model"] == "old"
+    assert memories.nearest([1.0, 0.0, 0.0, 0.0], k=1)[0].key == "a"
+    assert any("'new'" in p for p in store.check())
+    store.repair()
+    assert store.check() == []
+
+
+def test_without_numpy_vector_calls_say_what_to_install(db_path: Path) -> None:
+    ran = run_python(
+        "import sys\n"
+        "sys.modules['numpy'] = None\n"
+        "import memstore\n"
+        "with memstore.Store(sys.argv[1]) as s:\n"
+        "    m = s.collection('m', vectors={'dim': 2, 'model': 'x'})\n"
+        "    m.put('a', {'t': 1})\n"
+        "    try:\n"
+        "        m.nearest([1.0, 0.0])\n"
+        "    except memstore.DependencyError as err:\n"
+        "        print(err)\n",
+        str(db_path),
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert "pip install 'memstore[vectors]'" in ran.stdout
+
+
+async def test_async_store_covers_vectors(tmp_path: Path) -> None:
+    async with memstore.AsyncStore(tmp_path / "a.db") as store:
+        memories = await store.collection("m", vectors={"dim": 2, "model": "x"})
+        await memories.put("a", {}, vector=[1.0, 0.0])
+        await memories.put("b", {}, vector=[0.0, 1.0])
+        hits = await memories.nearest([0.1, 1.0], k=1)
+        assert [h.key for h in hits] == ["b"]
+
+
+def test_stats_report_vectors(store: memstore.Store) -> None:
+    memories = store.collection("m", vectors={"dim": 4, "model": "x"})
+    memories.put_many(
+        [(f"k{i}", {}) for i in range(10)],
+        vectors=np.eye(4, dtype=np.float32)[[i % 4 for i in range(10)]],
+    )
+    memories.nearest([1.0, 0.0, 0.0, 0.0])
+    stats = memories.stats()["vectors"]
+    assert stats["count"] == 10 and stats["model"] == "x" and stats["dim"] == 4
+    assert stats["memory_bytes"] >= 10 * 4 * 4
+    assert json.loads(json.dumps(stats)) == stats
