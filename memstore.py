@@ -1646,9 +1646,9 @@ class Collection:
 
         In a collection with vectors, ``vector`` is the record's embedding (a
         list of floats or a numpy array), or a mapping of part names to
-        embeddings for a record embedded in parts; it replaces the record's
-        vectors. Without it, a handle with ``embed`` embeds the record's text,
-        and one without keeps the vectors the record had.
+        embeddings for a record embedded in parts (``{}``: none); it replaces
+        the record's vectors. Without it, a handle with ``embed`` embeds the
+        record's text, and one without keeps the vectors the record had.
         """
         _check_key(key)
         with self.store.transaction():
@@ -1684,7 +1684,8 @@ class Collection:
         >>> memories.put_many(records, key="id", vectors=embeddings)  # one per record
 
         ``records`` (and ``vectors``, in the same order) may be generators:
-        they are consumed in batches. If any record or vector is refused,
+        they are consumed in batches; a None in ``vectors`` keeps the record's
+        vectors as they are. If any record or vector is refused,
         nothing is written. Without ``vectors``, a handle with ``embed``
         embeds the records' text a batch at a time.
         """
@@ -2449,9 +2450,7 @@ class Collection:
     def _encode_vector(self, vector: Any) -> list[tuple[str, bytes]]:
         """A record's vector (or mapping of parts to vectors) as (part, float32 BLOB) pairs."""
         dim = self._vector_config()["dim"]
-        if isinstance(vector, Mapping):
-            if not vector:
-                raise ValidationError("a mapping of vector parts needs at least one part")
+        if isinstance(vector, Mapping):  # {} leaves the record without vectors
             return [(_check_part(part), _vector_blob(v, dim)) for part, v in vector.items()]
         return [("", _vector_blob(vector, dim))]
 
@@ -2482,7 +2481,11 @@ class Collection:
             if len(vectors) < len(keys):
                 raise ValidationError("fewer vectors than records")
             self._write_vectors(
-                {k: self._encode_vector(v) for k, v in zip(keys, vectors, strict=True)}
+                {
+                    k: self._encode_vector(v)
+                    for k, v in zip(keys, vectors, strict=True)
+                    if v is not None  # None: the record keeps the vectors it has
+                }
             )
         elif self.embed is not None and self.vectors is not None:
             self._write_vectors(self._embed_bodies(bodies))

@@ -60,12 +60,15 @@ from langgraph.store.base import (
     SearchItem,
     SearchOp,
     TTLConfig,
+    get_text_at_path,
+    tokenize_path,
     validate_op_namespace,
 )
+from langgraph.store.base.embed import ensure_embeddings
 
 import memstore
 
-__all__ = ["MemstoreSaver", "MemstoreStore"]
+__all__ = ["MemstoreSaver", "MemstoreStore", "NamespaceError"]
 
 #: Checkpoints read per statement by ``list``: no lock is held between pages.
 PAGE_SIZE = 100
@@ -599,6 +602,10 @@ def _sequence(values: Any, name: str) -> Sequence[Any]:
 # --------------------------------------------------------------------------
 
 
+class NamespaceError(memstore.ValidationError, InvalidNamespaceError):
+    """A namespace LangGraph's stores refuse: a memstore error and LangGraph's own."""
+
+
 class MemstoreStore(memstore.Adapter, BaseStore):
     """A LangGraph store (long-term memory) kept in a memstore collection.
 
@@ -617,11 +624,18 @@ class MemstoreStore(memstore.Adapter, BaseStore):
     ``ttl`` is LangGraph's TTL config: ``default_ttl`` (minutes),
     ``refresh_on_read`` (default True) and ``sweep_interval_minutes`` for
     ``start_ttl_sweeper()``. Expired items are never returned, swept or not.
-    ``query=`` ranks items by full-text search (BM25) over their values;
-    vector search (``index=``) comes with memstore's vector memory and is
-    refused until then. The full-text index costs about half of each put's
-    time (BENCHMARKS.md): ``fts=False`` leaves it out, and ``query=`` is then
-    refused. A collection that has the index keeps it.
+    ``index`` is LangGraph's index config, for semantic search on memstore's
+    vector memory: ``{"dims": 1536, "embed": embeddings, "fields": ["text"]}``
+    (``fields`` defaults to the whole value; ``"model"``, memstore's own key,
+    names the model: by default the embeddings' ``model`` attribute or
+    class). Each field's text is embedded as a part of the item, which
+    scores its best part (cosine similarity); ``put(..., index=False)``
+    leaves an item unembedded, and ``index=[...]`` picks its fields.
+    ``search(query=...)`` then ranks by similarity; without ``index`` it
+    ranks items by full-text search (BM25) over their values. The full-text
+    index costs about half of each put's time (BENCHMARKS.md): ``fts=False``
+    leaves it out, and ``query=`` without ``index`` is then refused. A
+    collection that has the index keeps it.
     """
 
     supports_ttl = True
@@ -638,11 +652,7 @@ class MemstoreStore(memstore.Adapter, BaseStore):
     ) -> None:
         if not isinstance(fts, bool):
             raise memstore.ValidationError(f"fts must be True or False, not {fts!r}")
-        if index is not None:
-            raise memstore.ValidationError(
-                "MemstoreStore has no vector index yet (it comes with memstore's vector "
-                "memory); search(query=...) ranks by full-text search meanwhile"
-            )
+        vectors = self._index_config(index)
         if ttl is not None and not isinstance(ttl, dict):
             raise memstore.ValidationError(f"ttl must be a TTL config dict, not {ttl!r}")
         unknown = set(ttl or {}) - {
@@ -660,6 +670,7 @@ class MemstoreStore(memstore.Adapter, BaseStore):
                 fields={"namespace": str},
                 fts=["value"] if fts else None,
                 indexes=[("namespace", "-updated_at")],
+                vectors=vectors,
             )
         self._table = memstore.quote_identifier(self.items.name)
         self._sweeper: threading.Thread | None = None
@@ -670,6 +681,34 @@ class MemstoreStore(memstore.Adapter, BaseStore):
 
     def before_close(self) -> None:
         self.stop_ttl_sweeper()
+
+    def _index_config(self, index: Any) -> dict[str, Any] | None:
+        """Take LangGraph's index config: set index_config and embeddings as its stores do,
+        and return the collection's vectors declaration."""
+        self.index_config: dict[str, Any] | None = None
+        self.embeddings: Any = None
+        if index is None:
+            return None
+        if not isinstance(index, Mapping) or "dims" not in index or "embed" not in index:
+            raise memstore.ValidationError(
+                f"index must be a dict with dims and embed (and fields), not {index!r:.80}"
+            )
+        unknown = set(index) - {"dims", "embed", "fields", "model"}
+        if unknown:
+            raise memstore.ValidationError(f"unknown index settings: {sorted(unknown)}")
+        try:
+            self.embeddings = ensure_embeddings(index["embed"])
+        except ValueError as err:
+            raise memstore.ValidationError(f"index embed: {err}") from err
+        self.index_config = dict(index)
+        fields = list(_sequence(index.get("fields") or ["$"], "index fields"))
+        self.index_config["__tokenized_fields"] = [_text_path(p) for p in fields]
+        model = index.get("model") or getattr(self.embeddings, "model", None)
+        return {
+            "dim": index["dims"],
+            "model": str(model or type(self.embeddings).__name__),
+            "metric": "cosine",
+        }
 
     # -- the two methods LangGraph's BaseStore builds everything on -------------
 
@@ -684,7 +723,7 @@ class MemstoreStore(memstore.Adapter, BaseStore):
             try:
                 validate_op_namespace(op)
             except InvalidNamespaceError as err:
-                raise memstore.ValidationError(str(err)) from err
+                raise NamespaceError(str(err)) from err
         results: list[Result] = [None] * len(ops)
         puts: dict[tuple[tuple[str, ...], str], PutOp] = {}
         for op in ops:
@@ -796,7 +835,9 @@ class MemstoreStore(memstore.Adapter, BaseStore):
                 raise memstore.ValidationError(f"filter must be a dict, not {op.filter!r:.60}")
             where["$and"].append(_value_filter(op.filter))
         scores: dict[str, float] = {}
-        if op.query:
+        if op.query and self.embeddings is not None:
+            ordered, scores = self._nearest(op, where)
+        elif op.query:
             if not self.items.fts:
                 raise memstore.QueryError(
                     f"{self.items.name!r} has no full-text index for query=: open it with "
@@ -826,6 +867,29 @@ class MemstoreStore(memstore.Adapter, BaseStore):
             for row in ordered
         ]
 
+    def _nearest(
+        self, op: SearchOp, where: dict[str, Any]
+    ) -> tuple[list[memstore.Row], dict[str, float]]:
+        """Items ranked by similarity to the query; as LangGraph's stores do, items without
+        vectors fill a page the ranked ones leave short, without a score."""
+        if not isinstance(op.query, str):
+            raise memstore.ValidationError(f"query must be a str, not {op.query!r:.60}")
+        vector = self.embeddings.embed_query(op.query)
+        hits = self.items.nearest(vector, k=op.offset + op.limit, where=where)
+        scores = {hit.key: hit.score for hit in hits[op.offset :]}
+        keys = list(scores)
+        if len(hits) < op.offset + op.limit:  # every ranked item is in hits
+            ranked = {hit.key for hit in hits}
+            need = op.limit - len(keys)
+            for row in self.items.rows(where, order_by=["-updated_at", "key"]):
+                if need <= 0:
+                    break
+                if row.key not in ranked and self.items.vector(row.key) is None:
+                    keys.append(row.key)
+                    need -= 1
+        rows = {r.key: r for r in self.items.rows({"key": {"$in": keys}})}
+        return [rows[k] for k in keys if k in rows], scores
+
     def _list_namespaces(self, op: ListNamespacesOp) -> list[tuple[str, ...]]:
         _check_count(op.limit, "limit")
         _check_count(op.offset, "offset")
@@ -852,6 +916,7 @@ class MemstoreStore(memstore.Adapter, BaseStore):
         """Apply a batch's puts: deletes in one statement, records by put_many per TTL."""
         deletes: list[str] = []
         by_ttl: dict[float | None, list[tuple[str, dict[str, Any]]]] = {}
+        parts = self._embed(puts)
         for op in puts:
             key = _item_key(op.namespace, op.key)
             if op.value is None:
@@ -875,10 +940,48 @@ class MemstoreStore(memstore.Adapter, BaseStore):
             self.items.delete_where({"key": {"$in": deletes}})
         if len(by_ttl) == 1 and len(pairs := next(iter(by_ttl.values()))) == 1:
             (ttl,) = by_ttl
-            self.items.put(*pairs[0], ttl=None if ttl is None else ttl * 60)
+            key = pairs[0][0]
+            self.items.put(*pairs[0], ttl=None if ttl is None else ttl * 60, vector=parts.get(key))
             return
         for ttl, pairs in by_ttl.items():
-            self.items.put_many(pairs, ttl=None if ttl is None else ttl * 60)
+            self.items.put_many(
+                pairs,
+                ttl=None if ttl is None else ttl * 60,
+                vectors=None if parts is _NO_PARTS else [parts[key] for key, _ in pairs],
+            )
+
+    def _embed(self, puts: Sequence[PutOp]) -> dict[str, Any]:
+        """Each put item's vectors by part (its fields' texts), embedded in one call; an item
+        put with index=False, or with no text at its fields, gets none ({})."""
+        if self.index_config is None or self.embeddings is None:
+            return _NO_PARTS
+        texts: list[tuple[str, str, str]] = []  # (item key, part, text)
+        parts: dict[str, Any] = {}
+        for op in puts:
+            if op.value is None:
+                continue
+            key = _item_key(op.namespace, op.key)
+            parts[key] = {}
+            if op.index is False:
+                continue
+            paths = (
+                self.index_config["__tokenized_fields"]
+                if op.index is None
+                else [_text_path(p) for p in _sequence(op.index, "index")]
+            )
+            for path, tokens in paths:
+                found = get_text_at_path(op.value, tokens)
+                for i, text in enumerate(found):
+                    texts.append((key, f"{path}.{i}" if len(found) > 1 else path, text))
+        if texts:
+            vectors = self.embeddings.embed_documents([text for _, _, text in texts])
+            if len(vectors) != len(texts):
+                raise memstore.ValidationError(
+                    f"embed returned {len(vectors)} vectors for {len(texts)} texts"
+                )
+            for (key, part, _), vector in zip(texts, vectors, strict=True):
+                parts[key][part] = vector
+        return parts
 
     def _refreshes(self, op: GetOp | SearchOp) -> bool:
         if op.refresh_ttl is False:
@@ -901,6 +1004,17 @@ class MemstoreStore(memstore.Adapter, BaseStore):
 
 
 _WORD = re.compile(r"\w+")
+# What _embed returns without an index: no item's vectors are touched.
+_NO_PARTS: dict[str, Any] = {}
+
+
+def _text_path(path: Any) -> tuple[str, Any]:
+    """A field of LangGraph's index config: its name and what get_text_at_path takes."""
+    if not isinstance(path, str) or not path:
+        raise memstore.ValidationError(f"an index field is a path string, not {path!r:.60}")
+    return path, path if path == "$" else tokenize_path(path)
+
+
 # Now, as memstore writes its timestamps (ISO-8601 UTC, sorting as text).
 _SQL_NOW = "strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')"
 
@@ -930,9 +1044,9 @@ def _datetime(stamp: str) -> datetime:
 
 def _check_put(op: PutOp) -> None:
     if not op.namespace:
-        raise memstore.ValidationError("a namespace cannot be empty")
-    if op.namespace[0] == "langgraph":
-        raise memstore.ValidationError('a namespace cannot start with "langgraph"')
+        raise NamespaceError("a namespace cannot be empty")
+    # A namespace starting with "langgraph" is LangGraph's own: put() refuses it, batch()
+    # takes it, as in LangGraph's stores.
     if op.value is not None and not isinstance(op.value, Mapping):
         raise memstore.ValidationError(f"a store value must be a dict, not {op.value!r:.60}")
 

@@ -189,16 +189,18 @@ def test_bad_input_is_refused(lgstore: MemstoreStore) -> None:
         lgstore.put(("a.b",), "k", {})
     with pytest.raises(memstore.ValidationError):
         lgstore.batch([PutOp(("a.b",), "k", {})])  # straight to batch: still checked
-    with pytest.raises(memstore.ValidationError):
-        lgstore.batch([PutOp(("langgraph",), "k", {})])
+    with pytest.raises(InvalidNamespaceError):
+        lgstore.put(("langgraph",), "k", {})  # LangGraph's own; batch() takes it, as its stores do
     with pytest.raises(memstore.ValidationError):
         lgstore.batch([PutOp(("a",), 5, {})])  # type: ignore[arg-type]
     with pytest.raises(memstore.ValidationError):
         lgstore.put(("a",), "k", {}, ttl=-1)
     with pytest.raises(memstore.ValidationError):
         lgstore.batch(["not an op"])  # type: ignore[list-item]
-    with pytest.raises(memstore.ValidationError, match="vector"):
-        MemstoreStore(":memory:", index={"dims": 3, "embed": lambda texts: [[0.0] * 3]})
+    with pytest.raises(memstore.ValidationError, match="embed"):
+        MemstoreStore(":memory:", index={"dims": 3})
+    with pytest.raises(memstore.ValidationError, match="unknown"):
+        MemstoreStore(":memory:", index={"dims": 3, "embed": lambda t: t, "colour": 1})
     assert lgstore.list_namespaces() == []
     assert lgstore.store.check() == []
 

@@ -109,7 +109,7 @@ def test_bad_vectors_are_refused_and_nothing_changes(memories: memstore.Collecti
         ["x"] * DIM,
         "not a vector",
         {"": "bad part"},
-        {},
+        {1: [1.0] * DIM},
     ]
     for vector in bad:
         with pytest.raises(memstore.ValidationError):
@@ -293,6 +293,10 @@ def test_parts_score_their_best_part(store: memstore.Store) -> None:
     memories.put("a", {}, vector=[-1.0, 0.0])  # parts replaced as a whole
     assert memories.vector("a").tolist() == [-1.0, 0.0]
     assert [h.key for h in memories.nearest([0.0, 1.0])] == ["b", "a"]
+    memories.put("a", {}, vector={})  # no vectors now
+    memories.put_many([("b", {"kept": True})], vectors=[None])  # b keeps its vector
+    assert memories.vector("a") is None and memories.vector("b") is not None
+    assert [h.key for h in memories.nearest([0.0, 1.0])] == ["b"]
 
 
 def test_quantized_scan_finds_the_exact_neighbours(

@@ -1,0 +1,103 @@
+"""LangGraph's own store tests (langgraph-checkpoint's published tests/test_store.py, vector
+search included) run unchanged against MemstoreStore in place of InMemoryStore.
+
+The tests ship in langgraph-checkpoint's source distribution, not in its wheel: the
+installed version's sdist is fetched from the package registry, and the suite runs in
+a subprocess where ``langgraph.store.memory.InMemoryStore`` is MemstoreStore on
+``:memory:``.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import re
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PYTHONPATH
+
+SHIM = """
+import langgraph.store.memory
+from memstore_langgraph import MemstoreStore
+
+
+class MemstoreInMemoryStore(MemstoreStore):
+    def __init__(self, *, index=None, **options):
+        super().__init__(":memory:", index=index, **options)
+
+
+langgraph.store.memory.InMemoryStore = MemstoreInMemoryStore
+"""
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """langgraph-checkpoint's sdist, of the version installed, unpacked."""
+    version = importlib.metadata.version("langgraph-checkpoint")
+    where = tmp_path_factory.mktemp("sdist")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            "--dest",
+            str(where),
+            f"langgraph-checkpoint=={version}",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (archive,) = where.glob("*.tar.gz")
+    with tarfile.open(archive) as tar:
+        tar.extractall(where, filter="data")
+    root = where / f"langgraph_checkpoint-{version}"
+    assert (root / "tests" / "test_store.py").is_file()
+    (where / "memstore_shim.py").write_text(SHIM)
+    return root
+
+
+def test_langgraph_store_suite_passes_on_memstore(published: Path) -> None:
+    ran = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "memstore_shim",
+            "-p",
+            "no:cacheprovider",
+            "-o",
+            "addopts=",
+            "-v",
+            "tests/test_store.py",
+        ],
+        cwd=published,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{published.parent}:{PYTHONPATH}"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stdout[-4000:] + ran.stderr[-2000:]
+    summary = ran.stdout.strip().splitlines()[-1]
+    passed = int(re.search(r"(\d+) passed", summary).group(1))  # type: ignore[union-attr]
+    assert passed >= 100 and "failed" not in summary and "skipped" not in summary, summary
+    # The shim was in force, and the vector tests ran on memstore's vector memory.
+    assert "InMemoryStore is memstore_langgraph" in ran.stdout
+    for test in (
+        "test_vector_search_with_filters",
+        "test_embed_with_path",
+        "test_non_ascii",
+        "test_async_batched_vector_search_concurrent",
+    ):
+        assert f"{test} PASSED" in ran.stdout, test
