@@ -31,6 +31,10 @@ class MemstoreInMemoryStore(MemstoreStore):
 
 
 langgraph.store.memory.InMemoryStore = MemstoreInMemoryStore
+
+
+def pytest_report_header():
+    return f"InMemoryStore is {langgraph.store.memory.InMemoryStore.__mro__[1].__module__}"
 """
 
 
