@@ -3021,7 +3021,7 @@ class _VectorIndex:
         where = "WHERE collection = ? AND model = ? AND dim = ?"
         params = (self.name, self.model, self.dim)
         (count,) = store._fetch(f"SELECT count(*) FROM memstore_vectors {where}", params)[0]
-        self.matrix = np.empty((count + count // 4 + 16, self.dim), np.float32)
+        self.matrix = np.empty((count + count // 16 + 64, self.dim), np.float32)
         self.ids = np.full(len(self.matrix), -1, np.int64)
         self.size, self.slots, self.free, self._lookup, self.codes = 0, {}, [], None, None
         chunk: list[tuple[int, bytes]] = []

@@ -12,6 +12,8 @@ Installed with memstore (entry point ``datasette: memstore``), so a plain
 - /-/memstore/<db>/events/<log>: an event log's timeline, a chart by kind.
 - /-/memstore/<db>/checkpoints/<thread>: checkpoint history with diffs.
 - /-/memstore/search?q=: one search box over every collection, message and event.
+- /-/memstore/<db>/similar/<collection>/<key>: the records nearest a record by its
+  vectors (needs numpy); each key cell of a collection with vectors links there.
 
 Read-only: it adds no write path, and shows (or counts) only the tables the
 actor may view. No configuration is needed.
@@ -29,7 +31,7 @@ import zlib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, unquote, urlencode
 
 from datasette import hookimpl, hookspecs
 from datasette.utils import escape_fts, tilde_encode
@@ -97,6 +99,8 @@ KIND_COLORS = [
 ]
 
 # What startup found in each Datasette instance: database name -> table settings.
+# Per database, its collections with vectors (as the plugin found them at startup).
+_VECTORS: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
 _FOUND: weakref.WeakKeyDictionary[Any, dict[str, dict[str, dict[str, Any]]]] = (
     weakref.WeakKeyDictionary()
 )
@@ -113,9 +117,8 @@ async def _memstore_tables(db: Any) -> dict[str, dict[str, Any]] | None:
         app_id = (await db.execute("PRAGMA application_id")).rows[0][0]
         if app_id != memstore.APPLICATION_ID:
             return None
-        rows = (
-            await db.execute("SELECT name, fields FROM _memstore_collections ORDER BY name")
-        ).rows
+        rows = (await db.execute("SELECT * FROM _memstore_collections ORDER BY name")).rows
+        rows = [(r["name"], r["fields"], _vector_settings(dict(r))) for r in rows]
         names = {
             r[0]
             for r in (await db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")).rows
@@ -130,7 +133,7 @@ async def _memstore_tables(db: Any) -> dict[str, dict[str, Any]] | None:
         "memstore_vector_log_trimmed": {"hidden": True},
         "sqlite_sequence": {"hidden": True},
     }
-    for name, fields in rows:
+    for name, fields, *_ in rows:
         declared = json.loads(fields)
         facets = [
             memstore.field_column(p) for p, kind in declared.items() if kind in ("text", "boolean")
@@ -139,7 +142,18 @@ async def _memstore_tables(db: Any) -> dict[str, dict[str, Any]] | None:
     for name, settings in LAYER_TABLES.items():
         if name in names:
             tables[name] = dict(settings)
+    _VECTORS[db] = {name for name, _, vectors in rows if vectors}
     return tables
+
+
+def _vector_settings(row: dict[str, Any]) -> dict[str, Any] | None:
+    """A registry row's vectors declaration (files before schema 11 have none)."""
+    return json.loads(row["vectors"]) if row.get("vectors") else None
+
+
+def _has_vectors(datasette: Any, database: str, table: str) -> bool:
+    db = datasette.databases.get(database) if _is_memstore(datasette, database) else None
+    return db is not None and table in _VECTORS.get(db, ())
 
 
 @hookimpl
@@ -183,6 +197,17 @@ def _is_memstore(datasette: Any, database: str | None) -> bool:
 
 @hookimpl
 def render_cell(value: Any, column: str, table: str | None, database: str, datasette: Any) -> Any:
+    if (
+        column == "key"
+        and isinstance(value, str)
+        and table
+        and _has_vectors(datasette, database, table)
+    ):
+        href = datasette.urls.path(
+            f"/-/memstore/{quote(database, safe='')}/similar/"
+            f"{quote(table, safe='')}/{quote(value, safe='')}"
+        )
+        return Markup('{} <a class="memstore-similar" href="{}">similar</a>').format(value, href)
     if column not in JSON_COLUMNS or not isinstance(value, str) or not table:
         return None
     if not _is_memstore(datasette, database) or value[:1] not in ("{", "["):
@@ -467,13 +492,10 @@ async def overview(datasette: Any, request: Any) -> Response:
             "collections": [],
             "structures": [],
         }
-        registry = (
-            await db.execute(
-                "SELECT name, fields, fts, ttl_seconds, history FROM _memstore_collections "
-                "ORDER BY name"
-            )
-        ).rows
-        for cname, fields, fts, ttl, history in registry:
+        registry = (await db.execute("SELECT * FROM _memstore_collections ORDER BY name")).rows
+        for row in registry:
+            cname, fields, fts = row["name"], row["fields"], row["fts"]
+            ttl, history, vectors = row["ttl_seconds"], row["history"], _vector_settings(dict(row))
             if not await _can_view(datasette, request.actor, name, cname):
                 continue
             stats = (
@@ -493,6 +515,7 @@ async def overview(datasette: Any, request: Any) -> Response:
                     "retention": ", ".join(retention) or "none",
                     "fields": ", ".join(f"{k} ({v})" for k, v in json.loads(fields).items()),
                     "fts": ", ".join(json.loads(fts)),
+                    "vectors": await _vector_summary(db, cname, vectors),
                 }
             )
         info["structures"] = await _structures(datasette, request, name, db, sizes)
@@ -500,6 +523,111 @@ async def overview(datasette: Any, request: Any) -> Response:
     return await _render(
         datasette, request, "overview", {"title": "Agent memory", "databases": databases}
     )
+
+
+async def _vector_summary(db: Any, collection: str, vectors: dict[str, Any] | None) -> str:
+    """A collection's vectors: its model, dimension and how many."""
+    if not vectors:
+        return ""
+    (count,) = (
+        await db.execute(
+            "SELECT count(*) FROM memstore_vectors WHERE collection = ? AND model = ? AND dim = ?",
+            [collection, vectors["model"], vectors["dim"]],
+        )
+    ).rows[0]
+    return f"{count:,} of {vectors['dim']} dims ({vectors['model']}, {vectors['metric']})"
+
+
+#: The similar-records page compares a record with at most this many vectors.
+SIMILAR_LIMIT = 200_000
+
+
+async def similar_view(datasette: Any, request: Any) -> Response:
+    """The records nearest one record by its vectors (cosine), computed here with numpy."""
+    refused = _only_get(request)
+    if refused:
+        return refused
+    database = request.url_vars["database"]
+    # The route sees the raw path: keys may hold "/" and anything else, quoted.
+    collection, key = unquote(request.url_vars["collection"]), unquote(request.url_vars["key"])
+    db = await _require(datasette, request, database, collection, "memstore_vectors")
+    rows = (
+        []
+        if db is None
+        else (
+            await db.execute("SELECT * FROM _memstore_collections WHERE name = ?", [collection])
+        ).rows
+    )
+    vectors = _vector_settings(dict(rows[0])) if rows else None
+    if db is None or vectors is None:
+        return await _missing(
+            datasette, request, "Not found", f"No collection {collection} with vectors here."
+        )
+    table = memstore.quote_identifier(collection)
+    found = (await db.execute(f"SELECT id, body FROM {table} WHERE key = ?", [key])).rows
+    if not found:
+        return await _missing(datasette, request, "Not found", f"No record {key} in {collection}.")
+    context: dict[str, Any] = {
+        "title": f"Similar to {key}",
+        "database": database,
+        "collection": collection,
+        "key": key,
+        "record": _json_html(json.loads(found[0]["body"])),
+        "vectors": vectors,
+        "hits": [],
+        "note": "",
+    }
+    try:
+        import numpy as np
+    except ImportError:
+        context["note"] = "Comparing vectors needs numpy: pip install 'memstore[vectors]'."
+        return await _render(datasette, request, "similar", context)
+    where = "WHERE collection = ? AND model = ? AND dim = ?"
+    params = [collection, vectors["model"], vectors["dim"]]
+    (count,) = (await db.execute(f"SELECT count(*) FROM memstore_vectors {where}", params)).rows[0]
+    if count > SIMILAR_LIMIT:
+        context["note"] = (
+            f"{count:,} vectors are more than this page compares ({SIMILAR_LIMIT:,}); "
+            "use Collection.nearest."
+        )
+        return await _render(datasette, request, "similar", context)
+    stored = (
+        await db.execute(f"SELECT record_id, vector FROM memstore_vectors {where}", params)
+    ).rows
+    own = [bytes(r[1]) for r in stored if r[0] == found[0]["id"]]
+    if not own:
+        context["note"] = "This record has no vector."
+        return await _render(datasette, request, "similar", context)
+    matrix = np.frombuffer(b"".join(bytes(r[1]) for r in stored), "<f4").reshape(-1, vectors["dim"])
+    ids = np.array([r[0] for r in stored], np.int64)
+    best: dict[int, float] = {}
+    for blob in own:  # a record in parts: each part's neighbours, best part wins
+        q = np.frombuffer(blob, "<f4")
+        norms = np.linalg.norm(matrix, axis=1) * float(np.linalg.norm(q))
+        scores = np.divide(matrix @ q, norms, out=np.zeros(len(ids)), where=norms > 0)
+        for i in np.argsort(-scores, kind="stable")[:50]:
+            rid = int(ids[i])
+            if rid != found[0]["id"] and float(scores[i]) > best.get(rid, -2.0):
+                best[rid] = float(scores[i])
+    top = sorted(best.items(), key=lambda item: -item[1])[:10]
+    keys = {
+        r[0]: r[1]
+        for r in (
+            await db.execute(
+                f"SELECT id, key FROM {table} WHERE id IN (SELECT value FROM json_each(?))",
+                [json.dumps([rid for rid, _ in top])],
+            )
+        ).rows
+    }
+    base = datasette.urls.path(
+        f"/-/memstore/{quote(database, safe='')}/similar/{quote(collection, safe='')}/"
+    )
+    context["hits"] = [
+        {"key": keys[rid], "similarity": score, "similar": base + quote(keys[rid], safe="")}
+        for rid, score in top
+        if rid in keys
+    ]
+    return await _render(datasette, request, "similar", context)
 
 
 def _duration(seconds: float) -> str:
@@ -1267,6 +1395,10 @@ def register_routes() -> list[tuple[str, Any]]:
         (r"^/-/memstore/(?P<database>[^/]+)/threads/(?P<thread>.+)$", thread_view),
         (r"^/-/memstore/(?P<database>[^/]+)/events/(?P<log>.+)$", events_view),
         (r"^/-/memstore/(?P<database>[^/]+)/checkpoints/(?P<thread>.+)$", checkpoints_view),
+        (
+            r"^/-/memstore/(?P<database>[^/]+)/similar/(?P<collection>[^/]+)/(?P<key>.+)$",
+            similar_view,
+        ),
     ]
 
 

@@ -40,6 +40,11 @@ def agent_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
         )
         events.put("xss", {"kind": "info", "summary": "<script>alert('x')</script> & more"})
         store.collection("secrets", fts=["text"]).put("s1", {"text": "classified timeout"})
+        memories = store.collection("memories", vectors={"dim": 3, "model": "toy-3d"})
+        memories.put("trains", {"text": "the user likes trains"}, vector=[1.0, 0.1, 0.0])
+        memories.put("rail", {"text": "rail passes"}, vector=[0.9, 0.2, 0.0])
+        memories.put("food", {"text": "ramen for lunch"}, vector=[0.0, 0.0, 1.0])
+        memories.put("a/b <odd>", {"text": "an odd key"}, vector=[0.5, 0.5, 0.5])
         log = store.event_log("planner")
         for i, kind in enumerate(
             ["task_started", "tool_call", "tool_result", "tool_call", "error"]
@@ -280,7 +285,7 @@ def test_other_databases_are_left_alone(tmp_path: Path) -> None:
 def test_database_page_lists_collections_first(ds: Any) -> None:
     html = get(ds, "/agent").text
     script = html[html.index("var collections = ") :]
-    assert script.startswith('var collections = ["events", "secrets"];')
+    assert script.startswith('var collections = ["events", "memories", "secrets"];')
     assert "memstore-group" in script
     assert "var collections" not in get(ds, "/agent/events").text  # the database page only
 
@@ -334,3 +339,28 @@ def test_timeline_gridlines_are_round_numbers() -> None:
     assert memstore_datasette._ticks(7) == [0, 2, 4, 6, 8]
     assert memstore_datasette._ticks(10) == [0, 2, 4, 6, 8, 10]
     assert memstore_datasette._ticks(1234) == [0, 500, 1000, 1500]
+
+
+def test_vectors_in_the_overview_and_similar_records(ds: Any) -> None:
+    assert "4 of 3 dims (toy-3d, cosine)" in get(ds, "/-/memstore").text
+    table = get(ds, "/agent/memories").text
+    assert '/-/memstore/agent/similar/memories/trains">similar</a>' in table
+    assert "/-/memstore/agent/similar/memories/a%2Fb%20%3Codd%3E" in table  # quoted, escaped
+    assert "similar</a>" not in get(ds, "/agent/events").text  # no vectors there
+    page = get(ds, "/-/memstore/agent/similar/memories/trains")
+    assert page.status_code == 200
+    html = page.text
+    assert "the user likes trains" in html and "toy-3d" in html
+    assert html.index(">rail</a>") < html.index(">a/b &lt;odd&gt;</a>") < html.index(">food</a>")
+    assert ">trains</a>" not in html.split("<table", 1)[1]  # not its own neighbour
+    odd = get(ds, "/-/memstore/agent/similar/memories/a%2Fb%20%3Codd%3E")
+    assert odd.status_code == 200 and "<odd>" not in odd.text
+    for missing in ("memories/nope", "events/e1", "nothere/x"):
+        assert get(ds, f"/-/memstore/agent/similar/{missing}").status_code == 404
+    assert get(ds, "/-/memstore/agent/similar/memories/trains", method="post").status_code == 405
+
+
+def test_similar_records_respect_permissions(agent_db: Path) -> None:
+    hidden = datasette(agent_db, deny="memories")
+    assert get(hidden, "/-/memstore/agent/similar/memories/trains").status_code == 404
+    assert "toy-3d" not in get(hidden, "/-/memstore").text
