@@ -33,10 +33,26 @@ class Adapters:
         self.store = store
         self.saver = MemstoreSaver(store)
         self.items = MemstoreStore(store)
+        self.semantic = MemstoreStore(
+            store, collection="semantic", index={"dims": 2, "embed": self.embed, "model": "toy"}
+        )
         self.bytes = MemstoreByteStore(store)
         self.cache = MemstoreCache(store)
         self.history = MemstoreChatMessageHistory("h", store)
         self.session = MemstoreSession("s", store)
+
+    @staticmethod
+    def embed(texts: list[str]) -> list[Any]:
+        """A toy embedding, hostile on cue: texts ask for what they get."""
+        out: list[Any] = []
+        for text in texts:
+            if "nan" in text:
+                out.append([float("nan"), 0.0])
+            elif "3d" in text:
+                out.append([1.0, 0.0, 0.0])
+            else:
+                out.append([float(len(text)), 1.0])
+        return out
 
     def checkpoint(self, thread: Any = "t", ns: Any = "", **metadata: Any) -> Any:
         cp = empty_checkpoint()
@@ -49,6 +65,7 @@ def adapters(full_store: memstore.Store) -> Iterator[Adapters]:  # noqa: F811
     made = Adapters(full_store)
     made.checkpoint()
     made.items.put(("users", "a"), "k", {"v": 1})
+    made.semantic.put(("docs",), "d", {"text": "hello"})
     made.bytes.mset([("k", b"v")])
     made.cache.update("p", "llm", [Generation(text="g")])
     made.history.add_messages([HumanMessage("hi")])
@@ -61,6 +78,11 @@ def run(coroutine: Any) -> Any:
 
 
 CASES: dict[str, Callable[[Adapters], Any]] = {
+    "semantic put, embedding nan": lambda a: a.semantic.put(("docs",), "d", {"text": "nan"}),
+    "semantic put, embedding of 3": lambda a: a.semantic.put(("docs",), "d", {"text": "3d"}),
+    "semantic search, query nan": lambda a: a.semantic.search(("docs",), query="nan"),
+    "semantic search, limit 2**64": lambda a: a.semantic.search(("docs",), query="x", limit=BIG),
+    "semantic put, index paths int": lambda a: a.semantic.put(("docs",), "d", {}, index=[1]),
     # the checkpointer
     "saver thread surrogate": lambda a: a.checkpoint(thread=SURROGATE),
     "saver namespace int": lambda a: a.checkpoint(ns=5),

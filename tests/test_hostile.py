@@ -37,6 +37,8 @@ def full_store(tmp_path: Path) -> Iterator[memstore.Store]:
         g.add_node("x", "thing")
         g.add_node("y", "thing")
         store.cache("c").set("k", 1)
+        mem = store.collection("mem", fts=["text"], vectors={"dim": 3, "model": "m"})
+        mem.put("v", {"text": "a vector"}, vector=[1.0, 0.0, 0.0])
         yield store
 
 
@@ -137,6 +139,41 @@ CASES: dict[str, Callable[[memstore.Store], Any]] = {
     "collection sqlite": lambda s: s.collection("sqlite"),
     "collection SQLite_x": lambda s: s.collection("SQLite_x"),
     "collection sqlitefoo": lambda s: s.collection("sqlitefoo"),
+    # vectors that are not vectors of the collection
+    "vector 10**400": lambda s: s.collection("mem").put("v", {}, vector=[HUGE, 0, 0]),
+    "vector nan": lambda s: s.collection("mem").put("v", {}, vector=[float("nan"), 0, 0]),
+    "vector float32 overflow": lambda s: s.collection("mem").put("v", {}, vector=[1e39, 0, 0]),
+    "vector wrong dim": lambda s: s.collection("mem").put("v", {}, vector=[1.0] * 4),
+    "vector matrix": lambda s: s.collection("mem").put("v", {}, vector=[[1.0] * 3]),
+    "vector text": lambda s: s.collection("mem").put("v", {}, vector="1 2 3"),
+    "vector part int": lambda s: s.collection("mem").put("v", {}, vector={1: [1.0] * 3}),
+    "vector part surrogate": lambda s: s.collection("mem").put(
+        "v", {}, vector={"\ud800": [1.0] * 3}
+    ),
+    "vectors too few": lambda s: s.collection("mem").put_many(
+        [("w", {}), ("x", {})], vectors=[[1.0] * 3]
+    ),
+    "nearest k 2**64": lambda s: s.collection("mem").nearest([1.0] * 3, k=BIG),
+    "nearest query huge": lambda s: s.collection("mem").nearest([HUGE, 0, 0]),
+    "nearest deep where": lambda s: s.collection("mem").nearest(
+        [1.0] * 3, where=nested("$or", 500)
+    ),
+    "nearest other model": lambda s: s.collection("mem").nearest([1.0] * 3, model="other"),
+    "hybrid long text": lambda s: s.collection("mem").hybrid("x " * 3000, vector=[1.0] * 3),
+    "hybrid recency 10**400": lambda s: s.collection("mem").hybrid(
+        "a", vector=[1.0] * 3, recency=HUGE
+    ),
+    "hybrid importance 5": lambda s: s.collection("mem").hybrid(
+        "a",
+        vector=[1.0] * 3,
+        importance=5,  # type: ignore[arg-type]
+    ),
+    "re_embed nan": lambda s: s.collection("mem").re_embed(lambda t: [[float("nan")] * 3] * len(t)),
+    "re_embed too few": lambda s: s.collection("mem").re_embed(lambda t: []),
+    "re_embed dim 0": lambda s: s.collection("mem").re_embed(lambda t: t, model="n", dim=0),
+    "vectors dim 2**64": lambda s: s.collection("fresh", vectors={"dim": BIG, "model": "m"}),
+    "vectors model int": lambda s: s.collection("fresh", vectors={"dim": 3, "model": 3}),
+    "vectors other model": lambda s: s.collection("mem", vectors={"dim": 3, "model": "n"}),
     # full-text queries too long to run
     "long search": lambda s: s.collection("notes").search("alpha " * 2000),
     "long message search": lambda s: s.conversations().search("x" * 5000),
