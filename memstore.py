@@ -47,6 +47,7 @@ import json
 import math
 import os
 import re
+import struct
 import threading
 import time
 import weakref
@@ -1059,7 +1060,8 @@ class Store:
 
         Every collection (or those named) as ``collections/<name>.jsonl``,
         one ``{"key", "record", "created_at", "updated_at", "expires_at"}``
-        per line, and every memory layer's table as ``tables/<table>.jsonl``,
+        per line (and ``"vectors"``, ``{part: [floats]}``, for a record with
+        vectors), and every memory layer's table as ``tables/<table>.jsonl``,
         one row per line. Streams: memory stays flat whatever the size.
         ``progress`` is called with the number of rows written as they go.
         """
@@ -1078,16 +1080,25 @@ class Store:
         names = self.collections() if collections is None else list(collections)
         for name in names:
             meta = self._require_meta(name)
+            # A record's vectors (of the collection's model), as {part: [floats]}.
+            vectors, params = "NULL", []
+            if meta.vectors is not None:
+                vectors = (
+                    "(SELECT json_group_object(part, hex(vector)) FROM memstore_vectors AS v "
+                    "WHERE v.collection = ? AND v.record_id = t.id AND v.model = ? AND v.dim = ?)"
+                )
+                params = [meta.name, meta.vectors["model"], meta.vectors["dim"]]
             rows = self._stream(
-                "SELECT key, body, created_at, updated_at, expires_at "
-                f"FROM {quote_identifier(meta.name)} ORDER BY id",
-                (),
+                f"SELECT key, body, created_at, updated_at, expires_at, {vectors} "
+                f"FROM {quote_identifier(meta.name)} AS t ORDER BY id",
+                params,
                 lambda r: {
                     "key": r[0],
                     "record": json.loads(r[1]),
                     "created_at": r[2],
                     "updated_at": r[3],
                     "expires_at": r[4],
+                    **({"vectors": _floats_by_part(r[5])} if r[5] and r[5] != "{}" else {}),
                 },
             )
             file = f"collections/{meta.name}.jsonl"
@@ -1100,6 +1111,7 @@ class Store:
                 "ttl_seconds": meta.ttl_seconds,
                 "history": meta.history,
                 "indexes": _index_dicts(meta.indexes),
+                "vectors": meta.vectors,
             }
         if collections is None:
             for table in LAYER_TABLES:
@@ -2114,9 +2126,11 @@ class Collection:
 
         Each row is a mapping with ``key`` and ``record`` and optionally
         ``created_at``, ``updated_at`` and ``expires_at`` (ISO-8601 with a
-        time zone; now when absent). A key already stored takes the row's
-        record and timestamps; identical rows are left alone, so importing
-        twice changes nothing. All or nothing; returns the number of rows.
+        time zone; now when absent), and in a collection with vectors
+        ``vectors`` (``{part: [floats]}``, part "" for a whole record). A
+        key already stored takes the row's record and timestamps; identical
+        rows are left alone, so importing twice changes nothing. All or
+        nothing; returns the number of rows.
         """
         upsert = (
             f"INSERT INTO {self._table} (key, body, created_at, updated_at, expires_at) "
@@ -2134,7 +2148,13 @@ class Collection:
             now = _iso(_utcnow())
             while batch := list(islice(rows, BATCH_SIZE)):  # a batch at a time: memory stays flat
                 values = [self._import_row(row, now) for row in batch]
+                vectors = {
+                    row["key"]: self._encode_vector(_mapping(row["vectors"], "vectors"))
+                    for row in batch
+                    if row.get("vectors") is not None
+                }
                 self.store._run_many(upsert, values)
+                self._write_vectors(vectors)
                 if self.ttl is not None:  # rows exported without an expiry keep none
                     self.store._fetch(
                         f"UPDATE {self._table} SET expires_at = NULL "
@@ -3329,6 +3349,14 @@ def _embedded(documents: Callable[[list[str]], Any], texts: list[str]) -> list[A
     if len(vectors) != len(texts):
         raise ValidationError(f"embed returned {len(vectors)} vectors for {len(texts)} texts")
     return vectors
+
+
+def _floats_by_part(hex_by_part: str) -> dict[str, list[float]]:
+    """Vectors as SQL gives them for export ({part: hex of float32}), as lists of floats."""
+    return {
+        part: list(struct.unpack(f"<{len(blob) // 8}f", bytes.fromhex(blob)))
+        for part, blob in json.loads(hex_by_part).items()
+    }
 
 
 def _record_text(record: Any, paths: Sequence[str]) -> str:
@@ -5612,6 +5640,7 @@ def _read_manifest(root: Path) -> list[_ExportFile]:
                     "ttl": entry.get("ttl_seconds"),
                     "history": entry.get("history"),
                     "indexes": entry.get("indexes") or None,
+                    "vectors": entry.get("vectors") or None,
                 },
             )
             for name, entry in manifest.get("collections", {}).items()

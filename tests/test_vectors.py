@@ -469,3 +469,27 @@ def test_stats_report_vectors(store: memstore.Store) -> None:
     assert stats["count"] == 10 and stats["model"] == "x" and stats["dim"] == 4
     assert stats["memory_bytes"] >= 10 * 4 * 4
     assert json.loads(json.dumps(stats)) == stats
+
+
+def test_export_and_import_keep_vectors(file_store: memstore.Store, tmp_path: Path) -> None:
+    memories = file_store.collection(
+        "memories", fts=["text"], vectors={"dim": 3, "model": "m", "metric": "dot"}
+    )
+    memories.put("a", {"text": "one"}, vector=[0.1, 0.2, 0.3])
+    memories.put("b", {"text": "two"}, vector={"title": [1.0, 0.0, 0.0], "body": [0.0, 1e-7, 1.0]})
+    memories.put("c", {"text": "no vector"})
+    file_store.export(tmp_path / "out")
+    with memstore.Store(tmp_path / "copy.db") as copy:
+        report = copy.import_(tmp_path / "out")
+        assert report["collections"] == {"memories": 3}
+        again = copy.collection("memories")
+        assert again.vectors == memories.vectors
+        assert again.vector("a").tolist() == memories.vector("a").tolist()
+        assert {p: v.tolist() for p, v in again.vector("b").items()} == {
+            p: v.tolist() for p, v in memories.vector("b").items()
+        }
+        assert again.vector("c") is None
+        q = [0.3, 0.2, 0.1]
+        assert again.nearest(q) == memories.nearest(q)
+        copy.import_(tmp_path / "out")  # twice: nothing changes
+        assert copy.check() == [] and again.stats()["vectors"]["count"] == 3
