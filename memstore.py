@@ -937,6 +937,10 @@ class Store:
         for name, (kind, _) in _schema_objects().items():
             if name not in tables:
                 problems.append(f"missing {kind} {name}")
+        problems += [
+            f"{count} vectors of {name!r}, which is not a collection with vectors"
+            for name, count in self._fetch(_STRAY_VECTORS_SQL.format("collection, count(*)"))
+        ]
         with contextlib.suppress(MemstoreError):  # a read-only file: check what is there
             _catch_up_messages(self)
         for fts in _LAYER_FTS:
@@ -971,6 +975,10 @@ class Store:
                 with self.transaction():
                     self._fetch(sql)
                 done.append(f"recreated {kind} {name}")
+        with self.transaction():
+            for (name,) in self._fetch(_STRAY_VECTORS_SQL.format("DISTINCT collection")):
+                self._fetch("DELETE FROM memstore_vectors WHERE collection = ?", (name,))
+                done.append(f"deleted the vectors of {name!r}, which is not a collection")
         for fts in _LAYER_FTS:
             if _fts_problems(self, fts):
                 with self.transaction():
@@ -2970,6 +2978,12 @@ class HybridHit(NamedTuple):
     score: float
     scores: dict[str, Any]
 
+
+# Vectors of a collection that is gone, or has no vectors declared (dropped by another tool).
+_STRAY_VECTORS_SQL = (
+    "SELECT {} FROM memstore_vectors WHERE collection NOT IN "
+    "(SELECT name FROM _memstore_collections WHERE vectors IS NOT NULL) GROUP BY collection"
+)
 
 # Deleted in this order with a collection: the vectors, then the log of their deletes.
 _VECTOR_TABLES = ("memstore_vectors", "memstore_vector_log", "memstore_vector_log_trimmed")

@@ -493,3 +493,17 @@ def test_export_and_import_keep_vectors(file_store: memstore.Store, tmp_path: Pa
         assert again.nearest(q) == memories.nearest(q)
         copy.import_(tmp_path / "out")  # twice: nothing changes
         assert copy.check() == [] and again.stats()["vectors"]["count"] == 3
+
+
+def test_vectors_of_a_table_another_tool_dropped(file_store: memstore.Store, db_path: Path) -> None:
+    file_store.collection("memories", vectors={"dim": 2, "model": "m"}).put(
+        "a", {}, vector=[1.0, 0.0]
+    )
+    conn = sqlite3.connect(db_path)
+    conn.execute("DROP TABLE memories")
+    conn.execute("DELETE FROM _memstore_collections WHERE name = 'memories'")
+    conn.commit()
+    conn.close()
+    assert file_store.check() == ["1 vectors of 'memories', which is not a collection with vectors"]
+    assert file_store.repair() == ["deleted the vectors of 'memories', which is not a collection"]
+    assert file_store.check() == []
