@@ -8,12 +8,42 @@ which end at the moment it is built.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import random
+import re
+import zlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import memstore
+
+#: What the agent has noted over earlier trips: the demo's vector memory.
+NOTES = [
+    ("travel", "The user prefers trains to planes for trips under five hours."),
+    ("travel", "Night trains to Italy sell out a month ahead in summer."),
+    ("travel", "Book the train first, then a hotel near the arrival station."),
+    ("travel", "Rail passes are cheaper than single tickets for three trips or more."),
+    ("food", "The user is vegetarian and likes ramen and Lebanese food."),
+    ("food", "Lyon's bouchons serve heavy meat dishes: look for vegetarian menus."),
+    ("food", "Lunch near Part-Dieu: a ramen place opens at noon."),
+    ("weather", "Lyon is hot in July; pack light clothes and water."),
+    ("weather", "Check the forecast two days before: storms delay trains."),
+    ("work", "The user's team meets on Mondays at 10:00, Paris time."),
+    ("work", "Expense reports need the hotel invoice as a PDF."),
+    ("work", "The user works from the train when there is wifi."),
+]
+
+
+def word_hash(texts: list[str]) -> list[list[float]]:
+    """A toy embedding for the demo (memstore ships no model): words hashed into 64 counts."""
+    vectors = []
+    for text in texts:
+        vector = [0.0] * 64
+        for word in re.findall(r"\w+", text.lower()):
+            vector[zlib.crc32(word.encode()) % 64] += 1.0
+        vectors.append(vector)
+    return vectors
 
 
 def build(path: str | os.PathLike[str]) -> None:
@@ -33,7 +63,20 @@ def build(path: str | os.PathLike[str]) -> None:
             fts=["rationale"],
         )
         notes = store.collection(
-            "notes", fields={"topic": str}, fts=["text"], ttl=timedelta(days=30)
+            "notes",
+            fields={"topic": str},
+            fts=["text"],
+            ttl=timedelta(days=30),
+            # Vector memory, when numpy is there (the explorer extra installs it).
+            vectors=(
+                {"dim": 64, "model": "demo-word-hash-64", "embed": word_hash}
+                if importlib.util.find_spec("numpy")
+                else None
+            ),
+        )
+        notes.put_many(
+            (f"note-{i}", {"topic": topic, "text": text})
+            for i, (topic, text) in enumerate(NOTES, 1)
         )
         plan = [
             ("t-1", "Book a train from Paris to Lyon", "high"),

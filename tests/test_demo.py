@@ -25,6 +25,10 @@ def test_demo_builds_a_store_with_every_kind_of_memory(tmp_path: Path) -> None:
         assert len(store.checkpoints().branches("chat-t-1")) == 2
         assert len(store.graph("facts").edges()) == 6
         assert store.cache("llm").stats()["hits"] > 0
+        notes = store.collection("notes")
+        assert notes.stats()["vectors"]["count"] == len(notes) >= 12
+        nearest = notes.nearest(notes.vector("note-1"), k=2)
+        assert nearest[0].key == "note-1"
         assert store.check() == []
     again = run_python(CLI, "demo", str(path), "--build-only")
     assert "Using the demo store" in again.stdout
