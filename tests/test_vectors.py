@@ -267,7 +267,7 @@ def test_another_process_write_is_seen_by_the_next_query(
     assert ran.returncode == 0, ran.stderr
     assert [h.key for h in memories.nearest([0.0, 1.0])] == ["c", "b"]
     assert file_store._vector_indexes["memories"] is index  # followed, not rebuilt
-    assert index.seq > 0 and len(index.slots) == 2
+    assert index.seq > 0 and len(index.slot) == 2
 
 
 def test_rolled_back_vectors_leave_the_index(store: memstore.Store) -> None:
