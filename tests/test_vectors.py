@@ -2,19 +2,40 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-import sqlite3
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import apsw
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import memstore
 from tests.conftest import run_python
 
 DIM = 16
+
+
+def stdlib(path: Path, *statements: str) -> None:
+    """Another tool's writes: Python's sqlite3 (SQLite 3.40) in a process of its own.
+
+    Never in this process: two SQLite libraries in one process do not see each
+    other's POSIX locks, and closing one's connection can drop the other's.
+    """
+    ran = run_python(
+        "import sqlite3, sys\n"
+        "conn = sqlite3.connect(sys.argv[1])\n"
+        "for statement in sys.argv[2:]:\n"
+        "    conn.execute(statement)\n"
+        "conn.commit()\n",
+        str(path),
+        *statements,
+    )
+    assert ran.returncode == 0, ran.stderr
 
 
 def brute_force(matrix: np.ndarray, q: np.ndarray, metric: str, k: int) -> list[tuple[int, float]]:
@@ -193,10 +214,7 @@ def test_no_orphan_ever(file_store: memstore.Store, db_path: Path) -> None:
     memories.cleanup()  # the expired one
     assert (vectors(), orphans()) == (len(memories), 0)
     # Another tool's deletes take the vectors too.
-    conn = sqlite3.connect(db_path)
-    conn.execute("DELETE FROM memories WHERE key LIKE 'm001%'")
-    conn.commit()
-    conn.close()
+    stdlib(db_path, "DELETE FROM memories WHERE key LIKE 'm001%'")
     assert (vectors(), orphans()) == (len(memories), 0)
     assert not any(h.key.startswith("m001") for h in memories.nearest([1.0] * DIM, k=300))
     time.sleep(0.01)
@@ -212,15 +230,13 @@ def test_no_orphan_ever(file_store: memstore.Store, db_path: Path) -> None:
 def test_check_and_repair_mend_orphans(file_store: memstore.Store, db_path: Path) -> None:
     memories = file_store.collection("memories", vectors={"dim": DIM, "model": "m"})
     fill(memories, 20)
-    conn = sqlite3.connect(db_path)
-    conn.execute('DROP TRIGGER "memories__vectors_delete"')
-    conn.execute("DELETE FROM memories WHERE key IN ('m00001', 'm00002')")
-    conn.execute(
+    stdlib(
+        db_path,
+        'DROP TRIGGER "memories__vectors_delete"',
+        "DELETE FROM memories WHERE key IN ('m00001', 'm00002')",
         "INSERT INTO memstore_vectors (collection, record_id, model, dim, vector) "
-        "VALUES ('memories', 1, 'stale-model', 1, x'00000000')"
+        "VALUES ('memories', 1, 'stale-model', 1, x'00000000')",
     )
-    conn.commit()
-    conn.close()
     problems = file_store.check()
     assert "memories: missing trigger memories__vectors_delete" in problems
     assert "memories: 2 vectors of records that are gone" in problems
@@ -235,15 +251,13 @@ def test_stdlib_written_vectors_are_found(file_store: memstore.Store, db_path: P
     memories = file_store.collection("memories", vectors={"dim": 2, "model": "m"})
     memories.put("a", {}, vector=[1.0, 0.0])
     assert [h.key for h in memories.nearest([0.0, 1.0])] == ["a"]
-    conn = sqlite3.connect(db_path)
-    conn.execute("INSERT INTO memories (key, body) VALUES ('b', '{}')")
-    conn.execute(
+    stdlib(
+        db_path,
+        "INSERT INTO memories (key, body) VALUES ('b', '{}')",
         "INSERT INTO memstore_vectors (collection, record_id, model, dim, vector) "
-        "SELECT 'memories', id, 'm', 2, ? FROM memories WHERE key = 'b'",
-        (np.array([0.0, 1.0], "<f4").tobytes(),),
+        f"SELECT 'memories', id, 'm', 2, x'{np.array([0.0, 1.0], '<f4').tobytes().hex()}' "
+        "FROM memories WHERE key = 'b'",
     )
-    conn.commit()
-    conn.close()
     assert [h.key for h in memories.nearest([0.0, 1.0])] == ["b", "a"]
 
 
@@ -499,11 +513,71 @@ def test_vectors_of_a_table_another_tool_dropped(file_store: memstore.Store, db_
     file_store.collection("memories", vectors={"dim": 2, "model": "m"}).put(
         "a", {}, vector=[1.0, 0.0]
     )
-    conn = sqlite3.connect(db_path)
-    conn.execute("DROP TABLE memories")
-    conn.execute("DELETE FROM _memstore_collections WHERE name = 'memories'")
-    conn.commit()
-    conn.close()
+    stdlib(
+        db_path, "DROP TABLE memories", "DELETE FROM _memstore_collections WHERE name = 'memories'"
+    )
     assert file_store.check() == ["1 vectors of 'memories', which is not a collection with vectors"]
     assert file_store.repair() == ["deleted the vectors of 'memories', which is not a collection"]
     assert file_store.check() == []
+
+
+OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("put"), st.integers(0, 7), st.integers(0, 3)),
+        st.tuples(st.just("put bare"), st.integers(0, 7), st.integers(0, 3)),
+        st.tuples(st.just("delete"), st.integers(0, 7), st.integers(0, 3)),
+        st.tuples(st.just("delete_where"), st.integers(0, 7), st.integers(0, 3)),
+        st.tuples(st.just("rollback"), st.integers(0, 7), st.integers(0, 3)),
+        st.tuples(st.just("other process"), st.integers(0, 7), st.integers(0, 3)),
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(ops=OPS)
+def test_any_sequence_of_writes_leaves_no_orphan_and_exact_answers(
+    tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[str, int, int]]
+) -> None:
+    path = tmp_path_factory.mktemp("ops") / "agent.db"
+    vectors = [[1.0, 0.0], [0.0, 1.0], [0.6, 0.8], [-1.0, 0.5]]
+    with memstore.Store(path) as store:
+        memories = store.collection("m", fields={"n": int}, vectors={"dim": 2, "model": "x"})
+        expected: dict[str, list[float]] = {}
+        for op, n, v in ops:
+            key = f"k{n}"
+            memories.nearest([1.0, 1.0], k=8)  # the index follows each step
+            if op == "put":
+                memories.put(key, {"n": n}, vector=vectors[v])
+                expected[key] = vectors[v]
+            elif op == "put bare":  # keeps the vector it had
+                memories.put(key, {"n": n, "bare": True})
+            elif op == "delete":
+                memories.delete(key)
+                expected.pop(key, None)
+            elif op == "delete_where":
+                memories.delete_where({"n": {"$gte": n}})
+                expected = {k: e for k, e in expected.items() if int(k[1:]) < n}
+            elif op == "rollback":
+                with contextlib.suppress(RuntimeError), store.transaction():
+                    memories.put(key, {"n": n}, vector=vectors[v])
+                    memories.delete("k0")
+                    memories.nearest([1.0, 0.0], k=8)
+                    raise RuntimeError
+            else:
+                other = apsw.Connection(str(path))  # another connection, as another tool's
+                other.execute("DELETE FROM m WHERE key = ?", (key,))
+                other.close()
+                expected.pop(key, None)
+        (orphans,) = store._fetch(
+            "SELECT count(*) FROM memstore_vectors AS v WHERE NOT EXISTS "
+            "(SELECT 1 FROM m WHERE m.id = v.record_id)"
+        )[0]
+        assert orphans == 0
+        q = np.array([0.3, 0.9], np.float32)
+        hits = memories.nearest(q, k=8)
+        keys = sorted(expected)
+        matrix = np.array([expected[k] for k in keys], np.float32).reshape(-1, 2)
+        want = brute_force(matrix, q, "cosine", 8) if keys else []
+        assert sorted(h.score for h in hits) == pytest.approx(sorted(s for _, s in want))
+        assert {h.key for h in hits} == set(keys)
