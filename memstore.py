@@ -184,6 +184,11 @@ MAX_VECTOR_DIM = 65_536
 QUANTIZE_ABOVE = 250_000
 VECTOR_CANDIDATES = 4096
 
+#: A filtered nearest() over more matching vectors than this screens them with
+#: an 8-bit copy first, a quarter of the bytes to read, and ranks exactly every
+#: vector the screen cannot rule out: the result is exact.
+SCREEN_ABOVE = 2048
+
 #: memstore trims a collection's vector change log (sql/0011) to this many
 #: entries; a process further behind loads the collection's vectors again.
 VECTOR_LOG_KEEP = 10_000
@@ -2270,9 +2275,12 @@ class Collection:
         ``metric`` is "cosine" (``score`` is the similarity), "dot" (the dot
         product) or "l2" (``score`` is the distance, smallest first); the
         collection's own by default. A record in parts scores its best part.
-        Unfiltered cosine queries over more than QUANTIZE_ABOVE vectors rank
-        candidates found by 1-bit codes (recall measured in BENCHMARKS.md);
-        ``exact=True`` compares every vector instead. ``model``, if given,
+        When ``where`` matches more than SCREEN_ABOVE vectors, an int8 copy
+        of them rules out those that provably cannot be among the k best;
+        the rest are compared exactly, so the answer is exact. Unfiltered cosine
+        queries over more than QUANTIZE_ABOVE vectors rank candidates found
+        by 1-bit codes (recall measured in BENCHMARKS.md); ``exact=True``
+        compares every vector instead. ``model``, if given,
         must be the collection's: queries never mix models.
         """
         config = self._vector_config()
@@ -2602,9 +2610,10 @@ class Collection:
             # has an expiry to check (_filter_probed).
             clause, params = self._filter_probed(where)
             (among,) = self.store._fetch(
-                f"SELECT json_group_array(t.id) FROM {self._table} AS t WHERE {clause}", params
+                f"SELECT group_concat(t.id) FROM {self._table} AS t WHERE {clause}", params
             )[0]
-            return index.search(q, metric, k, among=json.loads(among))
+            ids = index.np.fromstring(among or "", dtype=index.np.int64, sep=",")
+            return index.search(q, metric, k, among=ids)
         expired = [
             row[0]
             for row in self.store._fetch(
@@ -3015,10 +3024,16 @@ class _VectorIndex:
         self.center: Any = None
         self.coded_for = 0
         self._lookup: Any = None  # (sorted record ids, their slots), for filtered queries
+        self.position: Any = None  # record id -> first slot (-1: none), when ids are dense
+        self.small: Any = None  # the matrix in int8, a scale per row ...
+        self.small_scale: Any = None
+        self.small_error: Any = None  # ... and each row's distance from its int8 copy
+        self._buffers: Any = None
 
     @property
     def nbytes(self) -> int:
-        arrays = [self.matrix, self.norms, self.ids, self.codes]
+        arrays = [self.matrix, self.norms, self.ids, self.codes, self.position]
+        arrays += [self.small, self.small_scale, self.small_error]
         return sum(a.nbytes for a in arrays if a is not None)
 
     def sync(self, store: Store, tentative: bool) -> None:
@@ -3058,7 +3073,7 @@ class _VectorIndex:
         self.matrix = np.empty((count + count // 16 + 64, self.dim), np.float32)
         self.ids = np.full(len(self.matrix), -1, np.int64)
         self.size, self.slot, self.more, self.free = 0, {}, {}, []
-        self._lookup = self.codes = None
+        self._lookup = self.codes = self.position = self.small = None
         sql = f"SELECT record_id, vector FROM memstore_vectors {where} ORDER BY record_id, part"
         with store._lock:  # the caller's snapshot holds it already; rows in chunks, not one by one
             try:
@@ -3101,7 +3116,10 @@ class _VectorIndex:
     def _grow(self, needed: int) -> None:
         np = self.np
         capacity = max(needed, len(self.matrix) * 3 // 2 + 16)
-        for name, fill in (("matrix", 0.0), ("norms", 0.0), ("ids", -1)):
+        arrays = [("matrix", 0.0), ("norms", 0.0), ("ids", -1)]
+        if self.small is not None:
+            arrays += [("small", 0), ("small_scale", 0.0), ("small_error", 0.0)]
+        for name, fill in arrays:
             old = getattr(self, name)
             new = np.full((capacity, *old.shape[1:]), fill, old.dtype)
             new[: len(old)] = old
@@ -3117,6 +3135,8 @@ class _VectorIndex:
                 self.free.append(slot)
             self.slot.pop(record_id, None)
             self.more.pop(record_id, None)
+            if self.position is not None and record_id < len(self.position):
+                self.position[record_id] = -1
         for record_id, blob in rows:
             if self.free:
                 slot = self.free.pop()
@@ -3131,7 +3151,24 @@ class _VectorIndex:
             self._take(record_id, slot)
             if self.codes is not None:
                 self.codes[:, slot] = self._encode_bits(self.matrix[slot : slot + 1])[:, 0]
+            if self.small is not None:
+                self._quantize(slot, slot + 1)
+            if self.position is not None and not self._place(record_id, slot):
+                self.position = None
         self._lookup = None
+
+    def _place(self, record_id: int, slot: int) -> bool:
+        """Note a record's first slot in ``position``; False if ids grew too sparse for it."""
+        if record_id >= len(self.position):
+            if record_id >= 4 * len(self.slot) + 1_000_000:
+                return False
+            np = self.np
+            grown = np.full(max(record_id + 1, len(self.position) * 3 // 2), -1, np.int64)
+            grown[: len(self.position)] = self.position
+            self.position = grown
+        if self.position[record_id] < 0:
+            self.position[record_id] = slot
+        return True
 
     # -- ranking --
 
@@ -3141,12 +3178,13 @@ class _VectorIndex:
         metric: str,
         k: int,
         *,
-        among: list[int] | None = None,
+        among: Any = None,
         exclude: list[int] | None = None,
         quantized: bool = False,
     ) -> list[tuple[int, float]]:
-        """The k best (record id, score), best first: among these records, or all but
-        ``exclude``; ``quantized``: candidates by 1-bit codes, ranked exactly."""
+        """The k best (record id, score), best first: among these records (an int64
+        array), or all but ``exclude``; ``quantized``: candidates by 1-bit codes,
+        ranked exactly."""
         np = self.np
         if among is not None:
             slots = self._slots_of(among)
@@ -3154,65 +3192,174 @@ class _VectorIndex:
             slots = self._candidates(q, max(VECTOR_CANDIDATES, 16 * k))
         else:
             slots = None
+        if among is not None and len(slots) > max(SCREEN_ABOVE, 8 * k) and not self.multi:
+            slots = self._screen(q, metric, k, slots)
         scores = self._scores(q, metric, slots)
         ids = self.ids[: self.size] if slots is None else self.ids[slots]
-        scores[ids < 0] = -np.inf
+        if self.free:  # slots that were freed and not taken again (-1 in ids)
+            scores[ids < 0] = -np.inf
         if exclude:
             dead = np.isin(ids, np.asarray(exclude, np.int64))
             scores[dead] = -np.inf
+        if metric == "l2":
+            scores, ids = self._l2_exact(q, k, scores, slots, ids)
         if self.multi:  # a record scores its best part: walk the order until k records
-            order = np.argsort(-scores, kind="stable")
+            order = np.lexsort((ids, -scores))
         else:
             m = min(k, len(scores))
             if m == 0:
                 return []
-            top = np.argpartition(-scores, m - 1)[:m] if m < len(scores) else np.arange(m)
+            if m < len(scores):  # the m best, and any tied with the last (ties go by id)
+                kth = np.partition(scores, len(scores) - m)[len(scores) - m]
+                top = np.flatnonzero(scores >= kth)
+            else:
+                top = np.arange(m)
             order = top[np.lexsort((ids[top], -scores[top]))]
         found: dict[int, float] = {}
         for position in order:
             score = float(scores[position])
             if score == -math.inf or len(found) == k:
                 break
-            found.setdefault(int(ids[position]), score)
-        if metric == "l2":  # distances, nearest first: exact, not from the expansion
-            exact = {
-                record_id: float(
-                    np.sqrt(np.min(_row_norms(np, self.matrix[self.slots_of(record_id)] - q) ** 2))
-                )
-                for record_id in found
-            }
-            return sorted(exact.items(), key=lambda item: (item[1], item[0]))
+            found.setdefault(int(ids[position]), -score if metric == "l2" else score)
         return list(found.items())
+
+    def _l2_exact(self, q: Any, k: int, scores: Any, slots: Any, ids: Any) -> tuple[Any, Any]:
+        """Scores (minus distances) from |x|^2 - 2 x.q + |q|^2 lose precision where x is
+        near q: compute |x - q| itself for every slot their rounding leaves in doubt,
+        and return those slots' scores and record ids."""
+        np = self.np
+        norms = self.norms[: self.size] if slots is None else self.norms[slots]
+        slack = _rounding(self.dim) * (norms.astype(np.float64) + math.sqrt(float(q @ q))) ** 2
+        squared = scores**2  # the ruled-out slots (-inf) are infinitely far
+        upper = squared + slack
+        if self.multi:  # the k-th nearest record at worst: walk slots until k records
+            seen: set[int] = set()
+            threshold = math.inf
+            for position in np.argsort(upper):
+                if not math.isfinite(upper[position]):
+                    break
+                seen.add(int(ids[position]))
+                if len(seen) == k:
+                    threshold = float(upper[position])
+                    break
+        elif k < len(upper):
+            threshold = float(np.partition(upper, k - 1)[k - 1])
+        else:
+            threshold = math.inf
+        keep = np.flatnonzero((squared - slack <= threshold) & np.isfinite(scores))
+        chosen = keep if slots is None else slots[keep]
+        differences = self.matrix[chosen].astype(np.float64) - q.astype(np.float64)
+        return -_row_norms(np, differences), ids[keep]
 
     def _scores(self, q: Any, metric: str, slots: Any) -> Any:
         """Higher is better: similarity, dot product, or minus the distance."""
         np = self.np
-        matrix = self.matrix[: self.size] if slots is None else self.matrix[slots]
-        norms = self.norms[: self.size] if slots is None else self.norms[slots]
-        dots = (matrix @ q).astype(np.float64)
+        if slots is None:
+            dots = self.matrix[: self.size] @ q
+            norms = self.norms[: self.size]
+        else:
+            dots = np.take(self.matrix, slots, axis=0) @ q
+            norms = self.norms[slots]
+        return self._ranked(dots, norms, metric, math.sqrt(float(q @ q)))
+
+    def _ranked(self, dots: Any, norms: Any, metric: str, q_norm: float) -> Any:
+        """Scores from dot products with q, in their precision: higher is better, and
+        rising with the dot product."""
+        np = self.np
         if metric == "dot":
             return dots
-        q_norm = math.sqrt(float(q @ q))
+        norms = norms.astype(dots.dtype, copy=False)
         if metric == "cosine":
-            denominator = norms.astype(np.float64) * q_norm
+            denominator = norms * q_norm
             return np.divide(dots, denominator, out=np.zeros_like(dots), where=denominator > 0)
-        squared = norms.astype(np.float64) ** 2 - 2 * dots + q_norm**2
-        return -np.sqrt(np.maximum(squared, 0.0))
+        return -np.sqrt(np.maximum(norms**2 - 2 * dots + q_norm**2, 0.0))
 
-    def _slots_of(self, record_ids: list[int]) -> Any:
+    def _screen(self, q: Any, metric: str, k: int, slots: Any) -> Any:
+        """Of these slots, every one that may hold one of the k best vectors.
+
+        The int8 copy gives each dot product to within |q| |x - x'| (Cauchy-Schwarz),
+        plus r |q| |x| for the rounding of two float32 sums (_rounding); a slot
+        whose score at the top of its bound is below the k-th best score at the
+        bottom of a bound cannot be in the k best, and every other slot is
+        ranked exactly, as without a screen. Worth it for scattered rows, whose
+        reading waits on memory: a scan of every row is faster in float32
+        (measured: the widening to float32 costs what the smaller reads save).
+        """
         np = self.np
-        wanted = np.asarray(record_ids, np.int64)
+        if self.small is None:
+            self.small = np.zeros(self.matrix.shape, np.int8)
+            self.small_scale = np.zeros(len(self.matrix), np.float32)
+            self.small_error = np.zeros(len(self.matrix), np.float32)
+            for start in range(0, self.size, 65_536):
+                self._quantize(start, min(self.size, start + 65_536))
+        dots = np.empty(len(slots), np.float32)
+        self._small_dots(q, slots, dots)
+        approximate = dots.astype(np.float64) * self.small_scale[slots]
+        q_norm = math.sqrt(float(q @ q))
+        norms = self.norms[slots]
+        rounding = _rounding(self.dim)
+        bound = q_norm * (self.small_error[slots].astype(np.float64) + rounding * norms)
+        low = self._ranked(approximate - bound, norms, metric, q_norm)
+        high = self._ranked(approximate + bound, norms, metric, q_norm)
+        if metric == "l2":  # and the expansion's own rounding (see _l2_exact)
+            slack = rounding * (norms.astype(np.float64) + q_norm) ** 2
+            low = -np.sqrt(low**2 + slack)
+            high = -np.sqrt(np.maximum(high**2 - slack, 0.0))
+        kth = np.partition(low, len(low) - k)[len(low) - k]
+        return slots[high >= kth]
+
+    def _small_dots(self, q: Any, slots: Any, out: Any) -> None:
+        """Dot products of q with the int8 rows of these slots (unscaled), into ``out``:
+        rows gathered, widened and multiplied 1024 at a time, while in cache, in
+        buffers kept from query to query (fresh ones would fault their pages in)."""
+        np = self.np
+        if self._buffers is None:
+            self._buffers = (
+                np.empty((1024, self.dim), np.int8),
+                np.empty((1024, self.dim), np.float32),
+            )
+        small, wide = self._buffers
+        for start in range(0, len(slots), 1024):
+            part = slots[start : start + 1024]
+            rows = len(part)
+            np.take(self.small, part, axis=0, out=small[:rows])
+            wide[:rows] = small[:rows]
+            np.matmul(wide[:rows], q, out=out[start : start + rows])
+
+    def _quantize(self, start: int, end: int) -> None:
+        """The int8 copy of rows start to end: each row scaled so its largest value is 127."""
+        np = self.np
+        rows = self.matrix[start:end]
+        scale = np.abs(rows).max(axis=1) / 127
+        small = np.rint(rows / np.where(scale > 0, scale, 1)[:, None]).astype(np.int8)
+        self.small[start:end] = small
+        self.small_scale[start:end] = scale
+        self.small_error[start:end] = _row_norms(np, rows - small * scale[:, None])
+
+    def _slots_of(self, record_ids: Any) -> Any:
+        """The slots of these records' vectors (records without any are left out)."""
+        np = self.np
+        if not self.multi and self.position is None and self.slot:
+            highest = int(self.ids[: self.size].max())
+            if highest < 4 * len(self.slot) + 1_000_000:  # dense enough for a direct map
+                live = np.flatnonzero(self.ids[: self.size] >= 0)
+                self.position = np.full(highest + 1, -1, np.int64)
+                self.position[self.ids[live]] = live
+        if not self.multi and self.position is not None:
+            wanted = record_ids[(record_ids >= 0) & (record_ids < len(self.position))]
+            slots = self.position[wanted]
+            return slots[slots >= 0]
         if self._lookup is None:
             live = np.flatnonzero(self.ids[: self.size] >= 0)
             order = np.argsort(self.ids[live], kind="stable")
             self._lookup = (self.ids[live][order], live[order])
         sorted_ids, sorted_slots = self._lookup
         if self.multi:
-            return sorted_slots[np.isin(sorted_ids, wanted)]
-        positions = np.minimum(np.searchsorted(sorted_ids, wanted), max(len(sorted_ids) - 1, 0))
+            return sorted_slots[np.isin(sorted_ids, record_ids)]
+        positions = np.minimum(np.searchsorted(sorted_ids, record_ids), max(len(sorted_ids) - 1, 0))
         if not len(sorted_ids):
             return positions[:0]
-        hit = sorted_ids[positions] == wanted
+        hit = sorted_ids[positions] == record_ids
         return sorted_slots[positions[hit]]
 
     def _encode_bits(self, rows: Any) -> Any:
@@ -3248,6 +3395,12 @@ class _VectorIndex:
         within = np.cumsum(np.bincount(distance, minlength=self.dim + 1))
         limit = int(np.searchsorted(within, min(count, self.size)))
         return np.flatnonzero(distance <= limit)
+
+
+def _rounding(dim: int) -> float:
+    """A bound on the rounding of a float32 sum of dim products (or squares), as a share
+    of the sum of their magnitudes: dim * 2**-24 at worst, doubled, and never below 1e-4."""
+    return max(1e-4, 2 * dim * 2.0**-24)
 
 
 def _row_norms(np: Any, matrix: Any) -> Any:

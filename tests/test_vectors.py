@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,8 @@ def brute_force(matrix: np.ndarray, q: np.ndarray, metric: str, k: int) -> list[
     if metric == "dot":
         scores = m @ v
     elif metric == "cosine":
-        scores = (m @ v) / (np.linalg.norm(m, axis=1) * np.linalg.norm(v))
+        norms = np.linalg.norm(m, axis=1) * np.linalg.norm(v)
+        scores = np.divide(m @ v, norms, out=np.zeros(len(m)), where=norms > 0)  # 0 for 0
     else:
         scores = -np.linalg.norm(m - v, axis=1)
     order = sorted(range(len(m)), key=lambda i: (-scores[i], i))[:k]
@@ -111,7 +113,6 @@ def test_filters_apply_before_ranking(memories: memstore.Collection) -> None:
 def test_expired_and_deleted_records_never_come_back(memories: memstore.Collection) -> None:
     memories.put("old", {"text": "x"}, vector=[1.0] * DIM, ttl=0.001)
     memories.put("live", {"text": "y"}, vector=[0.5] * DIM)
-    import time
 
     time.sleep(0.01)
     assert [h.key for h in memories.nearest([1.0] * DIM)] == ["live"]
@@ -208,7 +209,6 @@ def test_no_orphan_ever(file_store: memstore.Store, db_path: Path) -> None:
     assert vectors() == 301
     memories.delete("m00000")
     memories.delete_where({"importance": {"$lt": 0.1}})
-    import time
 
     time.sleep(0.01)
     memories.cleanup()  # the expired one
@@ -335,6 +335,99 @@ def test_quantized_scan_finds_the_exact_neighbours(
         total += 10
     assert store._vector_indexes["big"].codes is not None  # the quantized path ran
     assert found / total >= 0.95
+
+
+def hard_vectors(rng: np.random.Generator, q: np.ndarray, n: int) -> np.ndarray:
+    """Vectors that make an 8-bit screen work: magnitudes from 1e-3 to 1e3, near-ties
+    and exact ties with the query, a zero vector, and spikes that quantize coarsely."""
+    dim = len(q)
+    matrix = rng.standard_normal((n, dim)) * 10.0 ** rng.uniform(-3, 3, (n, 1))
+    matrix[: n // 10] = q + 1e-6 * rng.standard_normal((n // 10, dim))  # near-ties
+    matrix[n // 10 : n // 10 + 20] = q  # exact ties: by insertion order
+    matrix[n // 10 + 20] = 0.0
+    spikes = slice(n // 10 + 21, n // 5)
+    matrix[spikes] = 1e-3 * rng.standard_normal((n // 5 - n // 10 - 21, dim)) + q
+    matrix[spikes, 0] = 1e3
+    return matrix.astype(np.float32)
+
+
+@pytest.mark.parametrize("metric", memstore.VECTOR_METRICS)
+def test_screened_filtered_queries_stay_exact(
+    file_store: memstore.Store, monkeypatch: pytest.MonkeyPatch, metric: str
+) -> None:
+    """Over SCREEN_ABOVE matches, an 8-bit copy rules vectors out first: the answer
+    must be what comparing every vector gives, through writes and sparse record ids."""
+    rng = np.random.default_rng(11)
+    q = rng.standard_normal(DIM).astype(np.float32)
+    n = 6000
+    matrix = hard_vectors(rng, q, n)
+    memories = file_store.collection(
+        "memories", fields={"kind": str}, vectors={"dim": DIM, "model": "m", "metric": metric}
+    )
+    memories.put_many(
+        [(f"m{i:05d}", {"kind": "ab"[i % 2]}) for i in range(n)], vectors=matrix[rng.permutation(n)]
+    )
+    current = {f"m{i:05d}": v for i, v in enumerate(memories.vector(f"m{i:05d}") for i in range(n))}
+
+    def check(k: int) -> None:
+        for where in ({"kind": "a"}, None):
+            keys = sorted(k for k in current if not where or memories.get(k)["kind"] == "a")
+            matrix = np.array([current[key] for key in keys])
+            for query in [q, q + 1e-4, rng.standard_normal(DIM).astype(np.float32), -q]:
+                hits = memories.nearest(query, k=k, where=where)
+                with monkeypatch.context() as unscreened:
+                    unscreened.setattr(memstore, "SCREEN_ABOVE", 10**9)
+                    plain = memories.nearest(query, k=k, where=where)
+                # Float32 sums may differ in the last place from one batch of rows to
+                # another, so ties within rounding may come in either order: each hit
+                # must score like a k best in float64, and as unscreened queries say.
+                want = brute_force(matrix, query, metric, len(keys))
+                true = {keys[i]: score for i, score in want}
+                assert len(hits) == k
+                assert [h.score for h in hits] == pytest.approx([s for _, s in want[:k]], rel=1e-5)
+                assert [h.score for h in hits] == pytest.approx([h.score for h in plain], rel=1e-6)
+                kth = want[k - 1][1]
+                tolerance = 1e-5 * max(abs(kth), 1e-3)
+                for hit in hits:
+                    if metric == "l2":
+                        assert true[hit.key] <= kth + tolerance
+                    else:
+                        assert true[hit.key] >= kth - tolerance
+
+    check(10)
+    check(200)
+    memories.put("gone", {"kind": "a"}, vector=q, ttl=0.001)  # expired: never found
+    time.sleep(0.01)
+    check(10)
+    index = file_store._vector_indexes["memories"]
+    assert index.small is not None and index.position is not None  # the screen ran
+    # Writes: deletes, new near neighbours, changed vectors; the copy follows them.
+    for i in range(0, 300, 3):
+        memories.delete(f"m{i:05d}")
+        current.pop(f"m{i:05d}")
+    fresh = hard_vectors(rng, q, 400)
+    memories.put_many([(f"n{i}", {"kind": "a"}) for i in range(400)], vectors=fresh)
+    current.update({f"n{i}": fresh[i] for i in range(400)})
+    for i in range(300, 400):
+        vector = rng.standard_normal(DIM).astype(np.float32) * 50
+        memories.put(f"m{i:05d}", {"kind": "a"}, vector=vector)
+        current[f"m{i:05d}"] = vector
+    check(10)
+    # A record another tool gave a far-off id: slots are found without a direct map.
+    other = apsw.Connection(str(file_store.path))
+    with other:
+        other.execute(
+            "INSERT INTO memories (id, key, body) VALUES (10000000000, 'far', '{\"kind\": \"a\"}')"
+        )
+        other.execute(
+            "INSERT INTO memstore_vectors (collection, record_id, model, dim, vector) "
+            "VALUES ('memories', 10000000000, 'm', ?, ?)",
+            (DIM, q.astype("<f4").tobytes()),
+        )
+    other.close()
+    current["far"] = q
+    check(10)
+    assert index.position is None
 
 
 def test_hybrid_fuses_text_and_vectors(store: memstore.Store) -> None:
