@@ -3189,7 +3189,7 @@ class _VectorIndex:
         if among is not None:
             slots = self._slots_of(among)
         elif quantized:
-            slots = self._candidates(q, max(VECTOR_CANDIDATES, 16 * k))
+            slots = self._quantized(q, metric, k)
         else:
             slots = None
         if among is not None and len(slots) > max(SCREEN_ABOVE, 8 * k) and not self.multi:
@@ -3250,6 +3250,21 @@ class _VectorIndex:
         chosen = keep if slots is None else slots[keep]
         differences = self.matrix[chosen].astype(np.float64) - q.astype(np.float64)
         return -_row_norms(np, differences), ids[keep]
+
+    def _quantized(self, q: Any, metric: str, k: int) -> Any:
+        """Candidate slots by 1-bit codes, or None (compare every vector) when the codes
+        look unreliable for q. The codes are trusted when the k best candidates
+        are all in the nearest quarter of them by Hamming distance; when some
+        are not, the codes barely tell near from far for q (a query far from
+        everything stored, where all scores are nearly alike), and more of the
+        k best are likely beyond the candidates."""
+        np = self.np
+        slots, inner = self._candidates(q, max(VECTOR_CANDIDATES, 16 * k))
+        if len(slots) <= k:
+            return slots
+        scores = self._scores(q, metric, slots)
+        best = np.argpartition(scores, len(scores) - k)[len(scores) - k :]
+        return slots if inner[best].all() else None
 
     def _scores(self, q: Any, metric: str, slots: Any) -> Any:
         """Higher is better: similarity, dot product, or minus the distance."""
@@ -3371,8 +3386,9 @@ class _VectorIndex:
         padded[:, : bits.shape[1]] = bits
         return np.ascontiguousarray(padded.view(np.uint64).T)
 
-    def _candidates(self, q: Any, count: int) -> Any:
-        """The ``count`` or so slots whose codes are nearest q's in Hamming distance."""
+    def _candidates(self, q: Any, count: int) -> tuple[Any, Any]:
+        """The ``count`` or so slots whose codes are nearest q's in Hamming distance, and
+        which of them are among the nearest quarter of that count."""
         np = self.np
         if self.codes is None or self.size > 2 * self.coded_for:
             # The mean of the live unit vectors, as one matrix-vector product (no copies).
@@ -3394,7 +3410,9 @@ class _VectorIndex:
         # The smallest distance with at least ``count`` slots at or below it.
         within = np.cumsum(np.bincount(distance, minlength=self.dim + 1))
         limit = int(np.searchsorted(within, min(count, self.size)))
-        return np.flatnonzero(distance <= limit)
+        inner = int(np.searchsorted(within, min(count, self.size) // 4))
+        slots = np.flatnonzero(distance <= limit)
+        return slots, distance[slots] <= inner
 
 
 def _rounding(dim: int) -> float:
