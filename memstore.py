@@ -178,9 +178,9 @@ VECTOR_METRICS = ("cosine", "dot", "l2")
 MAX_VECTOR_DIM = 65_536
 
 #: An unfiltered cosine nearest() over more vectors than this scans 1-bit codes
-#: of them first and ranks the best VECTOR_CANDIDATES exactly (BENCHMARKS.md:
-#: recall and speed at a million vectors); below it, and with exact=True, every
-#: vector is compared exactly.
+#: of them first and ranks the best VECTOR_CANDIDATES exactly, unless the codes
+#: look unreliable for the query (BENCHMARKS.md: recall and speed at a million
+#: vectors); below it, and with exact=True, every vector is compared exactly.
 QUANTIZE_ABOVE = 250_000
 VECTOR_CANDIDATES = 4096
 
@@ -2277,11 +2277,13 @@ class Collection:
         collection's own by default. A record in parts scores its best part.
         When ``where`` matches more than SCREEN_ABOVE vectors, an int8 copy
         of them rules out those that provably cannot be among the k best;
-        the rest are compared exactly, so the answer is exact. Unfiltered cosine
-        queries over more than QUANTIZE_ABOVE vectors rank candidates found
-        by 1-bit codes (recall measured in BENCHMARKS.md); ``exact=True``
-        compares every vector instead. ``model``, if given,
-        must be the collection's: queries never mix models.
+        the rest are compared exactly, so the answer is exact. Unfiltered
+        cosine queries over more than QUANTIZE_ABOVE vectors rank exactly
+        the candidates nearest by 1-bit codes, and compare every vector when
+        the codes look unreliable for the query (recall measured in
+        BENCHMARKS.md); ``exact=True`` always compares every vector.
+        ``model``, if given, must be the collection's: queries never mix
+        models.
         """
         config = self._vector_config()
         metric = _check_metric(config["metric"] if metric is None else metric)
@@ -3025,15 +3027,16 @@ class _VectorIndex:
         self.coded_for = 0
         self._lookup: Any = None  # (sorted record ids, their slots), for filtered queries
         self.position: Any = None  # record id -> first slot (-1: none), when ids are dense
-        self.small: Any = None  # the matrix in int8, a scale per row ...
-        self.small_scale: Any = None
-        self.small_error: Any = None  # ... and each row's distance from its int8 copy
+        # The matrix in int8 (see _screen), each row followed by three float32: its
+        # scale, its distance from the int8 copy, and its norm, read in one go.
+        self.small: Any = None
+        self.width = self.dim + -self.dim % 4  # where the three float32 start
         self._buffers: Any = None
 
     @property
     def nbytes(self) -> int:
         arrays = [self.matrix, self.norms, self.ids, self.codes, self.position]
-        arrays += [self.small, self.small_scale, self.small_error]
+        arrays += [self.small]
         return sum(a.nbytes for a in arrays if a is not None)
 
     def sync(self, store: Store, tentative: bool) -> None:
@@ -3118,7 +3121,7 @@ class _VectorIndex:
         capacity = max(needed, len(self.matrix) * 3 // 2 + 16)
         arrays = [("matrix", 0.0), ("norms", 0.0), ("ids", -1)]
         if self.small is not None:
-            arrays += [("small", 0), ("small_scale", 0.0), ("small_error", 0.0)]
+            arrays += [("small", 0)]
         for name, fill in arrays:
             old = getattr(self, name)
             new = np.full((capacity, *old.shape[1:]), fill, old.dtype)
@@ -3201,55 +3204,67 @@ class _VectorIndex:
         if exclude:
             dead = np.isin(ids, np.asarray(exclude, np.int64))
             scores[dead] = -np.inf
-        if metric == "l2":
-            scores, ids = self._l2_exact(q, k, scores, slots, ids)
-        if self.multi:  # a record scores its best part: walk the order until k records
-            order = np.lexsort((ids, -scores))
-        else:
-            m = min(k, len(scores))
-            if m == 0:
-                return []
-            if m < len(scores):  # the m best, and any tied with the last (ties go by id)
-                kth = np.partition(scores, len(scores) - m)[len(scores) - m]
-                top = np.flatnonzero(scores >= kth)
-            else:
-                top = np.arange(m)
-            order = top[np.lexsort((ids[top], -scores[top]))]
+        scores, ids = self._exact(q, metric, k, scores, slots, ids)
         found: dict[int, float] = {}
-        for position in order:
-            score = float(scores[position])
-            if score == -math.inf or len(found) == k:
+        for position in np.lexsort((ids, -scores)):  # ties go by record id
+            if len(found) == k:
                 break
-            found.setdefault(int(ids[position]), -score if metric == "l2" else score)
-        return list(found.items())
+            found.setdefault(int(ids[position]), float(scores[position]))  # a record's best
+        return [(rid, abs(score) if metric == "l2" else score) for rid, score in found.items()]
 
-    def _l2_exact(self, q: Any, k: int, scores: Any, slots: Any, ids: Any) -> tuple[Any, Any]:
-        """Scores (minus distances) from |x|^2 - 2 x.q + |q|^2 lose precision where x is
-        near q: compute |x - q| itself for every slot their rounding leaves in doubt,
-        and return those slots' scores and record ids."""
+    def _exact(
+        self, q: Any, metric: str, k: int, scores: Any, slots: Any, ids: Any
+    ) -> tuple[Any, Any]:
+        """The scores of the slots that may hold the k best records, again in float64
+        from the vectors themselves, and those slots' record ids.
+
+        The float32 scores are each within a bound of the exact ones (the
+        rounding of sums of dim terms: _rounding); every slot whose score at the
+        top of its bound reaches the k-th best at the bottom of one is scored
+        again. So the order is exact, and the same whatever rows a query
+        compared; and L2 distances near q come from x - q, not from the
+        expansion |x|^2 - 2 x.q + |q|^2, which loses them to rounding.
+        """
         np = self.np
-        norms = self.norms[: self.size] if slots is None else self.norms[slots]
-        slack = _rounding(self.dim) * (norms.astype(np.float64) + math.sqrt(float(q @ q))) ** 2
-        squared = scores**2  # the ruled-out slots (-inf) are infinitely far
-        upper = squared + slack
-        if self.multi:  # the k-th nearest record at worst: walk slots until k records
-            seen: set[int] = set()
-            threshold = math.inf
-            for position in np.argsort(upper):
-                if not math.isfinite(upper[position]):
-                    break
-                seen.add(int(ids[position]))
-                if len(seen) == k:
-                    threshold = float(upper[position])
-                    break
-        elif k < len(upper):
-            threshold = float(np.partition(upper, k - 1)[k - 1])
+        norms = (self.norms[: self.size] if slots is None else self.norms[slots]).astype(np.float64)
+        q64 = q.astype(np.float64)
+        q_norm = math.sqrt(float(q64 @ q64))
+        rounding = _rounding(self.dim)
+        if metric == "l2":
+            squared = scores.astype(np.float64) ** 2  # ruled-out slots (-inf): infinitely far
+            slack = rounding * (norms + q_norm) ** 2
+            low = -np.sqrt(squared + slack)
+            high = -np.sqrt(np.maximum(squared - slack, 0.0))
         else:
-            threshold = math.inf
-        keep = np.flatnonzero((squared - slack <= threshold) & np.isfinite(scores))
-        chosen = keep if slots is None else slots[keep]
-        differences = self.matrix[chosen].astype(np.float64) - q.astype(np.float64)
-        return -_row_norms(np, differences), ids[keep]
+            slack = 2 * rounding * (1.0 if metric == "cosine" else norms * q_norm)
+            low, high = scores - slack, scores + slack
+        keep = np.flatnonzero((high >= self._kth_record(low, ids, k)) & np.isfinite(scores))
+        rows = self.matrix[keep if slots is None else slots[keep]].astype(np.float64)
+        if metric == "l2":
+            exact = -_row_norms(np, rows - q64)
+        else:
+            exact = np.einsum("ij,j->i", rows, q64)  # row by row alike, unlike BLAS
+            if metric == "cosine":
+                lengths = _row_norms(np, rows) * q_norm
+                exact = np.divide(exact, lengths, out=np.zeros_like(exact), where=lengths > 0)
+        return exact, ids[keep]
+
+    def _kth_record(self, values: Any, ids: Any, k: int) -> float:
+        """The k-th largest of values, counting a record once (its largest); -inf if
+        fewer than k records have a finite one."""
+        np = self.np
+        if not self.multi:
+            if k > len(values):
+                return -math.inf
+            return float(np.partition(values, len(values) - k)[len(values) - k])
+        seen: set[int] = set()
+        for position in np.argsort(-values):
+            if not math.isfinite(values[position]):
+                break
+            seen.add(int(ids[position]))
+            if len(seen) == k:
+                return float(values[position])
+        return -math.inf
 
     def _quantized(self, q: Any, metric: str, k: int) -> Any:
         """Candidate slots by 1-bit codes, or None (compare every vector) when the codes
@@ -3302,35 +3317,35 @@ class _VectorIndex:
         """
         np = self.np
         if self.small is None:
-            self.small = np.zeros(self.matrix.shape, np.int8)
-            self.small_scale = np.zeros(len(self.matrix), np.float32)
-            self.small_error = np.zeros(len(self.matrix), np.float32)
+            self.small = np.zeros((len(self.matrix), self.width + 12), np.int8)
             for start in range(0, self.size, 65_536):
                 self._quantize(start, min(self.size, start + 65_536))
         dots = np.empty(len(slots), np.float32)
-        self._small_dots(q, slots, dots)
-        approximate = dots.astype(np.float64) * self.small_scale[slots]
+        extra = np.empty((len(slots), 3), np.float32)
+        self._small_dots(q, slots, dots, extra)
+        scale, error, norms = extra.astype(np.float64).T
+        approximate = dots * scale
         q_norm = math.sqrt(float(q @ q))
-        norms = self.norms[slots]
         rounding = _rounding(self.dim)
-        bound = q_norm * (self.small_error[slots].astype(np.float64) + rounding * norms)
+        bound = q_norm * (error + rounding * norms)
         low = self._ranked(approximate - bound, norms, metric, q_norm)
         high = self._ranked(approximate + bound, norms, metric, q_norm)
-        if metric == "l2":  # and the expansion's own rounding (see _l2_exact)
-            slack = rounding * (norms.astype(np.float64) + q_norm) ** 2
+        if metric == "l2":  # and the expansion's own rounding (see _exact)
+            slack = rounding * (norms + q_norm) ** 2
             low = -np.sqrt(low**2 + slack)
             high = -np.sqrt(np.maximum(high**2 - slack, 0.0))
         kth = np.partition(low, len(low) - k)[len(low) - k]
         return slots[high >= kth]
 
-    def _small_dots(self, q: Any, slots: Any, out: Any) -> None:
-        """Dot products of q with the int8 rows of these slots (unscaled), into ``out``:
-        rows gathered, widened and multiplied 1024 at a time, while in cache, in
-        buffers kept from query to query (fresh ones would fault their pages in)."""
+    def _small_dots(self, q: Any, slots: Any, out: Any, extra: Any) -> None:
+        """Dot products of q with the int8 rows of these slots (unscaled) into ``out``,
+        and the rows' three float32 into ``extra``: rows gathered, widened and
+        multiplied 1024 at a time, while in cache, in buffers kept from query to
+        query (fresh ones would fault their pages in)."""
         np = self.np
         if self._buffers is None:
             self._buffers = (
-                np.empty((1024, self.dim), np.int8),
+                np.empty((1024, self.width + 12), np.int8),
                 np.empty((1024, self.dim), np.float32),
             )
         small, wide = self._buffers
@@ -3338,7 +3353,8 @@ class _VectorIndex:
             part = slots[start : start + 1024]
             rows = len(part)
             np.take(self.small, part, axis=0, out=small[:rows])
-            wide[:rows] = small[:rows]
+            wide[:rows] = small[:rows, : self.dim]
+            extra[start : start + rows] = small[:rows, self.width :].view(np.float32)
             np.matmul(wide[:rows], q, out=out[start : start + rows])
 
     def _quantize(self, start: int, end: int) -> None:
@@ -3347,9 +3363,11 @@ class _VectorIndex:
         rows = self.matrix[start:end]
         scale = np.abs(rows).max(axis=1) / 127
         small = np.rint(rows / np.where(scale > 0, scale, 1)[:, None]).astype(np.int8)
-        self.small[start:end] = small
-        self.small_scale[start:end] = scale
-        self.small_error[start:end] = _row_norms(np, rows - small * scale[:, None])
+        self.small[start:end, : self.dim] = small
+        extra = self.small[start:end, self.width :].view(np.float32)
+        extra[:, 0] = scale
+        extra[:, 1] = _row_norms(np, rows - small * scale[:, None])
+        extra[:, 2] = self.norms[start:end]
 
     def _slots_of(self, record_ids: Any) -> Any:
         """The slots of these records' vectors (records without any are left out)."""
