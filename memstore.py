@@ -3027,6 +3027,7 @@ class _VectorIndex:
         self.coded_for = 0
         self._lookup: Any = None  # (sorted record ids, their slots), for filtered queries
         self.position: Any = None  # record id -> first slot (-1: none), when ids are dense
+        self.sparse = False  # whether the ids were found too sparse for ``position``
         # The matrix in int8 (see _screen), each row followed by three float32: its
         # scale, its distance from the int8 copy, and its norm, read in one go.
         self.small: Any = None
@@ -3077,6 +3078,7 @@ class _VectorIndex:
         self.ids = np.full(len(self.matrix), -1, np.int64)
         self.size, self.slot, self.more, self.free = 0, {}, {}, []
         self._lookup = self.codes = self.position = self.small = None
+        self.sparse = False
         sql = f"SELECT record_id, vector FROM memstore_vectors {where} ORDER BY record_id, part"
         with store._lock:  # the caller's snapshot holds it already; rows in chunks, not one by one
             try:
@@ -3157,7 +3159,7 @@ class _VectorIndex:
             if self.small is not None:
                 self._quantize(slot, slot + 1)
             if self.position is not None and not self._place(record_id, slot):
-                self.position = None
+                self.position, self.sparse = None, True
         self._lookup = None
 
     def _place(self, record_id: int, slot: int) -> bool:
@@ -3372,12 +3374,14 @@ class _VectorIndex:
     def _slots_of(self, record_ids: Any) -> Any:
         """The slots of these records' vectors (records without any are left out)."""
         np = self.np
-        if not self.multi and self.position is None and self.slot:
+        if not self.multi and self.position is None and not self.sparse and self.slot:
             highest = int(self.ids[: self.size].max())
             if highest < 4 * len(self.slot) + 1_000_000:  # dense enough for a direct map
                 live = np.flatnonzero(self.ids[: self.size] >= 0)
                 self.position = np.full(highest + 1, -1, np.int64)
                 self.position[self.ids[live]] = live
+            else:
+                self.sparse = True  # until the next load
         if not self.multi and self.position is not None:
             wanted = record_ids[(record_ids >= 0) & (record_ids < len(self.position))]
             slots = self.position[wanted]
