@@ -3036,8 +3036,7 @@ class _VectorIndex:
 
     @property
     def nbytes(self) -> int:
-        arrays = [self.matrix, self.norms, self.ids, self.codes, self.position]
-        arrays += [self.small]
+        arrays = [self.matrix, self.norms, self.ids, self.codes, self.position, self.small]
         return sum(a.nbytes for a in arrays if a is not None)
 
     def sync(self, store: Store, tentative: bool) -> None:
@@ -3191,15 +3190,17 @@ class _VectorIndex:
         array), or all but ``exclude``; ``quantized``: candidates by 1-bit codes,
         ranked exactly."""
         np = self.np
+        scores = None
         if among is not None:
             slots = self._slots_of(among)
         elif quantized:
-            slots = self._quantized(q, metric, k)
+            slots, scores = self._quantized(q, metric, k)
         else:
             slots = None
         if among is not None and len(slots) > max(SCREEN_ABOVE, 8 * k) and not self.multi:
             slots = self._screen(q, metric, k, slots)
-        scores = self._scores(q, metric, slots)
+        if scores is None:
+            scores = self._scores(q, metric, slots)
         ids = self.ids[: self.size] if slots is None else self.ids[slots]
         if self.free:  # slots that were freed and not taken again (-1 in ids)
             scores[ids < 0] = -np.inf
@@ -3228,18 +3229,18 @@ class _VectorIndex:
         expansion |x|^2 - 2 x.q + |q|^2, which loses them to rounding.
         """
         np = self.np
-        norms = (self.norms[: self.size] if slots is None else self.norms[slots]).astype(np.float64)
         q64 = q.astype(np.float64)
         q_norm = math.sqrt(float(q64 @ q64))
         rounding = _rounding(self.dim)
-        if metric == "l2":
-            squared = scores.astype(np.float64) ** 2  # ruled-out slots (-inf): infinitely far
-            slack = rounding * (norms + q_norm) ** 2
-            low = -np.sqrt(squared + slack)
-            high = -np.sqrt(np.maximum(squared - slack, 0.0))
+        if metric == "cosine":  # similarities: the bound needs no norms
+            low, high = scores - 2 * rounding, scores + 2 * rounding
         else:
-            slack = 2 * rounding * (1.0 if metric == "cosine" else norms * q_norm)
-            low, high = scores - slack, scores + slack
+            norms = self.norms[: self.size] if slots is None else self.norms[slots]
+            if metric == "l2":  # ruled-out slots (-inf) stay infinitely far
+                low, high = self._l2_widened(scores, scores, norms, q_norm)
+            else:
+                slack = 2 * rounding * norms.astype(np.float64) * q_norm
+                low, high = scores - slack, scores + slack
         keep = np.flatnonzero((high >= self._kth_record(low, ids, k)) & np.isfinite(scores))
         rows = self.matrix[keep if slots is None else slots[keep]].astype(np.float64)
         if metric == "l2":
@@ -3268,20 +3269,20 @@ class _VectorIndex:
                 return float(values[position])
         return -math.inf
 
-    def _quantized(self, q: Any, metric: str, k: int) -> Any:
-        """Candidate slots by 1-bit codes, or None (compare every vector) when the codes
-        look unreliable for q. The codes are trusted when the k best candidates
-        are all in the nearest quarter of them by Hamming distance; when some
-        are not, the codes barely tell near from far for q (a query far from
-        everything stored, where all scores are nearly alike), and more of the
-        k best are likely beyond the candidates."""
+    def _quantized(self, q: Any, metric: str, k: int) -> tuple[Any, Any]:
+        """Candidate slots by 1-bit codes and their scores, or (None, None): compare
+        every vector, when the codes look unreliable for q. The codes are trusted
+        when the k best candidates are all in the nearest quarter of them by
+        Hamming distance; when some are not, the codes barely tell near from far
+        for q (a query far from everything stored, where all scores are nearly
+        alike), and more of the k best are likely beyond the candidates."""
         np = self.np
         slots, inner = self._candidates(q, max(VECTOR_CANDIDATES, 16 * k))
-        if len(slots) <= k:
-            return slots
         scores = self._scores(q, metric, slots)
+        if len(slots) <= k:
+            return slots, scores
         best = np.argpartition(scores, len(scores) - k)[len(scores) - k :]
-        return slots if inner[best].all() else None
+        return (slots, scores) if inner[best].all() else (None, None)
 
     def _scores(self, q: Any, metric: str, slots: Any) -> Any:
         """Higher is better: similarity, dot product, or minus the distance."""
@@ -3333,11 +3334,17 @@ class _VectorIndex:
         low = self._ranked(approximate - bound, norms, metric, q_norm)
         high = self._ranked(approximate + bound, norms, metric, q_norm)
         if metric == "l2":  # and the expansion's own rounding (see _exact)
-            slack = rounding * (norms + q_norm) ** 2
-            low = -np.sqrt(low**2 + slack)
-            high = -np.sqrt(np.maximum(high**2 - slack, 0.0))
-        kth = np.partition(low, len(low) - k)[len(low) - k]
-        return slots[high >= kth]
+            low, high = self._l2_widened(low, high, norms, q_norm)
+        return slots[high >= self._kth_record(low, None, k)]
+
+    def _l2_widened(self, low: Any, high: Any, norms: Any, q_norm: float) -> tuple[Any, Any]:
+        """Bounds on minus the L2 distance, widened by the rounding of the expansion
+        |x|^2 - 2 x.q + |q|^2 they came from (float32 sums of dim terms: _rounding)."""
+        np = self.np
+        slack = _rounding(self.dim) * (norms.astype(np.float64) + q_norm) ** 2
+        low = -np.sqrt(np.asarray(low, np.float64) ** 2 + slack)
+        high = -np.sqrt(np.maximum(np.asarray(high, np.float64) ** 2 - slack, 0.0))
+        return low, high
 
     def _small_dots(self, q: Any, slots: Any, out: Any, extra: Any) -> None:
         """Dot products of q with the int8 rows of these slots (unscaled) into ``out``,
