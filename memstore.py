@@ -13,10 +13,12 @@ generated columns with indexes, FTS5 gives full-text search. The file stays
 readable and writable by stock SQLite 3.40 and every tool built on it.
 
 This module is the library and only the library. What connects memstore to
-the rest of the world lives in ``plugins/``, each its own module: the
-``memstore`` command (memstore_cli), the demo store (memstore_demo), the
-importer of older stores' files (memstore_legacy) and the Datasette explorer
-(memstore_datasette). ``import memstore`` loads none of them.
+the rest of the world lives in modules of its own, each in a folder named for
+what it is: the ``memstore`` command (cli/memstore_cli), the demo store
+(demo/memstore_demo), the importer of older stores' files
+(legacy/memstore_legacy), the framework adapters (adapters/) and the
+Datasette explorer (plugins/memstore_datasette, the only module Datasette's
+``--plugins-dir plugins`` loads). ``import memstore`` loads none of them.
 
 The module reads top to bottom:
 
@@ -50,6 +52,7 @@ import re
 import struct
 import threading
 import time
+import warnings
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -99,6 +102,7 @@ __all__ = [
     "Store",
     "Tenants",
     "Thread",
+    "UnknownFieldWarning",
     "ValidationError",
     "Version",
     "__version__",
@@ -107,6 +111,7 @@ __all__ = [
     "fts_table",
     "history_clause",
     "migrate",
+    "parse_duration",
     "quote_identifier",
     "state_diff",
 ]
@@ -248,7 +253,7 @@ class SchemaError(MemstoreError):
 
 
 class NotFoundError(MemstoreError, KeyError):
-    """No record with that key (or no such collection)."""
+    """No record with that key, no such collection, or no store file at that path."""
 
     def __str__(self) -> str:  # KeyError would repr() its message
         return str(self.args[0]) if self.args else ""
@@ -280,6 +285,10 @@ class QuotaError(StorageFullError):
 
 class DependencyError(MemstoreError, ImportError):
     """An optional dependency is not installed; the message says what to install."""
+
+
+class UnknownFieldWarning(UserWarning):
+    """A query names a field that no record of the collection has (a typo?); see Collection.query."""
 
 
 class _RolledBack(Exception):
@@ -378,11 +387,16 @@ def _register_functions(conn: apsw.Connection) -> None:
     conn.create_scalar_function("_memstore_inflate", _inflate, 1, deterministic=True)
 
 
-def _connect(path: str, *, synchronous: str, timeout: float) -> apsw.Connection:
+def _connect(
+    path: str, *, synchronous: str, timeout: float, create: bool = True
+) -> apsw.Connection:
+    flags = apsw.SQLITE_OPEN_READWRITE | (apsw.SQLITE_OPEN_CREATE if create else 0)
+    if not create and path != ":memory:" and not os.path.exists(path):
+        raise NotFoundError(f"no store at {path}: check the path (nothing was created)")
     try:
-        conn = apsw.Connection(path)
+        conn = apsw.Connection(path, flags=flags)
     except apsw.Error as err:
-        raise _translate(err) from err
+        raise _open_error(path, err) from err
     try:
         _set_busy_timeout(conn, timeout)
         _refuse_double_quoted_strings(conn)
@@ -395,9 +409,30 @@ def _connect(path: str, *, synchronous: str, timeout: float) -> apsw.Connection:
     except BaseException as err:
         conn.close()
         if isinstance(err, apsw.Error):
-            raise _translate(err) from err
+            raise _open_error(path, err) from err
         raise
     return conn
+
+
+def _open_error(path: str, err: apsw.Error) -> MemstoreError:
+    """An error opening a file, naming the file and saying what to do."""
+    if isinstance(err, apsw.NotADBError):
+        return SchemaError(
+            f"{path} is not a SQLite database (or it is encrypted): "
+            "give the path of a memstore file, or a new path to create one"
+        )
+    if isinstance(err, apsw.CantOpenError):
+        folder = os.path.dirname(os.path.abspath(path))
+        if os.path.isdir(path):
+            why = "it is a directory; give a file's path"
+        elif not os.path.isdir(folder):
+            why = f"the directory {folder} does not exist; create it first"
+        else:
+            why = "permission denied, or not a regular file; check the path and its permissions"
+        return MemstoreError(f"cannot open {path}: {why}")
+    if isinstance(err, apsw.ReadOnlyError):
+        return MemstoreError(f"cannot write to {path}: it (or its directory) is read-only")
+    return _translate(err)
 
 
 def _refuse_foreign_files(conn: apsw.Connection) -> None:
@@ -585,7 +620,9 @@ class Store:
     max_page_count``): a write past it raises QuotaError and changes nothing;
     the WAL is checkpointed early and truncated so that it stays small too.
     ``query_timeout`` is how long, in seconds, a full-text search may run
-    before it is stopped with QueryError.
+    before it is stopped with QueryError. ``create=False`` opens only a file
+    that exists (NotFoundError otherwise), so that a mistyped path is an
+    error rather than a new, empty store.
 
     One Store may be shared by threads: its operations take turns on one
     connection. Open a Store per thread or per process for parallel readers.
@@ -599,7 +636,10 @@ class Store:
         timeout: float = 5.0,
         max_size: int | None = None,
         query_timeout: float = 5.0,
+        create: bool = True,
     ) -> None:
+        if not isinstance(create, bool):
+            raise ValidationError(f"create must be True or False, not {create!r:.60}")
         if synchronous not in ("normal", "full"):
             raise ValidationError('synchronous must be "normal" or "full"')
         if not 0 <= _finite(timeout, "timeout") <= 86400:
@@ -620,6 +660,7 @@ class Store:
         self.timeout = float(timeout)
         self.query_timeout = float(query_timeout)
         self.max_size = max_size
+        self._create = create
         self._lock = threading.RLock()
         self._depth = 0
         self._cache_counts: dict[str, list[int]] = {}  # cache -> [hits, misses] not yet written
@@ -640,7 +681,12 @@ class Store:
         return cls(path, **options)
 
     def _open(self) -> apsw.Connection:
-        conn = _connect(self.path, synchronous=self.synchronous.upper(), timeout=self.timeout)
+        conn = _connect(
+            self.path,
+            synchronous=self.synchronous.upper(),
+            timeout=self.timeout,
+            create=self._create,
+        )
         try:
             _migrate(conn)
             _refresh_statistics(conn, self.timeout)
@@ -811,6 +857,7 @@ class Store:
         history: bool | None = None,
         indexes: Sequence[str | Sequence[str] | Mapping[str, Any]] | None = None,
         vectors: Mapping[str, Any] | None = None,
+        create: bool = True,
     ) -> Collection:
         """Open a collection, creating it or adding to its declaration.
 
@@ -844,8 +891,18 @@ class Store:
         vectors (or a LangChain ``Embeddings``), kept by this handle only:
         with it, records are embedded as they are put and queries may be text.
         The model and dimension cannot change but through ``re_embed``.
+
+        ``create=False`` opens only a collection that exists, and raises
+        NotFoundError otherwise; so does ``store["events"]``. Creating is the
+        default because the declaration is the schema: the same call creates
+        the collection on the first run and opens it on every later one. Code
+        that only reads, or takes a name from outside (a user, a command
+        line), should use ``create=False`` or ``store[name]``, so that a typo
+        is an error rather than a new, empty collection.
         """
         check_collection_name(name)
+        if not isinstance(create, bool):
+            raise ValidationError(f"create must be True or False, not {create!r:.60}")
         wanted_vectors, embed = _normalize_vectors(vectors)
         wanted_fields = _normalize_fields(fields)
         wanted_fts = _normalize_fts(fts)
@@ -855,6 +912,8 @@ class Store:
         if history is not None and not isinstance(history, bool):
             raise ValidationError(f"history must be True or False, not {history!r}")
         meta = self._load_meta(name)
+        if meta is None and not create:
+            raise NotFoundError(self._no_collection(name))
         if meta is None or _declaration_adds(
             meta, wanted_fields, wanted_fts, ttl_seconds, history, wanted_indexes, wanted_vectors
         ):
@@ -872,9 +931,22 @@ class Store:
             raise ValidationError(f"collection {meta.name!r} exists; names ignore case")
         return Collection(self, meta, model, embed=embed)
 
+    def __getitem__(self, name: str) -> Collection:
+        """The existing collection ``name`` as declared; NotFoundError if there is none.
+
+        >>> notes = store["notes"]
+        """
+        return self.collection(name, create=False)
+
     def collections(self) -> list[str]:
         """Names of the collections in this file."""
         return [r[0] for r in self._fetch("SELECT name FROM _memstore_collections ORDER BY name")]
+
+    def _no_collection(self, name: object) -> str:
+        """NotFoundError's message for a missing collection, naming those there are."""
+        names = self.collections()
+        known = f"; there are {', '.join(names)}" if names else "; there are none yet"
+        return f"no collection named {name!r}{known}"
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self._load_meta(name) is not None
@@ -1414,7 +1486,7 @@ class Store:
     def _require_meta(self, name: str) -> _Meta:
         meta = self._load_meta(name) if isinstance(name, str) else None
         if meta is None:
-            raise NotFoundError(f"no collection named {name!r}")
+            raise NotFoundError(self._no_collection(name))
         return meta
 
     def _declare(
@@ -1554,12 +1626,15 @@ class Row(NamedTuple):
 
 
 class Hit(NamedTuple):
-    """A full-text search result: ``rank`` is BM25 (lower is better)."""
+    """A full-text search result. ``score`` is the BM25 relevance, higher is better (as
+    in every kind of hit: Neighbor, HybridHit); ``rank`` is FTS5's raw rank, the same
+    negated (lower is better)."""
 
     key: str
     record: Any
     rank: float
     snippet: str
+    score: float
 
 
 class Version(NamedTuple):
@@ -1599,6 +1674,7 @@ class Collection:
         self.store = store
         self.embed = embed
         self.name = meta.name
+        self._known_fields: set[str] = set()  # undeclared fields some record was seen to have
         self.model = model
         self._model = _allowing_extra_fields(model) if model is not None else None
         self._table = quote_identifier(self.name)
@@ -1818,7 +1894,10 @@ class Collection:
         """
         clause, params = self._filter(where, include_expired=True)
         with self.store.transaction():
-            return self._delete_in_batches(clause, params, BATCH_SIZE)
+            count = self._delete_in_batches(clause, params, BATCH_SIZE)
+        if not count:
+            self._warn_unseen(where)
+        return count
 
     def set_ttl(self, ttl: timedelta | float | None) -> None:
         """Set (or with None, remove) the default time to live of new records."""
@@ -1888,7 +1967,9 @@ class Collection:
         """
         sql, params = self._select("t.body", where, order_by, limit, offset)
         decode = self._decode
-        return [decode(body) for (body,) in self.store._fetch(sql, params)]
+        found = [decode(body) for (body,) in self.store._fetch(sql, params)]
+        self._warn_unseen(where if not found else None, order_by)
+        return found
 
     def rows(
         self,
@@ -1906,7 +1987,16 @@ class Collection:
             limit,
             offset,
         )
-        return self.store._stream(sql, params, self._row)
+        return self._watched(self.store._stream(sql, params, self._row), where, order_by)
+
+    def _watched(
+        self, rows: Iterator[Row], where: Mapping[str, Any] | None, order_by: Any
+    ) -> Iterator[Row]:
+        found = False
+        for row in rows:
+            found = True
+            yield row
+        self._warn_unseen(where if not found else None, order_by)
 
     def keys(
         self,
@@ -1918,14 +2008,19 @@ class Collection:
     ) -> list[str]:
         """Keys of the matching records."""
         sql, params = self._select("t.key", where, order_by, limit, offset)
-        return [row[0] for row in self.store._fetch(sql, params)]
+        found = [row[0] for row in self.store._fetch(sql, params)]
+        self._warn_unseen(where if not found else None, order_by)
+        return found
 
     def count(self, where: Mapping[str, Any] | None = None) -> int:
         """How many records match ``where`` (all live records when None)."""
         with self.store.transaction(immediate=False):  # the probe and the count: one snapshot
             clause, params = self._filter_probed(where)
             sql = f"SELECT count(*) FROM {self._table} AS t WHERE {clause}"
-            return int(self.store._fetch(sql, params)[0][0])
+            count = int(self.store._fetch(sql, params)[0][0])
+        if not count:
+            self._warn_unseen(where)
+        return count
 
     def search(
         self,
@@ -1966,7 +2061,7 @@ class Collection:
             )
             bound = [highlight[0], highlight[1], snippet_tokens, text, *params, limit, offset]
             rows = _search(self.store, sql, bound, text)
-        return [Hit(key, self._decode(body), rank, snip) for key, body, rank, snip in rows]
+        return [Hit(key, self._decode(body), rank, snip, -rank) for key, body, rank, snip in rows]
 
     def aggregate(
         self,
@@ -2068,10 +2163,12 @@ class Collection:
                     )
         if keep_last is not None:
             _check_count(keep_last, "keep_last")
+            # Only live records count among the newest kept: an expired one goes anyway.
             boundary = self.store._fetch(
                 f"SELECT created_at, id FROM {self._table} "
+                "WHERE expires_at IS NULL OR expires_at > ? "
                 "ORDER BY created_at DESC, id DESC LIMIT 1 OFFSET ?",
-                (keep_last,),
+                (_iso(now), keep_last),
             )
             # The newest record past the ones to keep, and all older; none: keep all.
             retention.append("(t.created_at, t.id) <= (?, ?)" if boundary else "0")
@@ -2239,7 +2336,7 @@ class Collection:
 
     def vector(self, key: str) -> Any:
         """The record's embedding as a numpy array (a dict of them for a record in parts);
-        None when it has none. Needs numpy (``pip install 'memstore[vectors]'``)."""
+        None when it has none. Needs numpy (``pip install 'agent-memstore[vectors]'``)."""
         np = _numpy()
         config = self._vector_config()
         _check_key(key)
@@ -2267,13 +2364,14 @@ class Collection:
         """The ``k`` records whose vectors are nearest to ``query``, nearest first.
 
         >>> memories.nearest(query_vector, k=10, where={"importance": {"$gte": 0.7}})
-        [Neighbor(key='m1', record={...}, score=0.93), ...]
+        [Neighbor(key='m1', record={...}, score=0.93, similarity=0.93, distance=None), ...]
 
         ``query`` is a vector, or a text when the handle has ``embed``.
         ``where`` is a filter as in ``query()``, applied exactly before
         ranking: k hits come back whenever k matching records have vectors.
         ``metric`` is "cosine" (``score`` is the similarity), "dot" (the dot
-        product) or "l2" (``score`` is the distance, smallest first); the
+        product) or "l2" (``score`` is the distance negated, so that higher is
+        nearer for every metric; ``distance`` is the distance itself); the
         collection's own by default. A record in parts scores its best part.
         When ``where`` matches more than SCREEN_ABOVE vectors, an int8 copy
         of them rules out those that provably cannot be among the k best;
@@ -2299,9 +2397,16 @@ class Collection:
         with self.store.transaction(immediate=False):  # the vectors and the records: one snapshot
             found = self._nearest_ids(q, k, where, metric, exact is not True)
             records = self._records_by_id([rid for rid, _ in found])
+        l2 = metric == "l2"
         return [
-            Neighbor(records[rid][0], self._decode(records[rid][1]), score)
-            for rid, score in found
+            Neighbor(
+                records[rid][0],
+                self._decode(records[rid][1]),
+                -value if l2 else value,
+                None if l2 else value,
+                value if l2 else None,
+            )
+            for rid, value in found
             if rid in records
         ]
 
@@ -2902,6 +3007,50 @@ class Collection:
             if len(ids) < batch_size:
                 return total
 
+    def _warn_unseen(self, where: Mapping[str, Any] | None, order_by: Any = None) -> None:
+        """Warn (UnknownFieldWarning) about fields of a filter or an order that no record has.
+
+        A filter that matched nothing, or an order, on a field no record of a
+        non-empty collection has is most likely a typo: it would silently give
+        nothing, or an arbitrary order. Not an error, because a field may be
+        legitimately absent so far (an optional one no record has yet). Called
+        for filters only when they matched nothing, so a query that finds
+        records pays nothing; a field seen once is remembered by the handle.
+        """
+        fields: list[str] = []
+
+        def recording(field: str) -> _Target:
+            fields.append(field)
+            return self._target(field)
+
+        if where:
+            _compile_filter(where, recording)
+        for order in _names(order_by, "order_by"):
+            fields.append(order[1:] if order.startswith("-") else order)
+        unseen = [f for f in dict.fromkeys(fields) if not self._has_field(f)]
+        if unseen:
+            declared = ", ".join(self.fields) or "none"
+            warnings.warn(
+                UnknownFieldWarning(
+                    f"no record of {self.name!r} has {', '.join(map(repr, unseen))} "
+                    f"(a typo?); declared fields: {declared}"
+                ),
+                stacklevel=3,
+            )
+
+    def _has_field(self, field: str) -> bool:
+        """Whether a field is declared, a meta column, or in some record (or there are none)."""
+        if field in META_COLUMNS or field in self.fields or field in self._known_fields:
+            return True
+        has, empty = self.store._fetch(
+            f"SELECT EXISTS (SELECT 1 FROM {self._table} WHERE json_type(body, ?) IS NOT NULL), "
+            f"NOT EXISTS (SELECT 1 FROM {self._table})",
+            (_json_path(field),),
+        )[0]
+        if has:
+            self._known_fields.add(field)
+        return bool(has or empty)
+
     def _target(self, field: str) -> _Target:
         if not isinstance(field, str) or not field:
             raise QueryError(f"a field name must be a non-empty string, not {field!r}")
@@ -2970,12 +3119,16 @@ class Collection:
 
 
 class Neighbor(NamedTuple):
-    """A ``Collection.nearest`` result: ``score`` is the cosine similarity, the dot
-    product or (for "l2") the Euclidean distance."""
+    """A ``Collection.nearest`` result. ``score`` is higher for nearer records, whatever
+    the metric: the cosine similarity, the dot product, or (for "l2") the Euclidean
+    distance negated. The raw values keep their own names: ``similarity`` (cosine or
+    dot; None for l2) and ``distance`` (l2; None otherwise)."""
 
     key: str
     record: Any
     score: float
+    similarity: float | None
+    distance: float | None
 
 
 class HybridHit(NamedTuple):
@@ -3459,7 +3612,9 @@ def _numpy() -> Any:
     try:
         import numpy
     except ImportError as err:
-        raise DependencyError("vector memory needs numpy: pip install 'memstore[vectors]'") from err
+        raise DependencyError(
+            "vector memory needs numpy: pip install 'agent-memstore[vectors]'"
+        ) from err
     return numpy
 
 
@@ -3882,7 +4037,7 @@ class EventLog:
             params.append(_dumps(_strings(kinds, "kinds")))
         sql += " ORDER BY memstore_events_fts.rank LIMIT ?"
         rows = _search(self.store, sql, [*params, limit], text)
-        return [Hit(row[0], _event(row[1:7]), row[7], row[8]) for row in rows]
+        return [Hit(row[0], _event(row[1:7]), row[7], row[8], -row[7]) for row in rows]
 
     def cleanup(
         self,
@@ -4299,8 +4454,9 @@ class Conversations:
         """Token usage and cost: of one thread's own messages, or of the whole store.
 
         Returns messages, input_tokens, output_tokens, total_tokens, cost and
-        ``by_model``: the same per model. Messages a merge copied carry no
-        usage (it stays with the branch's originals), so totals never count twice.
+        ``by_model``: the same per model, messages with no model under ``None``
+        (so that the models' entries add up to the totals). Messages a merge copied
+        carry no usage (it stays with the branch's originals), so totals never count twice.
         """
         where, params = ("WHERE thread_id = ?", [thread_id]) if thread_id is not None else ("", [])
         if thread_id is not None:
@@ -4313,13 +4469,12 @@ class Conversations:
         )
         keys = ("messages", "input_tokens", "output_tokens", "total_tokens", "cost")
         totals: dict[str, Any] = dict.fromkeys(keys, 0)
-        by_model = {}
+        by_model: dict[str | None, dict[str, Any]] = {}
         for model, *values in rows:
             entry = {k: (v if k == "cost" else int(v)) for k, v in zip(keys, values, strict=True)}
             for k in keys:
                 totals[k] += entry[k]
-            if model is not None:
-                by_model[model] = entry
+            by_model[model] = entry
         totals["by_model"] = by_model
         return totals
 
@@ -4338,7 +4493,7 @@ class Conversations:
             "ORDER BY memstore_messages_fts.rank LIMIT ?"
         )
         rows = _search(self.store, sql, [_check_match(text), *params, limit], text)
-        return [Hit(row[0], _message(row[:15]), row[15], row[16]) for row in rows]
+        return [Hit(row[0], _message(row[:15]), row[15], row[16], -row[15]) for row in rows]
 
     def cleanup(self, *, older_than: timedelta | float) -> int:
         """Delete threads with no message (or creation) newer than ``older_than``; return how many.
@@ -4627,7 +4782,8 @@ def _check_usage(usage: Mapping[str, Any] | None) -> tuple[int, int, int, str | 
     unknown = set(usage) - set(_USAGE_FIELDS)
     if unknown:
         raise ValidationError(
-            f"unknown usage fields {sorted(map(repr, unknown))}; use {sorted(_USAGE_FIELDS)}"
+            f"unknown usage fields {', '.join(map(repr, sorted(unknown)))}; "
+            f"use {', '.join(sorted(_USAGE_FIELDS))}"
         )
     values = {_USAGE_FIELDS[k]: v for k, v in usage.items() if v is not None}
     for field in ("input_tokens", "output_tokens", "total_tokens"):
@@ -5763,7 +5919,7 @@ def migrate(path: str | os.PathLike[str], *, backup: bool = True) -> dict[str, A
         finally:
             probe.close()
     except apsw.Error as err:
-        raise _translate(err) from err
+        raise _open_error(target, err) from err
     assert isinstance(version, int)
     backup_path = None
     if backup and version < SCHEMA_VERSION:
@@ -6868,6 +7024,12 @@ def _compile_condition(target: _Target, field: str, condition: Any) -> _Compiled
             parts.append(sql)
             params += extra
         return "(" + " AND ".join(parts) + ")", params
+    if isinstance(condition, (list, tuple)):
+        raise QueryError(
+            f"{field!r}: a list is not a value to compare with; for any of these values "
+            f'use {{"{field}": {{"$in": [...]}}}}, for a list holding a value $contains, '
+            "for exactly this list $eq"
+        )
     return _equals(target, condition)
 
 
@@ -7312,14 +7474,43 @@ def _check_batch_size(value: object) -> None:
         raise ValidationError("batch_size must be at least 1")
 
 
+#: The units a duration string may have: "90s", "15m", "12h", "7d", "2w".
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*\Z")
+
+
+def parse_duration(text: str, name: str = "duration") -> timedelta:
+    """A duration string as a timedelta: a number and a unit, as in 90s, 15m, 12h, 7d, 2w.
+
+    >>> parse_duration("7d")
+    datetime.timedelta(days=7)
+
+    Every duration memstore takes (``ttl``, ``older_than``, ``recency``) may be
+    such a string, a timedelta or a number of seconds; the command line takes
+    the strings. A bare number in a string ("7") is refused, so that it never
+    means seven seconds by surprise.
+    """
+    match = _DURATION.match(text) if isinstance(text, str) else None
+    if match is None:
+        raise ValidationError(
+            f"{name} {text!r:.60} is not a duration: give a number and a unit, "
+            "as in 90s, 15m, 12h, 7d or 2w"
+        )
+    return timedelta(seconds=_seconds(float(match[1]) * DURATION_UNITS[match[2]], name))
+
+
 def _seconds(value: object, name: str) -> float:
-    """A positive duration, given as a timedelta or a number of seconds."""
+    """A positive duration: a timedelta, a number of seconds or a string such as "7d"."""
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         seconds = _finite(value, name)
+    elif isinstance(value, str):
+        return parse_duration(value, name).total_seconds()
     else:
-        raise ValidationError(f"{name} must be a timedelta or seconds, not {value!r:.60}")
+        raise ValidationError(
+            f"{name} must be a timedelta, seconds or a string such as '7d', not {value!r:.60}"
+        )
     if not 0 < seconds <= MAX_DURATION.total_seconds():
         raise ValidationError(
             f"{name} must be more than 0 and at most 1000 years "

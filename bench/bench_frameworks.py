@@ -50,7 +50,8 @@ with warnings.catch_warnings():
     from langchain_community.chat_message_histories import SQLChatMessageHistory
     from langchain_community.storage import SQLStore
 
-sys.path[:0] = [str(Path(__file__).resolve().parent.parent / p) for p in (".", "plugins")]
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / p) for p in (".", "plugins", "cli", "demo", "legacy", "adapters")]
 from bench_core import alternating  # noqa: E402
 
 from memstore_agents import MemstoreSession  # noqa: E402

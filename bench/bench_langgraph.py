@@ -46,7 +46,8 @@ from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.store.base import PutOp
 from langgraph.store.sqlite import SqliteStore
 
-sys.path[:0] = [str(Path(__file__).resolve().parent.parent / p) for p in (".", "plugins")]
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / p) for p in (".", "plugins", "cli", "demo", "legacy", "adapters")]
 from bench_core import alternating, paired  # noqa: E402
 
 import memstore  # noqa: E402

@@ -580,7 +580,7 @@ async def similar_view(datasette: Any, request: Any) -> Response:
     try:
         import numpy as np
     except ImportError:
-        context["note"] = "Comparing vectors needs numpy: pip install 'memstore[vectors]'."
+        context["note"] = "Comparing vectors needs numpy: pip install 'agent-memstore[vectors]'."
         return await _render(datasette, request, "similar", context)
     where = "WHERE collection = ? AND model = ? AND dim = ?"
     params = [collection, vectors["model"], vectors["dim"]]

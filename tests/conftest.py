@@ -45,7 +45,10 @@ def events(store: memstore.Store) -> memstore.Collection:
     )
 
 
-PYTHONPATH = os.pathsep.join([str(ROOT), str(ROOT / "plugins")])
+#: Where the checkout keeps its modules: the library, the Datasette plugin, the
+#: command line, the demo, the legacy importer and the framework adapters.
+MODULE_DIRS = [ROOT / d for d in (".", "plugins", "cli", "demo", "legacy", "adapters")]
+PYTHONPATH = os.pathsep.join(str(d) for d in MODULE_DIRS)
 
 
 def run_python(

@@ -158,5 +158,5 @@ def test_lookups_of_what_cannot_be_stored_find_nothing(adapters: Adapters) -> No
 
 @pytest.mark.parametrize("module", ["memstore_langgraph", "memstore_langchain", "memstore_agents"])
 def test_the_adapters_use_memstores_public_api_only(module: str) -> None:
-    source = (ROOT / "plugins" / f"{module}.py").read_text()
+    source = (ROOT / "adapters" / f"{module}.py").read_text()
     assert not re.search(r"\b(memstore|store|items|conversations|cache)\._", source)

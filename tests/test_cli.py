@@ -110,7 +110,7 @@ def test_put_get_query_search_delete(tmp_path: Path) -> None:
     # NDJSON out of query goes back in through put
     again = tmp_path / "b.db"
     dumped = memstore_cli("query", "events", db=db).stdout
-    assert memstore_cli("put", "events", db=again, stdin=dumped).returncode == 0
+    assert memstore_cli("put", "events", "--create", db=again, stdin=dumped).returncode == 0
     assert memstore_cli("collections", "--json", db=again).stdout.strip().endswith("}")
     assert "deleted 2" in memstore_cli("delete", "events", "e1", "e2", db=db).stdout
     assert memstore_cli("delete", "events", "e1", db=db).returncode == 3
@@ -242,7 +242,7 @@ def test_db_before_or_after_the_command(tmp_path: Path) -> None:
     assert memstore_cli("init", "--db", str(second)).returncode == 0
     assert first.exists() and second.exists()
     # After the command wins over before it, and over MEMSTORE_PATH.
-    memstore_cli("--db", str(first), "put", "notes", "a", "{}", "--db", str(second))
+    memstore_cli("--db", str(first), "put", "notes", "a", "{}", "--create", "--db", str(second))
     memstore_cli("put", "notes", "b", "{}", "--db", str(second), db=first)
     with memstore.Store(second) as store:
         assert sorted(store.collection("notes").keys()) == ["a", "b"]
@@ -286,7 +286,7 @@ def test_usage_errors_exit_2_with_a_message(tmp_path: Path, args: list[str]) -> 
 
 def test_durations_take_a_unit(tmp_path: Path) -> None:
     db = tmp_path / "a.db"
-    assert memstore_cli("put", "notes", "k", "{}", "--ttl", "1.5h", db=db).returncode == 0
+    assert memstore_cli("put", "notes", "k", "{}", "--ttl", "1.5h", "--create", db=db).returncode == 0
     with memstore.Store(db) as store:
         row = next(store.collection("notes").rows())
         assert row.expires_at is not None and row.expires_at > row.created_at
@@ -304,11 +304,13 @@ def test_durations_take_a_unit(tmp_path: Path) -> None:
 )
 def test_put_from_stdin_explains_bad_lines(tmp_path: Path, stdin: str, message: str) -> None:
     db = tmp_path / "a.db"
-    result = memstore_cli("put", "events", db=db, stdin=stdin)
+    result = memstore_cli("put", "events", "--create", db=db, stdin=stdin)
     assert result.returncode == 2 and message in result.stderr, result
     with memstore.Store(db) as store:  # all or nothing
         assert "events" not in store or store.collection("events").count() == 0
-    missing = memstore_cli("put", "events", "--key-field", "id", db=db, stdin='{"other": 1}\n')
+    missing = memstore_cli(
+        "put", "events", "--create", "--key-field", "id", db=db, stdin='{"other": 1}\n'
+    )
     assert missing.returncode == 2 and "no 'id' field" in missing.stderr
 
 
@@ -395,7 +397,7 @@ def test_cleanup_dry_run_counts_exactly_and_removes_nothing(tmp_path: Path) -> N
 
 def test_counts_read_as_english(tmp_path: Path) -> None:
     db = tmp_path / "a.db"
-    one = memstore_cli("put", "notes", db=db, stdin='{"key": "a", "record": {}}\n')
+    one = memstore_cli("put", "notes", "--create", db=db, stdin='{"key": "a", "record": {}}\n')
     assert one.stdout == "stored 1 record\n"
     assert memstore_cli("delete", "notes", "a", db=db).stdout == "deleted 1 record\n"
     two = memstore_cli(
@@ -412,7 +414,8 @@ def test_a_file_that_is_not_a_store_is_a_clear_error(tmp_path: Path, command: li
     junk.write_bytes(b"this is not a database" * 100)
     result = memstore_cli("--db", str(junk), *command)
     assert result.returncode == 1, result
-    assert "not a database" in result.stderr and "Traceback" not in result.stderr
+    assert f"{junk} is not a SQLite database" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
     assert junk.read_bytes() == b"this is not a database" * 100
 
 

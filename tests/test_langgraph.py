@@ -471,10 +471,10 @@ def test_graphs_in_several_processes_share_one_file(db_path: Path) -> None:
     import subprocess
     import sys
 
-    from .conftest import ROOT
+    from .conftest import MODULE_DIRS
 
     MemstoreSaver(db_path).close()  # created once, so the processes only open it
-    paths = "|".join(str(p) for p in (ROOT, ROOT / "plugins"))
+    paths = "|".join(str(p) for p in MODULE_DIRS)
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", GRAPH_PROCESS, str(db_path), str(n), paths],

@@ -36,7 +36,7 @@ assert (pathlib.Path(plugin.origin).parent / "memstore_templates").is_dir()
 from importlib.metadata import entry_points, metadata
 plugins = [e.value for e in entry_points(group="datasette") if e.name == "memstore"]
 assert plugins == ["memstore_datasette"], plugins
-assert metadata("memstore")["License-Expression"] == "MIT"
+assert metadata("agent-memstore")["License-Expression"] == "MIT"
 print("smoke ok")
 """
 
@@ -51,7 +51,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
         text=True,
         timeout=600,
     )
-    (found,) = out.glob("memstore-*.whl")
+    (found,) = out.glob("agent_memstore-*.whl")
     return found
 
 

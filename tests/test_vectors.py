@@ -40,7 +40,8 @@ def stdlib(path: Path, *statements: str) -> None:
 
 
 def brute_force(matrix: np.ndarray, q: np.ndarray, metric: str, k: int) -> list[tuple[int, float]]:
-    """The reference: every score computed in float64, sorted with ties by position."""
+    """The reference: every score computed in float64 (higher is nearer, for l2 the
+    distance negated, as Neighbor.score), sorted with ties by position."""
     m, v = matrix.astype(np.float64), q.astype(np.float64)
     if metric == "dot":
         scores = m @ v
@@ -50,7 +51,7 @@ def brute_force(matrix: np.ndarray, q: np.ndarray, metric: str, k: int) -> list[
     else:
         scores = -np.linalg.norm(m - v, axis=1)
     order = sorted(range(len(m)), key=lambda i: (-scores[i], i))[:k]
-    return [(i, abs(scores[i]) if metric == "l2" else scores[i]) for i in order]
+    return [(i, scores[i]) for i in order]
 
 
 @pytest.fixture
@@ -552,7 +553,7 @@ def test_without_numpy_vector_calls_say_what_to_install(db_path: Path) -> None:
         str(db_path),
     )
     assert ran.returncode == 0, ran.stderr
-    assert "pip install 'memstore[vectors]'" in ran.stdout
+    assert "pip install 'agent-memstore[vectors]'" in ran.stdout
 
 
 async def test_async_store_covers_vectors(tmp_path: Path) -> None:

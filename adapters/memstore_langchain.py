@@ -7,7 +7,7 @@
     history = MemstoreChatMessageHistory("chat-1", "agent.db")
     docstore = MemstoreByteStore("agent.db", namespace="parents")
 
-Install with ``pip install 'memstore[langchain]'``. Everything lands in the
+Install with ``pip install 'agent-memstore[langchain]'``. Everything lands in the
 store's own file beside the rest of the agent's memory: bytes in the table
 ``memstore_kv`` (schema version 10), cached generations in a memstore cache,
 chat messages in memstore's conversations (with their token usage), so

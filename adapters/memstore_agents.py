@@ -7,7 +7,7 @@
     result = await Runner.run(agent, "Book Lyon", session=session)
     await session.store_run_usage(result)                  # token usage of the turn
 
-Install with ``pip install 'memstore[agents]'``. A session is a memstore
+Install with ``pip install 'agent-memstore[agents]'``. A session is a memstore
 conversation thread (its id is the session id): each item the SDK gives is
 a message of the thread, with the item itself kept in the message's
 metadata so that it comes back exactly, and its text in the message's

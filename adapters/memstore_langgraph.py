@@ -7,7 +7,7 @@
     )
     graph.invoke(inputs, {"configurable": {"thread_id": "chat-1"}})
 
-Install with ``pip install 'memstore[langgraph]'``. Checkpoints land in the
+Install with ``pip install 'agent-memstore[langgraph]'``. Checkpoints land in the
 store's own file (tables ``memstore_lg_checkpoints``, ``memstore_lg_blobs``
 and ``memstore_lg_writes``, schema version 9), and store items in a memstore
 collection (``langgraph_store``), beside the rest of the agent's memory, so
@@ -848,7 +848,7 @@ class MemstoreStore(memstore.Adapter, BaseStore):
                 return []
             text = " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
             hits = self.items.search(text, where=where, limit=op.limit, offset=op.offset)
-            scores = {hit.key: -hit.rank for hit in hits}  # BM25: lower rank is better
+            scores = {hit.key: hit.score for hit in hits}
             rows = {r.key: r for r in self.items.rows({"key": {"$in": list(scores)}})}
             ordered = [rows[k] for k in scores if k in rows]
         else:

@@ -11,12 +11,15 @@ The store is ``--db PATH``, given before or after the command, or
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import functools
 import importlib.metadata
 import importlib.util
 import json
 import os
-import re
+import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -32,10 +35,6 @@ __all__ = ["EXIT_CODES", "cli", "main", "reference"]
 
 EXIT_CODES = """Exit codes: 0 done; 1 failed, or check found problems; 2 usage error;
 3 not found; 4 imported, but some files were skipped."""
-
-#: Duration units: a bare number is refused, so "7" never means seven seconds by surprise.
-UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-MAX_DURATION = timedelta(days=36600)  # a century: past it, a "duration" is a typo
 
 #: Field types as the command line spells them, and memstore's own names.
 FIELD_TYPES = {
@@ -115,18 +114,10 @@ class Duration(_ParamType):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, timedelta):
             return value
-        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", str(value))
-        if match is None:
-            self.fail(
-                f"{value!r} is not a duration: give a number and a unit, "
-                "as in 90s, 15m, 12h, 7d or 2w",
-                param,
-                ctx,
-            )
-        seconds = float(match.group(1)) * UNITS[match.group(2)]
-        if not 0 < seconds <= MAX_DURATION.total_seconds():
-            self.fail(f"{value!r} must be more than 0 and at most 36600d", param, ctx)
-        return timedelta(seconds=seconds)
+        try:  # the library's own parser: the same strings everywhere
+            return memstore.parse_duration(str(value), "the duration")
+        except memstore.ValidationError as err:
+            self.fail(str(err), param, ctx)
 
 
 class JsonText(_ParamType):
@@ -171,6 +162,7 @@ class FieldSpec(_ParamType):
 
 
 DURATION = Duration()
+PORT = click.IntRange(1, 65535)
 FILTER = FilterText()
 JSON = JsonText()
 
@@ -212,16 +204,17 @@ def store_command(
 
 def existing(store: memstore.Store, name: str) -> memstore.Collection:
     """A collection that must exist already: commands that read never create one."""
-    if name not in store:
-        raise memstore.NotFoundError(f"no collection named {name!r}")
-    return store.collection(name)
+    return store[name]
 
 
-def open_store(ctx: click.Context) -> memstore.Store:
+def open_store(ctx: click.Context, *, create: bool = False) -> memstore.Store:
+    """The store the command works on. Only commands that write create a file
+    (``create=True``); the others refuse a path with no store (exit code 3), so
+    that a typo is an error, not a new, empty file."""
     path = ctx.meta.get(_DB_KEY)
     if not path:
         raise click.UsageError("say which store: --db PATH, or set MEMSTORE_PATH", ctx)
-    return memstore.Store(path)
+    return memstore.Store(path, create=create)
 
 
 @click.group(cls=Group, epilog=EXIT_CODES)
@@ -251,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 @store_command(cli)
 def init(ctx: click.Context, as_json: bool) -> None:
     """Create the store, or upgrade its schema."""
-    with open_store(ctx) as store:
+    with open_store(ctx, create=True) as store:
         data = {"path": store.path, "schema_version": store.schema_version}
     emit(data, as_json, [f"{data['path']}: memstore schema version {data['schema_version']}"])
 
@@ -364,7 +357,7 @@ def collection_create(
     """
     declared = [{"fields": spec.split(","), "unique": False} for spec in indexes]
     declared += [{"fields": spec.split(","), "unique": True} for spec in unique]
-    with open_store(ctx) as store:
+    with open_store(ctx, create=True) as store:
         created = name not in store
         c = store.collection(
             name,
@@ -440,6 +433,11 @@ def _ndjson_rows(lines: Iterable[str], key_field: str | None) -> Iterable[Any]:
 @click.argument("record", required=False, type=JSON)
 @click.option("--key-field", help="With NDJSON on stdin: the field holding each key.")
 @click.option("--ttl", type=DURATION, help="Time to live: 90s, 15m, 12h, 7d.")
+@click.option(
+    "--create",
+    is_flag=True,
+    help="Create the collection (and the store file) if there is none.",
+)
 def put(
     ctx: click.Context,
     collection_name: str,
@@ -447,17 +445,20 @@ def put(
     record: Any,
     key_field: str | None,
     ttl: timedelta | None,
+    create: bool,
     as_json: bool,
 ) -> None:
     """Store a record (JSON, or stdin), or with no KEY, NDJSON records from stdin.
 
     NDJSON lines are {"key": ..., "record": {...}} (as query and export
-    write them), or records whose --key-field holds the key.
+    write them), or records whose --key-field holds the key. The collection
+    must exist (exit code 3 otherwise) unless --create is given: a mistyped
+    name never makes a new collection.
     """
     if key is not None and record is None:
         record = JSON.convert(sys.stdin.read(), None, ctx)
-    with open_store(ctx) as store:
-        target = store.collection(collection_name)
+    with open_store(ctx, create=create) as store:
+        target = store.collection(collection_name, create=create)
         if key is not None:
             target.put(key, record, ttl=ttl)
             count = 1
@@ -521,10 +522,15 @@ def search(
     limit: int,
     as_json: bool,
 ) -> None:
-    """Full-text search; print hits as NDJSON: {"key", "rank", "snippet", "record"}."""
+    """Full-text search; print hits as NDJSON: {"key", "score", "rank", "snippet", "record"}.
+
+    score is the BM25 relevance (higher is better), rank FTS5's raw rank (its negation)."""
     with open_store(ctx) as store:
         hits = existing(store, collection_name).search(text, where=where, limit=limit)
-    found = [{"key": h.key, "rank": h.rank, "snippet": h.snippet, "record": h.record} for h in hits]
+    found = [
+        {"key": h.key, "score": h.score, "rank": h.rank, "snippet": h.snippet, "record": h.record}
+        for h in hits
+    ]
     if as_json:
         emit(found, True)
     else:
@@ -592,7 +598,7 @@ def export(ctx: click.Context, directory: str, names: tuple[str, ...], as_json: 
 @click.option("--dry-run", is_flag=True, help="Report what would be imported; write nothing.")
 def import_command(ctx: click.Context, source: str, dry_run: bool, as_json: bool) -> None:
     """Import an export directory, or the file layouts older stores use (see the README)."""
-    with open_store(ctx) as store:
+    with open_store(ctx, create=True) as store:
         if (Path(source) / "manifest.json").exists():
             importer: Callable[..., dict[str, Any]] = store.import_
         else:
@@ -642,7 +648,7 @@ def backup(ctx: click.Context, dest: str, compact: bool, as_json: bool) -> None:
 @click.argument("source", type=click.Path(exists=True, dir_okay=False))
 def restore(ctx: click.Context, source: str, as_json: bool) -> None:
     """Replace the store with a backup, after checking the backup."""
-    with open_store(ctx) as store:
+    with open_store(ctx, create=True) as store:
         result = store.restore(source)
     emit(result, as_json, [f"restored {result['path']} from {source}"])
 
@@ -847,13 +853,15 @@ def tenants_erase(group: memstore.Tenants, tenant_id: str) -> None:
 
 @cli.command()
 @click.argument("path", default="memstore-demo.db", type=click.Path(dir_okay=False))
-@click.option("--port", default=8001, show_default=True, help="Port to serve on.")
+@click.option("--port", default=8001, type=PORT, show_default=True, help="Port to serve on.")
 @click.option("--build-only", is_flag=True, help="Build the store, do not serve it.")
 @click.option("--rebuild", is_flag=True, help="Build the store anew if it exists.")
 def demo(path: str, port: int, build_only: bool, rebuild: bool) -> None:
     """Build a demo agent memory store and browse it in Datasette."""
     import memstore_demo
 
+    if not build_only:
+        _check_port(port)  # before building, not after
     if rebuild:
         for suffix in ("", "-wal", "-shm"):
             Path(path + suffix).unlink(missing_ok=True)
@@ -868,7 +876,7 @@ def demo(path: str, port: int, build_only: bool, rebuild: bool) -> None:
 
 @cli.command()
 @click.argument("path", required=False, type=click.Path(dir_okay=False))
-@click.option("--port", default=8001, show_default=True, help="Port to serve on.")
+@click.option("--port", default=8001, type=PORT, show_default=True, help="Port to serve on.")
 @click.option(
     "--db",
     type=click.Path(dir_okay=False),
@@ -887,20 +895,62 @@ def browse(ctx: click.Context, path: str | None, port: int) -> None:
     serve(path, port)
 
 
+class _Stop(Exception):
+    """SIGTERM reached the command: stop the server and exit."""
+
+
+def _raise_stop(signum: int, frame: Any) -> None:
+    raise _Stop
+
+
+def _check_port(port: int) -> None:
+    """Refuse a port another program holds, before announcing it, and suggest a free one."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+            return
+        except OSError as err:
+            reason = err.strerror or str(err)
+    with socket.socket() as spare:
+        spare.bind(("127.0.0.1", 0))
+        free = spare.getsockname()[1]
+    raise Failure(f"cannot serve on port {port} ({reason}): try --port {free}")
+
+
+def _die_with_parent() -> None:
+    """In the server's process: stop when the memstore command dies, even by SIGKILL."""
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def serve(path: str, port: int) -> None:
-    """Run Datasette on the store until Ctrl-C."""
+    """Run Datasette on the store until Ctrl-C (SIGINT) or SIGTERM; either stops it."""
     if importlib.util.find_spec("datasette") is None:
-        raise Failure("Datasette is not installed: pip install 'memstore[explorer]'")
+        raise Failure("Datasette is not installed: pip install 'agent-memstore[explorer]'")
+    _check_port(port)
     command = [sys.executable, "-m", "datasette", "serve", path]
     command += ["--host", "127.0.0.1", "--port", str(port)]
     registered = {e.value for e in importlib.metadata.entry_points(group="datasette")}
     if "memstore_datasette" not in registered:  # a checkout, not an install
-        command += ["--plugins-dir", str(Path(__file__).resolve().parent)]
+        command += ["--plugins-dir", str(Path(__file__).resolve().parent.parent / "plugins")]
     click.echo(f"Serving {path} at http://127.0.0.1:{port}/-/memstore (Ctrl-C stops)")
+    linux = sys.platform.startswith("linux")
+    server = subprocess.Popen(command, preexec_fn=_die_with_parent if linux else None)
+    previous = signal.signal(signal.SIGTERM, _raise_stop)
     try:
-        code = subprocess.call(command)
-    except KeyboardInterrupt:
+        code = server.wait()
+    except (KeyboardInterrupt, _Stop):
         code = 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if server.poll() is None:  # stopped by a signal to this process alone
+            server.terminate()
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
     if code:
         raise Failure(f"datasette exited with status {code}")
 
