@@ -288,7 +288,7 @@ class DependencyError(MemstoreError, ImportError):
 
 
 class UnknownFieldWarning(UserWarning):
-    """A query names a field that no record of the collection has (a typo?); see Collection.query."""
+    """A query names a field no record of the collection has (a typo?); see Collection.query."""
 
 
 class _RolledBack(Exception):
@@ -4782,7 +4782,7 @@ def _check_usage(usage: Mapping[str, Any] | None) -> tuple[int, int, int, str | 
     unknown = set(usage) - set(_USAGE_FIELDS)
     if unknown:
         raise ValidationError(
-            f"unknown usage fields {', '.join(map(repr, sorted(unknown)))}; "
+            f"unknown usage fields {', '.join(sorted(map(repr, unknown)))}; "
             f"use {', '.join(sorted(_USAGE_FIELDS))}"
         )
     values = {_USAGE_FIELDS[k]: v for k, v in usage.items() if v is not None}

@@ -906,6 +906,8 @@ def _raise_stop(signum: int, frame: Any) -> None:
 def _check_port(port: int) -> None:
     """Refuse a port another program holds, before announcing it, and suggest a free one."""
     with socket.socket() as probe:
+        # As the server binds: a port whose last connections linger in TIME_WAIT is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
             return

@@ -286,7 +286,9 @@ def test_usage_errors_exit_2_with_a_message(tmp_path: Path, args: list[str]) -> 
 
 def test_durations_take_a_unit(tmp_path: Path) -> None:
     db = tmp_path / "a.db"
-    assert memstore_cli("put", "notes", "k", "{}", "--ttl", "1.5h", "--create", db=db).returncode == 0
+    assert (
+        memstore_cli("put", "notes", "k", "{}", "--ttl", "1.5h", "--create", db=db).returncode == 0
+    )
     with memstore.Store(db) as store:
         row = next(store.collection("notes").rows())
         assert row.expires_at is not None and row.expires_at > row.created_at
@@ -492,3 +494,95 @@ def test_check_passes_with_records_waiting_for_cleanup(tmp_path: Path) -> None:
     assert memstore_cli("check", db=db).stdout == "ok\n"
     info = json.loads(memstore_cli("info", "--json", db=db).stdout)
     assert info["collections"]["notes"]["expired"] == 1
+
+
+READ_COMMANDS = [
+    ["info"],
+    ["stats"],
+    ["collections"],
+    ["query", "notes"],
+    ["search", "notes", "x"],
+    ["get", "notes", "k"],
+    ["delete", "notes", "k"],
+    ["check"],
+    ["repair"],
+    ["export", "out"],
+    ["backup", "copy.db"],
+    ["cleanup"],
+    ["vacuum"],
+    ["optimize"],
+    ["checkpoint-wal"],
+    ["migrate"],
+    ["collection", "show", "notes"],
+    ["collection", "drop", "notes", "--yes"],
+    ["put", "notes", "k", "{}"],
+]
+
+
+@pytest.mark.parametrize("args", READ_COMMANDS, ids=lambda a: " ".join(a[:2]))
+def test_a_mistyped_path_is_an_error_and_creates_nothing(tmp_path: Path, args: list[str]) -> None:
+    typo = tmp_path / "typo.db"
+    result = memstore_cli(*[a if "." not in a else str(tmp_path / a) for a in args], db=typo)
+    assert result.returncode == 3, result
+    assert f"no store at {typo}" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["init"],
+        ["put", "notes", "k", "{}", "--create"],
+        ["collection", "create", "notes"],
+    ],
+)
+def test_commands_that_write_create_the_file(tmp_path: Path, args: list[str]) -> None:
+    db = tmp_path / "new.db"
+    assert memstore_cli(*args, db=db).returncode == 0
+    assert db.exists()
+
+
+def test_put_needs_create_for_a_new_collection(tmp_path: Path) -> None:
+    db = tmp_path / "a.db"
+    with memstore.Store(db) as store:
+        store.collection("notes")
+    typo = memstore_cli("put", "nosuch", "k1", '{"a": 1}', db=db)
+    assert typo.returncode == 3
+    assert "no collection named 'nosuch'; there are notes" in typo.stderr
+    with memstore.Store(db) as store:
+        assert store.collections() == ["notes"]
+    assert memstore_cli("put", "notes", "k1", '{"a": 1}', db=db).returncode == 0
+    made = memstore_cli("put", "fresh", "k1", '{"a": 1}', "--create", db=db)
+    assert made.returncode == 0
+    with memstore.Store(db) as store:
+        assert store.collections() == ["fresh", "notes"]
+
+
+@pytest.mark.parametrize("path", ["/etc/passwd", "/nonexistent/dir/x.db"])
+def test_driver_errors_name_the_path_and_say_what_to_do(path: str) -> None:
+    result = memstore_cli("init", db=path)
+    assert result.returncode == 1 and path in result.stderr, result
+    assert "NotADBError" not in result.stderr and "CantOpenError" not in result.stderr
+    assert ("not a SQLite database" in result.stderr) or ("does not exist" in result.stderr)
+
+
+def test_the_search_output_has_a_higher_is_better_score(tmp_path: Path) -> None:
+    db = tmp_path / "a.db"
+    with memstore.Store(db) as store:
+        notes = store.collection("notes", fts=["text"])
+        notes.put("a", {"text": "ramen ramen ramen"})
+        notes.put("b", {"text": "ramen and a long text about other things entirely"})
+    found = memstore_cli("search", "notes", "ramen", db=db).stdout
+    hits = [json.loads(line) for line in found.splitlines()]
+    assert [h["key"] for h in hits] == ["a", "b"]
+    assert hits[0]["score"] > hits[1]["score"] > 0
+    assert all(h["score"] == -h["rank"] for h in hits)
+
+
+@pytest.mark.parametrize("port", ["0", "99999", "-1", "http"])
+def test_a_port_out_of_range_is_a_usage_error(tmp_path: Path, port: str) -> None:
+    db = tmp_path / "a.db"
+    memstore.Store(db).close()
+    result = memstore_cli("browse", str(db), "--port", port)
+    assert result.returncode == 2 and "--port" in result.stderr, result
+    assert "datasette" not in result.stderr.lower()

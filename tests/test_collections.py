@@ -368,3 +368,18 @@ def test_a_unique_index_refuses_duplicates(store: memstore.Store) -> None:
     with pytest.raises(memstore.ValidationError):
         notes.put("c", {"email": "x@y"})
     assert sorted(notes.keys()) == ["a"]
+
+
+def test_opening_only_an_existing_collection(store: memstore.Store) -> None:
+    store.collection("notes", fields={"topic": str})
+    assert store["notes"].fields == {"topic": "text"}
+    assert store.collection("notes", create=False).name == "notes"
+    with pytest.raises(
+        memstore.NotFoundError, match="no collection named 'nosuhc'; there are notes"
+    ):
+        store["nosuhc"]
+    with pytest.raises(memstore.NotFoundError, match="nosuhc"):
+        store.collection("nosuhc", create=False)
+    with pytest.raises(memstore.ValidationError):
+        store.collection("notes", create="no")  # type: ignore[arg-type]
+    assert store.collections() == ["notes"]

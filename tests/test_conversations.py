@@ -104,6 +104,18 @@ def test_usage_totals_equal_sum_of_messages(conv: memstore.Conversations) -> Non
     assert everything["total_tokens"] == sum(m.total_tokens for m in messages) == 29
     assert everything["cost"] == pytest.approx(sum(m.cost for m in messages))
     assert everything["by_model"]["small"]["input_tokens"] == 11
+    # Messages with no model are an entry of their own, so the entries add up to the totals.
+    assert everything["by_model"][None]["messages"] == 1
+    for key in ("messages", "input_tokens", "total_tokens"):
+        assert sum(e[key] for e in everything["by_model"].values()) == everything[key]
+
+
+def test_unknown_usage_fields_are_named_once_quoted(conv: memstore.Conversations) -> None:
+    conv.create_thread("a")
+    with pytest.raises(memstore.ValidationError) as caught:
+        conv.add_message("a", "assistant", "x", usage={"tokens": 3})
+    assert "unknown usage fields 'tokens'; use " in str(caught.value)
+    assert "\"'" not in str(caught.value)
 
 
 def test_threads_filters_and_order(conv: memstore.Conversations) -> None:

@@ -91,7 +91,7 @@ def id_set(records: list[Any]) -> list[str]:
         ({"flag": True}, ["e5"]),
         ({"flag": {"$ne": True}}, ["e1", "e2", "e3", "e4"]),
         ({"tags.0": "plan"}, ["e2"]),
-        ({"tags": ["plan"]}, ["e2"]),
+        ({"tags": {"$eq": ["plan"]}}, ["e2"]),
         ({"payload": {"status": 503}}, ["e3"]),
         ({"$or": [{"agent_id": "a3"}, {"event_type": "info"}]}, ["e2", "e5"]),
         ({"$and": [{"event_type": "error"}, {"duration": {"$gt": 2}}]}, ["e1", "e3"]),
@@ -229,3 +229,44 @@ def test_count_leaves_out_the_expiry_test_only_when_nothing_expires(store: memst
     )
     assert notes.count({"n": {"$gte": 5}}) == 5  # the expired one is not counted
     assert notes.count() == 10
+
+
+def test_a_list_is_not_an_equality_value(loaded: memstore.Collection) -> None:
+    with pytest.raises(memstore.QueryError, match=r"\$in"):
+        loaded.query(where={"event_type": ["error", "info"]})
+    with pytest.raises(memstore.QueryError, match=r"\$in"):
+        loaded.count({"$or": [{"agent_id": ("a1", "a2")}]})
+    # Said explicitly, an exact list is a value like any other.
+    loaded.put("listy", {"tags": ["a", "b"]})
+    assert loaded.keys(where={"tags": {"$eq": ["a", "b"]}}) == ["listy"]
+
+
+def test_fields_no_record_has_are_warned_about(loaded: memstore.Collection) -> None:
+    with pytest.warns(
+        memstore.UnknownFieldWarning, match="'evnt_type'.*declared fields: event_type"
+    ):
+        assert loaded.query(where={"evnt_type": "error"}) == []
+    with pytest.warns(memstore.UnknownFieldWarning, match="'nosuch'"):
+        list(loaded.rows(order_by="-nosuch"))
+    with pytest.warns(memstore.UnknownFieldWarning, match="'nosuch'"):
+        loaded.keys(order_by=["event_type", "-nosuch"])
+    with pytest.warns(memstore.UnknownFieldWarning):
+        assert loaded.count({"$or": [{"typo": 1}, {"event_type": "nope"}]}) == 0
+    with pytest.warns(memstore.UnknownFieldWarning):
+        assert loaded.delete_where({"typo": 1}) == 0
+
+
+def test_known_fields_and_empty_collections_give_no_warning(
+    loaded: memstore.Collection, store: memstore.Store
+) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert loaded.query(where={"event_type": "nope"}) == []  # declared
+        assert loaded.keys(where={"created_at": {"$lt": "2000"}}) == []  # a meta column
+        loaded.put("extra", {"rare": {"nested": 1}})
+        assert loaded.count({"rare.nested": 2}) == 0  # some record has it
+        loaded.query(order_by="rare.nested")
+        empty = store.collection("empty")
+        assert empty.query(where={"anything": 1}, order_by="whatever") == []  # nothing to know

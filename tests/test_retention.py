@@ -45,7 +45,7 @@ def test_default_ttl_and_per_record_ttl(store: memstore.Store) -> None:
     assert store.collection("notes").ttl is None
 
 
-@pytest.mark.parametrize("ttl", [0, -5, timedelta(seconds=-1), float("nan"), "1h", True])
+@pytest.mark.parametrize("ttl", [0, -5, timedelta(seconds=-1), float("nan"), "1 hour", True])
 def test_bad_ttl_is_refused(store: memstore.Store, ttl: object) -> None:
     notes = store.collection("notes")
     with pytest.raises(memstore.ValidationError):
@@ -248,3 +248,38 @@ def test_large_deletes_leave_the_schema_alone(db_path: Path) -> None:
         assert notes.delete_where({"n": {"$gte": 2900}}) == 100
         assert conn.execute("PRAGMA schema_version").fetchall() == before
         assert len(notes.search("shared", limit=1000)) == 400 and store.check() == []
+
+
+def test_keep_last_counts_live_records_only(store: memstore.Store) -> None:
+    notes = store.collection("notes")
+    notes.put_many([(f"k{i:03d}", {"i": i}) for i in range(210)])
+    # The newest record is already expired: it is not one of the 200 kept.
+    age(notes, "k209", "expires_at", "2000-01-01T00:00:00.000000Z")
+    notes.cleanup(keep_last=200)
+    assert notes.count() == 200
+    assert notes.keys(order_by="key")[0] == "k009" and "k208" in notes
+
+
+def test_durations_are_the_same_strings_everywhere(store: memstore.Store) -> None:
+    notes = store.collection("notes", ttl="7d")
+    assert notes.ttl == timedelta(days=7)
+    notes.set_ttl("12h")
+    assert notes.ttl == timedelta(hours=12)
+    notes.put("a", {}, ttl="90s")
+    row = next(notes.rows())
+    assert row.expires_at is not None
+    stamps = [
+        datetime.fromisoformat(s.replace("Z", "+00:00")) for s in (row.created_at, row.expires_at)
+    ]
+    assert stamps[1] - stamps[0] == timedelta(seconds=90)
+    assert notes.cleanup(older_than="2w") == 0
+    assert store.cleanup(older_than="1.5h", dry_run=True) is not None
+    store.cache("c").set("k", 1, ttl="15m")
+    assert memstore.parse_duration("2w") == timedelta(weeks=2)
+
+
+@pytest.mark.parametrize("text", ["7", "7 days", "0s", "-1d", "d7", "99999999d", "", "7y"])
+def test_bad_duration_strings_are_refused(store: memstore.Store, text: str) -> None:
+    with pytest.raises(memstore.ValidationError, match=r"duration|at most|more than 0"):
+        store.collection("notes", ttl=text)
+    assert "notes" not in store

@@ -176,3 +176,20 @@ def test_a_large_load_leaves_no_merging_to_later_writes(db_path: Path) -> None:
         assert conn.total_changes() - before < 2  # nothing was left to merge
         assert len(notes.search("word5", limit=500)) == len(range(5, memstore.ANALYZE_AFTER, 97))
         assert store.check() == []
+
+
+def test_every_hit_has_a_higher_is_better_score(store: memstore.Store) -> None:
+    notes = store.collection("notes", fts=["text"])
+    notes.put("strong", {"text": "ramen ramen ramen"})
+    notes.put("weak", {"text": "ramen, then a long story about many other things at length"})
+    hits = notes.search("ramen")
+    assert [h.key for h in hits] == ["strong", "weak"]
+    assert hits[0].score > hits[1].score > 0
+    assert all(h.score == -h.rank for h in hits)
+    log = store.event_log("agent")
+    log.append({"kind": "note", "payload": {"text": "ramen ramen"}})
+    assert all(h.score > 0 for h in log.search("ramen"))
+    conv = store.conversations()
+    conv.create_thread("t")
+    conv.add_message("t", "user", "ramen please")
+    assert all(h.score > 0 and h.score == -h.rank for h in conv.search("ramen"))

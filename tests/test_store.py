@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -162,6 +163,44 @@ def test_a_refused_file_is_left_byte_for_byte(db_path: Path, pragmas: list[str])
 def test_not_a_database_is_a_schema_error(db_path: Path) -> None:
     db_path.write_bytes(b"plain text, not SQLite" * 200)
     before = db_path.read_bytes()
-    with pytest.raises(memstore.SchemaError, match="not a database"):
+    with pytest.raises(memstore.SchemaError, match="is not a SQLite database"):
         memstore.Store(db_path)
     assert db_path.read_bytes() == before
+
+
+def test_create_false_opens_only_an_existing_file(tmp_path: Path) -> None:
+    typo = tmp_path / "typo.db"
+    with pytest.raises(memstore.NotFoundError, match=f"no store at {typo}"):
+        memstore.Store(typo, create=False)
+    assert list(tmp_path.iterdir()) == []
+    memstore.Store(typo).close()
+    with memstore.Store(typo, create=False) as store:
+        assert store.schema_version == memstore.SCHEMA_VERSION
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (
+            lambda d: d / "missing" / "x.db",
+            "the directory .*missing does not exist; create it first",
+        ),
+        (lambda d: d, "it is a directory"),
+    ],
+)
+def test_open_errors_name_the_path_and_say_what_to_do(
+    tmp_path: Path, make: Any, message: str
+) -> None:
+    path = make(tmp_path)
+    with pytest.raises(memstore.MemstoreError, match=message) as caught:
+        memstore.Store(path)
+    assert str(path) in str(caught.value) and "CantOpenError" not in str(caught.value)
+
+
+def test_a_file_that_is_not_sqlite_names_itself(tmp_path: Path) -> None:
+    junk = tmp_path / "passwd"
+    junk.write_text("root:x:0:0:root:/root:/bin/bash\n" * 200)
+    before = junk.read_bytes()
+    with pytest.raises(memstore.SchemaError, match=f"{junk} is not a SQLite database"):
+        memstore.Store(junk)
+    assert junk.read_bytes() == before

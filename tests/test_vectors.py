@@ -674,3 +674,27 @@ def test_any_sequence_of_writes_leaves_no_orphan_and_exact_answers(
         want = brute_force(matrix, q, "cosine", 8) if keys else []
         assert sorted(h.score for h in hits) == pytest.approx(sorted(s for _, s in want))
         assert {h.key for h in hits} == set(keys)
+
+
+def test_neighbor_scores_are_higher_for_nearer_records_whatever_the_metric(
+    memories: memstore.Collection,
+) -> None:
+    near, far = np.zeros(DIM, np.float32), np.zeros(DIM, np.float32)
+    near[0], far[0], far[1] = 1.0, 1.0, 3.0
+    memories.put("near", {"text": "near"}, vector=near)
+    memories.put("far", {"text": "far"}, vector=far)
+    q = np.zeros(DIM, np.float32)
+    q[0] = 1.0
+    for metric in memstore.VECTOR_METRICS:
+        hits = memories.nearest(q, k=2, metric=metric)
+        if metric == "dot":  # both score 1 by dot product: a tie, in insertion order
+            assert [h.score for h in hits] == [1.0, 1.0]
+            continue
+        assert [h.key for h in hits] == ["near", "far"], metric
+        assert hits[0].score > hits[1].score, metric
+    l2 = memories.nearest(q, k=2, metric="l2")
+    assert [h.distance for h in l2] == pytest.approx([0.0, 3.0])
+    assert [h.score for h in l2] == pytest.approx([0.0, -3.0])
+    assert all(h.similarity is None for h in l2)
+    cosine = memories.nearest(q, k=2, metric="cosine")
+    assert all(h.distance is None and h.similarity == h.score for h in cosine)
