@@ -29,14 +29,16 @@ The module reads top to bottom:
    export/import, and maintenance (cleanup of every layer, optimize,
    vacuum, checkpoint_wal, stats).
 5. Collection: records, queries, search, aggregates, retention, history.
-6. Agent memory, part 1: EventLog and Conversations.
-7. Agent memory, part 2: Checkpoints, Graph and Cache.
-8. Operations: the export format, backup helpers, Tenants.
-   Then AsyncStore: the same API for asyncio, carried to a worker thread.
-9. Collection tables: the DDL written for each collection.
-10. Query compilation: filters as data, operators as a table.
-11. Helpers for tools reading the file with their own SQL (public).
-12. Private helpers: validation, timestamps, JSON, keys.
+6. Full-text search: one query shape and one runner for every FTS5 index.
+7. Vector memory: Collection's vector methods' helpers and the in-memory index.
+8. Agent memory, part 1: EventLog and Conversations.
+9. Agent memory, part 2: Checkpoints, Graph and Cache.
+10. Operations: the export format, backup helpers, Tenants.
+11. AsyncStore: the same API for asyncio, carried to a worker thread.
+12. Collection tables: the DDL written for each collection.
+13. Query compilation: filters as data, operators as a table.
+14. Helpers for tools reading the file with their own SQL (public).
+15. Private helpers: validation, timestamps, JSON, keys.
 """
 
 from __future__ import annotations
@@ -109,6 +111,7 @@ __all__ = [
     "check_collection_name",
     "field_column",
     "fts_table",
+    "fts_words",
     "history_clause",
     "migrate",
     "parse_duration",
@@ -2054,11 +2057,8 @@ class Collection:
         fts = self._fts_table
         with self.store.transaction(immediate=False):  # the probe and the search: one snapshot
             clause, params = self._filter_probed(where)
-            sql = (
-                f"SELECT t.key, t.body, {fts}.rank, snippet({fts}, -1, ?, ?, '…', ?) "
-                f"FROM {fts} JOIN {self._table} AS t ON t.id = {fts}.rowid "
-                f"WHERE {fts} MATCH ? AND {clause} ORDER BY {fts}.rank LIMIT ? OFFSET ?"
-            )
+            columns = f"t.key, t.body, {fts}.rank, snippet({fts}, -1, ?, ?, '…', ?)"
+            sql = _match_sql(fts, self._table, "t", columns, clause)
             bound = [highlight[0], highlight[1], snippet_tokens, text, *params, limit, offset]
             rows = _search(self.store, sql, bound, text)
         return [Hit(key, self._decode(body), rank, snip, -rank) for key, body, rank, snip in rows]
@@ -2439,7 +2439,7 @@ class Collection:
         config = self._vector_config()
         if not self.fts:
             raise QueryError(f"collection {self.name!r} has no full-text index (declare fts=[...])")
-        words = _words(_check_match(text))
+        words = fts_words(_check_match(text))
         _check_count(k, "k")
         pool = max(50, 5 * k) if candidates is None else candidates
         _check_count(pool, "candidates")
@@ -2454,10 +2454,8 @@ class Collection:
                 clause, params = self._filter(where)
                 text_rows = _search(
                     self.store,
-                    f"SELECT t.id, {fts}.rank FROM {fts} JOIN {self._table} AS t "
-                    f"ON t.id = {fts}.rowid WHERE {fts} MATCH ? AND {clause} "
-                    f"ORDER BY {fts}.rank LIMIT ?",
-                    [words, *params, pool],
+                    _match_sql(fts, self._table, "t", f"t.id, {fts}.rank", clause),
+                    [words, *params, pool, 0],
                     words,
                 )
             explain: dict[int, dict[str, Any]] = {}
@@ -3111,6 +3109,93 @@ class Collection:
             sql += " LIMIT ? OFFSET ?"
             params += [-1 if limit is None else limit, offset]
         return sql, params
+
+
+# --------------------------------------------------------------------------
+# Full-text search: one query shape, one runner, for every FTS5 index memstore
+# keeps (collections, event logs, messages)
+# --------------------------------------------------------------------------
+
+
+def _match_sql(fts: str, table: str, alias: str, columns: str, clause: str = "1") -> str:
+    """The one shape of memstore's full-text queries: the FTS5 index joined to its rows,
+    ``clause`` applied, best first. Binds, in order: the select list's parameters (in
+    ``columns``), the MATCH text, the clause's, then LIMIT and OFFSET."""
+    return (
+        f"SELECT {columns} FROM {fts} JOIN {table} AS {alias} ON {alias}.id = {fts}.rowid "
+        f"WHERE {fts} MATCH ? AND {clause} ORDER BY {fts}.rank LIMIT ? OFFSET ?"
+    )
+
+
+#: FTS5's operator words: left out of a query built from plain words.
+_FTS_OPERATORS = frozenset({"AND", "OR", "NOT", "NEAR"})
+
+
+def fts_words(text: str, *, every: bool = False) -> str:
+    """Plain language as a safe FTS5 query: its words, each quoted, any of them (or
+    with ``every=True``, all of them); "" when it has none.
+
+    >>> fts_words('ramen AND "noodles')
+    '"ramen" OR "noodles"'
+
+    FTS5's operators (AND, OR, NOT, NEAR) are left out, and so is every
+    other character that is not part of a word, so the result always
+    parses: what to search with when a query typed by a person does not
+    (``Collection.search`` raises QueryError on FTS5 syntax). At most 64
+    words are kept.
+    """
+    if not isinstance(text, str):
+        raise QueryError(f"the search text must be a string, not {type(text).__name__}")
+    words = [w for w in re.findall(r"\w+", text) if w not in _FTS_OPERATORS][:64]
+    return (" " if every else " OR ").join(f'"{word}"' for word in words)
+
+
+def _search(store: Store, sql: str, params: Sequence[Any], text: str) -> list[Any]:
+    """Run a full-text search for at most ``store.query_timeout`` seconds; FTS5's syntax
+    errors, and a query that runs out of time, become QueryError."""
+    deadline = time.monotonic() + store.query_timeout
+    with store._lock:
+        conn = store.connection
+        conn.set_progress_handler(lambda: time.monotonic() > deadline, 20_000)
+        try:
+            return store._fetch(sql, params)
+        except MemstoreError as err:
+            cause = err.__cause__
+            if isinstance(cause, apsw.InterruptError):
+                raise QueryError(
+                    f"the search for {text!r:.80} took longer than {store.query_timeout:g} s; "
+                    "use fewer terms (or Store(query_timeout=...))"
+                ) from cause
+            # The rest of the statement is memstore's own, so an SQL error is the query's.
+            if isinstance(cause, apsw.SQLError):
+                raise QueryError(f"cannot search for {text!r:.80}: {cause}") from cause
+            raise
+        finally:
+            conn.set_progress_handler(None)
+
+
+_LAYER_FTS = ("memstore_events_fts", "memstore_messages_fts")
+
+
+def _fts_problems(store: Store, fts: str) -> list[str]:
+    """An external-content FTS5 index checked against its rows: [] when in step."""
+    if fts == "memstore_messages_fts" and not store._fetch(
+        "SELECT 1 FROM memstore_fts_progress WHERE fts = ?", (fts,)
+    ):
+        return [f"{fts}: memstore_fts_progress has lost its row, so no new message is indexed"]
+    try:
+        store._fetch(f"INSERT INTO {fts} ({fts}, rank) VALUES ('integrity-check', 1)")
+    except MemstoreError as err:
+        return [f"{fts}: full-text index out of step with the rows ({err})"]
+    return []
+
+
+def _check_match(text: object) -> str:
+    if not isinstance(text, str) or not text.strip():
+        raise QueryError("the search text must be a non-empty string")
+    if len(text) > MAX_SEARCH_LENGTH:
+        raise QueryError(f"a search is {MAX_SEARCH_LENGTH} characters at most, not {len(text):,}")
+    return text
 
 
 # --------------------------------------------------------------------------
@@ -3771,11 +3856,6 @@ def _age_seconds(now: datetime, stamp: object) -> float:
     return max(0.0, (now - moment).total_seconds())
 
 
-def _words(text: str) -> str:
-    """Plain language as an FTS5 query: its words (64 at most), any of them."""
-    return " OR ".join(f'"{word}"' for word in re.findall(r"\w+", text)[:64])
-
-
 def _trim_vector_log(store: Store, name: str) -> None:
     """Keep the change log of a collection's vectors to about VECTOR_LOG_KEEP entries."""
     if store._vector_writes < VECTOR_LOG_KEEP // 2:
@@ -4024,19 +4104,17 @@ class EventLog:
     ) -> list[Hit]:
         """Full-text search over the events' kinds and payloads; each Hit's record is an Event."""
         _check_count(limit, "limit")
-        sql = (
-            f"SELECT e.event_id, {', '.join('e.' + c for c in _EVENT_COLUMNS.split(', '))}, "
-            "memstore_events_fts.rank, snippet(memstore_events_fts, -1, '[', ']', '…', 12) "
-            "FROM memstore_events_fts "
-            "JOIN memstore_events AS e ON e.id = memstore_events_fts.rowid "
-            "WHERE memstore_events_fts MATCH ? AND e.log = ?"
+        fts = "memstore_events_fts"
+        columns = (
+            f"e.event_id, {', '.join('e.' + c for c in _EVENT_COLUMNS.split(', '))}, "
+            f"{fts}.rank, snippet({fts}, -1, '[', ']', '…', 12)"
         )
-        params: list[Any] = [_check_match(text), self.name]
+        clause, params = "e.log = ?", [_check_match(text), self.name]
         if kinds is not None:
-            sql += " AND e.kind IN (SELECT value FROM json_each(?))"
+            clause += " AND e.kind IN (SELECT value FROM json_each(?))"
             params.append(_dumps(_strings(kinds, "kinds")))
-        sql += " ORDER BY memstore_events_fts.rank LIMIT ?"
-        rows = _search(self.store, sql, [*params, limit], text)
+        sql = _match_sql(fts, "memstore_events", "e", columns, clause)
+        rows = _search(self.store, sql, [*params, limit, 0], text)
         return [Hit(row[0], _event(row[1:7]), row[7], row[8], -row[7]) for row in rows]
 
     def cleanup(
@@ -4484,15 +4562,10 @@ class Conversations:
         _check_count(limit, "limit")
         clause, params = ("1", []) if thread_id is None else self._history_clause(thread_id)
         _catch_up_messages(self.store)
-        sql = (
-            f"SELECT {_MESSAGE_COLUMNS}, memstore_messages_fts.rank, "
-            "snippet(memstore_messages_fts, 0, '[', ']', '…', 12) "
-            "FROM memstore_messages_fts JOIN memstore_messages AS m "
-            "ON m.id = memstore_messages_fts.rowid "
-            f"WHERE memstore_messages_fts MATCH ? AND {clause} "
-            "ORDER BY memstore_messages_fts.rank LIMIT ?"
-        )
-        rows = _search(self.store, sql, [_check_match(text), *params, limit], text)
+        fts = "memstore_messages_fts"
+        columns = f"{_MESSAGE_COLUMNS}, {fts}.rank, snippet({fts}, 0, '[', ']', '…', 12)"
+        sql = _match_sql(fts, "memstore_messages", "m", columns, clause)
+        rows = _search(self.store, sql, [_check_match(text), *params, limit, 0], text)
         return [Hit(row[0], _message(row[:15]), row[15], row[16], -row[15]) for row in rows]
 
     def cleanup(self, *, older_than: timedelta | float) -> int:
@@ -4800,46 +4873,6 @@ def _check_usage(usage: Mapping[str, Any] | None) -> tuple[int, int, int, str | 
     return tokens_in, tokens_out, total, model, float(cost)
 
 
-def _search(store: Store, sql: str, params: Sequence[Any], text: str) -> list[Any]:
-    """Run a full-text search for at most ``store.query_timeout`` seconds; FTS5's syntax
-    errors, and a query that runs out of time, become QueryError."""
-    deadline = time.monotonic() + store.query_timeout
-    with store._lock:
-        conn = store.connection
-        conn.set_progress_handler(lambda: time.monotonic() > deadline, 20_000)
-        try:
-            return store._fetch(sql, params)
-        except MemstoreError as err:
-            cause = err.__cause__
-            if isinstance(cause, apsw.InterruptError):
-                raise QueryError(
-                    f"the search for {text!r:.80} took longer than {store.query_timeout:g} s; "
-                    "use fewer terms (or Store(query_timeout=...))"
-                ) from cause
-            # The rest of the statement is memstore's own, so an SQL error is the query's.
-            if isinstance(cause, apsw.SQLError):
-                raise QueryError(f"cannot search for {text!r:.80}: {cause}") from cause
-            raise
-        finally:
-            conn.set_progress_handler(None)
-
-
-_LAYER_FTS = ("memstore_events_fts", "memstore_messages_fts")
-
-
-def _fts_problems(store: Store, fts: str) -> list[str]:
-    """An external-content FTS5 index checked against its rows: [] when in step."""
-    if fts == "memstore_messages_fts" and not store._fetch(
-        "SELECT 1 FROM memstore_fts_progress WHERE fts = ?", (fts,)
-    ):
-        return [f"{fts}: memstore_fts_progress has lost its row, so no new message is indexed"]
-    try:
-        store._fetch(f"INSERT INTO {fts} ({fts}, rank) VALUES ('integrity-check', 1)")
-    except MemstoreError as err:
-        return [f"{fts}: full-text index out of step with the rows ({err})"]
-    return []
-
-
 @contextmanager
 def _larger_cache(store: Store, kib: int) -> Iterator[None]:
     """A page cache of at least ``kib`` KiB for the block; the previous size after it."""
@@ -4866,14 +4899,6 @@ def _catch_up_messages(store: Store) -> None:
     """Index waiting messages, if any: before a search, a check, or closing."""
     if store._fetch(PENDING_MESSAGES_SQL) != [(0,)]:
         _index_pending_messages(store)
-
-
-def _check_match(text: object) -> str:
-    if not isinstance(text, str) or not text.strip():
-        raise QueryError("the search text must be a non-empty string")
-    if len(text) > MAX_SEARCH_LENGTH:
-        raise QueryError(f"a search is {MAX_SEARCH_LENGTH} characters at most, not {len(text):,}")
-    return text
 
 
 def _delete_batches(

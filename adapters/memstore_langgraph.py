@@ -27,7 +27,6 @@ import contextlib
 import json
 import os
 import random
-import re
 import threading
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -843,10 +842,9 @@ class MemstoreStore(memstore.Adapter, BaseStore):
                     f"{self.items.name!r} has no full-text index for query=: open it with "
                     "MemstoreStore(..., fts=True)"
                 )
-            words = _WORD.findall(op.query)
-            if not words:
+            text = memstore.fts_words(op.query)  # any of its words, as LangGraph's stores do
+            if not text:
                 return []
-            text = " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
             hits = self.items.search(text, where=where, limit=op.limit, offset=op.offset)
             scores = {hit.key: hit.score for hit in hits}
             rows = {r.key: r for r in self.items.rows({"key": {"$in": list(scores)}})}
@@ -1003,7 +1001,6 @@ class MemstoreStore(memstore.Adapter, BaseStore):
         )
 
 
-_WORD = re.compile(r"\w+")
 # What _embed returns without an index: no item's vectors are touched.
 _NO_PARTS: dict[str, Any] = {}
 

@@ -7,7 +7,8 @@ Installed with memstore (entry point ``datasette: memstore``), so a plain
 - Table pages read well: memstore's internal tables are hidden, collections
   and memory tables get facets and a default sort, JSON cells are pretty
   printed (folded when long). FTS tables are wired by memstore itself.
-- /-/memstore: an overview of every collection and memory structure.
+- /-/memstore: an overview of every collection and memory structure; the landing
+  page (``/`` leads there) when a memstore file is open.
 - /-/memstore/<db>/threads/<id>: a conversation as a transcript, with usage and branches.
 - /-/memstore/<db>/events/<log>: an event log's timeline, a chart by kind.
 - /-/memstore/<db>/checkpoints/<thread>: checkpoint history with diffs.
@@ -26,6 +27,7 @@ import json
 import math
 import os
 import sqlite3
+import sys
 import weakref
 import zlib
 from datetime import UTC, datetime
@@ -34,7 +36,7 @@ from typing import Any
 from urllib.parse import quote, unquote, urlencode
 
 from datasette import hookimpl, hookspecs
-from datasette.utils import escape_fts, tilde_encode
+from datasette.utils import tilde_encode
 from datasette.utils.asgi import Response
 from jinja2 import ChoiceLoader, FileSystemLoader
 from markupsafe import Markup
@@ -1265,9 +1267,10 @@ async def search_view(datasette: Any, request: Any) -> Response:
         except Exception as err:  # FTS5 syntax the query cannot be run with
             error = str(err)
             hits = []
-            for database in databases:
+            words = memstore.fts_words(q, every=True)  # its words, operators left out
+            for database in databases if words else []:
                 db = datasette.get_database(database)
-                hits += await _search_database(datasette, request, database, db, escape_fts(q))
+                hits += await _search_database(datasette, request, database, db, words)
     return await _render(
         datasette,
         request,
@@ -1325,6 +1328,7 @@ async def _search_database(
                 f"JOIN {memstore.quote_identifier(name)} AS t ON t.id = {fts}.rowid "
                 f"WHERE {fts} MATCH ? ORDER BY {fts}.rank LIMIT 10",
                 (match,),
+                log_sql_errors=False,  # a bad query is the user's; the page says why
             )
         ).rows
         found += [
@@ -1348,6 +1352,7 @@ async def _search_database(
                 "ON m.id = memstore_messages_fts.rowid WHERE memstore_messages_fts MATCH ? "
                 "ORDER BY memstore_messages_fts.rank LIMIT 20",
                 (match,),
+                log_sql_errors=False,  # a bad query is the user's; the page says why
             )
         ).rows
         found += [
@@ -1368,6 +1373,7 @@ async def _search_database(
                 "JOIN memstore_events AS e ON e.id = memstore_events_fts.rowid "
                 "WHERE memstore_events_fts MATCH ? ORDER BY memstore_events_fts.rank LIMIT 20",
                 (match,),
+                log_sql_errors=False,  # a bad query is the user's; the page says why
             )
         ).rows
         found += [
@@ -1387,9 +1393,30 @@ async def css_view(request: Any) -> Response:
     return _only_get(request) or Response(CSS, content_type="text/css; charset=utf-8")
 
 
+async def landing_view(datasette: Any, request: Any) -> Response:
+    return Response.redirect(datasette.urls.path("/-/memstore"))
+
+
+def _memstore_files(datasette: Any) -> bool:
+    """Whether a memstore file is open (its header says so: PRAGMA application_id)."""
+    for db in datasette.databases.values():
+        path = getattr(db, "path", None)
+        if not path or not os.path.isfile(path):
+            continue
+        with open(path, "rb") as file:
+            header = file.read(72)
+        if len(header) == 72 and int.from_bytes(header[68:72], "big") == memstore.APPLICATION_ID:
+            return True
+    return False
+
+
 @hookimpl
-def register_routes() -> list[tuple[str, Any]]:
+def register_routes(datasette: Any) -> list[tuple[str, Any]]:
+    # With a memstore file open, the overview is the landing page; it links to each
+    # database's own page, which lists every table (collections first).
+    landing = [(r"^/$", landing_view)] if _memstore_files(datasette) else []
     return [
+        *landing,
         (r"^/-/memstore$", overview),
         (r"^/-/memstore/memstore\.css$", css_view),
         (r"^/-/memstore/search$", search_view),
@@ -1406,3 +1433,24 @@ def register_routes() -> list[tuple[str, Any]]:
 @hookimpl
 def menu_links(datasette: Any) -> list[dict[str, str]]:
     return [{"href": datasette.urls.path("/-/memstore"), "label": "Agent memory"}]
+
+
+def _installed_copy_registered() -> bool:
+    """Whether this is a second copy of the plugin: ``--plugins-dir plugins`` beside an
+    installed memstore, whose entry point Datasette registered first."""
+    from datasette.plugins import pm
+
+    installed = sys.modules.get("memstore_datasette")
+    return (
+        installed is not None
+        and getattr(installed, "__file__", None) != globals().get("__file__")
+        and pm.is_registered(installed)
+    )
+
+
+if _installed_copy_registered():
+    # Datasette would run every hook twice (two menu links, two scripts); this copy's
+    # hooks are unmarked so that pluggy registers none of them.
+    for _hook in [value for value in list(globals().values()) if callable(value)]:
+        if hasattr(_hook, "datasette_impl"):
+            delattr(_hook, "datasette_impl")

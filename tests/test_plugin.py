@@ -119,7 +119,7 @@ def test_overview(ds: Any) -> None:
     assert "/-/memstore/agent/events/planner" in html
     assert "/-/memstore/agent/threads/chat-1" in html
     assert "/-/memstore/agent/checkpoints/chat-1" in html
-    assert 'href="/-/memstore"' in get(ds, "/").text  # the menu links here
+    assert 'href="/-/memstore"' in get(ds, "/agent").text  # the menu links here
 
 
 def test_internal_tables_hidden_and_collections_configured(ds: Any) -> None:
@@ -364,3 +364,66 @@ def test_similar_records_respect_permissions(agent_db: Path) -> None:
     hidden = datasette(agent_db, deny="memories")
     assert get(hidden, "/-/memstore/agent/similar/memories/trains").status_code == 404
     assert "toy-3d" not in get(hidden, "/-/memstore").text
+
+
+def test_a_query_fts5_cannot_parse_falls_back_to_its_words(
+    ds: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
+    html = get(ds, "/-/memstore/search?q=timeout AND").text
+    assert "Search syntax error" in html
+    assert "collection events" in html and "<mark>timeout</mark>" in html
+    # The user's mistake is shown on the page, not logged as raw SQL in the terminal.
+    assert "MATCH" not in capfd.readouterr().err
+
+
+def test_the_landing_page_is_the_overview(ds: Any) -> None:
+    landing = get(ds, "/")
+    assert landing.status_code == 302 and landing.headers["location"] == "/-/memstore"
+
+
+def test_a_datasette_without_memstore_files_keeps_its_index(tmp_path: Path) -> None:
+    import sqlite3
+
+    plain = tmp_path / "plain.db"
+    sqlite3.connect(plain).execute("CREATE TABLE t (x)").connection.close()
+    assert get(datasette(plain), "/").status_code == 200
+
+
+def run_datasette(*args: str, entry_points: bool) -> str:
+    """`datasette serve ... --get` in a process of its own; without entry points, the plugin
+    can only come from --plugins-dir (as from a checkout that is not installed)."""
+    import subprocess
+    import sys
+
+    # Datasette's own switch (its mere presence): with it, no installed plugin is loaded.
+    switch = "" if entry_points else "sys._called_from_test = True\n"
+    code = f"import sys\n{switch}from datasette.cli import cli\ncli(sys.argv[1:])\n"
+    ran = subprocess.run(
+        [sys.executable, "-c", code, "serve", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=ROOT,
+    )
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    return ran.stdout
+
+
+def test_datasette_loads_plugins_dir_as_the_readme_says(agent_db: Path) -> None:
+    plugins = run_datasette(
+        str(agent_db), "--plugins-dir", "plugins", "--get", "/-/plugins.json", entry_points=False
+    )
+    assert [p["name"] for p in json.loads(plugins)] == ["memstore_datasette.py"]
+    page = run_datasette(
+        str(agent_db), "--plugins-dir", "plugins", "--get", "/-/memstore", entry_points=False
+    )
+    assert "<title>Agent memory</title>" in page and ">events</a>" in page
+
+
+def test_an_installed_plugin_and_plugins_dir_together_act_once(agent_db: Path) -> None:
+    page = run_datasette(
+        str(agent_db), "--plugins-dir", "plugins", "--get", "/-/memstore", entry_points=True
+    )
+    assert page.count(">Agent memory</a>") == 1
+    assert page.count("/-/memstore/memstore.css") == 1
