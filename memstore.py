@@ -113,6 +113,7 @@ __all__ = [
     "fts_table",
     "fts_words",
     "history_clause",
+    "live_clause",
     "migrate",
     "parse_duration",
     "quote_identifier",
@@ -152,7 +153,7 @@ MAX_FILTER_TERMS = 500
 #: ``Store(query_timeout=...)`` seconds.
 MAX_SEARCH_LENGTH = 4096
 
-#: The smallest quota (``Store(max_size=...)``): an empty store takes about 256 KiB.
+#: The smallest quota (``Store(max_size=...)``): an empty store takes about 352 KiB.
 MIN_QUOTA = 2**20
 
 #: A cache's hits and misses are counted in memory and written to the file
@@ -184,6 +185,10 @@ VECTOR_METRICS = ("cosine", "dot", "l2")
 
 #: The largest vector dimension a collection may declare.
 MAX_VECTOR_DIM = 65_536
+
+#: Vectors whose norm is this large (or a query's this small) are compared in
+#: float64: float32 sums of their products could overflow, and rows would be lost.
+WIDE_ABOVE = 1e18
 
 #: An unfiltered cosine nearest() over more vectors than this scans 1-bit codes
 #: of them first and ranks the best VECTOR_CANDIDATES exactly, unless the codes
@@ -656,7 +661,7 @@ class Store:
         ):
             raise ValidationError(
                 f"max_size must be a whole number of bytes, at least {MIN_QUOTA:,} "
-                f"(an empty store takes about 256 KiB), not {max_size!r}"
+                f"(an empty store takes about 352 KiB), not {max_size!r}"
             )
         self.path = os.fspath(path)
         self.synchronous = synchronous
@@ -3142,10 +3147,12 @@ def fts_words(text: str, *, every: bool = False) -> str:
     other character that is not part of a word, so the result always
     parses: what to search with when a query typed by a person does not
     (``Collection.search`` raises QueryError on FTS5 syntax). At most 64
-    words are kept.
+    words are kept; a text over MAX_SEARCH_LENGTH characters is a QueryError.
     """
     if not isinstance(text, str):
         raise QueryError(f"the search text must be a string, not {type(text).__name__}")
+    if len(text) > MAX_SEARCH_LENGTH:
+        raise QueryError(f"a search is {MAX_SEARCH_LENGTH} characters at most, not {len(text):,}")
     words = [w for w in re.findall(r"\w+", text) if w not in _FTS_OPERATORS][:64]
     return (" " if every else " OR ").join(f'"{word}"' for word in words)
 
@@ -3251,6 +3258,7 @@ class _VectorIndex:
         self.np, self.name, self.model, self.dim = np, name, model, dim
         self.matrix = np.empty((0, dim), np.float32)
         self.norms = np.empty(0, np.float32)
+        self.largest = 0.0  # the largest norm of a vector here, or more (see search)
         self.ids = np.empty(0, np.int64)  # the record id of each slot; -1: free
         self.size = 0  # slots in use or freed; the matrix has room for more
         self.slot: dict[int, int] = {}  # record id -> its (first) slot
@@ -3325,7 +3333,9 @@ class _VectorIndex:
             except _DRIVER_ERRORS as err:
                 raise store._error(err) from err
         self.norms = np.zeros(len(self.matrix), np.float32)
-        self.norms[: self.size] = _row_norms(np, self.matrix[: self.size])
+        with np.errstate(over="ignore"):  # a norm past float32's range: inf, and wide
+            self.norms[: self.size] = _row_norms(np, self.matrix[: self.size])
+        self.largest = float(self.norms[: self.size].max()) if self.size else 0.0
         self.seq, self.uncommitted, self.reload = seq, set(), tentative
 
     def _append(self, record_ids: list[int], blobs: list[bytes]) -> None:
@@ -3386,9 +3396,12 @@ class _VectorIndex:
                 if self.size == len(self.matrix):
                     self._grow(self.size + 1)
                 slot, self.size = self.size, self.size + 1
-            vector = np.frombuffer(blob, "<f4")
+            vector = np.frombuffer(blob, "<f4").astype(np.float64)
             self.matrix[slot] = vector
-            self.norms[slot] = math.sqrt(float(vector @ vector))
+            norm = math.sqrt(float(vector @ vector))
+            self.largest = max(self.largest, norm)  # never lowered: wide is only slower
+            with np.errstate(over="ignore"):
+                self.norms[slot] = norm
             self.ids[slot] = record_id
             self._take(record_id, slot)
             if self.codes is not None:
@@ -3429,6 +3442,13 @@ class _VectorIndex:
         ranked exactly."""
         np = self.np
         scores = None
+        q_norm = math.sqrt(float(q.astype(np.float64) @ q.astype(np.float64)))
+        if not (q_norm == 0 or 1 / WIDE_ABOVE < q_norm < WIDE_ABOVE) or self.largest >= WIDE_ABOVE:
+            # float32 sums of such vectors' products would overflow (or underflow):
+            # every score in float64, the slow but sure way.
+            return self._wide(
+                q, metric, k, None if among is None else self._slots_of(among), exclude
+            )
         if among is not None:
             slots = self._slots_of(among)
         elif quantized:
@@ -3446,12 +3466,36 @@ class _VectorIndex:
             dead = np.isin(ids, np.asarray(exclude, np.int64))
             scores[dead] = -np.inf
         scores, ids = self._exact(q, metric, k, scores, slots, ids)
+        return self._best(scores, ids, k, metric)
+
+    def _best(self, scores: Any, ids: Any, k: int, metric: str) -> list[tuple[int, float]]:
+        """The k best records of these exact scores, a record counted once (its best part);
+        ties go by record id; L2 as the distance, the others as the score."""
         found: dict[int, float] = {}
-        for position in np.lexsort((ids, -scores)):  # ties go by record id
-            if len(found) == k:
+        for position in self.np.lexsort((ids, -scores)):
+            if len(found) == k or not scores[position] > -math.inf:
                 break
-            found.setdefault(int(ids[position]), float(scores[position]))  # a record's best
+            found.setdefault(int(ids[position]), float(scores[position]))
         return [(rid, abs(score) if metric == "l2" else score) for rid, score in found.items()]
+
+    def _wide(
+        self, q: Any, metric: str, k: int, slots: Any, exclude: list[int] | None
+    ) -> list[tuple[int, float]]:
+        """search() with every score in float64, for vectors too large (or too small) for
+        float32 sums: a few rows at a time, so memory stays small."""
+        np = self.np
+        slots = np.arange(self.size) if slots is None else slots
+        ids = self.ids[slots]
+        q64 = q.astype(np.float64)
+        chunks = [
+            _exact_scores(np, self.matrix[slots[i : i + 65_536]].astype(np.float64), q64, metric)
+            for i in range(0, len(slots), 65_536)
+        ]
+        scores = np.concatenate(chunks) if chunks else np.empty(0)
+        scores[ids < 0] = -np.inf
+        if exclude:
+            scores[np.isin(ids, np.asarray(exclude, np.int64))] = -np.inf
+        return self._best(scores, ids, k, metric)
 
     def _exact(
         self, q: Any, metric: str, k: int, scores: Any, slots: Any, ids: Any
@@ -3481,14 +3525,7 @@ class _VectorIndex:
                 low, high = scores - slack, scores + slack
         keep = np.flatnonzero((high >= self._kth_record(low, ids, k)) & np.isfinite(scores))
         rows = self.matrix[keep if slots is None else slots[keep]].astype(np.float64)
-        if metric == "l2":
-            exact = -_row_norms(np, rows - q64)
-        else:
-            exact = np.einsum("ij,j->i", rows, q64)  # row by row alike, unlike BLAS
-            if metric == "cosine":
-                lengths = _row_norms(np, rows) * q_norm
-                exact = np.divide(exact, lengths, out=np.zeros_like(exact), where=lengths > 0)
-        return exact, ids[keep]
+        return _exact_scores(np, rows, q64, metric), ids[keep]
 
     def _kth_record(self, values: Any, ids: Any, k: int) -> float:
         """The k-th largest of values, counting a record once (its largest); -inf if
@@ -3686,6 +3723,18 @@ def _rounding(dim: int) -> float:
     """A bound on the rounding of a float32 sum of dim products (or squares), as a share
     of the sum of their magnitudes: dim * 2**-24 at worst, doubled, and never below 1e-4."""
     return max(1e-4, 2 * dim * 2.0**-24)
+
+
+def _exact_scores(np: Any, rows: Any, q64: Any, metric: str) -> Any:
+    """Scores of float64 rows, higher is better: L2 from x - q, not from the expansion
+    |x|^2 - 2 x.q + |q|^2 (which loses near distances to rounding)."""
+    if metric == "l2":
+        return -_row_norms(np, rows - q64)
+    exact = np.einsum("ij,j->i", rows, q64)  # row by row alike, unlike BLAS
+    if metric == "cosine":
+        lengths = _row_norms(np, rows) * math.sqrt(float(q64 @ q64))
+        exact = np.divide(exact, lengths, out=np.zeros_like(exact), where=lengths > 0)
+    return exact
 
 
 def _row_norms(np: Any, matrix: Any) -> Any:
@@ -7279,6 +7328,20 @@ def fts_table(collection: str) -> str:
     """The FTS5 table indexing a collection's ``fts`` paths: ``fts_table("notes")`` is
     ``"notes_fts"``."""
     return collection + "_fts"
+
+
+def live_clause(alias: str | None = None) -> str:
+    """An SQL condition true for a collection's live rows: those not past their TTL.
+
+    >>> f"SELECT t.key FROM notes AS t WHERE {live_clause('t')}"
+
+    Expired rows stay in the table until ``cleanup()`` removes them, and
+    memstore's own reads leave them out; a tool's own SQL does the same with
+    this. It reads SQLite's clock, in memstore's timestamp format, so any
+    SQLite 3.40 evaluates it.
+    """
+    column = "expires_at" if alias is None else f"{quote_identifier(alias)}.expires_at"
+    return f"({column} IS NULL OR {column} > {_SQL_NOW})"
 
 
 # --------------------------------------------------------------------------

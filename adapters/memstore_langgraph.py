@@ -28,6 +28,7 @@ import json
 import os
 import random
 import threading
+import warnings
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -66,6 +67,10 @@ from langgraph.store.base import (
 from langgraph.store.base.embed import ensure_embeddings
 
 import memstore
+
+# LangGraph's filters may name a field no item has (they then match nothing): by its
+# semantics no typo, so memstore's UnknownFieldWarning is not raised for this module.
+warnings.filterwarnings("ignore", category=memstore.UnknownFieldWarning, module=__name__)
 
 __all__ = ["MemstoreSaver", "MemstoreStore", "NamespaceError"]
 

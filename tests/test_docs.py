@@ -1,6 +1,7 @@
 """The README keeps its promises: the two commands, runnable examples, documented names.
 
-Every Python block of the README runs here, in order, in an empty directory.
+Every section of the README runs here on its own, in an empty directory, its
+Python blocks in order, as a reader trying one section would.
 Where a line is one expression (or ``name = expression``) and its comment
 starts with a Python literal (``# 7: how many went``, ``# ["acme"]``), the
 value must equal that literal: the README says what calls return, and this
@@ -114,16 +115,44 @@ def test_quickstart_is_short_and_prints_what_it_says(
         assert store.check() == [] and store.conversations().thread("chat-1").title
 
 
-def test_every_python_block_runs_and_returns_what_it_says(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def sections() -> dict[str, list[tuple[int, str]]]:
+    """The README's sections (## and ###) that hold Python: heading -> numbered blocks."""
+    found: dict[str, list[tuple[int, str]]] = {}
+    heading, number = "", 0
+    for part in re.split(r"^(#{2,3} [^\n]+)$|```python\n(.*?)```", README, flags=re.M | re.S):
+        if part is None:
+            continue
+        if re.match(r"#{2,3} ", part):
+            heading = part.lstrip("# ").strip()
+        elif part in PYTHON_BLOCKS:
+            number += 1
+            found.setdefault(heading, []).append((number, part))
+    return found
+
+
+SECTIONS = sections()
+
+
+@pytest.mark.parametrize("heading", list(SECTIONS))
+def test_each_section_runs_on_its_own_and_returns_what_it_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, heading: str
 ) -> None:
+    """As a reader would try one section: in an empty directory, after nothing else."""
     monkeypatch.chdir(tmp_path)
     namespace: dict[str, Any] = {"__name__": "readme"}
-    checked = 0
     with redirect_stdout(io.StringIO()):
-        for number, block in enumerate(PYTHON_BLOCKS, 1):
-            checked += run_block(block, number, namespace)
-    assert len(PYTHON_BLOCKS) >= 20 and checked >= 50
+        for number, block in SECTIONS[heading]:
+            run_block(block, number, namespace)
+    for value in namespace.values():  # what the section opened, closed as a reader's exit would
+        if isinstance(value, memstore.Store):
+            value.close()
+
+
+def test_the_readme_says_what_calls_return_often() -> None:
+    claims = 0
+    for block in PYTHON_BLOCKS:
+        claims += sum(literal_claim(c)[0] for c in comments_by_line(block).values())
+    assert len(PYTHON_BLOCKS) >= 20 and claims >= 50
 
 
 def test_literal_claims_are_read_as_meant() -> None:

@@ -142,6 +142,7 @@ def matches(record: dict[str, Any], where: dict[str, Any]) -> bool:
 
 @SETTINGS
 @given(data=st.lists(small_records, max_size=25), where=filters)
+@pytest.mark.filterwarnings("ignore::memstore.UnknownFieldWarning")  # random fields, on purpose
 def test_query_agrees_with_python(
     mem: memstore.Store, data: list[dict[str, Any]], where: dict[str, Any]
 ) -> None:

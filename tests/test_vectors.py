@@ -698,3 +698,37 @@ def test_neighbor_scores_are_higher_for_nearer_records_whatever_the_metric(
     assert all(h.similarity is None for h in l2)
     cosine = memories.nearest(q, k=2, metric="cosine")
     assert all(h.distance is None and h.similarity == h.score for h in cosine)
+
+
+@pytest.mark.parametrize("metric", memstore.VECTOR_METRICS)
+@pytest.mark.parametrize("scale", [1e-25, 1e-3, 1e20, 1e30, 3e38])
+def test_huge_and_tiny_vectors_lose_no_hit(
+    memories: memstore.Collection, metric: str, scale: float
+) -> None:
+    """float32 sums of such vectors' products overflow or underflow; every hit still
+    comes back, in the order float64 gives."""
+    rng = np.random.default_rng(7)
+    matrix = (rng.standard_normal((40, DIM)) * rng.uniform(0.5, 1.5, (40, 1))).astype(np.float32)
+    memories.put_many([(f"m{i:05d}", {}) for i in range(40)], vectors=matrix)
+    for q in [
+        (rng.uniform(-1, 1, DIM) * scale).astype(np.float32),
+        np.full(DIM, np.float32(scale)),
+    ]:
+        hits = memories.nearest(q, k=10, metric=metric)
+        want = brute_force(matrix, q, metric, 10)
+        assert len(hits) == 10
+        assert [h.score for h in hits] == pytest.approx([s for _, s in want], rel=1e-6)
+    # Stored vectors that large: queries of ordinary size still find all of them.
+    big = (matrix / np.abs(matrix).max() * scale).astype(np.float32)
+    memories.put_many([(f"m{i:05d}", {}) for i in range(40)], vectors=big)
+    hits = memories.nearest(rng.standard_normal(DIM).astype(np.float32), k=40, metric=metric)
+    assert len(hits) == 40
+
+
+def test_the_examples_of_the_report_come_back_whole(store: memstore.Store) -> None:
+    c = store.collection("c", vectors={"dim": 4, "model": "m"})
+    for i in range(3):
+        c.put(f"k{i}", {}, vector=[float(i + 1), 0.5, 0.0, 1.0])
+    assert len(c.nearest([1e20, 0, 0, 0], k=2, metric="l2")) == 2
+    best = c.nearest([3e38] * 4, k=3, metric="dot")
+    assert [h.key for h in best] == ["k2", "k1", "k0"]
