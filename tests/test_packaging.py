@@ -41,20 +41,6 @@ print("smoke ok")
 """
 
 
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(ROOT)],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    (found,) = out.glob("agent_memstore-*.whl")
-    return found
-
-
 def test_wheel_contents(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"memstore/__init__.py", "memstore/py.typed", "memstore/sql/0001_core.sql"} <= names
