@@ -74,6 +74,7 @@ __all__ = [
     "INDEX_PENDING_MESSAGES_SQL",
     "PENDING_MESSAGES_SQL",
     "SCHEMA_VERSION",
+    "SQL_NOW",
     "Adapter",
     "AsyncHandle",
     "AsyncStore",
@@ -1683,6 +1684,9 @@ class Collection:
         self.embed = embed
         self.name = meta.name
         self._known_fields: set[str] = set()  # undeclared fields some record was seen to have
+        #: False: no UnknownFieldWarning from this handle (for code whose filters may name
+        #: absent fields by design, as LangGraph's do).
+        self.warn_unknown_fields = True
         self.model = model
         self._model = _allowing_extra_fields(model) if model is not None else None
         self._table = quote_identifier(self.name)
@@ -1906,6 +1910,29 @@ class Collection:
         if not count:
             self._warn_unseen(where)
         return count
+
+    def touch(self, keys: Iterable[str], ttl: timedelta | float | str | None = None) -> int:
+        """Give live records a new expiry, ``ttl`` from now; return how many there were.
+
+        >>> memories.touch(["m1", "m2"], ttl="7d")   # read again: keep them a week more
+
+        ``ttl`` defaults to the collection's own (without one, the records no
+        longer expire). Expired records are not brought back, and the records
+        themselves are left as they are: ``updated_at`` does not move, and no
+        version is archived.
+        """
+        wanted = [_check_key(key) for key in _items(keys, "keys")]
+        with self.store.transaction():
+            self._fresh()
+            now = _utcnow()
+            return len(
+                self.store._fetch(
+                    f"UPDATE {self._table} SET expires_at = ? "
+                    "WHERE key IN (SELECT value FROM json_each(?)) "
+                    "AND (expires_at IS NULL OR expires_at > ?) RETURNING id",
+                    (self._expiry(now, ttl), json.dumps(wanted), _iso(now)),
+                )
+            )
 
     def set_ttl(self, ttl: timedelta | float | None) -> None:
         """Set (or with None, remove) the default time to live of new records."""
@@ -2925,7 +2952,7 @@ class Collection:
                     )
                 yield data[key], item
 
-    def _expiry(self, now: datetime, ttl: timedelta | float | None) -> str | None:
+    def _expiry(self, now: datetime, ttl: timedelta | float | str | None) -> str | None:
         seconds = _seconds(ttl, "ttl") if ttl is not None else None
         if seconds is None and self.ttl is not None:
             seconds = self.ttl.total_seconds()
@@ -3022,6 +3049,8 @@ class Collection:
         for filters only when they matched nothing, so a query that finds
         records pays nothing; a field seen once is remembered by the handle.
         """
+        if not self.warn_unknown_fields:
+            return
         fields: list[str] = []
 
         def recording(field: str) -> _Target:
@@ -7330,6 +7359,11 @@ def fts_table(collection: str) -> str:
     """The FTS5 table indexing a collection's ``fts`` paths: ``fts_table("notes")`` is
     ``"notes_fts"``."""
     return collection + "_fts"
+
+
+#: SQLite's clock in memstore's timestamp format (ISO-8601 UTC, six fractional digits,
+#: sorting as text): for tools' own SQL that writes or compares memstore's timestamps.
+SQL_NOW = _SQL_NOW
 
 
 def live_clause(alias: str | None = None) -> str:

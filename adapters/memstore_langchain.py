@@ -121,7 +121,7 @@ class MemstoreByteStore(memstore.Adapter, BaseStore[str, bytes]):
             self.executemany(
                 "INSERT INTO memstore_kv (namespace, key, value, size) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, "
-                "size = excluded.size, updated_at = strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')",
+                f"size = excluded.size, updated_at = {memstore.SQL_NOW}",
                 rows,
             )
 

@@ -25,10 +25,10 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import json
+import math
 import os
 import random
 import threading
-import warnings
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -67,10 +67,6 @@ from langgraph.store.base import (
 from langgraph.store.base.embed import ensure_embeddings
 
 import memstore
-
-# LangGraph's filters may name a field no item has (they then match nothing): by its
-# semantics no typo, so memstore's UnknownFieldWarning is not raised for this module.
-warnings.filterwarnings("ignore", category=memstore.UnknownFieldWarning, module=__name__)
 
 __all__ = ["MemstoreSaver", "MemstoreStore", "NamespaceError"]
 
@@ -676,6 +672,9 @@ class MemstoreStore(memstore.Adapter, BaseStore):
                 indexes=[("namespace", "-updated_at")],
                 vectors=vectors,
             )
+        # LangGraph's filters may name a field no item has: they then match nothing, by
+        # its semantics, and are no typo to warn about.
+        self.items.warn_unknown_fields = False
         self._table = memstore.quote_identifier(self.items.name)
         self._sweeper: threading.Thread | None = None
         self._stop_sweeping = threading.Event()
@@ -737,7 +736,8 @@ class MemstoreStore(memstore.Adapter, BaseStore):
         if len(ops) == 1 and puts:  # one put: its own transaction is the batch's
             self._write(list(puts.values()))
             return results
-        refresh: list[str] = []  # items read whose expiry moves on (refresh_on_read)
+        # Items read whose expiry moves on (refresh_on_read): key -> its TTL in minutes.
+        refresh: dict[str, float] = {}
         # A batch that only reads takes no write lock; its expiry refresh, if any, is a
         # short write of its own afterwards.
         with self.store.transaction(immediate=bool(puts)):
@@ -811,7 +811,7 @@ class MemstoreStore(memstore.Adapter, BaseStore):
 
     # -- private -------------------------------------------------------------------
 
-    def _get(self, ops: Sequence[GetOp], refresh: list[str]) -> list[Item | None]:
+    def _get(self, ops: Sequence[GetOp], refresh: dict[str, float]) -> list[Item | None]:
         if not ops:
             return []
         keys = [_item_key(op.namespace, op.key) for op in ops]
@@ -820,17 +820,16 @@ class MemstoreStore(memstore.Adapter, BaseStore):
             key: (record := json.loads(body), Item(**_item_fields(record, created, updated)))
             for key, body, created, updated in self.execute(
                 f"SELECT key, body, created_at, updated_at FROM {self._table} "
-                "WHERE key IN (SELECT value FROM json_each(?)) "
-                f"AND (expires_at IS NULL OR expires_at > {_SQL_NOW})",
+                f"WHERE key IN (SELECT value FROM json_each(?)) AND {memstore.live_clause()}",
                 (json.dumps(keys),),
             )
         }
         for key, op in zip(keys, ops, strict=True):
-            if key in found and found[key][0].get("ttl") is not None and self._refreshes(op):
-                refresh.append(key)
+            if key in found and self._refreshes(op):
+                _note_ttl(refresh, key, found[key][0])
         return [found[k][1] if k in found else None for k in keys]
 
-    def _search(self, op: SearchOp, refresh: list[str]) -> list[SearchItem]:
+    def _search(self, op: SearchOp, refresh: dict[str, float]) -> list[SearchItem]:
         _check_count(op.limit, "limit")
         _check_count(op.offset, "offset")
         where: dict[str, Any] = {"$and": [_namespace_filter(op.namespace_prefix)]}
@@ -861,7 +860,8 @@ class MemstoreStore(memstore.Adapter, BaseStore):
                 )
             )
         if self._refreshes(op):
-            refresh += [row.key for row in ordered if row.record.get("ttl") is not None]
+            for row in ordered:
+                _note_ttl(refresh, row.key, row.record)
         return [
             SearchItem(
                 **_item_fields(row.record, row.created_at, row.updated_at),
@@ -991,19 +991,13 @@ class MemstoreStore(memstore.Adapter, BaseStore):
             return False
         return bool((self.ttl_config or {}).get("refresh_on_read", True))
 
-    def _refresh(self, keys: Sequence[str]) -> None:
+    def _refresh(self, ttls: Mapping[str, float]) -> None:
         """Push back the expiry of items read (those with a TTL): refresh_on_read."""
-        if not keys:
-            return
-        self.execute(
-            f"UPDATE {self._table} SET expires_at = "
-            "strftime('%Y-%m-%dT%H:%M:%f000Z', 'now', "
-            "'+' || (json_extract(body, '$.ttl') * 60) || ' seconds') "
-            "WHERE key IN (SELECT value FROM json_each(?)) "
-            "AND json_type(body, '$.ttl') IN ('integer', 'real') "
-            f"AND (expires_at IS NULL OR expires_at > {_SQL_NOW})",
-            (json.dumps(list(keys)),),
-        )
+        by_ttl: dict[float, list[str]] = {}
+        for key, minutes in ttls.items():
+            by_ttl.setdefault(minutes, []).append(key)
+        for minutes, keys in by_ttl.items():
+            self.items.touch(keys, ttl=minutes * 60)
 
 
 # What _embed returns without an index: no item's vectors are touched.
@@ -1017,8 +1011,11 @@ def _text_path(path: Any) -> tuple[str, Any]:
     return path, path if path == "$" else tokenize_path(path)
 
 
-# Now, as memstore writes its timestamps (ISO-8601 UTC, sorting as text).
-_SQL_NOW = "strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')"
+def _note_ttl(refresh: dict[str, float], key: str, record: Mapping[str, Any]) -> None:
+    """Remember an item read whose TTL (minutes, a positive number) refresh_on_read renews."""
+    ttl = record.get("ttl")
+    if isinstance(ttl, (int, float)) and not isinstance(ttl, bool) and 0 < ttl < math.inf:
+        refresh[key] = float(ttl)
 
 
 def _item_key(namespace: Sequence[str], key: str) -> str:

@@ -160,3 +160,7 @@ def test_lookups_of_what_cannot_be_stored_find_nothing(adapters: Adapters) -> No
 def test_the_adapters_use_memstores_public_api_only(module: str) -> None:
     source = (ROOT / "adapters" / f"{module}.py").read_text()
     assert not re.search(r"\b(memstore|store|items|conversations|cache)\._", source)
+    # Core conventions come from the core: its clock (SQL_NOW, live_clause) and its
+    # calls for a collection's rows (touch), not copies of them.
+    assert "strftime(" not in source
+    assert not re.search(r"UPDATE \{self\._table\}", source)

@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 import venv
 import zipfile
 from pathlib import Path
-
-import pytest
-
-from .conftest import ROOT
 
 SMOKE = """
 import pathlib, sys, memstore

@@ -270,3 +270,12 @@ def test_known_fields_and_empty_collections_give_no_warning(
         loaded.query(order_by="rare.nested")
         empty = store.collection("empty")
         assert empty.query(where={"anything": 1}, order_by="whatever") == []  # nothing to know
+
+
+def test_a_handle_may_turn_the_unknown_field_warning_off(loaded: memstore.Collection) -> None:
+    import warnings
+
+    loaded.warn_unknown_fields = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert loaded.query(where={"typo": 1}, order_by="typo2") == []

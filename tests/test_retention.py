@@ -283,3 +283,23 @@ def test_bad_duration_strings_are_refused(store: memstore.Store, text: str) -> N
     with pytest.raises(memstore.ValidationError, match=r"duration|at most|more than 0"):
         store.collection("notes", ttl=text)
     assert "notes" not in store
+
+
+def test_touch_gives_live_records_a_new_expiry(store: memstore.Store) -> None:
+    notes = store.collection("notes", ttl="1h", history=True)
+    notes.put("a", {"n": 1})
+    notes.put("b", {"n": 2})
+    notes.put("gone", {"n": 3})
+    age(notes, "gone", "expires_at", "2000-01-01T00:00:00.000000Z")
+    before = {r.key: r for r in notes.rows(order_by="key")}
+    assert notes.touch(["a", "gone", "missing"], ttl="7d") == 1
+    after = {r.key: r for r in notes.rows(order_by="key")}
+    assert after["a"].expires_at is not None and after["a"].expires_at > before["a"].expires_at
+    assert after["a"].updated_at == before["a"].updated_at and notes.history("a") == notes.history(
+        "a"
+    )
+    assert len(notes.history("a")) == 1  # no version archived
+    assert after["b"] == before["b"] and "gone" not in notes
+    assert notes.touch(["b"]) == 1  # the collection's own TTL
+    with pytest.raises(memstore.ValidationError):
+        notes.touch("a")  # a string is not a list of keys
