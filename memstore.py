@@ -920,24 +920,17 @@ class Store:
         _check_columns_distinct([*wanted_fields, *wanted_fts])
         if history is not None and not isinstance(history, bool):
             raise ValidationError(f"history must be True or False, not {history!r}")
+        wanted = _Declaration(
+            wanted_fields, wanted_fts, ttl_seconds, history, wanted_indexes, wanted_vectors
+        )
         meta = self._load_meta(name)
         if meta is None and not create:
             raise NotFoundError(self._no_collection(name))
-        if meta is None or _declaration_adds(
-            meta, wanted_fields, wanted_fts, ttl_seconds, history, wanted_indexes, wanted_vectors
-        ):
-            with self.transaction():
-                meta = self._declare(
-                    name,
-                    wanted_fields,
-                    wanted_fts,
-                    ttl_seconds,
-                    history,
-                    wanted_indexes,
-                    wanted_vectors,
-                )
-        elif meta.name != name:
+        if meta is not None and meta.name != name:
             raise ValidationError(f"collection {meta.name!r} exists; names ignore case")
+        if meta is None or _declared(meta, wanted) != meta:
+            with self.transaction():
+                meta = self._declare(name, wanted)
         return Collection(self, meta, model, embed=embed)
 
     def __getitem__(self, name: str) -> Collection:
@@ -1498,85 +1491,26 @@ class Store:
             raise NotFoundError(self._no_collection(name))
         return meta
 
-    def _declare(
-        self,
-        name: str,
-        fields: dict[str, str],
-        fts: list[str],
-        ttl_seconds: float | None,
-        history: bool | None,
-        indexes: tuple[tuple[tuple[str, ...], bool], ...] = (),
-        vectors: dict[str, Any] | None = None,
-    ) -> _Meta:
-        """Create or extend a collection's table; runs inside a transaction."""
-        meta = self._load_meta(name)
-        if meta is None:
-            exists = self._fetch(
-                "SELECT 1 FROM sqlite_schema WHERE name = ? COLLATE NOCASE", (name,)
-            )
-            if exists:
+    def _declare(self, name: str, wanted: _Declaration) -> _Meta:
+        """Create or extend a collection; runs inside a transaction. Check what is wanted
+        against what is there (_declared), plan the statements (_declaration_sql), apply
+        them and the registry row together."""
+        old = self._load_meta(name)
+        if old is None:
+            if self._fetch("SELECT 1 FROM sqlite_schema WHERE name = ? COLLATE NOCASE", (name,)):
                 raise SchemaError(f"{name!r} already exists in this file and is not a collection")
-            for sql in _create_table_sql(name):
-                self._fetch(sql)
-            meta = _Meta(name, {}, [], None)
-        elif meta.name != name:
-            raise ValidationError(f"collection {meta.name!r} exists; names ignore case")
-        for path, kind in fields.items():
-            if meta.fields.get(path, kind) != kind:
-                raise SchemaError(
-                    f"field {path!r} of {name!r} is declared {meta.fields[path]}, not {kind}"
-                )
-        _check_columns_distinct([*meta.fields, *meta.fts, *fields, *fts])
-        columns = {
-            row[1]: (row[2] or "").upper()
-            for row in self._fetch(f"PRAGMA table_xinfo({quote_identifier(name)})")
-        }
-        all_fields = {**meta.fields, **fields}
-        for path in [*fields, *fts]:
-            column = field_column(path)
-            kind = all_fields.get(path, "text")
-            if column not in columns:
-                self._fetch(_add_column_sql(name, path, FIELD_TYPES[kind][0]))
-                columns[column] = FIELD_TYPES[kind][0]
-            elif columns[column] != FIELD_TYPES[kind][0]:
-                raise SchemaError(
-                    f"{path!r} of {name!r} is already a {columns[column]} column "
-                    f"(indexed for search as text); it cannot become {kind}"
-                )
-        all_indexes = meta.indexes + tuple(i for i in indexes if i not in meta.indexes)
-        all_fts = meta.fts + [path for path in fts if path not in meta.fts]
-        if all_fts != meta.fts:
-            for sql in _drop_fts_sql(name):
-                self._fetch(sql)
-            for sql in _create_fts_sql(name, [field_column(p) for p in all_fts]):
-                self._fetch(sql)
-        new_ttl = meta.ttl_seconds if ttl_seconds is None else ttl_seconds
-        keep_history = meta.history if history is None else history
-        if keep_history != meta.history:
-            for sql in _history_trigger_sql(name, drop=not keep_history):
-                self._fetch(sql)
-        self._fetch(_ttl_trigger_sql(name) if new_ttl is not None else _drop_ttl_trigger_sql(name))
-        for spec in all_indexes[len(meta.indexes) :]:
-            for field in spec[0]:
-                if field.lstrip("-") not in all_fields and field.lstrip("-") not in META_COLUMNS:
-                    raise ValidationError(
-                        f"index field {field!r} of {name!r} is not a declared field: "
-                        "declare it in fields= first"
-                    )
-            self._fetch(_compound_index_sql(name, spec))
-            self._fetch(f"ANALYZE {quote_identifier(_compound_index_name(name, spec))}")
-        # A field gets an index of its own unless an index over several fields starts
-        # with it: that one serves the same lookups, and each index costs every write.
-        led = _leading_fields(all_indexes)
-        for path in all_fields:
-            index = _index_name(name, field_column(path))
-            if path in led:
-                self._fetch(f"DROP INDEX IF EXISTS {quote_identifier(index)}")
-            elif path in fields:
-                self._fetch(_index_sql(name, field_column(path)))
-        new_vectors = _declared_vectors(name, meta.vectors, vectors)
-        if new_vectors is not None and meta.vectors is None:
-            self._fetch(_vector_trigger_sql(name))
+            old = _Meta(name, {}, [], None)
+            columns: dict[str, str] = {}
+            statements = _create_table_sql(name)
+        else:
+            columns = {
+                row[1]: (row[2] or "").upper()
+                for row in self._fetch(f"PRAGMA table_xinfo({quote_identifier(name)})")
+            }
+            statements = []
+        new = _declared(old, wanted)
+        for sql in [*statements, *_declaration_sql(old, new, columns)]:
+            self._fetch(sql)
         self._generation += 1
         self._fetch(
             "INSERT INTO _memstore_collections (name, fields, fts, ttl_seconds, history, "
@@ -1586,37 +1520,97 @@ class Store:
             f"vectors = excluded.vectors, updated_at = {_SQL_NOW}",
             (
                 name,
-                json.dumps(all_fields),
-                json.dumps(all_fts),
-                new_ttl,
-                keep_history,
-                json.dumps(_index_dicts(all_indexes)),
-                None if new_vectors is None else json.dumps(new_vectors),
+                json.dumps(new.fields),
+                json.dumps(new.fts),
+                new.ttl_seconds,
+                new.history,
+                json.dumps(_index_dicts(new.indexes)),
+                None if new.vectors is None else json.dumps(new.vectors),
             ),
         )
-        return _Meta(name, all_fields, all_fts, new_ttl, keep_history, all_indexes, new_vectors)
+        return new
 
 
-def _declaration_adds(
-    meta: _Meta,
-    fields: dict[str, str],
-    fts: list[str],
-    ttl_seconds: float | None,
-    history: bool | None,
-    indexes: tuple[tuple[tuple[str, ...], bool], ...] = (),
-    vectors: dict[str, Any] | None = None,
-) -> bool:
-    return (
-        (
-            vectors is not None
-            and _declared_vectors(meta.name, meta.vectors, vectors) != meta.vectors
-        )
-        or any(meta.fields.get(path) != kind for path, kind in fields.items())
-        or any(path not in meta.fts for path in fts)
-        or (ttl_seconds is not None and ttl_seconds != meta.ttl_seconds)
-        or (history is not None and history != meta.history)
-        or any(spec not in meta.indexes for spec in indexes)
+class _Declaration(NamedTuple):
+    """What a call to Store.collection asks for, normalized; None: leave as it is."""
+
+    fields: dict[str, str]
+    fts: list[str]
+    ttl_seconds: float | None
+    history: bool | None
+    indexes: tuple[tuple[tuple[str, ...], bool], ...]
+    vectors: dict[str, Any] | None
+
+
+def _declared(old: _Meta, wanted: _Declaration) -> _Meta:
+    """The collection as it is after ``wanted`` is added to its declaration ``old``: the
+    one place a declaration is compared with what is there. A change that cannot be made
+    (a field's type, another vector model) raises; equal to ``old``: nothing to do."""
+    name = old.name
+    for path, kind in wanted.fields.items():
+        if old.fields.get(path, kind) != kind:
+            raise SchemaError(
+                f"field {path!r} of {name!r} is declared {old.fields[path]}, not {kind}"
+            )
+    _check_columns_distinct([*old.fields, *old.fts, *wanted.fields, *wanted.fts])
+    fields = {**old.fields, **wanted.fields}
+    indexes = old.indexes + tuple(i for i in wanted.indexes if i not in old.indexes)
+    for spec in indexes[len(old.indexes) :]:
+        for field in spec[0]:
+            if field.lstrip("-") not in fields and field.lstrip("-") not in META_COLUMNS:
+                raise ValidationError(
+                    f"index field {field!r} of {name!r} is not a declared field: "
+                    "declare it in fields= first"
+                )
+    return _Meta(
+        name,
+        fields,
+        old.fts + [path for path in wanted.fts if path not in old.fts],
+        old.ttl_seconds if wanted.ttl_seconds is None else wanted.ttl_seconds,
+        old.history if wanted.history is None else wanted.history,
+        indexes,
+        _declared_vectors(name, old.vectors, wanted.vectors),
     )
+
+
+def _declaration_sql(old: _Meta, new: _Meta, columns: Mapping[str, str]) -> list[str]:
+    """The statements taking a collection's table from ``old`` to ``new`` (see _declared),
+    given its columns and their types; a column that cannot take a field's type raises."""
+    name, statements = new.name, []
+    columns = dict(columns)
+    added = [path for path in new.fields if path not in old.fields]
+    for path in [*added, *(p for p in new.fts if p not in old.fts)]:
+        column, kind = field_column(path), new.fields.get(path, "text")
+        if column not in columns:
+            statements.append(_add_column_sql(name, path, FIELD_TYPES[kind][0]))
+            columns[column] = FIELD_TYPES[kind][0]
+        elif columns[column] != FIELD_TYPES[kind][0]:
+            raise SchemaError(
+                f"{path!r} of {name!r} is already a {columns[column]} column "
+                f"(indexed for search as text); it cannot become {kind}"
+            )
+    if new.fts != old.fts:
+        statements += _drop_fts_sql(name)
+        statements += _create_fts_sql(name, [field_column(p) for p in new.fts])
+    if new.history != old.history:
+        statements += _history_trigger_sql(name, drop=not new.history)
+    ttl_trigger = _ttl_trigger_sql if new.ttl_seconds is not None else _drop_ttl_trigger_sql
+    statements.append(ttl_trigger(name))
+    for spec in new.indexes[len(old.indexes) :]:
+        statements.append(_compound_index_sql(name, spec))
+        statements.append(f"ANALYZE {quote_identifier(_compound_index_name(name, spec))}")
+    # A field gets an index of its own unless an index over several fields starts
+    # with it: that one serves the same lookups, and each index costs every write.
+    led = _leading_fields(new.indexes)
+    for path in new.fields:
+        index = _index_name(name, field_column(path))
+        if path in led:
+            statements.append(f"DROP INDEX IF EXISTS {quote_identifier(index)}")
+        elif path in added:
+            statements.append(_index_sql(name, field_column(path)))
+    if new.vectors is not None and old.vectors is None:
+        statements.append(_vector_trigger_sql(name))
+    return statements
 
 
 # --------------------------------------------------------------------------
@@ -2117,8 +2111,10 @@ class Collection:
             isinstance(p, (int, float)) and not isinstance(p, bool) for p in percentiles
         ):
             raise QueryError(f"percentiles must be a list of numbers, not {percentiles!r:.60}")
+        if any(not 0 <= p <= 100 for p in percentiles):  # NaN fails this too
+            raise QueryError("percentiles must be between 0 and 100")
         quantiles = sorted({float(p) for p in percentiles} | {50.0})
-        if any(not 0 <= p <= 100 for p in quantiles):  # NaN fails this too
+        if any(not 0 <= p <= 100 for p in quantiles):
             raise QueryError("percentiles must be between 0 and 100")
         select: list[str] = []
         params: list[Any] = []
@@ -2752,7 +2748,7 @@ class Collection:
                 f"SELECT group_concat(t.id) FROM {self._table} AS t WHERE {clause}", params
             )[0]
             ids = index.np.fromstring(among or "", dtype=index.np.int64, sep=",")
-            return index.search(q, metric, k, among=ids)
+            return index.search(q, metric, k, among=ids, approximate=approximate)
         expired = [
             row[0]
             for row in self.store._fetch(
@@ -2760,8 +2756,7 @@ class Collection:
                 (_iso(_utcnow()),),
             )
         ]
-        quantized = approximate and metric == "cosine" and len(index.slot) > QUANTIZE_ABOVE
-        return index.search(q, metric, k, exclude=expired, quantized=quantized)
+        return index.search(q, metric, k, exclude=expired, approximate=approximate)
 
     def _records_by_id(self, ids: list[int]) -> dict[int, tuple[str, str]]:
         rows = self.store._fetch(
@@ -3466,27 +3461,20 @@ class _VectorIndex:
         *,
         among: Any = None,
         exclude: list[int] | None = None,
-        quantized: bool = False,
+        approximate: bool = False,
     ) -> list[tuple[int, float]]:
         """The k best (record id, score), best first: among these records (an int64
-        array), or all but ``exclude``; ``quantized``: candidates by 1-bit codes,
-        ranked exactly."""
+        array), or all but ``exclude``; ``approximate``: the quantized search may
+        answer (see _way)."""
         np = self.np
         scores = None
-        q_norm = math.sqrt(float(q.astype(np.float64) @ q.astype(np.float64)))
-        if not (q_norm == 0 or 1 / WIDE_ABOVE < q_norm < WIDE_ABOVE) or self.largest >= WIDE_ABOVE:
-            # float32 sums of such vectors' products would overflow (or underflow):
-            # every score in float64, the slow but sure way.
-            return self._wide(
-                q, metric, k, None if among is None else self._slots_of(among), exclude
-            )
-        if among is not None:
-            slots = self._slots_of(among)
-        elif quantized:
+        slots = None if among is None else self._slots_of(among)
+        way = self._way(q, metric, k, slots, approximate)
+        if way == "wide":
+            return self._wide(q, metric, k, slots, exclude)
+        if way == "quantized":
             slots, scores = self._quantized(q, metric, k)
-        else:
-            slots = None
-        if among is not None and len(slots) > max(SCREEN_ABOVE, 8 * k) and not self.multi:
+        elif way == "screened":
             slots = self._screen(q, metric, k, slots)
         if scores is None:
             scores = self._scores(q, metric, slots)
@@ -3498,6 +3486,32 @@ class _VectorIndex:
             scores[dead] = -np.inf
         scores, ids = self._exact(q, metric, k, scores, slots, ids)
         return self._best(scores, ids, k, metric)
+
+    def _way(self, q: Any, metric: str, k: int, slots: Any, approximate: bool) -> str:
+        """How a query is answered, decided here alone:
+
+        - "wide": every score in float64, when float32 sums of the vectors'
+          products could overflow or underflow (a norm past WIDE_ABOVE, or a
+          query's below its inverse); slow, but no hit is lost.
+        - "screened": a filter's matches, more than SCREEN_ABOVE (and 8 k), are
+          screened by their int8 copy, and what the screen cannot rule out is
+          ranked exactly: provably the exact answer.
+        - "quantized": an unfiltered cosine query over more than
+          QUANTIZE_ABOVE vectors, when an approximation is allowed: candidates
+          by 1-bit codes, ranked exactly (and every vector compared when the
+          codes look unreliable for q); recall measured in BENCHMARKS.md.
+        - "exact": every vector (or every match) compared.
+        """
+        q64 = q.astype(self.np.float64)
+        q_norm = math.sqrt(float(q64 @ q64))
+        if not (q_norm == 0 or 1 / WIDE_ABOVE < q_norm < WIDE_ABOVE) or self.largest >= WIDE_ABOVE:
+            return "wide"
+        if slots is not None:
+            screen = len(slots) > max(SCREEN_ABOVE, 8 * k) and not self.multi
+            return "screened" if screen else "exact"
+        if approximate and metric == "cosine" and len(self.slot) > QUANTIZE_ABOVE:
+            return "quantized"
+        return "exact"
 
     def _best(self, scores: Any, ids: Any, k: int, metric: str) -> list[tuple[int, float]]:
         """The k best records of these exact scores, a record counted once (its best part);

@@ -22,6 +22,7 @@ import signal
 import socket
 import subprocess
 import sys
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -70,11 +71,18 @@ class Group(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():
+                warnings.showwarning = _show_warning
+                return super().invoke(ctx)
         except memstore.NotFoundError as err:
             raise Missing(str(err)) from err
         except memstore.MemstoreError as err:
             raise Failure(str(err)) from err
+
+
+def _show_warning(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    """A warning (a field no record has, say) as one line on stderr, not a source line."""
+    click.echo(f"Warning: {message}", err=True)
 
 
 def plural(count: int, noun: str, many: str | None = None) -> str:

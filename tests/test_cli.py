@@ -586,3 +586,14 @@ def test_a_port_out_of_range_is_a_usage_error(tmp_path: Path, port: str) -> None
     result = memstore_cli("browse", str(db), "--port", port)
     assert result.returncode == 2 and "--port" in result.stderr, result
     assert "datasette" not in result.stderr.lower()
+
+
+def test_a_field_no_record_has_is_a_one_line_warning(tmp_path: Path) -> None:
+    db = tmp_path / "a.db"
+    with memstore.Store(db) as store:
+        store.collection("notes").put("a", {"topic": "food"})
+    result = memstore_cli("query", "notes", "--where", '{"topci": "food"}', db=db)
+    assert result.returncode == 0 and result.stdout == ""
+    assert result.stderr == (
+        "Warning: no record of 'notes' has 'topci' (a typo?); declared fields: none\n"
+    )
