@@ -28,9 +28,10 @@ The module reads top to bottom:
 4. Store: opening, transactions, collections, check/repair, backup/restore,
    export/import, and maintenance (cleanup of every layer, optimize,
    vacuum, checkpoint_wal, stats).
-5. Collection: records, queries, search, aggregates, retention, history.
-6. Full-text search: one query shape and one runner for every FTS5 index.
-7. Vector memory: Collection's vector methods' helpers and the in-memory index.
+5. Vector memory: the in-memory index (which decides how each query is
+   answered), and Collection's vector methods beside it (_CollectionVectors).
+6. Collection: records, queries, search, aggregates, retention, history.
+7. Full-text search: one query shape and one runner for every FTS5 index.
 8. Agent memory, part 1: EventLog and Conversations.
 9. Agent memory, part 2: Checkpoints, Graph and Cache.
 10. Operations: the export format, backup helpers, Tenants.
@@ -61,7 +62,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, Self, cast
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Self, cast
 
 import apsw
 
@@ -1614,1624 +1615,6 @@ def _declaration_sql(old: _Meta, new: _Meta, columns: Mapping[str, str]) -> list
 
 
 # --------------------------------------------------------------------------
-# Collection
-# --------------------------------------------------------------------------
-
-
-class Row(NamedTuple):
-    """A record with its key and timestamps, as ``Collection.rows()`` yields them."""
-
-    key: str
-    record: Any
-    created_at: str
-    updated_at: str
-    expires_at: str | None
-
-
-class Hit(NamedTuple):
-    """A full-text search result. ``score`` is the BM25 relevance, higher is better (as
-    in every kind of hit: Neighbor, HybridHit); ``rank`` is FTS5's raw rank, the same
-    negated (lower is better)."""
-
-    key: str
-    record: Any
-    rank: float
-    snippet: str
-    score: float
-
-
-class Version(NamedTuple):
-    """One version of a record: ``archived_at`` and ``operation`` are None for the current one."""
-
-    version: int
-    record: Any
-    valid_from: str
-    archived_at: str | None
-    operation: str | None
-
-
-class _Target(NamedTuple):
-    """What a field name in a filter refers to: an SQL expression and its JSON path."""
-
-    sql: str
-    params: tuple[Any, ...]
-    path: str | None  # None for the meta columns (key, created_at, ...)
-    kind: str | None = None  # a declared field's type: its column has that affinity
-
-
-class Collection:
-    """A named set of JSON records in its own table; get one from ``Store.collection``.
-
-    Records are dicts (or pydantic models, for a collection with a model).
-    Keys are strings of 1 to 1024 characters.
-    """
-
-    def __init__(
-        self,
-        store: Store,
-        meta: _Meta,
-        model: type | None = None,
-        *,
-        embed: Callable[[list[str]], Any] | Any | None = None,
-    ) -> None:
-        self.store = store
-        self.embed = embed
-        self.name = meta.name
-        self._known_fields: set[str] = set()  # undeclared fields some record was seen to have
-        #: False: no UnknownFieldWarning from this handle (for code whose filters may name
-        #: absent fields by design, as LangGraph's do).
-        self.warn_unknown_fields = True
-        self.model = model
-        self._model = _allowing_extra_fields(model) if model is not None else None
-        self._table = quote_identifier(self.name)
-        self._fts_table = quote_identifier(fts_table(self.name))
-        self._insert_sql = (
-            f"INSERT INTO {self._table} (key, body, created_at, updated_at, expires_at) "
-            "VALUES (?, ?, ?, ?, ?)"
-        )
-        # Never resolve the conflict by REPLACE: that deletes the row without the delete
-        # trigger and corrupts the FTS index. An upsert keeps the row, its id and created_at.
-        # A put that changes nothing (same record, same expiry) leaves the row alone:
-        # updated_at does not move and no version is archived.
-        self._upsert_sql = (
-            f"{self._insert_sql} ON CONFLICT (key) DO UPDATE SET body = excluded.body, "
-            "updated_at = excluded.updated_at, expires_at = excluded.expires_at "
-            "WHERE body IS NOT excluded.body OR expires_at IS NOT excluded.expires_at"
-        )
-        self._apply(meta)
-
-    def _apply(self, meta: _Meta) -> None:
-        """Take a declaration: fields, FTS paths, TTL, history, and the checks they need."""
-        self._meta = meta
-        self._seen = (self.store._generation, self.store._data_version())
-        self.fields = dict(meta.fields)
-        self.fts = list(meta.fts)
-        self.ttl = None if meta.ttl_seconds is None else timedelta(seconds=meta.ttl_seconds)
-        self.keeps_history = meta.history
-        self.indexes = _index_dicts(meta.indexes)
-        self.vectors = None if meta.vectors is None else dict(meta.vectors)
-        # Declared field types, checked on every write: top-level fields (the
-        # common case) with one dict lookup each, nested paths segment by segment.
-        self._checks = [
-            (path, _EXACT_TYPES[kind], kind)
-            for path, kind in self.fields.items()
-            if "." not in path
-        ]
-        self._nested_checks = [
-            (path.split("."), _EXACT_TYPES[kind], kind)
-            for path, kind in self.fields.items()
-            if "." in path
-        ]
-
-    def _fresh(self) -> None:
-        """Take the declaration again if it may have changed since this handle read it: by
-        another handle on this Store, or by another connection (``PRAGMA data_version``).
-        Writes call it inside their transaction, where nothing else can change it."""
-        if (self.store._generation, self.store._data_version()) != self._seen:
-            meta = self.store._require_meta(self.name)
-            if meta != self._meta:
-                self._apply(meta)
-            self._seen = (self.store._generation, self.store._data_version())
-
-    def __repr__(self) -> str:
-        return f"<memstore.Collection {self.name!r}>"
-
-    # -- writing -----------------------------------------------------------
-
-    def put(
-        self,
-        key: str,
-        record: Any,
-        *,
-        ttl: timedelta | float | None = None,
-        vector: Any = None,
-    ) -> str:
-        """Store the record under ``key``, replacing any record there; return the key.
-
-        ``created_at`` is kept when a record is replaced. ``ttl`` (a timedelta
-        or seconds) overrides the collection's default time to live.
-
-        In a collection with vectors, ``vector`` is the record's embedding (a
-        list of floats or a numpy array), or a mapping of part names to
-        embeddings for a record embedded in parts (``{}``: none); it replaces
-        the record's vectors. Without it, a handle with ``embed`` embeds the
-        record's text, and one without keeps the vectors the record had.
-        """
-        _check_key(key)
-        with self.store.transaction():
-            self._fresh()
-            body = self._encode(record)
-            parts = None if vector is None else self._encode_vector(vector)
-            now = _utcnow()
-            stamp = _iso(now)
-            self.store._fetch(self._upsert_sql, (key, body, stamp, stamp, self._expiry(now, ttl)))
-            if parts is not None:
-                self._write_vectors({key: parts})
-            elif self.embed is not None and self.vectors is not None:
-                self._write_vectors(self._embed_bodies({key: body}))
-        return key
-
-    def add(self, record: Any, *, ttl: timedelta | float | None = None, vector: Any = None) -> str:
-        """Store a record under a new time-sortable key (a ULID) and return the key."""
-        return self.put(_new_key(), record, ttl=ttl, vector=vector)
-
-    def put_many(
-        self,
-        records: Iterable[Any] | Mapping[str, Any],
-        *,
-        key: str | Callable[[Any], str] | None = None,
-        ttl: timedelta | float | None = None,
-        vectors: Iterable[Any] | None = None,
-    ) -> int:
-        """Store many records, replacing any under the same keys, in one transaction; say how many.
-
-        >>> events.put_many(records, key="id")           # key from a field
-        >>> events.put_many({"a": {...}, "b": {...}})     # a mapping of key -> record
-        >>> events.put_many([("a", {...}), ("b", {...})])  # (key, record) pairs
-        >>> memories.put_many(records, key="id", vectors=embeddings)  # one per record
-
-        ``records`` (and ``vectors``, in the same order) may be generators:
-        they are consumed in batches; a None in ``vectors`` keeps the record's
-        vectors as they are. If any record or vector is refused,
-        nothing is written. Without ``vectors``, a handle with ``embed``
-        embeds the records' text a batch at a time.
-        """
-        pairs = self._pairs(records, key)
-        given = None if vectors is None else iter(_items(vectors, "vectors"))
-        with self.store.transaction():
-            self._fresh()
-            if given is not None:
-                self._vector_config()
-            now = _utcnow()
-            stamp, expires = _iso(now), self._expiry(now, ttl)
-            batch = list(islice(pairs, BATCH_SIZE))
-            if (self.fts or self.ttl is not None) and len(batch) >= BULK_THRESHOLD:
-                count = self._put_bulk(batch, pairs, stamp, expires, given)
-            else:
-                count = 0
-                while batch:
-                    rows = [
-                        (_check_key(k), self._encode(r), stamp, stamp, expires) for k, r in batch
-                    ]
-                    self.store._run_many(self._upsert_sql, rows)
-                    self._batch_vectors([r[0] for r in rows], {r[0]: r[1] for r in rows}, given)
-                    count += len(rows)
-                    batch = list(islice(pairs, BATCH_SIZE))
-            if given is not None and next(given, _MISSING) is not _MISSING:
-                raise ValidationError(f"more vectors than records ({count})")
-        if count >= ANALYZE_AFTER and self.store._depth == 0:
-            self.store._fetch("PRAGMA optimize")  # the planner learns the table's new size
-        return count
-
-    def _put_bulk(
-        self,
-        batch: list[tuple[Any, Any]],
-        pairs: Iterator[tuple[Any, Any]],
-        stamp: str,
-        expires: str | None,
-        given: Iterator[Any] | None,
-    ) -> int:
-        """put_many for many records into a collection with insert triggers: see _bulk_fts.
-
-        The FTS index (if any) is updated once at the end: new rows by their ids
-        (past the largest id before), replaced rows unindexed (with their old
-        values) before being replaced, each once, and indexed again at the end;
-        then, after a large load, FTS5's segments are merged (_merge_fts).
-        """
-        count = 0
-        with self._bulk_fts() as columns, _larger_cache(self.store, BULK_CACHE_KIB):
-            newest = self.store._fetch(f"SELECT coalesce(max(id), 0) FROM {self._table}")[0][0]
-            unindexed: set[int] = set()
-            while batch:
-                # One row per key, the last record winning as with one put after another.
-                rows = {
-                    _check_key(k): (k, self._encode(r), stamp, stamp, expires) for k, r in batch
-                }
-                existing = self.store._fetch(
-                    f"SELECT id FROM {self._table} WHERE key IN (SELECT value FROM json_each(?))",
-                    (json.dumps(list(rows)),),
-                )
-                found = [row_id for (row_id,) in existing]
-                stale = [i for i in found if i <= newest and i not in unindexed]
-                if stale and columns:
-                    self._fts_unindex(json.dumps(stale), columns)
-                    unindexed.update(stale)
-                # A plain INSERT is faster than an upsert, when no key exists yet.
-                self.store._run_many(self._upsert_sql if found else self._insert_sql, rows.values())
-                self._batch_vectors(
-                    [k for k, _ in batch], {k: r[1] for k, r in rows.items()}, given
-                )
-                count += len(batch)
-                batch = list(islice(pairs, BATCH_SIZE))
-            if columns:
-                self._fts_index(newest, json.dumps(sorted(unindexed)), columns)
-                if count >= ANALYZE_AFTER:
-                    self._merge_fts(count)
-        return count
-
-    def _merge_fts(self, rows: int) -> None:
-        """Merge the FTS5 segments a large load left, so later writes do not pay for it.
-
-        One statement indexing many rows leaves segments that FTS5 then merges
-        bit by bit on every later write: after 300,000 rows, single puts ran at
-        2,100 a second instead of 6,800 to 8,500 once merged (BENCHMARKS.md).
-        Merging costs about what indexing batch by batch would, and is bounded
-        by the size of the load.
-        """
-        fts, conn = self._fts_table, self.store.connection
-        for _ in range(rows // 1000 + 10):  # each round merges up to 500 pages
-            before = conn.total_changes()
-            self.store._fetch(f"INSERT INTO {fts} ({fts}, rank) VALUES ('merge', -500)")
-            if conn.total_changes() - before < 2:  # FTS5's sign that nothing was left to do
-                return
-
-    def delete(self, key: str) -> bool:
-        """Delete the record under ``key``; return whether there was one."""
-        _check_key(key)
-        with self.store.transaction():
-            return bool(
-                self.store._fetch(f"DELETE FROM {self._table} WHERE key = ? RETURNING id", (key,))
-            )
-
-    def delete_where(self, where: Mapping[str, Any]) -> int:
-        """Delete every record matching ``where`` in one transaction; return how many.
-
-        ``delete_where({})`` empties the collection.
-        """
-        clause, params = self._filter(where, include_expired=True)
-        with self.store.transaction():
-            count = self._delete_in_batches(clause, params, BATCH_SIZE)
-        if not count:
-            self._warn_unseen(where)
-        return count
-
-    def touch(self, keys: Iterable[str], ttl: timedelta | float | str | None = None) -> int:
-        """Give live records a new expiry, ``ttl`` from now; return how many there were.
-
-        >>> memories.touch(["m1", "m2"], ttl="7d")   # read again: keep them a week more
-
-        ``ttl`` defaults to the collection's own (without one, the records no
-        longer expire). Expired records are not brought back, and the records
-        themselves are left as they are: ``updated_at`` does not move, and no
-        version is archived.
-        """
-        wanted = [_check_key(key) for key in _items(keys, "keys")]
-        with self.store.transaction():
-            self._fresh()
-            now = _utcnow()
-            return len(
-                self.store._fetch(
-                    f"UPDATE {self._table} SET expires_at = ? "
-                    "WHERE key IN (SELECT value FROM json_each(?)) "
-                    "AND (expires_at IS NULL OR expires_at > ?) RETURNING id",
-                    (self._expiry(now, ttl), json.dumps(wanted), _iso(now)),
-                )
-            )
-
-    def set_ttl(self, ttl: timedelta | float | None) -> None:
-        """Set (or with None, remove) the default time to live of new records."""
-        seconds = None if ttl is None else _seconds(ttl, "ttl")
-        with self.store.transaction():
-            self.store._fetch(
-                f"UPDATE _memstore_collections SET ttl_seconds = ?, updated_at = {_SQL_NOW} "
-                "WHERE name = ?",
-                (seconds, self.name),
-            )
-            self.store._fetch(
-                _ttl_trigger_sql(self.name)
-                if seconds is not None
-                else _drop_ttl_trigger_sql(self.name)
-            )
-            self.store._generation += 1
-            self._apply(self.store._require_meta(self.name))
-
-    # -- reading -----------------------------------------------------------
-
-    def get(self, key: str, default: Any = _MISSING) -> Any:
-        """The record under ``key``; ``default`` if given, else NotFoundError, when there is none.
-
-        A record past its time to live is treated as absent.
-        """
-        _check_key(key)
-        rows = self.store._fetch(
-            f"SELECT body, expires_at FROM {self._table} WHERE key = ?", (key,)
-        )
-        if rows and (rows[0][1] is None or rows[0][1] > _iso(_utcnow())):
-            return json.loads(rows[0][0]) if self._model is None else self._decode(rows[0][0])
-        if default is _MISSING:
-            raise NotFoundError(f"no record {key!r} in {self.name!r}")
-        return default
-
-    def __contains__(self, key: object) -> bool:
-        try:
-            return self.get(_check_key(key), None) is not None
-        except ValidationError:
-            return False
-
-    def __len__(self) -> int:
-        return self.count()
-
-    def query(
-        self,
-        where: Mapping[str, Any] | None = None,
-        *,
-        order_by: str | Sequence[str] | None = None,
-        limit: int | None = None,
-        offset: int = 0,
-    ) -> list[Any]:
-        """Records matching ``where``, as a list.
-
-        >>> events.query(
-        ...     where={"kind": "error", "timestamp": {"$gt": "2026-11-01"}},
-        ...     order_by="-timestamp",
-        ...     limit=100,
-        ... )
-
-        ``where`` maps a field (a dotted JSON path, or one of key, created_at,
-        updated_at, expires_at) to a value or to operators: ``$eq $ne $gt
-        $gte $lt $lte $in $nin $exists $contains``; ``$and``, ``$or`` (lists
-        of filters) and ``$not`` combine filters. ``order_by`` names fields,
-        ``-`` first for descending; without it the order is whatever the best
-        index gives. Use ``rows()`` to stream large results.
-        """
-        sql, params = self._select("t.body", where, order_by, limit, offset)
-        decode = self._decode
-        found = [decode(body) for (body,) in self.store._fetch(sql, params)]
-        self._warn_unseen(where if not found else None, order_by)
-        return found
-
-    def rows(
-        self,
-        where: Mapping[str, Any] | None = None,
-        *,
-        order_by: str | Sequence[str] | None = None,
-        limit: int | None = None,
-        offset: int = 0,
-    ) -> Iterator[Row]:
-        """Stream matching records with their keys and timestamps, without loading them all."""
-        sql, params = self._select(
-            "t.key, t.body, t.created_at, t.updated_at, t.expires_at",
-            where,
-            order_by,
-            limit,
-            offset,
-        )
-        return self._watched(self.store._stream(sql, params, self._row), where, order_by)
-
-    def _watched(
-        self, rows: Iterator[Row], where: Mapping[str, Any] | None, order_by: Any
-    ) -> Iterator[Row]:
-        found = False
-        for row in rows:
-            found = True
-            yield row
-        self._warn_unseen(where if not found else None, order_by)
-
-    def keys(
-        self,
-        where: Mapping[str, Any] | None = None,
-        *,
-        order_by: str | Sequence[str] | None = None,
-        limit: int | None = None,
-        offset: int = 0,
-    ) -> list[str]:
-        """Keys of the matching records."""
-        sql, params = self._select("t.key", where, order_by, limit, offset)
-        found = [row[0] for row in self.store._fetch(sql, params)]
-        self._warn_unseen(where if not found else None, order_by)
-        return found
-
-    def count(self, where: Mapping[str, Any] | None = None) -> int:
-        """How many records match ``where`` (all live records when None)."""
-        with self.store.transaction(immediate=False):  # the probe and the count: one snapshot
-            clause, params = self._filter_probed(where)
-            sql = f"SELECT count(*) FROM {self._table} AS t WHERE {clause}"
-            count = int(self.store._fetch(sql, params)[0][0])
-        if not count:
-            self._warn_unseen(where)
-        return count
-
-    def search(
-        self,
-        text: str,
-        *,
-        where: Mapping[str, Any] | None = None,
-        limit: int = 20,
-        offset: int = 0,
-        highlight: tuple[str, str] = ("[", "]"),
-        snippet_tokens: int = 12,
-    ) -> list[Hit]:
-        """Full-text search over the collection's FTS paths, best matches first.
-
-        >>> events.search("timeout AND retry", where={"agent_id": "a1"}, limit=20)
-
-        ``text`` is an FTS5 query: words, "phrases", AND/OR/NOT, prefix*,
-        ``column: word``. A query FTS5 cannot parse raises QueryError.
-        """
-        if not self.fts:
-            raise QueryError(f"collection {self.name!r} has no full-text index (declare fts=[...])")
-        _check_match(text)
-        _check_count(limit, "limit")
-        _check_count(offset, "offset")
-        _check_count(snippet_tokens, "snippet_tokens")
-        if not (
-            isinstance(highlight, (tuple, list))
-            and len(highlight) == 2
-            and all(isinstance(h, str) for h in highlight)
-        ):
-            raise QueryError(f"highlight must be two strings, not {highlight!r:.60}")
-        fts = self._fts_table
-        with self.store.transaction(immediate=False):  # the probe and the search: one snapshot
-            clause, params = self._filter_probed(where)
-            columns = f"t.key, t.body, {fts}.rank, snippet({fts}, -1, ?, ?, '…', ?)"
-            sql = _match_sql(fts, self._table, "t", columns, clause)
-            bound = [highlight[0], highlight[1], snippet_tokens, text, *params, limit, offset]
-            rows = _search(self.store, sql, bound, text)
-        return [Hit(key, self._decode(body), rank, snip, -rank) for key, body, rank, snip in rows]
-
-    def aggregate(
-        self,
-        group_by: str | Sequence[str] | None = None,
-        *,
-        of: str | None = None,
-        where: Mapping[str, Any] | None = None,
-        percentiles: Sequence[float] = (50, 90, 95, 99),
-    ) -> list[dict[str, Any]]:
-        """Count records per group, and summarize a numeric field ``of`` them.
-
-        >>> events.aggregate(group_by="kind", of="duration")
-        [{"kind": "error", "count": 12, "min": 0.1, "max": 9.5, "sum": 31.0,
-          "avg": 2.58, "median": 1.9, "p90": 6.0, "p95": 8.1, "p99": 9.4}, ...]
-
-        Groups come largest first. Percentiles interpolate linearly between
-        the nearest values and ignore values that are not numbers.
-        """
-        groups = _names(group_by, "group_by")
-        if not isinstance(percentiles, (list, tuple)) or not all(
-            isinstance(p, (int, float)) and not isinstance(p, bool) for p in percentiles
-        ):
-            raise QueryError(f"percentiles must be a list of numbers, not {percentiles!r:.60}")
-        if any(not 0 <= p <= 100 for p in percentiles):  # NaN fails this too
-            raise QueryError("percentiles must be between 0 and 100")
-        quantiles = sorted({float(p) for p in percentiles} | {50.0})
-        if any(not 0 <= p <= 100 for p in quantiles):
-            raise QueryError("percentiles must be between 0 and 100")
-        select: list[str] = []
-        params: list[Any] = []
-        for group in groups:
-            target = self._target(group)
-            select.append(target.sql)
-            params += target.params
-        select.append("count(*)")
-        if of is not None:
-            target = self._target(of)
-            for function in ("min", "max", "sum", "avg"):
-                select.append(f"{function}({target.sql})")
-                params += target.params
-            select.append(f"_memstore_quantiles({target.sql}, ?)")
-            params += [*target.params, json.dumps([q / 100 for q in quantiles])]
-        clause, where_params = self._filter(where)
-        sql = f"SELECT {', '.join(select)} FROM {self._table} AS t WHERE {clause}"
-        if groups:
-            positions = ", ".join(str(i + 1) for i in range(len(groups)))
-            sql += f" GROUP BY {positions} ORDER BY {len(groups) + 1} DESC, {positions}"
-        results = []
-        for row in self.store._fetch(sql, [*params, *where_params]):
-            result = dict(zip(groups, row[: len(groups)], strict=True))
-            result["count"] = row[len(groups)]
-            if of is not None:
-                stats = row[len(groups) + 1 :]
-                result.update(zip(("min", "max", "sum", "avg"), stats[:4], strict=True))
-                values = json.loads(stats[4]) if stats[4] else [None] * len(quantiles)
-                result["median"] = values[quantiles.index(50.0)]
-                for q, value in zip(quantiles, values, strict=True):
-                    result[f"p{q:g}"] = value
-            results.append(result)
-        return results
-
-    # -- retention ---------------------------------------------------------
-
-    def cleanup(
-        self,
-        *,
-        older_than: timedelta | float | None = None,
-        by: Literal["created", "updated"] = "created",
-        keep_last: int | None = None,
-        expired: bool = True,
-        batch_size: int = BATCH_SIZE,
-    ) -> int:
-        """Delete what retention says to; return how many records were removed.
-
-        A record goes if it is past its time to live (unless ``expired=False``),
-        or if retention says so: created (``by="updated"``: last updated) more
-        than ``older_than`` ago, and not among the ``keep_last`` newest. Either
-        works alone; together, "older than X, but always keep the last N". Deletes run in
-        transactions of ``batch_size`` rows so other writers wait only briefly.
-        In a collection with history, the removed records' versions go too,
-        as do versions archived more than ``older_than`` ago.
-        """
-        _check_by(by)
-        _check_batch_size(batch_size)
-        now = _utcnow()
-        conditions: list[str] = []
-        params: list[Any] = []
-        if expired:
-            conditions.append("(t.expires_at IS NOT NULL AND t.expires_at <= ?)")
-            params.append(_iso(now))
-        retention: list[str] = []  # all must hold: older than, and not among the newest
-        if older_than is not None:
-            cutoff = _iso(now - timedelta(seconds=_seconds(older_than, "older_than")))
-            retention.append(f"t.{by}_at < ?")
-            params.append(cutoff)
-            if self.keeps_history:
-                with self.store.transaction():
-                    self.store._fetch(
-                        "DELETE FROM memstore_versions WHERE collection = ? AND archived_at < ?",
-                        (self.name, cutoff),
-                    )
-        if keep_last is not None:
-            _check_count(keep_last, "keep_last")
-            # Only live records count among the newest kept: an expired one goes anyway.
-            boundary = self.store._fetch(
-                f"SELECT created_at, id FROM {self._table} "
-                "WHERE expires_at IS NULL OR expires_at > ? "
-                "ORDER BY created_at DESC, id DESC LIMIT 1 OFFSET ?",
-                (_iso(now), keep_last),
-            )
-            # The newest record past the ones to keep, and all older; none: keep all.
-            retention.append("(t.created_at, t.id) <= (?, ?)" if boundary else "0")
-            params += boundary[0] if boundary else []
-        if retention:
-            conditions.append("(" + " AND ".join(retention) + ")")
-        if not conditions:
-            return 0
-        return self._delete_in_batches(
-            " OR ".join(conditions), params, batch_size, forget=self.keeps_history
-        )
-
-    def stats(self) -> dict[str, Any]:
-        """What the collection holds and how it is declared.
-
-        ``{"records", "expired", "oldest", "newest", "fields", "fts",
-        "ttl_seconds", "history", "indexes", "vectors"}``: live records, records past their TTL
-        waiting for ``cleanup()``, the oldest ``created_at`` and newest
-        ``updated_at`` (None when empty), and the declaration; ``vectors`` adds
-        how many vectors there are and the memory their index takes here.
-        """
-        oldest, newest = self.store._fetch(
-            f"SELECT min(created_at), max(updated_at) FROM {self._table}"
-        )[0]
-        return {
-            "records": self.count(),
-            "expired": self.expired_count(),
-            "oldest": oldest,
-            "newest": newest,
-            "fields": dict(self.fields),
-            "fts": list(self.fts),
-            "ttl_seconds": None if self.ttl is None else self.ttl.total_seconds(),
-            "history": self.keeps_history,
-            "indexes": [dict(i) for i in self.indexes],
-            "vectors": None if self.vectors is None else self._vector_stats(),
-        }
-
-    def _vector_stats(self) -> dict[str, Any]:
-        assert self.vectors is not None
-        (count,) = self.store._fetch(
-            "SELECT count(*) FROM memstore_vectors WHERE collection = ? AND model = ? AND dim = ?",
-            (self.name, self.vectors["model"], self.vectors["dim"]),
-        )[0]
-        index = self.store._vector_indexes.get(self.name)
-        return {
-            **self.vectors,
-            "count": count,
-            "memory_bytes": 0 if index is None else index.nbytes,
-        }
-
-    def expired_count(self) -> int:
-        """How many records are past their TTL, waiting for ``cleanup()``."""
-        rows = self.store._fetch(
-            f"SELECT count(*) FROM {self._table} WHERE expires_at IS NOT NULL AND expires_at <= ?",
-            (_iso(_utcnow()),),
-        )
-        return int(rows[0][0])
-
-    def import_rows(self, rows: Iterable[Mapping[str, Any]]) -> int:
-        """Write rows as ``export()`` and ``rows()`` give them, keeping their keys and timestamps.
-
-        >>> notes.import_rows([{"key": "n1", "record": {"text": "hi"},
-        ...                     "created_at": "2025-03-01T10:00:00Z"}])
-        1
-
-        Each row is a mapping with ``key`` and ``record`` and optionally
-        ``created_at``, ``updated_at`` and ``expires_at`` (ISO-8601 with a
-        time zone; now when absent), and in a collection with vectors
-        ``vectors`` (``{part: [floats]}``, part "" for a whole record). A
-        key already stored takes the row's record and timestamps; identical
-        rows are left alone, so importing twice changes nothing. All or
-        nothing; returns the number of rows.
-        """
-        upsert = (
-            f"INSERT INTO {self._table} (key, body, created_at, updated_at, expires_at) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET body = excluded.body, "
-            "created_at = excluded.created_at, updated_at = excluded.updated_at, "
-            "expires_at = excluded.expires_at WHERE body IS NOT excluded.body "
-            "OR created_at IS NOT excluded.created_at "
-            "OR updated_at IS NOT excluded.updated_at "
-            "OR expires_at IS NOT excluded.expires_at"
-        )
-        count = 0
-        rows = iter(_items(rows, "rows"))
-        with self.store.transaction():
-            self._fresh()
-            now = _iso(_utcnow())
-            while batch := list(islice(rows, BATCH_SIZE)):  # a batch at a time: memory stays flat
-                values = [self._import_row(row, now) for row in batch]
-                vectors = {
-                    row["key"]: self._encode_vector(_mapping(row["vectors"], "vectors"))
-                    for row in batch
-                    if row.get("vectors") is not None
-                }
-                self.store._run_many(upsert, values)
-                self._write_vectors(vectors)
-                if self.ttl is not None:  # rows exported without an expiry keep none
-                    self.store._fetch(
-                        f"UPDATE {self._table} SET expires_at = NULL "
-                        "WHERE key IN (SELECT value FROM json_each(?))",
-                        (json.dumps([v[0] for v in values if v[4] is None]),),
-                    )
-                count += len(values)
-        return count
-
-    def _import_row(self, row: Any, now: str) -> tuple[str, str, str, str, str | None]:
-        if not isinstance(row, Mapping) or "key" not in row or "record" not in row:
-            raise ValidationError(f"a row needs a key and a record, not {row!r:.200}")
-        created = _optional_timestamp(row.get("created_at")) or now
-        return (
-            _check_key(row["key"]),
-            self._encode(row["record"]),
-            created,
-            _optional_timestamp(row.get("updated_at")) or created,
-            _optional_timestamp(row.get("expires_at")),
-        )
-
-    # -- version history -----------------------------------------------------
-
-    def history(self, key: str) -> list[Version]:
-        """Every version of a record, oldest first, the current one (if any) last.
-
-        Needs ``history=True`` on the collection; versions are kept from then on.
-        """
-        _check_key(key)
-        if not self.keeps_history:
-            raise QueryError(f"collection {self.name!r} keeps no history (declare history=True)")
-        with self.store.transaction(immediate=False):  # the archive and the row agree
-            rows = self.store._fetch(
-                "SELECT version, body, valid_from, archived_at, operation FROM memstore_versions "
-                "WHERE collection = ? AND key = ? ORDER BY version, id",
-                (self.name, key),
-            )
-            last = self.store._fetch(
-                "SELECT last FROM memstore_version_counters WHERE collection = ? AND key = ?",
-                (self.name, key),
-            )
-            current = self.store._fetch(
-                f"SELECT body, updated_at FROM {self._table} WHERE key = ?", (key,)
-            )
-        versions = [
-            Version(number, self._decode(body), valid_from, archived_at, operation)
-            for number, body, valid_from, archived_at, operation in rows
-        ]
-        if current:
-            number = (last[0][0] if last else 0) + 1
-            versions.append(Version(number, self._decode(current[0][0]), current[0][1], None, None))
-        if not versions:
-            raise NotFoundError(f"no record {key!r} in {self.name!r}, now or before")
-        return versions
-
-    def revert(self, key: str, version: int) -> Any:
-        """Make a past version current again (the revert is itself a new version); return it."""
-        with self.store.transaction():
-            versions = {v.version: v for v in self.history(key)}
-            if not isinstance(version, int) or isinstance(version, bool) or version not in versions:
-                raise NotFoundError(
-                    f"{key!r} has versions {', '.join(map(str, versions))}, not {version!r}"
-                )
-            record = versions[version].record
-            self.put(key, record)
-        return record
-
-    # -- vectors -------------------------------------------------------------
-
-    def vector(self, key: str) -> Any:
-        """The record's embedding as a numpy array (a dict of them for a record in parts);
-        None when it has none. Needs numpy (``pip install 'agent-memstore[vectors]'``)."""
-        np = _numpy()
-        config = self._vector_config()
-        _check_key(key)
-        rows = self.store._fetch(
-            f"SELECT v.part, v.vector FROM {self._table} AS t JOIN memstore_vectors AS v "
-            "ON v.collection = ? AND v.record_id = t.id AND v.model = ? AND v.dim = ? "
-            "WHERE t.key = ? ORDER BY v.part",
-            (self.name, config["model"], config["dim"], key),
-        )
-        vectors = {part: np.frombuffer(blob, "<f4").copy() for part, blob in rows}
-        if not vectors:
-            return None
-        return vectors[""] if list(vectors) == [""] else vectors
-
-    def nearest(
-        self,
-        query: Any,
-        *,
-        k: int = 10,
-        where: Mapping[str, Any] | None = None,
-        metric: str | None = None,
-        exact: bool | None = None,
-        model: str | None = None,
-    ) -> list[Neighbor]:
-        """The ``k`` records whose vectors are nearest to ``query``, nearest first.
-
-        >>> memories.nearest(query_vector, k=10, where={"importance": {"$gte": 0.7}})
-        [Neighbor(key='m1', record={...}, score=0.93, similarity=0.93, distance=None), ...]
-
-        ``query`` is a vector, or a text when the handle has ``embed``.
-        ``where`` is a filter as in ``query()``, applied exactly before
-        ranking: k hits come back whenever k matching records have vectors.
-        ``metric`` is "cosine" (``score`` is the similarity), "dot" (the dot
-        product) or "l2" (``score`` is the distance negated, so that higher is
-        nearer for every metric; ``distance`` is the distance itself); the
-        collection's own by default. A record in parts scores its best part.
-        When ``where`` matches more than SCREEN_ABOVE vectors, an int8 copy
-        of them rules out those that provably cannot be among the k best;
-        the rest are compared exactly, so the answer is exact. Unfiltered
-        cosine queries over more than QUANTIZE_ABOVE vectors rank exactly
-        the candidates nearest by 1-bit codes, and compare every vector when
-        the codes look unreliable for the query: an approximation (recall
-        0.997 on queries far from everything at 300,000 vectors, 1.000 on
-        the others: BENCHMARKS.md); ``exact=True`` always compares every
-        vector. ``k=0`` gives [], a k past the matches gives them all.
-        ``model``, if given, must be the collection's: queries never mix
-        models.
-        """
-        config = self._vector_config()
-        metric = _check_metric(config["metric"] if metric is None else metric)
-        if model is not None and model != config["model"]:
-            raise QueryError(
-                f"{self.name!r} holds vectors of {config['model']!r}, not {model!r}: "
-                "queries never mix models"
-            )
-        if exact is not None and not isinstance(exact, bool):
-            raise QueryError(f"exact must be True, False or None, not {exact!r}")
-        _check_count(k, "k")
-        q = self._query_vector(query)
-        with self.store.transaction(immediate=False):  # the vectors and the records: one snapshot
-            found = self._nearest_ids(q, k, where, metric, exact is not True)
-            records = self._records_by_id([rid for rid, _ in found])
-        l2 = metric == "l2"
-        return [
-            Neighbor(
-                records[rid][0],
-                self._decode(records[rid][1]),
-                -value if l2 else value,
-                None if l2 else value,
-                value if l2 else None,
-            )
-            for rid, value in found
-            if rid in records
-        ]
-
-    def hybrid(
-        self,
-        text: str,
-        *,
-        vector: Any = None,
-        k: int = 10,
-        where: Mapping[str, Any] | None = None,
-        recency: timedelta | float | None = None,
-        importance: str | None = None,
-        candidates: int | None = None,
-    ) -> list[HybridHit]:
-        """Full-text and vector search together, fused by reciprocal rank, best first.
-
-        >>> memories.hybrid("how does persistence handle state?", vector=query_vector,
-        ...                 k=10, recency=timedelta(days=7), importance="importance")
-
-        ``text`` is plain language (its words are searched with OR, not as an
-        FTS5 query); ``vector`` is its embedding, or left out when the handle
-        has ``embed``. The best ``candidates`` (5 k, at least 50) of each
-        search are fused: a record ranked r in a list scores 1 / (60 + r)
-        from it (reciprocal-rank fusion), and the sum is multiplied by
-        ``0.5 ** (age / recency)`` (age since the record was last updated;
-        ``recency`` is the half-life) and by the record's ``importance``
-        field (a number from 0 to 1; a record without one counts as 1).
-        Each hit's ``scores`` explains its score.
-        """
-        config = self._vector_config()
-        if not self.fts:
-            raise QueryError(f"collection {self.name!r} has no full-text index (declare fts=[...])")
-        words = fts_words(_check_match(text))
-        _check_count(k, "k")
-        pool = max(50, 5 * k) if candidates is None else candidates
-        _check_count(pool, "candidates")
-        half_life = None if recency is None else _seconds(recency, "recency")
-        weight = None if importance is None else self._target(importance)
-        q = self._query_vector(text if vector is None else vector)
-        fts, now = self._fts_table, _utcnow()
-        with self.store.transaction(immediate=False):  # both searches and the records: one snapshot
-            ranked = self._nearest_ids(q, pool, where, _check_metric(config["metric"]), True)
-            text_rows: list[Any] = []
-            if words:
-                clause, params = self._filter(where)
-                text_rows = _search(
-                    self.store,
-                    _match_sql(fts, self._table, "t", f"t.id, {fts}.rank", clause),
-                    [words, *params, pool, 0],
-                    words,
-                )
-            explain: dict[int, dict[str, Any]] = {}
-            for rank, (rid, bm25) in enumerate(text_rows, 1):
-                explain[rid] = {"text_rank": rank, "bm25": bm25}
-            for rank, (rid, similarity) in enumerate(ranked, 1):
-                explain.setdefault(rid, {}).update(vector_rank=rank, similarity=similarity)
-            extra = [weight.sql, *weight.params] if weight is not None else ["NULL"]
-            rows = self.store._fetch(
-                f"SELECT t.id, t.key, t.body, t.updated_at, {extra[0]} FROM {self._table} AS t "
-                "WHERE t.id IN (SELECT value FROM json_each(?))",
-                [*extra[1:], json.dumps(list(explain))],
-            )
-        hits = []
-        for rid, key, body, updated_at, value in rows:
-            scores: dict[str, Any] = dict.fromkeys(
-                ("text_rank", "bm25", "vector_rank", "similarity")
-            )
-            scores.update(explain[rid])
-            ranks = [scores[r] for r in ("text_rank", "vector_rank") if scores[r] is not None]
-            score: float = sum(1 / (RRF_K + rank) for rank in ranks)
-            scores["rrf"] = score
-            if half_life is not None:
-                age = _age_seconds(now, updated_at)
-                scores["recency"] = 0.5 ** (age / half_life)
-                score *= scores["recency"]
-            if weight is not None:
-                number = value if isinstance(value, (int, float)) and math.isfinite(value) else 1
-                scores["importance"] = min(1.0, max(0.0, float(number)))
-                score *= scores["importance"]
-            scores["score"] = score
-            hits.append(HybridHit(key, self._decode(body), score, scores))
-        hits.sort(key=lambda hit: (-hit.score, hit.key))
-        return hits[:k]
-
-    def re_embed(
-        self,
-        fn: Callable[[list[str]], Any] | Any | None = None,
-        *,
-        model: str | None = None,
-        dim: int | None = None,
-        batch_size: int = 256,
-        progress: Callable[[int, int], None] | None = None,
-    ) -> int:
-        """Embed every record's text again with ``fn`` (the handle's ``embed`` by default),
-        a batch at a time; return how many records were embedded.
-
-        >>> memories.re_embed(new_model.encode, model="bge-small-en-v1.5", dim=384,
-        ...                   progress=lambda done, total: print(done, "/", total))
-
-        With a new ``model`` (and ``dim``), the new vectors are written beside
-        the old ones, which queries keep using until every record has a new
-        one; then the collection switches to the new model and the old
-        vectors are deleted, in one transaction. ``progress(done, total)``
-        is called after each batch. Records without text keep no vector.
-        """
-        config = self._vector_config()
-        documents = _embedder(fn if fn is not None else self.embed, "re_embed needs fn or embed=")[
-            0
-        ]
-        new = dict(config)
-        if model is not None or dim is not None:
-            new.update(
-                _normalize_vectors(
-                    {
-                        "model": model or config["model"],
-                        "dim": config["dim"] if dim is None else dim,
-                    }
-                )[0]
-                or {}
-            )
-        _check_count(batch_size, "batch_size")
-        if batch_size < 1:
-            raise ValidationError("batch_size must be at least 1")
-        paths = self._text_paths(new)
-        total = len(self)
-        done, last = 0, 0
-        while True:
-            rows = self.store._fetch(
-                f"SELECT id, body FROM {self._table} WHERE id > ? ORDER BY id LIMIT ?",
-                (last, batch_size),
-            )
-            if not rows:
-                break
-            last = rows[-1][0]
-            texts = {rid: _record_text(json.loads(body), paths) for rid, body in rows}
-            with self.store.transaction():
-                done += self._write_embedded(texts, documents, new)
-            if progress is not None:
-                progress(min(done, total), total)
-        with self.store.transaction():
-            missing = self.store._fetch(
-                f"SELECT t.id, t.body FROM {self._table} AS t WHERE NOT EXISTS (SELECT 1 FROM "
-                "memstore_vectors AS v WHERE v.collection = ? AND v.record_id = t.id "
-                "AND v.model = ? AND v.dim = ?)",
-                (self.name, new["model"], new["dim"]),
-            )
-            texts = {rid: _record_text(json.loads(body), paths) for rid, body in missing}
-            done += self._write_embedded(texts, documents, new)
-            if new != config:
-                self.store._fetch(
-                    "DELETE FROM memstore_vectors WHERE collection = ? AND (model, dim) != (?, ?)",
-                    (self.name, new["model"], new["dim"]),
-                )
-                self.store._fetch(
-                    "UPDATE _memstore_collections SET vectors = ?, "
-                    f"updated_at = {_SQL_NOW} WHERE name = ?",
-                    (json.dumps(new), self.name),
-                )
-                self.store._generation += 1
-                self._apply(self.store._require_meta(self.name))
-            _trim_vector_log(self.store, self.name)
-        return done
-
-    def _vector_config(self) -> dict[str, Any]:
-        self._fresh()
-        if self.vectors is None:
-            raise QueryError(
-                f"collection {self.name!r} has no vectors "
-                "(declare vectors={'dim': ..., 'model': ...})"
-            )
-        return self.vectors
-
-    def _text_paths(self, config: Mapping[str, Any]) -> list[str]:
-        paths = list(config.get("fields") or self.fts)
-        if not paths:
-            raise QueryError(
-                f"collection {self.name!r} has no text to embed: declare "
-                "vectors={..., 'fields': [...]} or fts=[...]"
-            )
-        return paths
-
-    def _encode_vector(self, vector: Any) -> list[tuple[str, bytes]]:
-        """A record's vector (or mapping of parts to vectors) as (part, float32 BLOB) pairs."""
-        dim = self._vector_config()["dim"]
-        if isinstance(vector, Mapping):  # {} leaves the record without vectors
-            return [(_check_part(part), _vector_blob(v, dim)) for part, v in vector.items()]
-        return [("", _vector_blob(vector, dim))]
-
-    def _query_vector(self, query: Any) -> Any:
-        dim = self._vector_config()["dim"]
-        if isinstance(query, str):
-            embed_query = _embedder(self.embed, "a text query needs embed= (or give a vector)")[1]
-            query = embed_query(query)
-        return _numpy().frombuffer(_vector_blob(query, dim, "query"), "<f4")
-
-    def _embed_bodies(self, bodies: Mapping[str, str]) -> dict[str, list[tuple[str, bytes]]]:
-        """Embed records' text (JSON bodies by key) with the handle's embed function."""
-        assert self.vectors is not None
-        paths = self._text_paths(self.vectors)
-        texts = {key: _record_text(json.loads(body), paths) for key, body in bodies.items()}
-        texts = {key: text for key, text in texts.items() if text}
-        if not texts:
-            return {}
-        vectors = _embedded(_embedder(self.embed, "")[0], list(texts.values()))
-        return {key: self._encode_vector(v) for key, v in zip(texts, vectors, strict=True)}
-
-    def _batch_vectors(
-        self, keys: list[str], bodies: Mapping[str, str], given: Iterator[Any] | None
-    ) -> None:
-        """The vectors of a put_many batch: the next ones given, or else embedded."""
-        if given is not None:
-            vectors = list(islice(given, len(keys)))
-            if len(vectors) < len(keys):
-                raise ValidationError("fewer vectors than records")
-            self._write_vectors(
-                {
-                    k: self._encode_vector(v)
-                    for k, v in zip(keys, vectors, strict=True)
-                    if v is not None  # None: the record keeps the vectors it has
-                }
-            )
-        elif self.embed is not None and self.vectors is not None:
-            self._write_vectors(self._embed_bodies(bodies))
-
-    def _write_vectors(self, parts: Mapping[str, list[tuple[str, bytes]]]) -> None:
-        """Replace records' vectors (by key) with these parts; inside a transaction."""
-        if not parts:
-            return
-        ids = dict(
-            self.store._fetch(
-                f"SELECT key, id FROM {self._table} WHERE key IN (SELECT value FROM json_each(?))",
-                (json.dumps(list(parts)),),
-            )
-        )
-        self._store_vectors({ids[key]: rows for key, rows in parts.items()}, self.vectors)
-
-    def _write_embedded(
-        self,
-        texts: Mapping[int, str],
-        documents: Callable[[list[str]], Any],
-        config: Mapping[str, Any],
-    ) -> int:
-        texts = {rid: text for rid, text in texts.items() if text}
-        if not texts:
-            return 0
-        vectors = _embedded(documents, list(texts.values()))
-        existing = {
-            row[0]
-            for row in self.store._fetch(
-                f"SELECT id FROM {self._table} WHERE id IN (SELECT value FROM json_each(?))",
-                (json.dumps(list(texts)),),
-            )
-        }
-        self._store_vectors(
-            {
-                rid: [("", _vector_blob(v, config["dim"]))]
-                for rid, v in zip(texts, vectors, strict=True)
-                if rid in existing  # deleted meanwhile: nothing to embed
-            },
-            config,
-        )
-        return len(existing)
-
-    def _store_vectors(
-        self, parts: Mapping[int, list[tuple[str, bytes]]], config: Mapping[str, Any] | None
-    ) -> None:
-        assert config is not None
-        model, dim = config["model"], config["dim"]
-        self.store._run_many(
-            "DELETE FROM memstore_vectors WHERE collection = ? AND record_id = ? AND model = ? "
-            "AND part NOT IN (SELECT value FROM json_each(?))",
-            [
-                (self.name, rid, model, json.dumps([p for p, _ in rows]))
-                for rid, rows in parts.items()
-            ],
-        )
-        self.store._run_many(
-            "INSERT INTO memstore_vectors (collection, record_id, model, part, dim, vector) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (collection, record_id, model, part) "
-            "DO UPDATE SET dim = excluded.dim, vector = excluded.vector, "
-            f"embedded_at = {_SQL_NOW} "
-            "WHERE dim IS NOT excluded.dim OR vector IS NOT excluded.vector",
-            [
-                (self.name, rid, model, part, dim, blob)
-                for rid, rows in parts.items()
-                for part, blob in rows
-            ],
-        )
-        self.store._vector_writes += len(parts)
-        _trim_vector_log(self.store, self.name)
-
-    def _nearest_ids(
-        self,
-        q: Any,
-        k: int,
-        where: Mapping[str, Any] | None,
-        metric: str,
-        approximate: bool,
-    ) -> list[tuple[int, float]]:
-        """(record id, score) of the k nearest live records matching ``where``; in a snapshot."""
-        index = self.store._vector_index(self.name, self._vector_config())
-        if k == 0 or not index.slot:
-            return []
-        if where:
-            # One string of ids, not a row each; an index alone answers when no record
-            # has an expiry to check (_filter_probed).
-            clause, params = self._filter_probed(where)
-            (among,) = self.store._fetch(
-                f"SELECT group_concat(t.id) FROM {self._table} AS t WHERE {clause}", params
-            )[0]
-            ids = index.np.fromstring(among or "", dtype=index.np.int64, sep=",")
-            return index.search(q, metric, k, among=ids, approximate=approximate)
-        expired = [
-            row[0]
-            for row in self.store._fetch(
-                f"SELECT id FROM {self._table} WHERE expires_at IS NOT NULL AND expires_at <= ?",
-                (_iso(_utcnow()),),
-            )
-        ]
-        return index.search(q, metric, k, exclude=expired, approximate=approximate)
-
-    def _records_by_id(self, ids: list[int]) -> dict[int, tuple[str, str]]:
-        rows = self.store._fetch(
-            f"SELECT id, key, body FROM {self._table} WHERE id IN (SELECT value FROM json_each(?))",
-            (json.dumps(ids),),
-        )
-        return {rid: (key, body) for rid, key, body in rows}
-
-    def _vector_problems(self) -> list[str]:
-        assert self.vectors is not None
-        model, dim = self.vectors["model"], self.vectors["dim"]
-        problems = []
-        (orphans,) = self.store._fetch(
-            "SELECT count(*) FROM memstore_vectors AS v WHERE v.collection = ? AND NOT EXISTS "
-            f"(SELECT 1 FROM {self._table} AS t WHERE t.id = v.record_id)",
-            (self.name,),
-        )[0]
-        if orphans:
-            problems.append(f"{self.name}: {orphans} vectors of records that are gone")
-        for other, other_dim, count in self.store._fetch(
-            "SELECT model, dim, count(*) FROM memstore_vectors WHERE collection = ? "
-            "AND (model, dim) != (?, ?) GROUP BY model, dim",
-            (self.name, model, dim),
-        ):
-            problems.append(
-                f"{self.name}: {count} vectors of model {other!r} (dim {other_dim}), "
-                f"not the collection's {model!r} (dim {dim})"
-            )
-        return problems
-
-    # -- maintenance -------------------------------------------------------
-
-    def check(self) -> list[str]:
-        """Problems with this collection's indexes, triggers and FTS index; empty when none."""
-        problems = [
-            f"{self.name}: missing {kind} {name}" for kind, name, _ in self._missing_objects()
-        ]
-        if self.fts and not any(" table " in p for p in problems):
-            problems += _fts_problems(self.store, self._fts_table)
-        if self.vectors is not None:
-            problems += self._vector_problems()
-        return problems
-
-    def rebuild_fts(self) -> None:
-        """Rebuild the full-text index from the rows, and its triggers."""
-        if not self.fts:
-            raise QueryError(f"collection {self.name!r} has no full-text index")
-        with self.store.transaction():
-            for sql in _drop_fts_sql(self.name):
-                self.store._fetch(sql)
-            for sql in _create_fts_sql(self.name, [field_column(p) for p in self.fts]):
-                self.store._fetch(sql)
-
-    def _repair(self) -> list[str]:
-        done = []
-        with self.store.transaction():
-            for kind, name, sql in self._missing_objects():
-                if sql:  # indexes and history triggers; FTS triggers come with the rebuild
-                    self.store._fetch(sql)
-                    done.append(f"{self.name}: recreated {kind} {name}")
-            if self.vectors is not None and self._vector_problems():
-                # Orphans, and vectors of another model (an unfinished re_embed).
-                self.store._fetch(
-                    "DELETE FROM memstore_vectors AS v WHERE v.collection = ? AND ((model, dim) "
-                    f"!= (?, ?) OR NOT EXISTS (SELECT 1 FROM {self._table} AS t "
-                    "WHERE t.id = v.record_id))",
-                    (self.name, self.vectors["model"], self.vectors["dim"]),
-                )
-                done.append(f"{self.name}: deleted vectors of missing records or other models")
-            problems = [p for p in self.check() if " vectors " not in p]
-            if self.fts and problems:
-                self.rebuild_fts()
-                done.append(f"{self.name}: rebuilt the full-text index and its triggers")
-        return done
-
-    def _missing_objects(self) -> list[tuple[str, str, str]]:
-        present = {
-            row[0]
-            for row in self.store._fetch(
-                "SELECT name FROM sqlite_schema WHERE tbl_name IN (?, ?)",
-                (self.name, fts_table(self.name)),
-            )
-        }
-        wanted = [
-            ("index", _index_name(self.name, c), _index_sql(self.name, c)) for c in _BASE_INDEXED
-        ]
-        wanted.append(("trigger", _touch_trigger(self.name), _touch_trigger_sql(self.name)))
-        if self.ttl is not None:
-            wanted.append(("trigger", _ttl_trigger(self.name), _ttl_trigger_sql(self.name)))
-        wanted += [
-            ("index", _compound_index_name(self.name, spec), _compound_index_sql(self.name, spec))
-            for spec in self._meta.indexes
-        ]
-        led = _leading_fields(self._meta.indexes)  # served by an index over several fields
-        wanted += [
-            (
-                "index",
-                _index_name(self.name, field_column(p)),
-                _index_sql(self.name, field_column(p)),
-            )
-            for p in self.fields
-            if p not in led
-        ]
-        if self.fts:
-            wanted.append(("table", fts_table(self.name), ""))
-            wanted += [("trigger", _fts_trigger(self.name, e), "") for e in _FTS_EVENTS]
-        if self.vectors is not None:
-            wanted.append(("trigger", _vector_trigger(self.name), _vector_trigger_sql(self.name)))
-        if self.keeps_history:
-            wanted += [
-                ("trigger", f"{self.name}__history_{event}", sql)
-                for event, sql in zip(
-                    ("update", "delete"), _history_trigger_sql(self.name), strict=True
-                )
-            ]
-        return [item for item in wanted if item[1] not in present]
-
-    # -- private -----------------------------------------------------------
-
-    def _encode(self, record: Any) -> str:
-        """Validate a record and return its JSON text."""
-        if self._model is not None:
-            data = record.model_dump(mode="json") if hasattr(record, "model_dump") else record
-            if not isinstance(data, Mapping):
-                raise ValidationError(f"a {self._model.__name__} record must be a model or a dict")
-            try:
-                data = self._model.model_validate(data).model_dump(mode="json")
-            except ValueError as err:  # pydantic's ValidationError is a ValueError
-                raise ValidationError(
-                    f"record is not a valid {self._model.__name__}: {err}"
-                ) from err
-        elif type(record) is dict or isinstance(record, Mapping):
-            data = record
-        else:
-            raise ValidationError(f"a record must be a dict, not {type(record).__name__}")
-        get = data.get
-        for path, exact, kind in self._checks:
-            value = get(path)
-            if value is not None and type(value) not in exact and not _fits(value, kind):
-                raise _wrong_type(path, kind, value)
-        for segments, exact, kind in self._nested_checks:
-            value = data
-            for segment in segments:
-                value = value.get(segment) if isinstance(value, Mapping) else None
-            if value is not None and type(value) not in exact and not _fits(value, kind):
-                raise _wrong_type(".".join(segments), kind, value)
-        return _dumps(data)
-
-    def _decode(self, body: str) -> Any:
-        data = json.loads(body)
-        if self._model is None:
-            return data
-        try:
-            return self._model.model_validate(data)
-        except ValueError as err:
-            raise ValidationError(
-                f"stored record is not a valid {self._model.__name__}: {err}"
-            ) from err
-
-    def _row(self, row: Any) -> Row:
-        key, body, created_at, updated_at, expires_at = row
-        return Row(key, self._decode(body), created_at, updated_at, expires_at)
-
-    def _pairs(
-        self, records: Iterable[Any] | Mapping[str, Any], key: str | Callable[[Any], str] | None
-    ) -> Iterator[tuple[Any, Any]]:
-        if isinstance(records, Mapping):
-            if key is not None:
-                raise ValidationError("give key= for a list of records, not for a mapping")
-            yield from records.items()
-            return
-        for item in _items(records, "records"):
-            if key is None:
-                if not (isinstance(item, tuple) and len(item) == 2):
-                    raise ValidationError("without key=, records must be (key, record) pairs")
-                yield item
-            elif callable(key):
-                yield key(item), item
-            else:
-                data = (
-                    item
-                    if type(item) is dict or not hasattr(item, "model_dump")
-                    else item.model_dump(mode="json")
-                )
-                if not isinstance(data, Mapping) or key not in data:
-                    raise ValidationError(
-                        f"record has no {key!r} field to use as its key: {item!r}"
-                    )
-                yield data[key], item
-
-    def _expiry(self, now: datetime, ttl: timedelta | float | str | None) -> str | None:
-        seconds = _seconds(ttl, "ttl") if ttl is not None else None
-        if seconds is None and self.ttl is not None:
-            seconds = self.ttl.total_seconds()
-        return None if seconds is None else _iso(now + timedelta(seconds=seconds))
-
-    @contextmanager
-    def _bulk_fts(self) -> Iterator[list[str]]:
-        """Keep the FTS index up to date from here, not by the triggers, for a bulk insert.
-
-        With any trigger on the table, even one whose WHEN clause skips it,
-        bulk inserts run two to three times slower (see BENCHMARKS.md). So a
-        put_many of many records drops, once per call, the insert triggers
-        (FTS, and the default TTL's, which memstore's own writes never need),
-        updates the index with a few statements per batch and creates the
-        triggers again, all in one savepoint: other connections only ever see
-        the triggers in place, and an error restores them. Yields the FTS
-        columns ([] without FTS).
-        """
-        with self.store.transaction():
-            meta = self.store._require_meta(self.name)  # another process may have added FTS paths
-            columns = [field_column(path) for path in meta.fts]
-            for sql in [
-                *_drop_fts_sql(self.name, keep_table=True),
-                _drop_ttl_trigger_sql(self.name),
-            ]:
-                self.store._fetch(sql)
-            yield columns
-            if columns:
-                for sql in _fts_trigger_sql(self.name, columns).values():
-                    self.store._fetch(sql)
-            if meta.ttl_seconds is not None:
-                self.store._fetch(_ttl_trigger_sql(self.name))
-
-    def _fts_index(self, newest: int, replaced: str, columns: list[str]) -> None:
-        """Index the new rows (ids past ``newest``) and the ``replaced`` ones (a JSON list)."""
-        insert = (
-            f"INSERT INTO {self._fts_table} (rowid, {{0}}) SELECT id, {{0}} FROM {self._table} "
-        )
-        insert = insert.format(", ".join(quote_identifier(c) for c in columns))
-        # Two statements: with an OR, SQLite scans the whole table instead of a rowid range.
-        self.store._fetch(insert + "WHERE id > ?", (newest,))
-        if replaced != "[]":
-            self.store._fetch(insert + "WHERE id IN (SELECT value FROM json_each(?))", (replaced,))
-
-    def _fts_unindex(self, ids_json: str, columns: list[str]) -> None:
-        """Remove rows from the index with the values it indexed: external content needs them."""
-        cols = ", ".join(quote_identifier(c) for c in columns)
-        self.store._fetch(
-            f"INSERT INTO {self._fts_table} ({self._fts_table}, rowid, {cols}) "
-            f"SELECT 'delete', id, {cols} FROM {self._table} "
-            "WHERE id IN (SELECT value FROM json_each(?))",
-            (ids_json,),
-        )
-
-    def _delete_in_batches(
-        self, clause: str, params: Sequence[Any], batch_size: int, *, forget: bool = False
-    ) -> int:
-        """Delete matching rows, ``batch_size`` per transaction; return how many.
-
-        ``forget`` also deletes the rows' versions (retention, not a user's delete).
-        """
-        total = 0
-        select = f"SELECT t.id, t.key FROM {self._table} AS t WHERE {clause} LIMIT ?"
-        while True:
-            with self.store.transaction():
-                found = self.store._fetch(select, [*params, batch_size])
-                ids = [row[0] for row in found]
-                if ids:  # the FTS delete trigger is as fast as doing it here, and
-                    # leaves the schema alone (dropping it would make every other
-                    # connection prepare its statements again)
-                    self.store._fetch(
-                        f"DELETE FROM {self._table} WHERE id IN (SELECT value FROM json_each(?))",
-                        (json.dumps(ids),),
-                    )
-                if ids and forget:
-                    keys = json.dumps([row[1] for row in found])
-                    for table in ("memstore_versions", "memstore_version_counters"):
-                        self.store._fetch(
-                            f"DELETE FROM {table} WHERE collection = ? "
-                            "AND key IN (SELECT value FROM json_each(?))",
-                            (self.name, keys),
-                        )
-            total += len(ids)
-            if len(ids) < batch_size:
-                return total
-
-    def _warn_unseen(self, where: Mapping[str, Any] | None, order_by: Any = None) -> None:
-        """Warn (UnknownFieldWarning) about fields of a filter or an order that no record has.
-
-        A filter that matched nothing, or an order, on a field no record of a
-        non-empty collection has is most likely a typo: it would silently give
-        nothing, or an arbitrary order. Not an error, because a field may be
-        legitimately absent so far (an optional one no record has yet). Called
-        for filters only when they matched nothing, so a query that finds
-        records pays nothing; a field seen once is remembered by the handle.
-        """
-        if not self.warn_unknown_fields:
-            return
-        fields: list[str] = []
-
-        def recording(field: str) -> _Target:
-            fields.append(field)
-            return self._target(field)
-
-        if where:
-            _compile_filter(where, recording)
-        for order in _names(order_by, "order_by"):
-            fields.append(order[1:] if order.startswith("-") else order)
-        unseen = [f for f in dict.fromkeys(fields) if not self._has_field(f)]
-        if unseen:
-            declared = ", ".join(self.fields) or "none"
-            warnings.warn(
-                UnknownFieldWarning(
-                    f"no record of {self.name!r} has {', '.join(map(repr, unseen))} "
-                    f"(a typo?); declared fields: {declared}"
-                ),
-                stacklevel=3,
-            )
-
-    def _has_field(self, field: str) -> bool:
-        """Whether a field is declared, a meta column, or in some record (or there are none)."""
-        if field in META_COLUMNS or field in self.fields or field in self._known_fields:
-            return True
-        has, empty = self.store._fetch(
-            f"SELECT EXISTS (SELECT 1 FROM {self._table} WHERE json_type(body, ?) IS NOT NULL), "
-            f"NOT EXISTS (SELECT 1 FROM {self._table})",
-            (_json_path(field),),
-        )[0]
-        if has:
-            self._known_fields.add(field)
-        return bool(has or empty)
-
-    def _target(self, field: str) -> _Target:
-        if not isinstance(field, str) or not field:
-            raise QueryError(f"a field name must be a non-empty string, not {field!r}")
-        if field in META_COLUMNS:
-            return _Target(f"t.{field}", (), None)
-        path = _json_path(field)
-        if field in self.fields:
-            column = f"t.{quote_identifier(field_column(field))}"
-            return _Target(column, (), path, self.fields[field])
-        return _Target("json_extract(t.body, ?)", (path,), path)
-
-    def _filter(
-        self, where: Mapping[str, Any] | None, *, include_expired: bool = False
-    ) -> tuple[str, list[Any]]:
-        """The SQL condition for ``where``, plus "not expired" unless told otherwise."""
-        clause, params = _compile_filter(where or {}, self._target)
-        if include_expired:
-            return clause, params
-        return f"(t.expires_at IS NULL OR t.expires_at > ?) AND {clause}", [
-            _iso(_utcnow()),
-            *params,
-        ]
-
-    def _filter_probed(self, where: Mapping[str, Any] | None) -> tuple[str, list[Any]]:
-        """_filter for a statement that visits many rows: when no record has an expiry (one
-        probe of the partial index), the "not expired" test is left out instead of being
-        evaluated per row. Run it in the statement's transaction, for one snapshot."""
-        expiring = self.store._fetch(
-            f"SELECT 1 FROM {self._table} WHERE expires_at IS NOT NULL LIMIT 1"
-        )
-        return self._filter(where, include_expired=not expiring)
-
-    def _select(
-        self,
-        columns: str,
-        where: Mapping[str, Any] | None,
-        order_by: str | Sequence[str] | None,
-        limit: int | None,
-        offset: int,
-    ) -> tuple[str, list[Any]]:
-        clause, params = self._filter(where)
-        sql = f"SELECT {columns} FROM {self._table} AS t WHERE {clause}"
-        orders = _names(order_by, "order_by")
-        terms = []
-        for order in orders:
-            descending = isinstance(order, str) and order.startswith("-")
-            target = self._target(order[1:] if descending else order)
-            terms.append(target.sql + (" DESC" if descending else ""))
-            params += target.params
-        if terms:  # without order_by, any order: the planner is free to use the best index
-            # Ties go in insertion order, reversed along with a descending first term.
-            terms.append("t.id DESC" if terms[0].endswith(" DESC") else "t.id")
-            sql += " ORDER BY " + ", ".join(terms)
-        if limit is not None or offset:
-            if limit is not None:
-                _check_count(limit, "limit")
-            _check_count(offset, "offset")
-            sql += " LIMIT ? OFFSET ?"
-            params += [-1 if limit is None else limit, offset]
-        return sql, params
-
-
-# --------------------------------------------------------------------------
-# Full-text search: one query shape, one runner, for every FTS5 index memstore
-# keeps (collections, event logs, messages)
-# --------------------------------------------------------------------------
-
-
-def _match_sql(fts: str, table: str, alias: str, columns: str, clause: str = "1") -> str:
-    """The one shape of memstore's full-text queries: the FTS5 index joined to its rows,
-    ``clause`` applied, best first. Binds, in order: the select list's parameters (in
-    ``columns``), the MATCH text, the clause's, then LIMIT and OFFSET."""
-    return (
-        f"SELECT {columns} FROM {fts} JOIN {table} AS {alias} ON {alias}.id = {fts}.rowid "
-        f"WHERE {fts} MATCH ? AND {clause} ORDER BY {fts}.rank LIMIT ? OFFSET ?"
-    )
-
-
-#: FTS5's operator words: left out of a query built from plain words.
-_FTS_OPERATORS = frozenset({"AND", "OR", "NOT", "NEAR"})
-
-
-def fts_words(text: str, *, every: bool = False) -> str:
-    """Plain language as a safe FTS5 query: its words, each quoted, any of them (or
-    with ``every=True``, all of them); "" when it has none.
-
-    >>> fts_words('ramen AND "noodles')
-    '"ramen" OR "noodles"'
-
-    FTS5's operators (AND, OR, NOT, NEAR) are left out, and so is every
-    other character that is not part of a word, so the result always
-    parses: what to search with when a query typed by a person does not
-    (``Collection.search`` raises QueryError on FTS5 syntax). At most 64
-    words are kept; a text over MAX_SEARCH_LENGTH characters is a QueryError.
-    """
-    if not isinstance(text, str):
-        raise QueryError(f"the search text must be a string, not {type(text).__name__}")
-    if len(text) > MAX_SEARCH_LENGTH:
-        raise QueryError(f"a search is {MAX_SEARCH_LENGTH} characters at most, not {len(text):,}")
-    words = [w for w in re.findall(r"\w+", text) if w not in _FTS_OPERATORS][:64]
-    return (" " if every else " OR ").join(f'"{word}"' for word in words)
-
-
-def _search(store: Store, sql: str, params: Sequence[Any], text: str) -> list[Any]:
-    """Run a full-text search for at most ``store.query_timeout`` seconds; FTS5's syntax
-    errors, and a query that runs out of time, become QueryError."""
-    deadline = time.monotonic() + store.query_timeout
-    with store._lock:
-        conn = store.connection
-        conn.set_progress_handler(lambda: time.monotonic() > deadline, 20_000)
-        try:
-            return store._fetch(sql, params)
-        except MemstoreError as err:
-            cause = err.__cause__
-            if isinstance(cause, apsw.InterruptError):
-                raise QueryError(
-                    f"the search for {text!r:.80} took longer than {store.query_timeout:g} s; "
-                    "use fewer terms (or Store(query_timeout=...))"
-                ) from cause
-            # The rest of the statement is memstore's own, so an SQL error is the query's.
-            if isinstance(cause, apsw.SQLError):
-                raise QueryError(f"cannot search for {text!r:.80}: {cause}") from cause
-            raise
-        finally:
-            conn.set_progress_handler(None)
-
-
-_LAYER_FTS = ("memstore_events_fts", "memstore_messages_fts")
-
-
-def _fts_problems(store: Store, fts: str) -> list[str]:
-    """An external-content FTS5 index checked against its rows: [] when in step."""
-    if fts == "memstore_messages_fts" and not store._fetch(
-        "SELECT 1 FROM memstore_fts_progress WHERE fts = ?", (fts,)
-    ):
-        return [f"{fts}: memstore_fts_progress has lost its row, so no new message is indexed"]
-    try:
-        store._fetch(f"INSERT INTO {fts} ({fts}, rank) VALUES ('integrity-check', 1)")
-    except MemstoreError as err:
-        return [f"{fts}: full-text index out of step with the rows ({err})"]
-    return []
-
-
-def _check_match(text: object) -> str:
-    if not isinstance(text, str) or not text.strip():
-        raise QueryError("the search text must be a non-empty string")
-    if len(text) > MAX_SEARCH_LENGTH:
-        raise QueryError(f"a search is {MAX_SEARCH_LENGTH} characters at most, not {len(text):,}")
-    return text
-
-
-# --------------------------------------------------------------------------
 # Vector memory (sql/0011): embeddings in the file, their index in memory
 # --------------------------------------------------------------------------
 
@@ -3969,6 +2352,1648 @@ def _trim_vector_log(store: Store, name: str) -> None:
             "ON CONFLICT (collection) DO UPDATE SET through = excluded.through",
             (name, rows[0][0]),
         )
+
+
+class _CollectionVectors:
+    """Collection's vector memory: its methods live here, beside the index they use, and
+    Collection inherits them. See Collection.nearest, hybrid and re_embed."""
+
+    # What these methods use of Collection (it sets and defines them all).
+    store: Store
+    name: str
+    vectors: dict[str, Any] | None
+    embed: Callable[[list[str]], Any] | Any | None
+    fts: list[str]
+    _table: str
+    _fts_table: str
+
+    if TYPE_CHECKING:
+
+        def _decode(self, body: str) -> Any: ...
+        def _target(self, field: str) -> _Target: ...
+        def _fresh(self) -> None: ...
+        def _apply(self, meta: _Meta) -> None: ...
+        def _filter(
+            self, where: Mapping[str, Any] | None, *, include_expired: bool = False
+        ) -> tuple[str, list[Any]]: ...
+        def _filter_probed(self, where: Mapping[str, Any] | None) -> tuple[str, list[Any]]: ...
+        def __len__(self) -> int: ...
+
+    def vector(self, key: str) -> Any:
+        """The record's embedding as a numpy array (a dict of them for a record in parts);
+        None when it has none. Needs numpy (``pip install 'agent-memstore[vectors]'``)."""
+        np = _numpy()
+        config = self._vector_config()
+        _check_key(key)
+        rows = self.store._fetch(
+            f"SELECT v.part, v.vector FROM {self._table} AS t JOIN memstore_vectors AS v "
+            "ON v.collection = ? AND v.record_id = t.id AND v.model = ? AND v.dim = ? "
+            "WHERE t.key = ? ORDER BY v.part",
+            (self.name, config["model"], config["dim"], key),
+        )
+        vectors = {part: np.frombuffer(blob, "<f4").copy() for part, blob in rows}
+        if not vectors:
+            return None
+        return vectors[""] if list(vectors) == [""] else vectors
+
+    def nearest(
+        self,
+        query: Any,
+        *,
+        k: int = 10,
+        where: Mapping[str, Any] | None = None,
+        metric: str | None = None,
+        exact: bool | None = None,
+        model: str | None = None,
+    ) -> list[Neighbor]:
+        """The ``k`` records whose vectors are nearest to ``query``, nearest first.
+
+        >>> memories.nearest(query_vector, k=10, where={"importance": {"$gte": 0.7}})
+        [Neighbor(key='m1', record={...}, score=0.93, similarity=0.93, distance=None), ...]
+
+        ``query`` is a vector, or a text when the handle has ``embed``.
+        ``where`` is a filter as in ``query()``, applied exactly before
+        ranking: k hits come back whenever k matching records have vectors.
+        ``metric`` is "cosine" (``score`` is the similarity), "dot" (the dot
+        product) or "l2" (``score`` is the distance negated, so that higher is
+        nearer for every metric; ``distance`` is the distance itself); the
+        collection's own by default. A record in parts scores its best part.
+        When ``where`` matches more than SCREEN_ABOVE vectors, an int8 copy
+        of them rules out those that provably cannot be among the k best;
+        the rest are compared exactly, so the answer is exact. Unfiltered
+        cosine queries over more than QUANTIZE_ABOVE vectors rank exactly
+        the candidates nearest by 1-bit codes, and compare every vector when
+        the codes look unreliable for the query: an approximation (recall
+        0.997 on queries far from everything at 300,000 vectors, 1.000 on
+        the others: BENCHMARKS.md); ``exact=True`` always compares every
+        vector. ``k=0`` gives [], a k past the matches gives them all.
+        ``model``, if given, must be the collection's: queries never mix
+        models.
+        """
+        config = self._vector_config()
+        metric = _check_metric(config["metric"] if metric is None else metric)
+        if model is not None and model != config["model"]:
+            raise QueryError(
+                f"{self.name!r} holds vectors of {config['model']!r}, not {model!r}: "
+                "queries never mix models"
+            )
+        if exact is not None and not isinstance(exact, bool):
+            raise QueryError(f"exact must be True, False or None, not {exact!r}")
+        _check_count(k, "k")
+        q = self._query_vector(query)
+        with self.store.transaction(immediate=False):  # the vectors and the records: one snapshot
+            found = self._nearest_ids(q, k, where, metric, exact is not True)
+            records = self._records_by_id([rid for rid, _ in found])
+        l2 = metric == "l2"
+        return [
+            Neighbor(
+                records[rid][0],
+                self._decode(records[rid][1]),
+                -value if l2 else value,
+                None if l2 else value,
+                value if l2 else None,
+            )
+            for rid, value in found
+            if rid in records
+        ]
+
+    def hybrid(
+        self,
+        text: str,
+        *,
+        vector: Any = None,
+        k: int = 10,
+        where: Mapping[str, Any] | None = None,
+        recency: timedelta | float | None = None,
+        importance: str | None = None,
+        candidates: int | None = None,
+    ) -> list[HybridHit]:
+        """Full-text and vector search together, fused by reciprocal rank, best first.
+
+        >>> memories.hybrid("how does persistence handle state?", vector=query_vector,
+        ...                 k=10, recency=timedelta(days=7), importance="importance")
+
+        ``text`` is plain language (its words are searched with OR, not as an
+        FTS5 query); ``vector`` is its embedding, or left out when the handle
+        has ``embed``. The best ``candidates`` (5 k, at least 50) of each
+        search are fused: a record ranked r in a list scores 1 / (60 + r)
+        from it (reciprocal-rank fusion), and the sum is multiplied by
+        ``0.5 ** (age / recency)`` (age since the record was last updated;
+        ``recency`` is the half-life) and by the record's ``importance``
+        field (a number from 0 to 1; a record without one counts as 1).
+        Each hit's ``scores`` explains its score.
+        """
+        config = self._vector_config()
+        if not self.fts:
+            raise QueryError(f"collection {self.name!r} has no full-text index (declare fts=[...])")
+        words = fts_words(_check_match(text))
+        _check_count(k, "k")
+        pool = max(50, 5 * k) if candidates is None else candidates
+        _check_count(pool, "candidates")
+        half_life = None if recency is None else _seconds(recency, "recency")
+        weight = None if importance is None else self._target(importance)
+        q = self._query_vector(text if vector is None else vector)
+        fts, now = self._fts_table, _utcnow()
+        with self.store.transaction(immediate=False):  # both searches and the records: one snapshot
+            ranked = self._nearest_ids(q, pool, where, _check_metric(config["metric"]), True)
+            text_rows: list[Any] = []
+            if words:
+                clause, params = self._filter(where)
+                text_rows = _search(
+                    self.store,
+                    _match_sql(fts, self._table, "t", f"t.id, {fts}.rank", clause),
+                    [words, *params, pool, 0],
+                    words,
+                )
+            explain: dict[int, dict[str, Any]] = {}
+            for rank, (rid, bm25) in enumerate(text_rows, 1):
+                explain[rid] = {"text_rank": rank, "bm25": bm25}
+            for rank, (rid, similarity) in enumerate(ranked, 1):
+                explain.setdefault(rid, {}).update(vector_rank=rank, similarity=similarity)
+            extra = [weight.sql, *weight.params] if weight is not None else ["NULL"]
+            rows = self.store._fetch(
+                f"SELECT t.id, t.key, t.body, t.updated_at, {extra[0]} FROM {self._table} AS t "
+                "WHERE t.id IN (SELECT value FROM json_each(?))",
+                [*extra[1:], json.dumps(list(explain))],
+            )
+        hits = []
+        for rid, key, body, updated_at, value in rows:
+            scores: dict[str, Any] = dict.fromkeys(
+                ("text_rank", "bm25", "vector_rank", "similarity")
+            )
+            scores.update(explain[rid])
+            ranks = [scores[r] for r in ("text_rank", "vector_rank") if scores[r] is not None]
+            score: float = sum(1 / (RRF_K + rank) for rank in ranks)
+            scores["rrf"] = score
+            if half_life is not None:
+                age = _age_seconds(now, updated_at)
+                scores["recency"] = 0.5 ** (age / half_life)
+                score *= scores["recency"]
+            if weight is not None:
+                number = value if isinstance(value, (int, float)) and math.isfinite(value) else 1
+                scores["importance"] = min(1.0, max(0.0, float(number)))
+                score *= scores["importance"]
+            scores["score"] = score
+            hits.append(HybridHit(key, self._decode(body), score, scores))
+        hits.sort(key=lambda hit: (-hit.score, hit.key))
+        return hits[:k]
+
+    def re_embed(
+        self,
+        fn: Callable[[list[str]], Any] | Any | None = None,
+        *,
+        model: str | None = None,
+        dim: int | None = None,
+        batch_size: int = 256,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> int:
+        """Embed every record's text again with ``fn`` (the handle's ``embed`` by default),
+        a batch at a time; return how many records were embedded.
+
+        >>> memories.re_embed(new_model.encode, model="bge-small-en-v1.5", dim=384,
+        ...                   progress=lambda done, total: print(done, "/", total))
+
+        With a new ``model`` (and ``dim``), the new vectors are written beside
+        the old ones, which queries keep using until every record has a new
+        one; then the collection switches to the new model and the old
+        vectors are deleted, in one transaction. ``progress(done, total)``
+        is called after each batch. Records without text keep no vector.
+        """
+        config = self._vector_config()
+        documents = _embedder(fn if fn is not None else self.embed, "re_embed needs fn or embed=")[
+            0
+        ]
+        new = dict(config)
+        if model is not None or dim is not None:
+            new.update(
+                _normalize_vectors(
+                    {
+                        "model": model or config["model"],
+                        "dim": config["dim"] if dim is None else dim,
+                    }
+                )[0]
+                or {}
+            )
+        _check_count(batch_size, "batch_size")
+        if batch_size < 1:
+            raise ValidationError("batch_size must be at least 1")
+        paths = self._text_paths(new)
+        total = len(self)
+        done, last = 0, 0
+        while True:
+            rows = self.store._fetch(
+                f"SELECT id, body FROM {self._table} WHERE id > ? ORDER BY id LIMIT ?",
+                (last, batch_size),
+            )
+            if not rows:
+                break
+            last = rows[-1][0]
+            texts = {rid: _record_text(json.loads(body), paths) for rid, body in rows}
+            with self.store.transaction():
+                done += self._write_embedded(texts, documents, new)
+            if progress is not None:
+                progress(min(done, total), total)
+        with self.store.transaction():
+            missing = self.store._fetch(
+                f"SELECT t.id, t.body FROM {self._table} AS t WHERE NOT EXISTS (SELECT 1 FROM "
+                "memstore_vectors AS v WHERE v.collection = ? AND v.record_id = t.id "
+                "AND v.model = ? AND v.dim = ?)",
+                (self.name, new["model"], new["dim"]),
+            )
+            texts = {rid: _record_text(json.loads(body), paths) for rid, body in missing}
+            done += self._write_embedded(texts, documents, new)
+            if new != config:
+                self.store._fetch(
+                    "DELETE FROM memstore_vectors WHERE collection = ? AND (model, dim) != (?, ?)",
+                    (self.name, new["model"], new["dim"]),
+                )
+                self.store._fetch(
+                    "UPDATE _memstore_collections SET vectors = ?, "
+                    f"updated_at = {_SQL_NOW} WHERE name = ?",
+                    (json.dumps(new), self.name),
+                )
+                self.store._generation += 1
+                self._apply(self.store._require_meta(self.name))
+            _trim_vector_log(self.store, self.name)
+        return done
+
+    def _vector_config(self) -> dict[str, Any]:
+        self._fresh()
+        if self.vectors is None:
+            raise QueryError(
+                f"collection {self.name!r} has no vectors "
+                "(declare vectors={'dim': ..., 'model': ...})"
+            )
+        return self.vectors
+
+    def _text_paths(self, config: Mapping[str, Any]) -> list[str]:
+        paths = list(config.get("fields") or self.fts)
+        if not paths:
+            raise QueryError(
+                f"collection {self.name!r} has no text to embed: declare "
+                "vectors={..., 'fields': [...]} or fts=[...]"
+            )
+        return paths
+
+    def _encode_vector(self, vector: Any) -> list[tuple[str, bytes]]:
+        """A record's vector (or mapping of parts to vectors) as (part, float32 BLOB) pairs."""
+        dim = self._vector_config()["dim"]
+        if isinstance(vector, Mapping):  # {} leaves the record without vectors
+            return [(_check_part(part), _vector_blob(v, dim)) for part, v in vector.items()]
+        return [("", _vector_blob(vector, dim))]
+
+    def _query_vector(self, query: Any) -> Any:
+        dim = self._vector_config()["dim"]
+        if isinstance(query, str):
+            embed_query = _embedder(self.embed, "a text query needs embed= (or give a vector)")[1]
+            query = embed_query(query)
+        return _numpy().frombuffer(_vector_blob(query, dim, "query"), "<f4")
+
+    def _embed_bodies(self, bodies: Mapping[str, str]) -> dict[str, list[tuple[str, bytes]]]:
+        """Embed records' text (JSON bodies by key) with the handle's embed function."""
+        assert self.vectors is not None
+        paths = self._text_paths(self.vectors)
+        texts = {key: _record_text(json.loads(body), paths) for key, body in bodies.items()}
+        texts = {key: text for key, text in texts.items() if text}
+        if not texts:
+            return {}
+        vectors = _embedded(_embedder(self.embed, "")[0], list(texts.values()))
+        return {key: self._encode_vector(v) for key, v in zip(texts, vectors, strict=True)}
+
+    def _batch_vectors(
+        self, keys: list[str], bodies: Mapping[str, str], given: Iterator[Any] | None
+    ) -> None:
+        """The vectors of a put_many batch: the next ones given, or else embedded."""
+        if given is not None:
+            vectors = list(islice(given, len(keys)))
+            if len(vectors) < len(keys):
+                raise ValidationError("fewer vectors than records")
+            self._write_vectors(
+                {
+                    k: self._encode_vector(v)
+                    for k, v in zip(keys, vectors, strict=True)
+                    if v is not None  # None: the record keeps the vectors it has
+                }
+            )
+        elif self.embed is not None and self.vectors is not None:
+            self._write_vectors(self._embed_bodies(bodies))
+
+    def _write_vectors(self, parts: Mapping[str, list[tuple[str, bytes]]]) -> None:
+        """Replace records' vectors (by key) with these parts; inside a transaction."""
+        if not parts:
+            return
+        ids = dict(
+            self.store._fetch(
+                f"SELECT key, id FROM {self._table} WHERE key IN (SELECT value FROM json_each(?))",
+                (json.dumps(list(parts)),),
+            )
+        )
+        self._store_vectors({ids[key]: rows for key, rows in parts.items()}, self.vectors)
+
+    def _write_embedded(
+        self,
+        texts: Mapping[int, str],
+        documents: Callable[[list[str]], Any],
+        config: Mapping[str, Any],
+    ) -> int:
+        texts = {rid: text for rid, text in texts.items() if text}
+        if not texts:
+            return 0
+        vectors = _embedded(documents, list(texts.values()))
+        existing = {
+            row[0]
+            for row in self.store._fetch(
+                f"SELECT id FROM {self._table} WHERE id IN (SELECT value FROM json_each(?))",
+                (json.dumps(list(texts)),),
+            )
+        }
+        self._store_vectors(
+            {
+                rid: [("", _vector_blob(v, config["dim"]))]
+                for rid, v in zip(texts, vectors, strict=True)
+                if rid in existing  # deleted meanwhile: nothing to embed
+            },
+            config,
+        )
+        return len(existing)
+
+    def _store_vectors(
+        self, parts: Mapping[int, list[tuple[str, bytes]]], config: Mapping[str, Any] | None
+    ) -> None:
+        assert config is not None
+        model, dim = config["model"], config["dim"]
+        self.store._run_many(
+            "DELETE FROM memstore_vectors WHERE collection = ? AND record_id = ? AND model = ? "
+            "AND part NOT IN (SELECT value FROM json_each(?))",
+            [
+                (self.name, rid, model, json.dumps([p for p, _ in rows]))
+                for rid, rows in parts.items()
+            ],
+        )
+        self.store._run_many(
+            "INSERT INTO memstore_vectors (collection, record_id, model, part, dim, vector) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (collection, record_id, model, part) "
+            "DO UPDATE SET dim = excluded.dim, vector = excluded.vector, "
+            f"embedded_at = {_SQL_NOW} "
+            "WHERE dim IS NOT excluded.dim OR vector IS NOT excluded.vector",
+            [
+                (self.name, rid, model, part, dim, blob)
+                for rid, rows in parts.items()
+                for part, blob in rows
+            ],
+        )
+        self.store._vector_writes += len(parts)
+        _trim_vector_log(self.store, self.name)
+
+    def _nearest_ids(
+        self,
+        q: Any,
+        k: int,
+        where: Mapping[str, Any] | None,
+        metric: str,
+        approximate: bool,
+    ) -> list[tuple[int, float]]:
+        """(record id, score) of the k nearest live records matching ``where``; in a snapshot."""
+        index = self.store._vector_index(self.name, self._vector_config())
+        if k == 0 or not index.slot:
+            return []
+        if where:
+            # One string of ids, not a row each; an index alone answers when no record
+            # has an expiry to check (_filter_probed).
+            clause, params = self._filter_probed(where)
+            (among,) = self.store._fetch(
+                f"SELECT group_concat(t.id) FROM {self._table} AS t WHERE {clause}", params
+            )[0]
+            ids = index.np.fromstring(among or "", dtype=index.np.int64, sep=",")
+            return index.search(q, metric, k, among=ids, approximate=approximate)
+        expired = [
+            row[0]
+            for row in self.store._fetch(
+                f"SELECT id FROM {self._table} WHERE expires_at IS NOT NULL AND expires_at <= ?",
+                (_iso(_utcnow()),),
+            )
+        ]
+        return index.search(q, metric, k, exclude=expired, approximate=approximate)
+
+    def _records_by_id(self, ids: list[int]) -> dict[int, tuple[str, str]]:
+        rows = self.store._fetch(
+            f"SELECT id, key, body FROM {self._table} WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps(ids),),
+        )
+        return {rid: (key, body) for rid, key, body in rows}
+
+    def _vector_problems(self) -> list[str]:
+        assert self.vectors is not None
+        model, dim = self.vectors["model"], self.vectors["dim"]
+        problems = []
+        (orphans,) = self.store._fetch(
+            "SELECT count(*) FROM memstore_vectors AS v WHERE v.collection = ? AND NOT EXISTS "
+            f"(SELECT 1 FROM {self._table} AS t WHERE t.id = v.record_id)",
+            (self.name,),
+        )[0]
+        if orphans:
+            problems.append(f"{self.name}: {orphans} vectors of records that are gone")
+        for other, other_dim, count in self.store._fetch(
+            "SELECT model, dim, count(*) FROM memstore_vectors WHERE collection = ? "
+            "AND (model, dim) != (?, ?) GROUP BY model, dim",
+            (self.name, model, dim),
+        ):
+            problems.append(
+                f"{self.name}: {count} vectors of model {other!r} (dim {other_dim}), "
+                f"not the collection's {model!r} (dim {dim})"
+            )
+        return problems
+
+    def _vector_stats(self) -> dict[str, Any]:
+        assert self.vectors is not None
+        (count,) = self.store._fetch(
+            "SELECT count(*) FROM memstore_vectors WHERE collection = ? AND model = ? AND dim = ?",
+            (self.name, self.vectors["model"], self.vectors["dim"]),
+        )[0]
+        index = self.store._vector_indexes.get(self.name)
+        return {
+            **self.vectors,
+            "count": count,
+            "memory_bytes": 0 if index is None else index.nbytes,
+        }
+
+
+# --------------------------------------------------------------------------
+# Collection
+# --------------------------------------------------------------------------
+
+
+class Row(NamedTuple):
+    """A record with its key and timestamps, as ``Collection.rows()`` yields them."""
+
+    key: str
+    record: Any
+    created_at: str
+    updated_at: str
+    expires_at: str | None
+
+
+class Hit(NamedTuple):
+    """A full-text search result. ``score`` is the BM25 relevance, higher is better (as
+    in every kind of hit: Neighbor, HybridHit); ``rank`` is FTS5's raw rank, the same
+    negated (lower is better)."""
+
+    key: str
+    record: Any
+    rank: float
+    snippet: str
+    score: float
+
+
+class Version(NamedTuple):
+    """One version of a record: ``archived_at`` and ``operation`` are None for the current one."""
+
+    version: int
+    record: Any
+    valid_from: str
+    archived_at: str | None
+    operation: str | None
+
+
+class _Target(NamedTuple):
+    """What a field name in a filter refers to: an SQL expression and its JSON path."""
+
+    sql: str
+    params: tuple[Any, ...]
+    path: str | None  # None for the meta columns (key, created_at, ...)
+    kind: str | None = None  # a declared field's type: its column has that affinity
+
+
+class Collection(_CollectionVectors):
+    """A named set of JSON records in its own table; get one from ``Store.collection``.
+
+    Records are dicts (or pydantic models, for a collection with a model).
+    Keys are strings of 1 to 1024 characters.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        meta: _Meta,
+        model: type | None = None,
+        *,
+        embed: Callable[[list[str]], Any] | Any | None = None,
+    ) -> None:
+        self.store = store
+        self.embed = embed
+        self.name = meta.name
+        self._known_fields: set[str] = set()  # undeclared fields some record was seen to have
+        #: False: no UnknownFieldWarning from this handle (for code whose filters may name
+        #: absent fields by design, as LangGraph's do).
+        self.warn_unknown_fields = True
+        self.model = model
+        self._model = _allowing_extra_fields(model) if model is not None else None
+        self._table = quote_identifier(self.name)
+        self._fts_table = quote_identifier(fts_table(self.name))
+        self._insert_sql = (
+            f"INSERT INTO {self._table} (key, body, created_at, updated_at, expires_at) "
+            "VALUES (?, ?, ?, ?, ?)"
+        )
+        # Never resolve the conflict by REPLACE: that deletes the row without the delete
+        # trigger and corrupts the FTS index. An upsert keeps the row, its id and created_at.
+        # A put that changes nothing (same record, same expiry) leaves the row alone:
+        # updated_at does not move and no version is archived.
+        self._upsert_sql = (
+            f"{self._insert_sql} ON CONFLICT (key) DO UPDATE SET body = excluded.body, "
+            "updated_at = excluded.updated_at, expires_at = excluded.expires_at "
+            "WHERE body IS NOT excluded.body OR expires_at IS NOT excluded.expires_at"
+        )
+        self._apply(meta)
+
+    def _apply(self, meta: _Meta) -> None:
+        """Take a declaration: fields, FTS paths, TTL, history, and the checks they need."""
+        self._meta = meta
+        self._seen = (self.store._generation, self.store._data_version())
+        self.fields = dict(meta.fields)
+        self.fts = list(meta.fts)
+        self.ttl = None if meta.ttl_seconds is None else timedelta(seconds=meta.ttl_seconds)
+        self.keeps_history = meta.history
+        self.indexes = _index_dicts(meta.indexes)
+        self.vectors = None if meta.vectors is None else dict(meta.vectors)
+        # Declared field types, checked on every write: top-level fields (the
+        # common case) with one dict lookup each, nested paths segment by segment.
+        self._checks = [
+            (path, _EXACT_TYPES[kind], kind)
+            for path, kind in self.fields.items()
+            if "." not in path
+        ]
+        self._nested_checks = [
+            (path.split("."), _EXACT_TYPES[kind], kind)
+            for path, kind in self.fields.items()
+            if "." in path
+        ]
+
+    def _fresh(self) -> None:
+        """Take the declaration again if it may have changed since this handle read it: by
+        another handle on this Store, or by another connection (``PRAGMA data_version``).
+        Writes call it inside their transaction, where nothing else can change it."""
+        if (self.store._generation, self.store._data_version()) != self._seen:
+            meta = self.store._require_meta(self.name)
+            if meta != self._meta:
+                self._apply(meta)
+            self._seen = (self.store._generation, self.store._data_version())
+
+    def __repr__(self) -> str:
+        return f"<memstore.Collection {self.name!r}>"
+
+    # -- writing -----------------------------------------------------------
+
+    def put(
+        self,
+        key: str,
+        record: Any,
+        *,
+        ttl: timedelta | float | None = None,
+        vector: Any = None,
+    ) -> str:
+        """Store the record under ``key``, replacing any record there; return the key.
+
+        ``created_at`` is kept when a record is replaced. ``ttl`` (a timedelta
+        or seconds) overrides the collection's default time to live.
+
+        In a collection with vectors, ``vector`` is the record's embedding (a
+        list of floats or a numpy array), or a mapping of part names to
+        embeddings for a record embedded in parts (``{}``: none); it replaces
+        the record's vectors. Without it, a handle with ``embed`` embeds the
+        record's text, and one without keeps the vectors the record had.
+        """
+        _check_key(key)
+        with self.store.transaction():
+            self._fresh()
+            body = self._encode(record)
+            parts = None if vector is None else self._encode_vector(vector)
+            now = _utcnow()
+            stamp = _iso(now)
+            self.store._fetch(self._upsert_sql, (key, body, stamp, stamp, self._expiry(now, ttl)))
+            if parts is not None:
+                self._write_vectors({key: parts})
+            elif self.embed is not None and self.vectors is not None:
+                self._write_vectors(self._embed_bodies({key: body}))
+        return key
+
+    def add(self, record: Any, *, ttl: timedelta | float | None = None, vector: Any = None) -> str:
+        """Store a record under a new time-sortable key (a ULID) and return the key."""
+        return self.put(_new_key(), record, ttl=ttl, vector=vector)
+
+    def put_many(
+        self,
+        records: Iterable[Any] | Mapping[str, Any],
+        *,
+        key: str | Callable[[Any], str] | None = None,
+        ttl: timedelta | float | None = None,
+        vectors: Iterable[Any] | None = None,
+    ) -> int:
+        """Store many records, replacing any under the same keys, in one transaction; say how many.
+
+        >>> events.put_many(records, key="id")           # key from a field
+        >>> events.put_many({"a": {...}, "b": {...}})     # a mapping of key -> record
+        >>> events.put_many([("a", {...}), ("b", {...})])  # (key, record) pairs
+        >>> memories.put_many(records, key="id", vectors=embeddings)  # one per record
+
+        ``records`` (and ``vectors``, in the same order) may be generators:
+        they are consumed in batches; a None in ``vectors`` keeps the record's
+        vectors as they are. If any record or vector is refused,
+        nothing is written. Without ``vectors``, a handle with ``embed``
+        embeds the records' text a batch at a time.
+        """
+        pairs = self._pairs(records, key)
+        given = None if vectors is None else iter(_items(vectors, "vectors"))
+        with self.store.transaction():
+            self._fresh()
+            if given is not None:
+                self._vector_config()
+            now = _utcnow()
+            stamp, expires = _iso(now), self._expiry(now, ttl)
+            batch = list(islice(pairs, BATCH_SIZE))
+            if (self.fts or self.ttl is not None) and len(batch) >= BULK_THRESHOLD:
+                count = self._put_bulk(batch, pairs, stamp, expires, given)
+            else:
+                count = 0
+                while batch:
+                    rows = [
+                        (_check_key(k), self._encode(r), stamp, stamp, expires) for k, r in batch
+                    ]
+                    self.store._run_many(self._upsert_sql, rows)
+                    self._batch_vectors([r[0] for r in rows], {r[0]: r[1] for r in rows}, given)
+                    count += len(rows)
+                    batch = list(islice(pairs, BATCH_SIZE))
+            if given is not None and next(given, _MISSING) is not _MISSING:
+                raise ValidationError(f"more vectors than records ({count})")
+        if count >= ANALYZE_AFTER and self.store._depth == 0:
+            self.store._fetch("PRAGMA optimize")  # the planner learns the table's new size
+        return count
+
+    def _put_bulk(
+        self,
+        batch: list[tuple[Any, Any]],
+        pairs: Iterator[tuple[Any, Any]],
+        stamp: str,
+        expires: str | None,
+        given: Iterator[Any] | None,
+    ) -> int:
+        """put_many for many records into a collection with insert triggers: see _bulk_fts.
+
+        The FTS index (if any) is updated once at the end: new rows by their ids
+        (past the largest id before), replaced rows unindexed (with their old
+        values) before being replaced, each once, and indexed again at the end;
+        then, after a large load, FTS5's segments are merged (_merge_fts).
+        """
+        count = 0
+        with self._bulk_fts() as columns, _larger_cache(self.store, BULK_CACHE_KIB):
+            newest = self.store._fetch(f"SELECT coalesce(max(id), 0) FROM {self._table}")[0][0]
+            unindexed: set[int] = set()
+            while batch:
+                # One row per key, the last record winning as with one put after another.
+                rows = {
+                    _check_key(k): (k, self._encode(r), stamp, stamp, expires) for k, r in batch
+                }
+                existing = self.store._fetch(
+                    f"SELECT id FROM {self._table} WHERE key IN (SELECT value FROM json_each(?))",
+                    (json.dumps(list(rows)),),
+                )
+                found = [row_id for (row_id,) in existing]
+                stale = [i for i in found if i <= newest and i not in unindexed]
+                if stale and columns:
+                    self._fts_unindex(json.dumps(stale), columns)
+                    unindexed.update(stale)
+                # A plain INSERT is faster than an upsert, when no key exists yet.
+                self.store._run_many(self._upsert_sql if found else self._insert_sql, rows.values())
+                self._batch_vectors(
+                    [k for k, _ in batch], {k: r[1] for k, r in rows.items()}, given
+                )
+                count += len(batch)
+                batch = list(islice(pairs, BATCH_SIZE))
+            if columns:
+                self._fts_index(newest, json.dumps(sorted(unindexed)), columns)
+                if count >= ANALYZE_AFTER:
+                    self._merge_fts(count)
+        return count
+
+    def _merge_fts(self, rows: int) -> None:
+        """Merge the FTS5 segments a large load left, so later writes do not pay for it.
+
+        One statement indexing many rows leaves segments that FTS5 then merges
+        bit by bit on every later write: after 300,000 rows, single puts ran at
+        2,100 a second instead of 6,800 to 8,500 once merged (BENCHMARKS.md).
+        Merging costs about what indexing batch by batch would, and is bounded
+        by the size of the load.
+        """
+        fts, conn = self._fts_table, self.store.connection
+        for _ in range(rows // 1000 + 10):  # each round merges up to 500 pages
+            before = conn.total_changes()
+            self.store._fetch(f"INSERT INTO {fts} ({fts}, rank) VALUES ('merge', -500)")
+            if conn.total_changes() - before < 2:  # FTS5's sign that nothing was left to do
+                return
+
+    def delete(self, key: str) -> bool:
+        """Delete the record under ``key``; return whether there was one."""
+        _check_key(key)
+        with self.store.transaction():
+            return bool(
+                self.store._fetch(f"DELETE FROM {self._table} WHERE key = ? RETURNING id", (key,))
+            )
+
+    def delete_where(self, where: Mapping[str, Any]) -> int:
+        """Delete every record matching ``where`` in one transaction; return how many.
+
+        ``delete_where({})`` empties the collection.
+        """
+        clause, params = self._filter(where, include_expired=True)
+        with self.store.transaction():
+            count = self._delete_in_batches(clause, params, BATCH_SIZE)
+        if not count:
+            self._warn_unseen(where)
+        return count
+
+    def touch(self, keys: Iterable[str], ttl: timedelta | float | str | None = None) -> int:
+        """Give live records a new expiry, ``ttl`` from now; return how many there were.
+
+        >>> memories.touch(["m1", "m2"], ttl="7d")   # read again: keep them a week more
+
+        ``ttl`` defaults to the collection's own (without one, the records no
+        longer expire). Expired records are not brought back, and the records
+        themselves are left as they are: ``updated_at`` does not move, and no
+        version is archived.
+        """
+        wanted = [_check_key(key) for key in _items(keys, "keys")]
+        with self.store.transaction():
+            self._fresh()
+            now = _utcnow()
+            return len(
+                self.store._fetch(
+                    f"UPDATE {self._table} SET expires_at = ? "
+                    "WHERE key IN (SELECT value FROM json_each(?)) "
+                    "AND (expires_at IS NULL OR expires_at > ?) RETURNING id",
+                    (self._expiry(now, ttl), json.dumps(wanted), _iso(now)),
+                )
+            )
+
+    def set_ttl(self, ttl: timedelta | float | None) -> None:
+        """Set (or with None, remove) the default time to live of new records."""
+        seconds = None if ttl is None else _seconds(ttl, "ttl")
+        with self.store.transaction():
+            self.store._fetch(
+                f"UPDATE _memstore_collections SET ttl_seconds = ?, updated_at = {_SQL_NOW} "
+                "WHERE name = ?",
+                (seconds, self.name),
+            )
+            self.store._fetch(
+                _ttl_trigger_sql(self.name)
+                if seconds is not None
+                else _drop_ttl_trigger_sql(self.name)
+            )
+            self.store._generation += 1
+            self._apply(self.store._require_meta(self.name))
+
+    # -- reading -----------------------------------------------------------
+
+    def get(self, key: str, default: Any = _MISSING) -> Any:
+        """The record under ``key``; ``default`` if given, else NotFoundError, when there is none.
+
+        A record past its time to live is treated as absent.
+        """
+        _check_key(key)
+        rows = self.store._fetch(
+            f"SELECT body, expires_at FROM {self._table} WHERE key = ?", (key,)
+        )
+        if rows and (rows[0][1] is None or rows[0][1] > _iso(_utcnow())):
+            return json.loads(rows[0][0]) if self._model is None else self._decode(rows[0][0])
+        if default is _MISSING:
+            raise NotFoundError(f"no record {key!r} in {self.name!r}")
+        return default
+
+    def __contains__(self, key: object) -> bool:
+        try:
+            return self.get(_check_key(key), None) is not None
+        except ValidationError:
+            return False
+
+    def __len__(self) -> int:
+        return self.count()
+
+    def query(
+        self,
+        where: Mapping[str, Any] | None = None,
+        *,
+        order_by: str | Sequence[str] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[Any]:
+        """Records matching ``where``, as a list.
+
+        >>> events.query(
+        ...     where={"kind": "error", "timestamp": {"$gt": "2026-11-01"}},
+        ...     order_by="-timestamp",
+        ...     limit=100,
+        ... )
+
+        ``where`` maps a field (a dotted JSON path, or one of key, created_at,
+        updated_at, expires_at) to a value or to operators: ``$eq $ne $gt
+        $gte $lt $lte $in $nin $exists $contains``; ``$and``, ``$or`` (lists
+        of filters) and ``$not`` combine filters. ``order_by`` names fields,
+        ``-`` first for descending; without it the order is whatever the best
+        index gives. Use ``rows()`` to stream large results.
+        """
+        sql, params = self._select("t.body", where, order_by, limit, offset)
+        decode = self._decode
+        found = [decode(body) for (body,) in self.store._fetch(sql, params)]
+        self._warn_unseen(where if not found else None, order_by)
+        return found
+
+    def rows(
+        self,
+        where: Mapping[str, Any] | None = None,
+        *,
+        order_by: str | Sequence[str] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> Iterator[Row]:
+        """Stream matching records with their keys and timestamps, without loading them all."""
+        sql, params = self._select(
+            "t.key, t.body, t.created_at, t.updated_at, t.expires_at",
+            where,
+            order_by,
+            limit,
+            offset,
+        )
+        return self._watched(self.store._stream(sql, params, self._row), where, order_by)
+
+    def _watched(
+        self, rows: Iterator[Row], where: Mapping[str, Any] | None, order_by: Any
+    ) -> Iterator[Row]:
+        found = False
+        for row in rows:
+            found = True
+            yield row
+        self._warn_unseen(where if not found else None, order_by)
+
+    def keys(
+        self,
+        where: Mapping[str, Any] | None = None,
+        *,
+        order_by: str | Sequence[str] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[str]:
+        """Keys of the matching records."""
+        sql, params = self._select("t.key", where, order_by, limit, offset)
+        found = [row[0] for row in self.store._fetch(sql, params)]
+        self._warn_unseen(where if not found else None, order_by)
+        return found
+
+    def count(self, where: Mapping[str, Any] | None = None) -> int:
+        """How many records match ``where`` (all live records when None)."""
+        with self.store.transaction(immediate=False):  # the probe and the count: one snapshot
+            clause, params = self._filter_probed(where)
+            sql = f"SELECT count(*) FROM {self._table} AS t WHERE {clause}"
+            count = int(self.store._fetch(sql, params)[0][0])
+        if not count:
+            self._warn_unseen(where)
+        return count
+
+    def search(
+        self,
+        text: str,
+        *,
+        where: Mapping[str, Any] | None = None,
+        limit: int = 20,
+        offset: int = 0,
+        highlight: tuple[str, str] = ("[", "]"),
+        snippet_tokens: int = 12,
+    ) -> list[Hit]:
+        """Full-text search over the collection's FTS paths, best matches first.
+
+        >>> events.search("timeout AND retry", where={"agent_id": "a1"}, limit=20)
+
+        ``text`` is an FTS5 query: words, "phrases", AND/OR/NOT, prefix*,
+        ``column: word``. A query FTS5 cannot parse raises QueryError.
+        """
+        if not self.fts:
+            raise QueryError(f"collection {self.name!r} has no full-text index (declare fts=[...])")
+        _check_match(text)
+        _check_count(limit, "limit")
+        _check_count(offset, "offset")
+        _check_count(snippet_tokens, "snippet_tokens")
+        if not (
+            isinstance(highlight, (tuple, list))
+            and len(highlight) == 2
+            and all(isinstance(h, str) for h in highlight)
+        ):
+            raise QueryError(f"highlight must be two strings, not {highlight!r:.60}")
+        fts = self._fts_table
+        with self.store.transaction(immediate=False):  # the probe and the search: one snapshot
+            clause, params = self._filter_probed(where)
+            columns = f"t.key, t.body, {fts}.rank, snippet({fts}, -1, ?, ?, '…', ?)"
+            sql = _match_sql(fts, self._table, "t", columns, clause)
+            bound = [highlight[0], highlight[1], snippet_tokens, text, *params, limit, offset]
+            rows = _search(self.store, sql, bound, text)
+        return [Hit(key, self._decode(body), rank, snip, -rank) for key, body, rank, snip in rows]
+
+    def aggregate(
+        self,
+        group_by: str | Sequence[str] | None = None,
+        *,
+        of: str | None = None,
+        where: Mapping[str, Any] | None = None,
+        percentiles: Sequence[float] = (50, 90, 95, 99),
+    ) -> list[dict[str, Any]]:
+        """Count records per group, and summarize a numeric field ``of`` them.
+
+        >>> events.aggregate(group_by="kind", of="duration")
+        [{"kind": "error", "count": 12, "min": 0.1, "max": 9.5, "sum": 31.0,
+          "avg": 2.58, "median": 1.9, "p90": 6.0, "p95": 8.1, "p99": 9.4}, ...]
+
+        Groups come largest first. Percentiles interpolate linearly between
+        the nearest values and ignore values that are not numbers.
+        """
+        groups = _names(group_by, "group_by")
+        if not isinstance(percentiles, (list, tuple)) or not all(
+            isinstance(p, (int, float)) and not isinstance(p, bool) for p in percentiles
+        ):
+            raise QueryError(f"percentiles must be a list of numbers, not {percentiles!r:.60}")
+        if any(not 0 <= p <= 100 for p in percentiles):  # NaN fails this too
+            raise QueryError("percentiles must be between 0 and 100")
+        quantiles = sorted({float(p) for p in percentiles} | {50.0})
+        if any(not 0 <= p <= 100 for p in quantiles):
+            raise QueryError("percentiles must be between 0 and 100")
+        select: list[str] = []
+        params: list[Any] = []
+        for group in groups:
+            target = self._target(group)
+            select.append(target.sql)
+            params += target.params
+        select.append("count(*)")
+        if of is not None:
+            target = self._target(of)
+            for function in ("min", "max", "sum", "avg"):
+                select.append(f"{function}({target.sql})")
+                params += target.params
+            select.append(f"_memstore_quantiles({target.sql}, ?)")
+            params += [*target.params, json.dumps([q / 100 for q in quantiles])]
+        clause, where_params = self._filter(where)
+        sql = f"SELECT {', '.join(select)} FROM {self._table} AS t WHERE {clause}"
+        if groups:
+            positions = ", ".join(str(i + 1) for i in range(len(groups)))
+            sql += f" GROUP BY {positions} ORDER BY {len(groups) + 1} DESC, {positions}"
+        results = []
+        for row in self.store._fetch(sql, [*params, *where_params]):
+            result = dict(zip(groups, row[: len(groups)], strict=True))
+            result["count"] = row[len(groups)]
+            if of is not None:
+                stats = row[len(groups) + 1 :]
+                result.update(zip(("min", "max", "sum", "avg"), stats[:4], strict=True))
+                values = json.loads(stats[4]) if stats[4] else [None] * len(quantiles)
+                result["median"] = values[quantiles.index(50.0)]
+                for q, value in zip(quantiles, values, strict=True):
+                    result[f"p{q:g}"] = value
+            results.append(result)
+        return results
+
+    # -- retention ---------------------------------------------------------
+
+    def cleanup(
+        self,
+        *,
+        older_than: timedelta | float | None = None,
+        by: Literal["created", "updated"] = "created",
+        keep_last: int | None = None,
+        expired: bool = True,
+        batch_size: int = BATCH_SIZE,
+    ) -> int:
+        """Delete what retention says to; return how many records were removed.
+
+        A record goes if it is past its time to live (unless ``expired=False``),
+        or if retention says so: created (``by="updated"``: last updated) more
+        than ``older_than`` ago, and not among the ``keep_last`` newest. Either
+        works alone; together, "older than X, but always keep the last N". Deletes run in
+        transactions of ``batch_size`` rows so other writers wait only briefly.
+        In a collection with history, the removed records' versions go too,
+        as do versions archived more than ``older_than`` ago.
+        """
+        _check_by(by)
+        _check_batch_size(batch_size)
+        now = _utcnow()
+        conditions: list[str] = []
+        params: list[Any] = []
+        if expired:
+            conditions.append("(t.expires_at IS NOT NULL AND t.expires_at <= ?)")
+            params.append(_iso(now))
+        retention: list[str] = []  # all must hold: older than, and not among the newest
+        if older_than is not None:
+            cutoff = _iso(now - timedelta(seconds=_seconds(older_than, "older_than")))
+            retention.append(f"t.{by}_at < ?")
+            params.append(cutoff)
+            if self.keeps_history:
+                with self.store.transaction():
+                    self.store._fetch(
+                        "DELETE FROM memstore_versions WHERE collection = ? AND archived_at < ?",
+                        (self.name, cutoff),
+                    )
+        if keep_last is not None:
+            _check_count(keep_last, "keep_last")
+            # Only live records count among the newest kept: an expired one goes anyway.
+            boundary = self.store._fetch(
+                f"SELECT created_at, id FROM {self._table} "
+                "WHERE expires_at IS NULL OR expires_at > ? "
+                "ORDER BY created_at DESC, id DESC LIMIT 1 OFFSET ?",
+                (_iso(now), keep_last),
+            )
+            # The newest record past the ones to keep, and all older; none: keep all.
+            retention.append("(t.created_at, t.id) <= (?, ?)" if boundary else "0")
+            params += boundary[0] if boundary else []
+        if retention:
+            conditions.append("(" + " AND ".join(retention) + ")")
+        if not conditions:
+            return 0
+        return self._delete_in_batches(
+            " OR ".join(conditions), params, batch_size, forget=self.keeps_history
+        )
+
+    def stats(self) -> dict[str, Any]:
+        """What the collection holds and how it is declared.
+
+        ``{"records", "expired", "oldest", "newest", "fields", "fts",
+        "ttl_seconds", "history", "indexes", "vectors"}``: live records, records past their TTL
+        waiting for ``cleanup()``, the oldest ``created_at`` and newest
+        ``updated_at`` (None when empty), and the declaration; ``vectors`` adds
+        how many vectors there are and the memory their index takes here.
+        """
+        oldest, newest = self.store._fetch(
+            f"SELECT min(created_at), max(updated_at) FROM {self._table}"
+        )[0]
+        return {
+            "records": self.count(),
+            "expired": self.expired_count(),
+            "oldest": oldest,
+            "newest": newest,
+            "fields": dict(self.fields),
+            "fts": list(self.fts),
+            "ttl_seconds": None if self.ttl is None else self.ttl.total_seconds(),
+            "history": self.keeps_history,
+            "indexes": [dict(i) for i in self.indexes],
+            "vectors": None if self.vectors is None else self._vector_stats(),
+        }
+
+    def expired_count(self) -> int:
+        """How many records are past their TTL, waiting for ``cleanup()``."""
+        rows = self.store._fetch(
+            f"SELECT count(*) FROM {self._table} WHERE expires_at IS NOT NULL AND expires_at <= ?",
+            (_iso(_utcnow()),),
+        )
+        return int(rows[0][0])
+
+    def import_rows(self, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Write rows as ``export()`` and ``rows()`` give them, keeping their keys and timestamps.
+
+        >>> notes.import_rows([{"key": "n1", "record": {"text": "hi"},
+        ...                     "created_at": "2025-03-01T10:00:00Z"}])
+        1
+
+        Each row is a mapping with ``key`` and ``record`` and optionally
+        ``created_at``, ``updated_at`` and ``expires_at`` (ISO-8601 with a
+        time zone; now when absent), and in a collection with vectors
+        ``vectors`` (``{part: [floats]}``, part "" for a whole record). A
+        key already stored takes the row's record and timestamps; identical
+        rows are left alone, so importing twice changes nothing. All or
+        nothing; returns the number of rows.
+        """
+        upsert = (
+            f"INSERT INTO {self._table} (key, body, created_at, updated_at, expires_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET body = excluded.body, "
+            "created_at = excluded.created_at, updated_at = excluded.updated_at, "
+            "expires_at = excluded.expires_at WHERE body IS NOT excluded.body "
+            "OR created_at IS NOT excluded.created_at "
+            "OR updated_at IS NOT excluded.updated_at "
+            "OR expires_at IS NOT excluded.expires_at"
+        )
+        count = 0
+        rows = iter(_items(rows, "rows"))
+        with self.store.transaction():
+            self._fresh()
+            now = _iso(_utcnow())
+            while batch := list(islice(rows, BATCH_SIZE)):  # a batch at a time: memory stays flat
+                values = [self._import_row(row, now) for row in batch]
+                vectors = {
+                    row["key"]: self._encode_vector(_mapping(row["vectors"], "vectors"))
+                    for row in batch
+                    if row.get("vectors") is not None
+                }
+                self.store._run_many(upsert, values)
+                self._write_vectors(vectors)
+                if self.ttl is not None:  # rows exported without an expiry keep none
+                    self.store._fetch(
+                        f"UPDATE {self._table} SET expires_at = NULL "
+                        "WHERE key IN (SELECT value FROM json_each(?))",
+                        (json.dumps([v[0] for v in values if v[4] is None]),),
+                    )
+                count += len(values)
+        return count
+
+    def _import_row(self, row: Any, now: str) -> tuple[str, str, str, str, str | None]:
+        if not isinstance(row, Mapping) or "key" not in row or "record" not in row:
+            raise ValidationError(f"a row needs a key and a record, not {row!r:.200}")
+        created = _optional_timestamp(row.get("created_at")) or now
+        return (
+            _check_key(row["key"]),
+            self._encode(row["record"]),
+            created,
+            _optional_timestamp(row.get("updated_at")) or created,
+            _optional_timestamp(row.get("expires_at")),
+        )
+
+    # -- version history -----------------------------------------------------
+
+    def history(self, key: str) -> list[Version]:
+        """Every version of a record, oldest first, the current one (if any) last.
+
+        Needs ``history=True`` on the collection; versions are kept from then on.
+        """
+        _check_key(key)
+        if not self.keeps_history:
+            raise QueryError(f"collection {self.name!r} keeps no history (declare history=True)")
+        with self.store.transaction(immediate=False):  # the archive and the row agree
+            rows = self.store._fetch(
+                "SELECT version, body, valid_from, archived_at, operation FROM memstore_versions "
+                "WHERE collection = ? AND key = ? ORDER BY version, id",
+                (self.name, key),
+            )
+            last = self.store._fetch(
+                "SELECT last FROM memstore_version_counters WHERE collection = ? AND key = ?",
+                (self.name, key),
+            )
+            current = self.store._fetch(
+                f"SELECT body, updated_at FROM {self._table} WHERE key = ?", (key,)
+            )
+        versions = [
+            Version(number, self._decode(body), valid_from, archived_at, operation)
+            for number, body, valid_from, archived_at, operation in rows
+        ]
+        if current:
+            number = (last[0][0] if last else 0) + 1
+            versions.append(Version(number, self._decode(current[0][0]), current[0][1], None, None))
+        if not versions:
+            raise NotFoundError(f"no record {key!r} in {self.name!r}, now or before")
+        return versions
+
+    def revert(self, key: str, version: int) -> Any:
+        """Make a past version current again (the revert is itself a new version); return it."""
+        with self.store.transaction():
+            versions = {v.version: v for v in self.history(key)}
+            if not isinstance(version, int) or isinstance(version, bool) or version not in versions:
+                raise NotFoundError(
+                    f"{key!r} has versions {', '.join(map(str, versions))}, not {version!r}"
+                )
+            record = versions[version].record
+            self.put(key, record)
+        return record
+
+    # -- maintenance -------------------------------------------------------
+
+    def check(self) -> list[str]:
+        """Problems with this collection's indexes, triggers and FTS index; empty when none."""
+        problems = [
+            f"{self.name}: missing {kind} {name}" for kind, name, _ in self._missing_objects()
+        ]
+        if self.fts and not any(" table " in p for p in problems):
+            problems += _fts_problems(self.store, self._fts_table)
+        if self.vectors is not None:
+            problems += self._vector_problems()
+        return problems
+
+    def rebuild_fts(self) -> None:
+        """Rebuild the full-text index from the rows, and its triggers."""
+        if not self.fts:
+            raise QueryError(f"collection {self.name!r} has no full-text index")
+        with self.store.transaction():
+            for sql in _drop_fts_sql(self.name):
+                self.store._fetch(sql)
+            for sql in _create_fts_sql(self.name, [field_column(p) for p in self.fts]):
+                self.store._fetch(sql)
+
+    def _repair(self) -> list[str]:
+        done = []
+        with self.store.transaction():
+            for kind, name, sql in self._missing_objects():
+                if sql:  # indexes and history triggers; FTS triggers come with the rebuild
+                    self.store._fetch(sql)
+                    done.append(f"{self.name}: recreated {kind} {name}")
+            if self.vectors is not None and self._vector_problems():
+                # Orphans, and vectors of another model (an unfinished re_embed).
+                self.store._fetch(
+                    "DELETE FROM memstore_vectors AS v WHERE v.collection = ? AND ((model, dim) "
+                    f"!= (?, ?) OR NOT EXISTS (SELECT 1 FROM {self._table} AS t "
+                    "WHERE t.id = v.record_id))",
+                    (self.name, self.vectors["model"], self.vectors["dim"]),
+                )
+                done.append(f"{self.name}: deleted vectors of missing records or other models")
+            problems = [p for p in self.check() if " vectors " not in p]
+            if self.fts and problems:
+                self.rebuild_fts()
+                done.append(f"{self.name}: rebuilt the full-text index and its triggers")
+        return done
+
+    def _missing_objects(self) -> list[tuple[str, str, str]]:
+        present = {
+            row[0]
+            for row in self.store._fetch(
+                "SELECT name FROM sqlite_schema WHERE tbl_name IN (?, ?)",
+                (self.name, fts_table(self.name)),
+            )
+        }
+        wanted = [
+            ("index", _index_name(self.name, c), _index_sql(self.name, c)) for c in _BASE_INDEXED
+        ]
+        wanted.append(("trigger", _touch_trigger(self.name), _touch_trigger_sql(self.name)))
+        if self.ttl is not None:
+            wanted.append(("trigger", _ttl_trigger(self.name), _ttl_trigger_sql(self.name)))
+        wanted += [
+            ("index", _compound_index_name(self.name, spec), _compound_index_sql(self.name, spec))
+            for spec in self._meta.indexes
+        ]
+        led = _leading_fields(self._meta.indexes)  # served by an index over several fields
+        wanted += [
+            (
+                "index",
+                _index_name(self.name, field_column(p)),
+                _index_sql(self.name, field_column(p)),
+            )
+            for p in self.fields
+            if p not in led
+        ]
+        if self.fts:
+            wanted.append(("table", fts_table(self.name), ""))
+            wanted += [("trigger", _fts_trigger(self.name, e), "") for e in _FTS_EVENTS]
+        if self.vectors is not None:
+            wanted.append(("trigger", _vector_trigger(self.name), _vector_trigger_sql(self.name)))
+        if self.keeps_history:
+            wanted += [
+                ("trigger", f"{self.name}__history_{event}", sql)
+                for event, sql in zip(
+                    ("update", "delete"), _history_trigger_sql(self.name), strict=True
+                )
+            ]
+        return [item for item in wanted if item[1] not in present]
+
+    # -- private -----------------------------------------------------------
+
+    def _encode(self, record: Any) -> str:
+        """Validate a record and return its JSON text."""
+        if self._model is not None:
+            data = record.model_dump(mode="json") if hasattr(record, "model_dump") else record
+            if not isinstance(data, Mapping):
+                raise ValidationError(f"a {self._model.__name__} record must be a model or a dict")
+            try:
+                data = self._model.model_validate(data).model_dump(mode="json")
+            except ValueError as err:  # pydantic's ValidationError is a ValueError
+                raise ValidationError(
+                    f"record is not a valid {self._model.__name__}: {err}"
+                ) from err
+        elif type(record) is dict or isinstance(record, Mapping):
+            data = record
+        else:
+            raise ValidationError(f"a record must be a dict, not {type(record).__name__}")
+        get = data.get
+        for path, exact, kind in self._checks:
+            value = get(path)
+            if value is not None and type(value) not in exact and not _fits(value, kind):
+                raise _wrong_type(path, kind, value)
+        for segments, exact, kind in self._nested_checks:
+            value = data
+            for segment in segments:
+                value = value.get(segment) if isinstance(value, Mapping) else None
+            if value is not None and type(value) not in exact and not _fits(value, kind):
+                raise _wrong_type(".".join(segments), kind, value)
+        return _dumps(data)
+
+    def _decode(self, body: str) -> Any:
+        data = json.loads(body)
+        if self._model is None:
+            return data
+        try:
+            return self._model.model_validate(data)
+        except ValueError as err:
+            raise ValidationError(
+                f"stored record is not a valid {self._model.__name__}: {err}"
+            ) from err
+
+    def _row(self, row: Any) -> Row:
+        key, body, created_at, updated_at, expires_at = row
+        return Row(key, self._decode(body), created_at, updated_at, expires_at)
+
+    def _pairs(
+        self, records: Iterable[Any] | Mapping[str, Any], key: str | Callable[[Any], str] | None
+    ) -> Iterator[tuple[Any, Any]]:
+        if isinstance(records, Mapping):
+            if key is not None:
+                raise ValidationError("give key= for a list of records, not for a mapping")
+            yield from records.items()
+            return
+        for item in _items(records, "records"):
+            if key is None:
+                if not (isinstance(item, tuple) and len(item) == 2):
+                    raise ValidationError("without key=, records must be (key, record) pairs")
+                yield item
+            elif callable(key):
+                yield key(item), item
+            else:
+                data = (
+                    item
+                    if type(item) is dict or not hasattr(item, "model_dump")
+                    else item.model_dump(mode="json")
+                )
+                if not isinstance(data, Mapping) or key not in data:
+                    raise ValidationError(
+                        f"record has no {key!r} field to use as its key: {item!r}"
+                    )
+                yield data[key], item
+
+    def _expiry(self, now: datetime, ttl: timedelta | float | str | None) -> str | None:
+        seconds = _seconds(ttl, "ttl") if ttl is not None else None
+        if seconds is None and self.ttl is not None:
+            seconds = self.ttl.total_seconds()
+        return None if seconds is None else _iso(now + timedelta(seconds=seconds))
+
+    @contextmanager
+    def _bulk_fts(self) -> Iterator[list[str]]:
+        """Keep the FTS index up to date from here, not by the triggers, for a bulk insert.
+
+        With any trigger on the table, even one whose WHEN clause skips it,
+        bulk inserts run two to three times slower (see BENCHMARKS.md). So a
+        put_many of many records drops, once per call, the insert triggers
+        (FTS, and the default TTL's, which memstore's own writes never need),
+        updates the index with a few statements per batch and creates the
+        triggers again, all in one savepoint: other connections only ever see
+        the triggers in place, and an error restores them. Yields the FTS
+        columns ([] without FTS).
+        """
+        with self.store.transaction():
+            meta = self.store._require_meta(self.name)  # another process may have added FTS paths
+            columns = [field_column(path) for path in meta.fts]
+            for sql in [
+                *_drop_fts_sql(self.name, keep_table=True),
+                _drop_ttl_trigger_sql(self.name),
+            ]:
+                self.store._fetch(sql)
+            yield columns
+            if columns:
+                for sql in _fts_trigger_sql(self.name, columns).values():
+                    self.store._fetch(sql)
+            if meta.ttl_seconds is not None:
+                self.store._fetch(_ttl_trigger_sql(self.name))
+
+    def _fts_index(self, newest: int, replaced: str, columns: list[str]) -> None:
+        """Index the new rows (ids past ``newest``) and the ``replaced`` ones (a JSON list)."""
+        insert = (
+            f"INSERT INTO {self._fts_table} (rowid, {{0}}) SELECT id, {{0}} FROM {self._table} "
+        )
+        insert = insert.format(", ".join(quote_identifier(c) for c in columns))
+        # Two statements: with an OR, SQLite scans the whole table instead of a rowid range.
+        self.store._fetch(insert + "WHERE id > ?", (newest,))
+        if replaced != "[]":
+            self.store._fetch(insert + "WHERE id IN (SELECT value FROM json_each(?))", (replaced,))
+
+    def _fts_unindex(self, ids_json: str, columns: list[str]) -> None:
+        """Remove rows from the index with the values it indexed: external content needs them."""
+        cols = ", ".join(quote_identifier(c) for c in columns)
+        self.store._fetch(
+            f"INSERT INTO {self._fts_table} ({self._fts_table}, rowid, {cols}) "
+            f"SELECT 'delete', id, {cols} FROM {self._table} "
+            "WHERE id IN (SELECT value FROM json_each(?))",
+            (ids_json,),
+        )
+
+    def _delete_in_batches(
+        self, clause: str, params: Sequence[Any], batch_size: int, *, forget: bool = False
+    ) -> int:
+        """Delete matching rows, ``batch_size`` per transaction; return how many.
+
+        ``forget`` also deletes the rows' versions (retention, not a user's delete).
+        """
+        total = 0
+        select = f"SELECT t.id, t.key FROM {self._table} AS t WHERE {clause} LIMIT ?"
+        while True:
+            with self.store.transaction():
+                found = self.store._fetch(select, [*params, batch_size])
+                ids = [row[0] for row in found]
+                if ids:  # the FTS delete trigger is as fast as doing it here, and
+                    # leaves the schema alone (dropping it would make every other
+                    # connection prepare its statements again)
+                    self.store._fetch(
+                        f"DELETE FROM {self._table} WHERE id IN (SELECT value FROM json_each(?))",
+                        (json.dumps(ids),),
+                    )
+                if ids and forget:
+                    keys = json.dumps([row[1] for row in found])
+                    for table in ("memstore_versions", "memstore_version_counters"):
+                        self.store._fetch(
+                            f"DELETE FROM {table} WHERE collection = ? "
+                            "AND key IN (SELECT value FROM json_each(?))",
+                            (self.name, keys),
+                        )
+            total += len(ids)
+            if len(ids) < batch_size:
+                return total
+
+    def _warn_unseen(self, where: Mapping[str, Any] | None, order_by: Any = None) -> None:
+        """Warn (UnknownFieldWarning) about fields of a filter or an order that no record has.
+
+        A filter that matched nothing, or an order, on a field no record of a
+        non-empty collection has is most likely a typo: it would silently give
+        nothing, or an arbitrary order. Not an error, because a field may be
+        legitimately absent so far (an optional one no record has yet). Called
+        for filters only when they matched nothing, so a query that finds
+        records pays nothing; a field seen once is remembered by the handle.
+        """
+        if not self.warn_unknown_fields:
+            return
+        fields: list[str] = []
+
+        def recording(field: str) -> _Target:
+            fields.append(field)
+            return self._target(field)
+
+        if where:
+            _compile_filter(where, recording)
+        for order in _names(order_by, "order_by"):
+            fields.append(order[1:] if order.startswith("-") else order)
+        unseen = [f for f in dict.fromkeys(fields) if not self._has_field(f)]
+        if unseen:
+            declared = ", ".join(self.fields) or "none"
+            warnings.warn(
+                UnknownFieldWarning(
+                    f"no record of {self.name!r} has {', '.join(map(repr, unseen))} "
+                    f"(a typo?); declared fields: {declared}"
+                ),
+                stacklevel=3,
+            )
+
+    def _has_field(self, field: str) -> bool:
+        """Whether a field is declared, a meta column, or in some record (or there are none)."""
+        if field in META_COLUMNS or field in self.fields or field in self._known_fields:
+            return True
+        has, empty = self.store._fetch(
+            f"SELECT EXISTS (SELECT 1 FROM {self._table} WHERE json_type(body, ?) IS NOT NULL), "
+            f"NOT EXISTS (SELECT 1 FROM {self._table})",
+            (_json_path(field),),
+        )[0]
+        if has:
+            self._known_fields.add(field)
+        return bool(has or empty)
+
+    def _target(self, field: str) -> _Target:
+        if not isinstance(field, str) or not field:
+            raise QueryError(f"a field name must be a non-empty string, not {field!r}")
+        if field in META_COLUMNS:
+            return _Target(f"t.{field}", (), None)
+        path = _json_path(field)
+        if field in self.fields:
+            column = f"t.{quote_identifier(field_column(field))}"
+            return _Target(column, (), path, self.fields[field])
+        return _Target("json_extract(t.body, ?)", (path,), path)
+
+    def _filter(
+        self, where: Mapping[str, Any] | None, *, include_expired: bool = False
+    ) -> tuple[str, list[Any]]:
+        """The SQL condition for ``where``, plus "not expired" unless told otherwise."""
+        clause, params = _compile_filter(where or {}, self._target)
+        if include_expired:
+            return clause, params
+        return f"(t.expires_at IS NULL OR t.expires_at > ?) AND {clause}", [
+            _iso(_utcnow()),
+            *params,
+        ]
+
+    def _filter_probed(self, where: Mapping[str, Any] | None) -> tuple[str, list[Any]]:
+        """_filter for a statement that visits many rows: when no record has an expiry (one
+        probe of the partial index), the "not expired" test is left out instead of being
+        evaluated per row. Run it in the statement's transaction, for one snapshot."""
+        expiring = self.store._fetch(
+            f"SELECT 1 FROM {self._table} WHERE expires_at IS NOT NULL LIMIT 1"
+        )
+        return self._filter(where, include_expired=not expiring)
+
+    def _select(
+        self,
+        columns: str,
+        where: Mapping[str, Any] | None,
+        order_by: str | Sequence[str] | None,
+        limit: int | None,
+        offset: int,
+    ) -> tuple[str, list[Any]]:
+        clause, params = self._filter(where)
+        sql = f"SELECT {columns} FROM {self._table} AS t WHERE {clause}"
+        orders = _names(order_by, "order_by")
+        terms = []
+        for order in orders:
+            descending = isinstance(order, str) and order.startswith("-")
+            target = self._target(order[1:] if descending else order)
+            terms.append(target.sql + (" DESC" if descending else ""))
+            params += target.params
+        if terms:  # without order_by, any order: the planner is free to use the best index
+            # Ties go in insertion order, reversed along with a descending first term.
+            terms.append("t.id DESC" if terms[0].endswith(" DESC") else "t.id")
+            sql += " ORDER BY " + ", ".join(terms)
+        if limit is not None or offset:
+            if limit is not None:
+                _check_count(limit, "limit")
+            _check_count(offset, "offset")
+            sql += " LIMIT ? OFFSET ?"
+            params += [-1 if limit is None else limit, offset]
+        return sql, params
+
+
+# --------------------------------------------------------------------------
+# Full-text search: one query shape, one runner, for every FTS5 index memstore
+# keeps (collections, event logs, messages)
+# --------------------------------------------------------------------------
+
+
+def _match_sql(fts: str, table: str, alias: str, columns: str, clause: str = "1") -> str:
+    """The one shape of memstore's full-text queries: the FTS5 index joined to its rows,
+    ``clause`` applied, best first. Binds, in order: the select list's parameters (in
+    ``columns``), the MATCH text, the clause's, then LIMIT and OFFSET."""
+    return (
+        f"SELECT {columns} FROM {fts} JOIN {table} AS {alias} ON {alias}.id = {fts}.rowid "
+        f"WHERE {fts} MATCH ? AND {clause} ORDER BY {fts}.rank LIMIT ? OFFSET ?"
+    )
+
+
+#: FTS5's operator words: left out of a query built from plain words.
+_FTS_OPERATORS = frozenset({"AND", "OR", "NOT", "NEAR"})
+
+
+def fts_words(text: str, *, every: bool = False) -> str:
+    """Plain language as a safe FTS5 query: its words, each quoted, any of them (or
+    with ``every=True``, all of them); "" when it has none.
+
+    >>> fts_words('ramen AND "noodles')
+    '"ramen" OR "noodles"'
+
+    FTS5's operators (AND, OR, NOT, NEAR) are left out, and so is every
+    other character that is not part of a word, so the result always
+    parses: what to search with when a query typed by a person does not
+    (``Collection.search`` raises QueryError on FTS5 syntax). At most 64
+    words are kept; a text over MAX_SEARCH_LENGTH characters is a QueryError.
+    """
+    if not isinstance(text, str):
+        raise QueryError(f"the search text must be a string, not {type(text).__name__}")
+    if len(text) > MAX_SEARCH_LENGTH:
+        raise QueryError(f"a search is {MAX_SEARCH_LENGTH} characters at most, not {len(text):,}")
+    words = [w for w in re.findall(r"\w+", text) if w not in _FTS_OPERATORS][:64]
+    return (" " if every else " OR ").join(f'"{word}"' for word in words)
+
+
+def _search(store: Store, sql: str, params: Sequence[Any], text: str) -> list[Any]:
+    """Run a full-text search for at most ``store.query_timeout`` seconds; FTS5's syntax
+    errors, and a query that runs out of time, become QueryError."""
+    deadline = time.monotonic() + store.query_timeout
+    with store._lock:
+        conn = store.connection
+        conn.set_progress_handler(lambda: time.monotonic() > deadline, 20_000)
+        try:
+            return store._fetch(sql, params)
+        except MemstoreError as err:
+            cause = err.__cause__
+            if isinstance(cause, apsw.InterruptError):
+                raise QueryError(
+                    f"the search for {text!r:.80} took longer than {store.query_timeout:g} s; "
+                    "use fewer terms (or Store(query_timeout=...))"
+                ) from cause
+            # The rest of the statement is memstore's own, so an SQL error is the query's.
+            if isinstance(cause, apsw.SQLError):
+                raise QueryError(f"cannot search for {text!r:.80}: {cause}") from cause
+            raise
+        finally:
+            conn.set_progress_handler(None)
+
+
+_LAYER_FTS = ("memstore_events_fts", "memstore_messages_fts")
+
+
+def _fts_problems(store: Store, fts: str) -> list[str]:
+    """An external-content FTS5 index checked against its rows: [] when in step."""
+    if fts == "memstore_messages_fts" and not store._fetch(
+        "SELECT 1 FROM memstore_fts_progress WHERE fts = ?", (fts,)
+    ):
+        return [f"{fts}: memstore_fts_progress has lost its row, so no new message is indexed"]
+    try:
+        store._fetch(f"INSERT INTO {fts} ({fts}, rank) VALUES ('integrity-check', 1)")
+    except MemstoreError as err:
+        return [f"{fts}: full-text index out of step with the rows ({err})"]
+    return []
+
+
+def _check_match(text: object) -> str:
+    if not isinstance(text, str) or not text.strip():
+        raise QueryError("the search text must be a non-empty string")
+    if len(text) > MAX_SEARCH_LENGTH:
+        raise QueryError(f"a search is {MAX_SEARCH_LENGTH} characters at most, not {len(text):,}")
+    return text
 
 
 # --------------------------------------------------------------------------
