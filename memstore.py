@@ -4647,6 +4647,48 @@ class Conversations:
                 self._recount(family_member)
         return _message(rows[0][:-1])
 
+    def add_usage(
+        self, thread_id: str, usage: Mapping[str, Any], *, position: int | None = None
+    ) -> Message:
+        """Add token usage to a message already stored; return the message.
+
+        >>> conv.add_usage("t1", {"input_tokens": 812, "output_tokens": 96, "cost": 0.004})
+
+        For usage that arrives after the answer (a streamed reply, a framework
+        that reports it later). The message is the one at ``position`` in the
+        thread's own messages, or else its last assistant message; its counts
+        and cost grow by these, and ``model``, if given, replaces its model. A
+        merge's copy carries no usage (it stays with the original), so it
+        takes none: ConflictError.
+        """
+        tokens_in, tokens_out, total, model, cost = _check_usage(usage)
+        if position is not None:
+            _check_count(position, "position")
+        with self.store.transaction():
+            self.thread(thread_id)
+            which = "position = ?" if position is not None else "role = 'assistant'"
+            rows = self.store._fetch(
+                f"SELECT id, merged_from FROM memstore_messages WHERE thread_id = ? AND {which} "
+                "ORDER BY position DESC LIMIT 1",
+                (thread_id, *([] if position is None else [position])),
+            )
+            if not rows:
+                raise NotFoundError(
+                    f"no message at position {position} in thread {thread_id!r}"
+                    if position is not None
+                    else f"thread {thread_id!r} has no assistant message to record usage on"
+                )
+            if rows[0][1] is not None:
+                raise ConflictError("a merge's copy carries no usage: add it to the original")
+            updated = self.store._fetch(
+                "UPDATE memstore_messages SET input_tokens = input_tokens + ?, "
+                "output_tokens = output_tokens + ?, total_tokens = total_tokens + ?, "
+                "cost = cost + ?, model = coalesce(?, model) WHERE id = ? "
+                f"RETURNING {_MESSAGE_COLUMNS.replace('m.', '')}",
+                (tokens_in, tokens_out, total, cost, model, rows[0][0]),
+            )
+        return _message(updated[0])
+
     def usage(self, thread_id: str | None = None) -> dict[str, Any]:
         """Token usage and cost: of one thread's own messages, or of the whole store.
 

@@ -284,16 +284,13 @@ class MemstoreSession(memstore.Adapter, SessionABC):
 
     def _record_usage(self, counts: tuple[int, int, int]) -> None:
         tokens_in, tokens_out, total = counts
-        with self.store.transaction():
-            updated = self.execute(
-                "UPDATE memstore_messages SET input_tokens = input_tokens + ?, "
-                "output_tokens = output_tokens + ?, total_tokens = total_tokens + ? "
-                "WHERE id = (SELECT id FROM memstore_messages WHERE thread_id = ? "
-                "AND role = 'assistant' ORDER BY position DESC LIMIT 1) RETURNING id",
-                (tokens_in, tokens_out, total, self._thread),
-            )
-            if not updated:
-                raise memstore.ValidationError("the session has no assistant message to record on")
+        usage = {"input_tokens": tokens_in, "output_tokens": tokens_out, "total_tokens": total}
+        try:
+            self.conversations.add_usage(self._thread, usage)
+        except memstore.NotFoundError as err:
+            raise memstore.ValidationError(
+                "the session has no assistant message to record on"
+            ) from err
 
     def _family(self) -> list[str]:
         try:

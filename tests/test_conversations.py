@@ -346,3 +346,32 @@ def test_pop_message_undoes_the_last_one(store: memstore.Store) -> None:
     with pytest.raises(memstore.NotFoundError):
         chat.pop_message("nope")
     assert chat.check() == []
+
+
+def test_usage_added_after_the_answer(conv: memstore.Conversations) -> None:
+    conv.create_thread("a")
+    conv.add_message("a", "user", "hi")
+    with pytest.raises(memstore.NotFoundError, match="no assistant message"):
+        conv.add_usage("a", {"input_tokens": 1})
+    conv.add_message("a", "assistant", "hello", usage={"input_tokens": 5, "model": "small"})
+    conv.add_message("a", "user", "more")
+    message = conv.add_usage("a", {"input_tokens": 10, "output_tokens": 2, "cost": 0.5})
+    assert (message.position, message.input_tokens, message.output_tokens) == (2, 15, 2)
+    assert message.total_tokens == 17 and message.model == "small" and message.cost == 0.5
+    conv.add_usage("a", {"output_tokens": 1, "model": "big"}, position=1)
+    assert conv.usage("a")["by_model"]["big"]["output_tokens"] == 1
+    assert conv.usage("a")["total_tokens"] == 18
+    before = conv.usage("a")
+    for bad in [{"tokens": 1}, {"input_tokens": -1}, {"cost": float("nan")}]:
+        with pytest.raises(memstore.ValidationError):
+            conv.add_usage("a", bad)
+    with pytest.raises(memstore.NotFoundError):
+        conv.add_usage("a", {"input_tokens": 1}, position=99)
+    with pytest.raises(memstore.NotFoundError):
+        conv.add_usage("nope", {"input_tokens": 1})
+    assert conv.usage("a") == before
+    branch = conv.branch("a", at=2)
+    conv.add_message(branch, "assistant", "from the branch", usage={"input_tokens": 3})
+    conv.merge(branch)
+    with pytest.raises(memstore.ConflictError):
+        conv.add_usage("a", {"input_tokens": 1})  # the merged copy is the last assistant message
