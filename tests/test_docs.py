@@ -200,3 +200,16 @@ def test_every_exception_is_documented() -> None:
     for name in memstore.__all__:
         if name.endswith("Error"):
             assert f"`{name}`" in README, name
+
+
+def test_no_install_line_names_another_projects_package() -> None:
+    """`memstore` on the package index is an unrelated project: every install line of the
+    README installs this checkout (or names agent-memstore), and so do the errors."""
+    targets = re.findall(r"pip install\s+(\S+)", README)  # what each line installs
+    assert len(targets) >= 8
+    for target in targets:
+        assert re.match(r"'?\.(\[|\s|$)|'?agent-memstore|'?\.\[", target), target
+    assert not re.search(r"pip install '?memstore\b", README)
+    sources = [ROOT / "memstore.py", *ROOT.glob("*/memstore_*.py")]
+    for source in sources:
+        assert not re.search(r"pip install '?memstore\b", source.read_text()), source
