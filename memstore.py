@@ -117,6 +117,7 @@ __all__ = [
     "history_clause",
     "live_clause",
     "migrate",
+    "new_key",
     "parse_duration",
     "quote_identifier",
     "state_diff",
@@ -862,7 +863,7 @@ class Store:
         *,
         fields: Mapping[str, type | str] | None = None,
         fts: Sequence[str] | None = None,
-        ttl: timedelta | float | None = None,
+        ttl: timedelta | float | str | None = None,
         model: type | None = None,
         history: bool | None = None,
         indexes: Sequence[str | Sequence[str] | Mapping[str, Any]] | None = None,
@@ -991,7 +992,7 @@ class Store:
         """A graph of nodes, edges and profiles; see Graph."""
         return Graph(self, name)
 
-    def cache(self, name: str, *, ttl: timedelta | float | None = None) -> Cache:
+    def cache(self, name: str, *, ttl: timedelta | float | str | None = None) -> Cache:
         """A TTL cache of JSON values with a default ``ttl``; see Cache."""
         return Cache(self, name, ttl)
 
@@ -1293,7 +1294,7 @@ class Store:
     def cleanup(
         self,
         *,
-        older_than: timedelta | float | None = None,
+        older_than: timedelta | float | str | None = None,
         by: Literal["created", "updated"] = "created",
         keep_last: int | None = None,
         dry_run: bool = False,
@@ -2464,7 +2465,7 @@ class _CollectionVectors:
         vector: Any = None,
         k: int = 10,
         where: Mapping[str, Any] | None = None,
-        recency: timedelta | float | None = None,
+        recency: timedelta | float | str | None = None,
         importance: str | None = None,
         candidates: int | None = None,
     ) -> list[HybridHit]:
@@ -2948,7 +2949,7 @@ class Collection(_CollectionVectors):
         key: str,
         record: Any,
         *,
-        ttl: timedelta | float | None = None,
+        ttl: timedelta | float | str | None = None,
         vector: Any = None,
     ) -> str:
         """Store the record under ``key``, replacing any record there; return the key.
@@ -2976,7 +2977,9 @@ class Collection(_CollectionVectors):
                 self._write_vectors(self._embed_bodies({key: body}))
         return key
 
-    def add(self, record: Any, *, ttl: timedelta | float | None = None, vector: Any = None) -> str:
+    def add(
+        self, record: Any, *, ttl: timedelta | float | str | None = None, vector: Any = None
+    ) -> str:
         """Store a record under a new time-sortable key (a ULID) and return the key."""
         return self.put(_new_key(), record, ttl=ttl, vector=vector)
 
@@ -2985,7 +2988,7 @@ class Collection(_CollectionVectors):
         records: Iterable[Any] | Mapping[str, Any],
         *,
         key: str | Callable[[Any], str] | None = None,
-        ttl: timedelta | float | None = None,
+        ttl: timedelta | float | str | None = None,
         vectors: Iterable[Any] | None = None,
     ) -> int:
         """Store many records, replacing any under the same keys, in one transaction; say how many.
@@ -3133,7 +3136,7 @@ class Collection(_CollectionVectors):
                 )
             )
 
-    def set_ttl(self, ttl: timedelta | float | None) -> None:
+    def set_ttl(self, ttl: timedelta | float | str | None) -> None:
         """Set (or with None, remove) the default time to live of new records."""
         seconds = None if ttl is None else _seconds(ttl, "ttl")
         with self.store.transaction():
@@ -3359,7 +3362,7 @@ class Collection(_CollectionVectors):
     def cleanup(
         self,
         *,
-        older_than: timedelta | float | None = None,
+        older_than: timedelta | float | str | None = None,
         by: Literal["created", "updated"] = "created",
         keep_last: int | None = None,
         expired: bool = True,
@@ -4239,7 +4242,7 @@ class EventLog:
     def cleanup(
         self,
         *,
-        older_than: timedelta | float | None = None,
+        older_than: timedelta | float | str | None = None,
         keep_last: int | None = None,
         batch_size: int = BATCH_SIZE,
     ) -> int:
@@ -4729,7 +4732,7 @@ class Conversations:
         rows = _search(self.store, sql, [_check_match(text), *params, limit, 0], text)
         return [Hit(row[0], _message(row[:15]), row[15], row[16], -row[15]) for row in rows]
 
-    def cleanup(self, *, older_than: timedelta | float) -> int:
+    def cleanup(self, *, older_than: timedelta | float | str) -> int:
         """Delete threads with no message (or creation) newer than ``older_than``; return how many.
 
         A thread is kept while any of its branches is newer.
@@ -5367,7 +5370,7 @@ class Checkpoints:
         thread_id: str,
         *,
         keep_last: int | None = None,
-        older_than: timedelta | float | None = None,
+        older_than: timedelta | float | str | None = None,
         keep_tagged: bool = True,
         force: bool = False,
     ) -> int:
@@ -5842,7 +5845,7 @@ class Cache:
     ... def embed(text): ...
     """
 
-    def __init__(self, store: Store, name: str, ttl: timedelta | float | None = None) -> None:
+    def __init__(self, store: Store, name: str, ttl: timedelta | float | str | None = None) -> None:
         if not isinstance(name, str) or not name:
             raise ValidationError(f"a cache name must be a non-empty string, not {name!r}")
         self.store = store
@@ -5867,7 +5870,7 @@ class Cache:
         )
         return rows[0][0] if rows else None
 
-    def set(self, key: str, value: Any, *, ttl: timedelta | float | None = None) -> None:
+    def set(self, key: str, value: Any, *, ttl: timedelta | float | str | None = None) -> None:
         """Store a value (JSON) for ``ttl`` (default: the cache's; None: no expiry)."""
         _check_key(key)
         body = _dumps(value)
@@ -5941,7 +5944,7 @@ class Cache:
         return {"hits": hits, "misses": misses, "entries": entries, "bytes": int(size)}
 
     def memoize(
-        self, ttl: timedelta | float | None = None
+        self, ttl: timedelta | float | str | None = None
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Cache a function's results by its arguments (which must be JSON) until ``ttl``.
 
@@ -6587,7 +6590,7 @@ class AsyncStore:
         """``Store.graph``."""
         return AsyncHandle(self, await self._call(lambda: self.store.graph(name)))
 
-    async def cache(self, name: str, *, ttl: timedelta | float | None = None) -> AsyncHandle:
+    async def cache(self, name: str, *, ttl: timedelta | float | str | None = None) -> AsyncHandle:
         """``Store.cache`` (``memoize`` is sync only)."""
         return AsyncHandle(self, await self._call(lambda: self.store.cache(name, ttl=ttl)))
 
@@ -7445,6 +7448,16 @@ def fts_table(collection: str) -> str:
 #: SQLite's clock in memstore's timestamp format (ISO-8601 UTC, six fractional digits,
 #: sorting as text): for tools' own SQL that writes or compares memstore's timestamps.
 SQL_NOW = _SQL_NOW
+
+
+def new_key() -> str:
+    """A new time-sortable key, as ``Collection.add`` gives records: a ULID (26
+    characters; later keys sort after earlier ones, within a process strictly).
+
+    >>> new_key()
+    '01KBN4Y6R7Q9Y5ZV2W8T3M1C0D'
+    """
+    return _new_key()
 
 
 def live_clause(alias: str | None = None) -> str:

@@ -51,7 +51,9 @@ with warnings.catch_warnings():
     from langchain_community.storage import SQLStore
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / p) for p in (".", "plugins", "cli", "demo", "legacy", "adapters")]
+sys.path[:0] = [
+    str(ROOT / p) for p in (".", "plugins", "cli", "demo", "legacy", "adapters", "mcp_server")
+]
 from bench_core import alternating  # noqa: E402
 
 from memstore_agents import MemstoreSession  # noqa: E402

@@ -47,7 +47,9 @@ from langgraph.store.base import PutOp
 from langgraph.store.sqlite import SqliteStore
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / p) for p in (".", "plugins", "cli", "demo", "legacy", "adapters")]
+sys.path[:0] = [
+    str(ROOT / p) for p in (".", "plugins", "cli", "demo", "legacy", "adapters", "mcp_server")
+]
 from bench_core import alternating, paired  # noqa: E402
 
 import memstore  # noqa: E402

@@ -582,10 +582,39 @@ def delete(
 
 
 @store_command(cli)
-@click.argument("directory", type=click.Path(file_okay=False))
+@click.argument("directory", type=click.Path())
 @click.option("--collection", "names", multiple=True, help="Only this collection. Repeatable.")
-def export(ctx: click.Context, directory: str, names: tuple[str, ...], as_json: bool) -> None:
+@click.option(
+    "--format",
+    "form",
+    type=click.Choice(["memstore", "reference"]),
+    default="memstore",
+    show_default=True,
+    help="reference: the graph as the reference MCP memory server's JSONL file (DIRECTORY is "
+    "then that file).",
+)
+@click.option("--scope", default="default", show_default=True, help="With reference: whose graph.")
+def export(
+    ctx: click.Context,
+    directory: str,
+    names: tuple[str, ...],
+    form: str,
+    scope: str,
+    as_json: bool,
+) -> None:
     """Write the store (or some collections) as JSONL files with a manifest."""
+    if form == "reference":
+        memstore_mcp = _mcp_module()
+        with open_store(ctx) as store:
+            counts = memstore_mcp.export_reference(store, directory, scope=scope)
+        emit(
+            counts,
+            as_json,
+            [f"exported {counts['entities']:,} entities, {counts['relations']:,} relations"],
+        )
+        return
+    if os.path.isfile(directory):
+        raise click.BadParameter(f"{directory!r} is a file", ctx, param_hint="DIRECTORY")
     with open_store(ctx) as store:
         stats = store.stats()
         total = sum(
@@ -602,10 +631,36 @@ def export(ctx: click.Context, directory: str, names: tuple[str, ...], as_json: 
 
 
 @store_command(cli, "import")
-@click.argument("source", type=click.Path(exists=True, file_okay=False))
+@click.argument("source", type=click.Path(exists=True))
 @click.option("--dry-run", is_flag=True, help="Report what would be imported; write nothing.")
-def import_command(ctx: click.Context, source: str, dry_run: bool, as_json: bool) -> None:
-    """Import an export directory, or the file layouts older stores use (see the README)."""
+@click.option(
+    "--scope", default="default", show_default=True, help="A memory.jsonl file: whose graph."
+)
+def import_command(
+    ctx: click.Context, source: str, dry_run: bool, scope: str, as_json: bool
+) -> None:
+    """Import an export directory, the file layouts older stores use (see the README), or a
+    reference MCP memory server's memory.jsonl (into the scope's graph)."""
+    if os.path.isfile(source):
+        memstore_mcp = _mcp_module()
+        if not memstore_mcp.looks_like_reference_file(source):
+            raise click.BadParameter(
+                f"{source!r} is not a memory server's JSONL file", ctx, param_hint="SOURCE"
+            )
+        with open_store(ctx, create=not dry_run) as store:
+            if dry_run:
+                with contextlib.suppress(memstore_mcp.DryRun), store.transaction():
+                    counts = memstore_mcp.import_reference(store, source, scope=scope)
+                    raise memstore_mcp.DryRun
+            else:
+                counts = memstore_mcp.import_reference(store, source, scope=scope)
+        verb = "would import" if dry_run else "imported"
+        emit(
+            {"layout": "reference memory file", **counts, "dry_run": dry_run},
+            as_json,
+            [f"{verb} {counts['entities']:,} entities, {counts['relations']:,} relations"],
+        )
+        return
     with open_store(ctx, create=True) as store:
         if (Path(source) / "manifest.json").exists():
             importer: Callable[..., dict[str, Any]] = store.import_
@@ -855,6 +910,60 @@ def tenants_erase(group: memstore.Tenants, tenant_id: str) -> None:
 
 
 # --------------------------------------------------------------------------
+# The MCP server
+# --------------------------------------------------------------------------
+
+
+def _mcp_module() -> Any:
+    try:
+        import memstore_mcp
+    except ImportError as err:
+        raise Failure(f"the MCP server needs the mcp extra: pip install '.[mcp]' ({err})") from err
+    return memstore_mcp
+
+
+@cli.command("mcp")
+@click.option(
+    "--db",
+    type=click.Path(dir_okay=False),
+    expose_value=False,
+    callback=_remember_db,
+    help="The store file (also accepted before the command).",
+)
+@click.option(
+    "--http",
+    "http",
+    metavar="[HOST:]PORT",
+    help="Serve Streamable HTTP on HOST:PORT (loopback when HOST is left out), not stdio.",
+)
+@click.option(
+    "--profile",
+    type=click.Choice(["memstore", "reference"]),
+    default="memstore",
+    show_default=True,
+    help="memstore's tools, or the reference memory server's nine.",
+)
+@click.option("--scope", help="Whose memories: default $MEMSTORE_MCP_SCOPE, the client's root.")
+@click.option("--read-only", is_flag=True, help="Offer only the tools that read.")
+@click.pass_context
+def mcp_command(
+    ctx: click.Context, http: str | None, profile: str, scope: str | None, read_only: bool
+) -> None:
+    """Serve the store to MCP clients (stdio by default): memory tools for any agent."""
+    memstore_mcp = _mcp_module()
+    path = ctx.meta.get(_DB_KEY)
+    if not path:
+        raise click.UsageError("say which store: --db PATH, or set MEMSTORE_PATH", ctx)
+    address = memstore_mcp.parse_http(http) if http else None
+    if scope is not None:
+        memstore_mcp.check_scope(scope)
+    if address is not None:
+        _check_port(address[1], address[0])
+        click.echo(f"Serving {path} at http://{address[0]}:{address[1]}/mcp", err=True)
+    memstore_mcp.serve(path, profile=profile, scope=scope, read_only=read_only, http=address)
+
+
+# --------------------------------------------------------------------------
 # Browsing in Datasette
 # --------------------------------------------------------------------------
 
@@ -911,13 +1020,13 @@ def _raise_stop(signum: int, frame: Any) -> None:
     raise _Stop
 
 
-def _check_port(port: int) -> None:
+def _check_port(port: int, host: str = "127.0.0.1") -> None:
     """Refuse a port another program holds, before announcing it, and suggest a free one."""
-    with socket.socket() as probe:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
         # As the server binds: a port whose last connections linger in TIME_WAIT is free.
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind(("127.0.0.1", port))
+            probe.bind((host, port))
             return
         except OSError as err:
             reason = err.strerror or str(err)

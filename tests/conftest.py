@@ -45,9 +45,11 @@ def events(store: memstore.Store) -> memstore.Collection:
     )
 
 
-#: Where the checkout keeps its modules: the library, the Datasette plugin, the
-#: command line, the demo, the legacy importer and the framework adapters.
-MODULE_DIRS = [ROOT / d for d in (".", "plugins", "cli", "demo", "legacy", "adapters")]
+#: Where the checkout keeps its modules: the library, the Datasette plugin, the command
+#: line, the demo, the legacy importer, the framework adapters and the MCP server.
+MODULE_DIRS = [
+    ROOT / d for d in (".", "plugins", "cli", "demo", "legacy", "adapters", "mcp_server")
+]
 PYTHONPATH = os.pathsep.join(str(d) for d in MODULE_DIRS)
 
 
