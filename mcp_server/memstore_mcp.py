@@ -125,7 +125,11 @@ def _within(items: Sequence[dict[str, Any]], budget: int) -> tuple[list[dict[str
             continue
         if not kept and "text" in item:  # one memory larger than the budget: its start
             cut = dict(item, text="", cut=True)
+            if isinstance(cut.get("why"), str):
+                cut["why"] = _cut(cut["why"], 16)
             room = budget - count_tokens(json.dumps(cut, ensure_ascii=False))
+            if room <= 0:  # not even the memory's key and kind fit
+                return kept, used, True
             while room > 0:
                 cut["text"] = _cut(item["text"], room)
                 size = count_tokens(json.dumps(cut, ensure_ascii=False))
@@ -461,7 +465,7 @@ Query = Annotated[str | None, Field(description="What to look for, in plain word
 Budget = Annotated[
     int,
     Field(
-        ge=50,
+        ge=100,
         le=100_000,
         description=f"Most tokens the answer may take ({TOKENIZER} a token).",
     ),

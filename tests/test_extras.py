@@ -18,6 +18,7 @@ EXTRAS = {
     "langgraph": ["LangGraph"],
     "langchain": ["LangChain"],
     "agents": ["OpenAI Agents SDK"],
+    "mcp": ["Agent memory over MCP"],
     "explorer": [],  # the demo: below
 }
 

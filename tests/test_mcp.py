@@ -246,7 +246,7 @@ async def test_events_conversations_activity_and_info(opened: memstore.Store) ->
         ("recall", {"since": "yesterday"}, "since"),
         ("recall", {"q": "x", "mode": "vector"}, "needs embeddings"),
         ("recall", {"cursor": "garbage"}, "cursor"),
-        ("recall", {"token_budget": 3}, "token_budget"),
+        ("recall", {"token_budget": 99}, "token_budget"),
         ("get", {"key": ""}, "ValidationError"),
         ("get", {"key": "x" * 600}, "ValidationError"),
         ("update", {"key": "nope", "text": "x"}, "NotFoundError"),
@@ -508,3 +508,33 @@ def test_the_http_address_is_checked(db: Path) -> None:
         assert result.returncode == 1 and message in result.stderr, result
     assert memstore_mcp.parse_http("8765") == ("127.0.0.1", 8765)
     assert memstore_mcp.parse_http("[::1]:8765") == ("::1", 8765)
+
+
+async def test_recall_of_ten_thousand_memories_never_exceeds_its_budget(
+    opened: memstore.Store,
+) -> None:
+    words = ["train", "plane", "ramen", "meeting", "budget", "lyon", "paris", "hotel", "code"]
+    memory = memstore_mcp.Memory(opened, scope="alice")
+    memory.memories.put_many(
+        (
+            f"alice/m{i:05d}",
+            {
+                "text": f"{words[i % 9]} {words[i * 7 % 9]} " + 'détail\n"quoted" ' * (i % 60),
+                "kind": "note",
+                "tags": [words[i % 9]],
+                "importance": 0.5,
+                "scope": "alice",
+                "content_hash": memstore_mcp.content_hash(str(i)),
+                "version": 1,
+            },
+        )
+        for i in range(10_000)
+    )
+    async with alice(opened) as client:
+        for budget in (100, 120, 333, 2000, 9000):
+            for query in ("train lyon", "ramen", "détail quoted"):
+                found = await call(client, "recall", q=query, token_budget=budget, limit=200)
+                text = json.dumps(found["memories"], ensure_ascii=False)
+                assert found["tokens"] <= budget, (budget, query)
+                assert memstore_mcp.count_tokens(text) <= budget + 5, (budget, query)
+                assert found["memories"] and found["truncated"]

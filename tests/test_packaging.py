@@ -24,7 +24,7 @@ import importlib.util, memstore_cli, memstore_demo, memstore_legacy
 for module in (memstore_cli, memstore_demo, memstore_legacy):
     assert "site-packages" in module.__file__, module.__file__
 # Each framework integration needs its extra to import; the wheel holds them all.
-for extra in ("memstore_langgraph", "memstore_langchain", "memstore_agents"):
+for extra in ("memstore_langgraph", "memstore_langchain", "memstore_agents", "memstore_mcp"):
     assert importlib.util.find_spec(extra), extra
 plugin = importlib.util.find_spec("memstore_datasette")  # imports datasette: not installed here
 assert (pathlib.Path(plugin.origin).parent / "memstore_templates").is_dir()
@@ -46,6 +46,7 @@ def test_wheel_contents(wheel: Path) -> None:
         "memstore_langgraph.py",
         "memstore_langchain.py",
         "memstore_agents.py",
+        "memstore_mcp.py",
         "memstore_datasette/__init__.py",
         "memstore_datasette/memstore_templates/memstore_base.html",
     } <= names
