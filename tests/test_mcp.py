@@ -538,3 +538,91 @@ async def test_recall_of_ten_thousand_memories_never_exceeds_its_budget(
                 assert found["tokens"] <= budget, (budget, query)
                 assert memstore_mcp.count_tokens(text) <= budget + 5, (budget, query)
                 assert found["memories"] and found["truncated"]
+
+
+async def every_tool(client: Client, profile: str) -> None:
+    """Each tool of the profile once, as a client would call it, results checked."""
+    if profile == "memstore":
+        key = (await call(client, "remember", text="every tool", tags=["t"], key="k1"))["key"]
+        assert (await call(client, "recall", q="tool"))["memories"][0]["key"] == key
+        assert (await call(client, "get", key=key))["version"] == 1
+        assert (await call(client, "update", key=key, text="every tool, changed"))["version"] == 2
+        assert len((await call(client, "history", key=key))["versions"]) == 2
+        facts = await call(
+            client,
+            "add_facts",
+            entities=[{"name": "A", "type": "t"}, {"name": "B", "type": "t"}],
+            relations=[{"from": "A", "to": "B", "type": "knows"}],
+        )
+        assert facts["created_entities"] == ["A", "B"]
+        assert (await call(client, "search_graph", q="A"))["entities"]
+        assert (await call(client, "open_nodes", names=["A"], depth=1))["relations"]
+        assert (await call(client, "delete_facts", entities=["B"]))["deleted"]["entities"] == 1
+        assert (await call(client, "log_event", kind="checked"))["seq"] == 1
+        assert (await call(client, "search_conversations", q="nothing"))["messages"] == []
+        assert (await call(client, "recent_activity", timeframe="1h"))["memories"]
+        assert (await call(client, "forget", key=key))["forgotten"] == [key]
+        assert (await call(client, "memory_info"))["memories"] == 0
+        assert "NotFoundError" in await error(client, "get", key=key)
+    else:
+        a = {"name": "A", "entityType": "t", "observations": []}
+        b = {"name": "B", "entityType": "t", "observations": ["x"]}
+        link = {"from": "A", "to": "B", "relationType": "knows"}
+        assert (await call(client, "create_entities", entities=[a, b]))["entities"] == [a, b]
+        assert (await call(client, "create_relations", relations=[link]))["relations"] == [link]
+        added = await call(
+            client, "add_observations", observations=[{"entityName": "A", "contents": ["y"]}]
+        )
+        assert added["results"][0]["addedObservations"] == ["y"]
+        assert len((await call(client, "read_graph"))["entities"]) == 2
+        assert (await call(client, "search_nodes", query="y"))["entities"][0]["name"] == "A"
+        assert (await call(client, "open_nodes", names=["A", "B"]))["relations"] == [link]
+        await call(
+            client, "delete_observations", deletions=[{"entityName": "A", "observations": ["y"]}]
+        )
+        await call(client, "delete_relations", relations=[link])
+        await call(client, "delete_entities", entityNames=["B"])
+        assert (await call(client, "read_graph")) == {"entities": [a], "relations": []}
+        assert "not found" in await error(
+            client, "add_observations", observations=[{"entityName": "B", "contents": ["z"]}]
+        )
+
+
+@pytest.mark.parametrize("profile", ["memstore", "reference"])
+async def test_every_tool_over_stdio(db: Path, profile: str) -> None:
+    async with Client(server_params(db, "--profile", profile)) as client:
+        await every_tool(client, profile)
+
+
+@pytest.mark.parametrize("profile", ["memstore", "reference"])
+async def test_every_tool_over_http(db: Path, profile: str) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            CLI,
+            "mcp",
+            "--db",
+            str(db),
+            "--profile",
+            profile,
+            "--http",
+            str(port),
+        ],
+        env={**os.environ, "PYTHONPATH": PYTHONPATH},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+            await every_tool(client, profile)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
