@@ -40,7 +40,7 @@ import warnings
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypedDict
 from urllib.parse import unquote, urlparse
 
 import anyio
@@ -48,7 +48,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp.shared.subscriptions import ResourceUpdated
-from mcp_types import ToolAnnotations
+from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
 
 import memstore
@@ -1189,6 +1189,41 @@ def _info(memory: Memory) -> dict[str, Any]:
 # --------------------------------------------------------------------------
 
 
+class _Entities(TypedDict):
+    entities: list[dict[str, Any]]
+
+
+class _Relations(TypedDict):
+    relations: list[dict[str, Any]]
+
+
+class _Results(TypedDict):
+    results: list[dict[str, Any]]
+
+
+class _Done(TypedDict):
+    success: bool
+    message: str
+
+
+class _Graph(TypedDict):
+    entities: list[dict[str, Any]]
+    relations: list[dict[str, Any]]
+
+
+def _reply(value: Any, structured: Mapping[str, Any]) -> CallToolResult:
+    """A result as the reference server words it: its JSON (2-space indents) or its sentence
+    as the text, and the structured content beside it."""
+    text = value if isinstance(value, str) else json.dumps(value, indent=2, ensure_ascii=False)
+    return CallToolResult(
+        content=[TextContent(type="text", text=text)], structured_content=dict(structured)
+    )
+
+
+def _done(message: str) -> CallToolResult:
+    return _reply(message, {"success": True, "message": message})
+
+
 def _reference_tools(server: MCPServer[Any], memory: Memory) -> None:
     writes = not memory.read_only
 
@@ -1208,7 +1243,7 @@ def _reference_tools(server: MCPServer[Any], memory: Memory) -> None:
             list[dict[str, Any]],
             Field(description="Entities: {name, entityType, observations: [strings]}."),
         ],
-    ) -> dict[str, Any]:
+    ) -> Annotated[CallToolResult, _Entities]:
         """Create multiple new entities in the knowledge graph."""
         memory.writable()
         created = []
@@ -1229,7 +1264,7 @@ def _reference_tools(server: MCPServer[Any], memory: Memory) -> None:
                         "observations": list(entity["observations"]),
                     }
                 )
-        return {"entities": created}
+        return _reply(created, {"entities": created})
 
     @tool(_WRITE, write=True)
     def create_relations(
@@ -1237,8 +1272,9 @@ def _reference_tools(server: MCPServer[Any], memory: Memory) -> None:
             list[dict[str, Any]],
             Field(description="Relations {from, to, relationType}, in active voice."),
         ],
-    ) -> dict[str, Any]:
-        """Create multiple new relations between entities in the knowledge graph."""
+    ) -> Annotated[CallToolResult, _Relations]:
+        """Create multiple new relations between entities in the knowledge graph. Relations
+        should be in active voice."""
         memory.writable()
         created = []
         with memory.store.transaction():
@@ -1251,7 +1287,7 @@ def _reference_tools(server: MCPServer[Any], memory: Memory) -> None:
                     memory.graph.add_node(end, "unknown", {"placeholder": True})
                 if _create_relation(memory, source, target, kind):
                     created.append({"from": source, "to": target, "relationType": kind})
-        return {"relations": created}
+        return _reply(created, {"relations": created})
 
     @tool(_WRITE, write=True)
     def add_observations(
@@ -1259,7 +1295,7 @@ def _reference_tools(server: MCPServer[Any], memory: Memory) -> None:
             list[dict[str, Any]],
             Field(description="Entries {entityName, contents: [strings]}."),
         ],
-    ) -> dict[str, Any]:
+    ) -> Annotated[CallToolResult, _Results]:
         """Add new observations to existing entities in the knowledge graph."""
         memory.writable()
         results = []
@@ -1281,18 +1317,18 @@ def _reference_tools(server: MCPServer[Any], memory: Memory) -> None:
                         "addedObservations": _add_observations(memory, name, contents),
                     }
                 )
-        return {"results": results}
+        return _reply(results, {"results": results})
 
     @tool(_DESTRUCTIVE, write=True)
     def delete_entities(
         entityNames: Annotated[list[str], Field(description="Names of the entities to delete.")],
-    ) -> str:
+    ) -> Annotated[CallToolResult, _Done]:
         """Delete multiple entities and their associated relations from the knowledge graph."""
         memory.writable()
         with memory.store.transaction():
             for name in _checked_names(entityNames, "entityNames"):
                 memory.graph.delete_node(name)
-        return "Entities deleted successfully"
+        return _done("Entities deleted successfully")
 
     @tool(_DESTRUCTIVE, write=True)
     def delete_observations(
@@ -1300,35 +1336,36 @@ def _reference_tools(server: MCPServer[Any], memory: Memory) -> None:
             list[dict[str, Any]],
             Field(description="Entries {entityName, observations: [strings]}."),
         ],
-    ) -> str:
+    ) -> Annotated[CallToolResult, _Done]:
         """Delete specific observations from entities in the knowledge graph."""
         _delete_facts(memory, [], [], deletions)
-        return "Observations deleted successfully"
+        return _done("Observations deleted successfully")
 
     @tool(_DESTRUCTIVE, write=True)
     def delete_relations(
         relations: Annotated[
             list[dict[str, Any]], Field(description="Relations {from, to, relationType}.")
         ],
-    ) -> str:
+    ) -> Annotated[CallToolResult, _Done]:
         """Delete multiple relations from the knowledge graph."""
         memory.writable()
         with memory.store.transaction():
             for relation in relations:
                 _delete_relation(memory, *_reference_relation(relation))
-        return "Relations deleted successfully"
+        return _done("Relations deleted successfully")
 
     @tool(_READ)
-    def read_graph() -> dict[str, Any]:
+    def read_graph() -> Annotated[CallToolResult, _Graph]:
         """Read the entire knowledge graph."""
-        return _reference_graph(memory, None)
+        graph = _reference_graph(memory, None)
+        return _reply(graph, graph)
 
     @tool(_READ)
     def search_nodes(
         query: Annotated[
             str, Field(description="Matched against names, types and observation content.")
         ],
-    ) -> dict[str, Any]:
+    ) -> Annotated[CallToolResult, _Graph]:
         """Search for nodes in the knowledge graph based on a query."""
         if not isinstance(query, str):
             raise memstore.QueryError("query is a string")
@@ -1340,14 +1377,16 @@ def _reference_tools(server: MCPServer[Any], memory: Memory) -> None:
             or needle in n.kind.lower()
             or any(needle in o.lower() for o in n.props.get("observations", []))
         }
-        return _reference_graph(memory, names)
+        graph = _reference_graph(memory, names)
+        return _reply(graph, graph)
 
     @tool(_READ)
     def open_nodes(
         names: Annotated[list[str], Field(description="Names of the entities to retrieve.")],
-    ) -> dict[str, Any]:
+    ) -> Annotated[CallToolResult, _Graph]:
         """Open specific nodes in the knowledge graph by their names."""
-        return _reference_graph(memory, set(_checked_names(names, "names")))
+        graph = _reference_graph(memory, set(_checked_names(names, "names")))
+        return _reply(graph, graph)
 
 
 def _reference_entity(entity: Any) -> None:

@@ -361,8 +361,11 @@ async def test_the_reference_profiles_nine_tools(opened: memstore.Store) -> None
         }
         ada = {"name": "Ada", "entityType": "person", "observations": ["mathematician"]}
         engine = {"name": "Engine", "entityType": "machine", "observations": []}
-        created = await call(client, "create_entities", entities=[ada, engine])
-        assert created["entities"] == [ada, engine]
+        created = await client.call_tool("create_entities", {"entities": [ada, engine]})
+        # As the reference words it: the list as indented JSON, and the structured content.
+        assert json.loads(created.content[0].text) == [ada, engine]
+        assert created.content[0].text.startswith("[\n  {")
+        assert created.structured_content == {"entities": [ada, engine]}
         assert (await call(client, "create_entities", entities=[ada]))["entities"] == []
         link = {"from": "Ada", "to": "Engine", "relationType": "programmed"}
         assert (await call(client, "create_relations", relations=[link]))["relations"] == [link]
@@ -383,18 +386,19 @@ async def test_the_reference_profiles_nine_tools(opened: memstore.Store) -> None
         assert [e["name"] for e in found["entities"]] == ["Ada"] and found["relations"] == []
         both = await call(client, "open_nodes", names=["Ada", "Engine", "Nobody"])
         assert both["relations"] == [link]
-        done = await call(
-            client,
+        done = await client.call_tool(
             "delete_observations",
-            deletions=[{"entityName": "Ada", "observations": ["poet's child"]}],
+            {"deletions": [{"entityName": "Ada", "observations": ["poet's child"]}]},
         )
-        assert done == "Observations deleted successfully"
-        assert (await call(client, "delete_relations", relations=[link])) == (
-            "Relations deleted successfully"
-        )
-        assert (await call(client, "delete_entities", entityNames=["Engine"])) == (
-            "Entities deleted successfully"
-        )
+        assert done.content[0].text == "Observations deleted successfully"
+        assert done.structured_content == {
+            "success": True,
+            "message": "Observations deleted successfully",
+        }
+        relations = await client.call_tool("delete_relations", {"relations": [link]})
+        assert relations.content[0].text == "Relations deleted successfully"
+        entities = await client.call_tool("delete_entities", {"entityNames": ["Engine"]})
+        assert entities.content[0].text == "Entities deleted successfully"
         assert (await call(client, "read_graph"))["entities"] == [
             {"name": "Ada", "entityType": "person", "observations": ["mathematician"]}
         ]
