@@ -554,7 +554,9 @@ def _memstore_tools(server: MCPServer[Any], memory: Memory) -> None:
         record = memory.memories.get(internal, None)
         if record is None or record.get("scope") != memory.scope or "forgotten_at" in record:
             raise memstore.NotFoundError(f"no memory {wanted!r}")
-        return memory.shown(internal, record)
+        found = [memory.shown(internal, record)]
+        _add_times(memory, found)
+        return found[0]
 
     @tool(_WRITE, write=True)
     def update(
@@ -810,6 +812,7 @@ def _recall(
             parts = {k: v for k, v in fusion.scores.items() if v is not None and k != "score"}
             item.update(score=float(f"{fusion.score:.6g}"), why=parts)
             found.append(item)
+    _add_times(memory, found)
     kept, used, more = _within(found, budget)
     more = more or len(found) == limit
     return {
@@ -821,6 +824,20 @@ def _recall(
         "tokens_counted_as": TOKENIZER,
         "scope": memory.scope,
     }
+
+
+def _add_times(memory: Memory, found: list[dict[str, Any]]) -> None:
+    """When each memory was stored and last changed (one query for all of them)."""
+    if not found:
+        return
+    keys = [memory.key(item["key"]) for item in found]
+    times = {
+        row.key: (row.created_at, row.updated_at)
+        for row in memory.memories.rows({"key": {"$in": keys}})
+    }
+    for item, key in zip(found, keys, strict=True):
+        if key in times:
+            item["created_at"], item["updated_at"] = times[key]
 
 
 _PATCHABLE = {"text", "kind", "tags", "importance"}

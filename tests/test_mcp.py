@@ -104,6 +104,7 @@ async def test_remember_recall_and_duplicates(opened: memstore.Store) -> None:
         assert [m["key"] for m in found["memories"]] == [first["key"]]
         hit = found["memories"][0]
         assert "[trains]" in hit["why"] and hit["tags"] == ["travel"] and "score" in hit
+        assert hit["created_at"] <= hit["updated_at"]
         assert found["truncated"] is False and found["next_cursor"] is None
         assert (await call(client, "recall", query="ramen", kinds=["habit"]))["memories"]
         assert not (await call(client, "recall", query="ramen", kinds=["note"]))["memories"]
@@ -144,6 +145,7 @@ async def test_update_refuses_a_moved_version_and_history_keeps_it(opened: memst
         key = (await call(client, "remember", text="The meeting is on Monday"))["key"]
         got = await call(client, "get", key=key)
         assert got["version"] == 1 and got["text"] == "The meeting is on Monday"
+        assert got["created_at"] == got["updated_at"] and got["created_at"].endswith("Z")
         changed = await call(
             client, "update", key=key, text="The meeting is on Tuesday", if_version=1
         )
