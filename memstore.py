@@ -143,6 +143,11 @@ MAX_NAME_LENGTH = 64
 #: The largest whole number SQLite stores (a signed 64-bit integer).
 INT64_MAX = 2**63 - 1
 
+#: A temporal record's validity without a bound: from the first instant memstore's
+#: timestamps can say, to the last (so that "valid at t" is two comparisons).
+NEVER_BEFORE = "0001-01-01T00:00:00.000000Z"
+NEVER_AFTER = "9999-12-31T23:59:59.999999Z"
+
 #: The longest duration (ttl, older_than) memstore takes: a thousand years, so
 #: that now plus or minus it is still a timestamp (years 1 to 9999).
 MAX_DURATION = timedelta(days=365_250)
@@ -216,7 +221,12 @@ RRF_K = 60
 #: Columns every collection table has besides its declared fields. The four
 #: in META_COLUMNS can be filtered and sorted on by name.
 META_COLUMNS = ("key", "created_at", "updated_at", "expires_at")
-RESERVED_COLUMNS = frozenset({"id", "body", "rowid", "oid", "_rowid_", "rank", *META_COLUMNS})
+RESERVED_COLUMNS = frozenset(
+    {"id", "body", "rowid", "oid", "_rowid_", "rank", "valid_from", "valid_to", "fact_of"}
+    | set(META_COLUMNS)
+)
+#: A temporal collection's columns for a record's validity, which filters and orders name.
+_VALIDITY_COLUMNS = ("valid_from", "valid_to")
 
 #: Declared field types: name -> (column type, Python types a value may have).
 FIELD_TYPES: dict[str, tuple[str, tuple[type, ...]]] = {
@@ -616,6 +626,7 @@ class _Meta(NamedTuple):
     history: bool = False
     indexes: tuple[tuple[tuple[str, ...], bool], ...] = ()  # (fields, unique) each
     vectors: dict[str, Any] | None = None  # {"dim", "model", "metric", "fields"}
+    temporal: bool = False  # records have validity periods (sql/0012)
 
 
 class Store:
@@ -868,6 +879,7 @@ class Store:
         history: bool | None = None,
         indexes: Sequence[str | Sequence[str] | Mapping[str, Any]] | None = None,
         vectors: Mapping[str, Any] | None = None,
+        temporal: bool | None = None,
         create: bool = True,
     ) -> Collection:
         """Open a collection, creating it or adding to its declaration.
@@ -903,6 +915,11 @@ class Store:
         with it, records are embedded as they are put and queries may be text.
         The model and dimension cannot change but through ``re_embed``.
 
+        ``temporal=True`` gives records validity periods in world time
+        (``valid_from``/``valid_to``), ``supersede`` and ``invalidate``, and
+        ``as_of=``/``known_at=`` on reads: see Collection.supersede. It keeps
+        history (``known_at`` reads it) and cannot be undone.
+
         ``create=False`` opens only a collection that exists, and raises
         NotFoundError otherwise; so does ``store["events"]``. Creating is the
         default because the declaration is the schema: the same call creates
@@ -922,8 +939,16 @@ class Store:
         _check_columns_distinct([*wanted_fields, *wanted_fts])
         if history is not None and not isinstance(history, bool):
             raise ValidationError(f"history must be True or False, not {history!r}")
+        if temporal is not None and not isinstance(temporal, bool):
+            raise ValidationError(f"temporal must be True or False, not {temporal!r}")
         wanted = _Declaration(
-            wanted_fields, wanted_fts, ttl_seconds, history, wanted_indexes, wanted_vectors
+            wanted_fields,
+            wanted_fts,
+            ttl_seconds,
+            history,
+            wanted_indexes,
+            wanted_vectors,
+            temporal,
         )
         meta = self._load_meta(name)
         if meta is None and not create:
@@ -1177,8 +1202,11 @@ class Store:
                     "WHERE v.collection = ? AND v.record_id = t.id AND v.model = ? AND v.dim = ?)"
                 )
                 params = [meta.name, meta.vectors["model"], meta.vectors["dim"]]
+            # A temporal collection's rows carry their validity, and superseded facts
+            # the key they are a fact of.
+            validity = "valid_from, valid_to, fact_of" if meta.temporal else "NULL, NULL, NULL"
             rows = self._stream(
-                f"SELECT key, body, created_at, updated_at, expires_at, {vectors} "
+                f"SELECT key, body, created_at, updated_at, expires_at, {vectors}, {validity} "
                 f"FROM {quote_identifier(meta.name)} AS t ORDER BY id",
                 params,
                 lambda r: {
@@ -1188,6 +1216,11 @@ class Store:
                     "updated_at": r[3],
                     "expires_at": r[4],
                     **({"vectors": _floats_by_part(r[5])} if r[5] and r[5] != "{}" else {}),
+                    **(
+                        {"valid_from": r[6], "valid_to": r[7], "fact_of": r[8]}
+                        if r[6] is not None
+                        else {}
+                    ),
                 },
             )
             file = f"collections/{meta.name}.jsonl"
@@ -1201,6 +1234,7 @@ class Store:
                 "history": meta.history,
                 "indexes": _index_dicts(meta.indexes),
                 "vectors": meta.vectors,
+                "temporal": meta.temporal,
             }
         if collections is None:
             for table in LAYER_TABLES:
@@ -1461,13 +1495,13 @@ class Store:
 
     def _load_meta(self, name: str) -> _Meta | None:
         rows = self._fetch(
-            "SELECT name, fields, fts, ttl_seconds, history, indexes, vectors "
+            "SELECT name, fields, fts, ttl_seconds, history, indexes, vectors, temporal "
             "FROM _memstore_collections WHERE name = ?",
             (name,),
         )
         if not rows:
             return None
-        found, fields, fts, ttl_seconds, history, indexes, vectors = rows[0]
+        found, fields, fts, ttl_seconds, history, indexes, vectors, temporal = rows[0]
         return _Meta(
             found,
             json.loads(fields),
@@ -1476,6 +1510,7 @@ class Store:
             bool(history),
             tuple((tuple(i["fields"]), bool(i["unique"])) for i in json.loads(indexes)),
             None if vectors is None else json.loads(vectors),
+            bool(temporal),
         )
 
     def _vector_index(self, name: str, config: Mapping[str, Any]) -> _VectorIndex:
@@ -1516,10 +1551,11 @@ class Store:
         self._generation += 1
         self._fetch(
             "INSERT INTO _memstore_collections (name, fields, fts, ttl_seconds, history, "
-            "indexes, vectors) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+            "indexes, vectors, temporal) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET "
             "fields = excluded.fields, fts = excluded.fts, ttl_seconds = excluded.ttl_seconds, "
             "history = excluded.history, indexes = excluded.indexes, "
-            f"vectors = excluded.vectors, updated_at = {_SQL_NOW}",
+            f"vectors = excluded.vectors, temporal = excluded.temporal, updated_at = {_SQL_NOW}",
             (
                 name,
                 json.dumps(new.fields),
@@ -1528,6 +1564,7 @@ class Store:
                 new.history,
                 json.dumps(_index_dicts(new.indexes)),
                 None if new.vectors is None else json.dumps(new.vectors),
+                new.temporal,
             ),
         )
         return new
@@ -1542,6 +1579,7 @@ class _Declaration(NamedTuple):
     history: bool | None
     indexes: tuple[tuple[tuple[str, ...], bool], ...]
     vectors: dict[str, Any] | None
+    temporal: bool | None = None
 
 
 def _declared(old: _Meta, wanted: _Declaration) -> _Meta:
@@ -1564,14 +1602,26 @@ def _declared(old: _Meta, wanted: _Declaration) -> _Meta:
                     f"index field {field!r} of {name!r} is not a declared field: "
                     "declare it in fields= first"
                 )
+    temporal = old.temporal or bool(wanted.temporal)
+    if old.temporal and wanted.temporal is False:
+        raise SchemaError(f"{name!r} is temporal: its records' validity periods cannot be dropped")
+    if temporal and any(unique for _, unique in indexes):
+        raise SchemaError(
+            f"{name!r}: a temporal collection keeps superseded facts beside current ones, "
+            "so a unique index would refuse them; drop unique=True"
+        )
+    history = old.history if wanted.history is None else wanted.history
+    if temporal and wanted.history is False:
+        raise SchemaError(f"{name!r} is temporal: it keeps history, which known_at reads")
     return _Meta(
         name,
         fields,
         old.fts + [path for path in wanted.fts if path not in old.fts],
         old.ttl_seconds if wanted.ttl_seconds is None else wanted.ttl_seconds,
-        old.history if wanted.history is None else wanted.history,
+        history or temporal,
         indexes,
         _declared_vectors(name, old.vectors, wanted.vectors),
+        temporal,
     )
 
 
@@ -1594,8 +1644,21 @@ def _declaration_sql(old: _Meta, new: _Meta, columns: Mapping[str, str]) -> list
     if new.fts != old.fts:
         statements += _drop_fts_sql(name)
         statements += _create_fts_sql(name, [field_column(p) for p in new.fts])
-    if new.history != old.history:
-        statements += _history_trigger_sql(name, drop=not new.history)
+    if new.temporal and not old.temporal:
+        for column, default in (("valid_from", NEVER_BEFORE), ("valid_to", NEVER_AFTER)):
+            if column not in columns:
+                statements.append(
+                    f"ALTER TABLE {quote_identifier(name)} ADD COLUMN {column} TEXT NOT NULL "
+                    f"DEFAULT {_literal(default)}"
+                )
+        if "fact_of" not in columns:
+            statements.append(f"ALTER TABLE {quote_identifier(name)} ADD COLUMN fact_of TEXT")
+        statements.append(_validity_index_sql(name))
+        statements.append(_subject_index_sql(name))
+    if new.history != old.history or new.temporal != old.temporal:
+        statements += _history_trigger_sql(name, drop=True)
+        if new.history:
+            statements += _history_trigger_sql(name, temporal=new.temporal)
     ttl_trigger = _ttl_trigger_sql if new.ttl_seconds is not None else _drop_ttl_trigger_sql
     statements.append(ttl_trigger(name))
     for spec in new.indexes[len(old.indexes) :]:
@@ -2367,6 +2430,8 @@ class _CollectionVectors:
     fts: list[str]
     _table: str
     _fts_table: str
+    _key_sql: str
+    temporal: bool
 
     if TYPE_CHECKING:
 
@@ -2375,10 +2440,17 @@ class _CollectionVectors:
         def _fresh(self) -> None: ...
         def _apply(self, meta: _Meta) -> None: ...
         def _filter(
-            self, where: Mapping[str, Any] | None, *, include_expired: bool = False
+            self,
+            where: Mapping[str, Any] | None,
+            *,
+            include_expired: bool = False,
+            as_of: Any = _MISSING,
         ) -> tuple[str, list[Any]]: ...
-        def _filter_probed(self, where: Mapping[str, Any] | None) -> tuple[str, list[Any]]: ...
+        def _filter_probed(
+            self, where: Mapping[str, Any] | None, as_of: Any = _MISSING
+        ) -> tuple[str, list[Any]]: ...
         def __len__(self) -> int: ...
+        def _view(self, as_of: Any, known_at: Any) -> tuple[Any, str | None]: ...
 
     def vector(self, key: str) -> Any:
         """The record's embedding as a numpy array (a dict of them for a record in parts);
@@ -2406,6 +2478,7 @@ class _CollectionVectors:
         metric: str | None = None,
         exact: bool | None = None,
         model: str | None = None,
+        as_of: Any = None,
     ) -> list[Neighbor]:
         """The ``k`` records whose vectors are nearest to ``query``, nearest first.
 
@@ -2443,7 +2516,9 @@ class _CollectionVectors:
         _check_count(k, "k")
         q = self._query_vector(query)
         with self.store.transaction(immediate=False):  # the vectors and the records: one snapshot
-            found = self._nearest_ids(q, k, where, metric, exact is not True)
+            found = self._nearest_ids(
+                q, k, where, metric, exact is not True, self._view(as_of, None)[0]
+            )
             records = self._records_by_id([rid for rid, _ in found])
         l2 = metric == "l2"
         return [
@@ -2468,6 +2543,7 @@ class _CollectionVectors:
         recency: timedelta | float | str | None = None,
         importance: str | None = None,
         candidates: int | None = None,
+        as_of: Any = None,
     ) -> list[HybridHit]:
         """Full-text and vector search together, fused by reciprocal rank, best first.
 
@@ -2496,10 +2572,12 @@ class _CollectionVectors:
         q = self._query_vector(text if vector is None else vector)
         fts, now = self._fts_table, _utcnow()
         with self.store.transaction(immediate=False):  # both searches and the records: one snapshot
-            ranked = self._nearest_ids(q, pool, where, _check_metric(config["metric"]), True)
+            ranked = self._nearest_ids(
+                q, pool, where, _check_metric(config["metric"]), True, self._view(as_of, None)[0]
+            )
             text_rows: list[Any] = []
             if words:
-                clause, params = self._filter(where)
+                clause, params = self._filter(where, as_of=self._view(as_of, None)[0])
                 text_rows = _search(
                     self.store,
                     _match_sql(fts, self._table, "t", f"t.id, {fts}.rank", clause),
@@ -2513,7 +2591,8 @@ class _CollectionVectors:
                 explain.setdefault(rid, {}).update(vector_rank=rank, similarity=similarity)
             extra = [weight.sql, *weight.params] if weight is not None else ["NULL"]
             rows = self.store._fetch(
-                f"SELECT t.id, t.key, t.body, t.updated_at, {extra[0]} FROM {self._table} AS t "
+                f"SELECT t.id, {self._key_sql}, t.body, t.updated_at, {extra[0]} "
+                f"FROM {self._table} AS t "
                 "WHERE t.id IN (SELECT value FROM json_each(?))",
                 [*extra[1:], json.dumps(list(explain))],
             )
@@ -2753,15 +2832,17 @@ class _CollectionVectors:
         where: Mapping[str, Any] | None,
         metric: str,
         approximate: bool,
+        as_of: Any = _MISSING,
     ) -> list[tuple[int, float]]:
-        """(record id, score) of the k nearest live records matching ``where``; in a snapshot."""
+        """(record id, score) of the k nearest live records matching ``where`` (and in a
+        temporal collection, valid at ``as_of``); in a snapshot."""
         index = self.store._vector_index(self.name, self._vector_config())
         if k == 0 or not index.slot:
             return []
-        if where:
+        if where or self.temporal:
             # One string of ids, not a row each; an index alone answers when no record
             # has an expiry to check (_filter_probed).
-            clause, params = self._filter_probed(where)
+            clause, params = self._filter_probed(where, as_of)
             (among,) = self.store._fetch(
                 f"SELECT group_concat(t.id) FROM {self._table} AS t WHERE {clause}", params
             )[0]
@@ -2778,7 +2859,8 @@ class _CollectionVectors:
 
     def _records_by_id(self, ids: list[int]) -> dict[int, tuple[str, str]]:
         rows = self.store._fetch(
-            f"SELECT id, key, body FROM {self._table} WHERE id IN (SELECT value FROM json_each(?))",
+            f"SELECT t.id, {self._key_sql}, t.body FROM {self._table} AS t "
+            "WHERE t.id IN (SELECT value FROM json_each(?))",
             (json.dumps(ids),),
         )
         return {rid: (key, body) for rid, key, body in rows}
@@ -2904,6 +2986,16 @@ class Collection(_CollectionVectors):
             "updated_at = excluded.updated_at, expires_at = excluded.expires_at "
             "WHERE body IS NOT excluded.body OR expires_at IS NOT excluded.expires_at"
         )
+        # A temporal collection's put: its validity too.
+        self._temporal_upsert_sql = (
+            f"INSERT INTO {self._table} (key, body, created_at, updated_at, expires_at, "
+            "valid_from, valid_to) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
+            "body = excluded.body, updated_at = excluded.updated_at, "
+            "expires_at = excluded.expires_at, valid_from = excluded.valid_from, "
+            "valid_to = excluded.valid_to WHERE body IS NOT excluded.body "
+            "OR expires_at IS NOT excluded.expires_at OR valid_from IS NOT excluded.valid_from "
+            "OR valid_to IS NOT excluded.valid_to"
+        )
         self._apply(meta)
 
     def _apply(self, meta: _Meta) -> None:
@@ -2914,6 +3006,9 @@ class Collection(_CollectionVectors):
         self.fts = list(meta.fts)
         self.ttl = None if meta.ttl_seconds is None else timedelta(seconds=meta.ttl_seconds)
         self.keeps_history = meta.history
+        self.temporal = meta.temporal
+        # A superseded fact is a row of its own, whose key (for reads) is its subject's.
+        self._key_sql = "coalesce(t.fact_of, t.key)" if meta.temporal else "t.key"
         self.indexes = _index_dicts(meta.indexes)
         self.vectors = None if meta.vectors is None else dict(meta.vectors)
         # Declared field types, checked on every write: top-level fields (the
@@ -2951,11 +3046,20 @@ class Collection(_CollectionVectors):
         *,
         ttl: timedelta | float | str | None = None,
         vector: Any = None,
+        valid_from: Any = None,
+        valid_to: Any = None,
     ) -> str:
         """Store the record under ``key``, replacing any record there; return the key.
 
         ``created_at`` is kept when a record is replaced. ``ttl`` (a timedelta
         or seconds) overrides the collection's default time to live.
+
+        In a temporal collection, ``valid_from`` and ``valid_to`` (aware
+        datetimes or ISO-8601 text) bound when the fact holds in the world;
+        left out, a new record holds always and a replaced one keeps its
+        period. A put replaces the fact as a correction: what was stored
+        before is no longer believed (``known_at`` still reads it). To record
+        that a fact changed, use ``supersede``.
 
         In a collection with vectors, ``vector`` is the record's embedding (a
         list of floats or a numpy array), or a mapping of part names to
@@ -2964,18 +3068,176 @@ class Collection(_CollectionVectors):
         record's text, and one without keeps the vectors the record had.
         """
         _check_key(key)
+        if not self.temporal and (valid_from is not None or valid_to is not None):
+            raise ValidationError(
+                f"valid_from and valid_to need a temporal collection: declare {self.name!r} "
+                "with temporal=True"
+            )
         with self.store.transaction():
             self._fresh()
             body = self._encode(record)
             parts = None if vector is None else self._encode_vector(vector)
             now = _utcnow()
             stamp = _iso(now)
-            self.store._fetch(self._upsert_sql, (key, body, stamp, stamp, self._expiry(now, ttl)))
+            expiry = self._expiry(now, ttl)
+            if self.temporal:
+                period = self._period(key, valid_from, valid_to)
+                self.store._fetch(
+                    self._temporal_upsert_sql, (key, body, stamp, stamp, expiry, *period)
+                )
+            else:
+                self.store._fetch(self._upsert_sql, (key, body, stamp, stamp, expiry))
             if parts is not None:
                 self._write_vectors({key: parts})
             elif self.embed is not None and self.vectors is not None:
                 self._write_vectors(self._embed_bodies({key: body}))
         return key
+
+    # -- facts that change over time (temporal collections) ----------------
+
+    def supersede(self, key: str, record: Any, *, at: Any = None, vector: Any = None) -> str:
+        """Record that the fact under ``key`` changed: the old fact holds until ``at`` (now
+        by default) and ``record`` from then on; both in one transaction. Returns the key.
+
+        >>> prefs.supersede("diet", {"text": "vegetarian"}, at="2026-03-01T00:00:00Z")
+
+        The old fact is kept, closed at ``at`` (``as_of`` reads before ``at``
+        find it, with its vectors), unlike ``put``, which corrects a fact
+        for all time. ``at`` must fall inside the current fact's period.
+        """
+        self._need_temporal("supersede")
+        _check_key(key)
+        with self.store.transaction():
+            self._fresh()
+            current = self._current_fact(key)
+            moment = self._within_period(current, at, "at")
+            body = self._encode(record)
+            parts = None if vector is None else self._encode_vector(vector)
+            closed = f"{key}\x1f{_new_key()}"  # its own row; reads give it its subject's key
+            stamp = _iso(_utcnow())  # one instant: the old fact closed, the new one begun
+            (fact_id,) = self.store._fetch(
+                f"INSERT INTO {self._table} (key, body, created_at, updated_at, expires_at, "
+                "valid_from, valid_to, fact_of) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (
+                    closed,
+                    current["body"],
+                    current["created_at"],
+                    stamp,
+                    current["expires_at"],
+                    current["valid_from"],
+                    moment,
+                    key,
+                ),
+            )[0]
+            self.store._fetch(
+                "INSERT INTO memstore_vectors (collection, record_id, model, part, dim, vector) "
+                "SELECT collection, ?, model, part, dim, vector FROM memstore_vectors "
+                "WHERE collection = ? AND record_id = ?",
+                (fact_id, self.name, current["id"]),
+            )
+            self.store._fetch(
+                f"UPDATE {self._table} SET body = ?, updated_at = ?, valid_from = ?, "
+                "valid_to = ? WHERE id = ?",
+                (body, stamp, moment, NEVER_AFTER, current["id"]),
+            )
+            if parts is not None:
+                self._write_vectors({key: parts})
+            elif self.embed is not None and self.vectors is not None:
+                self._write_vectors(self._embed_bodies({key: body}))
+        return key
+
+    def invalidate(self, key: str, *, at: Any = None) -> str:
+        """Record that the fact under ``key`` stops holding at ``at`` (now by default), with
+        nothing in its place: reads as of ``at`` or later no longer find it. Returns the key.
+        """
+        self._need_temporal("invalidate")
+        _check_key(key)
+        with self.store.transaction():
+            self._fresh()
+            current = self._current_fact(key)
+            moment = self._within_period(current, at, "at")
+            self.store._fetch(
+                f"UPDATE {self._table} SET valid_to = ?, updated_at = ? WHERE id = ?",
+                (moment, _iso(_utcnow()), current["id"]),
+            )
+        return key
+
+    def timeline(self, key: str) -> list[dict[str, Any]]:
+        """Every fact stored about ``key``, in the order they held: ``{"record",
+        "valid_from", "valid_to", "stored_at", "updated_at"}`` each (None for an open end;
+        ``stored_at`` when the fact was first stored, ``updated_at`` when it last changed)."""
+        self._need_temporal("timeline")
+        _check_key(key)
+        rows = self.store._fetch(
+            f"SELECT body, valid_from, valid_to, created_at, updated_at FROM {self._table} AS t "
+            f"WHERE {self._key_sql} = ? ORDER BY valid_from, id",
+            (key,),
+        )
+        return [
+            {
+                "record": self._decode(body),
+                "valid_from": None if start == NEVER_BEFORE else start,
+                "valid_to": None if end == NEVER_AFTER else end,
+                "stored_at": stored,
+                "updated_at": updated,
+            }
+            for body, start, end, stored, updated in rows
+        ]
+
+    def _need_temporal(self, what: str) -> None:
+        if not self.temporal:
+            raise QueryError(
+                f"{what} needs a temporal collection: declare {self.name!r} with temporal=True"
+            )
+
+    def _current_fact(self, key: str) -> dict[str, Any]:
+        """The row holding ``key``'s latest fact (not a superseded one)."""
+        rows = self.store._fetch(
+            f"SELECT id, body, created_at, expires_at, valid_from, valid_to FROM {self._table} "
+            "WHERE key = ? AND fact_of IS NULL",
+            (key,),
+        )
+        if not rows:
+            raise NotFoundError(f"no record {key!r} in {self.name!r}")
+        names = ("id", "body", "created_at", "expires_at", "valid_from", "valid_to")
+        return dict(zip(names, rows[0], strict=True))
+
+    def _within_period(self, current: Mapping[str, Any], at: Any, name: str) -> str:
+        moment = _iso(_utcnow()) if at is None else _moment(at, name, ValidationError)
+        if not current["valid_from"] < moment < current["valid_to"]:
+            raise ValidationError(
+                f"{name} {moment} is not inside the current fact's period "
+                f"[{current['valid_from']}, {current['valid_to']}): a fact can change only "
+                "while it holds"
+            )
+        return moment
+
+    def _period(self, key: str, valid_from: Any, valid_to: Any) -> tuple[str, str]:
+        """A put's validity: as given, else the record's own, else unbounded; checked, and
+        not overlapping the superseded facts about the same key."""
+        start = None if valid_from is None else _moment(valid_from, "valid_from", ValidationError)
+        end = None if valid_to is None else _moment(valid_to, "valid_to", ValidationError)
+        if start is None or end is None:
+            rows = self.store._fetch(
+                f"SELECT valid_from, valid_to, fact_of FROM {self._table} WHERE key = ?", (key,)
+            )
+            if rows and rows[0][2] is not None:
+                raise ConflictError(f"{key!r} is a superseded fact's row: write its subject")
+            start = start or (rows[0][0] if rows else NEVER_BEFORE)
+            end = end or (rows[0][1] if rows else NEVER_AFTER)
+        if not start < end:
+            raise ValidationError(f"valid_to {end} must come after valid_from {start}")
+        overlap = self.store._fetch(
+            f"SELECT valid_from, valid_to FROM {self._table} WHERE fact_of = ? "
+            "AND valid_from < ? AND valid_to > ? LIMIT 1",
+            (key, end, start),
+        )
+        if overlap:
+            raise ValidationError(
+                f"[{start}, {end}) overlaps a superseded fact about {key!r} "
+                f"[{overlap[0][0]}, {overlap[0][1]})"
+            )
+        return start, end
 
     def add(
         self, record: Any, *, ttl: timedelta | float | str | None = None, vector: Any = None
@@ -3094,9 +3356,17 @@ class Collection(_CollectionVectors):
                 return
 
     def delete(self, key: str) -> bool:
-        """Delete the record under ``key``; return whether there was one."""
+        """Delete the record under ``key``; return whether there was one. In a temporal
+        collection, every fact about ``key`` goes, superseded ones too."""
         _check_key(key)
         with self.store.transaction():
+            if self.temporal:
+                return bool(
+                    self.store._fetch(
+                        f"DELETE FROM {self._table} WHERE key = ? OR fact_of = ? RETURNING id",
+                        (key, key),
+                    )
+                )
             return bool(
                 self.store._fetch(f"DELETE FROM {self._table} WHERE key = ? RETURNING id", (key,))
             )
@@ -3155,12 +3425,26 @@ class Collection(_CollectionVectors):
 
     # -- reading -----------------------------------------------------------
 
-    def get(self, key: str, default: Any = _MISSING) -> Any:
+    def get(
+        self, key: str, default: Any = _MISSING, *, as_of: Any = None, known_at: Any = None
+    ) -> Any:
         """The record under ``key``; ``default`` if given, else NotFoundError, when there is none.
 
-        A record past its time to live is treated as absent.
+        A record past its time to live is treated as absent. In a temporal
+        collection, the fact about ``key`` that holds ``as_of`` (now by
+        default), as the store knew it ``known_at`` (now by default).
         """
         _check_key(key)
+        if self.temporal:
+            found = self.query(
+                {"key": key}, order_by="-valid_from", limit=1, as_of=as_of, known_at=known_at
+            )
+            if found:
+                return found[0]
+            if default is _MISSING:
+                raise NotFoundError(f"no record {key!r} in {self.name!r}")
+            return default
+        self._view(as_of, known_at)  # refused on a collection that is not temporal
         rows = self.store._fetch(
             f"SELECT body, expires_at FROM {self._table} WHERE key = ?", (key,)
         )
@@ -3186,6 +3470,8 @@ class Collection(_CollectionVectors):
         order_by: str | Sequence[str] | None = None,
         limit: int | None = None,
         offset: int = 0,
+        as_of: Any = None,
+        known_at: Any = None,
     ) -> list[Any]:
         """Records matching ``where``, as a list.
 
@@ -3201,8 +3487,15 @@ class Collection(_CollectionVectors):
         of filters) and ``$not`` combine filters. ``order_by`` names fields,
         ``-`` first for descending; without it the order is whatever the best
         index gives. Use ``rows()`` to stream large results.
+
+        In a temporal collection, ``as_of`` (a datetime with a time zone, or
+        an ISO-8601 string) reads the facts that held then, in world time
+        (now by default), and ``known_at`` reads what the store held then:
+        both together say what the agent believed on one day about another.
         """
-        sql, params = self._select("t.body", where, order_by, limit, offset)
+        sql, params = self._select(
+            "t.body", where, order_by, limit, offset, *self._view(as_of, known_at)
+        )
         decode = self._decode
         found = [decode(body) for (body,) in self.store._fetch(sql, params)]
         self._warn_unseen(where if not found else None, order_by)
@@ -3215,14 +3508,20 @@ class Collection(_CollectionVectors):
         order_by: str | Sequence[str] | None = None,
         limit: int | None = None,
         offset: int = 0,
+        as_of: Any = None,
+        known_at: Any = None,
     ) -> Iterator[Row]:
-        """Stream matching records with their keys and timestamps, without loading them all."""
+        """Stream matching records with their keys and timestamps, without loading them all.
+        ``as_of`` and ``known_at``: as for ``query``."""
+        view = self._view(as_of, known_at)
+        key = "t.key" if view[1] is not None else self._key_sql
         sql, params = self._select(
-            "t.key, t.body, t.created_at, t.updated_at, t.expires_at",
+            f"{key}, t.body, t.created_at, t.updated_at, t.expires_at",
             where,
             order_by,
             limit,
             offset,
+            *view,
         )
         return self._watched(self.store._stream(sql, params, self._row), where, order_by)
 
@@ -3242,18 +3541,29 @@ class Collection(_CollectionVectors):
         order_by: str | Sequence[str] | None = None,
         limit: int | None = None,
         offset: int = 0,
+        as_of: Any = None,
+        known_at: Any = None,
     ) -> list[str]:
-        """Keys of the matching records."""
-        sql, params = self._select("t.key", where, order_by, limit, offset)
+        """Keys of the matching records (``as_of``, ``known_at``: as for ``query``)."""
+        view = self._view(as_of, known_at)
+        key = "t.key" if view[1] is not None else self._key_sql
+        sql, params = self._select(key, where, order_by, limit, offset, *view)
         found = [row[0] for row in self.store._fetch(sql, params)]
         self._warn_unseen(where if not found else None, order_by)
         return found
 
-    def count(self, where: Mapping[str, Any] | None = None) -> int:
-        """How many records match ``where`` (all live records when None)."""
+    def count(
+        self, where: Mapping[str, Any] | None = None, *, as_of: Any = None, known_at: Any = None
+    ) -> int:
+        """How many records match ``where`` (all live records when None); ``as_of`` and
+        ``known_at`` as for ``query``."""
+        as_of, known_at = self._view(as_of, known_at)
         with self.store.transaction(immediate=False):  # the probe and the count: one snapshot
-            clause, params = self._filter_probed(where)
-            sql = f"SELECT count(*) FROM {self._table} AS t WHERE {clause}"
+            if known_at is not None:
+                sql, params = self._select("count(*)", where, None, None, 0, as_of, known_at)
+            else:
+                clause, params = self._filter_probed(where, as_of)
+                sql = f"SELECT count(*) FROM {self._table} AS t WHERE {clause}"
             count = int(self.store._fetch(sql, params)[0][0])
         if not count:
             self._warn_unseen(where)
@@ -3268,6 +3578,7 @@ class Collection(_CollectionVectors):
         offset: int = 0,
         highlight: tuple[str, str] = ("[", "]"),
         snippet_tokens: int = 12,
+        as_of: Any = None,
     ) -> list[Hit]:
         """Full-text search over the collection's FTS paths, best matches first.
 
@@ -3290,8 +3601,8 @@ class Collection(_CollectionVectors):
             raise QueryError(f"highlight must be two strings, not {highlight!r:.60}")
         fts = self._fts_table
         with self.store.transaction(immediate=False):  # the probe and the search: one snapshot
-            clause, params = self._filter_probed(where)
-            columns = f"t.key, t.body, {fts}.rank, snippet({fts}, -1, ?, ?, '…', ?)"
+            clause, params = self._filter_probed(where, self._view(as_of, None)[0])
+            columns = f"{self._key_sql}, t.body, {fts}.rank, snippet({fts}, -1, ?, ?, '…', ?)"
             sql = _match_sql(fts, self._table, "t", columns, clause)
             bound = [highlight[0], highlight[1], snippet_tokens, text, *params, limit, offset]
             rows = _search(self.store, sql, bound, text)
@@ -3474,13 +3785,31 @@ class Collection(_CollectionVectors):
             "OR updated_at IS NOT excluded.updated_at "
             "OR expires_at IS NOT excluded.expires_at"
         )
+        if self.temporal:
+            upsert = upsert.replace(
+                "(key, body, created_at, updated_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+                "(key, body, created_at, updated_at, expires_at, valid_from, valid_to, fact_of) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            ).replace(
+                "expires_at = excluded.expires_at WHERE",
+                "expires_at = excluded.expires_at, valid_from = excluded.valid_from, "
+                "valid_to = excluded.valid_to, fact_of = excluded.fact_of WHERE",
+            )
+            upsert += (
+                " OR valid_from IS NOT excluded.valid_from OR valid_to IS NOT excluded.valid_to"
+            )
         count = 0
         rows = iter(_items(rows, "rows"))
         with self.store.transaction():
             self._fresh()
             now = _iso(_utcnow())
             while batch := list(islice(rows, BATCH_SIZE)):  # a batch at a time: memory stays flat
-                values = [self._import_row(row, now) for row in batch]
+                values: list[tuple[Any, ...]] = [self._import_row(row, now) for row in batch]
+                if self.temporal:
+                    values = [
+                        (*value, *self._import_validity(row))
+                        for value, row in zip(values, batch, strict=True)
+                    ]
                 vectors = {
                     row["key"]: self._encode_vector(_mapping(row["vectors"], "vectors"))
                     for row in batch
@@ -3508,6 +3837,16 @@ class Collection(_CollectionVectors):
             _optional_timestamp(row.get("updated_at")) or created,
             _optional_timestamp(row.get("expires_at")),
         )
+
+    def _import_validity(self, row: Mapping[str, Any]) -> tuple[str, str, str | None]:
+        start = row.get("valid_from")
+        end = row.get("valid_to")
+        start = NEVER_BEFORE if start is None else _moment(start, "valid_from", ValidationError)
+        end = NEVER_AFTER if end is None else _moment(end, "valid_to", ValidationError)
+        if not start < end:
+            raise ValidationError(f"valid_to {end} must come after valid_from {start}")
+        fact_of = row.get("fact_of")
+        return start, end, None if fact_of is None else _check_key(fact_of)
 
     # -- version history -----------------------------------------------------
 
@@ -3637,9 +3976,18 @@ class Collection(_CollectionVectors):
             wanted += [
                 ("trigger", f"{self.name}__history_{event}", sql)
                 for event, sql in zip(
-                    ("update", "delete"), _history_trigger_sql(self.name), strict=True
+                    ("update", "delete"),
+                    _history_trigger_sql(self.name, temporal=self.temporal),
+                    strict=True,
                 )
             ]
+        if self.temporal:
+            wanted.append(
+                ("index", _index_name(self.name, "validity"), _validity_index_sql(self.name))
+            )
+            wanted.append(
+                ("index", _index_name(self.name, "subject"), _subject_index_sql(self.name))
+            )
         return [item for item in wanted if item[1] not in present]
 
     # -- private -----------------------------------------------------------
@@ -3839,6 +4187,8 @@ class Collection(_CollectionVectors):
         """Whether a field is declared, a meta column, or in some record (or there are none)."""
         if field in META_COLUMNS or field in self.fields or field in self._known_fields:
             return True
+        if self.temporal and field in _VALIDITY_COLUMNS:
+            return True
         has, empty = self.store._fetch(
             f"SELECT EXISTS (SELECT 1 FROM {self._table} WHERE json_type(body, ?) IS NOT NULL), "
             f"NOT EXISTS (SELECT 1 FROM {self._table})",
@@ -3848,10 +4198,57 @@ class Collection(_CollectionVectors):
             self._known_fields.add(field)
         return bool(has or empty)
 
+    def _view(self, as_of: Any, known_at: Any) -> tuple[Any, str | None]:
+        """A read's time view, checked: (as_of for _filter, known_at as a timestamp or None)."""
+        if (as_of is not None or known_at is not None) and not self.temporal:
+            raise QueryError(
+                f"as_of and known_at need a temporal collection: declare {self.name!r} "
+                "with temporal=True"
+            )
+        if known_at is not None:
+            if not self.temporal:
+                raise QueryError(
+                    f"known_at needs a temporal collection: declare {self.name!r} "
+                    "with temporal=True"
+                )
+            return (_MISSING if as_of is None else as_of), _moment(known_at, "known_at")
+        return (_MISSING if as_of is None else as_of), None
+
+    def _known_source(self, known_at: str) -> tuple[str, list[Any]]:
+        """What the store held at ``known_at``, as rows of (id, key, body, created_at,
+        updated_at, expires_at, valid_from, valid_to): the rows whose current version was
+        known then, and the versions that were current then and have been replaced since."""
+        subject = (
+            "CASE WHEN instr(v.key, char(31)) > 0 "
+            "THEN substr(v.key, 1, instr(v.key, char(31)) - 1) ELSE v.key END"
+        )
+        sql = (
+            f"SELECT t.id AS id, coalesce(t.fact_of, t.key) AS key, t.body AS body, "
+            "t.created_at AS created_at, t.updated_at AS updated_at, "
+            "t.expires_at AS expires_at, t.valid_from AS valid_from, t.valid_to AS valid_to "
+            f"FROM {self._table} AS t WHERE t.updated_at <= ? "
+            f"UNION ALL SELECT -v.id, {subject}, v.body, v.valid_from, v.valid_from, NULL, "
+            f"coalesce(v.fact_from, {_literal(NEVER_BEFORE)}), "
+            f"coalesce(v.fact_to, {_literal(NEVER_AFTER)}) "
+            "FROM memstore_versions AS v WHERE v.collection = ? AND v.valid_from <= ? "
+            "AND v.archived_at > ?"
+        )
+        return sql, [known_at, self.name, known_at, known_at]
+
+    def _known_target(self, field: str) -> _Target:
+        """_target for reads of what was known: every field from the JSON body."""
+        if not isinstance(field, str) or not field:
+            raise QueryError(f"a field name must be a non-empty string, not {field!r}")
+        if field in META_COLUMNS or field in _VALIDITY_COLUMNS:
+            return _Target(f"t.{field}", (), None)
+        return _Target("json_extract(t.body, ?)", (_json_path(field),), _json_path(field))
+
     def _target(self, field: str) -> _Target:
         if not isinstance(field, str) or not field:
             raise QueryError(f"a field name must be a non-empty string, not {field!r}")
-        if field in META_COLUMNS:
+        if field in META_COLUMNS or (self.temporal and field in _VALIDITY_COLUMNS):
+            if field == "key" and self.temporal:
+                return _Target(self._key_sql, (), None)
             return _Target(f"t.{field}", (), None)
         path = _json_path(field)
         if field in self.fields:
@@ -3860,10 +4257,23 @@ class Collection(_CollectionVectors):
         return _Target("json_extract(t.body, ?)", (path,), path)
 
     def _filter(
-        self, where: Mapping[str, Any] | None, *, include_expired: bool = False
+        self,
+        where: Mapping[str, Any] | None,
+        *,
+        include_expired: bool = False,
+        as_of: Any = _MISSING,
     ) -> tuple[str, list[Any]]:
-        """The SQL condition for ``where``, plus "not expired" unless told otherwise."""
+        """The SQL condition for ``where``, plus "not expired" unless told otherwise, plus
+        in a temporal collection "valid at ``as_of``" (now by default; None: at any time)."""
         clause, params = _compile_filter(where or {}, self._target)
+        if self.temporal and as_of is not None:
+            moment = _iso(_utcnow()) if as_of is _MISSING else _moment(as_of, "as_of")
+            clause = f"t.valid_from <= ? AND t.valid_to > ? AND {clause}"
+            params = [moment, moment, *params]
+        elif as_of is not _MISSING and as_of is not None:
+            raise QueryError(
+                f"as_of needs a temporal collection: declare {self.name!r} with temporal=True"
+            )
         if include_expired:
             return clause, params
         return f"(t.expires_at IS NULL OR t.expires_at > ?) AND {clause}", [
@@ -3871,14 +4281,16 @@ class Collection(_CollectionVectors):
             *params,
         ]
 
-    def _filter_probed(self, where: Mapping[str, Any] | None) -> tuple[str, list[Any]]:
+    def _filter_probed(
+        self, where: Mapping[str, Any] | None, as_of: Any = _MISSING
+    ) -> tuple[str, list[Any]]:
         """_filter for a statement that visits many rows: when no record has an expiry (one
         probe of the partial index), the "not expired" test is left out instead of being
         evaluated per row. Run it in the statement's transaction, for one snapshot."""
         expiring = self.store._fetch(
             f"SELECT 1 FROM {self._table} WHERE expires_at IS NOT NULL LIMIT 1"
         )
-        return self._filter(where, include_expired=not expiring)
+        return self._filter(where, include_expired=not expiring, as_of=as_of)
 
     def _select(
         self,
@@ -3887,16 +4299,30 @@ class Collection(_CollectionVectors):
         order_by: str | Sequence[str] | None,
         limit: int | None,
         offset: int,
+        as_of: Any = _MISSING,
+        known_at: str | None = None,
     ) -> tuple[str, list[Any]]:
-        clause, params = self._filter(where)
-        sql = f"SELECT {columns} FROM {self._table} AS t WHERE {clause}"
+        if known_at is None:
+            clause, params = self._filter(where, as_of=as_of)
+            sql = f"SELECT {columns} FROM {self._table} AS t WHERE {clause}"
+            target = self._target
+        else:  # what the store held at known_at: its rows then, and the versions since replaced
+            moment = known_at if as_of is _MISSING else _moment(as_of, "as_of")
+            source, params = self._known_source(known_at)
+            clause, extra = _compile_filter(where or {}, self._known_target)
+            sql = (
+                f"SELECT {columns} FROM ({source}) AS t WHERE t.valid_from <= ? "
+                f"AND t.valid_to > ? AND (t.expires_at IS NULL OR t.expires_at > ?) AND {clause}"
+            )
+            params += [moment, moment, known_at, *extra]
+            target = self._known_target
         orders = _names(order_by, "order_by")
         terms = []
         for order in orders:
             descending = isinstance(order, str) and order.startswith("-")
-            target = self._target(order[1:] if descending else order)
-            terms.append(target.sql + (" DESC" if descending else ""))
-            params += target.params
+            ordered = target(order[1:] if descending else order)
+            terms.append(ordered.sql + (" DESC" if descending else ""))
+            params += ordered.params
         if terms:  # without order_by, any order: the planner is free to use the best index
             # Ties go in insertion order, reversed along with a descending first term.
             terms.append("t.id DESC" if terms[0].endswith(" DESC") else "t.id")
@@ -6218,6 +6644,7 @@ def _read_manifest(root: Path) -> list[_ExportFile]:
                     "history": entry.get("history"),
                     "indexes": entry.get("indexes") or None,
                     "vectors": entry.get("vectors") or None,
+                    "temporal": entry.get("temporal") or None,
                 },
             )
             for name, entry in manifest.get("collections", {}).items()
@@ -7051,8 +7478,9 @@ def _fts_trigger_sql(table: str, columns: list[str]) -> dict[str, str]:
     }
 
 
-def _history_trigger_sql(table: str, *, drop: bool = False) -> list[str]:
-    """Triggers keeping the previous version of every updated or deleted record."""
+def _history_trigger_sql(table: str, *, drop: bool = False, temporal: bool = False) -> list[str]:
+    """Triggers keeping the previous version of every updated or deleted record (in a
+    temporal collection, with the validity it had: a change of validity is a version)."""
     names = [quote_identifier(f"{table}__history_{event}") for event in ("update", "delete")]
     if drop:
         return [f"DROP TRIGGER IF EXISTS {name}" for name in names]
@@ -7065,16 +7493,21 @@ def _history_trigger_sql(table: str, *, drop: bool = False) -> list[str]:
         f"VALUES ({collection}, old.key, 1) ON CONFLICT (collection, key) DO UPDATE "
         "SET last = last + 1; "
         "INSERT INTO memstore_versions "
-        "(collection, key, version, body, valid_from, archived_at, operation) "
-        f"VALUES ({collection}, old.key, (SELECT last FROM memstore_version_counters "
+        "(collection, key, version, body, valid_from, archived_at, operation"
+        + (", fact_from, fact_to" if temporal else "")
+        + f") VALUES ({collection}, old.key, (SELECT last FROM memstore_version_counters "
         f"WHERE collection = {collection} AND key = old.key), old.body, old.updated_at, "
-        "{0}, '{1}');"
+        "{0}, '{1}'" + (", old.valid_from, old.valid_to" if temporal else "") + ");"
     )
+    columns, changed = "body", "old.body IS NOT new.body"
+    if temporal:
+        columns = "body, valid_from, valid_to"
+        changed += " OR old.valid_from IS NOT new.valid_from OR old.valid_to IS NOT new.valid_to"
     return [
         # When the update did not move updated_at, the touch trigger sets it to SQLite's now,
         # which is the same instant throughout one statement: the archive uses it too.
-        f"CREATE TRIGGER {names[0]} AFTER UPDATE OF body ON {quote_identifier(table)} "
-        f"WHEN old.body IS NOT new.body BEGIN {archive.format(archived, 'update')} END",
+        f"CREATE TRIGGER {names[0]} AFTER UPDATE OF {columns} ON {quote_identifier(table)} "
+        f"WHEN {changed} BEGIN {archive.format(archived, 'update')} END",
         f"CREATE TRIGGER {names[1]} AFTER DELETE ON {quote_identifier(table)} "
         f"BEGIN {archive.format(_SQL_NOW, 'delete')} END",
     ]
@@ -7087,6 +7520,23 @@ def _touch_trigger_sql(table: str) -> str:
         f"CREATE TRIGGER {quote_identifier(_touch_trigger(table))} AFTER UPDATE OF body "
         f"ON {quoted} WHEN new.updated_at IS old.updated_at AND new.body IS NOT old.body "
         f"BEGIN UPDATE {quoted} SET updated_at = {_SQL_NOW} WHERE id = new.id; END"
+    )
+
+
+def _validity_index_sql(table: str) -> str:
+    """The index "valid at t" queries use: validity starts, then ends."""
+    return (
+        f"CREATE INDEX IF NOT EXISTS {quote_identifier(_index_name(table, 'validity'))} "
+        f"ON {quote_identifier(table)} (valid_from, valid_to)"
+    )
+
+
+def _subject_index_sql(table: str) -> str:
+    """The index of what each row of a temporal collection is a fact about: its key, or
+    for a superseded fact its subject's (fact_of); reads by key use it."""
+    return (
+        f"CREATE INDEX IF NOT EXISTS {quote_identifier(_index_name(table, 'subject'))} "
+        f"ON {quote_identifier(table)} (coalesce(fact_of, key))"
     )
 
 
@@ -7670,6 +8120,20 @@ def _timestamp(value: object) -> str:
         raise ValidationError(
             f"timestamp out of range (years 1 to 9999 in UTC): {value!r}"
         ) from err
+
+
+def _moment(value: object, name: str, error: type[MemstoreError] = QueryError) -> str:
+    """A point in time given for ``name`` (as_of, known_at, valid_from, at): an aware
+    datetime or ISO-8601 text with a time zone, as memstore's timestamp; ``error`` says
+    what is wrong."""
+    if value is None:
+        raise error(f"{name} needs a time, not None")
+    if value in (NEVER_BEFORE, NEVER_AFTER):  # the unbounded ends, as exported
+        return str(value)
+    try:
+        return _timestamp(value)
+    except ValidationError as err:
+        raise error(f"{name}: {err}") from None
 
 
 def _optional_timestamp(value: object) -> str | None:

@@ -1,0 +1,273 @@
+"""Facts that change over time: validity periods, supersede, invalidate, as_of and known_at,
+checked against a plain-Python model of bi-temporal facts, and hostile input."""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import memstore
+
+DAY = [f"2026-01-{d:02d}T00:00:00.000000Z" for d in range(1, 11)]  # world times to use
+
+
+@pytest.fixture
+def facts(store: memstore.Store) -> memstore.Collection:
+    return store.collection("facts", fields={"topic": str}, fts=["text"], temporal=True)
+
+
+def test_supersede_keeps_the_old_fact_for_as_of(facts: memstore.Collection) -> None:
+    facts.put("diet", {"topic": "food", "text": "eats meat"}, valid_from=DAY[0])
+    facts.supersede("diet", {"topic": "food", "text": "vegetarian"}, at=DAY[4])
+    assert facts.get("diet")["text"] == "vegetarian"
+    assert facts.get("diet", as_of=DAY[2])["text"] == "eats meat"
+    assert facts.get("diet", None, as_of="2025-12-31T00:00:00Z") is None
+    assert facts.keys() == ["diet"] and facts.count() == 1
+    assert facts.keys(as_of=DAY[2]) == ["diet"]
+    assert [h.key for h in facts.search("meat")] == []
+    assert [h.key for h in facts.search("meat", as_of=DAY[2])] == ["diet"]
+    assert [r.record["text"] for r in facts.rows(as_of=datetime(2026, 1, 3, tzinfo=UTC))] == [
+        "eats meat"
+    ]
+    line = facts.timeline("diet")
+    assert [(f["record"]["text"], f["valid_from"], f["valid_to"]) for f in line] == [
+        ("eats meat", DAY[0], DAY[4]),
+        ("vegetarian", DAY[4], None),
+    ]
+    facts.invalidate("diet", at=DAY[7])
+    assert facts.get("diet", None, as_of=DAY[8]) is None
+    assert facts.get("diet", as_of=DAY[6])["text"] == "vegetarian"
+    assert facts.delete("diet") and facts.timeline("diet") == []
+    assert facts.store.check() == []
+
+
+def test_known_at_reads_what_the_store_held(
+    facts: memstore.Collection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock(monkeypatch)
+    clock.at(1)
+    facts.put("ceo", {"text": "Alice"})
+    clock.at(2)
+    facts.supersede("ceo", {"text": "Bob"}, at=DAY[5])
+    clock.at(3)
+    facts.put("ceo", {"text": "Bobby"})  # a correction: it was always Bobby since DAY[5]
+    # On day 1 of store time the agent believed Alice held, whatever the world date.
+    assert facts.get("ceo", as_of=DAY[8], known_at=clock.stamp(1.5))["text"] == "Alice"
+    assert facts.get("ceo", as_of=DAY[8], known_at=clock.stamp(2.5))["text"] == "Bob"
+    assert facts.get("ceo", as_of=DAY[8])["text"] == "Bobby"
+    assert facts.get("ceo", as_of=DAY[2], known_at=clock.stamp(2.5))["text"] == "Alice"
+    assert facts.get("ceo", None, known_at=clock.stamp(0.5)) is None
+    assert facts.count(known_at=clock.stamp(1.5), as_of=DAY[1]) == 1
+    assert facts.query(known_at=clock.stamp(2.5), as_of=DAY[8]) == [{"text": "Bob"}]
+
+
+class Clock:
+    """memstore's clock, set by the test: every write of one step has one instant."""
+
+    base = datetime(2026, 6, 1, tzinfo=UTC)
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.now = self.base
+        monkeypatch.setattr(memstore, "_utcnow", lambda: self.now)
+
+    def at(self, step: float) -> None:
+        self.now = self.base + timedelta(seconds=step)
+
+    def stamp(self, step: float) -> str:
+        return memstore._iso(self.base + timedelta(seconds=step))
+
+
+# -- the model ----------------------------------------------------------------
+
+
+def model_apply(state: dict[str, Any], op: tuple[Any, ...]) -> bool:
+    """Apply an operation to the model; False when memstore must refuse it."""
+    kind, key, body, a, b = op
+    facts = state.setdefault(key, {"live": None, "closed": []})
+    live = facts["live"]
+    if kind == "put":
+        start = a or (live[1] if live else memstore.NEVER_BEFORE)
+        end = b or (live[2] if live else memstore.NEVER_AFTER)
+        if not start < end or any(s < end and e > start for _, s, e in facts["closed"]):
+            return False
+        facts["live"] = (body, start, end)
+        return True
+    if live is None or not live[1] < a < live[2]:
+        return False
+    if kind == "supersede":
+        facts["closed"].append((live[0], live[1], a))
+        facts["live"] = (body, a, memstore.NEVER_AFTER)
+    else:  # invalidate
+        facts["live"] = (live[0], live[1], a)
+    return True
+
+
+def model_get(state: dict[str, Any], key: str, t: str) -> Any:
+    facts = state.get(key)
+    if not facts:
+        return None
+    every = ([facts["live"]] if facts["live"] else []) + facts["closed"]
+    holding = [f for f in every if f[1] <= t < f[2]]
+    return max(holding, key=lambda f: f[1])[0] if holding else None
+
+
+days = st.sampled_from(DAY)
+operations = st.lists(
+    st.tuples(
+        st.sampled_from(["put", "put", "supersede", "invalidate"]),
+        st.sampled_from(["a", "b"]),
+        st.integers(0, 99).map(lambda n: {"n": n}),
+        st.one_of(st.none(), days),
+        st.one_of(st.none(), days),
+    ),
+    max_size=12,
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(ops=operations)
+def test_as_of_and_known_at_agree_with_a_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ops: list[tuple[Any, ...]]
+) -> None:
+    clock = Clock(monkeypatch)
+    with memstore.Store(":memory:") as store:
+        facts = store.collection("facts", temporal=True)
+        state: dict[str, Any] = {}
+        snapshots: list[dict[str, Any]] = [copy.deepcopy(state)]
+        for step, op in enumerate(ops, 1):
+            clock.at(step)
+            kind, key, body, a, b = op
+            if kind != "put" and a is None:
+                op = (kind, key, body, DAY[4], b)
+                a = DAY[4]
+            expected = model_apply(state, op)
+            try:
+                if kind == "put":
+                    facts.put(key, body, valid_from=a, valid_to=b)
+                elif kind == "supersede":
+                    facts.supersede(key, body, at=a)
+                else:
+                    facts.invalidate(key, at=a)
+                done = True
+            except (memstore.ValidationError, memstore.NotFoundError):
+                done = False
+            assert done == expected, (op, state)
+            snapshots.append(copy.deepcopy(state))
+        for key in ("a", "b"):
+            for t in DAY:
+                assert facts.get(key, None, as_of=t) == model_get(state, key, t), (key, t)
+                for step, snapshot in enumerate(snapshots):
+                    seen = facts.get(key, None, as_of=t, known_at=clock.stamp(step + 0.5))
+                    assert seen == model_get(snapshot, key, t), (key, t, step)
+        assert store.check() == []
+
+
+# -- hostile input ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda c: c.put("k", {}, valid_from=DAY[5], valid_to=DAY[1]), "must come after"),
+        (lambda c: c.put("k", {}, valid_from=DAY[5], valid_to=DAY[5]), "must come after"),
+        (lambda c: c.put("k", {}, valid_from=datetime(2026, 1, 1)), "time zone"),
+        (lambda c: c.put("k", {}, valid_from="yesterday"), "ISO-8601"),
+        (lambda c: c.put("k", {}, valid_from=12345), "ISO-8601"),
+        (lambda c: c.supersede("k", {}, at="0001-01-01T00:00:00Z"), "not inside"),
+        (lambda c: c.supersede("k", {}, at="9999-12-31T23:59:59Z"), "not inside"),
+        (lambda c: c.supersede("k", {}, at="10000-01-01T00:00:00Z"), "ISO-8601"),
+        (lambda c: c.supersede("k", {}, at=DAY[0]), "not inside"),
+        (lambda c: c.invalidate("k", at=datetime(2026, 1, 9)), "time zone"),
+        (lambda c: c.supersede("nope", {}), "no record"),
+    ],
+)
+def test_hostile_times_are_refused_and_change_nothing(
+    facts: memstore.Collection, call: Any, message: str
+) -> None:
+    facts.put("k", {"v": 1}, valid_from=DAY[2], valid_to=DAY[8])
+    before = facts.timeline("k")
+    with pytest.raises(memstore.MemstoreError, match=message):
+        call(facts)
+    assert facts.timeline("k") == before
+
+
+@pytest.mark.parametrize(
+    "read",
+    [
+        lambda c: c.get("k", as_of="someday"),
+        lambda c: c.query(as_of=datetime(2026, 1, 1)),
+        lambda c: c.count(known_at="2026-13-01T00:00:00Z"),
+        lambda c: c.keys(known_at=42),
+    ],
+)
+def test_bad_read_times_are_query_errors(facts: memstore.Collection, read: Any) -> None:
+    facts.put("k", {})
+    with pytest.raises(memstore.QueryError):
+        read(facts)
+
+
+def test_a_collection_that_is_not_temporal_says_so(store: memstore.Store) -> None:
+    notes = store.collection("notes", fts=["text"])
+    notes.put("a", {"text": "x"})
+    for call in (
+        lambda: notes.get("a", as_of=DAY[0]),
+        lambda: notes.query(known_at=DAY[0]),
+        lambda: notes.search("x", as_of=DAY[0]),
+        lambda: notes.supersede("a", {}),
+        lambda: notes.invalidate("a"),
+        lambda: notes.timeline("a"),
+    ):
+        with pytest.raises(memstore.QueryError, match="temporal=True"):
+            call()
+    with pytest.raises(memstore.ValidationError, match="temporal=True"):
+        notes.put("a", {}, valid_from=DAY[0])
+    assert notes.get("a") == {"text": "x"}
+
+
+def test_declaring_temporal_later_keeps_every_record(store: memstore.Store, db_path: Path) -> None:
+    notes = store.collection("notes", fields={"kind": str})
+    notes.put_many([(f"k{i}", {"kind": "x", "i": i}) for i in range(100)])
+    temporal = store.collection("notes", temporal=True)
+    assert temporal.count() == 100 and temporal.keeps_history
+    assert temporal.get("k5", as_of="1999-01-01T00:00:00Z") == {"kind": "x", "i": 5}
+    with pytest.raises(memstore.SchemaError, match="cannot be dropped"):
+        store.collection("notes", temporal=False)
+    with pytest.raises(memstore.SchemaError, match="unique"):
+        store.collection("notes", indexes=[{"fields": ["kind"], "unique": True}])
+    assert store.check() == []
+
+
+def test_nearest_and_hybrid_find_superseded_facts_as_of(store: memstore.Store) -> None:
+    pytest.importorskip("numpy")
+    prefs = store.collection("prefs", fts=["text"], temporal=True, vectors={"dim": 2, "model": "m"})
+    prefs.put("travel", {"text": "likes planes"}, vector=[1.0, 0.0], valid_from=DAY[0])
+    prefs.supersede("travel", {"text": "likes trains"}, at=DAY[5], vector=[0.0, 1.0])
+    assert [n.record["text"] for n in prefs.nearest([1.0, 0.0], k=5)] == ["likes trains"]
+    before = prefs.nearest([1.0, 0.0], k=5, as_of=DAY[2])
+    assert [(n.key, n.record["text"]) for n in before] == [("travel", "likes planes")]
+    assert before[0].score == pytest.approx(1.0)
+    fused = prefs.hybrid("planes", vector=[1.0, 0.0], k=5, as_of=DAY[2])
+    assert [h.record["text"] for h in fused] == ["likes planes"]
+
+
+def test_export_and_import_keep_validity_and_superseded_facts(
+    facts: memstore.Collection, tmp_path: Path
+) -> None:
+    facts.put("diet", {"topic": "food", "text": "meat"}, valid_from=DAY[0])
+    facts.supersede("diet", {"topic": "food", "text": "vegetables"}, at=DAY[4])
+    facts.store.export(tmp_path / "out")
+    with memstore.Store(tmp_path / "copy.db") as copy_store:
+        copy_store.import_(tmp_path / "out")
+        again = copy_store["facts"]
+        assert again.temporal
+        assert again.timeline("diet") == facts.timeline("diet")
+        assert again.get("diet", as_of=DAY[2])["text"] == "meat"
+        assert copy_store.check() == []
