@@ -5963,7 +5963,8 @@ class Node(NamedTuple):
 
 
 class Edge(NamedTuple):
-    """A directed, typed, weighted graph edge."""
+    """A directed, typed, weighted graph edge, holding in world time from ``valid_from`` to
+    ``valid_to`` (None: no bound)."""
 
     source: str
     target: str
@@ -5972,6 +5973,8 @@ class Edge(NamedTuple):
     weight: float
     created_at: str
     updated_at: str
+    valid_from: str | None = None
+    valid_to: str | None = None
 
 
 GRAPH_FORMAT = "memstore.graph"
@@ -5984,7 +5987,32 @@ def _node(row: Any, depth: int | None = None) -> Node:
 
 
 def _edge(row: Any) -> Edge:
-    return Edge(row[0], row[1], row[2], json.loads(row[3]), row[4], row[5], row[6])
+    start, end = row[7], row[8]
+    return Edge(
+        row[0],
+        row[1],
+        row[2],
+        json.loads(row[3]),
+        row[4],
+        row[5],
+        row[6],
+        None if start == NEVER_BEFORE else start,
+        None if end == NEVER_AFTER else end,
+    )
+
+
+def _edge_period(valid_from: Any, valid_to: Any) -> tuple[str | None, str | None]:
+    start = None if valid_from is None else _moment(valid_from, "valid_from", ValidationError)
+    end = None if valid_to is None else _moment(valid_to, "valid_to", ValidationError)
+    if start is not None and end is not None and not start < end:
+        raise ValidationError(f"valid_to {end} must come after valid_from {start}")
+    return start, end
+
+
+def _edges_valid_at(as_of: Any, alias: str = "") -> tuple[str, list[Any]]:
+    """The condition "the edge holds at as_of" (now by default), and its parameters."""
+    moment = _iso(_utcnow()) if as_of is None else _moment(as_of, "as_of")
+    return f"{alias}valid_from <= ? AND {alias}valid_to > ?", [moment, moment]
 
 
 class Graph:
@@ -6038,25 +6066,68 @@ class Graph:
         relation: str,
         props: Mapping[str, Any] | None = None,
         weight: float = 1.0,
+        *,
+        valid_from: Any = None,
+        valid_to: Any = None,
     ) -> None:
-        """Insert or update the edge ``source -relation-> target``; both nodes must exist."""
+        """Insert or update the edge ``source -relation-> target``; both nodes must exist.
+
+        ``valid_from`` and ``valid_to`` (aware datetimes or ISO-8601 text) bound
+        when the relation holds in the world; left out, a new edge always holds
+        and an existing one keeps its period.
+        """
         for value in (source, target, relation):
             _check_key(value)
         if source == target:
             raise ValidationError(f"an edge cannot join {source!r} to itself")
         weight = _finite(weight, "weight")
+        start, end = _edge_period(valid_from, valid_to)
         body, now = _dumps(_mapping(props, "props")), _iso(_utcnow())
         with self.store.transaction():
             for endpoint in (source, target):
                 self.node(endpoint)
+            old = self.store._fetch(
+                "SELECT valid_from, valid_to FROM memstore_edges WHERE graph = ? AND source = ? "
+                "AND target = ? AND relation = ?",
+                (self.name, source, target, relation),
+            )
+            start = start or (old[0][0] if old else NEVER_BEFORE)
+            end = end or (old[0][1] if old else NEVER_AFTER)
+            if not start < end:
+                raise ValidationError(f"valid_to {end} must come after valid_from {start}")
             self.store._fetch(
                 "INSERT INTO memstore_edges (graph, source, target, relation, props, weight, "
-                "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "created_at, updated_at, valid_from, valid_to) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (graph, source, relation, target) DO UPDATE SET "
                 "props = excluded.props, weight = excluded.weight, "
-                "updated_at = excluded.updated_at",
-                (self.name, source, target, relation, body, float(weight), now, now),
+                "updated_at = excluded.updated_at, valid_from = excluded.valid_from, "
+                "valid_to = excluded.valid_to",
+                (self.name, source, target, relation, body, float(weight), now, now, start, end),
             )
+
+    def invalidate_edge(self, source: str, target: str, relation: str, *, at: Any = None) -> bool:
+        """Record that ``source -relation-> target`` stops holding at ``at`` (now by default);
+        the edge is kept for reads as of earlier times. Returns whether there was one."""
+        moment = _iso(_utcnow()) if at is None else _moment(at, "at", ValidationError)
+        with self.store.transaction():
+            rows = self.store._fetch(
+                "SELECT valid_from, valid_to FROM memstore_edges WHERE graph = ? AND source = ? "
+                "AND target = ? AND relation = ?",
+                (self.name, source, target, relation),
+            )
+            if not rows:
+                return False
+            if not rows[0][0] < moment < rows[0][1]:
+                raise ValidationError(
+                    f"at {moment} is not inside the edge's period [{rows[0][0]}, {rows[0][1]})"
+                )
+            self.store._fetch(
+                "UPDATE memstore_edges SET valid_to = ?, updated_at = ? WHERE graph = ? "
+                "AND source = ? AND target = ? AND relation = ?",
+                (moment, _iso(_utcnow()), self.name, source, target, relation),
+            )
+            return True
 
     def nodes(self, *, kind: str | None = None, limit: int | None = None) -> list[Node]:
         """Nodes, of one kind if given, by id."""
@@ -6077,13 +6148,17 @@ class Graph:
         source: str | None = None,
         target: str | None = None,
         relation: str | None = None,
+        as_of: Any = None,
+        every: bool = False,
     ) -> list[Edge]:
-        """Edges matching every endpoint and relation given."""
+        """Edges matching every endpoint and relation given, that hold ``as_of`` (now by
+        default; ``every=True``: whenever they hold)."""
+        valid, params = ("1", []) if every else _edges_valid_at(as_of)
         sql = (
-            "SELECT source, target, relation, props, weight, created_at, updated_at "
-            "FROM memstore_edges WHERE graph = ?"
+            "SELECT source, target, relation, props, weight, created_at, updated_at, "
+            f"valid_from, valid_to FROM memstore_edges WHERE graph = ? AND {valid}"
         )
-        params: list[Any] = [self.name]
+        params = [self.name, *params]
         for column, value in (("source", source), ("target", target), ("relation", relation)):
             if value is not None:
                 sql += f" AND {column} = ?"
@@ -6098,12 +6173,15 @@ class Graph:
         direction: str = "out",
         relation: str | None = None,
         depth: int = 1,
+        as_of: Any = None,
     ) -> list[Node]:
         """Nodes reachable from ``node_id`` in at most ``depth`` steps, nearest first.
 
         ``direction`` is "out" (follow edges), "in" (against them) or "both".
         Cycles are fine: each node is listed once, at its shortest distance.
+        Only edges that hold ``as_of`` (now by default) are followed.
         """
+        valid, moments = _edges_valid_at(as_of, "e.")
         if direction not in _DIRECTIONS:
             raise ValidationError(f"direction must be one of {_DIRECTIONS}, not {direction!r}")
         _check_count(depth, "depth")
@@ -6116,12 +6194,12 @@ class Graph:
         rel = " AND e.relation = ?" if relation is not None else ""
         recursive = " UNION ".join(
             f"SELECT e.{to}, walk.depth + 1 FROM walk JOIN memstore_edges AS e "
-            f"ON e.graph = ? AND e.{start} = walk.id{rel} WHERE walk.depth < ?"
+            f"ON e.graph = ? AND e.{start} = walk.id{rel} AND {valid} WHERE walk.depth < ?"
             for start, to in steps
         )
         params: list[Any] = [node_id]
         for _ in steps:
-            params += [self.name, *([relation] if relation is not None else []), depth]
+            params += [self.name, *([relation] if relation is not None else []), *moments, depth]
         rows = self.store._fetch(
             f"WITH RECURSIVE walk(id, depth) AS (SELECT ?, 0 UNION {recursive}) "
             "SELECT n.id, n.kind, n.props, n.created_at, n.updated_at, min(walk.depth) AS d "
@@ -6212,8 +6290,10 @@ class Graph:
                     "relation": e.relation,
                     "props": e.props,
                     "weight": e.weight,
+                    **({"valid_from": e.valid_from} if e.valid_from else {}),
+                    **({"valid_to": e.valid_to} if e.valid_to else {}),
                 }
-                for e in self.edges()
+                for e in self.edges(every=True)
             ],
             "profiles": self.profiles(),
         }
@@ -6240,6 +6320,8 @@ class Graph:
                         e["relation"],
                         e.get("props"),
                         e.get("weight", 1.0),
+                        valid_from=e.get("valid_from"),
+                        valid_to=e.get("valid_to"),
                     )
                 for name, data in profiles.items():
                     self.set_profile(name, data)

@@ -271,3 +271,35 @@ def test_export_and_import_keep_validity_and_superseded_facts(
         assert again.timeline("diet") == facts.timeline("diet")
         assert again.get("diet", as_of=DAY[2])["text"] == "meat"
         assert copy_store.check() == []
+
+
+def test_graph_edges_hold_in_world_time(store: memstore.Store) -> None:
+    g = store.graph("org")
+    for name in ("alice", "acme", "globex"):
+        g.add_node(name, "thing")
+    g.add_edge("alice", "acme", "works_at", valid_from=DAY[0])
+    assert g.invalidate_edge("alice", "acme", "works_at", at=DAY[4])
+    g.add_edge("alice", "globex", "works_at", valid_from=DAY[4])
+    assert [n.id for n in g.neighbors("alice")] == ["globex"]
+    assert [n.id for n in g.neighbors("alice", as_of=DAY[2])] == ["acme"]
+    assert [n.id for n in g.neighbors("alice", as_of="2025-12-01T00:00:00Z")] == []
+    assert [e.target for e in g.edges(source="alice", as_of=DAY[2])] == ["acme"]
+    every = g.edges(source="alice", every=True)
+    assert [(e.target, e.valid_from, e.valid_to) for e in every] == [
+        ("acme", DAY[0], DAY[4]),
+        ("globex", DAY[4], None),
+    ]
+    with pytest.raises(memstore.ValidationError, match="not inside"):
+        g.invalidate_edge("alice", "acme", "works_at", at=DAY[8])
+    with pytest.raises(memstore.ValidationError, match="must come after"):
+        g.add_edge("alice", "acme", "knew", valid_from=DAY[5], valid_to=DAY[1])
+    with pytest.raises(memstore.ValidationError, match="time zone"):
+        g.add_edge("alice", "acme", "knew", valid_from=datetime(2026, 1, 1))
+    assert not g.invalidate_edge("alice", "nobody", "works_at")
+    copy_graph = store.graph("copy")
+    copy_graph.import_(g.export())
+    assert copy_graph.edges(every=True) == [
+        e._replace(created_at=c.created_at, updated_at=c.updated_at)
+        for e, c in zip(g.edges(every=True), copy_graph.edges(every=True), strict=True)
+    ]
+    assert g.check() == []
