@@ -223,8 +223,20 @@ RRF_K = 60
 META_COLUMNS = ("key", "created_at", "updated_at", "expires_at")
 RESERVED_COLUMNS = frozenset(
     {"id", "body", "rowid", "oid", "_rowid_", "rank", "valid_from", "valid_to", "fact_of"}
+    | {"pinned", "forgotten_at", "access_count", "last_accessed", "content_hash", "merged_into"}
     | set(META_COLUMNS)
 )
+#: What memory hygiene adds to a collection's table (hygiene=...).
+_HYGIENE_COLUMNS = {
+    "pinned": "INTEGER NOT NULL DEFAULT 0",
+    "forgotten_at": "TEXT",
+    "access_count": "INTEGER NOT NULL DEFAULT 0",
+    "last_accessed": "TEXT",
+    "content_hash": "TEXT",
+    "merged_into": "TEXT",
+}
+#: Hygiene's dedup policies: what a write of content already stored does.
+DEDUP_POLICIES = ("skip", "merge", "keep")
 #: A temporal collection's columns for a record's validity, which filters and orders name.
 _VALIDITY_COLUMNS = ("valid_from", "valid_to")
 
@@ -627,6 +639,7 @@ class _Meta(NamedTuple):
     indexes: tuple[tuple[tuple[str, ...], bool], ...] = ()  # (fields, unique) each
     vectors: dict[str, Any] | None = None  # {"dim", "model", "metric", "fields"}
     temporal: bool = False  # records have validity periods (sql/0012)
+    hygiene: dict[str, Any] | None = None  # {"dedup", "policy"} (sql/0012)
 
 
 class Store:
@@ -880,6 +893,7 @@ class Store:
         indexes: Sequence[str | Sequence[str] | Mapping[str, Any]] | None = None,
         vectors: Mapping[str, Any] | None = None,
         temporal: bool | None = None,
+        hygiene: bool | Mapping[str, Any] | None = None,
         create: bool = True,
     ) -> Collection:
         """Open a collection, creating it or adding to its declaration.
@@ -941,6 +955,7 @@ class Store:
             raise ValidationError(f"history must be True or False, not {history!r}")
         if temporal is not None and not isinstance(temporal, bool):
             raise ValidationError(f"temporal must be True or False, not {temporal!r}")
+        wanted_hygiene = _normalize_hygiene(hygiene)
         wanted = _Declaration(
             wanted_fields,
             wanted_fts,
@@ -949,6 +964,7 @@ class Store:
             wanted_indexes,
             wanted_vectors,
             temporal,
+            wanted_hygiene,
         )
         meta = self._load_meta(name)
         if meta is None and not create:
@@ -1495,13 +1511,13 @@ class Store:
 
     def _load_meta(self, name: str) -> _Meta | None:
         rows = self._fetch(
-            "SELECT name, fields, fts, ttl_seconds, history, indexes, vectors, temporal "
+            "SELECT name, fields, fts, ttl_seconds, history, indexes, vectors, temporal, hygiene "
             "FROM _memstore_collections WHERE name = ?",
             (name,),
         )
         if not rows:
             return None
-        found, fields, fts, ttl_seconds, history, indexes, vectors, temporal = rows[0]
+        found, fields, fts, ttl_seconds, history, indexes, vectors, temporal, hygiene = rows[0]
         return _Meta(
             found,
             json.loads(fields),
@@ -1511,6 +1527,7 @@ class Store:
             tuple((tuple(i["fields"]), bool(i["unique"])) for i in json.loads(indexes)),
             None if vectors is None else json.loads(vectors),
             bool(temporal),
+            None if hygiene is None else json.loads(hygiene),
         )
 
     def _vector_index(self, name: str, config: Mapping[str, Any]) -> _VectorIndex:
@@ -1551,11 +1568,12 @@ class Store:
         self._generation += 1
         self._fetch(
             "INSERT INTO _memstore_collections (name, fields, fts, ttl_seconds, history, "
-            "indexes, vectors, temporal) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "indexes, vectors, temporal, hygiene) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (name) DO UPDATE SET "
             "fields = excluded.fields, fts = excluded.fts, ttl_seconds = excluded.ttl_seconds, "
             "history = excluded.history, indexes = excluded.indexes, "
-            f"vectors = excluded.vectors, temporal = excluded.temporal, updated_at = {_SQL_NOW}",
+            "vectors = excluded.vectors, temporal = excluded.temporal, "
+            f"hygiene = excluded.hygiene, updated_at = {_SQL_NOW}",
             (
                 name,
                 json.dumps(new.fields),
@@ -1565,6 +1583,7 @@ class Store:
                 json.dumps(_index_dicts(new.indexes)),
                 None if new.vectors is None else json.dumps(new.vectors),
                 new.temporal,
+                None if new.hygiene is None else json.dumps(new.hygiene),
             ),
         )
         return new
@@ -1580,6 +1599,7 @@ class _Declaration(NamedTuple):
     indexes: tuple[tuple[tuple[str, ...], bool], ...]
     vectors: dict[str, Any] | None
     temporal: bool | None = None
+    hygiene: dict[str, Any] | None = None
 
 
 def _declared(old: _Meta, wanted: _Declaration) -> _Meta:
@@ -1622,6 +1642,7 @@ def _declared(old: _Meta, wanted: _Declaration) -> _Meta:
         indexes,
         _declared_vectors(name, old.vectors, wanted.vectors),
         temporal,
+        {**(old.hygiene or {}), **wanted.hygiene} if wanted.hygiene is not None else old.hygiene,
     )
 
 
@@ -1655,6 +1676,13 @@ def _declaration_sql(old: _Meta, new: _Meta, columns: Mapping[str, str]) -> list
             statements.append(f"ALTER TABLE {quote_identifier(name)} ADD COLUMN fact_of TEXT")
         statements.append(_validity_index_sql(name))
         statements.append(_subject_index_sql(name))
+    if new.hygiene is not None and old.hygiene is None:
+        for column, kind in _HYGIENE_COLUMNS.items():
+            if column not in columns:
+                statements.append(
+                    f"ALTER TABLE {quote_identifier(name)} ADD COLUMN {column} {kind}"
+                )
+        statements.append(_index_sql(name, "content_hash"))
     if new.history != old.history or new.temporal != old.temporal:
         statements += _history_trigger_sql(name, drop=True)
         if new.history:
@@ -8125,6 +8153,24 @@ def _normalize_indexes(
 def _index_dicts(indexes: tuple[tuple[tuple[str, ...], bool], ...]) -> list[dict[str, Any]]:
     """Index declarations as the registry, exports and ``Collection.indexes`` show them."""
     return [{"fields": list(fields), "unique": unique} for fields, unique in indexes]
+
+
+def _normalize_hygiene(hygiene: object) -> dict[str, Any] | None:
+    """hygiene=True or {"dedup": "exact" | None, "policy": "skip" | "merge" | "keep"}."""
+    if hygiene is None or hygiene is False:
+        return None
+    if hygiene is True:
+        return {"dedup": None, "policy": "skip"}
+    if not isinstance(hygiene, Mapping) or set(hygiene) - {"dedup", "policy"}:
+        raise ValidationError(
+            f'hygiene is True or {{"dedup": "exact", "policy": "skip"}}, not {hygiene!r:.80}'
+        )
+    dedup, policy = hygiene.get("dedup"), hygiene.get("policy", "skip")
+    if dedup not in (None, "exact"):
+        raise ValidationError(f'hygiene dedup is "exact" or None, not {dedup!r}')
+    if policy not in DEDUP_POLICIES:
+        raise ValidationError(f"hygiene policy is one of {DEDUP_POLICIES}, not {policy!r}")
+    return {"dedup": dedup, "policy": policy}
 
 
 def _normalize_fts(fts: Sequence[str] | None) -> list[str]:

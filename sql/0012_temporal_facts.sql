@@ -1,4 +1,4 @@
--- memstore schema, version 12: facts that change over time.
+-- memstore schema, version 12: facts that change over time, and memory hygiene.
 -- Stock SQLite 3.40 only: see 0001_core.sql.
 --
 -- A collection declared temporal=True gives each record a validity period in
@@ -22,3 +22,9 @@ ALTER TABLE memstore_edges ADD COLUMN valid_from TEXT NOT NULL
     DEFAULT '0001-01-01T00:00:00.000000Z';
 ALTER TABLE memstore_edges ADD COLUMN valid_to TEXT NOT NULL
     DEFAULT '9999-12-31T23:59:59.999999Z';
+
+-- Memory hygiene, declared per collection with hygiene=...: {"dedup": "exact" |
+-- null, "policy": "skip" | "merge" | "keep"}; such a collection's table gets the
+-- columns pinned, forgotten_at, access_count, last_accessed and content_hash.
+ALTER TABLE _memstore_collections ADD COLUMN hygiene TEXT
+    CHECK (hygiene IS NULL OR (json_valid(hygiene) AND json_type(hygiene) = 'object'));
