@@ -48,6 +48,7 @@ import collections
 import contextlib
 import contextvars
 import functools
+import hashlib
 import json
 import math
 import os
@@ -100,6 +101,7 @@ __all__ = [
     "NotFoundError",
     "QueryError",
     "QuotaError",
+    "Remembered",
     "Row",
     "SchemaError",
     "StorageFullError",
@@ -120,6 +122,7 @@ __all__ = [
     "new_key",
     "parse_duration",
     "quote_identifier",
+    "recall_score",
     "state_diff",
 ]
 
@@ -167,6 +170,10 @@ MIN_QUOTA = 2**20
 #: A cache's hits and misses are counted in memory and written to the file
 #: with the next set(), stats() or close(), or after this many lookups.
 CACHE_COUNTS_FLUSH = 100
+
+#: Reads counted with track=True are written to their records after this many
+#: distinct records (or at close, or by the next cleanup).
+ACCESS_FLUSH_EVERY = 100
 
 #: A put_many of at least this many records runs PRAGMA optimize afterwards.
 ANALYZE_AFTER = 10_000
@@ -699,6 +706,8 @@ class Store:
         self._lock = threading.RLock()
         self._depth = 0
         self._cache_counts: dict[str, list[int]] = {}  # cache -> [hits, misses] not yet written
+        # Reads of hygiene collections not yet counted: collection -> key -> [count, last].
+        self._accesses: dict[str, dict[str, list[Any]]] = {}
         self._added_messages = False  # close() then indexes them for search (sql/0008)
         self._generation = 0  # moved on by every declaration: Collection handles reload
         # Collections' vectors in memory, by collection name (see _VectorIndex).
@@ -770,6 +779,8 @@ class Store:
                         with self.transaction():
                             for name in list(self._cache_counts):
                                 _flush_cache_counts(self, name)
+                    if self._accesses:
+                        _flush_accesses(self)
                     if self._added_messages:  # a store that only read takes no write lock
                         _catch_up_messages(self)
             conn, self._conn = self._conn, None
@@ -973,7 +984,14 @@ class Store:
             raise ValidationError(f"collection {meta.name!r} exists; names ignore case")
         if meta is None or _declared(meta, wanted) != meta:
             with self.transaction():
+                hygienic = meta is not None and meta.hygiene is not None
                 meta = self._declare(name, wanted)
+                opened = Collection(self, meta, model, embed=embed)
+                if meta.hygiene is not None and not hygienic:  # the records there: hashes
+                    opened._after_hygienic_write(
+                        self._fetch(f"SELECT key, body FROM {quote_identifier(name)}")
+                    )
+            return opened
         return Collection(self, meta, model, embed=embed)
 
     def __getitem__(self, name: str) -> Collection:
@@ -1630,6 +1648,15 @@ def _declared(old: _Meta, wanted: _Declaration) -> _Meta:
             f"{name!r}: a temporal collection keeps superseded facts beside current ones, "
             "so a unique index would refuse them; drop unique=True"
         )
+    clashes = {field_column(f) for f in fields} & {
+        *(_HYGIENE_COLUMNS if wanted.hygiene is not None or old.hygiene is not None else ()),
+        *(("valid_from", "valid_to", "fact_of") if temporal else ()),
+    }
+    if clashes:
+        raise SchemaError(
+            f"{name!r} has fields named {', '.join(sorted(clashes))}, which hygiene or "
+            "temporal=True keep for themselves"
+        )
     history = old.history if wanted.history is None else wanted.history
     if temporal and wanted.history is False:
         raise SchemaError(f"{name!r} is temporal: it keeps history, which known_at reads")
@@ -2239,6 +2266,59 @@ class _VectorIndex:
         return slots, distance[slots] <= inner
 
 
+def recall_score(
+    relevance: float,
+    *,
+    age_seconds: float | None = None,
+    half_life_seconds: float | None = None,
+    importance: float | None = None,
+    access_count: int | None = None,
+) -> float:
+    """How strongly a memory should come back: its relevance times what ages, matters
+    and is reinforced.
+
+    >>> recall_score(0.03, age_seconds=86400, half_life_seconds=86400, importance=0.5)
+    0.0075
+
+    ``relevance`` is the search's (``hybrid`` uses the reciprocal-rank fusion
+    of its text and vector ranks); times ``0.5 ** (age / half_life)`` (a
+    memory loses half its weight every half-life), times ``importance``
+    (clamped to 0..1), times ``1 + 0.1 * ln(1 + access_count)`` (each tenfold
+    of reads adds about a quarter). Each factor is left out when its input is.
+    ``Collection.hybrid`` and the MCP server's recall rank by it.
+    """
+    parts = _recall_parts(
+        age_seconds=age_seconds,
+        half_life_seconds=None
+        if half_life_seconds is None
+        else _finite(half_life_seconds, "half_life_seconds"),
+        importance=importance,
+        access_count=access_count,
+    )
+    return _finite(relevance, "relevance") * math.prod(parts.values())
+
+
+def _recall_parts(
+    *,
+    age_seconds: float | None,
+    half_life_seconds: float | None,
+    importance: Any,
+    access_count: Any,
+) -> dict[str, float]:
+    """recall_score's factors, by name (those whose inputs were given)."""
+    parts: dict[str, float] = {}
+    if half_life_seconds is not None and age_seconds is not None:
+        if half_life_seconds <= 0:
+            raise ValidationError("half_life_seconds must be more than 0")
+        parts["recency"] = 0.5 ** (max(0.0, float(age_seconds)) / half_life_seconds)
+    if importance is not None:
+        number = importance if isinstance(importance, (int, float)) else 1
+        parts["importance"] = min(1.0, max(0.0, float(number))) if math.isfinite(number) else 1.0
+    if access_count is not None:
+        parts["reinforcement"] = 1 + 0.1 * math.log1p(max(0, int(access_count or 0)))
+    return parts
+
+
 def _rounding(dim: int) -> float:
     """A bound on the rounding of a float32 sum of dim products (or squares), as a share
     of the sum of their magnitudes: dim * 2**-24 at worst, doubled, and never below 1e-4."""
@@ -2479,6 +2559,8 @@ class _CollectionVectors:
         ) -> tuple[str, list[Any]]: ...
         def __len__(self) -> int: ...
         def _view(self, as_of: Any, known_at: Any) -> tuple[Any, str | None]: ...
+        def _need_hygiene(self, what: str) -> None: ...
+        def _note_accesses(self, keys: Iterable[str]) -> None: ...
 
     def vector(self, key: str) -> Any:
         """The record's embedding as a numpy array (a dict of them for a record in parts);
@@ -2507,6 +2589,7 @@ class _CollectionVectors:
         exact: bool | None = None,
         model: str | None = None,
         as_of: Any = None,
+        track: bool = False,
     ) -> list[Neighbor]:
         """The ``k`` records whose vectors are nearest to ``query``, nearest first.
 
@@ -2549,6 +2632,9 @@ class _CollectionVectors:
             )
             records = self._records_by_id([rid for rid, _ in found])
         l2 = metric == "l2"
+        if track:
+            self._need_hygiene("track")
+            self._note_accesses(records[rid][0] for rid, _ in found if rid in records)
         return [
             Neighbor(
                 records[rid][0],
@@ -2572,6 +2658,8 @@ class _CollectionVectors:
         importance: str | None = None,
         candidates: int | None = None,
         as_of: Any = None,
+        reinforcement: bool = False,
+        track: bool = False,
     ) -> list[HybridHit]:
         """Full-text and vector search together, fused by reciprocal rank, best first.
 
@@ -2586,9 +2674,14 @@ class _CollectionVectors:
         ``0.5 ** (age / recency)`` (age since the record was last updated;
         ``recency`` is the half-life) and by the record's ``importance``
         field (a number from 0 to 1; a record without one counts as 1).
-        Each hit's ``scores`` explains its score.
+        ``reinforcement=True`` (memory hygiene) multiplies by ``1 + 0.1 *
+        ln(1 + access_count)``: memories read often rank higher. The whole is
+        ``recall_score``. ``track=True`` counts the hits as reads. Each hit's
+        ``scores`` explains its score.
         """
         config = self._vector_config()
+        if reinforcement or track:
+            self._need_hygiene("reinforcement and track")
         if not self.fts:
             raise QueryError(f"collection {self.name!r} has no full-text index (declare fts=[...])")
         words = fts_words(_check_match(text))
@@ -2618,32 +2711,38 @@ class _CollectionVectors:
             for rank, (rid, similarity) in enumerate(ranked, 1):
                 explain.setdefault(rid, {}).update(vector_rank=rank, similarity=similarity)
             extra = [weight.sql, *weight.params] if weight is not None else ["NULL"]
+            accesses = "t.access_count" if reinforcement else "0"
             rows = self.store._fetch(
-                f"SELECT t.id, {self._key_sql}, t.body, t.updated_at, {extra[0]} "
+                f"SELECT t.id, {self._key_sql}, t.body, t.updated_at, {extra[0]}, {accesses} "
                 f"FROM {self._table} AS t "
                 "WHERE t.id IN (SELECT value FROM json_each(?))",
                 [*extra[1:], json.dumps(list(explain))],
             )
         hits = []
-        for rid, key, body, updated_at, value in rows:
+        for rid, key, body, updated_at, value, access_count in rows:
             scores: dict[str, Any] = dict.fromkeys(
                 ("text_rank", "bm25", "vector_rank", "similarity")
             )
             scores.update(explain[rid])
             ranks = [scores[r] for r in ("text_rank", "vector_rank") if scores[r] is not None]
-            score: float = sum(1 / (RRF_K + rank) for rank in ranks)
-            scores["rrf"] = score
-            if half_life is not None:
-                age = _age_seconds(now, updated_at)
-                scores["recency"] = 0.5 ** (age / half_life)
-                score *= scores["recency"]
-            if weight is not None:
-                number = value if isinstance(value, (int, float)) and math.isfinite(value) else 1
-                scores["importance"] = min(1.0, max(0.0, float(number)))
-                score *= scores["importance"]
+            scores["rrf"] = sum(1 / (RRF_K + rank) for rank in ranks)
+            parts = _recall_parts(
+                age_seconds=_age_seconds(now, updated_at) if half_life is not None else None,
+                half_life_seconds=half_life,
+                importance=(
+                    (value if isinstance(value, (int, float)) and math.isfinite(value) else 1)
+                    if weight is not None
+                    else None
+                ),
+                access_count=access_count if reinforcement else None,
+            )
+            scores.update(parts)
+            score = scores["rrf"] * math.prod(parts.values())
             scores["score"] = score
             hits.append(HybridHit(key, self._decode(body), score, scores))
         hits.sort(key=lambda hit: (-hit.score, hit.key))
+        if track:
+            self._note_accesses(hit.key for hit in hits[:k])
         return hits[:k]
 
     def re_embed(
@@ -2956,6 +3055,16 @@ class Hit(NamedTuple):
     score: float
 
 
+class Remembered(NamedTuple):
+    """What ``Collection.remember`` did: ``key`` holds the content now; ``action`` is
+    "stored", "skipped" (a duplicate of ``duplicate_of``), "merged" or "kept both"."""
+
+    key: str
+    stored: bool
+    duplicate_of: str | None
+    action: str
+
+
 class Version(NamedTuple):
     """One version of a record: ``archived_at`` and ``operation`` are None for the current one."""
 
@@ -3035,6 +3144,7 @@ class Collection(_CollectionVectors):
         self.ttl = None if meta.ttl_seconds is None else timedelta(seconds=meta.ttl_seconds)
         self.keeps_history = meta.history
         self.temporal = meta.temporal
+        self.hygiene = None if meta.hygiene is None else dict(meta.hygiene)
         # A superseded fact is a row of its own, whose key (for reads) is its subject's.
         self._key_sql = "coalesce(t.fact_of, t.key)" if meta.temporal else "t.key"
         self.indexes = _index_dicts(meta.indexes)
@@ -3108,6 +3218,10 @@ class Collection(_CollectionVectors):
             now = _utcnow()
             stamp = _iso(now)
             expiry = self._expiry(now, ttl)
+            if self.hygiene is not None:
+                found = self._dedup(key, record, body)
+                if found is not None:
+                    return found
             if self.temporal:
                 period = self._period(key, valid_from, valid_to)
                 self.store._fetch(
@@ -3115,11 +3229,243 @@ class Collection(_CollectionVectors):
                 )
             else:
                 self.store._fetch(self._upsert_sql, (key, body, stamp, stamp, expiry))
+            if self.hygiene is not None:
+                self._after_hygienic_write([(key, body)])
             if parts is not None:
                 self._write_vectors({key: parts})
             elif self.embed is not None and self.vectors is not None:
                 self._write_vectors(self._embed_bodies({key: body}))
         return key
+
+    # -- memory hygiene (hygiene=...) ------------------------------------------
+
+    def remember(
+        self,
+        record: Any,
+        *,
+        key: str | None = None,
+        ttl: timedelta | float | str | None = None,
+        vector: Any = None,
+    ) -> Remembered:
+        """Store a record the way hygiene says, and say what happened: ``Remembered(key,
+        stored, duplicate_of, action)``.
+
+        >>> notes.remember({"text": "The user prefers trains"})
+        Remembered(key='01K...', stored=True, duplicate_of=None, action='stored')
+
+        With ``hygiene={"dedup": "exact"}``, content already stored (the
+        same text, case and runs of white space aside; the FTS paths' text,
+        or the whole record without them) is not stored twice: policy
+        "skip" leaves the record there as it is, "merge" adds the new
+        record's fields to it, "keep" stores both. ``duplicate_of`` names
+        the record matched.
+        """
+        self._need_hygiene("remember")
+        target = _new_key() if key is None else _check_key(key)
+        with self.store.transaction():
+            self._fresh()
+            body = self._encode(record)
+            match = self._duplicate_of(target, body)
+            stored = self.put(target, record, ttl=ttl, vector=vector)
+        if match is None:
+            return Remembered(target, True, None, "stored")
+        action = {"skip": "skipped", "merge": "merged", "keep": "kept both"}[
+            self.hygiene["policy"]  # type: ignore[index]
+        ]
+        return Remembered(stored, action != "skipped", match, action)
+
+    def pin(self, *keys: str) -> int:
+        """Pin records: they never expire by TTL and retention never removes them. Returns
+        how many were found."""
+        return self._mark("pin", keys, "pinned = 1, expires_at = NULL")
+
+    def unpin(self, *keys: str) -> int:
+        """Unpin records (their next write may give them a TTL again)."""
+        return self._mark("unpin", keys, "pinned = 0")
+
+    def forget(self, *keys: str) -> int:
+        """Forget records softly: hidden from every read, kept for audit until ``purge``.
+        ``delete`` removes a record at once. Returns how many were found."""
+        return self._mark("forget", keys, "forgotten_at = ?", [_iso(_utcnow())], live=True)
+
+    def unforget(self, *keys: str) -> int:
+        """Bring softly forgotten records back."""
+        return self._mark("unforget", keys, "forgotten_at = NULL, merged_into = NULL")
+
+    def purge(self, *, older_than: timedelta | float | str | None = None) -> int:
+        """Delete the records forgotten (more than ``older_than`` ago); return how many."""
+        self._need_hygiene("purge")
+        cutoff = _iso(_utcnow())
+        if older_than is not None:
+            cutoff = _iso(_utcnow() - timedelta(seconds=_seconds(older_than, "older_than")))
+        with self.store.transaction():
+            return self._delete_in_batches(
+                "t.forgotten_at IS NOT NULL AND t.forgotten_at <= ?",
+                [cutoff],
+                BATCH_SIZE,
+                forget=self.keeps_history,
+            )
+
+    def merge(self, keys: Sequence[str], *, into: str, record: Any = _MISSING) -> list[str]:
+        """Merge records into one: ``into`` takes ``record`` (its own when left out) and the
+        others are forgotten softly, each remembering it went ``into`` it (provenance:
+        ``merged_from``). One transaction; returns the keys merged."""
+        self._need_hygiene("merge")
+        _check_key(into)
+        others = [_check_key(k) for k in _items(keys, "keys") if k != into]
+        with self.store.transaction():
+            if record is not _MISSING:
+                self.put(into, record)
+            elif self.get(into, None) is None:
+                raise NotFoundError(f"no record {into!r} in {self.name!r}")
+            merged = [
+                row[0]
+                for row in self.store._fetch(
+                    f"UPDATE {self._table} SET forgotten_at = ?, merged_into = ? "
+                    "WHERE key IN (SELECT value FROM json_each(?)) AND forgotten_at IS NULL "
+                    "RETURNING key",
+                    (_iso(_utcnow()), into, json.dumps(others)),
+                )
+            ]
+        return merged
+
+    def merged_from(self, key: str) -> list[str]:
+        """The keys of the records merged into ``key``."""
+        self._need_hygiene("merged_from")
+        rows = self.store._fetch(
+            f"SELECT key FROM {self._table} WHERE merged_into = ? ORDER BY id", (_check_key(key),)
+        )
+        return [row[0] for row in rows]
+
+    def candidates_for_merge(
+        self, *, threshold: float = 0.95, where: Mapping[str, Any] | None = None, limit: int = 100
+    ) -> list[list[str]]:
+        """Clusters of records that look like one memory told twice, for an agent (its model)
+        to merge or not: the same content (exactly, by hygiene's hash), and with vectors,
+        cosine similarity of at least ``threshold``. Largest clusters first."""
+        self._need_hygiene("candidates_for_merge")
+        if not 0 < _finite(threshold, "threshold") <= 1:
+            raise ValidationError(f"threshold is a cosine similarity in (0, 1], not {threshold!r}")
+        _check_count(limit, "limit")
+        parent: dict[str, str] = {}
+
+        def find(key: str) -> str:
+            while parent.setdefault(key, key) != key:
+                key = parent[key]
+            return key
+
+        clause, params = self._filter(where)
+        for (keys,) in self.store._fetch(
+            f"SELECT json_group_array(t.key) FROM {self._table} AS t WHERE {clause} "
+            "AND t.content_hash IS NOT NULL GROUP BY t.content_hash HAVING count(*) > 1",
+            params,
+        ):
+            first, *rest = json.loads(keys)
+            for other in rest:
+                parent[find(other)] = find(first)
+        if self.vectors is not None:
+            for key in self.keys(where):
+                vector = self.vector(key)
+                if vector is None or isinstance(vector, dict):
+                    continue
+                for near in self.nearest(vector, k=10, where=where, metric="cosine"):
+                    if near.key != key and near.score >= threshold:
+                        parent[find(near.key)] = find(key)
+        clusters: dict[str, list[str]] = {}
+        for key in list(parent):
+            clusters.setdefault(find(key), []).append(key)
+        found = sorted(
+            (sorted(c) for c in clusters.values() if len(c) > 1), key=lambda c: (-len(c), c)
+        )
+        return found[:limit]
+
+    def _need_hygiene(self, what: str) -> None:
+        if self.hygiene is None:
+            raise QueryError(
+                f"{what} needs memory hygiene: declare {self.name!r} with hygiene=True"
+            )
+
+    def _mark(
+        self,
+        what: str,
+        keys: Sequence[str],
+        change: str,
+        params: Sequence[Any] = (),
+        *,
+        live: bool = False,
+    ) -> int:
+        self._need_hygiene(what)
+        wanted = [_check_key(k) for k in keys]
+        only = " AND forgotten_at IS NULL" if live else ""
+        with self.store.transaction():
+            return len(
+                self.store._fetch(
+                    f"UPDATE {self._table} SET {change} "
+                    f"WHERE key IN (SELECT value FROM json_each(?)){only} RETURNING id",
+                    (*params, json.dumps(wanted)),
+                )
+            )
+
+    def _content_hash(self, body: str) -> str:
+        """Hygiene's identity of a record's content: its FTS paths' text (or the whole
+        record), case and runs of white space aside."""
+        record = json.loads(body)
+        text = _record_text(record, self.fts) if self.fts else json.dumps(record, sort_keys=True)
+        return hashlib.sha256(" ".join(text.lower().split()).encode("utf-8")).hexdigest()
+
+    def _duplicate_of(self, key: str, body: str) -> str | None:
+        """Another live record holding the same content, when hygiene dedups."""
+        if self.hygiene is None or self.hygiene.get("dedup") != "exact":
+            return None
+        rows = self.store._fetch(
+            f"SELECT key FROM {self._table} WHERE content_hash = ? AND key <> ? "
+            "AND forgotten_at IS NULL AND (expires_at IS NULL OR expires_at > ?) "
+            "ORDER BY id LIMIT 1",
+            (self._content_hash(body), key, _iso(_utcnow())),
+        )
+        return rows[0][0] if rows else None
+
+    def _dedup(self, key: str, record: Any, body: str) -> str | None:
+        """Apply hygiene's policy to a write of content already stored under another key:
+        the key now holding it (skip, merge), or None to write as asked (keep, or new)."""
+        match = self._duplicate_of(key, body)
+        if match is None or self.hygiene is None or self.hygiene["policy"] == "keep":
+            return None
+        if self.hygiene["policy"] == "merge":
+            merged = {
+                **json.loads(
+                    self.store._fetch(f"SELECT body FROM {self._table} WHERE key = ?", (match,))[0][
+                        0
+                    ]
+                ),
+                **json.loads(body),
+            }
+            self.store._fetch(
+                f"UPDATE {self._table} SET body = ?, updated_at = ? WHERE key = ?",
+                (_dumps(merged), _iso(_utcnow()), match),
+            )
+            self._after_hygienic_write([(match, _dumps(merged))])
+        return match
+
+    def _after_hygienic_write(self, rows: Iterable[tuple[str, str]]) -> None:
+        """Keep hygiene's columns right after a write: the content's hash, and no expiry
+        for pinned records."""
+        self.store._run_many(
+            f"UPDATE {self._table} SET content_hash = ?, "
+            "expires_at = CASE WHEN pinned THEN NULL ELSE expires_at END WHERE key = ?",
+            [(self._content_hash(body), key) for key, body in rows],
+        )
+
+    def _note_accesses(self, keys: Iterable[str]) -> None:
+        """Count reads (track=True) in memory; written every ACCESS_FLUSH_EVERY or at close."""
+        pending = self.store._accesses.setdefault(self.name, {})
+        now = _iso(_utcnow())
+        for key in keys:
+            entry = pending.setdefault(key, [0, now])
+            entry[0] += 1
+            entry[1] = now
+        if sum(len(v) for v in self.store._accesses.values()) >= ACCESS_FLUSH_EVERY:
+            _flush_accesses(self.store)
 
     # -- facts that change over time (temporal collections) ----------------
 
@@ -3317,6 +3663,14 @@ class Collection(_CollectionVectors):
                     batch = list(islice(pairs, BATCH_SIZE))
             if given is not None and next(given, _MISSING) is not _MISSING:
                 raise ValidationError(f"more vectors than records ({count})")
+            if self.hygiene is not None:  # the rows this call wrote: their hashes, pins
+                self._after_hygienic_write(
+                    self.store._fetch(
+                        f"SELECT key, body FROM {self._table} "
+                        "WHERE updated_at = ? OR content_hash IS NULL",
+                        (stamp,),
+                    )
+                )
         if count >= ANALYZE_AFTER and self.store._depth == 0:
             self.store._fetch("PRAGMA optimize")  # the planner learns the table's new size
         return count
@@ -3454,15 +3808,39 @@ class Collection(_CollectionVectors):
     # -- reading -----------------------------------------------------------
 
     def get(
-        self, key: str, default: Any = _MISSING, *, as_of: Any = None, known_at: Any = None
+        self,
+        key: str,
+        default: Any = _MISSING,
+        *,
+        as_of: Any = None,
+        known_at: Any = None,
+        track: bool = False,
     ) -> Any:
         """The record under ``key``; ``default`` if given, else NotFoundError, when there is none.
 
         A record past its time to live is treated as absent. In a temporal
         collection, the fact about ``key`` that holds ``as_of`` (now by
-        default), as the store knew it ``known_at`` (now by default).
+        default), as the store knew it ``known_at`` (now by default). With
+        memory hygiene, ``track=True`` counts the read (``access_count``,
+        ``last_accessed``: written in batches), and a forgotten record is absent.
         """
         _check_key(key)
+        if track:
+            self._need_hygiene("track")
+            found = self.get(
+                key, _MISSING if default is _MISSING else None, as_of=as_of, known_at=known_at
+            )
+            if found is not None:
+                self._note_accesses([key])
+                return found
+            return default
+        if self.hygiene is not None and not self.temporal:
+            rows = self.query({"key": key}, limit=1, as_of=as_of, known_at=known_at)
+            if rows:
+                return rows[0]
+            if default is _MISSING:
+                raise NotFoundError(f"no record {key!r} in {self.name!r}")
+            return default
         if self.temporal:
             found = self.query(
                 {"key": key}, order_by="-valid_from", limit=1, as_of=as_of, known_at=known_at
@@ -3607,6 +3985,7 @@ class Collection(_CollectionVectors):
         highlight: tuple[str, str] = ("[", "]"),
         snippet_tokens: int = 12,
         as_of: Any = None,
+        track: bool = False,
     ) -> list[Hit]:
         """Full-text search over the collection's FTS paths, best matches first.
 
@@ -3634,6 +4013,9 @@ class Collection(_CollectionVectors):
             sql = _match_sql(fts, self._table, "t", columns, clause)
             bound = [highlight[0], highlight[1], snippet_tokens, text, *params, limit, offset]
             rows = _search(self.store, sql, bound, text)
+        if track:
+            self._need_hygiene("track")
+            self._note_accesses(row[0] for row in rows)
         return [Hit(key, self._decode(body), rank, snip, -rank) for key, body, rank, snip in rows]
 
     def aggregate(
@@ -3752,9 +4134,10 @@ class Collection(_CollectionVectors):
             conditions.append("(" + " AND ".join(retention) + ")")
         if not conditions:
             return 0
-        return self._delete_in_batches(
-            " OR ".join(conditions), params, batch_size, forget=self.keeps_history
-        )
+        clause = " OR ".join(conditions)
+        if self.hygiene is not None:  # pinned records stay, whatever retention says
+            clause = f"NOT t.pinned AND ({clause})"
+        return self._delete_in_batches(clause, params, batch_size, forget=self.keeps_history)
 
     def stats(self) -> dict[str, Any]:
         """What the collection holds and how it is declared.
@@ -4294,6 +4677,8 @@ class Collection(_CollectionVectors):
         """The SQL condition for ``where``, plus "not expired" unless told otherwise, plus
         in a temporal collection "valid at ``as_of``" (now by default; None: at any time)."""
         clause, params = _compile_filter(where or {}, self._target)
+        if self.hygiene is not None and not include_expired:  # forgotten: hidden from reads
+            clause = f"t.forgotten_at IS NULL AND {clause}"
         if self.temporal and as_of is not None:
             moment = _iso(_utcnow()) if as_of is _MISSING else _moment(as_of, "as_of")
             clause = f"t.valid_from <= ? AND t.valid_to > ? AND {clause}"
@@ -6356,6 +6741,20 @@ class Graph:
         except (KeyError, TypeError) as err:
             raise ValidationError(f"malformed graph envelope: {err!r}") from err
         return {"nodes": len(nodes), "edges": len(edges), "profiles": len(profiles)}
+
+
+def _flush_accesses(store: Store) -> None:
+    """Write the reads counted in memory to their records (access_count, last_accessed)."""
+    pending, store._accesses = store._accesses, {}
+    with store.transaction():
+        for name, counts in pending.items():
+            if store._load_meta(name) is None:
+                continue  # dropped meanwhile
+            store._run_many(
+                f"UPDATE {quote_identifier(name)} SET access_count = access_count + ?, "
+                "last_accessed = max(coalesce(last_accessed, ''), ?) WHERE key = ?",
+                [(count, last, key) for key, (count, last) in counts.items()],
+            )
 
 
 def _flush_cache_counts(store: Store, name: str) -> None:

@@ -204,7 +204,7 @@ async def recall_at_scale(workdir: Path, memories: int, queries: int) -> dict[st
                     "tags": [words[i % 9]],
                     "importance": 0.5,
                     "scope": "default",
-                    "content_hash": memstore_mcp.content_hash(f"memory {i}"),
+                    "digest": memstore_mcp.content_hash(f"memory {i}"),
                     "version": 1,
                 },
             )

@@ -239,10 +239,10 @@ class Memory:
         self.scope = check_scope(scope or os.environ.get("MEMSTORE_MCP_SCOPE") or "default")
         self.memories = store.collection(
             MEMORIES,
-            fields={"scope": str, "kind": str, "content_hash": str, "importance": float},
+            fields={"scope": str, "kind": str, "digest": str, "importance": float},
             fts=["text", "tags"],
             history=True,
-            indexes=[("scope", "-created_at"), ("scope", "content_hash")],
+            indexes=[("scope", "-created_at"), ("scope", "digest")],
             vectors=dict(vectors) if vectors else None,
         )
         self.memories.warn_unknown_fields = False  # filters name optional fields by design
@@ -735,12 +735,12 @@ def _remember(
         "tags": list(tags or []),
         "importance": float(importance),
         "scope": memory.scope,
-        "content_hash": digest,
+        "digest": digest,
         "version": 1,
     }
     with memory.store.transaction():
         same = memory.memories.keys(
-            where={**memory.visible(), "content_hash": digest}, order_by="created_at", limit=1
+            where={**memory.visible(), "digest": digest}, order_by="created_at", limit=1
         )
         if same:
             found = same[0].split("/", 1)[1]
@@ -876,7 +876,7 @@ def _update(
             )
         record.update(changes)
         if "text" in changes:
-            record["content_hash"] = content_hash(record["text"])
+            record["digest"] = content_hash(record["text"])
         record["version"] = version + 1
         memory.memories.put(internal, record)
     return memory.shown(internal, record)

@@ -530,7 +530,7 @@ async def test_recall_of_ten_thousand_memories_never_exceeds_its_budget(
                 "tags": [words[i % 9]],
                 "importance": 0.5,
                 "scope": "alice",
-                "content_hash": memstore_mcp.content_hash(str(i)),
+                "digest": memstore_mcp.content_hash(str(i)),
                 "version": 1,
             },
         )
