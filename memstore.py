@@ -48,7 +48,6 @@ import collections
 import contextlib
 import contextvars
 import functools
-import hashlib
 import json
 import math
 import os
@@ -3409,6 +3408,8 @@ class Collection(_CollectionVectors):
     def _content_hash(self, body: str) -> str:
         """Hygiene's identity of a record's content: its FTS paths' text (or the whole
         record), case and runs of white space aside."""
+        import hashlib  # loaded by hygiene alone: `import memstore` stays light
+
         record = json.loads(body)
         text = _record_text(record, self.fts) if self.fts else json.dumps(record, sort_keys=True)
         return hashlib.sha256(" ".join(text.lower().split()).encode("utf-8")).hexdigest()

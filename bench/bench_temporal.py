@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import memstore  # noqa: E402
+import memstore
 
 PAST = "2026-01-15T00:00:00Z"
 
@@ -63,46 +63,43 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=200)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        with memstore.Store(Path(tmp) / "t.db") as store:
-            start = time.perf_counter()
-            plain = load(store, "plain", args.n, False)
-            facts = load(store, "facts", args.n, True)
-            print(f"loaded 2 x {args.n:,} records in {time.perf_counter() - start:.0f} s")
-            cases: dict[str, Callable[[int], Any]] = {
-                "plain: newest 20 of an agent": lambda i: plain.query(
-                    {"agent": f"a{i % 1000}"}, order_by="-updated_at", limit=20
-                ),
-                "temporal: newest 20 of an agent": lambda i: facts.query(
-                    {"agent": f"a{i % 1000}"}, order_by="-updated_at", limit=20
-                ),
-                "temporal as_of: newest 20 of an agent": lambda i: facts.query(
-                    {"agent": f"a{i % 1000}"}, order_by="-updated_at", limit=20, as_of=PAST
-                ),
-                "plain: get": lambda i: plain.get(f"k{(i * 7919) % args.n:07d}"),
-                "temporal: get": lambda i: facts.get(f"k{(i * 7919) % args.n:07d}"),
-                "temporal as_of: get": lambda i: facts.get(
-                    f"k{(i * 7919) % args.n:07d}", as_of=PAST
-                ),
-                "plain: count of an agent": lambda i: plain.count({"agent": f"a{i % 1000}"}),
-                "temporal: count of an agent": lambda i: facts.count({"agent": f"a{i % 1000}"}),
-                "temporal as_of: count of an agent": lambda i: facts.count(
-                    {"agent": f"a{i % 1000}"}, as_of=PAST
-                ),
-            }
-            times: dict[str, list[float]] = {name: [] for name in cases}
-            names = list(cases)
-            for i in range(args.rounds):
-                for name in names[i % len(names) :] + names[: i % len(names)]:
-                    times[name].append(timed(lambda name=name, i=i: cases[name](i)))
-            medians = {name: statistics.median(t) * 1e6 for name, t in times.items()}
-            print(f"\n{args.n:,} records, medians of {args.rounds} alternating runs (µs)")
-            for name, value in medians.items():
-                print(f"{name:42} {value:10.1f}")
-            for what in ("newest 20 of an agent", "get", "count of an agent"):
-                ratio = medians[f"temporal as_of: {what}"] / medians[f"temporal: {what}"]
-                cost = medians[f"temporal: {what}"] / medians[f"plain: {what}"]
-                print(f"{what}: as_of / without = {ratio:.2f}; temporal / plain = {cost:.2f}")
+    with tempfile.TemporaryDirectory() as tmp, memstore.Store(Path(tmp) / "t.db") as store:
+        start = time.perf_counter()
+        plain = load(store, "plain", args.n, False)
+        facts = load(store, "facts", args.n, True)
+        print(f"loaded 2 x {args.n:,} records in {time.perf_counter() - start:.0f} s")
+        cases: dict[str, Callable[[int], Any]] = {
+            "plain: newest 20 of an agent": lambda i: plain.query(
+                {"agent": f"a{i % 1000}"}, order_by="-updated_at", limit=20
+            ),
+            "temporal: newest 20 of an agent": lambda i: facts.query(
+                {"agent": f"a{i % 1000}"}, order_by="-updated_at", limit=20
+            ),
+            "temporal as_of: newest 20 of an agent": lambda i: facts.query(
+                {"agent": f"a{i % 1000}"}, order_by="-updated_at", limit=20, as_of=PAST
+            ),
+            "plain: get": lambda i: plain.get(f"k{(i * 7919) % args.n:07d}"),
+            "temporal: get": lambda i: facts.get(f"k{(i * 7919) % args.n:07d}"),
+            "temporal as_of: get": lambda i: facts.get(f"k{(i * 7919) % args.n:07d}", as_of=PAST),
+            "plain: count of an agent": lambda i: plain.count({"agent": f"a{i % 1000}"}),
+            "temporal: count of an agent": lambda i: facts.count({"agent": f"a{i % 1000}"}),
+            "temporal as_of: count of an agent": lambda i: facts.count(
+                {"agent": f"a{i % 1000}"}, as_of=PAST
+            ),
+        }
+        times: dict[str, list[float]] = {name: [] for name in cases}
+        names = list(cases)
+        for i in range(args.rounds):
+            for name in names[i % len(names) :] + names[: i % len(names)]:
+                times[name].append(timed(lambda name=name, i=i: cases[name](i)))
+        medians = {name: statistics.median(t) * 1e6 for name, t in times.items()}
+        print(f"\n{args.n:,} records, medians of {args.rounds} alternating runs (µs)")
+        for name, value in medians.items():
+            print(f"{name:42} {value:10.1f}")
+        for what in ("newest 20 of an agent", "get", "count of an agent"):
+            ratio = medians[f"temporal as_of: {what}"] / medians[f"temporal: {what}"]
+            cost = medians[f"temporal: {what}"] / medians[f"plain: {what}"]
+            print(f"{what}: as_of / without = {ratio:.2f}; temporal / plain = {cost:.2f}")
 
 
 if __name__ == "__main__":

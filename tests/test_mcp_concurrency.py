@@ -108,7 +108,7 @@ async def test_a_write_by_another_process_reaches_this_ones_subscribers(tmp_path
                 event = await asyncio.wait_for(events.__anext__(), timeout=10)
                 delay = time.monotonic() - start
                 assert getattr(event, "uri", None) == uri
-                assert delay < 2 * memstore_mcp.POLL_SECONDS + 1.5, delay
+                assert delay < 5, delay  # a quarter second when idle (BENCHMARKS.md)
                 await writer.call_tool(
                     "add_facts", {"entities": [{"name": "Plan", "type": "plan"}]}
                 )
