@@ -3218,7 +3218,9 @@ class Collection(_CollectionVectors):
             stamp = _iso(now)
             expiry = self._expiry(now, ttl)
             if self.hygiene is not None:
-                found = self._dedup(key, record, body)
+                if parts is None and self._dedups_near() and self.embed is not None:
+                    parts = self._embed_bodies({key: body}).get(key)  # once: for both
+                found = self._dedup(key, record, body, parts)
                 if found is not None:
                     return found
             if self.temporal:
@@ -3264,7 +3266,14 @@ class Collection(_CollectionVectors):
         with self.store.transaction():
             self._fresh()
             body = self._encode(record)
-            match = self._duplicate_of(target, body)
+            parts = None if vector is None else self._encode_vector(vector)
+            if parts is None and self._dedups_near() and self.embed is not None:
+                parts = self._embed_bodies({target: body}).get(target)
+                if parts:
+                    np = _numpy()
+                    vectors = {p: np.frombuffer(v, "<f4") for p, v in parts}
+                    vector = vectors[""] if list(vectors) == [""] else vectors
+            match = self._duplicate_of(target, body, parts)
             stored = self.put(target, record, ttl=ttl, vector=vector)
         if match is None:
             return Remembered(target, True, None, "stored")
@@ -3414,9 +3423,15 @@ class Collection(_CollectionVectors):
         text = _record_text(record, self.fts) if self.fts else json.dumps(record, sort_keys=True)
         return hashlib.sha256(" ".join(text.lower().split()).encode("utf-8")).hexdigest()
 
-    def _duplicate_of(self, key: str, body: str) -> str | None:
-        """Another live record holding the same content, when hygiene dedups."""
-        if self.hygiene is None or self.hygiene.get("dedup") != "exact":
+    def _dedups_near(self) -> bool:
+        return self.hygiene is not None and self.hygiene.get("dedup") == "near"
+
+    def _duplicate_of(
+        self, key: str, body: str, parts: list[tuple[str, bytes]] | None = None
+    ) -> str | None:
+        """Another live record holding the same content, when hygiene dedups: the same
+        hash, or (dedup "near") a vector at least the threshold's cosine similarity."""
+        if self.hygiene is None or self.hygiene.get("dedup") is None:
             return None
         rows = self.store._fetch(
             f"SELECT key FROM {self._table} WHERE content_hash = ? AND key <> ? "
@@ -3424,12 +3439,21 @@ class Collection(_CollectionVectors):
             "ORDER BY id LIMIT 1",
             (self._content_hash(body), key, _iso(_utcnow())),
         )
-        return rows[0][0] if rows else None
+        if rows:
+            return str(rows[0][0])
+        if self._dedups_near() and parts:
+            vector = _numpy().frombuffer(parts[0][1], "<f4")
+            for near in self.nearest(vector, k=2, metric="cosine"):
+                if near.key != key and near.score >= self.hygiene["threshold"]:
+                    return near.key
+        return None
 
-    def _dedup(self, key: str, record: Any, body: str) -> str | None:
+    def _dedup(
+        self, key: str, record: Any, body: str, parts: list[tuple[str, bytes]] | None = None
+    ) -> str | None:
         """Apply hygiene's policy to a write of content already stored under another key:
         the key now holding it (skip, merge), or None to write as asked (keep, or new)."""
-        match = self._duplicate_of(key, body)
+        match = self._duplicate_of(key, body, parts)
         if match is None or self.hygiene is None or self.hygiene["policy"] == "keep":
             return None
         if self.hygiene["policy"] == "merge":
@@ -8556,21 +8580,30 @@ def _index_dicts(indexes: tuple[tuple[tuple[str, ...], bool], ...]) -> list[dict
 
 
 def _normalize_hygiene(hygiene: object) -> dict[str, Any] | None:
-    """hygiene=True or {"dedup": "exact" | None, "policy": "skip" | "merge" | "keep"}."""
+    """hygiene=True or {"dedup": "exact" | "near" | None, "threshold": 0.95,
+    "policy": "skip" | "merge" | "keep"}."""
     if hygiene is None or hygiene is False:
         return None
     if hygiene is True:
         return {"dedup": None, "policy": "skip"}
-    if not isinstance(hygiene, Mapping) or set(hygiene) - {"dedup", "policy"}:
+    if not isinstance(hygiene, Mapping) or set(hygiene) - {"dedup", "policy", "threshold"}:
         raise ValidationError(
             f'hygiene is True or {{"dedup": "exact", "policy": "skip"}}, not {hygiene!r:.80}'
         )
     dedup, policy = hygiene.get("dedup"), hygiene.get("policy", "skip")
-    if dedup not in (None, "exact"):
-        raise ValidationError(f'hygiene dedup is "exact" or None, not {dedup!r}')
+    if dedup not in (None, "exact", "near"):
+        raise ValidationError(f'hygiene dedup is "exact", "near" or None, not {dedup!r}')
     if policy not in DEDUP_POLICIES:
         raise ValidationError(f"hygiene policy is one of {DEDUP_POLICIES}, not {policy!r}")
-    return {"dedup": dedup, "policy": policy}
+    found: dict[str, Any] = {"dedup": dedup, "policy": policy}
+    if dedup == "near":
+        threshold = _finite(hygiene.get("threshold", 0.95), "threshold")
+        if not 0 < threshold <= 1:
+            raise ValidationError(f"threshold is a cosine similarity in (0, 1], not {threshold}")
+        found["threshold"] = threshold
+    elif "threshold" in hygiene:
+        raise ValidationError('a threshold is for dedup "near"')
+    return found
 
 
 def _normalize_fts(fts: Sequence[str] | None) -> list[str]:

@@ -178,3 +178,26 @@ def test_hygiene_declared_later_and_checked(store: memstore.Store) -> None:
     c.put_many([(f"k{i}", {"text": "same text"}) for i in range(3)])  # hashes filled
     assert c.candidates_for_merge() == [["k0", "k1", "k2"]]
     assert store.check() == []
+
+
+def test_near_duplicates_by_vector_similarity(store: memstore.Store) -> None:
+    pytest.importorskip("numpy")
+
+    def embed(texts: list[str]) -> list[list[float]]:
+        return [[t.count(c) + 0.01 for c in "aeiou"] for t in texts]
+
+    c = store.collection(
+        "c",
+        fts=["text"],
+        vectors={"dim": 5, "model": "vowels", "embed": embed},
+        hygiene={"dedup": "near", "threshold": 0.99, "policy": "skip"},
+    )
+    first = c.remember({"text": "aaaa eee"})
+    near = c.remember({"text": "aaaa eee!"})  # another text, the same meaning (by the toy model)
+    assert near.duplicate_of == first.key and near.action == "skipped"
+    assert c.remember({"text": "ooo uuu"}).stored
+    assert c.put("z", {"text": "aaaa  eee."}) == first.key and c.count() == 2
+    with pytest.raises(memstore.ValidationError, match="threshold"):
+        store.collection("d", hygiene={"dedup": "near", "threshold": 1.5})
+    with pytest.raises(memstore.ValidationError, match="near"):
+        store.collection("d", hygiene={"dedup": "exact", "threshold": 0.5})
