@@ -4341,6 +4341,30 @@ class Collection(_CollectionVectors):
             problems += _fts_problems(self.store, self._fts_table)
         if self.vectors is not None:
             problems += self._vector_problems()
+        if self.temporal:
+            problems += self._period_problems()
+        return problems
+
+    def _period_problems(self) -> list[str]:
+        """Validity periods another tool wrote wrong: ending before they start, or facts
+        about one key that hold at the same time (reads would pick one)."""
+        (backwards,) = self.store._fetch(
+            f"SELECT count(*) FROM {self._table} WHERE NOT valid_from < valid_to"
+        )[0]
+        overlapping = self.store._fetch(
+            f"SELECT coalesce(a.fact_of, a.key) FROM {self._table} AS a "
+            f"JOIN {self._table} AS b ON coalesce(b.fact_of, b.key) = coalesce(a.fact_of, a.key) "
+            "AND b.id > a.id AND b.valid_from < a.valid_to AND a.valid_from < b.valid_to "
+            "LIMIT 5"
+        )
+        problems = []
+        if backwards:
+            problems.append(
+                f"{self.name}: {backwards} records whose valid_to is not after valid_from"
+            )
+        if overlapping:
+            keys = ", ".join(repr(row[0]) for row in overlapping)
+            problems.append(f"{self.name}: facts about one key hold at the same time ({keys})")
         return problems
 
     def rebuild_fts(self) -> None:

@@ -303,3 +303,14 @@ def test_graph_edges_hold_in_world_time(store: memstore.Store) -> None:
         for e, c in zip(g.edges(every=True), copy_graph.edges(every=True), strict=True)
     ]
     assert g.check() == []
+
+
+def test_check_finds_periods_other_tools_wrote_wrong(facts: memstore.Collection) -> None:
+    facts.put("a", {"v": 1}, valid_from=DAY[0])
+    facts.supersede("a", {"v": 2}, at=DAY[4])
+    assert facts.store.check() == []
+    conn = facts.store.connection
+    conn.execute("UPDATE facts SET valid_from = ? WHERE key = 'a'", (DAY[2],))  # overlaps
+    assert any("hold at the same time ('a')" in p for p in facts.store.check())
+    conn.execute("UPDATE facts SET valid_from = ?, valid_to = ? WHERE key = 'a'", (DAY[8], DAY[6]))
+    assert any("valid_to is not after valid_from" in p for p in facts.store.check())
