@@ -74,6 +74,10 @@ CHARS_PER_TOKEN = 4
 MEMORIES = "mcp_memories"
 POLL_SECONDS = 0.25
 
+#: recall ranks by memstore.recall_score: relevance, times a half-life of this
+#: long since the memory last changed, times its importance.
+RECALL_HALF_LIFE = 30 * 86400.0
+
 #: Writes wait this long (seconds) for another process's write to finish.
 BUSY_TIMEOUT = 30.0
 
@@ -244,6 +248,7 @@ class Memory:
             history=True,
             indexes=[("scope", "-created_at"), ("scope", "digest")],
             vectors=dict(vectors) if vectors else None,
+            temporal=True,  # a memory can change over time: supersede, recall as_of
         )
         self.memories.warn_unknown_fields = False  # filters name optional fields by design
         self.vectors = bool(vectors) and self.memories.embed is not None
@@ -440,8 +445,9 @@ def _changes(
             (newest,),
         ).fetchall():
             newest = max(newest, str(updated))
-            if str(key).startswith(prefix):
-                uris.append(f"memstore://memories/{str(key)[len(prefix) :]}")
+            subject = str(key).split("\x1f", 1)[0]  # a superseded memory: its subject's
+            if subject.startswith(prefix):
+                uris.append(f"memstore://memories/{subject[len(prefix) :]}")
         for key, archived in conn.execute(
             "SELECT key, archived_at FROM memstore_versions WHERE collection = ? "
             "AND archived_at > ? ORDER BY archived_at",
@@ -525,6 +531,10 @@ def _memstore_tools(server: MCPServer[Any], memory: Memory) -> None:
         limit: Annotated[int, Field(ge=1, le=200, description="Most memories to consider.")] = 20,
         token_budget: Budget = 2000,
         cursor: Annotated[str | None, Field(description="next_cursor of a previous call.")] = None,
+        as_of: Annotated[
+            str | None,
+            Field(description="What held at this time (ISO-8601), not now: before a supersede."),
+        ] = None,
     ) -> dict[str, Any]:
         """Find memories of this scope, best first, as many as fit in token_budget. Each has its
         score (higher is better) and why it matched; next_cursor continues where it stopped."""
@@ -540,6 +550,7 @@ def _memstore_tools(server: MCPServer[Any], memory: Memory) -> None:
                 limit,
                 token_budget,
                 cursor,
+                as_of,
             )
         )
 
@@ -547,11 +558,14 @@ def _memstore_tools(server: MCPServer[Any], memory: Memory) -> None:
     def get(
         key: Annotated[str | None, Field(description="The memory's key (alias: id).")] = None,
         id: Annotated[str | None, Field(description="Another name for key.")] = None,
+        as_of: Annotated[
+            str | None, Field(description="As it held at this time (ISO-8601), not now.")
+        ] = None,
     ) -> dict[str, Any]:
         """One memory by its key, with its version (for update's if_version)."""
         wanted = _one("key", key, id)
         internal = memory.key(wanted)
-        record = memory.memories.get(internal, None)
+        record = memory.memories.get(internal, None, as_of=as_of)
         if record is None or record.get("scope") != memory.scope or "forgotten_at" in record:
             raise memstore.NotFoundError(f"no memory {wanted!r}")
         found = [memory.shown(internal, record)]
@@ -573,6 +587,28 @@ def _memstore_tools(server: MCPServer[Any], memory: Memory) -> None:
         """Change a memory. With if_version, refused when another agent changed it since you read
         it (get it again, then decide): no lost update."""
         return _update(memory, key, text, patch, if_version)
+
+    @tool(_WRITE, write=True)
+    def supersede(
+        key: Annotated[str, Field(description="The memory that changed.")],
+        text: Annotated[str, Field(description="What holds from now (or from at) on.")],
+        at: Annotated[
+            str | None, Field(description="When it changed (ISO-8601); now by default.")
+        ] = None,
+    ) -> dict[str, Any]:
+        """Record that a memory changed in the world: the old text stays true until `at` (recall
+        with as_of before it finds it), the new one holds from then. Unlike update, which
+        corrects a memory that was wrong."""
+        memory.writable()
+        internal = memory.key(key)
+        with memory.store.transaction():
+            record = memory.memories.get(internal, None)
+            if record is None or record.get("scope") != memory.scope or "forgotten_at" in record:
+                raise memstore.NotFoundError(f"no memory {key!r}")
+            new = {**record, "text": text, "digest": content_hash(text)}
+            new["version"] = record.get("version", 1) + 1
+            memory.memories.supersede(internal, new, at=at)
+        return memory.shown(internal, new)
 
     @tool(_DESTRUCTIVE, write=True)
     def forget(
@@ -770,6 +806,7 @@ def _recall(
     limit: int,
     budget: int,
     cursor: str | None,
+    as_of: str | None = None,
 ) -> dict[str, Any]:
     where: dict[str, Any] = memory.visible()
     if kinds:
@@ -786,33 +823,51 @@ def _recall(
         )
     way = ("hybrid" if memory.vectors else "text") if mode == "auto" else mode
     found: list[dict[str, Any]] = []
+    collection = memory.memories
     if not query or not query.strip():  # no query: the newest
-        rows = memory.memories.rows(where, order_by="-created_at", limit=limit, offset=offset)
+        rows = collection.rows(
+            where, order_by="-created_at", limit=limit, offset=offset, as_of=as_of
+        )
         for row in rows:
             found.append({**memory.shown(row.key, row.record), "why": "newest first"})
     elif way == "text":
         words = memstore.fts_words(query)
         hits = (
-            memory.memories.search(words, where=where, limit=limit, offset=offset) if words else []
+            collection.search(words, where=where, limit=limit, offset=offset, as_of=as_of)
+            if words
+            else []
         )
         for hit in hits:
             item = memory.shown(hit.key, hit.record)
-            item.update(score=float(f"{hit.score:.6g}"), why=f"words: {hit.snippet}")
+            item.update(relevance=hit.score, why=f"words: {hit.snippet}")
             found.append(item)
     elif way == "vector":
-        near = memory.memories.nearest(query, k=offset + limit, where=where)[offset:]
+        near = collection.nearest(query, k=offset + limit, where=where, as_of=as_of)[offset:]
         for neighbor in near:
             item = memory.shown(neighbor.key, neighbor.record)
-            item.update(score=float(f"{neighbor.score:.6g}"), why="meaning: cosine similarity")
+            item.update(relevance=neighbor.score, why="meaning: cosine similarity")
             found.append(item)
     else:
-        fused = memory.memories.hybrid(query, k=offset + limit, where=where)[offset:]
+        fused = collection.hybrid(query, k=offset + limit, where=where, as_of=as_of)[offset:]
         for fusion in fused:
             item = memory.shown(fusion.key, fusion.record)
             parts = {k: v for k, v in fusion.scores.items() if v is not None and k != "score"}
-            item.update(score=float(f"{fusion.score:.6g}"), why=parts)
+            item.update(relevance=fusion.scores["rrf"], why=parts)
             found.append(item)
     _add_times(memory, found)
+    if query and query.strip():  # ranked by the recall score: relevance, age, importance
+        now = _now()
+        for item in found:
+            stamp = str(item.get("updated_at") or _stamp(now))
+            changed = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+            score = memstore.recall_score(
+                item.pop("relevance"),
+                age_seconds=(now - changed).total_seconds(),
+                half_life_seconds=RECALL_HALF_LIFE,
+                importance=item.get("importance"),
+            )
+            item["score"] = float(f"{score:.6g}")
+        found.sort(key=lambda item: -item["score"])
     kept, used, more = _within(found, budget)
     more = more or len(found) == limit
     return {

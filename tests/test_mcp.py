@@ -70,6 +70,7 @@ async def test_the_tools_have_annotations_schemas_and_descriptions(opened: memst
             "recall",
             "get",
             "update",
+            "supersede",
             "forget",
             "history",
             "add_facts",
@@ -632,3 +633,33 @@ async def test_every_tool_over_http(db: Path, profile: str) -> None:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+async def test_a_memory_that_changed_is_recalled_as_it_was(opened: memstore.Store) -> None:
+    async with alice(opened) as client:
+        key = (await call(client, "remember", text="The office is in Lyon", key="office"))["key"]
+        changed = await call(
+            client, "supersede", key=key, text="The office is in Paris", at="2026-03-01T00:00:00Z"
+        )
+        assert changed["text"] == "The office is in Paris" and changed["version"] == 2
+        assert (await call(client, "get", key=key))["text"] == "The office is in Paris"
+        then = await call(client, "get", key=key, as_of="2026-02-01T00:00:00Z")
+        assert then["text"] == "The office is in Lyon"
+        now = await call(client, "recall", q="office")
+        assert [m["text"] for m in now["memories"]] == ["The office is in Paris"]
+        before = await call(client, "recall", q="office", as_of="2026-02-01T00:00:00Z")
+        assert [m["text"] for m in before["memories"]] == ["The office is in Lyon"]
+        assert "ValidationError" in await error(
+            client, "supersede", key=key, text="Nice", at="2000-01-01T00:00:00Z"
+        )
+        assert "QueryError" in await error(client, "recall", q="office", as_of="last year")
+
+
+async def test_recall_ranks_by_the_recall_score(opened: memstore.Store) -> None:
+    async with alice(opened) as client:
+        await call(client, "remember", text="trains are nice", importance=0.1, key="low")
+        await call(client, "remember", text="trains are fine", importance=0.9, key="high")
+        found = await call(client, "recall", q="trains")
+        assert [m["key"] for m in found["memories"]] == ["high", "low"]
+        scores = [m["score"] for m in found["memories"]]
+        assert scores[0] > scores[1] > 0
