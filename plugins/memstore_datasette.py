@@ -15,6 +15,8 @@ Installed with memstore (entry point ``datasette: memstore``), so a plain
 - /-/memstore/search?q=: one search box over every collection, message and event.
 - /-/memstore/<db>/similar/<collection>/<key>: the records nearest a record by its
   vectors (needs numpy); each key cell of a collection with vectors links there.
+- /-/memstore/<db>/facts/<collection>/<key>: a temporal record's timeline, each fact
+  with the period it held and when the store learned it; key cells link there.
 
 Read-only: it adds no write path, and shows (or counts) only the tables the
 actor may view. No configuration is needed.
@@ -103,6 +105,8 @@ KIND_COLORS = [
 # What startup found in each Datasette instance: database name -> table settings.
 # Per database, its collections with vectors (as the plugin found them at startup).
 _VECTORS: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+# Per database, its temporal collections (facts with validity periods).
+_TEMPORAL: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
 _FOUND: weakref.WeakKeyDictionary[Any, dict[str, dict[str, dict[str, Any]]]] = (
     weakref.WeakKeyDictionary()
 )
@@ -120,6 +124,7 @@ async def _memstore_tables(db: Any) -> dict[str, dict[str, Any]] | None:
         if app_id != memstore.APPLICATION_ID:
             return None
         rows = (await db.execute("SELECT * FROM _memstore_collections ORDER BY name")).rows
+        _TEMPORAL[db] = {r["name"] for r in rows if dict(r).get("temporal")}
         rows = [(r["name"], r["fields"], _vector_settings(dict(r))) for r in rows]
         names = {
             r[0]
@@ -151,6 +156,11 @@ async def _memstore_tables(db: Any) -> dict[str, dict[str, Any]] | None:
 def _vector_settings(row: dict[str, Any]) -> dict[str, Any] | None:
     """A registry row's vectors declaration (files before schema 11 have none)."""
     return json.loads(row["vectors"]) if row.get("vectors") else None
+
+
+def _is_temporal(datasette: Any, database: str, table: str) -> bool:
+    db = datasette.databases.get(database) if _is_memstore(datasette, database) else None
+    return db is not None and table in _TEMPORAL.get(db, ())
 
 
 def _has_vectors(datasette: Any, database: str, table: str) -> bool:
@@ -199,17 +209,27 @@ def _is_memstore(datasette: Any, database: str | None) -> bool:
 
 @hookimpl
 def render_cell(value: Any, column: str, table: str | None, database: str, datasette: Any) -> Any:
-    if (
-        column == "key"
-        and isinstance(value, str)
-        and table
-        and _has_vectors(datasette, database, table)
-    ):
-        href = datasette.urls.path(
-            f"/-/memstore/{quote(database, safe='')}/similar/"
-            f"{quote(table, safe='')}/{quote(value, safe='')}"
-        )
-        return Markup('{} <a class="memstore-similar" href="{}">similar</a>').format(value, href)
+    if column == "key" and isinstance(value, str) and table:
+        links = []
+        base = f"/-/memstore/{quote(database, safe='')}"
+        if _has_vectors(datasette, database, table):
+            href = f"{base}/similar/{quote(table, safe='')}/{quote(value, safe='')}"
+            links.append(
+                Markup('<a class="memstore-similar" href="{}">similar</a>').format(
+                    datasette.urls.path(href)
+                )
+            )
+        if _is_temporal(datasette, database, table):
+            subject = value.split("\x1f", 1)[0]  # a superseded fact: its subject's timeline
+            href = f"{base}/facts/{quote(table, safe='')}/{quote(subject, safe='')}"
+            links.append(
+                Markup('<a class="memstore-similar" href="{}">timeline</a>').format(
+                    datasette.urls.path(href)
+                )
+            )
+        if links:
+            shown = value.replace("\x1f", " · superseded ")
+            return Markup("{} {}").format(shown, Markup(" ").join(links))
     if column not in JSON_COLUMNS or not isinstance(value, str) or not table:
         return None
     if not _is_memstore(datasette, database) or value[:1] not in ("{", "["):
@@ -1389,6 +1409,73 @@ async def _search_database(
     return found
 
 
+_NEVER = ("0001-01-01T00:00:00.000000Z", "9999-12-31T23:59:59.999999Z")
+
+
+async def facts_view(datasette: Any, request: Any) -> Response:
+    """A temporal record's timeline: every fact about its key, when each held in the
+    world, and when the store learned and replaced each version."""
+    refused = _only_get(request)
+    if refused:
+        return refused
+    database = request.url_vars["database"]
+    collection, key = unquote(request.url_vars["collection"]), unquote(request.url_vars["key"])
+    db = await _require(datasette, request, database, collection)
+    if db is None or not _is_temporal(datasette, database, collection):
+        return await _missing(
+            datasette, request, "Not found", f"No temporal collection {collection} here."
+        )
+    table = memstore.quote_identifier(collection)
+    rows = (
+        await db.execute(
+            f"SELECT body, valid_from, valid_to, created_at, updated_at, fact_of FROM {table} "
+            "WHERE coalesce(fact_of, key) = ? ORDER BY valid_from, id",
+            [key],
+        )
+    ).rows
+    if not rows:
+        return await _missing(datasette, request, "Not found", f"No record {key} in {collection}.")
+    facts = [
+        {
+            "record": _json_html(json.loads(r["body"])),
+            "valid_from": None if r["valid_from"] == _NEVER[0] else r["valid_from"],
+            "valid_to": None if r["valid_to"] == _NEVER[1] else r["valid_to"],
+            "stored": r["created_at"],
+            "changed": r["updated_at"],
+            "superseded": r["fact_of"] is not None,
+        }
+        for r in rows
+    ]
+    versions = []
+    if await _can_view(datasette, request.actor, database, "memstore_versions"):
+        versions = [
+            {
+                "version": v["version"],
+                "record": _json_html(json.loads(v["body"])),
+                "from": v["valid_from"],
+                "until": v["archived_at"],
+                "operation": v["operation"],
+                "valid_from": None if v["fact_from"] in (None, _NEVER[0]) else v["fact_from"],
+                "valid_to": None if v["fact_to"] in (None, _NEVER[1]) else v["fact_to"],
+            }
+            for v in (
+                await db.execute(
+                    "SELECT version, body, valid_from, archived_at, operation, fact_from, fact_to "
+                    "FROM memstore_versions WHERE collection = ? AND key = ? ORDER BY id",
+                    [collection, key],
+                )
+            ).rows
+        ]
+    context = {
+        "title": f"Timeline of {key}",
+        "database": database,
+        "collection": collection,
+        "facts": facts,
+        "versions": versions,
+    }
+    return await _render(datasette, request, "facts", context)
+
+
 async def css_view(request: Any) -> Response:
     return _only_get(request) or Response(CSS, content_type="text/css; charset=utf-8")
 
@@ -1423,6 +1510,10 @@ def register_routes(datasette: Any) -> list[tuple[str, Any]]:
         (r"^/-/memstore/(?P<database>[^/]+)/threads/(?P<thread>.+)$", thread_view),
         (r"^/-/memstore/(?P<database>[^/]+)/events/(?P<log>.+)$", events_view),
         (r"^/-/memstore/(?P<database>[^/]+)/checkpoints/(?P<thread>.+)$", checkpoints_view),
+        (
+            r"^/-/memstore/(?P<database>[^/]+)/facts/(?P<collection>[^/]+)/(?P<key>.+)$",
+            facts_view,
+        ),
         (
             r"^/-/memstore/(?P<database>[^/]+)/similar/(?P<collection>[^/]+)/(?P<key>.+)$",
             similar_view,

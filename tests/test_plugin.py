@@ -427,3 +427,25 @@ def test_an_installed_plugin_and_plugins_dir_together_act_once(agent_db: Path) -
     )
     assert page.count(">Agent memory</a>") == 1
     assert page.count("/-/memstore/memstore.css") == 1
+
+
+def test_a_temporal_records_timeline(tmp_path: Path) -> None:
+    path = tmp_path / "mem.db"
+    with memstore.Store(path) as store:
+        facts = store.collection("facts", fts=["text"], temporal=True)
+        facts.put("ceo", {"text": "Alice <b>"}, valid_from="2026-01-01T00:00:00Z")
+        facts.supersede("ceo", {"text": "Bob"}, at="2026-03-01T00:00:00Z")
+        store.collection("plain").put("k", {})
+    ds = datasette(path)
+    table = get(ds, "/mem/facts").text
+    assert "/-/memstore/mem/facts/facts/ceo" in table and ">timeline</a>" in table
+    assert "superseded" in table  # the old fact's row, shown as its subject's
+    page = get(ds, "/-/memstore/mem/facts/facts/ceo")
+    assert page.status_code == 200
+    html = page.text
+    assert html.index("Alice") < html.index("Bob") and "(superseded)" in html
+    assert "&lt;b&gt;" in html and "<b>" not in html.split("Timeline of ceo")[1]
+    assert "Versions the store replaced" in html and ">update<" in html
+    assert get(ds, "/-/memstore/mem/facts/facts/nobody").status_code == 404
+    assert get(ds, "/-/memstore/mem/facts/plain/k").status_code == 404
+    assert ">timeline</a>" not in get(ds, "/mem/plain").text
