@@ -4863,7 +4863,7 @@ def _search(store: Store, sql: str, params: Sequence[Any], text: str) -> list[An
             conn.set_progress_handler(None)
 
 
-_LAYER_FTS = ("memstore_events_fts", "memstore_messages_fts")
+_LAYER_FTS = ("memstore_events_fts", "memstore_messages_fts", "memstore_graph_fts")
 
 
 def _fts_problems(store: Store, fts: str) -> list[str]:
@@ -6670,6 +6670,105 @@ class Graph:
             [*params, self.name, node_id],
         )
         return [_node(row[:5], row[5]) for row in rows]
+
+    def search(
+        self, text: str, *, limit: int = 20, kinds: Sequence[str] | None = None, as_of: Any = None
+    ) -> list[Hit]:
+        """Full-text search over the graph's nodes (their id, kind and props' text) and edges
+        (their relation and props' text), best first: Hits whose record is a Node or an
+        Edge (key: the node's id, or "source relation target"). ``text`` is an FTS5 query
+        (``fts_words`` makes one from plain words); ``kinds`` keeps nodes of those kinds;
+        edges that do not hold ``as_of`` (now by default) are left out."""
+        _check_match(text)
+        _check_count(limit, "limit")
+        valid, moments = _edges_valid_at(as_of, "e.")
+        kind_filter, kind_params = "1", []
+        if kinds is not None:
+            kind_filter = "n.kind IN (SELECT value FROM json_each(?))"
+            kind_params = [_dumps(_strings(kinds, "kinds"))]
+        sql = (
+            "SELECT g.item, g.ref, memstore_graph_fts.rank, "
+            "snippet(memstore_graph_fts, 0, '[', ']', '…', 12) "
+            "FROM memstore_graph_fts JOIN memstore_graph_text AS g "
+            "ON g.id = memstore_graph_fts.rowid "
+            "LEFT JOIN memstore_nodes AS n "
+            "ON g.item = 'node' AND n.graph = g.graph AND n.id = g.ref "
+            "LEFT JOIN memstore_edges AS e ON g.item = 'edge' AND e.graph = g.graph "
+            "AND g.ref = e.source || char(31) || e.relation || char(31) || e.target "
+            "WHERE memstore_graph_fts MATCH ? AND g.graph = ? "
+            f"AND ((g.item = 'node' AND {kind_filter}) "
+            f"OR (g.item = 'edge' AND {'0' if kinds is not None else valid})) "
+            "ORDER BY memstore_graph_fts.rank LIMIT ?"
+        )
+        params = [text, self.name, *kind_params, *([] if kinds is not None else moments), limit]
+        hits = []
+        for item, ref, rank, snippet in _search(self.store, sql, params, text):
+            if item == "node":
+                with contextlib.suppress(NotFoundError):
+                    hits.append(Hit(ref, self.node(ref), rank, snippet, -rank))
+            else:
+                source, relation, target = ref.split("\x1f")
+                edges = self.edges(source=source, target=target, relation=relation, every=True)
+                if edges:
+                    key = f"{source} {relation} {target}"
+                    hits.append(Hit(key, edges[0], rank, snippet, -rank))
+        return hits
+
+    def subgraph(
+        self,
+        text: str,
+        *,
+        token_budget: int = 2000,
+        depth: int = 1,
+        as_of: Any = None,
+        limit: int = 20,
+    ) -> dict[str, Any]:
+        """The part of the graph around a query that fits in ``token_budget`` tokens (4
+        characters a token, as JSON): the nodes the search finds, best first, then their
+        neighbours up to ``depth`` steps (nearest first), and the edges among them that hold
+        ``as_of``. Returns ``{"nodes", "edges", "truncated", "tokens"}``: what an agent's
+        context can take, from a graph of any size."""
+        _check_count(token_budget, "token_budget")
+        _check_count(depth, "depth")
+        order: dict[str, Node] = {}
+        for hit in self.search(text, limit=limit, as_of=as_of):
+            found = (
+                [hit.record]
+                if isinstance(hit.record, Node)
+                else [self.node(hit.record.source), self.node(hit.record.target)]
+            )
+            for node in found:
+                order.setdefault(node.id, node)
+        for node_id in list(order):
+            if depth:
+                for near in self.neighbors(node_id, direction="both", depth=depth, as_of=as_of):
+                    order.setdefault(near.id, near)
+        nodes, used, truncated = [], 2, False
+        for node in order.values():
+            shown = {"id": node.id, "kind": node.kind, "props": node.props}
+            size = math.ceil(len(json.dumps(shown, ensure_ascii=False)) / 4)
+            if used + size > token_budget:
+                truncated = True
+                break
+            nodes.append(shown)
+            used += size
+        kept = {n["id"] for n in nodes}
+        edges = []
+        for edge in self.edges(as_of=as_of):
+            if edge.source in kept and edge.target in kept:
+                shown = {
+                    "source": edge.source,
+                    "target": edge.target,
+                    "relation": edge.relation,
+                    "props": edge.props,
+                }
+                size = math.ceil(len(json.dumps(shown, ensure_ascii=False)) / 4)
+                if used + size > token_budget:
+                    truncated = True
+                    break
+                edges.append(shown)
+                used += size
+        return {"nodes": nodes, "edges": edges, "truncated": truncated, "tokens": used}
 
     def delete_node(self, node_id: str) -> bool:
         """Delete a node and its edges; return whether there was one."""

@@ -1078,28 +1078,20 @@ def _add_facts(
     return {"created_entities": created, "created_relations": linked}
 
 
-def _words_of(query: str | None) -> list[str]:
-    if not isinstance(query, str) or not query.strip():
-        raise memstore.QueryError("query is what to look for: a non-empty string")
-    return [w.lower() for w in re.findall(r"\w+", query)][:32]
-
-
 def _search_graph(
     memory: Memory, query: str | None, types: list[str] | None, budget: int
 ) -> dict[str, Any]:
-    words = _words_of(query)
-    scored = []
-    for node in _all_entities(memory):
-        if types and node.kind not in types:
-            continue
-        haystack = " ".join([node.id, node.kind, *node.props.get("observations", [])]).lower()
-        score = sum(haystack.count(word) for word in words) + 3 * sum(
-            word in node.id.lower() for word in words
-        )
-        if score:
-            scored.append((score, node))
-    scored.sort(key=lambda pair: (-pair[0], pair[1].id))
-    items = [{**_entity(node), "score": score} for score, node in scored]
+    """Entities ranked by the graph's full-text index (BM25 over names, types and
+    observations), within the budget, with the relations among them."""
+    if not isinstance(query, str) or not query.strip():
+        raise memstore.QueryError("query is what to look for: a non-empty string")
+    words = memstore.fts_words(query)
+    hits = memory.graph.search(words, limit=200, kinds=types) if words else []
+    items = [
+        {**_entity(hit.record), "score": float(f"{hit.score:.6g}")}
+        for hit in hits
+        if isinstance(hit.record, memstore.Node) and not hit.record.props.get("placeholder")
+    ]
     kept, used, more = _within(items, budget)
     names = {item["name"] for item in kept}
     return {

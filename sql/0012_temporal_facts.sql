@@ -1,4 +1,5 @@
--- memstore schema, version 12: facts that change over time, and memory hygiene.
+-- memstore schema, version 12: facts that change over time, memory hygiene, and
+-- graphs that can be searched.
 -- Stock SQLite 3.40 only: see 0001_core.sql.
 --
 -- A collection declared temporal=True gives each record a validity period in
@@ -28,3 +29,87 @@ ALTER TABLE memstore_edges ADD COLUMN valid_to TEXT NOT NULL
 -- columns pinned, forgotten_at, access_count, last_accessed and content_hash.
 ALTER TABLE _memstore_collections ADD COLUMN hygiene TEXT
     CHECK (hygiene IS NULL OR (json_valid(hygiene) AND json_type(hygiene) = 'object'));
+
+-- Graphs that can be searched: the words of each node (its id, kind and the text
+-- values of its props) and of each edge (its relation and the text of its props),
+-- kept by triggers whoever writes, in a table with an INTEGER PRIMARY KEY (so
+-- that VACUUM, which renumbers implicit rowids, cannot move the index's rows),
+-- indexed by memstore_graph_fts (external content).
+CREATE TABLE memstore_graph_text (
+    id    INTEGER PRIMARY KEY,
+    graph TEXT NOT NULL,
+    -- 'node', or 'edge'
+    item  TEXT NOT NULL CHECK (item IN ('node', 'edge')),
+    -- the node's id; an edge's source, relation and target, joined by char(31)
+    ref   TEXT NOT NULL,
+    words TEXT NOT NULL,
+    UNIQUE (graph, item, ref)
+);
+CREATE VIRTUAL TABLE memstore_graph_fts USING fts5(
+    words, content="memstore_graph_text", content_rowid="id",
+    tokenize='unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER memstore_graph_text__fts_insert AFTER INSERT ON memstore_graph_text
+BEGIN
+    INSERT INTO memstore_graph_fts (rowid, words) VALUES (new.id, new.words);
+END;
+CREATE TRIGGER memstore_graph_text__fts_delete AFTER DELETE ON memstore_graph_text
+BEGIN
+    INSERT INTO memstore_graph_fts (memstore_graph_fts, rowid, words)
+    VALUES ('delete', old.id, old.words);
+END;
+CREATE TRIGGER memstore_graph_text__fts_update AFTER UPDATE OF words ON memstore_graph_text
+BEGIN
+    INSERT INTO memstore_graph_fts (memstore_graph_fts, rowid, words)
+    VALUES ('delete', old.id, old.words);
+    INSERT INTO memstore_graph_fts (rowid, words) VALUES (new.id, new.words);
+END;
+
+CREATE TRIGGER memstore_nodes__text_insert AFTER INSERT ON memstore_nodes
+BEGIN
+    INSERT INTO memstore_graph_text (graph, item, ref, words)
+    VALUES (new.graph, 'node', new.id, new.id || ' ' || new.kind || ' ' || coalesce(
+        (SELECT group_concat(value, ' ') FROM json_tree(new.props) WHERE type = 'text'), ''))
+    ON CONFLICT (graph, item, ref) DO UPDATE SET words = excluded.words;
+END;
+CREATE TRIGGER memstore_nodes__text_update AFTER UPDATE OF kind, props ON memstore_nodes
+BEGIN
+    UPDATE memstore_graph_text SET words = new.id || ' ' || new.kind || ' ' || coalesce(
+        (SELECT group_concat(value, ' ') FROM json_tree(new.props) WHERE type = 'text'), '')
+    WHERE graph = new.graph AND item = 'node' AND ref = new.id;
+END;
+CREATE TRIGGER memstore_nodes__text_delete AFTER DELETE ON memstore_nodes
+BEGIN
+    DELETE FROM memstore_graph_text WHERE graph = old.graph AND item = 'node' AND ref = old.id;
+END;
+
+CREATE TRIGGER memstore_edges__text_insert AFTER INSERT ON memstore_edges
+BEGIN
+    INSERT INTO memstore_graph_text (graph, item, ref, words)
+    VALUES (new.graph, 'edge', new.source || char(31) || new.relation || char(31) || new.target,
+        replace(new.relation, '_', ' ') || ' ' || coalesce(
+        (SELECT group_concat(value, ' ') FROM json_tree(new.props) WHERE type = 'text'), ''))
+    ON CONFLICT (graph, item, ref) DO UPDATE SET words = excluded.words;
+END;
+CREATE TRIGGER memstore_edges__text_update AFTER UPDATE OF props ON memstore_edges
+BEGIN
+    UPDATE memstore_graph_text SET words = replace(new.relation, '_', ' ') || ' ' || coalesce(
+        (SELECT group_concat(value, ' ') FROM json_tree(new.props) WHERE type = 'text'), '')
+    WHERE graph = new.graph AND item = 'edge'
+      AND ref = new.source || char(31) || new.relation || char(31) || new.target;
+END;
+CREATE TRIGGER memstore_edges__text_delete AFTER DELETE ON memstore_edges
+BEGIN
+    DELETE FROM memstore_graph_text WHERE graph = old.graph AND item = 'edge'
+      AND ref = old.source || char(31) || old.relation || char(31) || old.target;
+END;
+
+INSERT INTO memstore_graph_text (graph, item, ref, words)
+SELECT graph, 'node', id, id || ' ' || kind || ' ' || coalesce(
+    (SELECT group_concat(value, ' ') FROM json_tree(props) WHERE type = 'text'), '')
+FROM memstore_nodes;
+INSERT INTO memstore_graph_text (graph, item, ref, words)
+SELECT graph, 'edge', source || char(31) || relation || char(31) || target,
+    replace(relation, '_', ' ') || ' ' || coalesce(
+    (SELECT group_concat(value, ' ') FROM json_tree(props) WHERE type = 'text'), '')
+FROM memstore_edges;

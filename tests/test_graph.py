@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -149,3 +150,52 @@ def test_bad_input_writes_nothing(g: memstore.Graph, call: Any, error: type) -> 
     with pytest.raises(error):
         call(g)
     assert g.export()["edges"] == before["edges"] and g.export()["nodes"] == before["nodes"]
+
+
+def test_nodes_and_edges_are_searchable(store: memstore.Store) -> None:
+    g = store.graph("facts")
+    g.add_node("Ada Lovelace", "person", {"note": "wrote the first program", "born": 1815})
+    g.add_node("Engine", "machine", {"note": "analytical"})
+    g.add_node("Babbage", "person")
+    g.add_edge("Ada Lovelace", "Engine", "programmed_for", {"why": "curiosity"})
+    g.add_edge("Babbage", "Engine", "designed", valid_to="2000-01-01T00:00:00Z")
+    found = g.search("program OR curiosity")
+    assert [(h.key, type(h.record).__name__) for h in found] == [
+        ("Ada Lovelace programmed_for Engine", "Edge"),
+        ("Ada Lovelace", "Node"),
+    ]
+    assert "[program]" in found[1].snippet and found[0].score > 0
+    assert [h.key for h in g.search("person", kinds=["person"])] == ["Babbage", "Ada Lovelace"]
+    assert g.search("designed") == []  # an edge that no longer holds
+    assert [h.key for h in g.search("designed", as_of="1999-01-01T00:00:00Z")] == [
+        "Babbage designed Engine"
+    ]
+    g.add_node("Engine", "machine", {"note": "difference engine"})  # the index follows writes
+    assert [h.key for h in g.search("difference")] == ["Engine"] and g.search("analytical") == []
+    g.delete_node("Engine")
+    assert g.search("difference") == [] and g.search("curiosity") == []
+    store.connection.execute(
+        "INSERT INTO memstore_nodes (graph, id, kind, props) VALUES ('facts', 'Zed', 'x', "
+        '\'{"note": "written by another tool"}\')'
+    )
+    assert [h.key for h in g.search("tool")] == ["Zed"]
+    with pytest.raises(memstore.QueryError):
+        g.search('"unbalanced')
+    assert store.check() == []
+
+
+def test_a_subgraph_around_a_query_fits_its_budget(store: memstore.Store) -> None:
+    g = store.graph("big")
+    for i in range(200):
+        g.add_node(f"n{i}", "thing", {"text": f"item {i} " + "detail " * (i % 7)})
+        if i:
+            g.add_edge(f"n{i - 1}", f"n{i}", "next")
+    whole = g.subgraph("item", token_budget=100_000, limit=200)
+    assert len(whole["nodes"]) == 200 and not whole["truncated"]
+    for budget in (10, 50, 333, 2000):
+        part = g.subgraph("item", token_budget=budget, limit=200)
+        assert part["tokens"] <= budget and part["truncated"]
+        shown = [*part["nodes"], *part["edges"]]
+        assert sum(math.ceil(len(json.dumps(x, ensure_ascii=False)) / 4) for x in shown) <= budget
+        ids = {n["id"] for n in part["nodes"]}
+        assert all(e["source"] in ids and e["target"] in ids for e in part["edges"])
