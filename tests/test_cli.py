@@ -442,7 +442,7 @@ def test_maintenance_is_public_api(tmp_path: Path) -> None:
         stats = store.stats()
         assert stats["collections"]["tasks"]["records"] == 3
         assert stats["layers"]["memstore_events"] > 40 and stats["free_bytes"] >= 0
-        assert store.optimize()["fts_indexes"] == 5  # 3 collections, events, messages
+        assert store.optimize()["fts_indexes"] == 6  # 3 collections, events, messages, graphs
         store.collection("notes").delete_where({})
         sizes = store.vacuum()
         assert sizes["after"] <= sizes["before"]

@@ -199,3 +199,14 @@ def test_a_subgraph_around_a_query_fits_its_budget(store: memstore.Store) -> Non
         assert sum(math.ceil(len(json.dumps(x, ensure_ascii=False)) / 4) for x in shown) <= budget
         ids = {n["id"] for n in part["nodes"]}
         assert all(e["source"] in ids and e["target"] in ids for e in part["edges"])
+
+
+def test_the_graph_index_survives_vacuum(file_store: memstore.Store) -> None:
+    g = file_store.graph("g")
+    for i in range(50):
+        g.add_node(f"n{i}", "thing", {"text": f"word{i}"})
+    for i in range(0, 50, 2):
+        g.delete_node(f"n{i}")  # holes, which VACUUM closes up
+    file_store.vacuum()
+    assert [h.key for h in g.search("word31")] == ["n31"]
+    assert file_store.check() == []
