@@ -2588,6 +2588,7 @@ class _CollectionVectors:
         exact: bool | None = None,
         model: str | None = None,
         as_of: Any = None,
+        known_at: Any = None,
         track: bool = False,
     ) -> list[Neighbor]:
         """The ``k`` records whose vectors are nearest to ``query``, nearest first.
@@ -2614,6 +2615,7 @@ class _CollectionVectors:
         ``model``, if given, must be the collection's: queries never mix
         models.
         """
+        _no_known_at(known_at, "nearest")
         config = self._vector_config()
         metric = _check_metric(config["metric"] if metric is None else metric)
         if model is not None and model != config["model"]:
@@ -2657,6 +2659,7 @@ class _CollectionVectors:
         importance: str | None = None,
         candidates: int | None = None,
         as_of: Any = None,
+        known_at: Any = None,
         reinforcement: bool = False,
         track: bool = False,
     ) -> list[HybridHit]:
@@ -2678,6 +2681,7 @@ class _CollectionVectors:
         ``recall_score``. ``track=True`` counts the hits as reads. Each hit's
         ``scores`` explains its score.
         """
+        _no_known_at(known_at, "hybrid")
         config = self._vector_config()
         if reinforcement or track:
             self._need_hygiene("reinforcement and track")
@@ -3336,6 +3340,29 @@ class Collection(_CollectionVectors):
                 )
             ]
         return merged
+
+    def count_reads(self, keys: Iterable[str]) -> None:
+        """Count reads of these records, as ``track=True`` does, for code that read them its
+        own way (written in batches: every ACCESS_FLUSH_EVERY records, or at close)."""
+        self._need_hygiene("count_reads")
+        self._note_accesses([_check_key(k) for k in _items(keys, "keys")])
+
+    def accesses(self, keys: Iterable[str]) -> dict[str, tuple[int, str | None]]:
+        """How often, and when last, each record was read with ``track=True``:
+        ``{key: (access_count, last_accessed)}``, reads not yet written included."""
+        self._need_hygiene("accesses")
+        wanted = [_check_key(k) for k in _items(keys, "keys")]
+        rows = self.store._fetch(
+            f"SELECT key, access_count, last_accessed FROM {self._table} "
+            "WHERE key IN (SELECT value FROM json_each(?))",
+            (json.dumps(wanted),),
+        )
+        pending = self.store._accesses.get(self.name, {})
+        found = {}
+        for key, count, last in rows:
+            more, latest = pending.get(key, (0, None))
+            found[key] = (int(count) + more, max(filter(None, (last, latest)), default=None))
+        return found
 
     def merged_from(self, key: str) -> list[str]:
         """The keys of the records merged into ``key``."""
@@ -4010,6 +4037,7 @@ class Collection(_CollectionVectors):
         highlight: tuple[str, str] = ("[", "]"),
         snippet_tokens: int = 12,
         as_of: Any = None,
+        known_at: Any = None,
         track: bool = False,
     ) -> list[Hit]:
         """Full-text search over the collection's FTS paths, best matches first.
@@ -4021,6 +4049,7 @@ class Collection(_CollectionVectors):
         """
         if not self.fts:
             raise QueryError(f"collection {self.name!r} has no full-text index (declare fts=[...])")
+        _no_known_at(known_at, "search")
         _check_match(text)
         _check_count(limit, "limit")
         _check_count(offset, "offset")
@@ -8804,6 +8833,17 @@ def _timestamp(value: object) -> str:
         raise ValidationError(
             f"timestamp out of range (years 1 to 9999 in UTC): {value!r}"
         ) from err
+
+
+def _no_known_at(known_at: Any, what: str) -> None:
+    """known_at is read from the version history, which keeps no search index and no
+    vectors of replaced versions: ranking by what was known then is not offered."""
+    if known_at is not None:
+        raise QueryError(
+            f"{what} cannot rank what the store held at another time (replaced versions keep "
+            "no search index or vectors): use query(known_at=...) to read them, or as_of= for "
+            "what held in the world"
+        )
 
 
 def _moment(value: object, name: str, error: type[MemstoreError] = QueryError) -> str:

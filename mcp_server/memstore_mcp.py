@@ -249,6 +249,7 @@ class Memory:
             indexes=[("scope", "-created_at"), ("scope", "digest")],
             vectors=dict(vectors) if vectors else None,
             temporal=True,  # a memory can change over time: supersede, recall as_of
+            hygiene=True,  # reads counted: recall ranks memories recalled often higher
         )
         self.memories.warn_unknown_fields = False  # filters name optional fields by design
         self.vectors = bool(vectors) and self.memories.embed is not None
@@ -855,8 +856,9 @@ def _recall(
             item.update(relevance=fusion.scores["rrf"], why=parts)
             found.append(item)
     _add_times(memory, found)
-    if query and query.strip():  # ranked by the recall score: relevance, age, importance
+    if query and query.strip():  # ranked by the recall score: relevance, age, importance, use
         now = _now()
+        reads = collection.accesses(memory.key(item["key"]) for item in found)
         for item in found:
             stamp = str(item.get("updated_at") or _stamp(now))
             changed = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
@@ -865,11 +867,14 @@ def _recall(
                 age_seconds=(now - changed).total_seconds(),
                 half_life_seconds=RECALL_HALF_LIFE,
                 importance=item.get("importance"),
+                access_count=reads.get(memory.key(item["key"]), (0, None))[0],
             )
             item["score"] = float(f"{score:.6g}")
         found.sort(key=lambda item: -item["score"])
     kept, used, more = _within(found, budget)
     more = more or len(found) == limit
+    if query and query.strip():  # a recall is a read of each memory it returns
+        collection.count_reads(memory.key(item["key"]) for item in kept)
     return {
         "memories": kept,
         "truncated": more,

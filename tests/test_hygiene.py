@@ -201,3 +201,14 @@ def test_near_duplicates_by_vector_similarity(store: memstore.Store) -> None:
         store.collection("d", hygiene={"dedup": "near", "threshold": 1.5})
     with pytest.raises(memstore.ValidationError, match="near"):
         store.collection("d", hygiene={"dedup": "exact", "threshold": 0.5})
+
+
+def test_reads_counted_by_code_that_read_its_own_way(notes: memstore.Collection) -> None:
+    key = notes.add({"text": "counted"})
+    notes.count_reads([key, key])
+    assert notes.accesses([key])[key][0] == 2  # not written yet, but counted
+    memstore._flush_accesses(notes.store)
+    count, last = notes.accesses([key, "missing"])[key]
+    assert count == 2 and last is not None
+    with pytest.raises(memstore.ValidationError):
+        notes.count_reads("a string")

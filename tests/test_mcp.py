@@ -663,3 +663,13 @@ async def test_recall_ranks_by_the_recall_score(opened: memstore.Store) -> None:
         assert [m["key"] for m in found["memories"]] == ["high", "low"]
         scores = [m["score"] for m in found["memories"]]
         assert scores[0] > scores[1] > 0
+
+
+async def test_memories_recalled_often_rank_higher(opened: memstore.Store) -> None:
+    async with alice(opened) as client:
+        await call(client, "remember", text="trains at nine", key="often")
+        await call(client, "remember", text="trains at ten", key="rare")
+        for _ in range(20):
+            await call(client, "recall", q="nine")  # recalls "often" only
+        found = await call(client, "recall", q="trains")
+        assert [m["key"] for m in found["memories"]] == ["often", "rare"]

@@ -314,3 +314,9 @@ def test_check_finds_periods_other_tools_wrote_wrong(facts: memstore.Collection)
     assert any("hold at the same time ('a')" in p for p in facts.store.check())
     conn.execute("UPDATE facts SET valid_from = ?, valid_to = ? WHERE key = 'a'", (DAY[8], DAY[6]))
     assert any("valid_to is not after valid_from" in p for p in facts.store.check())
+
+
+def test_ranking_by_what_was_known_then_is_refused_clearly(facts: memstore.Collection) -> None:
+    facts.put("a", {"text": "x"})
+    with pytest.raises(memstore.QueryError, match=r"query\(known_at"):
+        facts.search("x", known_at=DAY[0])
