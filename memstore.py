@@ -944,6 +944,12 @@ class Store:
         ``as_of=``/``known_at=`` on reads: see Collection.supersede. It keeps
         history (``known_at`` reads it) and cannot be undone.
 
+        ``hygiene=True`` (or ``{"dedup": "exact" | "near", "threshold": 0.95,
+        "policy": "skip" | "merge" | "keep"}``) tends the memory: dedup on
+        write, ``pin``, soft ``forget`` and ``purge``, reads counted with
+        ``track=True``, ``candidates_for_merge`` and ``merge``; see
+        Collection.remember.
+
         ``create=False`` opens only a collection that exists, and raises
         NotFoundError otherwise; so does ``store["events"]``. Creating is the
         default because the declaration is the schema: the same call creates
@@ -1668,7 +1674,11 @@ def _declared(old: _Meta, wanted: _Declaration) -> _Meta:
         indexes,
         _declared_vectors(name, old.vectors, wanted.vectors),
         temporal,
-        {**(old.hygiene or {}), **wanted.hygiene} if wanted.hygiene is not None else old.hygiene,
+        (
+            {"dedup": None, "policy": "skip", **(old.hygiene or {}), **wanted.hygiene}
+            if wanted.hygiene is not None
+            else old.hygiene
+        ),
     )
 
 
@@ -8737,7 +8747,7 @@ def _normalize_hygiene(hygiene: object) -> dict[str, Any] | None:
     if hygiene is None or hygiene is False:
         return None
     if hygiene is True:
-        return {"dedup": None, "policy": "skip"}
+        return {}  # on, with the settings it has (or the defaults)
     if not isinstance(hygiene, Mapping) or set(hygiene) - {"dedup", "policy", "threshold"}:
         raise ValidationError(
             f'hygiene is True or {{"dedup": "exact", "policy": "skip"}}, not {hygiene!r:.80}'

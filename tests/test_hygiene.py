@@ -212,3 +212,10 @@ def test_reads_counted_by_code_that_read_its_own_way(notes: memstore.Collection)
     assert count == 2 and last is not None
     with pytest.raises(memstore.ValidationError):
         notes.count_reads("a string")
+
+
+def test_reopening_with_hygiene_true_keeps_its_settings(store: memstore.Store) -> None:
+    store.collection("c", hygiene={"dedup": "exact", "policy": "merge"})
+    again = store.collection("c", hygiene=True)
+    assert again.hygiene == {"dedup": "exact", "policy": "merge"}
+    assert store.collection("d", hygiene=True).hygiene == {"dedup": None, "policy": "skip"}
