@@ -3820,7 +3820,9 @@ class Collection(_CollectionVectors):
 
         ``delete_where({})`` empties the collection.
         """
-        clause, params = self._filter(where, include_expired=True)
+        clause, params = self._filter(
+            where, include_expired=True, as_of=None, include_forgotten=True
+        )
         with self.store.transaction():
             count = self._delete_in_batches(clause, params, BATCH_SIZE)
         if not count:
@@ -4761,11 +4763,13 @@ class Collection(_CollectionVectors):
         *,
         include_expired: bool = False,
         as_of: Any = _MISSING,
+        include_forgotten: bool = False,
     ) -> tuple[str, list[Any]]:
         """The SQL condition for ``where``, plus "not expired" unless told otherwise, plus
-        in a temporal collection "valid at ``as_of``" (now by default; None: at any time)."""
+        in a temporal collection "valid at ``as_of``" (now by default; None: at any time),
+        plus with hygiene "not forgotten" (unless ``include_forgotten``)."""
         clause, params = _compile_filter(where or {}, self._target)
-        if self.hygiene is not None and not include_expired:  # forgotten: hidden from reads
+        if self.hygiene is not None and not include_forgotten:  # forgotten: hidden from reads
             clause = f"t.forgotten_at IS NULL AND {clause}"
         if self.temporal and as_of is not None:
             moment = _iso(_utcnow()) if as_of is _MISSING else _moment(as_of, "as_of")

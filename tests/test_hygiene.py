@@ -219,3 +219,12 @@ def test_reopening_with_hygiene_true_keeps_its_settings(store: memstore.Store) -
     again = store.collection("c", hygiene=True)
     assert again.hygiene == {"dedup": "exact", "policy": "merge"}
     assert store.collection("d", hygiene=True).hygiene == {"dedup": None, "policy": "skip"}
+
+
+def test_forgotten_records_stay_hidden_without_any_ttl(store: memstore.Store) -> None:
+    c = store.collection("c", fts=["text"], hygiene=True)  # no TTL: no record expires
+    c.put("a", {"text": "x"})
+    c.put("b", {"text": "x"})
+    c.forget("a")
+    assert c.count() == 1 and c.keys() == ["b"] and [h.key for h in c.search("x")] == ["b"]
+    assert c.delete_where({}) == 2  # deleting by filter takes the forgotten too
