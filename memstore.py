@@ -3539,14 +3539,20 @@ class Collection(_CollectionVectors):
 
         The old fact is kept, closed at ``at`` (``as_of`` reads before ``at``
         find it, with its vectors), unlike ``put``, which corrects a fact
-        for all time. ``at`` must fall inside the current fact's period.
+        for all time. ``at`` must fall inside the current fact's period, or
+        after its end (a fact that was invalidated holds again from ``at``;
+        the old one keeps its own end).
         """
         self._need_temporal("supersede")
         _check_key(key)
         with self.store.transaction():
             self._fresh()
             current = self._current_fact(key)
-            moment = self._within_period(current, at, "at")
+            start = _iso(_utcnow()) if at is None else _moment(at, "at", ValidationError)
+            if start >= current["valid_to"]:
+                moment, ended = start, current["valid_to"]  # after a gap
+            else:
+                moment = ended = self._within_period(current, start, "at")
             body = self._encode(record)
             parts = None if vector is None else self._encode_vector(vector)
             closed = f"{key}\x1f{_new_key()}"  # its own row; reads give it its subject's key
@@ -3561,7 +3567,7 @@ class Collection(_CollectionVectors):
                     stamp,
                     current["expires_at"],
                     current["valid_from"],
-                    moment,
+                    ended,
                     key,
                 ),
             )[0]

@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import functools
 import json
 import math
 import os
 import random
 import threading
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from itertools import islice
@@ -636,6 +638,12 @@ class MemstoreStore(memstore.Adapter, BaseStore):
     index costs about half of each put's time (BENCHMARKS.md): ``fts=False``
     leaves it out, and ``query=`` without ``index`` is then refused. A
     collection that has the index keeps it.
+
+    ``keep_past=True`` keeps every value an item had: a put of a new value
+    supersedes the old one (kept, closed at that moment) and a delete closes
+    the item rather than erasing it (memstore's temporal collections), so
+    ``get(..., as_of=...)`` and ``search(..., as_of=...)`` read the store as it
+    was at any time. Reads without ``as_of`` see what holds now, as always.
     """
 
     supports_ttl = True
@@ -648,10 +656,14 @@ class MemstoreStore(memstore.Adapter, BaseStore):
         ttl: TTLConfig | None = None,
         collection: str = "langgraph_store",
         fts: bool = True,
+        keep_past: bool = False,
         **options: Any,
     ) -> None:
         if not isinstance(fts, bool):
             raise memstore.ValidationError(f"fts must be True or False, not {fts!r}")
+        if not isinstance(keep_past, bool):
+            raise memstore.ValidationError(f"keep_past must be True or False, not {keep_past!r}")
+        self.keep_past = keep_past
         vectors = self._index_config(index)
         if ttl is not None and not isinstance(ttl, dict):
             raise memstore.ValidationError(f"ttl must be a TTL config dict, not {ttl!r}")
@@ -671,6 +683,7 @@ class MemstoreStore(memstore.Adapter, BaseStore):
                 fts=["value"] if fts else None,
                 indexes=[("namespace", "-updated_at")],
                 vectors=vectors,
+                temporal=keep_past or None,
             )
         # LangGraph's filters may name a field no item has: they then match nothing, by
         # its semantics, and are no typo to warn about.
@@ -815,12 +828,16 @@ class MemstoreStore(memstore.Adapter, BaseStore):
         if not ops:
             return []
         keys = [_item_key(op.namespace, op.key) for op in ops]
-        # One indexed statement for all the batch's gets (rows() would compile a filter).
+        # One indexed statement for all the batch's gets (rows() would compile a filter);
+        # items that keep their past: only what holds now.
+        now = memstore.SQL_NOW
+        holds = f"AND valid_from <= {now} AND valid_to > {now}" if self.items.temporal else ""
         found = {
             key: (record := json.loads(body), Item(**_item_fields(record, created, updated)))
             for key, body, created, updated in self.execute(
                 f"SELECT key, body, created_at, updated_at FROM {self._table} "
-                f"WHERE key IN (SELECT value FROM json_each(?)) AND {memstore.live_clause()}",
+                f"WHERE key IN (SELECT value FROM json_each(?)) AND {memstore.live_clause()} "
+                f"{holds}",
                 (json.dumps(keys),),
             )
         }
@@ -829,7 +846,9 @@ class MemstoreStore(memstore.Adapter, BaseStore):
                 _note_ttl(refresh, key, found[key][0])
         return [found[k][1] if k in found else None for k in keys]
 
-    def _search(self, op: SearchOp, refresh: dict[str, float]) -> list[SearchItem]:
+    def _search(
+        self, op: SearchOp, refresh: dict[str, float], as_of: Any = None
+    ) -> list[SearchItem]:
         _check_count(op.limit, "limit")
         _check_count(op.offset, "offset")
         where: dict[str, Any] = {"$and": [_namespace_filter(op.namespace_prefix)]}
@@ -839,7 +858,7 @@ class MemstoreStore(memstore.Adapter, BaseStore):
             where["$and"].append(_value_filter(op.filter))
         scores: dict[str, float] = {}
         if op.query and self.embeddings is not None:
-            ordered, scores = self._nearest(op, where)
+            ordered, scores = self._nearest(op, where, as_of)
         elif op.query:
             if not self.items.fts:
                 raise memstore.QueryError(
@@ -849,14 +868,21 @@ class MemstoreStore(memstore.Adapter, BaseStore):
             text = memstore.fts_words(op.query)  # any of its words, as LangGraph's stores do
             if not text:
                 return []
-            hits = self.items.search(text, where=where, limit=op.limit, offset=op.offset)
+            hits = self.items.search(
+                text, where=where, limit=op.limit, offset=op.offset, as_of=as_of
+            )
             scores = {hit.key: hit.score for hit in hits}
-            rows = {r.key: r for r in self.items.rows({"key": {"$in": list(scores)}})}
+            found = self.items.rows({"key": {"$in": list(scores)}}, as_of=as_of)
+            rows = {r.key: r for r in found}
             ordered = [rows[k] for k in scores if k in rows]
         else:
             ordered = list(
                 self.items.rows(
-                    where, order_by=["-updated_at", "key"], limit=op.limit, offset=op.offset
+                    where,
+                    order_by=["-updated_at", "key"],
+                    limit=op.limit,
+                    offset=op.offset,
+                    as_of=as_of,
                 )
             )
         if self._refreshes(op):
@@ -871,26 +897,26 @@ class MemstoreStore(memstore.Adapter, BaseStore):
         ]
 
     def _nearest(
-        self, op: SearchOp, where: dict[str, Any]
+        self, op: SearchOp, where: dict[str, Any], as_of: Any = None
     ) -> tuple[list[memstore.Row], dict[str, float]]:
         """Items ranked by similarity to the query; as LangGraph's stores do, items without
         vectors fill a page the ranked ones leave short, without a score."""
         if not isinstance(op.query, str):
             raise memstore.ValidationError(f"query must be a str, not {op.query!r:.60}")
         vector = self.embeddings.embed_query(op.query)
-        hits = self.items.nearest(vector, k=op.offset + op.limit, where=where)
+        hits = self.items.nearest(vector, k=op.offset + op.limit, where=where, as_of=as_of)
         scores = {hit.key: hit.score for hit in hits[op.offset :]}
         keys = list(scores)
         if len(hits) < op.offset + op.limit:  # every ranked item is in hits
             ranked = {hit.key for hit in hits}
             need = op.limit - len(keys)
-            for row in self.items.rows(where, order_by=["-updated_at", "key"]):
+            for row in self.items.rows(where, order_by=["-updated_at", "key"], as_of=as_of):
                 if need <= 0:
                     break
                 if row.key not in ranked and self.items.vector(row.key) is None:
                     keys.append(row.key)
                     need -= 1
-        rows = {r.key: r for r in self.items.rows({"key": {"$in": keys}})}
+        rows = {r.key: r for r in self.items.rows({"key": {"$in": keys}}, as_of=as_of)}
         return [rows[k] for k in keys if k in rows], scores
 
     def _list_namespaces(self, op: ListNamespacesOp) -> list[tuple[str, ...]]:
@@ -939,6 +965,14 @@ class MemstoreStore(memstore.Adapter, BaseStore):
                 "ttl": ttl,
             }
             by_ttl.setdefault(ttl, []).append((key, record))
+        if self.keep_past:  # values superseded, deletes closed: the past stays readable
+            for key in deletes:
+                with contextlib.suppress(memstore.NotFoundError):
+                    _next_instant(functools.partial(self.items.invalidate, key))
+            for ttl, pairs in by_ttl.items():
+                for key, record in pairs:
+                    self._put_keeping_past(key, record, ttl, parts.get(key))
+            return
         if deletes:
             self.items.delete_where({"key": {"$in": deletes}})
         if len(by_ttl) == 1 and len(pairs := next(iter(by_ttl.values()))) == 1:
@@ -952,6 +986,74 @@ class MemstoreStore(memstore.Adapter, BaseStore):
                 ttl=None if ttl is None else ttl * 60,
                 vectors=None if parts is _NO_PARTS else [parts[key] for key, _ in pairs],
             )
+
+    def _put_keeping_past(
+        self, key: str, record: dict[str, Any], ttl: float | None, parts: Any
+    ) -> None:
+        """A put that keeps the item's past: a new value supersedes the one that held until
+        now (or, after a delete, the one that held until then); a first value holds from
+        now on. A change in the instant the value began waits for the next (memstore's
+        clock counts milliseconds), so that every value held for a while."""
+        now = datetime.now(UTC)
+        if self.items.timeline(key):
+            _next_instant(lambda: self.items.supersede(key, record, vector=parts))
+            if ttl is not None:
+                self.items.touch([key], ttl=ttl * 60)
+            return
+        self.items.put(
+            key,
+            record,
+            ttl=None if ttl is None else ttl * 60,
+            vector=parts,
+            valid_from=now,
+            valid_to=datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC),
+        )
+
+    def get(
+        self,
+        namespace: tuple[str, ...],
+        key: str,
+        *,
+        refresh_ttl: bool | None = None,
+        as_of: Any = None,
+    ) -> Item | None:
+        """LangGraph's get; with ``keep_past=True``, ``as_of`` (an aware datetime or ISO-8601
+        text) reads the item as it was then."""
+        if as_of is None:
+            return super().get(namespace, key, refresh_ttl=refresh_ttl)
+        found = list(
+            self.items.rows({"key": _item_key(tuple(namespace), key)}, limit=1, as_of=as_of)
+        )
+        if not found:
+            return None
+        return Item(**_item_fields(found[0].record, found[0].created_at, found[0].updated_at))
+
+    def search(
+        self,
+        namespace_prefix: tuple[str, ...],
+        /,
+        *,
+        query: str | None = None,
+        filter: dict[str, Any] | None = None,
+        limit: int = 10,
+        offset: int = 0,
+        refresh_ttl: bool | None = None,
+        as_of: Any = None,
+    ) -> list[SearchItem]:
+        """LangGraph's search; with ``keep_past=True``, ``as_of`` searches the items as they
+        were then (ranked as now: BM25, or similarity with ``index``)."""
+        if as_of is None:
+            return super().search(
+                namespace_prefix,
+                query=query,
+                filter=filter,
+                limit=limit,
+                offset=offset,
+                refresh_ttl=refresh_ttl,
+            )
+        op = SearchOp(tuple(namespace_prefix), filter, limit, offset, query, refresh_ttl=False)
+        with self.store.transaction(immediate=False):
+            return self._search(op, {}, as_of)
 
     def _embed(self, puts: Sequence[PutOp]) -> dict[str, Any]:
         """Each put item's vectors by part (its fields' texts), embedded in one call; an item
@@ -1009,6 +1111,18 @@ def _text_path(path: Any) -> tuple[str, Any]:
     if not isinstance(path, str) or not path:
         raise memstore.ValidationError(f"an index field is a path string, not {path!r:.60}")
     return path, path if path == "$" else tokenize_path(path)
+
+
+def _next_instant(change: Callable[[], Any]) -> None:
+    """Make a change of what holds; in the very instant the value began (a period cannot
+    be empty), once more a millisecond later."""
+    try:
+        change()
+    except memstore.ValidationError as err:
+        if "not inside the current fact's period" not in str(err):
+            raise
+        time.sleep(0.002)
+        change()
 
 
 def _note_ttl(refresh: dict[str, float], key: str, record: Mapping[str, Any]) -> None:

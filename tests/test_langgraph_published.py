@@ -21,13 +21,17 @@ import pytest
 from tests.conftest import PYTHONPATH
 
 SHIM = """
+import os
+
 import langgraph.store.memory
 from memstore_langgraph import MemstoreStore
+
+KEEP_PAST = os.environ.get("MEMSTORE_KEEP_PAST") == "1"
 
 
 class MemstoreInMemoryStore(MemstoreStore):
     def __init__(self, *, index=None, **options):
-        super().__init__(":memory:", index=index, **options)
+        super().__init__(":memory:", index=index, keep_past=KEEP_PAST, **options)
 
 
 langgraph.store.memory.InMemoryStore = MemstoreInMemoryStore
@@ -70,7 +74,10 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def test_langgraph_store_suite_passes_on_memstore(published: Path) -> None:
+@pytest.mark.parametrize("keep_past", [False, True], ids=["plain", "keep_past"])
+def test_langgraph_store_suite_passes_on_memstore(published: Path, keep_past: bool) -> None:
+    """The suite, on MemstoreStore as it is and with keep_past=True (every value kept: the
+    store must behave the same for every read of the present)."""
     ran = subprocess.run(
         [
             sys.executable,
@@ -86,7 +93,11 @@ def test_langgraph_store_suite_passes_on_memstore(published: Path) -> None:
             "tests/test_store.py",
         ],
         cwd=published,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{published.parent}:{PYTHONPATH}"},
+        env={
+            "PATH": "/usr/bin:/bin",
+            "PYTHONPATH": f"{published.parent}:{PYTHONPATH}",
+            "MEMSTORE_KEEP_PAST": "1" if keep_past else "0",
+        },
         capture_output=True,
         text=True,
         timeout=600,

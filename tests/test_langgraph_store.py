@@ -353,3 +353,34 @@ async def test_items_show_in_the_explorer(db_path: Path) -> None:
     assert [r["namespace"] for r in rows] == ["users.alice"]
     searched = await ds.client.get("/agent/langgraph_store.json?_search=pizza&_shape=array")
     assert [r["namespace"] for r in searched.json()] == ["users.alice"]
+
+
+def test_keep_past_reads_the_store_as_it_was(tmp_path: Path) -> None:
+    import time
+    from datetime import UTC, datetime
+
+    with MemstoreStore(tmp_path / "past.db", keep_past=True) as store:
+        store.put(("users", "ada"), "city", {"name": "Lyon"})
+        time.sleep(0.01)
+        lyon = datetime.now(UTC)
+        time.sleep(0.01)
+        store.put(("users", "ada"), "city", {"name": "Paris"})
+        time.sleep(0.01)
+        paris = datetime.now(UTC)
+        time.sleep(0.01)
+        store.delete(("users", "ada"), "city")
+        assert store.get(("users", "ada"), "city") is None
+        assert store.search(("users",)) == []
+        was = store.get(("users", "ada"), "city", as_of=lyon)
+        assert was is not None and was.value == {"name": "Lyon"}
+        assert store.get(("users", "ada"), "city", as_of=paris).value == {"name": "Paris"}
+        assert [i.value for i in store.search(("users",), as_of=lyon)] == [{"name": "Lyon"}]
+        found = store.search(("users",), query="paris", as_of=paris)
+        assert [i.value for i in found] == [{"name": "Paris"}]
+        assert store.search(("users",), query="paris", as_of=lyon) == []
+        store.put(("users", "ada"), "city", {"name": "Nice"})  # back after a delete
+        assert store.get(("users", "ada"), "city").value == {"name": "Nice"}
+        assert store.get(("users", "ada"), "city", as_of=paris).value == {"name": "Paris"}
+        before = datetime(2000, 1, 1, tzinfo=UTC)
+        assert store.get(("users", "ada"), "city", as_of=before) is None
+        assert store.items.store.check() == []

@@ -98,6 +98,10 @@ def model_apply(state: dict[str, Any], op: tuple[Any, ...]) -> bool:
             return False
         facts["live"] = (body, start, end)
         return True
+    if kind == "supersede" and live is not None and a >= live[2]:  # after a gap
+        facts["closed"].append(live)
+        facts["live"] = (body, a, memstore.NEVER_AFTER)
+        return True
     if live is None or not live[1] < a < live[2]:
         return False
     if kind == "supersede":
@@ -182,7 +186,7 @@ def test_as_of_and_known_at_agree_with_a_model(
         (lambda c: c.put("k", {}, valid_from="yesterday"), "ISO-8601"),
         (lambda c: c.put("k", {}, valid_from=12345), "ISO-8601"),
         (lambda c: c.supersede("k", {}, at="0001-01-01T00:00:00Z"), "not inside"),
-        (lambda c: c.supersede("k", {}, at="9999-12-31T23:59:59Z"), "not inside"),
+        (lambda c: c.invalidate("k", at="9999-12-31T23:59:59Z"), "not inside"),
         (lambda c: c.supersede("k", {}, at="10000-01-01T00:00:00Z"), "ISO-8601"),
         (lambda c: c.supersede("k", {}, at=DAY[0]), "not inside"),
         (lambda c: c.invalidate("k", at=datetime(2026, 1, 9)), "time zone"),
@@ -320,3 +324,16 @@ def test_ranking_by_what_was_known_then_is_refused_clearly(facts: memstore.Colle
     facts.put("a", {"text": "x"})
     with pytest.raises(memstore.QueryError, match=r"query\(known_at"):
         facts.search("x", known_at=DAY[0])
+
+
+def test_a_fact_can_hold_again_after_a_gap(facts: memstore.Collection) -> None:
+    facts.put("office", {"city": "Lyon"}, valid_from=DAY[0])
+    facts.invalidate("office", at=DAY[3])
+    facts.supersede("office", {"city": "Paris"}, at=DAY[6])
+    assert facts.get("office", as_of=DAY[1]) == {"city": "Lyon"}
+    assert facts.get("office", None, as_of=DAY[4]) is None  # the gap
+    assert facts.get("office", as_of=DAY[7]) == {"city": "Paris"}
+    assert [(f["valid_from"], f["valid_to"]) for f in facts.timeline("office")] == [
+        (DAY[0], DAY[3]),
+        (DAY[6], None),
+    ]
