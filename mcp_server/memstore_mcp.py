@@ -308,6 +308,26 @@ def check_scope(scope: object) -> str:
     return scope
 
 
+_Register = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def _registrar(server: MCPServer[Any], memory: Memory) -> Callable[..., _Register]:
+    """The decorator both profiles register their tools with: annotations, structured
+    output, memstore's errors as tool errors; on a read-only server, no tool that writes."""
+
+    def tool(annotations: ToolAnnotations, *, write: bool = False) -> _Register:
+        def register(function: Callable[..., Any]) -> Callable[..., Any]:
+            if write and memory.read_only:
+                return function  # a read-only server lists no tool that writes
+            return server.tool(annotations=annotations, structured_output=True)(
+                _tool_errors(function)
+            )
+
+        return register
+
+    return tool
+
+
 def _tool_errors(function: Callable[..., Any]) -> Callable[..., Any]:
     """memstore's errors as tool errors (the message, never a traceback)."""
     if inspect.iscoroutinefunction(function):
@@ -480,17 +500,7 @@ Budget = Annotated[
 
 
 def _memstore_tools(server: MCPServer[Any], memory: Memory) -> None:
-    writes = not memory.read_only
-
-    def tool(annotations: ToolAnnotations, *, write: bool = False) -> Callable[..., Any]:
-        def register(function: Callable[..., Any]) -> Callable[..., Any]:
-            if write and not writes:
-                return function  # a read-only server lists no tool that writes
-            return server.tool(annotations=annotations, structured_output=True)(
-                _tool_errors(function)
-            )
-
-        return register
+    tool = _registrar(server, memory)
 
     @tool(_WRITE, write=True)
     async def remember(
@@ -1294,17 +1304,7 @@ def _done(message: str) -> CallToolResult:
 
 
 def _reference_tools(server: MCPServer[Any], memory: Memory) -> None:
-    writes = not memory.read_only
-
-    def tool(annotations: ToolAnnotations, *, write: bool = False) -> Callable[..., Any]:
-        def register(function: Callable[..., Any]) -> Callable[..., Any]:
-            if write and not writes:
-                return function
-            return server.tool(annotations=annotations, structured_output=True)(
-                _tool_errors(function)
-            )
-
-        return register
+    tool = _registrar(server, memory)
 
     @tool(_WRITE, write=True)
     def create_entities(
