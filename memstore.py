@@ -3904,28 +3904,21 @@ class Collection(_CollectionVectors):
                 self._note_accesses([key])
                 return found
             return default
-        if self.hygiene is not None and not self.temporal:
-            rows = self.query({"key": key}, limit=1, as_of=as_of, known_at=known_at)
-            if rows:
-                return rows[0]
-            if default is _MISSING:
-                raise NotFoundError(f"no record {key!r} in {self.name!r}")
-            return default
-        if self.temporal:
+        if self.temporal or self.hygiene is not None:  # read by filter: validity, forgotten
+            order = "-valid_from" if self.temporal else None
             found = self.query(
-                {"key": key}, order_by="-valid_from", limit=1, as_of=as_of, known_at=known_at
+                {"key": key}, order_by=order, limit=1, as_of=as_of, known_at=known_at
             )
             if found:
                 return found[0]
-            if default is _MISSING:
-                raise NotFoundError(f"no record {key!r} in {self.name!r}")
-            return default
-        self._view(as_of, known_at)  # refused on a collection that is not temporal
-        rows = self.store._fetch(
-            f"SELECT body, expires_at FROM {self._table} WHERE key = ?", (key,)
-        )
-        if rows and (rows[0][1] is None or rows[0][1] > _iso(_utcnow())):
-            return json.loads(rows[0][0]) if self._model is None else self._decode(rows[0][0])
+        else:
+            self._view(as_of, known_at)  # refused on a collection that is not temporal
+            rows = self.store._fetch(
+                f"SELECT body, expires_at FROM {self._table} WHERE key = ?", (key,)
+            )
+            if rows and (rows[0][1] is None or rows[0][1] > _iso(_utcnow())):
+                body = rows[0][0]
+                return json.loads(body) if self._model is None else self._decode(body)
         if default is _MISSING:
             raise NotFoundError(f"no record {key!r} in {self.name!r}")
         return default
