@@ -994,7 +994,9 @@ class Store:
                 opened = Collection(self, meta, model, embed=embed)
                 if meta.hygiene is not None and not hygienic:  # the records there: hashes
                     opened._after_hygienic_write(
-                        self._fetch(f"SELECT key, body FROM {quote_identifier(name)}")
+                        opened._hashed(
+                            self._fetch(f"SELECT key, body FROM {quote_identifier(name)}")
+                        )
                     )
             return opened
         return Collection(self, meta, model, embed=embed)
@@ -3218,6 +3220,19 @@ class Collection(_CollectionVectors):
         the record's vectors. Without it, a handle with ``embed`` embeds the
         record's text, and one without keeps the vectors the record had.
         """
+        return self._put(key, record, ttl, vector, valid_from, valid_to)[0]
+
+    def _put(
+        self,
+        key: str,
+        record: Any,
+        ttl: timedelta | float | str | None,
+        vector: Any,
+        valid_from: Any = None,
+        valid_to: Any = None,
+    ) -> tuple[str, str | None]:
+        """put's work: the key now holding the record, and the key of the record hygiene
+        found holding the same content (None: none; remember reports it)."""
         _check_key(key)
         if not self.temporal and (valid_from is not None or valid_to is not None):
             raise ValidationError(
@@ -3231,12 +3246,16 @@ class Collection(_CollectionVectors):
             now = _utcnow()
             stamp = _iso(now)
             expiry = self._expiry(now, ttl)
+            match = digest = None
             if self.hygiene is not None:
                 if parts is None and self._dedups_near() and self.embed is not None:
                     parts = self._embed_bodies({key: body}).get(key)  # once: for both
-                found = self._dedup(key, record, body, parts)
-                if found is not None:
-                    return found
+                digest = self._content_hash(body)
+                match = self._duplicate_of(key, digest, parts)
+                if match is not None and self.hygiene["policy"] == "merge":
+                    self._merge_into(match, body)
+                if match is not None and self.hygiene["policy"] != "keep":
+                    return match, match
             if self.temporal:
                 period = self._period(key, valid_from, valid_to)
                 self.store._fetch(
@@ -3244,13 +3263,13 @@ class Collection(_CollectionVectors):
                 )
             else:
                 self.store._fetch(self._upsert_sql, (key, body, stamp, stamp, expiry))
-            if self.hygiene is not None:
-                self._after_hygienic_write([(key, body)])
+            if digest is not None:
+                self._after_hygienic_write([(key, digest)])
             if parts is not None:
                 self._write_vectors({key: parts})
             elif self.embed is not None and self.vectors is not None:
                 self._write_vectors(self._embed_bodies({key: body}))
-        return key
+        return key, match
 
     # -- memory hygiene (hygiene=...) ------------------------------------------
 
@@ -3277,18 +3296,7 @@ class Collection(_CollectionVectors):
         """
         self._need_hygiene("remember")
         target = _new_key() if key is None else _check_key(key)
-        with self.store.transaction():
-            self._fresh()
-            body = self._encode(record)
-            parts = None if vector is None else self._encode_vector(vector)
-            if parts is None and self._dedups_near() and self.embed is not None:
-                parts = self._embed_bodies({target: body}).get(target)
-                if parts:
-                    np = _numpy()
-                    vectors = {p: np.frombuffer(v, "<f4") for p, v in parts}
-                    vector = vectors[""] if list(vectors) == [""] else vectors
-            match = self._duplicate_of(target, body, parts)
-            stored = self.put(target, record, ttl=ttl, vector=vector)
+        stored, match = self._put(target, record, ttl, vector)
         if match is None:
             return Remembered(target, True, None, "stored")
         action = {"skip": "skipped", "merge": "merged", "keep": "kept both"}[
@@ -3464,17 +3472,18 @@ class Collection(_CollectionVectors):
         return self.hygiene is not None and self.hygiene.get("dedup") == "near"
 
     def _duplicate_of(
-        self, key: str, body: str, parts: list[tuple[str, bytes]] | None = None
+        self, key: str, digest: str, parts: list[tuple[str, bytes]] | None = None
     ) -> str | None:
         """Another live record holding the same content, when hygiene dedups: the same
-        hash, or (dedup "near") a vector at least the threshold's cosine similarity."""
+        hash (``digest``, from _content_hash), or (dedup "near") a vector at least the
+        threshold's cosine similarity."""
         if self.hygiene is None or self.hygiene.get("dedup") is None:
             return None
         rows = self.store._fetch(
             f"SELECT key FROM {self._table} WHERE content_hash = ? AND key <> ? "
             "AND forgotten_at IS NULL AND (expires_at IS NULL OR expires_at > ?) "
             "ORDER BY id LIMIT 1",
-            (self._content_hash(body), key, _iso(_utcnow())),
+            (digest, key, _iso(_utcnow())),
         )
         if rows:
             return str(rows[0][0])
@@ -3485,37 +3494,28 @@ class Collection(_CollectionVectors):
                     return near.key
         return None
 
-    def _dedup(
-        self, key: str, record: Any, body: str, parts: list[tuple[str, bytes]] | None = None
-    ) -> str | None:
-        """Apply hygiene's policy to a write of content already stored under another key:
-        the key now holding it (skip, merge), or None to write as asked (keep, or new)."""
-        match = self._duplicate_of(key, body, parts)
-        if match is None or self.hygiene is None or self.hygiene["policy"] == "keep":
-            return None
-        if self.hygiene["policy"] == "merge":
-            merged = {
-                **json.loads(
-                    self.store._fetch(f"SELECT body FROM {self._table} WHERE key = ?", (match,))[0][
-                        0
-                    ]
-                ),
-                **json.loads(body),
-            }
-            self.store._fetch(
-                f"UPDATE {self._table} SET body = ?, updated_at = ? WHERE key = ?",
-                (_dumps(merged), _iso(_utcnow()), match),
-            )
-            self._after_hygienic_write([(match, _dumps(merged))])
-        return match
+    def _merge_into(self, match: str, body: str) -> None:
+        """Hygiene's "merge": add a new record's fields to ``match``, which holds its
+        content already."""
+        (held,) = self.store._fetch(f"SELECT body FROM {self._table} WHERE key = ?", (match,))
+        merged = _dumps({**json.loads(held[0]), **json.loads(body)})
+        self.store._fetch(
+            f"UPDATE {self._table} SET body = ?, updated_at = ? WHERE key = ?",
+            (merged, _iso(_utcnow()), match),
+        )
+        self._after_hygienic_write([(match, self._content_hash(merged))])
 
-    def _after_hygienic_write(self, rows: Iterable[tuple[str, str]]) -> None:
-        """Keep hygiene's columns right after a write: the content's hash, and no expiry
-        for pinned records."""
+    def _hashed(self, rows: Iterable[tuple[str, str]]) -> Iterator[tuple[str, str]]:
+        """(key, body) rows as (key, content hash)."""
+        return ((key, self._content_hash(body)) for key, body in rows)
+
+    def _after_hygienic_write(self, hashed: Iterable[tuple[str, str]]) -> None:
+        """Keep hygiene's columns right after a write of (key, content hash): the hash, and
+        no expiry for pinned records."""
         self.store._run_many(
             f"UPDATE {self._table} SET content_hash = ?, "
             "expires_at = CASE WHEN pinned THEN NULL ELSE expires_at END WHERE key = ?",
-            [(self._content_hash(body), key) for key, body in rows],
+            [(digest, key) for key, digest in hashed],
         )
 
     def _note_accesses(self, keys: Iterable[str]) -> None:
@@ -3733,10 +3733,12 @@ class Collection(_CollectionVectors):
                 raise ValidationError(f"more vectors than records ({count})")
             if self.hygiene is not None:  # the rows this call wrote: their hashes, pins
                 self._after_hygienic_write(
-                    self.store._fetch(
-                        f"SELECT key, body FROM {self._table} "
-                        "WHERE updated_at = ? OR content_hash IS NULL",
-                        (stamp,),
+                    self._hashed(
+                        self.store._fetch(
+                            f"SELECT key, body FROM {self._table} "
+                            "WHERE updated_at = ? OR content_hash IS NULL",
+                            (stamp,),
+                        )
                     )
                 )
         if count >= ANALYZE_AFTER and self.store._depth == 0:
