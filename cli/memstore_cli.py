@@ -187,6 +187,20 @@ def _remember_db(ctx: click.Context, param: click.Parameter, value: str | None) 
         ctx.meta[_DB_KEY] = value  # meta is shared by the group's and the command's contexts
 
 
+def db_option(
+    help: str = "The store file (also accepted before the command).", **settings: Any
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--db``, on the group or on a command: wherever it is given, open_store finds it."""
+    return click.option(
+        "--db",
+        type=click.Path(dir_okay=False),
+        expose_value=False,
+        callback=_remember_db,
+        help=help,
+        **settings,
+    )
+
+
 def store_command(
     group: click.Group, name: str | None = None, **settings: Any
 ) -> Callable[[Callable[..., Any]], click.Command]:
@@ -194,13 +208,7 @@ def store_command(
 
     def decorate(function: Callable[..., Any]) -> click.Command:
         function = click.option("--json", "as_json", is_flag=True, help="Output JSON.")(function)
-        function = click.option(
-            "--db",
-            type=click.Path(dir_okay=False),
-            expose_value=False,
-            callback=_remember_db,
-            help="The store file (also accepted before the command).",
-        )(function)
+        function = db_option()(function)
         command = group.command(name, **settings)(click.pass_context(function))
         # The command's own options first in its --help; --db and --json after them.
         shared = [p for p in command.params if p.name in ("db", "as_json")]
@@ -226,13 +234,9 @@ def open_store(ctx: click.Context, *, create: bool = False) -> memstore.Store:
 
 
 @click.group(cls=Group, epilog=EXIT_CODES)
-@click.option(
-    "--db",
+@db_option(
+    "The store file; default: $MEMSTORE_PATH. Also accepted after the command.",
     envvar="MEMSTORE_PATH",
-    type=click.Path(dir_okay=False),
-    expose_value=False,
-    callback=_remember_db,
-    help="The store file; default: $MEMSTORE_PATH. Also accepted after the command.",
 )
 @click.version_option(memstore.__version__, prog_name="memstore")
 def cli() -> None:
@@ -923,13 +927,7 @@ def _mcp_module() -> Any:
 
 
 @cli.command("mcp")
-@click.option(
-    "--db",
-    type=click.Path(dir_okay=False),
-    expose_value=False,
-    callback=_remember_db,
-    help="The store file (also accepted before the command).",
-)
+@db_option()
 @click.option(
     "--http",
     "http",
@@ -994,13 +992,7 @@ def demo(path: str, port: int, build_only: bool, rebuild: bool) -> None:
 @cli.command()
 @click.argument("path", required=False, type=click.Path(dir_okay=False))
 @click.option("--port", default=8001, type=PORT, show_default=True, help="Port to serve on.")
-@click.option(
-    "--db",
-    type=click.Path(dir_okay=False),
-    expose_value=False,
-    callback=_remember_db,
-    help="The store file, if PATH is not given.",
-)
+@db_option("The store file, if PATH is not given.")
 @click.pass_context
 def browse(ctx: click.Context, path: str | None, port: int) -> None:
     """Browse a store (PATH, --db or $MEMSTORE_PATH) in Datasette, with memstore's explorer."""
