@@ -3307,20 +3307,20 @@ class Collection(_CollectionVectors):
     def pin(self, *keys: str) -> int:
         """Pin records: they never expire by TTL and retention never removes them. Returns
         how many were found."""
-        return self._mark("pin", keys, "pinned = 1, expires_at = NULL")
+        return len(self._mark("pin", keys, "pinned = 1, expires_at = NULL"))
 
     def unpin(self, *keys: str) -> int:
         """Unpin records (their next write may give them a TTL again)."""
-        return self._mark("unpin", keys, "pinned = 0")
+        return len(self._mark("unpin", keys, "pinned = 0"))
 
     def forget(self, *keys: str) -> int:
         """Forget records softly: hidden from every read, kept for audit until ``purge``.
         ``delete`` removes a record at once. Returns how many were found."""
-        return self._mark("forget", keys, "forgotten_at = ?", [_iso(_utcnow())], live=True)
+        return len(self._mark("forget", keys, "forgotten_at = ?", [_iso(_utcnow())], live=True))
 
     def unforget(self, *keys: str) -> int:
         """Bring softly forgotten records back."""
-        return self._mark("unforget", keys, "forgotten_at = NULL, merged_into = NULL")
+        return len(self._mark("unforget", keys, "forgotten_at = NULL, merged_into = NULL"))
 
     def purge(self, *, older_than: timedelta | float | str | None = None) -> int:
         """Delete the records forgotten (more than ``older_than`` ago); return how many."""
@@ -3348,16 +3348,13 @@ class Collection(_CollectionVectors):
                 self.put(into, record)
             elif self.get(into, None) is None:
                 raise NotFoundError(f"no record {into!r} in {self.name!r}")
-            merged = [
-                row[0]
-                for row in self.store._fetch(
-                    f"UPDATE {self._table} SET forgotten_at = ?, merged_into = ? "
-                    "WHERE key IN (SELECT value FROM json_each(?)) AND forgotten_at IS NULL "
-                    "RETURNING key",
-                    (_iso(_utcnow()), into, json.dumps(others)),
-                )
-            ]
-        return merged
+            return self._mark(
+                "merge",
+                others,
+                "forgotten_at = ?, merged_into = ?",
+                [_iso(_utcnow()), into],
+                live=True,
+            )
 
     def count_reads(self, keys: Iterable[str]) -> None:
         """Count reads of these records, as ``track=True`` does, for code that read them its
@@ -3446,18 +3443,19 @@ class Collection(_CollectionVectors):
         params: Sequence[Any] = (),
         *,
         live: bool = False,
-    ) -> int:
+    ) -> list[str]:
+        """Apply ``change`` (SET's text) to the records ``keys`` (only those not forgotten,
+        when ``live``); return the keys found."""
         self._need_hygiene(what)
         wanted = [_check_key(k) for k in keys]
         only = " AND forgotten_at IS NULL" if live else ""
         with self.store.transaction():
-            return len(
-                self.store._fetch(
-                    f"UPDATE {self._table} SET {change} "
-                    f"WHERE key IN (SELECT value FROM json_each(?)){only} RETURNING id",
-                    (*params, json.dumps(wanted)),
-                )
+            rows = self.store._fetch(
+                f"UPDATE {self._table} SET {change} "
+                f"WHERE key IN (SELECT value FROM json_each(?)){only} RETURNING key",
+                (*params, json.dumps(wanted)),
             )
+        return [row[0] for row in rows]
 
     def _content_hash(self, body: str) -> str:
         """Hygiene's identity of a record's content: its FTS paths' text (or the whole
