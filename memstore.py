@@ -2900,6 +2900,14 @@ class _CollectionVectors:
         elif self.embed is not None and self.vectors is not None:
             self._write_vectors(self._embed_bodies(bodies))
 
+    def _record_vectors(self, key: str, body: str, parts: list[tuple[str, bytes]] | None) -> None:
+        """The vectors of one record just written: ``parts`` (encoded, as given), or else
+        embedded by a handle with ``embed``; neither: the record keeps the vectors it has."""
+        if parts is not None:
+            self._write_vectors({key: parts})
+        elif self.embed is not None and self.vectors is not None:
+            self._write_vectors(self._embed_bodies({key: body}))
+
     def _write_vectors(self, parts: Mapping[str, list[tuple[str, bytes]]]) -> None:
         """Replace records' vectors (by key) with these parts; inside a transaction."""
         if not parts:
@@ -3265,10 +3273,7 @@ class Collection(_CollectionVectors):
                 self.store._fetch(self._upsert_sql, (key, body, stamp, stamp, expiry))
             if digest is not None:
                 self._after_hygienic_write([(key, digest)])
-            if parts is not None:
-                self._write_vectors({key: parts})
-            elif self.embed is not None and self.vectors is not None:
-                self._write_vectors(self._embed_bodies({key: body}))
+            self._record_vectors(key, body, parts)
         return key, match
 
     # -- memory hygiene (hygiene=...) ------------------------------------------
@@ -3580,10 +3585,7 @@ class Collection(_CollectionVectors):
                 "valid_to = ? WHERE id = ?",
                 (body, stamp, moment, NEVER_AFTER, current["id"]),
             )
-            if parts is not None:
-                self._write_vectors({key: parts})
-            elif self.embed is not None and self.vectors is not None:
-                self._write_vectors(self._embed_bodies({key: body}))
+            self._record_vectors(key, body, parts)
         return key
 
     def invalidate(self, key: str, *, at: Any = None) -> str:
