@@ -3551,11 +3551,11 @@ class Collection(_CollectionVectors):
         with self.store.transaction():
             self._fresh()
             current = self._current_fact(key)
-            start = _iso(_utcnow()) if at is None else _moment(at, "at", ValidationError)
+            start = _moment_or_now(at, "at", ValidationError)
             if start >= current["valid_to"]:
                 moment, ended = start, current["valid_to"]  # after a gap
             else:
-                moment = ended = self._within_period(current, start, "at")
+                moment = ended = self._within_period(current, start)
             body = self._encode(record)
             parts = None if vector is None else self._encode_vector(vector)
             closed = f"{key}\x1f{_new_key()}"  # its own row; reads give it its subject's key
@@ -3597,7 +3597,7 @@ class Collection(_CollectionVectors):
         with self.store.transaction():
             self._fresh()
             current = self._current_fact(key)
-            moment = self._within_period(current, at, "at")
+            moment = self._within_period(current, _moment_or_now(at, "at", ValidationError))
             self.store._fetch(
                 f"UPDATE {self._table} SET valid_to = ?, updated_at = ? WHERE id = ?",
                 (moment, _iso(_utcnow()), current["id"]),
@@ -3644,11 +3644,11 @@ class Collection(_CollectionVectors):
         names = ("id", "body", "created_at", "expires_at", "valid_from", "valid_to")
         return dict(zip(names, rows[0], strict=True))
 
-    def _within_period(self, current: Mapping[str, Any], at: Any, name: str) -> str:
-        moment = _iso(_utcnow()) if at is None else _moment(at, name, ValidationError)
+    def _within_period(self, current: Mapping[str, Any], moment: str) -> str:
+        """``moment`` (of at), checked to fall inside the current fact's period."""
         if not current["valid_from"] < moment < current["valid_to"]:
             raise ValidationError(
-                f"{name} {moment} is not inside the current fact's period "
+                f"at {moment} is not inside the current fact's period "
                 f"[{current['valid_from']}, {current['valid_to']}): a fact can change only "
                 "while it holds"
             )
@@ -6517,7 +6517,7 @@ def _edge_period(valid_from: Any, valid_to: Any) -> tuple[str | None, str | None
 
 def _edges_valid_at(as_of: Any, alias: str = "") -> tuple[str, list[Any]]:
     """The condition "the edge holds at as_of" (now by default), and its parameters."""
-    moment = _iso(_utcnow()) if as_of is None else _moment(as_of, "as_of")
+    moment = _moment_or_now(as_of, "as_of")
     return f"{alias}valid_from <= ? AND {alias}valid_to > ?", [moment, moment]
 
 
@@ -6615,7 +6615,7 @@ class Graph:
     def invalidate_edge(self, source: str, target: str, relation: str, *, at: Any = None) -> bool:
         """Record that ``source -relation-> target`` stops holding at ``at`` (now by default);
         the edge is kept for reads as of earlier times. Returns whether there was one."""
-        moment = _iso(_utcnow()) if at is None else _moment(at, "at", ValidationError)
+        moment = _moment_or_now(at, "at", ValidationError)
         with self.store.transaction():
             rows = self.store._fetch(
                 "SELECT valid_from, valid_to FROM memstore_edges WHERE graph = ? AND source = ? "
@@ -8873,6 +8873,11 @@ def _moment(value: object, name: str, error: type[MemstoreError] = QueryError) -
         return _timestamp(value)
     except ValidationError as err:
         raise error(f"{name}: {err}") from None
+
+
+def _moment_or_now(value: object, name: str, error: type[MemstoreError] = QueryError) -> str:
+    """``_moment``, with None for now."""
+    return _iso(_utcnow()) if value is None else _moment(value, name, error)
 
 
 def _optional_timestamp(value: object) -> str | None:
