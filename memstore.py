@@ -3657,8 +3657,7 @@ class Collection(_CollectionVectors):
     def _period(self, key: str, valid_from: Any, valid_to: Any) -> tuple[str, str]:
         """A put's validity: as given, else the record's own, else unbounded; checked, and
         not overlapping the superseded facts about the same key."""
-        start = None if valid_from is None else _moment(valid_from, "valid_from", ValidationError)
-        end = None if valid_to is None else _moment(valid_to, "valid_to", ValidationError)
+        start, end = _validity(valid_from, valid_to)
         if start is None or end is None:
             rows = self.store._fetch(
                 f"SELECT valid_from, valid_to, fact_of FROM {self._table} WHERE key = ?", (key,)
@@ -6507,7 +6506,8 @@ def _edge(row: Any) -> Edge:
     )
 
 
-def _edge_period(valid_from: Any, valid_to: Any) -> tuple[str | None, str | None]:
+def _validity(valid_from: Any, valid_to: Any) -> tuple[str | None, str | None]:
+    """A period given for a fact or an edge: parsed (None where left out), and in order."""
     start = None if valid_from is None else _moment(valid_from, "valid_from", ValidationError)
     end = None if valid_to is None else _moment(valid_to, "valid_to", ValidationError)
     if start is not None and end is not None and not start < end:
@@ -6587,7 +6587,7 @@ class Graph:
         if source == target:
             raise ValidationError(f"an edge cannot join {source!r} to itself")
         weight = _finite(weight, "weight")
-        start, end = _edge_period(valid_from, valid_to)
+        start, end = _validity(valid_from, valid_to)
         body, now = _dumps(_mapping(props, "props")), _iso(_utcnow())
         with self.store.transaction():
             for endpoint in (source, target):
