@@ -4706,14 +4706,8 @@ class Collection(_CollectionVectors):
                 f"as_of and known_at need a temporal collection: declare {self.name!r} "
                 "with temporal=True"
             )
-        if known_at is not None:
-            if not self.temporal:
-                raise QueryError(
-                    f"known_at needs a temporal collection: declare {self.name!r} "
-                    "with temporal=True"
-                )
-            return (_MISSING if as_of is None else as_of), _moment(known_at, "known_at")
-        return (_MISSING if as_of is None else as_of), None
+        known = None if known_at is None else _moment(known_at, "known_at")
+        return (_MISSING if as_of is None else as_of), known
 
     def _known_source(self, known_at: str) -> tuple[str, list[Any]]:
         """What the store held at ``known_at``, as rows of (id, key, body, created_at,
@@ -4738,15 +4732,13 @@ class Collection(_CollectionVectors):
 
     def _known_target(self, field: str) -> _Target:
         """_target for reads of what was known: every field from the JSON body."""
-        if not isinstance(field, str) or not field:
-            raise QueryError(f"a field name must be a non-empty string, not {field!r}")
+        _check_field(field)
         if field in META_COLUMNS or field in _VALIDITY_COLUMNS:
             return _Target(f"t.{field}", (), None)
         return _Target("json_extract(t.body, ?)", (_json_path(field),), _json_path(field))
 
     def _target(self, field: str) -> _Target:
-        if not isinstance(field, str) or not field:
-            raise QueryError(f"a field name must be a non-empty string, not {field!r}")
+        _check_field(field)
         if field in META_COLUMNS or (self.temporal and field in _VALIDITY_COLUMNS):
             if field == "key" and self.temporal:
                 return _Target(self._key_sql, (), None)
@@ -8882,6 +8874,11 @@ def _moment_or_now(value: object, name: str, error: type[MemstoreError] = QueryE
 
 def _optional_timestamp(value: object) -> str | None:
     return None if value is None else _timestamp(value)
+
+
+def _check_field(field: object) -> None:
+    if not isinstance(field, str) or not field:
+        raise QueryError(f"a field name must be a non-empty string, not {field!r}")
 
 
 def _check_count(value: object, name: str) -> None:
