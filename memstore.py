@@ -6722,32 +6722,35 @@ class Graph:
         if kinds is not None:
             kind_filter = "n.kind IN (SELECT value FROM json_each(?))"
             kind_params = [_dumps(_strings(kinds, "kinds"))]
+        # An edge's row is found by its source (the index's prefix; ref starts with it), then
+        # checked whole: an edge per match, not a scan of the graph's edges per match.
         sql = (
-            "SELECT g.item, g.ref, memstore_graph_fts.rank, "
-            "snippet(memstore_graph_fts, 0, '[', ']', '…', 12) "
+            "SELECT memstore_graph_fts.rank, "
+            "snippet(memstore_graph_fts, 0, '[', ']', '…', 12), "
+            "n.id, n.kind, n.props, n.created_at, n.updated_at, "
+            "e.source, e.target, e.relation, e.props, e.weight, e.created_at, e.updated_at, "
+            "e.valid_from, e.valid_to "
             "FROM memstore_graph_fts JOIN memstore_graph_text AS g "
             "ON g.id = memstore_graph_fts.rowid "
             "LEFT JOIN memstore_nodes AS n "
             "ON g.item = 'node' AND n.graph = g.graph AND n.id = g.ref "
             "LEFT JOIN memstore_edges AS e ON g.item = 'edge' AND e.graph = g.graph "
+            "AND e.source = substr(g.ref, 1, instr(g.ref, char(31)) - 1) "
             "AND g.ref = e.source || char(31) || e.relation || char(31) || e.target "
             "WHERE memstore_graph_fts MATCH ? AND g.graph = ? "
-            f"AND ((g.item = 'node' AND {kind_filter}) "
-            f"OR (g.item = 'edge' AND {'0' if kinds is not None else valid})) "
+            f"AND ((n.id IS NOT NULL AND {kind_filter}) "
+            f"OR (e.source IS NOT NULL AND {'0' if kinds is not None else valid})) "
             "ORDER BY memstore_graph_fts.rank LIMIT ?"
         )
         params = [text, self.name, *kind_params, *([] if kinds is not None else moments), limit]
         hits = []
-        for item, ref, rank, snippet in _search(self.store, sql, params, text):
-            if item == "node":
-                with contextlib.suppress(NotFoundError):
-                    hits.append(Hit(ref, self.node(ref), rank, snippet, -rank))
+        for rank, snippet, *row in _search(self.store, sql, params, text):
+            if row[0] is not None:
+                hits.append(Hit(row[0], _node(row[:5]), rank, snippet, -rank))
             else:
-                source, relation, target = ref.split("\x1f")
-                edges = self.edges(source=source, target=target, relation=relation, every=True)
-                if edges:
-                    key = f"{source} {relation} {target}"
-                    hits.append(Hit(key, edges[0], rank, snippet, -rank))
+                edge = _edge(row[5:])
+                key = f"{edge.source} {edge.relation} {edge.target}"
+                hits.append(Hit(key, edge, rank, snippet, -rank))
         return hits
 
     def subgraph(
