@@ -4713,16 +4713,13 @@ class Collection(_CollectionVectors):
         """What the store held at ``known_at``, as rows of (id, key, body, created_at,
         updated_at, expires_at, valid_from, valid_to): the rows whose current version was
         known then, and the versions that were current then and have been replaced since."""
-        subject = (
-            "CASE WHEN instr(v.key, char(31)) > 0 "
-            "THEN substr(v.key, 1, instr(v.key, char(31)) - 1) ELSE v.key END"
-        )
         sql = (
             f"SELECT t.id AS id, coalesce(t.fact_of, t.key) AS key, t.body AS body, "
             "t.created_at AS created_at, t.updated_at AS updated_at, "
             "t.expires_at AS expires_at, t.valid_from AS valid_from, t.valid_to AS valid_to "
             f"FROM {self._table} AS t WHERE t.updated_at <= ? "
-            f"UNION ALL SELECT -v.id, {subject}, v.body, v.valid_from, v.valid_from, NULL, "
+            "UNION ALL SELECT -v.id, coalesce(v.fact_of, v.key), v.body, v.valid_from, "
+            "v.valid_from, NULL, "
             f"coalesce(v.fact_from, {_literal(NEVER_BEFORE)}), "
             f"coalesce(v.fact_to, {_literal(NEVER_AFTER)}) "
             "FROM memstore_versions AS v WHERE v.collection = ? AND v.valid_from <= ? "
@@ -8190,10 +8187,10 @@ def _history_trigger_sql(table: str, *, drop: bool = False, temporal: bool = Fal
         "SET last = last + 1; "
         "INSERT INTO memstore_versions "
         "(collection, key, version, body, valid_from, archived_at, operation"
-        + (", fact_from, fact_to" if temporal else "")
+        + (", fact_from, fact_to, fact_of" if temporal else "")
         + f") VALUES ({collection}, old.key, (SELECT last FROM memstore_version_counters "
         f"WHERE collection = {collection} AND key = old.key), old.body, old.updated_at, "
-        "{0}, '{1}'" + (", old.valid_from, old.valid_to" if temporal else "") + ");"
+        "{0}, '{1}'" + (", old.valid_from, old.valid_to, old.fact_of" if temporal else "") + ");"
     )
     columns, changed = "body", "old.body IS NOT new.body"
     if temporal:

@@ -14,9 +14,11 @@
 ALTER TABLE _memstore_collections ADD COLUMN temporal INTEGER NOT NULL DEFAULT 0
     CHECK (temporal IN (0, 1));
 
--- The validity a version had while it was current (temporal collections).
+-- The validity a version had while it was current (temporal collections), and
+-- the key it was a fact of when it was a superseded fact's row.
 ALTER TABLE memstore_versions ADD COLUMN fact_from TEXT;
 ALTER TABLE memstore_versions ADD COLUMN fact_to TEXT;
+ALTER TABLE memstore_versions ADD COLUMN fact_of TEXT;
 
 -- Graph edges hold in world time too: [valid_from, valid_to), unbounded by default.
 ALTER TABLE memstore_edges ADD COLUMN valid_from TEXT NOT NULL

@@ -67,6 +67,28 @@ def test_known_at_reads_what_the_store_held(
     assert facts.query(known_at=clock.stamp(2.5), as_of=DAY[8]) == [{"text": "Bob"}]
 
 
+def test_a_key_holding_the_unit_separator_is_read_back_exactly(
+    facts: memstore.Collection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A superseded fact's row is keyed by its subject, char(31) and a ULID; a key that
+    holds char(31) itself is never taken for one, in the version history either."""
+    clock = Clock(monkeypatch)
+    clock.at(1)
+    facts.put("a\x1fb", {"text": "one"})
+    facts.put("a", {"text": "plain"})
+    clock.at(2)
+    facts.supersede("a\x1fb", {"text": "two"}, at=DAY[5])
+    clock.at(3)
+    facts.put("a\x1fb", {"text": "three"})  # a correction: what was known is history now
+    facts.delete("a")
+    assert facts.get("a\x1fb", as_of=DAY[8], known_at=clock.stamp(1.5))["text"] == "one"
+    assert facts.get("a\x1fb", as_of=DAY[8], known_at=clock.stamp(2.5))["text"] == "two"
+    assert facts.get("a\x1fb", as_of=DAY[2], known_at=clock.stamp(2.5))["text"] == "one"
+    assert facts.get("a", known_at=clock.stamp(2.5))["text"] == "plain"
+    assert sorted(facts.keys(known_at=clock.stamp(1.5))) == ["a", "a\x1fb"]
+    assert facts.keys() == ["a\x1fb"]
+
+
 class Clock:
     """memstore's clock, set by the test: every write of one step has one instant."""
 
