@@ -6719,8 +6719,6 @@ class Graph:
         if kinds is not None:
             kind_filter = "n.kind IN (SELECT value FROM json_each(?))"
             kind_params = [_dumps(_strings(kinds, "kinds"))]
-        # An edge's row is found by its source (the index's prefix; ref starts with it), then
-        # checked whole: an edge per match, not a scan of the graph's edges per match.
         sql = (
             "SELECT memstore_graph_fts.rank, "
             "snippet(memstore_graph_fts, 0, '[', ']', '…', 12), "
@@ -6732,8 +6730,7 @@ class Graph:
             "LEFT JOIN memstore_nodes AS n "
             "ON g.item = 'node' AND n.graph = g.graph AND n.id = g.ref "
             "LEFT JOIN memstore_edges AS e ON g.item = 'edge' AND e.graph = g.graph "
-            "AND e.source = substr(g.ref, 1, instr(g.ref, char(31)) - 1) "
-            "AND g.ref = e.source || char(31) || e.relation || char(31) || e.target "
+            "AND e.source = g.ref AND e.relation = g.relation AND e.target = g.target "
             "WHERE memstore_graph_fts MATCH ? AND g.graph = ? "
             f"AND ((n.id IS NOT NULL AND {kind_filter}) "
             f"OR (e.source IS NOT NULL AND {'0' if kinds is not None else valid})) "

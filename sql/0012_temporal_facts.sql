@@ -34,18 +34,21 @@ ALTER TABLE _memstore_collections ADD COLUMN hygiene TEXT
 
 -- Graphs that can be searched: the words of each node (its id, kind and the text
 -- values of its props) and of each edge (its relation and the text of its props),
--- kept by triggers whoever writes, in a table with an INTEGER PRIMARY KEY (so
--- that VACUUM, which renumbers implicit rowids, cannot move the index's rows),
--- indexed by memstore_graph_fts (external content).
+-- kept by triggers whoever writes (renames included), in a table with an INTEGER
+-- PRIMARY KEY (so that VACUUM, which renumbers implicit rowids, cannot move the
+-- index's rows), indexed by memstore_graph_fts (external content).
 CREATE TABLE memstore_graph_text (
-    id    INTEGER PRIMARY KEY,
-    graph TEXT NOT NULL,
+    id       INTEGER PRIMARY KEY,
+    graph    TEXT NOT NULL,
     -- 'node', or 'edge'
-    item  TEXT NOT NULL CHECK (item IN ('node', 'edge')),
-    -- the node's id; an edge's source, relation and target, joined by char(31)
-    ref   TEXT NOT NULL,
-    words TEXT NOT NULL,
-    UNIQUE (graph, item, ref)
+    item     TEXT NOT NULL CHECK (item IN ('node', 'edge')),
+    -- the node's id, or the edge's source
+    ref      TEXT NOT NULL,
+    -- an edge's relation and target; '' for a node (an edge's are never empty)
+    relation TEXT NOT NULL DEFAULT '',
+    target   TEXT NOT NULL DEFAULT '',
+    words    TEXT NOT NULL,
+    UNIQUE (graph, item, ref, relation, target)
 );
 CREATE VIRTUAL TABLE memstore_graph_fts USING fts5(
     words, content="memstore_graph_text", content_rowid="id",
@@ -72,13 +75,15 @@ BEGIN
     INSERT INTO memstore_graph_text (graph, item, ref, words)
     VALUES (new.graph, 'node', new.id, new.id || ' ' || new.kind || ' ' || coalesce(
         (SELECT group_concat(value, ' ') FROM json_tree(new.props) WHERE type = 'text'), ''))
-    ON CONFLICT (graph, item, ref) DO UPDATE SET words = excluded.words;
+    ON CONFLICT (graph, item, ref, relation, target) DO UPDATE SET words = excluded.words;
 END;
-CREATE TRIGGER memstore_nodes__text_update AFTER UPDATE OF kind, props ON memstore_nodes
+CREATE TRIGGER memstore_nodes__text_update AFTER UPDATE OF graph, id, kind, props
+ON memstore_nodes
 BEGIN
-    UPDATE memstore_graph_text SET words = new.id || ' ' || new.kind || ' ' || coalesce(
+    UPDATE memstore_graph_text SET graph = new.graph, ref = new.id,
+        words = new.id || ' ' || new.kind || ' ' || coalesce(
         (SELECT group_concat(value, ' ') FROM json_tree(new.props) WHERE type = 'text'), '')
-    WHERE graph = new.graph AND item = 'node' AND ref = new.id;
+    WHERE graph = old.graph AND item = 'node' AND ref = old.id;
 END;
 CREATE TRIGGER memstore_nodes__text_delete AFTER DELETE ON memstore_nodes
 BEGIN
@@ -87,31 +92,34 @@ END;
 
 CREATE TRIGGER memstore_edges__text_insert AFTER INSERT ON memstore_edges
 BEGIN
-    INSERT INTO memstore_graph_text (graph, item, ref, words)
-    VALUES (new.graph, 'edge', new.source || char(31) || new.relation || char(31) || new.target,
+    INSERT INTO memstore_graph_text (graph, item, ref, relation, target, words)
+    VALUES (new.graph, 'edge', new.source, new.relation, new.target,
         replace(new.relation, '_', ' ') || ' ' || coalesce(
         (SELECT group_concat(value, ' ') FROM json_tree(new.props) WHERE type = 'text'), ''))
-    ON CONFLICT (graph, item, ref) DO UPDATE SET words = excluded.words;
+    ON CONFLICT (graph, item, ref, relation, target) DO UPDATE SET words = excluded.words;
 END;
-CREATE TRIGGER memstore_edges__text_update AFTER UPDATE OF props ON memstore_edges
+CREATE TRIGGER memstore_edges__text_update AFTER UPDATE OF graph, source, relation, target, props
+ON memstore_edges
 BEGIN
-    UPDATE memstore_graph_text SET words = replace(new.relation, '_', ' ') || ' ' || coalesce(
+    UPDATE memstore_graph_text SET graph = new.graph, ref = new.source,
+        relation = new.relation, target = new.target,
+        words = replace(new.relation, '_', ' ') || ' ' || coalesce(
         (SELECT group_concat(value, ' ') FROM json_tree(new.props) WHERE type = 'text'), '')
-    WHERE graph = new.graph AND item = 'edge'
-      AND ref = new.source || char(31) || new.relation || char(31) || new.target;
+    WHERE graph = old.graph AND item = 'edge'
+      AND ref = old.source AND relation = old.relation AND target = old.target;
 END;
 CREATE TRIGGER memstore_edges__text_delete AFTER DELETE ON memstore_edges
 BEGIN
     DELETE FROM memstore_graph_text WHERE graph = old.graph AND item = 'edge'
-      AND ref = old.source || char(31) || old.relation || char(31) || old.target;
+      AND ref = old.source AND relation = old.relation AND target = old.target;
 END;
 
 INSERT INTO memstore_graph_text (graph, item, ref, words)
 SELECT graph, 'node', id, id || ' ' || kind || ' ' || coalesce(
     (SELECT group_concat(value, ' ') FROM json_tree(props) WHERE type = 'text'), '')
 FROM memstore_nodes;
-INSERT INTO memstore_graph_text (graph, item, ref, words)
-SELECT graph, 'edge', source || char(31) || relation || char(31) || target,
+INSERT INTO memstore_graph_text (graph, item, ref, relation, target, words)
+SELECT graph, 'edge', source, relation, target,
     replace(relation, '_', ' ') || ' ' || coalesce(
     (SELECT group_concat(value, ' ') FROM json_tree(props) WHERE type = 'text'), '')
 FROM memstore_edges;

@@ -210,3 +210,29 @@ def test_the_graph_index_survives_vacuum(file_store: memstore.Store) -> None:
     file_store.vacuum()
     assert [h.key for h in g.search("word31")] == ["n31"]
     assert file_store.check() == []
+
+
+def test_any_id_is_searchable_and_renames_by_other_tools_are_followed(
+    store: memstore.Store,
+) -> None:
+    g = store.graph("odd")
+    for node in ("a", "a\x1fb", "c", "b\x1fc"):
+        g.add_node(node, "thing")
+    # The same characters in another order: two edges, neither hidden by the other.
+    g.add_edge("a\x1fb", "c", "likes", {"note": "zebra"})
+    g.add_edge("a", "c", "b\x1flikes", {"note": "yak"})
+    assert [h.record.source for h in g.search("zebra")] == ["a\x1fb"]
+    assert [h.record.relation for h in g.search("yak")] == ["b\x1flikes"]
+    g.delete_edge("a", "c", "b\x1flikes")
+    assert g.search("yak") == [] and [h.key for h in g.search("zebra")] == ["a\x1fb likes c"]
+    with store.transaction():  # another tool renames a node and an edge's relation
+        store.connection.execute(
+            "UPDATE memstore_nodes SET id = 'q' WHERE graph = 'odd' AND id = 'b\x1fc'"
+        )
+        store.connection.execute(
+            "UPDATE memstore_edges SET relation = 'loves' WHERE graph = 'odd' AND target = 'c'"
+        )
+    assert [h.key for h in g.search("q")] == ["q"]
+    assert [h.key for h in g.search("zebra")] == ["a\x1fb loves c"]
+    assert g.search("likes") == []
+    assert store.check() == []
