@@ -6495,6 +6495,22 @@ def _edge(row: Any) -> Edge:
     )
 
 
+def _within_budget(
+    items: Iterable[dict[str, Any]], budget: int, used: int
+) -> tuple[list[dict[str, Any]], int, bool]:
+    """The items, in order, up to the first that does not fit in ``budget`` tokens (4
+    characters a token, as JSON) with ``used`` spent already: (items, tokens used then,
+    whether one was left out)."""
+    kept: list[dict[str, Any]] = []
+    for item in items:
+        size = math.ceil(len(json.dumps(item, ensure_ascii=False)) / 4)
+        if used + size > budget:
+            return kept, used, True
+        kept.append(item)
+        used += size
+    return kept, used, False
+
+
 def _validity(valid_from: Any, valid_to: Any) -> tuple[str | None, str | None]:
     """A period given for a fact or an edge: parsed (None where left out), and in order."""
     start = None if valid_from is None else _moment(valid_from, "valid_from", ValidationError)
@@ -6772,36 +6788,26 @@ class Graph:
             )
             for node in found:
                 order.setdefault(node.id, node)
-        for node_id in list(order):
-            if depth:
+        if depth:
+            for node_id in list(order):
                 for near in self.neighbors(node_id, direction="both", depth=depth, as_of=as_of):
                     order.setdefault(near.id, near)
-        nodes, used, truncated = [], 2, False
-        for node in order.values():
-            shown = {"id": node.id, "kind": node.kind, "props": node.props}
-            size = math.ceil(len(json.dumps(shown, ensure_ascii=False)) / 4)
-            if used + size > token_budget:
-                truncated = True
-                break
-            nodes.append(shown)
-            used += size
+        nodes, used, truncated = _within_budget(
+            ({"id": n.id, "kind": n.kind, "props": n.props} for n in order.values()),
+            token_budget,
+            2,
+        )
         kept = {n["id"] for n in nodes}
-        edges = []
-        for edge in self.edges(as_of=as_of):
-            if edge.source in kept and edge.target in kept:
-                shown = {
-                    "source": edge.source,
-                    "target": edge.target,
-                    "relation": edge.relation,
-                    "props": edge.props,
-                }
-                size = math.ceil(len(json.dumps(shown, ensure_ascii=False)) / 4)
-                if used + size > token_budget:
-                    truncated = True
-                    break
-                edges.append(shown)
-                used += size
-        return {"nodes": nodes, "edges": edges, "truncated": truncated, "tokens": used}
+        edges, used, cut = _within_budget(
+            (
+                {"source": e.source, "target": e.target, "relation": e.relation, "props": e.props}
+                for e in self.edges(as_of=as_of)
+                if e.source in kept and e.target in kept
+            ),
+            token_budget,
+            used,
+        )
+        return {"nodes": nodes, "edges": edges, "truncated": truncated or cut, "tokens": used}
 
     def delete_node(self, node_id: str) -> bool:
         """Delete a node and its edges; return whether there was one."""
