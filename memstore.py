@@ -2628,6 +2628,8 @@ class _CollectionVectors:
         models.
         """
         _no_known_at(known_at, "nearest")
+        if track:
+            self._need_hygiene("track")
         config = self._vector_config()
         metric = _check_metric(config["metric"] if metric is None else metric)
         if model is not None and model != config["model"]:
@@ -2646,7 +2648,6 @@ class _CollectionVectors:
             records = self._records_by_id([rid for rid, _ in found])
         l2 = metric == "l2"
         if track:
-            self._need_hygiene("track")
             self._note_accesses(records[rid][0] for rid, _ in found if rid in records)
         return [
             Neighbor(
@@ -2706,14 +2707,12 @@ class _CollectionVectors:
         half_life = None if recency is None else _seconds(recency, "recency")
         weight = None if importance is None else self._target(importance)
         q = self._query_vector(text if vector is None else vector)
-        fts, now = self._fts_table, _utcnow()
+        fts, now, view = self._fts_table, _utcnow(), self._view(as_of, None)[0]
         with self.store.transaction(immediate=False):  # both searches and the records: one snapshot
-            ranked = self._nearest_ids(
-                q, pool, where, _check_metric(config["metric"]), True, self._view(as_of, None)[0]
-            )
+            ranked = self._nearest_ids(q, pool, where, _check_metric(config["metric"]), True, view)
             text_rows: list[Any] = []
             if words:
-                clause, params = self._filter(where, as_of=self._view(as_of, None)[0])
+                clause, params = self._filter(where, as_of=view)
                 text_rows = _search(
                     self.store,
                     _match_sql(fts, self._table, "t", f"t.id, {fts}.rank", clause),
@@ -4062,6 +4061,8 @@ class Collection(_CollectionVectors):
         if not self.fts:
             raise QueryError(f"collection {self.name!r} has no full-text index (declare fts=[...])")
         _no_known_at(known_at, "search")
+        if track:
+            self._need_hygiene("track")
         _check_match(text)
         _check_count(limit, "limit")
         _check_count(offset, "offset")
@@ -4080,7 +4081,6 @@ class Collection(_CollectionVectors):
             bound = [highlight[0], highlight[1], snippet_tokens, text, *params, limit, offset]
             rows = _search(self.store, sql, bound, text)
         if track:
-            self._need_hygiene("track")
             self._note_accesses(row[0] for row in rows)
         return [Hit(key, self._decode(body), rank, snip, -rank) for key, body, rank, snip in rows]
 
