@@ -210,9 +210,12 @@ def _is_memstore(datasette: Any, database: str | None) -> bool:
 
 
 @hookimpl
-def render_cell(value: Any, column: str, table: str | None, database: str, datasette: Any) -> Any:
+def render_cell(
+    row: Any, value: Any, column: str, table: str | None, database: str, datasette: Any
+) -> Any:
     if column == "key" and isinstance(value, str) and table:
         links = []
+        fact_of = None
         base = f"/-/memstore/{quote(database, safe='')}"
         if _has_vectors(datasette, database, table):
             href = f"{base}/similar/{quote(table, safe='')}/{quote(value, safe='')}"
@@ -222,7 +225,11 @@ def render_cell(value: Any, column: str, table: str | None, database: str, datas
                 )
             )
         if _is_temporal(datasette, database, table):
-            subject = value.split("\x1f", 1)[0]  # a superseded fact: its subject's timeline
+            # A superseded fact's row (its key: the subject's, char(31), a ULID) links to
+            # its subject's timeline.
+            columns = row.keys()  # a sqlite3.Row: `in` would look at its values
+            fact_of = row["fact_of"] if "fact_of" in columns else None
+            subject = fact_of or value
             href = f"{base}/facts/{quote(table, safe='')}/{quote(subject, safe='')}"
             links.append(
                 Markup('<a class="memstore-similar" href="{}">timeline</a>').format(
@@ -230,7 +237,7 @@ def render_cell(value: Any, column: str, table: str | None, database: str, datas
                 )
             )
         if links:
-            shown = value.replace("\x1f", " · superseded ")
+            shown = f"{fact_of} · superseded {value.rsplit(chr(31), 1)[-1]}" if fact_of else value
             return Markup("{} {}").format(shown, Markup(" ").join(links))
     if column not in JSON_COLUMNS or not isinstance(value, str) or not table:
         return None

@@ -435,11 +435,14 @@ def test_a_temporal_records_timeline(tmp_path: Path) -> None:
         facts = store.collection("facts", fts=["text"], temporal=True)
         facts.put("ceo", {"text": "Alice <b>"}, valid_from="2026-01-01T00:00:00Z")
         facts.supersede("ceo", {"text": "Bob"}, at="2026-03-01T00:00:00Z")
+        facts.put("odd\x1fkey", {"text": "a key holding char(31)"})
         store.collection("plain").put("k", {})
     ds = datasette(path)
     table = get(ds, "/mem/facts").text
     assert "/-/memstore/mem/facts/facts/ceo" in table and ">timeline</a>" in table
     assert "superseded" in table  # the old fact's row, shown as its subject's
+    assert table.count(" · superseded ") == 1  # not the key that holds char(31)
+    assert "/-/memstore/mem/facts/facts/odd%1Fkey" in table
     page = get(ds, "/-/memstore/mem/facts/facts/ceo")
     assert page.status_code == 200
     html = page.text
