@@ -461,22 +461,22 @@ def _changes(
     prefix = f"{memory.scope}/"
     uris = []
     with memory.store.transaction(immediate=False):  # one snapshot
-        for key, updated in conn.execute(
-            f"SELECT key, updated_at FROM {MEMORIES} WHERE updated_at > ? ORDER BY updated_at",
+        for subject, updated in conn.execute(  # a superseded memory's row: its subject's
+            f"SELECT coalesce(fact_of, key), updated_at FROM {MEMORIES} WHERE updated_at > ? "
+            "ORDER BY updated_at",
             (newest,),
         ).fetchall():
-            newest = max(newest, str(updated))
-            subject = str(key).split("\x1f", 1)[0]  # a superseded memory: its subject's
+            newest, subject = max(newest, str(updated)), str(subject)
             if subject.startswith(prefix):
                 uris.append(f"memstore://memories/{subject[len(prefix) :]}")
-        for key, archived in conn.execute(
-            "SELECT key, archived_at FROM memstore_versions WHERE collection = ? "
-            "AND archived_at > ? ORDER BY archived_at",
+        for subject, archived in conn.execute(
+            "SELECT coalesce(fact_of, key), archived_at FROM memstore_versions "
+            "WHERE collection = ? AND archived_at > ? ORDER BY archived_at",
             (MEMORIES, deleted),
         ).fetchall():
-            deleted = max(deleted, str(archived))
-            if str(key).startswith(prefix):
-                uris.append(f"memstore://memories/{str(key)[len(prefix) :]}")
+            deleted, subject = max(deleted, str(archived)), str(subject)
+            if subject.startswith(prefix):
+                uris.append(f"memstore://memories/{subject[len(prefix) :]}")
         now = _graph_state(memory)
     if now != graph:
         uris.append("memstore://graph")
