@@ -994,20 +994,20 @@ class MemstoreStore(memstore.Adapter, BaseStore):
         now (or, after a delete, the one that held until then); a first value holds from
         now on. A change in the instant the value began waits for the next (memstore's
         clock counts milliseconds), so that every value held for a while."""
-        now = datetime.now(UTC)
-        if self.items.timeline(key):
+        try:  # an item with a past (not its whole timeline, read to learn that it has one)
             _next_instant(lambda: self.items.supersede(key, record, vector=parts))
-            if ttl is not None:
-                self.items.touch([key], ttl=ttl * 60)
+        except memstore.NotFoundError:  # a first value
+            self.items.put(
+                key,
+                record,
+                ttl=None if ttl is None else ttl * 60,
+                vector=parts,
+                valid_from=datetime.now(UTC),
+                valid_to=datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC),
+            )
             return
-        self.items.put(
-            key,
-            record,
-            ttl=None if ttl is None else ttl * 60,
-            vector=parts,
-            valid_from=now,
-            valid_to=datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC),
-        )
+        if ttl is not None:
+            self.items.touch([key], ttl=ttl * 60)
 
     def get(
         self,
