@@ -60,7 +60,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from itertools import islice
+from itertools import islice, zip_longest
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Self, cast
 
@@ -424,6 +424,8 @@ def _register_functions(conn: apsw.Connection) -> None:
         "_memstore_quantiles", lambda: cast("apsw.AggregateClass", _Quantiles()), 2
     )
     conn.create_scalar_function("_memstore_inflate", _inflate, 1, deterministic=True)
+    conn.register_fts5_function("_memstore_fts_stats", _fts_stats_function)
+    conn.register_fts5_function("_memstore_bm25", _bm25_function)
 
 
 def _connect(
@@ -1379,14 +1381,15 @@ class Store:
 
         >>> store.cleanup(older_than=timedelta(days=30))
         {'collection events': 12, 'event log agent-1': 40, 'conversations': 2,
-         'checkpoints': 7, 'cache llm': 3}
+         'checkpoints': 7, 'graph history': 4, 'cache llm': 3}
 
         Expired records and cache entries always go. ``older_than`` and
         ``keep_last`` apply to every collection (``by`` as in
         ``Collection.cleanup``), every event log and each thread's
         checkpoints (tagged ones and branch points are kept, as in
         ``Checkpoints.cleanup``); ``older_than`` also removes conversations
-        with no newer message. ``dry_run=True`` does the same work in a
+        with no newer message, and versions of graph nodes and edges replaced
+        before then (``Graph.cleanup``). ``dry_run=True`` does the same work in a
         transaction it then rolls back: the counts are exact and nothing
         changes (the write lock is held meanwhile). ``progress(done, total)``
         is called after each part.
@@ -1419,6 +1422,8 @@ class Store:
             steps.append(
                 ("checkpoints", functools.partial(self._cleanup_checkpoints, age, keep_last))
             )
+        if age is not None:
+            steps.append(("graph history", functools.partial(_cleanup_graph_history, self, age)))
         steps += [(f"cache {name}", self.cache(name).expire) for name in self._cache_names()]
         removed: dict[str, int] = {}
 
@@ -1741,6 +1746,9 @@ def _declaration_sql(old: _Meta, new: _Meta, columns: Mapping[str, str]) -> list
             statements.append(_index_sql(name, field_column(path)))
     if new.vectors is not None and old.vectors is None:
         statements.append(_vector_trigger_sql(name))
+    if new.temporal and new.vectors is not None and not (old.temporal and old.vectors):
+        statements += _vector_history_trigger_sql(name, drop=True)
+        statements += _vector_history_trigger_sql(name)
     return statements
 
 
@@ -2027,14 +2035,7 @@ class _VectorIndex:
         return "exact"
 
     def _best(self, scores: Any, ids: Any, k: int, metric: str) -> list[tuple[int, float]]:
-        """The k best records of these exact scores, a record counted once (its best part);
-        ties go by record id; L2 as the distance, the others as the score."""
-        found: dict[int, float] = {}
-        for position in self.np.lexsort((ids, -scores)):
-            if len(found) == k or not scores[position] > -math.inf:
-                break
-            found.setdefault(int(ids[position]), float(scores[position]))
-        return [(rid, abs(score) if metric == "l2" else score) for rid, score in found.items()]
+        return _best_records(self.np, scores, ids, k, metric)
 
     def _wide(
         self, q: Any, metric: str, k: int, slots: Any, exclude: list[int] | None
@@ -2348,6 +2349,17 @@ def _exact_scores(np: Any, rows: Any, q64: Any, metric: str) -> Any:
     return exact
 
 
+def _best_records(np: Any, scores: Any, ids: Any, k: int, metric: str) -> list[tuple[int, float]]:
+    """The k best records of these exact scores, a record counted once (its best part);
+    ties go by record id; L2 as the distance, the others as the score."""
+    found: dict[int, float] = {}
+    for position in np.lexsort((ids, -scores)):
+        if len(found) == k or not scores[position] > -math.inf:
+            break
+        found.setdefault(int(ids[position]), float(scores[position]))
+    return [(rid, abs(score) if metric == "l2" else score) for rid, score in found.items()]
+
+
 def _row_norms(np: Any, matrix: Any) -> Any:
     """Each row's Euclidean norm; 30 times faster than numpy.linalg.norm(axis=1) here."""
     return np.sqrt(np.einsum("ij,ij->i", matrix, matrix))
@@ -2570,6 +2582,20 @@ class _CollectionVectors:
         ) -> tuple[str, list[Any]]: ...
         def __len__(self) -> int: ...
         def _view(self, as_of: Any, known_at: Any) -> tuple[Any, str | None]: ...
+        def _known_ids(
+            self, where: Mapping[str, Any] | None, as_of: Any, known_at: str
+        ) -> list[int]: ...
+        def _known_records(
+            self, ids: Iterable[int], extra: str = "NULL", extra_params: Sequence[Any] = ()
+        ) -> dict[int, tuple[Any, ...]]: ...
+        def _known_matches(
+            self,
+            text: str,
+            ids: list[int],
+            n: int,
+            highlight: tuple[str, str] = ("[", "]"),
+            snippet_tokens: int = 12,
+        ) -> list[tuple[int, str, str, float, str]]: ...
         def _need_hygiene(self, what: str) -> None: ...
         def _note_accesses(self, keys: Iterable[str]) -> None: ...
 
@@ -2625,9 +2651,11 @@ class _CollectionVectors:
         the others: BENCHMARKS.md); ``exact=True`` always compares every
         vector. ``k=0`` gives [], a k past the matches gives them all.
         ``model``, if given, must be the collection's: queries never mix
-        models.
+        models. In a temporal collection, ``as_of`` ranks the facts that held
+        then, and ``known_at`` what the store held then, every vector compared
+        exactly: a replaced version by the vectors its record had while it
+        was current (kept in memstore_version_vectors).
         """
-        _no_known_at(known_at, "nearest")
         if track:
             self._need_hygiene("track")
         config = self._vector_config()
@@ -2640,12 +2668,16 @@ class _CollectionVectors:
         if exact is not None and not isinstance(exact, bool):
             raise QueryError(f"exact must be True, False or None, not {exact!r}")
         _check_count(k, "k")
-        q = self._query_vector(query)
+        q, (view, known) = self._query_vector(query), self._view(as_of, known_at)
         with self.store.transaction(immediate=False):  # the vectors and the records: one snapshot
-            found = self._nearest_ids(
-                q, k, where, metric, exact is not True, self._view(as_of, None)[0]
-            )
-            records = self._records_by_id([rid for rid, _ in found])
+            if known is not None:
+                found = self._nearest_known(q, k, self._known_ids(where, view, known), metric)
+                records = {
+                    rid: row[:2] for rid, row in self._known_records(r for r, _ in found).items()
+                }
+            else:
+                found = self._nearest_ids(q, k, where, metric, exact is not True, view)
+                records = self._records_by_id([rid for rid, _ in found])
         l2 = metric == "l2"
         if track:
             self._note_accesses(records[rid][0] for rid, _ in found if rid in records)
@@ -2692,12 +2724,20 @@ class _CollectionVectors:
         ``reinforcement=True`` (memory hygiene) multiplies by ``1 + 0.1 *
         ln(1 + access_count)``: memories read often rank higher. The whole is
         ``recall_score``. ``track=True`` counts the hits as reads. Each hit's
-        ``scores`` explains its score.
+        ``scores`` explains its score. In a temporal collection, ``as_of``
+        ranks the facts that held then and ``known_at`` what the store held
+        then (recency counted from ``known_at``; reinforcement, which counts
+        reads until now, is refused with it), as ``search`` and ``nearest`` do.
         """
-        _no_known_at(known_at, "hybrid")
         config = self._vector_config()
         if reinforcement or track:
             self._need_hygiene("reinforcement and track")
+        view, known = self._view(as_of, known_at)
+        if known is not None and reinforcement:
+            raise QueryError(
+                "reinforcement ranks by reads counted until now, which keep no history: "
+                "leave it out with known_at"
+            )
         if not self.fts:
             raise QueryError(f"collection {self.name!r} has no full-text index (declare fts=[...])")
         words = fts_words(_check_match(text))
@@ -2706,32 +2746,49 @@ class _CollectionVectors:
         _check_count(pool, "candidates")
         half_life = None if recency is None else _seconds(recency, "recency")
         weight = None if importance is None else self._target(importance)
-        q = self._query_vector(text if vector is None else vector)
-        fts, now, view = self._fts_table, _utcnow(), self._view(as_of, None)[0]
+        q, metric = self._query_vector(text if vector is None else vector), config["metric"]
+        fts = self._fts_table
+        # Recency counts from the time the ranking is for: now, or known_at.
+        now = _utcnow() if known is None else datetime.fromisoformat(known)
         with self.store.transaction(immediate=False):  # both searches and the records: one snapshot
-            ranked = self._nearest_ids(q, pool, where, _check_metric(config["metric"]), True, view)
             text_rows: list[Any] = []
-            if words:
-                clause, params = self._filter(where, as_of=view)
-                text_rows = _search(
-                    self.store,
-                    _match_sql(fts, self._table, "t", f"t.id, {fts}.rank", clause),
-                    [words, *params, pool, 0],
-                    words,
-                )
+            if known is not None:
+                ids = self._known_ids(where, view, known)
+                ranked = self._nearest_known(q, pool, ids, _check_metric(metric))
+                if words:
+                    text_rows = [row[::3] for row in self._known_matches(words, ids, pool)]
+            else:
+                ranked = self._nearest_ids(q, pool, where, _check_metric(metric), True, view)
+                if words:
+                    clause, params = self._filter(where, as_of=view)
+                    text_rows = _search(
+                        self.store,
+                        _match_sql(fts, self._table, "t", f"t.id, {fts}.rank", clause),
+                        [words, *params, pool, 0],
+                        words,
+                    )
             explain: dict[int, dict[str, Any]] = {}
             for rank, (rid, bm25) in enumerate(text_rows, 1):
                 explain[rid] = {"text_rank": rank, "bm25": bm25}
             for rank, (rid, similarity) in enumerate(ranked, 1):
                 explain.setdefault(rid, {}).update(vector_rank=rank, similarity=similarity)
-            extra = [weight.sql, *weight.params] if weight is not None else ["NULL"]
-            accesses = "t.access_count" if reinforcement else "0"
-            rows = self.store._fetch(
-                f"SELECT t.id, {self._key_sql}, t.body, t.updated_at, {extra[0]}, {accesses} "
-                f"FROM {self._table} AS t "
-                "WHERE t.id IN (SELECT value FROM json_each(?))",
-                [*extra[1:], json.dumps(list(explain))],
-            )
+            if known is not None:  # importance from the body itself: versions have no columns
+                extra = ["NULL"]
+                if importance is not None:
+                    extra = ["json_extract(t.body, ?)", _json_path(importance)]
+                rows = [
+                    (rid, *row, 0)
+                    for rid, row in self._known_records(explain, extra[0], extra[1:]).items()
+                ]
+            else:
+                extra = [weight.sql, *weight.params] if weight is not None else ["NULL"]
+                accesses = "t.access_count" if reinforcement else "0"
+                rows = self.store._fetch(
+                    f"SELECT t.id, {self._key_sql}, t.body, t.updated_at, {extra[0]}, {accesses} "
+                    f"FROM {self._table} AS t "
+                    "WHERE t.id IN (SELECT value FROM json_each(?))",
+                    [*extra[1:], json.dumps(list(explain))],
+                )
         hits = []
         for rid, key, body, updated_at, value, access_count in rows:
             scores: dict[str, Any] = dict.fromkeys(
@@ -3005,6 +3062,40 @@ class _CollectionVectors:
             )
         ]
         return index.search(q, metric, k, exclude=expired, approximate=approximate)
+
+    def _nearest_known(
+        self, q: Any, k: int, ids: list[int], metric: str
+    ) -> list[tuple[int, float]]:
+        """(id, score) of the k nearest of ``ids`` (from _known_ids), every vector compared
+        exactly: a row's own, and a replaced version's from memstore_version_vectors."""
+        config = self._vector_config()
+        if k == 0 or not ids:
+            return []
+        rows = self.store._fetch(
+            "SELECT record_id, vector FROM memstore_vectors WHERE collection = ? AND model = ? "
+            "AND dim = ? AND record_id IN (SELECT value FROM json_each(?)) "
+            "UNION ALL SELECT -v.id, x.vector FROM memstore_versions AS v "
+            "JOIN memstore_version_vectors AS x ON x.collection = v.collection "
+            "AND x.key = v.key AND x.version = v.version AND x.model = ? AND x.dim = ? "
+            "WHERE v.id IN (SELECT value FROM json_each(?))",
+            (
+                self.name,
+                config["model"],
+                config["dim"],
+                json.dumps([i for i in ids if i > 0]),
+                config["model"],
+                config["dim"],
+                json.dumps([-i for i in ids if i < 0]),
+            ),
+        )
+        if not rows:
+            return []
+        np = _numpy()
+        matrix = np.frombuffer(b"".join(row[1] for row in rows), "<f4")
+        matrix = matrix.reshape(len(rows), config["dim"]).astype(np.float64)
+        found = np.fromiter((row[0] for row in rows), np.int64, len(rows))
+        scores = _exact_scores(np, matrix, q.astype(np.float64), metric)
+        return _best_records(np, scores, found, k, metric)
 
     def _records_by_id(self, ids: list[int]) -> dict[int, tuple[str, str]]:
         rows = self.store._fetch(
@@ -4057,10 +4148,15 @@ class Collection(_CollectionVectors):
 
         ``text`` is an FTS5 query: words, "phrases", AND/OR/NOT, prefix*,
         ``column: word``. A query FTS5 cannot parse raises QueryError.
+        In a temporal collection, ``as_of`` searches the facts that held then
+        and ``known_at`` what the store held then (as for ``query``): versions
+        replaced since are searched too, through an index of their text made
+        for the query, and every hit is ranked by bm25 over the statistics of
+        the collection's index and that one together (FTS5's own formula), so
+        the ranks of current and replaced versions compare.
         """
         if not self.fts:
             raise QueryError(f"collection {self.name!r} has no full-text index (declare fts=[...])")
-        _no_known_at(known_at, "search")
         if track:
             self._need_hygiene("track")
         _check_match(text)
@@ -4073,13 +4169,23 @@ class Collection(_CollectionVectors):
             and all(isinstance(h, str) for h in highlight)
         ):
             raise QueryError(f"highlight must be two strings, not {highlight!r:.60}")
-        fts = self._fts_table
+        fts, (view, known) = self._fts_table, self._view(as_of, known_at)
         with self.store.transaction(immediate=False):  # the probe and the search: one snapshot
-            clause, params = self._filter_probed(where, self._view(as_of, None)[0])
-            columns = f"{self._key_sql}, t.body, {fts}.rank, snippet({fts}, -1, ?, ?, '…', ?)"
-            sql = _match_sql(fts, self._table, "t", columns, clause)
-            bound = [highlight[0], highlight[1], snippet_tokens, text, *params, limit, offset]
-            rows = _search(self.store, sql, bound, text)
+            if known is not None:
+                found = self._known_matches(
+                    text,
+                    self._known_ids(where, view, known),
+                    limit + offset,
+                    (highlight[0], highlight[1]),
+                    snippet_tokens,
+                )
+                rows = [row[1:] for row in found[offset:]]
+            else:
+                clause, params = self._filter_probed(where, view)
+                columns = f"{self._key_sql}, t.body, {fts}.rank, snippet({fts}, -1, ?, ?, '…', ?)"
+                sql = _match_sql(fts, self._table, "t", columns, clause)
+                bound = [highlight[0], highlight[1], snippet_tokens, text, *params, limit, offset]
+                rows = _search(self.store, sql, bound, text)
         if track:
             self._note_accesses(row[0] for row in rows)
         return [Hit(key, self._decode(body), rank, snip, -rank) for key, body, rank, snip in rows]
@@ -4482,6 +4588,13 @@ class Collection(_CollectionVectors):
                     strict=True,
                 )
             ]
+        if self.temporal and self.vectors is not None:
+            wanted += [
+                ("trigger", f"{self.name}__history_vectors_{event}", sql)
+                for event, sql in zip(
+                    ("update", "delete"), _vector_history_trigger_sql(self.name), strict=True
+                )
+            ]
         if self.temporal:
             wanted.append(
                 ("index", _index_name(self.name, "validity"), _validity_index_sql(self.name))
@@ -4724,8 +4837,110 @@ class Collection(_CollectionVectors):
             f"coalesce(v.fact_to, {_literal(NEVER_AFTER)}) "
             "FROM memstore_versions AS v WHERE v.collection = ? AND v.valid_from <= ? "
             "AND v.archived_at > ?"
-        )
+        )  # ids: the row's, or a replaced version's negated (see _known_records)
         return sql, [known_at, self.name, known_at, known_at]
+
+    def _known_ids(self, where: Mapping[str, Any] | None, as_of: Any, known_at: str) -> list[int]:
+        """What the store held at ``known_at`` matching ``where`` and valid ``as_of`` (then, by
+        default): rows' ids, and replaced versions' ids negated (see _known_records)."""
+        sql, params = self._select("t.id", where, None, None, 0, as_of, known_at)
+        return [row[0] for row in self.store._fetch(sql, params)]
+
+    def _known_records(
+        self, ids: Iterable[int], extra: str = "NULL", extra_params: Sequence[Any] = ()
+    ) -> dict[int, tuple[Any, ...]]:
+        """By id from _known_ids: (key, body, updated_at, ``extra``), ``extra`` an SQL
+        expression over ``t.body``; a replaced version was last updated when it began."""
+        ids = list(ids)
+        rows = self.store._fetch(
+            f"SELECT t.id, {self._key_sql}, t.body, t.updated_at, {extra} FROM {self._table} AS t "
+            "WHERE t.id IN (SELECT value FROM json_each(?)) "
+            f"UNION ALL SELECT -t.id, coalesce(t.fact_of, t.key), t.body, t.valid_from, {extra} "
+            "FROM memstore_versions AS t WHERE t.id IN (SELECT value FROM json_each(?))",
+            [
+                *extra_params,
+                json.dumps([i for i in ids if i > 0]),
+                *extra_params,
+                json.dumps([-i for i in ids if i < 0]),
+            ],
+        )
+        return {row[0]: tuple(row[1:]) for row in rows}
+
+    def _known_matches(
+        self,
+        text: str,
+        ids: list[int],
+        n: int,
+        highlight: tuple[str, str] = ("[", "]"),
+        snippet_tokens: int = 12,
+    ) -> list[tuple[int, str, str, float, str]]:
+        """(id, key, body, rank, snippet) of the ``n`` best full-text matches among ``ids``
+        (from _known_ids), best first: rows through the collection's index; replaced versions
+        through an index of their text made for the query in the connection's temporary
+        schema (never in the file), so their ranks weigh words against the versions only."""
+        fts, key, past = self._fts_table, self._key_sql, [-i for i in ids if i < 0]
+        snippet = "snippet({}, -1, ?, ?, '…', ?)"
+        current = [text, json.dumps([i for i in ids if i > 0]), n, 0]
+        if not past:
+            return _search(
+                self.store,
+                _match_sql(
+                    fts,
+                    self._table,
+                    "t",
+                    f"t.id, {key}, t.body, {fts}.rank, {snippet.format(fts)}",
+                    "t.id IN (SELECT value FROM json_each(?))",
+                ),
+                [*highlight, snippet_tokens, *current],
+                text,
+            )
+        # Replaced versions are indexed for the query; both indexes are ranked by bm25 over
+        # the statistics of the two together, so that their ranks compare.
+        temp = quote_identifier("_memstore_known_text")
+        columns = ", ".join(quote_identifier(field_column(p)) for p in self.fts)
+        values = ", ".join(f"json_extract(v.body, {_literal('$.' + p)})" for p in self.fts)
+        self.store._fetch(f"DROP TABLE IF EXISTS temp.{temp}")
+        self.store._fetch(
+            f"CREATE VIRTUAL TABLE temp.{temp} USING fts5({columns}, "
+            "tokenize='unicode61 remove_diacritics 2')"
+        )
+        try:
+            self.store._fetch(
+                f"INSERT INTO temp.{temp} (rowid, {columns}) SELECT v.id, {values} "
+                "FROM memstore_versions AS v WHERE v.id IN (SELECT value FROM json_each(?))",
+                (json.dumps(past),),
+            )
+            statistics = _fts_statistics(self.store, [fts, f"temp.{temp}"], text)
+            ranked = f"t.id, {key}, t.body, _memstore_bm25({fts}, ?) AS score, {snippet}"
+            rows = _search(
+                self.store,
+                _match_sql(
+                    fts,
+                    self._table,
+                    "t",
+                    ranked.format(fts),
+                    "t.id IN (SELECT value FROM json_each(?))",
+                    order="score, t.id",  # ties as the merge below orders them
+                ),
+                [statistics, *highlight, snippet_tokens, *current],
+                text,
+            )
+            ranked = (
+                f"-t.id, coalesce(t.fact_of, t.key), t.body, _memstore_bm25({temp}, ?) AS score, "
+                + snippet.format(temp)
+            )
+            rows += _search(
+                self.store,
+                _match_sql(
+                    f"temp.{temp}", "memstore_versions", "t", ranked, order="score, t.id DESC"
+                ),
+                [statistics, *highlight, snippet_tokens, text, n, 0],
+                text,
+            )
+        finally:
+            self.store._fetch(f"DROP TABLE IF EXISTS temp.{temp}")
+        rows.sort(key=lambda row: (row[3], row[0]))
+        return rows[:n]
 
     def _known_target(self, field: str) -> _Target:
         """_target for reads of what was known: every field from the JSON body."""
@@ -4836,14 +5051,70 @@ class Collection(_CollectionVectors):
 # --------------------------------------------------------------------------
 
 
-def _match_sql(fts: str, table: str, alias: str, columns: str, clause: str = "1") -> str:
+def _match_sql(
+    fts: str, table: str, alias: str, columns: str, clause: str = "1", order: str | None = None
+) -> str:
     """The one shape of memstore's full-text queries: the FTS5 index joined to its rows,
-    ``clause`` applied, best first. Binds, in order: the select list's parameters (in
-    ``columns``), the MATCH text, the clause's, then LIMIT and OFFSET."""
+    ``clause`` applied, best first (by ``order``, FTS5's rank by default). Binds, in order:
+    the select list's parameters (in ``columns``), the MATCH text, the clause's, then
+    LIMIT and OFFSET."""
+    name = fts.rpartition(".")[2]  # a MATCH names the table, not its schema
     return (
         f"SELECT {columns} FROM {fts} JOIN {table} AS {alias} ON {alias}.id = {fts}.rowid "
-        f"WHERE {fts} MATCH ? AND {clause} ORDER BY {fts}.rank LIMIT ? OFFSET ?"
+        f"WHERE {name} MATCH ? AND {clause} ORDER BY {order or name + '.rank'} LIMIT ? OFFSET ?"
     )
+
+
+def _fts_statistics(store: Store, indexes: Sequence[str], text: str) -> str:
+    """What bm25 weighs words by, summed over several FTS5 indexes of the same columns as
+    if they were one (for _memstore_bm25): JSON of their rows, tokens, and rows holding
+    each phrase of ``text``."""
+    rows = tokens = 0
+    hits: list[int] = []
+    for fts in indexes:
+        name = fts.rpartition(".")[2]
+        found = _search(
+            store,
+            f"SELECT _memstore_fts_stats({name}) FROM {fts} WHERE {name} MATCH ? LIMIT 1",
+            [text],
+            text,
+        ) or store._fetch(f"SELECT _memstore_fts_stats({name}) FROM {fts} LIMIT 1")
+        if found:
+            each = json.loads(found[0][0])
+            rows, tokens = rows + each["rows"], tokens + each["tokens"]
+            hits = [a + b for a, b in zip_longest(hits, each["hits"], fillvalue=0)]
+    return json.dumps({"rows": rows, "tokens": tokens, "hits": hits})
+
+
+def _fts_stats_function(api: apsw.FTS5ExtensionApi, *args: Any) -> str:
+    """_memstore_fts_stats(fts): the index's row and token counts, and how many rows hold
+    each phrase of the query (as FTS5's bm25 counts them), as JSON."""
+    if api.aux_data is None:
+        hits = []
+        for phrase in range(api.phrase_count):
+            rowids: list[int] = []
+            api.query_phrase(phrase, lambda found, into: into.append(found.rowid), rowids)
+            hits.append(len(rowids))
+        api.aux_data = json.dumps(
+            {"rows": api.row_count, "tokens": api.column_total_size(-1), "hits": hits}
+        )
+    return str(api.aux_data)
+
+
+def _bm25_function(api: apsw.FTS5ExtensionApi, statistics: Any = None, *args: Any) -> float:
+    """_memstore_bm25(fts, statistics): FTS5's bm25 (k1 1.2, b 0.75, every column weighing
+    1), with the statistics of _fts_statistics instead of the index's own."""
+    if api.aux_data is None:
+        given = json.loads(statistics)
+        rows = max(1, given["rows"])
+        idf = [max(1e-6, math.log((rows - hit + 0.5) / (hit + 0.5))) for hit in given["hits"]]
+        api.aux_data = (given["tokens"] / rows or 1.0, idf)
+    average, idf = api.aux_data
+    length, score = api.column_size(-1), 0.0
+    for phrase, weight in enumerate(idf[: api.phrase_count]):
+        count = sum(len(offsets) for offsets in api.phrase_locations(phrase))
+        score += weight * count * 2.2 / (count + 1.2 * (0.25 + 0.75 * length / average))
+    return -score
 
 
 #: FTS5's operator words: left out of a query built from plain words.
@@ -6526,6 +6797,48 @@ def _edges_valid_at(as_of: Any, alias: str = "") -> tuple[str, list[Any]]:
     return f"{alias}valid_from <= ? AND {alias}valid_to > ?", [moment, moment]
 
 
+def _cleanup_graph_history(
+    store: Store, older_than: timedelta | float | str, graph: str | None = None
+) -> int:
+    """Delete the versions of nodes and edges replaced more than ``older_than`` ago (of
+    one graph, or of all); return how many went."""
+    cutoff = _iso(_utcnow() - timedelta(seconds=_seconds(older_than, "older_than")))
+    removed = 0
+    with store.transaction():
+        for table in ("memstore_node_versions", "memstore_edge_versions"):
+            removed += len(
+                store._fetch(
+                    f"DELETE FROM {table} WHERE (graph = ? OR ? IS NULL) AND known_to < ? "
+                    "RETURNING id",
+                    (graph, graph, cutoff),
+                )
+            )
+    return removed
+
+
+def _graph_view(name: str, known_at: Any) -> tuple[str, str, list[Any]]:
+    """The graph's nodes and edges as the store held them at ``known_at`` (now when None):
+    two table expressions with the columns of memstore_nodes and memstore_edges, and
+    their parameters (the nodes', then the edges')."""
+    if known_at is None:
+        return "memstore_nodes", "memstore_edges", []
+    known = _moment(known_at, "known_at")
+    nodes = (
+        "(SELECT graph, id, kind, props, created_at, updated_at FROM memstore_nodes "
+        "WHERE graph = ? AND updated_at <= ? UNION ALL SELECT graph, node, kind, props, "
+        "created_at, known_from FROM memstore_node_versions WHERE graph = ? "
+        "AND known_from <= ? AND known_to > ?)"
+    )
+    edges = (
+        "(SELECT graph, source, target, relation, props, weight, created_at, updated_at, "
+        "valid_from, valid_to FROM memstore_edges WHERE graph = ? AND updated_at <= ? "
+        "UNION ALL SELECT graph, source, target, relation, props, weight, created_at, "
+        "known_from, valid_from, valid_to FROM memstore_edge_versions WHERE graph = ? "
+        "AND known_from <= ? AND known_to > ?)"
+    )
+    return nodes, edges, [name, known, name, known, known] * 2
+
+
 class Graph:
     """A small graph of facts with profiles; from ``Store.graph``.
 
@@ -6559,15 +6872,18 @@ class Graph:
             )
         return node_id
 
-    def node(self, node_id: str) -> Node:
-        """The node; NotFoundError if there is none."""
+    def node(self, node_id: str, *, known_at: Any = None) -> Node:
+        """The node (as the store held it ``known_at``, now by default); NotFoundError if
+        there is none."""
+        nodes, _, view = _graph_view(self.name, known_at)
         rows = self.store._fetch(
-            "SELECT id, kind, props, created_at, updated_at FROM memstore_nodes "
+            f"SELECT id, kind, props, created_at, updated_at FROM {nodes} "
             "WHERE graph = ? AND id = ?",
-            (self.name, node_id),
+            (*view[:5], self.name, node_id),
         )
         if not rows:
-            raise NotFoundError(f"no node {node_id!r} in graph {self.name!r}")
+            when = "" if known_at is None else f" known at {_moment(known_at, 'known_at')}"
+            raise NotFoundError(f"no node {node_id!r} in graph {self.name!r}{when}")
         return _node(rows[0])
 
     def add_edge(
@@ -6661,15 +6977,18 @@ class Graph:
         relation: str | None = None,
         as_of: Any = None,
         every: bool = False,
+        known_at: Any = None,
     ) -> list[Edge]:
         """Edges matching every endpoint and relation given, that hold ``as_of`` (now by
-        default; ``every=True``: whenever they hold)."""
-        valid, params = ("1", []) if every else _edges_valid_at(as_of)
+        default; ``every=True``: whenever they hold), as the store held them ``known_at``
+        (now by default; as_of defaults to it)."""
+        _, edges, view = _graph_view(self.name, known_at)
+        valid, params = ("1", []) if every else _edges_valid_at(as_of or known_at)
         sql = (
             "SELECT source, target, relation, props, weight, created_at, updated_at, "
-            f"valid_from, valid_to FROM memstore_edges WHERE graph = ? AND {valid}"
+            f"valid_from, valid_to FROM {edges} WHERE graph = ? AND {valid}"
         )
-        params = [self.name, *params]
+        params = [*view[5:], self.name, *params]
         for column, value in (("source", source), ("target", target), ("relation", relation)):
             if value is not None:
                 sql += f" AND {column} = ?"
@@ -6685,36 +7004,45 @@ class Graph:
         relation: str | None = None,
         depth: int = 1,
         as_of: Any = None,
+        known_at: Any = None,
     ) -> list[Node]:
         """Nodes reachable from ``node_id`` in at most ``depth`` steps, nearest first.
 
         ``direction`` is "out" (follow edges), "in" (against them) or "both".
         Cycles are fine: each node is listed once, at its shortest distance.
         Only edges that hold ``as_of`` (now by default) are followed.
+        ``known_at`` walks the graph as the store held it then (nodes and
+        edges changed or deleted since, as they were; ``as_of`` defaults to
+        it): "what did the agent believe on March 3rd about March 1st".
         """
-        valid, moments = _edges_valid_at(as_of, "e.")
+        valid, moments = _edges_valid_at(as_of or known_at, "e.")
+        nodes, edges, view = _graph_view(self.name, known_at)
         if direction not in _DIRECTIONS:
             raise ValidationError(f"direction must be one of {_DIRECTIONS}, not {direction!r}")
         _check_count(depth, "depth")
-        self.node(node_id)
+        self.node(node_id, known_at=known_at)
         steps = []
         if direction in ("out", "both"):
             steps.append(("source", "target"))
         if direction in ("in", "both"):
             steps.append(("target", "source"))
         rel = " AND e.relation = ?" if relation is not None else ""
+        prefix = ""
+        if known_at is not None:  # named once, read by each step of the walk
+            prefix = f"known_nodes AS {nodes}, known_edges AS {edges}, "
+            nodes, edges = "known_nodes", "known_edges"
         recursive = " UNION ".join(
-            f"SELECT e.{to}, walk.depth + 1 FROM walk JOIN memstore_edges AS e "
+            f"SELECT e.{to}, walk.depth + 1 FROM walk JOIN {edges} AS e "
             f"ON e.graph = ? AND e.{start} = walk.id{rel} AND {valid} WHERE walk.depth < ?"
             for start, to in steps
         )
-        params: list[Any] = [node_id]
+        params: list[Any] = [*view, node_id]
         for _ in steps:
             params += [self.name, *([relation] if relation is not None else []), *moments, depth]
         rows = self.store._fetch(
-            f"WITH RECURSIVE walk(id, depth) AS (SELECT ?, 0 UNION {recursive}) "
+            f"WITH RECURSIVE {prefix}walk(id, depth) AS (SELECT ?, 0 UNION {recursive}) "
             "SELECT n.id, n.kind, n.props, n.created_at, n.updated_at, min(walk.depth) AS d "
-            "FROM walk JOIN memstore_nodes AS n ON n.graph = ? AND n.id = walk.id "
+            f"FROM walk JOIN {nodes} AS n ON n.graph = ? AND n.id = walk.id "
             "WHERE walk.id <> ? GROUP BY n.id ORDER BY d, n.id",
             [*params, self.name, node_id],
         )
@@ -6808,6 +7136,13 @@ class Graph:
             used,
         )
         return {"nodes": nodes, "edges": edges, "truncated": truncated or cut, "tokens": used}
+
+    def cleanup(self, *, older_than: timedelta | float | str) -> int:
+        """Forget the versions of nodes and edges replaced more than ``older_than`` ago
+        (``known_at`` reads before then see less); return how many went. The graph's
+        nodes and edges themselves stay. ``Store.cleanup(older_than=...)`` does this for
+        every graph."""
+        return _cleanup_graph_history(self.store, older_than, self.name)
 
     def delete_node(self, node_id: str) -> bool:
         """Delete a node and its edges; return whether there was one."""
@@ -7141,6 +7476,9 @@ LAYER_TABLES = (
     "memstore_cache_stats",
     "memstore_versions",
     "memstore_version_counters",
+    "memstore_version_vectors",
+    "memstore_node_versions",
+    "memstore_edge_versions",
     "memstore_lg_checkpoints",
     "memstore_lg_blobs",
     "memstore_lg_writes",
@@ -7370,6 +7708,8 @@ _NATURAL_KEYS: dict[str, tuple[str, ...]] = {
     "memstore_messages": ("thread_id", "position"),
     "memstore_merges": ("branch_id", "into_id", "first_position"),
     "memstore_versions": ("collection", "key", "valid_from", "archived_at"),
+    "memstore_node_versions": ("graph", "node", "known_from", "known_to"),
+    "memstore_edge_versions": ("graph", "source", "relation", "target", "known_from", "known_to"),
 }
 
 # How a row whose key is there already is taken, per table: by default, not at all.
@@ -8206,6 +8546,37 @@ def _history_trigger_sql(table: str, *, drop: bool = False, temporal: bool = Fal
         f"WHEN {changed} BEGIN {archive.format(archived, 'update')} END",
         f"CREATE TRIGGER {names[1]} AFTER DELETE ON {quote_identifier(table)} "
         f"BEGIN {archive.format(_SQL_NOW, 'delete')} END",
+    ]
+
+
+def _vector_history_trigger_sql(table: str, *, drop: bool = False) -> list[str]:
+    """Triggers of a temporal collection with vectors copying a record's vectors into
+    memstore_version_vectors before a change archives its version (the number the history
+    trigger is about to give it), so that known_at reads compare the vectors it had."""
+    names = [
+        quote_identifier(f"{table}__history_vectors_{event}") for event in ("update", "delete")
+    ]
+    if drop:
+        return [f"DROP TRIGGER IF EXISTS {name}" for name in names]
+    collection = _literal(table)
+    copy = (
+        "INSERT INTO memstore_version_vectors (collection, key, version, model, part, dim, vector) "
+        f"SELECT {collection}, old.key, 1 + coalesce((SELECT last FROM memstore_version_counters "
+        f"WHERE collection = {collection} AND key = old.key), 0), model, part, dim, vector "
+        f"FROM memstore_vectors WHERE collection = {collection} AND record_id = old.id "
+        "ON CONFLICT (collection, key, version, model, part) DO UPDATE SET dim = excluded.dim, "
+        "vector = excluded.vector;"
+    )
+    changed = (
+        "old.body IS NOT new.body OR old.valid_from IS NOT new.valid_from "
+        "OR old.valid_to IS NOT new.valid_to"
+    )
+    # BEFORE: the record's vectors are still the old version's (a put writes the new ones
+    # after the row, and deleting the row deletes them).
+    return [
+        f"CREATE TRIGGER {names[0]} BEFORE UPDATE OF body, valid_from, valid_to "
+        f"ON {quote_identifier(table)} WHEN {changed} BEGIN {copy} END",
+        f"CREATE TRIGGER {names[1]} BEFORE DELETE ON {quote_identifier(table)} BEGIN {copy} END",
     ]
 
 

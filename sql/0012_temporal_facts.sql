@@ -123,3 +123,100 @@ SELECT graph, 'edge', source, relation, target,
     replace(relation, '_', ' ') || ' ' || coalesce(
     (SELECT group_concat(value, ' ') FROM json_tree(props) WHERE type = 'text'), '')
 FROM memstore_edges;
+
+-- What the store held at a time (known_at) for the graph and for vectors: each
+-- replaced or deleted node and edge, kept by triggers whoever writes, with the
+-- store time it was current, [known_from, known_to).
+CREATE TABLE memstore_node_versions (
+    id         INTEGER PRIMARY KEY,
+    graph      TEXT NOT NULL,
+    node       TEXT NOT NULL,
+    kind       TEXT NOT NULL,
+    props      TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    known_from TEXT NOT NULL,
+    known_to   TEXT NOT NULL
+);
+CREATE INDEX memstore_node_versions__known ON memstore_node_versions (graph, known_to);
+CREATE TABLE memstore_edge_versions (
+    id         INTEGER PRIMARY KEY,
+    graph      TEXT NOT NULL,
+    source     TEXT NOT NULL,
+    target     TEXT NOT NULL,
+    relation   TEXT NOT NULL,
+    props      TEXT NOT NULL,
+    weight     REAL NOT NULL,
+    created_at TEXT NOT NULL,
+    valid_from TEXT NOT NULL,
+    valid_to   TEXT NOT NULL,
+    known_from TEXT NOT NULL,
+    known_to   TEXT NOT NULL
+);
+CREATE INDEX memstore_edge_versions__known ON memstore_edge_versions (graph, known_to);
+
+-- A change stops the old version at the new updated_at, or at SQLite's now when
+-- the writer left updated_at alone (and then moves updated_at there too, so that
+-- the new version starts when the old one stopped).
+CREATE TRIGGER memstore_nodes__history_update AFTER UPDATE ON memstore_nodes
+WHEN old.graph IS NOT new.graph OR old.id IS NOT new.id OR old.kind IS NOT new.kind
+    OR old.props IS NOT new.props
+BEGIN
+    INSERT INTO memstore_node_versions
+        (graph, node, kind, props, created_at, known_from, known_to)
+    VALUES (old.graph, old.id, old.kind, old.props, old.created_at, old.updated_at,
+        CASE WHEN new.updated_at IS old.updated_at
+             THEN strftime('%Y-%m-%dT%H:%M:%f000Z', 'now') ELSE new.updated_at END);
+    UPDATE memstore_nodes SET updated_at = strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')
+    WHERE new.updated_at IS old.updated_at AND graph = new.graph AND id = new.id;
+END;
+CREATE TRIGGER memstore_nodes__history_delete AFTER DELETE ON memstore_nodes
+BEGIN
+    INSERT INTO memstore_node_versions
+        (graph, node, kind, props, created_at, known_from, known_to)
+    VALUES (old.graph, old.id, old.kind, old.props, old.created_at, old.updated_at,
+        strftime('%Y-%m-%dT%H:%M:%f000Z', 'now'));
+END;
+CREATE TRIGGER memstore_edges__history_update AFTER UPDATE ON memstore_edges
+WHEN old.graph IS NOT new.graph OR old.source IS NOT new.source
+    OR old.target IS NOT new.target OR old.relation IS NOT new.relation
+    OR old.props IS NOT new.props OR old.weight IS NOT new.weight
+    OR old.valid_from IS NOT new.valid_from OR old.valid_to IS NOT new.valid_to
+BEGIN
+    INSERT INTO memstore_edge_versions (graph, source, target, relation, props, weight,
+        created_at, valid_from, valid_to, known_from, known_to)
+    VALUES (old.graph, old.source, old.target, old.relation, old.props, old.weight,
+        old.created_at, old.valid_from, old.valid_to, old.updated_at,
+        CASE WHEN new.updated_at IS old.updated_at
+             THEN strftime('%Y-%m-%dT%H:%M:%f000Z', 'now') ELSE new.updated_at END);
+    UPDATE memstore_edges SET updated_at = strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')
+    WHERE new.updated_at IS old.updated_at AND graph = new.graph AND source = new.source
+      AND relation = new.relation AND target = new.target;
+END;
+CREATE TRIGGER memstore_edges__history_delete AFTER DELETE ON memstore_edges
+BEGIN
+    INSERT INTO memstore_edge_versions (graph, source, target, relation, props, weight,
+        created_at, valid_from, valid_to, known_from, known_to)
+    VALUES (old.graph, old.source, old.target, old.relation, old.props, old.weight,
+        old.created_at, old.valid_from, old.valid_to, old.updated_at,
+        strftime('%Y-%m-%dT%H:%M:%f000Z', 'now'));
+END;
+
+-- The vectors a record of a temporal collection had while a replaced version of it
+-- was current (its version number in memstore_versions), copied by the collection's
+-- "<name>__history_vectors_update" and "_delete" triggers before the change, so that
+-- nearest and hybrid can read what the store held at a time.
+CREATE TABLE memstore_version_vectors (
+    collection TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    version    INTEGER NOT NULL CHECK (version > 0),
+    model      TEXT NOT NULL,
+    part       TEXT NOT NULL DEFAULT '',
+    dim        INTEGER NOT NULL CHECK (dim > 0),
+    vector     BLOB NOT NULL CHECK (typeof(vector) = 'blob' AND length(vector) = 4 * dim),
+    PRIMARY KEY (collection, key, version, model, part)
+);
+CREATE TRIGGER memstore_versions__vectors_delete AFTER DELETE ON memstore_versions
+BEGIN
+    DELETE FROM memstore_version_vectors WHERE collection = old.collection
+        AND key = old.key AND version = old.version;
+END;

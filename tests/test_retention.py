@@ -119,6 +119,12 @@ def test_store_cleanup_covers_every_layer(store: memstore.Store) -> None:
     cache = store.cache("llm")
     cache.set("a", 1, ttl=1)
     store.connection.execute("UPDATE memstore_cache SET expires_at = '2000-01-01T00:00:00Z'")
+    graph = store.graph("g")
+    for kind in ("person", "robot", "person"):  # two replaced versions of the node
+        graph.add_node("ada", kind)
+    store.connection.execute(  # one of them replaced long ago
+        "UPDATE memstore_node_versions SET known_to = '2020-01-01' WHERE kind = 'person'"
+    )
     calls: list[tuple[int, int]] = []
     # Old events go, but the newest two always stay; young notes and checkpoints stay.
     everything = {
@@ -126,6 +132,7 @@ def test_store_cleanup_covers_every_layer(store: memstore.Store) -> None:
         "event log agent": 4,
         "conversations": 1,
         "checkpoints": 0,
+        "graph history": 1,
         "cache llm": 1,
     }
     dry = store.cleanup(older_than=timedelta(days=365), keep_last=2, dry_run=True)
@@ -138,7 +145,7 @@ def test_store_cleanup_covers_every_layer(store: memstore.Store) -> None:
         )
         == everything
     )
-    assert calls == [(n, 5) for n in range(1, 6)]
+    assert calls == [(n, 6) for n in range(1, 7)]
     assert notes.count() == 5 and len(log) == 2 and len(cp.history("t1")) == 4
     assert store.cleanup(keep_last=2)["collection notes"] == 3
     assert [t.id for t in conv.threads()] == ["new"] and cache.get("a") is None

@@ -4,6 +4,7 @@ checked against a plain-Python model of bi-temporal facts, and hostile input."""
 from __future__ import annotations
 
 import copy
+import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -196,6 +197,60 @@ def test_as_of_and_known_at_agree_with_a_model(
         assert store.check() == []
 
 
+def vector_of(n: int) -> list[float]:
+    angle = n * 0.37
+    return [math.cos(angle), math.sin(angle)]
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(ops=operations)
+def test_search_and_nearest_known_at_agree_with_the_model(
+    monkeypatch: pytest.MonkeyPatch, ops: list[tuple[Any, ...]]
+) -> None:
+    """What search and nearest find as the store knew it then, ranked by the vectors the
+    records had then, is what the model held."""
+    pytest.importorskip("numpy")
+    clock = Clock(monkeypatch)
+    with memstore.Store(":memory:") as store:
+        facts = store.collection(
+            "facts", fts=["text"], temporal=True, vectors={"dim": 2, "model": "m"}
+        )
+        state: dict[str, Any] = {}
+        snapshots: list[dict[str, Any]] = [copy.deepcopy(state)]
+        for step, (kind, key, body, a, b) in enumerate(ops, 1):
+            clock.at(step)
+            body = {**body, "text": f"fact n{body['n']}"}
+            a = DAY[4] if kind != "put" and a is None else a
+            if model_apply(state, (kind, key, body, a, b)):
+                if kind == "put":
+                    facts.put(key, body, valid_from=a, valid_to=b, vector=vector_of(body["n"]))
+                elif kind == "supersede":
+                    facts.supersede(key, body, at=a, vector=vector_of(body["n"]))
+                else:
+                    facts.invalidate(key, at=a)
+            snapshots.append(copy.deepcopy(state))
+        query = [1.0, 0.0]
+        for step, snapshot in enumerate(snapshots):
+            for t in DAY[::3]:
+                held = {
+                    key: record
+                    for key in ("a", "b")
+                    if (record := model_get(snapshot, key, t)) is not None
+                }
+                known = clock.stamp(step + 0.5)
+                found = facts.search("fact", as_of=t, known_at=known)
+                assert {h.key: h.record for h in found} == held, (step, t)
+                near = facts.nearest(query, k=5, as_of=t, known_at=known)
+                assert {n.key: n.record for n in near} == held, (step, t)
+                for n in near:  # scored by the vector the record had then
+                    assert n.score == pytest.approx(vector_of(n.record["n"])[0])
+                fused = facts.hybrid("fact", vector=query, as_of=t, known_at=known)
+                assert {h.key: h.record for h in fused} == held
+        assert store.check() == []
+
+
 # -- hostile input ------------------------------------------------------------
 
 
@@ -342,10 +397,65 @@ def test_check_finds_periods_other_tools_wrote_wrong(facts: memstore.Collection)
     assert any("valid_to is not after valid_from" in p for p in facts.store.check())
 
 
-def test_ranking_by_what_was_known_then_is_refused_clearly(facts: memstore.Collection) -> None:
-    facts.put("a", {"text": "x"})
-    with pytest.raises(memstore.QueryError, match=r"query\(known_at"):
-        facts.search("x", known_at=DAY[0])
+def test_reinforcement_of_what_was_known_then_is_refused_clearly(store: memstore.Store) -> None:
+    pytest.importorskip("numpy")
+    notes = store.collection(
+        "notes", fts=["text"], temporal=True, hygiene={}, vectors={"dim": 2, "model": "m"}
+    )
+    notes.put("a", {"text": "x"}, vector=[1.0, 0.0])
+    with pytest.raises(memstore.QueryError, match="reads counted until now"):
+        notes.hybrid("x", vector=[1.0, 0.0], known_at=DAY[0], reinforcement=True)
+    assert notes.hybrid("x", vector=[1.0, 0.0], known_at=DAY[0]) == []  # known_at: before it
+
+
+def test_search_known_at_ranks_as_one_index_of_the_same_texts_would(
+    facts: memstore.Collection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The yardstick: a plain FTS5 table (Python's sqlite3) holding the collection's texts
+    and the replaced versions' together, ranked by FTS5's own bm25."""
+    import sqlite3
+
+    clock = Clock(monkeypatch)
+    vocabulary = ["river", "stone", "cloud", "tree", "lake", "hill", "road", "mill", "bell"]
+
+    def text(i: int) -> str:  # words of unequal frequency, and texts of unequal length
+        return " ".join(vocabulary[(i * i + j * 5) % 9] for j in range(1 + i % 4)) + f" w{i}"
+
+    clock.at(1)
+    for i in range(40):
+        facts.put(f"k{i}", {"text": text(i)})
+    clock.at(2)
+    for i in range(0, 40, 3):  # corrections: the old texts become replaced versions
+        facts.put(f"k{i}", {"text": f"{text(i + 1)} corrected"})
+    for i in range(1, 40, 5):
+        facts.delete(f"k{i}")
+    reference = sqlite3.connect(":memory:")
+    reference.execute("CREATE VIRTUAL TABLE t USING fts5(text, key UNINDEXED, known UNINDEXED)")
+    conn, then = facts.store.connection, clock.stamp(1.5)
+    for row in conn.execute(  # the collection's texts, marked when they were held then
+        "SELECT json_extract(body, '$.text'), key, updated_at <= ? FROM facts", (then,)
+    ):
+        reference.execute("INSERT INTO t VALUES (?, ?, ?)", row)
+    for row in conn.execute(  # and the versions held then, replaced since
+        "SELECT json_extract(body, '$.text'), key, 1 FROM memstore_versions "
+        "WHERE collection = 'facts' AND valid_from <= ? AND archived_at > ?",
+        (then, then),
+    ):
+        reference.execute("INSERT INTO t VALUES (?, ?, ?)", row)
+    for query in ("river", "stone OR cloud", "river AND lake", "tree mill", "bell OR w3"):
+        found = facts.search(query, known_at=then, limit=100)
+        expected = reference.execute(
+            "SELECT key, bm25(t) FROM t WHERE t MATCH ? AND known = 1 ORDER BY rank", (query,)
+        ).fetchall()
+        assert expected and expected[0][1] < -0.01, query  # words that weigh something
+        assert sorted(h.key for h in found) == sorted(key for key, _ in expected), query
+        assert [h.rank for h in found] == pytest.approx([rank for _, rank in expected]), query
+        # the newest texts, unchanged, are FTS5's own
+    assert [h.key for h in facts.search("corrected", known_at=then)] == []
+    assert (
+        facts.search("river", known_at=then, limit=3, offset=2)
+        == facts.search("river", known_at=then, limit=100)[2:5]
+    )
 
 
 def test_a_fact_can_hold_again_after_a_gap(facts: memstore.Collection) -> None:
@@ -359,3 +469,94 @@ def test_a_fact_can_hold_again_after_a_gap(facts: memstore.Collection) -> None:
         (DAY[0], DAY[3]),
         (DAY[6], None),
     ]
+
+
+def test_graph_known_at_walks_the_graph_the_store_held(
+    store: memstore.Store, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    clock = Clock(monkeypatch)
+    g = store.graph("org")
+    clock.at(1)
+    for node, kind in (("alice", "person"), ("acme", "company"), ("bob", "person")):
+        g.add_node(node, kind, {"city": "Paris"})
+    g.add_edge("alice", "acme", "works_at", {"role": "engineer"})
+    g.add_edge("acme", "bob", "employs")
+    clock.at(2)
+    g.add_node("alice", "person", {"city": "Rome"})
+    g.add_edge("alice", "acme", "works_at", {"role": "cto"})
+    g.invalidate_edge("acme", "bob", "employs", at=DAY[3])
+    clock.at(3)
+    g.delete_node("bob")  # and its edge
+    then, between = clock.stamp(1.5), clock.stamp(2.5)
+    assert [n.id for n in g.neighbors("alice", depth=2)] == ["acme"]
+    assert [(n.id, n.depth) for n in g.neighbors("alice", depth=2, known_at=then)] == [
+        ("acme", 1),
+        ("bob", 2),
+    ]
+    assert g.node("alice", known_at=then).props == {"city": "Paris"}
+    assert g.node("bob", known_at=between).kind == "person"
+    with pytest.raises(memstore.NotFoundError, match="known at"):
+        g.node("bob", known_at=clock.stamp(0.5))
+    assert [e.props for e in g.edges(relation="works_at", known_at=then)] == [{"role": "engineer"}]
+    # Between: the edge was known to stop holding on DAY[3]; as_of reads either side.
+    assert [n.id for n in g.neighbors("acme", known_at=between, as_of=DAY[5])] == []
+    assert [n.id for n in g.neighbors("acme", known_at=between, as_of=DAY[1])] == ["bob"]
+    # Another tool's writes are kept as history too.
+    store.connection.execute(
+        'UPDATE memstore_nodes SET props = \'{"city": "Oslo"}\' '
+        "WHERE graph = 'org' AND id = 'acme'"
+    )
+    assert g.node("acme", known_at=between).props == {"city": "Paris"}
+    # The history goes with an export, and Graph.cleanup forgets it.
+    store.export(tmp_path / "out")
+    with memstore.Store(tmp_path / "copy.db") as other:
+        other.import_(tmp_path / "out")
+        copied = other.graph("org")
+        assert copied.neighbors("alice", depth=2, known_at=then) == g.neighbors(
+            "alice", depth=2, known_at=then
+        )
+        assert other.check() == []
+    clock.at(100)  # versions replaced at step 2 go; those SQLite's clock stopped stay
+    assert g.cleanup(older_than="1s") == 3
+    with pytest.raises(memstore.NotFoundError):  # what alice was then is forgotten
+        g.neighbors("alice", depth=2, known_at=then)
+    assert store.check() == []
+
+
+def test_graph_known_at_refuses_bad_times(store: memstore.Store) -> None:
+    g = store.graph("g")
+    g.add_node("a", "x")
+    for bad in ("yesterday", datetime(2026, 1, 1), 12):
+        with pytest.raises(memstore.QueryError):
+            g.neighbors("a", known_at=bad)
+        with pytest.raises(memstore.QueryError):
+            g.edges(known_at=bad)
+
+
+def test_replaced_versions_keep_the_vectors_they_had(
+    store: memstore.Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("numpy")
+    clock = Clock(monkeypatch)
+    notes = store.collection("notes", vectors={"dim": 2, "model": "m"})
+    store.collection("notes", temporal=True)  # declared temporal later: the triggers come too
+    clock.at(1)
+    notes.put("a", {"text": "one"}, vector=[1.0, 0.0])
+    clock.at(2)
+    notes.put("a", {"text": "two"}, vector=[0.0, 1.0])  # a correction, new vector
+    clock.at(3)
+    notes.put("a", {"text": "three"})  # no vector given: it keeps the one it has
+    store.connection.execute("DELETE FROM notes")  # another tool deletes it
+    for step, text, score in ((1.5, "one", 1.0), (2.5, "two", 0.0), (3.5, "three", 0.0)):
+        (hit,) = notes.nearest([1.0, 0.0], known_at=clock.stamp(step))
+        assert (hit.record["text"], hit.score) == (text, pytest.approx(score))
+    assert notes.nearest([1.0, 0.0]) == []
+    (kept,) = store.connection.execute("SELECT count(*) FROM memstore_version_vectors").fetchone()
+    assert kept == 3
+    store.connection.execute("DROP TRIGGER notes__history_vectors_delete")
+    assert any("notes__history_vectors_delete" in p for p in store.check())
+    store.repair()
+    assert store.check() == []
+    store.connection.execute("DELETE FROM memstore_versions")  # retention, or another tool
+    (left,) = store.connection.execute("SELECT count(*) FROM memstore_version_vectors").fetchone()
+    assert left == 0
