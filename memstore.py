@@ -1726,6 +1726,12 @@ def _declaration_sql(old: _Meta, new: _Meta, columns: Mapping[str, str]) -> list
                     f"ALTER TABLE {quote_identifier(name)} ADD COLUMN {column} {kind}"
                 )
         statements.append(_index_sql(name, "content_hash"))
+    if (new.temporal, new.hygiene is None) != (old.temporal, old.hygiene is None):
+        added = list(new.fields)  # the fields' indexes take the columns reads test
+        statements += [
+            f"DROP INDEX IF EXISTS {quote_identifier(_index_name(name, field_column(p)))}"
+            for p in new.fields
+        ]
     if new.history != old.history or new.temporal != old.temporal:
         statements += _history_trigger_sql(name, drop=True)
         if new.history:
@@ -1743,7 +1749,7 @@ def _declaration_sql(old: _Meta, new: _Meta, columns: Mapping[str, str]) -> list
         if path in led:
             statements.append(f"DROP INDEX IF EXISTS {quote_identifier(index)}")
         elif path in added:
-            statements.append(_index_sql(name, field_column(path)))
+            statements.append(_field_index_sql(new, path))
     if new.vectors is not None and old.vectors is None:
         statements.append(_vector_trigger_sql(name))
     if new.temporal and new.vectors is not None and not (old.temporal and old.vectors):
@@ -3988,22 +3994,23 @@ class Collection(_CollectionVectors):
         _check_key(key)
         if track:
             self._need_hygiene("track")
-            found = self.get(
+            record = self.get(
                 key, _MISSING if default is _MISSING else None, as_of=as_of, known_at=known_at
             )
-            if found is not None:
+            if record is not None:
                 self._note_accesses([key])
-                return found
+                return record
             return default
-        if self.temporal or self.hygiene is not None:  # read by filter: validity, forgotten
-            order = "-valid_from" if self.temporal else None
-            found = self.query(
-                {"key": key}, order_by=order, limit=1, as_of=as_of, known_at=known_at
-            )
+        view, known = self._view(as_of, known_at)  # refused on a collection that is not temporal
+        if self.temporal or self.hygiene is not None:  # validity, forgotten
+            found: Sequence[Any] | None = None if known else self._get_by_key(key, view)
+            if found is None and self.temporal:  # a superseded fact may hold then
+                found = self.query(
+                    {"key": key}, order_by="-valid_from", limit=1, as_of=as_of, known_at=known_at
+                )
             if found:
                 return found[0]
         else:
-            self._view(as_of, known_at)  # refused on a collection that is not temporal
             rows = self.store._fetch(
                 f"SELECT body, expires_at FROM {self._table} WHERE key = ?", (key,)
             )
@@ -4566,11 +4573,7 @@ class Collection(_CollectionVectors):
         ]
         led = _leading_fields(self._meta.indexes)  # served by an index over several fields
         wanted += [
-            (
-                "index",
-                _index_name(self.name, field_column(p)),
-                _index_sql(self.name, field_column(p)),
-            )
+            ("index", _index_name(self.name, field_column(p)), _field_index_sql(self._meta, p))
             for p in self.fields
             if p not in led
         ]
@@ -4839,6 +4842,25 @@ class Collection(_CollectionVectors):
             "AND v.archived_at > ?"
         )  # ids: the row's, or a replaced version's negated (see _known_records)
         return sql, [known_at, self.name, known_at, known_at]
+
+    def _get_by_key(self, key: str, as_of: Any) -> tuple[Any] | None:
+        """(the record,) when the key's own row is live, not forgotten and (in a temporal
+        collection) holds ``as_of``: one lookup by key. Else None: in a temporal collection
+        a superseded fact may hold then (a query by subject decides)."""
+        validity = "valid_from, valid_to" if self.temporal else "'', '~'"
+        forgotten = "forgotten_at" if self.hygiene is not None else "NULL"
+        rows = self.store._fetch(
+            f"SELECT body, expires_at, {validity}, {forgotten} FROM {self._table} WHERE key = ?",
+            (key,),
+        )
+        if not rows:
+            return None
+        now = _iso(_utcnow())
+        moment = now if as_of is _MISSING else _moment(as_of, "as_of")
+        body, expires, start, end, forgotten_at = rows[0]
+        if (expires is None or expires > now) and start <= moment < end and forgotten_at is None:
+            return (self._decode(body),)
+        return None
 
     def _known_ids(self, where: Mapping[str, Any] | None, as_of: Any, known_at: str) -> list[int]:
         """What the store held at ``known_at`` matching ``where`` and valid ``as_of`` (then, by
@@ -8438,12 +8460,24 @@ def _index_name(table: str, column: str) -> str:
     return f"{table}__{column}_idx"  # collection names have no "__", so never ambiguous
 
 
-def _index_sql(table: str, column: str) -> str:
+def _index_sql(table: str, column: str, then: Sequence[str] = ()) -> str:
+    """The index of one column, ``then`` other columns after it (see _field_index_sql)."""
     partial = " WHERE expires_at IS NOT NULL" if column == "expires_at" else ""
+    columns = ", ".join(quote_identifier(c) for c in (column, *then))
     return (
         f"CREATE INDEX IF NOT EXISTS {quote_identifier(_index_name(table, column))} "
-        f"ON {quote_identifier(table)} ({quote_identifier(column)}){partial}"
+        f"ON {quote_identifier(table)} ({columns}){partial}"
     )
+
+
+def _field_index_sql(meta: _Meta, path: str) -> str:
+    """A declared field's index. In a temporal collection (and one with hygiene) it holds
+    the columns every read tests as well, validity (and forgotten_at), so that a filter
+    or count by the field is answered from the index alone, as in a plain collection."""
+    then: tuple[str, ...] = ("valid_from", "valid_to") if meta.temporal else ()
+    if meta.hygiene is not None:
+        then += ("forgotten_at",)
+    return _index_sql(meta.name, field_column(path), then)
 
 
 def _compound_index_name(table: str, spec: tuple[tuple[str, ...], bool]) -> str:
