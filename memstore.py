@@ -1056,9 +1056,12 @@ class Store:
         """Saved agent states with history, branches and diffs; see Checkpoints."""
         return Checkpoints(self)
 
-    def graph(self, name: str) -> Graph:
-        """A graph of nodes, edges and profiles; see Graph."""
-        return Graph(self, name)
+    def graph(self, name: str, *, vectors: Mapping[str, Any] | None = None) -> Graph:
+        """A graph of nodes, edges and profiles; see Graph. ``vectors={"dim": ...,
+        "model": ..., "metric": ..., "embed": ...}`` lets its nodes carry embeddings
+        (``add_node(vector=)``, or embedded from their words by ``embed``) and be found
+        by ``Graph.nearest``."""
+        return Graph(self, name, vectors=vectors)
 
     def cache(self, name: str, *, ttl: timedelta | float | str | None = None) -> Cache:
         """A TTL cache of JSON values with a default ``ttl``; see Cache."""
@@ -1089,6 +1092,13 @@ class Store:
         problems += [
             f"{count} vectors of {name!r}, which is not a collection with vectors"
             for name, count in self._fetch(_STRAY_VECTORS_SQL.format("collection, count(*)"))
+        ]
+        problems += [
+            f"{count} vectors of nodes no longer in graph {name[6:]!r}"
+            for name, count in self._fetch(
+                "SELECT collection, count(*) FROM memstore_vectors "
+                f"WHERE {_GRAPH_VECTOR_ORPHAN} GROUP BY collection"
+            )
         ]
         with contextlib.suppress(MemstoreError):  # a read-only file: check what is there
             _catch_up_messages(self)
@@ -1128,6 +1138,11 @@ class Store:
             for (name,) in self._fetch(_STRAY_VECTORS_SQL.format("DISTINCT collection")):
                 self._fetch("DELETE FROM memstore_vectors WHERE collection = ?", (name,))
                 done.append(f"deleted the vectors of {name!r}, which is not a collection")
+            gone = self._fetch(
+                f"DELETE FROM memstore_vectors WHERE {_GRAPH_VECTOR_ORPHAN} RETURNING collection"
+            )
+            for name in sorted({row[0] for row in gone}):
+                done.append(f"deleted the vectors of nodes no longer in graph {name[6:]!r}")
         for fts in _LAYER_FTS:
             if _fts_problems(self, fts):
                 with self.transaction():
@@ -1280,16 +1295,18 @@ class Store:
                 "temporal": meta.temporal,
             }
         if collections is None:
-            for table in LAYER_TABLES:
-                columns = [
-                    r[1] for r in self._fetch(f"PRAGMA table_info({quote_identifier(table)})")
-                ]
-                rows = self._stream(
-                    f"SELECT {', '.join(map(quote_identifier, columns))} "
-                    f"FROM {quote_identifier(table)} ORDER BY rowid",
-                    (),
-                    functools.partial(_row_dict, columns),
-                )
+            for table in _EXPORT_TABLES:
+                if table == "memstore_graph_vectors":  # by graph and node: ids are this file's
+                    columns, sql = list(_GRAPH_VECTOR_COLUMNS), _GRAPH_VECTORS_SQL
+                else:
+                    columns = [
+                        r[1] for r in self._fetch(f"PRAGMA table_info({quote_identifier(table)})")
+                    ]
+                    sql = (
+                        f"SELECT {', '.join(map(quote_identifier, columns))} "
+                        f"FROM {quote_identifier(table)} ORDER BY rowid"
+                    )
+                rows = self._stream(sql, (), functools.partial(_row_dict, columns))
                 file = f"tables/{table}.jsonl"
                 manifest["tables"][table] = {
                     "file": file,
@@ -1787,10 +1804,19 @@ class HybridHit(NamedTuple):
     scores: dict[str, Any]
 
 
-# Vectors of a collection that is gone, or has no vectors declared (dropped by another tool).
+# Vectors of a collection that is gone, or has no vectors declared (dropped by another
+# tool); a graph's ("graph:" and its name) are its nodes'.
 _STRAY_VECTORS_SQL = (
     "SELECT {} FROM memstore_vectors WHERE collection NOT IN "
-    "(SELECT name FROM _memstore_collections WHERE vectors IS NOT NULL) GROUP BY collection"
+    "(SELECT name FROM _memstore_collections WHERE vectors IS NOT NULL) "
+    "AND substr(collection, 1, 6) <> 'graph:' GROUP BY collection"
+)
+
+# Vectors of a graph's nodes that are gone (deleted with triggers off, by another tool).
+_GRAPH_VECTOR_ORPHAN = (
+    "substr(memstore_vectors.collection, 1, 6) = 'graph:' AND NOT EXISTS (SELECT 1 "
+    "FROM memstore_graph_text AS g WHERE g.id = memstore_vectors.record_id "
+    "AND g.item = 'node' AND 'graph:' || g.graph = memstore_vectors.collection)"
 )
 
 # Deleted in this order with a collection: the vectors, then the log of their deletes.
@@ -6871,20 +6897,44 @@ class Graph:
     >>> g.neighbors("ada", depth=2)
     """
 
-    def __init__(self, store: Store, name: str) -> None:
+    def __init__(
+        self, store: Store, name: str, *, vectors: Mapping[str, Any] | None = None
+    ) -> None:
         if not isinstance(name, str) or not name:
             raise ValidationError(f"a graph name must be a non-empty string, not {name!r}")
         self.store = store
         self.name = name
+        if vectors is not None and "fields" in vectors:
+            raise ValidationError("a graph embeds its nodes' words: vectors takes no fields")
+        declared, self.embed = _normalize_vectors(vectors)
+        self.vectors = None if declared is None else {"metric": "cosine", **declared}
+        # Node vectors live in memstore_vectors under this name (no collection has a
+        # colon in its name), keyed by the node's row in memstore_graph_text.
+        self._vector_name = f"graph:{name}"
+        self._model_checked = False
 
     def __repr__(self) -> str:
         return f"<memstore.Graph {self.name!r}>"
 
-    def add_node(self, node_id: str, kind: str, props: Mapping[str, Any] | None = None) -> str:
-        """Insert or update a node (its kind and props replaced); return its id."""
+    def add_node(
+        self,
+        node_id: str,
+        kind: str,
+        props: Mapping[str, Any] | None = None,
+        *,
+        vector: Any = None,
+    ) -> str:
+        """Insert or update a node (its kind and props replaced); return its id.
+
+        With ``vectors`` declared, ``vector`` is the node's embedding; left out,
+        a handle with ``embed`` embeds the node's words (its id, kind and the
+        text of its props), and one without keeps the vector the node has.
+        """
         _check_key(node_id)
         _check_key(kind)
         body, now = _dumps(_mapping(props, "props")), _iso(_utcnow())
+        if vector is not None:
+            blob = _vector_blob(vector, self._vector_config()["dim"])
         with self.store.transaction():
             self.store._fetch(
                 "INSERT INTO memstore_nodes (graph, id, kind, props, created_at, updated_at) "
@@ -6892,7 +6942,122 @@ class Graph:
                 "kind = excluded.kind, props = excluded.props, updated_at = excluded.updated_at",
                 (self.name, node_id, kind, body, now, now),
             )
+            if vector is not None or (self.embed is not None and self.vectors is not None):
+                row, words = self.store._fetch(
+                    "SELECT id, words FROM memstore_graph_text WHERE graph = ? "
+                    "AND item = 'node' AND ref = ?",
+                    (self.name, node_id),
+                )[0]
+                if vector is None:
+                    documents = _embedder(self.embed, "")[0]
+                    blob = _vector_blob(
+                        _embedded(documents, [words])[0], self._vector_config()["dim"]
+                    )
+                self._write_vector(row, blob)
         return node_id
+
+    def _vector_config(self) -> dict[str, Any]:
+        if self.vectors is None:
+            raise QueryError(
+                f"graph {self.name!r} has no vectors here: store.graph(name, "
+                "vectors={'dim': ..., 'model': ...})"
+            )
+        return self.vectors
+
+    def _write_vector(self, row: int, blob: bytes) -> None:
+        """The node's vector (by its memstore_graph_text row); one model per graph."""
+        config = self._vector_config()
+        if not self._model_checked:
+            other = self.store._fetch(
+                "SELECT model, dim FROM memstore_vectors WHERE collection = ? "
+                "AND (model, dim) != (?, ?) LIMIT 1",
+                (self._vector_name, config["model"], config["dim"]),
+            )
+            if other:
+                raise ValidationError(
+                    f"graph {self.name!r} holds vectors of {other[0][0]!r} (dim {other[0][1]}), "
+                    f"not {config['model']!r} (dim {config['dim']}): one model per graph"
+                )
+            self._model_checked = True
+        self.store._fetch(
+            "INSERT INTO memstore_vectors (collection, record_id, model, part, dim, vector) "
+            "VALUES (?, ?, ?, '', ?, ?) ON CONFLICT (collection, record_id, model, part) "
+            f"DO UPDATE SET dim = excluded.dim, vector = excluded.vector, embedded_at = {_SQL_NOW} "
+            "WHERE vector IS NOT excluded.vector",
+            (self._vector_name, row, config["model"], config["dim"], blob),
+        )
+        self.store._vector_writes += 1
+        _trim_vector_log(self.store, self._vector_name)
+
+    def vector(self, node_id: str) -> Any:
+        """The node's embedding as a numpy array; None when it has none."""
+        config = self._vector_config()
+        rows = self.store._fetch(
+            "SELECT v.vector FROM memstore_graph_text AS g JOIN memstore_vectors AS v "
+            "ON v.collection = ? AND v.record_id = g.id AND v.model = ? AND v.dim = ? "
+            "WHERE g.graph = ? AND g.item = 'node' AND g.ref = ?",
+            (self._vector_name, config["model"], config["dim"], self.name, node_id),
+        )
+        return _numpy().frombuffer(rows[0][0], "<f4").copy() if rows else None
+
+    def nearest(
+        self,
+        query: Any,
+        *,
+        k: int = 10,
+        kinds: Sequence[str] | None = None,
+        metric: str | None = None,
+        exact: bool | None = None,
+    ) -> list[Neighbor]:
+        """The ``k`` nodes whose vectors are nearest to ``query`` (a vector, or a text when
+        the handle has ``embed``), nearest first: Neighbors whose record is the Node.
+        ``kinds`` keeps nodes of those kinds; ``metric`` and ``exact`` as for
+        ``Collection.nearest`` (the same index, kept in memory)."""
+        config = self._vector_config()
+        metric = _check_metric(config["metric"] if metric is None else metric)
+        if exact is not None and not isinstance(exact, bool):
+            raise QueryError(f"exact must be True, False or None, not {exact!r}")
+        _check_count(k, "k")
+        if isinstance(query, str):
+            query = _embedder(self.embed, "a text query needs embed= (or give a vector)")[1](query)
+        q = _numpy().frombuffer(_vector_blob(query, config["dim"], "query"), "<f4")
+        with self.store.transaction(immediate=False):  # the vectors and the nodes: one snapshot
+            index = self.store._vector_index(self._vector_name, config)
+            if k == 0 or not index.slot:
+                return []
+            among = None
+            if kinds is not None:
+                (ids,) = self.store._fetch(
+                    "SELECT group_concat(g.id) FROM memstore_graph_text AS g "
+                    "JOIN memstore_nodes AS n ON n.graph = g.graph AND n.id = g.ref "
+                    "WHERE g.graph = ? AND g.item = 'node' "
+                    "AND n.kind IN (SELECT value FROM json_each(?))",
+                    (self.name, _dumps(_strings(kinds, "kinds"))),
+                )[0]
+                among = index.np.fromstring(ids or "", dtype=index.np.int64, sep=",")
+            found = index.search(q, metric, k, among=among, approximate=exact is not True)
+            nodes = {
+                row[0]: _node(row[1:])
+                for row in self.store._fetch(
+                    "SELECT g.id, n.id, n.kind, n.props, n.created_at, n.updated_at "
+                    "FROM memstore_graph_text AS g JOIN memstore_nodes AS n "
+                    "ON n.graph = g.graph AND n.id = g.ref WHERE g.graph = ? "
+                    "AND g.item = 'node' AND g.id IN (SELECT value FROM json_each(?))",
+                    (self.name, json.dumps([rid for rid, _ in found])),
+                )
+            }
+        l2 = metric == "l2"
+        return [
+            Neighbor(
+                nodes[rid].id,
+                nodes[rid],
+                -value if l2 else value,
+                None if l2 else value,
+                value if l2 else None,
+            )
+            for rid, value in found
+            if rid in nodes
+        ]
 
     def node(self, node_id: str, *, known_at: Any = None) -> Node:
         """The node (as the store held it ``known_at``, now by default); NotFoundError if
@@ -7121,23 +7286,34 @@ class Graph:
         depth: int = 1,
         as_of: Any = None,
         limit: int = 20,
+        vector: Any = None,
     ) -> dict[str, Any]:
         """The part of the graph around a query that fits in ``token_budget`` tokens (4
         characters a token, as JSON): the nodes the search finds, best first, then their
         neighbours up to ``depth`` steps (nearest first), and the edges among them that hold
         ``as_of``. Returns ``{"nodes", "edges", "truncated", "tokens"}``: what an agent's
-        context can take, from a graph of any size."""
+        context can take, from a graph of any size. With vectors (``vector``, the query's
+        embedding, or a handle with ``embed``), the ``limit`` nearest nodes are found too,
+        and the two lists fused by reciprocal rank, as ``Collection.hybrid`` does."""
         _check_count(token_budget, "token_budget")
         _check_count(depth, "depth")
-        order: dict[str, Node] = {}
+        lists: list[list[Node]] = [[]]
         for hit in self.search(text, limit=limit, as_of=as_of):
-            found = (
-                [hit.record]
-                if isinstance(hit.record, Node)
-                else [self.node(hit.record.source), self.node(hit.record.target)]
-            )
+            if isinstance(hit.record, Node):
+                lists[0].append(hit.record)
+            else:
+                lists[0] += [self.node(hit.record.source), self.node(hit.record.target)]
+        if vector is not None or (self.embed is not None and self.vectors is not None):
+            query = text if vector is None else vector
+            lists.append([near.record for near in self.nearest(query, k=limit)])
+        scores: dict[str, float] = {}
+        order: dict[str, Node] = {}
+        for found in lists:
+            for rank, node_id in enumerate(dict.fromkeys(n.id for n in found), 1):
+                scores[node_id] = scores.get(node_id, 0.0) + 1 / (RRF_K + rank)
             for node in found:
                 order.setdefault(node.id, node)
+        order = {i: order[i] for i in sorted(order, key=lambda i: -scores[i])}
         if depth:
             for node_id in list(order):
                 for near in self.neighbors(node_id, direction="both", depth=depth, as_of=as_of):
@@ -7147,12 +7323,18 @@ class Graph:
             token_budget,
             2,
         )
-        kept = {n["id"] for n in nodes}
+        kept = json.dumps([n["id"] for n in nodes])
+        valid, moments = _edges_valid_at(as_of)
+        among = self.store._fetch(  # the edges among the nodes kept, by their index
+            "SELECT source, target, relation, props FROM memstore_edges WHERE graph = ? "
+            f"AND source IN (SELECT value FROM json_each(?)) AND {valid} "
+            "AND target IN (SELECT value FROM json_each(?)) ORDER BY source, relation, target",
+            (self.name, kept, *moments, kept),
+        )
         edges, used, cut = _within_budget(
             (
-                {"source": e.source, "target": e.target, "relation": e.relation, "props": e.props}
-                for e in self.edges(as_of=as_of)
-                if e.source in kept and e.target in kept
+                {"source": s, "target": t, "relation": r, "props": json.loads(p)}
+                for s, t, r, p in among
             ),
             token_budget,
             used,
@@ -7508,6 +7690,18 @@ LAYER_TABLES = (
 )
 
 
+#: Exported as tables: the layers', then graph nodes' vectors, which memstore_vectors
+#: keys by row ids of the file: exported by graph and node id instead.
+_EXPORT_TABLES = (*LAYER_TABLES, "memstore_graph_vectors")
+_GRAPH_VECTOR_COLUMNS = ("graph", "node", "model", "part", "dim", "vector")
+_GRAPH_VECTORS_SQL = (
+    "SELECT g.graph, g.ref, v.model, v.part, v.dim, v.vector FROM memstore_vectors AS v "
+    "JOIN memstore_graph_text AS g ON g.id = v.record_id AND g.item = 'node' "
+    "AND 'graph:' || g.graph = v.collection WHERE substr(v.collection, 1, 6) = 'graph:' "
+    "ORDER BY v.id"
+)
+
+
 def _row_dict(columns: Sequence[str], row: Sequence[Any]) -> dict[str, Any]:
     return dict(zip(columns, map(_to_json, row), strict=True))
 
@@ -7707,11 +7901,11 @@ def _read_manifest(root: Path) -> list[_ExportFile]:
         ]
         tables = manifest.get("tables", {})
         for table in tables:
-            if table not in LAYER_TABLES:
+            if table not in _EXPORT_TABLES:
                 raise SchemaError(f"unknown table {table!r} in the export manifest")
         files += [
             _ExportFile("table", table, root / tables[table]["file"], {})
-            for table in LAYER_TABLES
+            for table in _EXPORT_TABLES
             if table in tables
         ]
     except (KeyError, TypeError, AttributeError) as err:
@@ -7763,6 +7957,23 @@ class _LayerImport:
 
     def rows(self, table: str, rows: Iterable[Mapping[str, Any]]) -> int:
         """Import a table's rows; return how many were written."""
+        if table == "memstore_graph_vectors":  # each to its node, imported before
+            return sum(
+                len(
+                    self.store._fetch(
+                        "INSERT INTO memstore_vectors (collection, record_id, model, part, dim, "
+                        "vector) SELECT 'graph:' || g.graph, g.id, ?, ?, ?, ? "
+                        "FROM memstore_graph_text AS g WHERE g.graph = ? AND g.item = 'node' "
+                        "AND g.ref = ? ON CONFLICT DO NOTHING RETURNING id",
+                        [
+                            *(_from_json(row.get(c)) for c in ("model", "part", "dim", "vector")),
+                            row.get("graph"),
+                            row.get("node"),
+                        ],
+                    )
+                )
+                for row in rows
+            )
         if table not in self.columns:
             info = self.store._fetch(f"PRAGMA table_info({quote_identifier(table)})")
             self.columns[table] = {r[1] for r in info}
@@ -8071,9 +8282,9 @@ class AsyncStore:
         """``Store.checkpoints``."""
         return AsyncHandle(self, await self._call(self.store.checkpoints))
 
-    async def graph(self, name: str) -> AsyncHandle:
+    async def graph(self, name: str, *, vectors: Mapping[str, Any] | None = None) -> AsyncHandle:
         """``Store.graph``."""
-        return AsyncHandle(self, await self._call(lambda: self.store.graph(name)))
+        return AsyncHandle(self, await self._call(lambda: self.store.graph(name, vectors=vectors)))
 
     async def cache(self, name: str, *, ttl: timedelta | float | str | None = None) -> AsyncHandle:
         """``Store.cache`` (``memoize`` is sync only)."""

@@ -236,3 +236,131 @@ def test_any_id_is_searchable_and_renames_by_other_tools_are_followed(
     assert [h.key for h in g.search("zebra")] == ["a\x1fb loves c"]
     assert g.search("likes") == []
     assert store.check() == []
+
+
+# -- node vectors ---------------------------------------------------------------
+
+
+def brute_force(vectors: dict[str, Any], q: Any, metric: str, k: int) -> list[str]:
+    """The yardstick: numpy over every vector, in float64."""
+    np = pytest.importorskip("numpy")
+    ids = list(vectors)
+    rows = np.array([vectors[i] for i in ids], dtype=np.float64)
+    if metric == "l2":
+        scores = -np.linalg.norm(rows - q, axis=1)
+    else:
+        scores = rows @ q
+        if metric == "cosine":
+            scores = scores / (np.linalg.norm(rows, axis=1) * np.linalg.norm(q))
+    order = sorted(range(len(ids)), key=lambda i: (-scores[i], i))
+    return [ids[i] for i in order[:k]]
+
+
+@pytest.mark.parametrize("metric", ["cosine", "dot", "l2"])
+def test_nodes_nearest_a_vector_are_those_numpy_finds(store: memstore.Store, metric: str) -> None:
+    np = pytest.importorskip("numpy")
+    rng = np.random.default_rng(7)
+    g = store.graph("kg", vectors={"dim": 8, "model": "m", "metric": metric})
+    vectors = {}
+    for i in range(300):
+        vectors[f"n{i}"] = rng.normal(size=8).astype(np.float32)
+        g.add_node(f"n{i}", "even" if i % 2 == 0 else "odd", vector=vectors[f"n{i}"])
+    for _ in range(5):
+        q = rng.normal(size=8)
+        found = g.nearest(q, k=10)
+        assert [n.key for n in found] == brute_force(vectors, q, metric, 10)
+        assert all(isinstance(n.record, memstore.Node) for n in found)
+        even = {key: v for key, v in vectors.items() if int(key[1:]) % 2 == 0}
+        found = g.nearest(q, k=7, kinds=["even"], exact=True)
+        assert [n.key for n in found] == brute_force(even, q, metric, 7)
+    assert g.nearest(rng.normal(size=8), k=0) == []
+    assert store.check() == []
+
+
+def test_a_handle_with_embed_embeds_each_node_and_text_queries(store: memstore.Store) -> None:
+    pytest.importorskip("numpy")
+    texts: list[str] = []
+
+    def embed(batch: list[str]) -> list[list[float]]:
+        texts.extend(batch)
+        return [[t.count("a") + 0.1, t.count("o") + 0.1] for t in batch]
+
+    g = store.graph("kg", vectors={"dim": 2, "model": "toy", "embed": embed})
+    g.add_node("ann", "person", {"bio": "a banana farmer"})
+    g.add_node("bob", "person", {"bio": "good cook"})
+    assert texts == ["ann person a banana farmer", "bob person good cook"]
+    assert [n.key for n in g.nearest("aaaa", k=2)] == ["ann", "bob"]
+    g.add_node("bob", "person", {"bio": "banana"})  # props change: embedded again
+    assert list(g.vector("bob")) == pytest.approx([3.1, 2.1])
+    plain = store.graph("kg", vectors={"dim": 2, "model": "toy"})  # no embed: vector kept
+    plain.add_node("bob", "person", {"bio": "ooo"})
+    assert list(plain.vector("bob")) == pytest.approx([3.1, 2.1])
+    with pytest.raises(memstore.QueryError, match="embed"):
+        plain.nearest("text")
+    with pytest.raises(memstore.QueryError, match="no vectors"):
+        store.graph("kg").nearest([1.0, 0.0])
+
+
+def test_node_vectors_go_with_their_nodes_and_with_an_export(
+    store: memstore.Store, tmp_path: Path
+) -> None:
+    pytest.importorskip("numpy")
+    g = store.graph("kg", vectors={"dim": 2, "model": "m"})
+    for i, vector in enumerate([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]):
+        g.add_node(f"n{i}", "thing", vector=vector)
+    g.add_edge("n0", "n1", "near")
+    assert g.delete_node("n2")
+    store.connection.execute("DELETE FROM memstore_nodes WHERE id = 'n1'")  # another tool
+    assert [n.key for n in g.nearest([0.0, 1.0], k=5)] == ["n0"]
+    (left,) = store.connection.execute("SELECT count(*) FROM memstore_vectors").fetchone()
+    assert left == 1
+    g.add_node("n3", "thing", vector=[0.0, 1.0])
+    store.export(tmp_path / "out")
+    with memstore.Store(tmp_path / "copy.db") as copy:
+        assert copy.import_(tmp_path / "out")["tables"]["memstore_graph_vectors"] == 2
+        again = copy.graph("kg", vectors={"dim": 2, "model": "m"})
+        assert [n.key for n in again.nearest([0.0, 1.0], k=5)] == ["n3", "n0"]
+        assert copy.import_(tmp_path / "out")["tables"]["memstore_graph_vectors"] == 0
+        assert copy.check() == []
+    # Vectors whose node went with the triggers off are found and mended.
+    store.connection.execute("DROP TRIGGER memstore_graph_text__vectors_delete")
+    store.connection.execute("DELETE FROM memstore_graph_text WHERE ref = 'n3'")
+    assert any("no longer in graph 'kg'" in p for p in store.check())
+    store.repair()
+    assert store.check() == []
+
+
+@pytest.mark.parametrize(
+    "vector", [[1.0], [1.0, math.nan], [1.0, math.inf], "text", {"a": [1.0, 2.0]}, [1e39, 0.0]]
+)
+def test_a_bad_node_vector_is_refused_and_writes_nothing(
+    store: memstore.Store, vector: Any
+) -> None:
+    pytest.importorskip("numpy")
+    g = store.graph("kg", vectors={"dim": 2, "model": "m"})
+    with pytest.raises(memstore.ValidationError):
+        g.add_node("x", "thing", vector=vector)
+    assert g.nodes() == []
+
+
+def test_one_model_per_graph(store: memstore.Store) -> None:
+    pytest.importorskip("numpy")
+    store.graph("kg", vectors={"dim": 2, "model": "m"}).add_node("a", "x", vector=[1.0, 0.0])
+    other = store.graph("kg", vectors={"dim": 3, "model": "other"})
+    with pytest.raises(memstore.ValidationError, match="one model per graph"):
+        other.add_node("b", "x", vector=[1.0, 0.0, 0.0])
+    assert [n.id for n in other.nodes()] == ["a"]
+    with pytest.raises(memstore.ValidationError, match="fields"):
+        store.graph("kg", vectors={"dim": 2, "model": "m", "fields": ["x"]})
+
+
+def test_a_subgraph_with_vectors_finds_what_words_miss(store: memstore.Store) -> None:
+    pytest.importorskip("numpy")
+    g = store.graph("kg", vectors={"dim": 2, "model": "m"})
+    g.add_node("paris", "city", {"note": "capital of france"}, vector=[1.0, 0.0])
+    g.add_node("lutetia", "city", {"note": "roman town"}, vector=[0.99, 0.1])
+    g.add_node("oslo", "city", {"note": "capital of norway"}, vector=[0.0, 1.0])
+    words = g.subgraph("france", depth=0)
+    assert [n["id"] for n in words["nodes"]] == ["paris"]
+    both = g.subgraph("france", depth=0, vector=[1.0, 0.0], limit=2)
+    assert [n["id"] for n in both["nodes"]] == ["paris", "lutetia"]
