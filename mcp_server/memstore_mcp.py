@@ -271,7 +271,14 @@ class Memory:
 
     @property
     def graph(self) -> memstore.Graph:
-        return self.store.graph(f"mcp:{self.scope}")
+        """The scope's graph; with embeddings, its entities are embedded too (their name,
+        type and observations) and search_graph ranks by meaning as well."""
+        vectors = None
+        if self.vectors:
+            assert self.memories.vectors is not None
+            vectors = {k: v for k, v in self.memories.vectors.items() if k != "fields"}
+            vectors["embed"] = self.memories.embed
+        return self.store.graph(f"mcp:{self.scope}", vectors=vectors)
 
     def key(self, key: str) -> str:
         """The memstore key of a memory: its scope and its key."""
@@ -1097,15 +1104,26 @@ def _search_graph(
     memory: Memory, query: str | None, types: list[str] | None, budget: int
 ) -> dict[str, Any]:
     """Entities ranked by the graph's full-text index (BM25 over names, types and
-    observations), within the budget, with the relations among them."""
+    observations), and with embeddings by meaning too (the two ranks fused, as recall
+    does), within the budget, with the relations among them."""
     if not isinstance(query, str) or not query.strip():
         raise memstore.QueryError("query is what to look for: a non-empty string")
-    words = memstore.fts_words(query)
-    hits = memory.graph.search(words, limit=200, kinds=types) if words else []
+    words, graph = memstore.fts_words(query), memory.graph
+    hits = graph.search(words, limit=200, kinds=types) if words else []
+    scores = {hit.key: hit.score for hit in hits if isinstance(hit.record, memstore.Node)}
+    nodes = {hit.key: hit.record for hit in hits if isinstance(hit.record, memstore.Node)}
+    if memory.vectors:  # the ranks by words and by meaning, fused: the score is the fusion's
+        near = graph.nearest(query, k=200, kinds=types)
+        nodes.update((n.key, n.record) for n in near)
+        fused: dict[str, float] = {}
+        for ranked in (list(scores), [n.key for n in near]):
+            for rank, name in enumerate(ranked, 1):
+                fused[name] = fused.get(name, 0.0) + 1 / (memstore.RRF_K + rank)
+        scores = fused
     items = [
-        {**_entity(hit.record), "score": float(f"{hit.score:.6g}")}
-        for hit in hits
-        if isinstance(hit.record, memstore.Node) and not hit.record.props.get("placeholder")
+        {**_entity(nodes[name]), "score": float(f"{scores[name]:.6g}")}
+        for name in sorted(scores, key=lambda name: -scores[name])
+        if not nodes[name].props.get("placeholder")
     ]
     kept, used, more = _within(items, budget)
     names = {item["name"] for item in kept}

@@ -340,6 +340,19 @@ async def test_vectors_rank_by_meaning_and_report_similar(opened: memstore.Store
         assert hybrid["memories"] and isinstance(hybrid["memories"][0]["why"], dict)
         near = await call(client, "recall", q="aaaa oo", mode="vector")
         assert near["memories"][0]["why"].startswith("meaning")
+        # The graph's entities are embedded too: search_graph finds by meaning what no
+        # word of the query matches, and ranks by words and meaning fused.
+        await call(
+            client,
+            "add_facts",
+            entities=[
+                {"name": "Zoo", "type": "place", "observations": ["good food, cool rooms"]},
+                {"name": "Bar", "type": "place", "observations": ["a calm aa bar"]},
+            ],
+        )
+        found = await call(client, "search_graph", q="oooooo")
+        assert [e["name"] for e in found["entities"]][0] == "Zoo"
+        assert (await call(client, "search_graph", q="calm"))["entities"][0]["name"] == "Bar"
 
 
 # --------------------------------------------------------------------------
