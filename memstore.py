@@ -2614,16 +2614,16 @@ class _CollectionVectors:
         ) -> tuple[str, list[Any]]: ...
         def __len__(self) -> int: ...
         def _view(self, as_of: Any, known_at: Any) -> tuple[Any, str | None]: ...
-        def _known_ids(
+        def _known_parts(
             self, where: Mapping[str, Any] | None, as_of: Any, known_at: str
-        ) -> list[int]: ...
+        ) -> tuple[str, list[Any], list[int]]: ...
         def _known_records(
             self, ids: Iterable[int], extra: str = "NULL", extra_params: Sequence[Any] = ()
         ) -> dict[int, tuple[Any, ...]]: ...
         def _known_matches(
             self,
             text: str,
-            ids: list[int],
+            known: tuple[str, list[Any], list[int]],
             n: int,
             highlight: tuple[str, str] = ("[", "]"),
             snippet_tokens: int = 12,
@@ -2703,7 +2703,8 @@ class _CollectionVectors:
         q, (view, known) = self._query_vector(query), self._view(as_of, known_at)
         with self.store.transaction(immediate=False):  # the vectors and the records: one snapshot
             if known is not None:
-                found = self._nearest_known(q, k, self._known_ids(where, view, known), metric)
+                held = self._known_parts(where, view, known)
+                found = self._nearest_known(q, k, held, metric, exact is not True)
                 records = {
                     rid: row[:2] for rid, row in self._known_records(r for r, _ in found).items()
                 }
@@ -2785,10 +2786,10 @@ class _CollectionVectors:
         with self.store.transaction(immediate=False):  # both searches and the records: one snapshot
             text_rows: list[Any] = []
             if known is not None:
-                ids = self._known_ids(where, view, known)
-                ranked = self._nearest_known(q, pool, ids, _check_metric(metric))
+                held = self._known_parts(where, view, known)
+                ranked = self._nearest_known(q, pool, held, _check_metric(metric), True)
                 if words:
-                    text_rows = [row[::3] for row in self._known_matches(words, ids, pool)]
+                    text_rows = [row[::3] for row in self._known_matches(words, held, pool)]
             else:
                 ranked = self._nearest_ids(q, pool, where, _check_metric(metric), True, view)
                 if words:
@@ -3096,38 +3097,43 @@ class _CollectionVectors:
         return index.search(q, metric, k, exclude=expired, approximate=approximate)
 
     def _nearest_known(
-        self, q: Any, k: int, ids: list[int], metric: str
+        self,
+        q: Any,
+        k: int,
+        known: tuple[str, list[Any], list[int]],
+        metric: str,
+        approximate: bool,
     ) -> list[tuple[int, float]]:
-        """(id, score) of the k nearest of ``ids`` (from _known_ids), every vector compared
-        exactly: a row's own, and a replaced version's from memstore_version_vectors."""
+        """(id, score) of the k nearest of what was known (_known_parts): the rows through
+        the collection's index, as ``nearest`` ranks them; the replaced versions by the
+        vectors kept with them (memstore_version_vectors), compared exactly."""
         config = self._vector_config()
-        if k == 0 or not ids:
+        clause, params, versions = known
+        if k == 0:
             return []
+        index = self.store._vector_index(self.name, config)
+        (among,) = self.store._fetch(
+            f"SELECT group_concat(t.id) FROM {self._table} AS t WHERE {clause}", params
+        )[0]
+        ids = index.np.fromstring(among or "", dtype=index.np.int64, sep=",")
+        found = index.search(q, metric, k, among=ids, approximate=approximate) if index.slot else []
         rows = self.store._fetch(
-            "SELECT record_id, vector FROM memstore_vectors WHERE collection = ? AND model = ? "
-            "AND dim = ? AND record_id IN (SELECT value FROM json_each(?)) "
-            "UNION ALL SELECT -v.id, x.vector FROM memstore_versions AS v "
+            "SELECT -v.id, x.vector FROM memstore_versions AS v "
             "JOIN memstore_version_vectors AS x ON x.collection = v.collection "
             "AND x.key = v.key AND x.version = v.version AND x.model = ? AND x.dim = ? "
             "WHERE v.id IN (SELECT value FROM json_each(?))",
-            (
-                self.name,
-                config["model"],
-                config["dim"],
-                json.dumps([i for i in ids if i > 0]),
-                config["model"],
-                config["dim"],
-                json.dumps([-i for i in ids if i < 0]),
-            ),
+            (config["model"], config["dim"], json.dumps([-i for i in versions])),
         )
-        if not rows:
-            return []
-        np = _numpy()
-        matrix = np.frombuffer(b"".join(row[1] for row in rows), "<f4")
-        matrix = matrix.reshape(len(rows), config["dim"]).astype(np.float64)
-        found = np.fromiter((row[0] for row in rows), np.int64, len(rows))
-        scores = _exact_scores(np, matrix, q.astype(np.float64), metric)
-        return _best_records(np, scores, found, k, metric)
+        if rows:
+            np = index.np
+            matrix = np.frombuffer(b"".join(row[1] for row in rows), "<f4")
+            matrix = matrix.reshape(len(rows), config["dim"]).astype(np.float64)
+            past = np.fromiter((row[0] for row in rows), np.int64, len(rows))
+            scores = _exact_scores(np, matrix, q.astype(np.float64), metric)
+            found += _best_records(np, scores, past, k, metric)
+            # Nearest first (L2 gives distances), ties by id as index.search orders them.
+            found.sort(key=lambda hit: (hit[1] if metric == "l2" else -hit[1], hit[0]))
+        return found[:k]
 
     def _records_by_id(self, ids: list[int]) -> dict[int, tuple[str, str]]:
         rows = self.store._fetch(
@@ -4207,7 +4213,7 @@ class Collection(_CollectionVectors):
             if known is not None:
                 found = self._known_matches(
                     text,
-                    self._known_ids(where, view, known),
+                    self._known_parts(where, view, known),
                     limit + offset,
                     (highlight[0], highlight[1]),
                     snippet_tokens,
@@ -4851,23 +4857,30 @@ class Collection(_CollectionVectors):
         known = None if known_at is None else _moment(known_at, "known_at")
         return (_MISSING if as_of is None else as_of), known
 
-    def _known_source(self, known_at: str) -> tuple[str, list[Any]]:
+    def _known_source(self, known_at: str, rows: bool = True) -> tuple[str, list[Any]]:
         """What the store held at ``known_at``, as rows of (id, key, body, created_at,
         updated_at, expires_at, valid_from, valid_to): the rows whose current version was
-        known then, and the versions that were current then and have been replaced since."""
+        known then (unless ``rows`` is False), and the versions that were current then
+        and have been replaced since, their ids negated (see _known_records)."""
         sql = (
-            f"SELECT t.id AS id, coalesce(t.fact_of, t.key) AS key, t.body AS body, "
-            "t.created_at AS created_at, t.updated_at AS updated_at, "
-            "t.expires_at AS expires_at, t.valid_from AS valid_from, t.valid_to AS valid_to "
-            f"FROM {self._table} AS t WHERE t.updated_at <= ? "
-            "UNION ALL SELECT -v.id, coalesce(v.fact_of, v.key), v.body, v.valid_from, "
-            "v.valid_from, NULL, "
-            f"coalesce(v.fact_from, {_literal(NEVER_BEFORE)}), "
-            f"coalesce(v.fact_to, {_literal(NEVER_AFTER)}) "
+            "SELECT -v.id AS id, coalesce(v.fact_of, v.key) AS key, v.body AS body, "
+            "v.valid_from AS created_at, v.valid_from AS updated_at, NULL AS expires_at, "
+            f"coalesce(v.fact_from, {_literal(NEVER_BEFORE)}) AS valid_from, "
+            f"coalesce(v.fact_to, {_literal(NEVER_AFTER)}) AS valid_to "
             "FROM memstore_versions AS v WHERE v.collection = ? AND v.valid_from <= ? "
             "AND v.archived_at > ?"
-        )  # ids: the row's, or a replaced version's negated (see _known_records)
-        return sql, [known_at, self.name, known_at, known_at]
+        )
+        params = [self.name, known_at, known_at]
+        if rows:
+            sql = (
+                "SELECT t.id AS id, coalesce(t.fact_of, t.key) AS key, t.body AS body, "
+                "t.created_at AS created_at, t.updated_at AS updated_at, "
+                "t.expires_at AS expires_at, t.valid_from AS valid_from, "
+                f"t.valid_to AS valid_to FROM {self._table} AS t "
+                f"WHERE t.updated_at <= ? UNION ALL {sql}"
+            )
+            params = [known_at, *params]
+        return sql, params
 
     def _get_by_key(self, key: str, as_of: Any) -> tuple[Any] | None:
         """(the record,) when the key's own row is live, not forgotten and (in a temporal
@@ -4888,11 +4901,27 @@ class Collection(_CollectionVectors):
             return (self._decode(body),)
         return None
 
-    def _known_ids(self, where: Mapping[str, Any] | None, as_of: Any, known_at: str) -> list[int]:
-        """What the store held at ``known_at`` matching ``where`` and valid ``as_of`` (then, by
-        default): rows' ids, and replaced versions' ids negated (see _known_records)."""
-        sql, params = self._select("t.id", where, None, None, 0, as_of, known_at)
-        return [row[0] for row in self.store._fetch(sql, params)]
+    def _known_parts(
+        self, where: Mapping[str, Any] | None, as_of: Any, known_at: str
+    ) -> tuple[str, list[Any], list[int]]:
+        """What the store held at ``known_at`` matching ``where`` and valid ``as_of`` (then,
+        by default), in two parts, for reads that rank: a condition on the collection's
+        own rows (``t``: those unchanged since, which its indexes serve), and the ids,
+        negated, of the versions replaced since (few, when known_at is recent)."""
+        moment = known_at if as_of is _MISSING else _moment(as_of, "as_of")
+        clause, params = _compile_filter(where or {}, self._target)
+        rows = (
+            "t.updated_at <= ? AND t.valid_from <= ? AND t.valid_to > ? "
+            f"AND (t.expires_at IS NULL OR t.expires_at > ?) AND {clause}"
+        )
+        source, source_params = self._known_source(known_at, rows=False)
+        past, past_params = _compile_filter(where or {}, self._known_target)
+        versions = self.store._fetch(
+            f"SELECT t.id FROM ({source}) AS t WHERE t.valid_from <= ? AND t.valid_to > ? "
+            f"AND {past}",
+            [*source_params, moment, moment, *past_params],
+        )
+        return rows, [known_at, moment, moment, known_at, *params], [r[0] for r in versions]
 
     def _known_records(
         self, ids: Iterable[int], extra: str = "NULL", extra_params: Sequence[Any] = ()
@@ -4917,18 +4946,19 @@ class Collection(_CollectionVectors):
     def _known_matches(
         self,
         text: str,
-        ids: list[int],
+        known: tuple[str, list[Any], list[int]],
         n: int,
         highlight: tuple[str, str] = ("[", "]"),
         snippet_tokens: int = 12,
     ) -> list[tuple[int, str, str, float, str]]:
-        """(id, key, body, rank, snippet) of the ``n`` best full-text matches among ``ids``
-        (from _known_ids), best first: rows through the collection's index; replaced versions
-        through an index of their text made for the query in the connection's temporary
-        schema (never in the file), so their ranks weigh words against the versions only."""
-        fts, key, past = self._fts_table, self._key_sql, [-i for i in ids if i < 0]
+        """(id, key, body, rank, snippet) of the ``n`` best full-text matches among what was
+        known (_known_parts), best first: rows through the collection's index; replaced
+        versions through an index of their text made for the query in the connection's
+        temporary schema (never in the file), both ranked alike (see search)."""
+        fts, key, (clause, params, ids) = self._fts_table, self._key_sql, known
+        past = [-i for i in ids]
         snippet = "snippet({}, -1, ?, ?, '…', ?)"
-        current = [text, json.dumps([i for i in ids if i > 0]), n, 0]
+        current = [text, *params, n, 0]
         if not past:
             return _search(
                 self.store,
@@ -4937,7 +4967,7 @@ class Collection(_CollectionVectors):
                     self._table,
                     "t",
                     f"t.id, {key}, t.body, {fts}.rank, {snippet.format(fts)}",
-                    "t.id IN (SELECT value FROM json_each(?))",
+                    clause,
                 ),
                 [*highlight, snippet_tokens, *current],
                 text,
@@ -4967,7 +4997,7 @@ class Collection(_CollectionVectors):
                     self._table,
                     "t",
                     ranked.format(fts),
-                    "t.id IN (SELECT value FROM json_each(?))",
+                    clause,
                     order="score, t.id",  # ties as the merge below orders them
                 ),
                 [statistics, *highlight, snippet_tokens, *current],
