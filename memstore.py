@@ -1094,7 +1094,7 @@ class Store:
             for name, count in self._fetch(_STRAY_VECTORS_SQL.format("collection, count(*)"))
         ]
         problems += [
-            f"{count} vectors of nodes no longer in graph {name[6:]!r}"
+            f"{count} vectors of nodes or edges no longer in graph {name[6:]!r}"
             for name, count in self._fetch(
                 "SELECT collection, count(*) FROM memstore_vectors "
                 f"WHERE {_GRAPH_VECTOR_ORPHAN} GROUP BY collection"
@@ -1142,7 +1142,7 @@ class Store:
                 f"DELETE FROM memstore_vectors WHERE {_GRAPH_VECTOR_ORPHAN} RETURNING collection"
             )
             for name in sorted({row[0] for row in gone}):
-                done.append(f"deleted the vectors of nodes no longer in graph {name[6:]!r}")
+                done.append(f"deleted vectors of nodes or edges no longer in graph {name[6:]!r}")
         for fts in _LAYER_FTS:
             if _fts_problems(self, fts):
                 with self.transaction():
@@ -1812,11 +1812,11 @@ _STRAY_VECTORS_SQL = (
     "AND substr(collection, 1, 6) <> 'graph:' GROUP BY collection"
 )
 
-# Vectors of a graph's nodes that are gone (deleted with triggers off, by another tool).
+# Vectors of a graph's nodes and edges that are gone (deleted with triggers off).
 _GRAPH_VECTOR_ORPHAN = (
     "substr(memstore_vectors.collection, 1, 6) = 'graph:' AND NOT EXISTS (SELECT 1 "
     "FROM memstore_graph_text AS g WHERE g.id = memstore_vectors.record_id "
-    "AND g.item = 'node' AND 'graph:' || g.graph = memstore_vectors.collection)"
+    "AND 'graph:' || g.graph = memstore_vectors.collection)"
 )
 
 # Deleted in this order with a collection: the vectors, then the log of their deletes.
@@ -6963,8 +6963,8 @@ class Graph:
         _check_key(node_id)
         _check_key(kind)
         body, now = _dumps(_mapping(props, "props")), _iso(_utcnow())
-        if vector is not None:
-            blob = _vector_blob(vector, self._vector_config()["dim"])
+        if vector is not None:  # checked before anything is written
+            _vector_blob(vector, self._vector_config()["dim"])
         with self.store.transaction():
             self.store._fetch(
                 "INSERT INTO memstore_nodes (graph, id, kind, props, created_at, updated_at) "
@@ -6972,18 +6972,7 @@ class Graph:
                 "kind = excluded.kind, props = excluded.props, updated_at = excluded.updated_at",
                 (self.name, node_id, kind, body, now, now),
             )
-            if vector is not None or (self.embed is not None and self.vectors is not None):
-                row, words = self.store._fetch(
-                    "SELECT id, words FROM memstore_graph_text WHERE graph = ? "
-                    "AND item = 'node' AND ref = ?",
-                    (self.name, node_id),
-                )[0]
-                if vector is None:
-                    documents = _embedder(self.embed, "")[0]
-                    blob = _vector_blob(
-                        _embedded(documents, [words])[0], self._vector_config()["dim"]
-                    )
-                self._write_vector(row, blob)
+            self._item_vector(("node", node_id, "", ""), vector)
         return node_id
 
     def _vector_config(self) -> dict[str, Any]:
@@ -6994,8 +6983,23 @@ class Graph:
             )
         return self.vectors
 
+    def _item_vector(self, item: tuple[str, str, str, str], vector: Any) -> None:
+        """Give a node or edge just written (item, ref, relation, target, as its row in
+        memstore_graph_text names it) its vector: the one given, or embedded from its
+        words by the handle's embed; neither, it keeps the one it has."""
+        if vector is None and (self.embed is None or self.vectors is None):
+            return
+        row, words = self.store._fetch(
+            "SELECT id, words FROM memstore_graph_text WHERE graph = ? AND item = ? "
+            "AND ref = ? AND relation = ? AND target = ?",
+            (self.name, *item),
+        )[0]
+        if vector is None:
+            vector = _embedded(_embedder(self.embed, "")[0], [words])[0]
+        self._write_vector(row, _vector_blob(vector, self._vector_config()["dim"]))
+
     def _write_vector(self, row: int, blob: bytes) -> None:
-        """The node's vector (by its memstore_graph_text row); one model per graph."""
+        """An item's vector (by its memstore_graph_text row); one model per graph."""
         config = self._vector_config()
         if not self._model_checked:
             other = self.store._fetch(
@@ -7036,26 +7040,29 @@ class Graph:
         *,
         k: int = 10,
         kinds: Sequence[str] | None = None,
+        as_of: Any = None,
         metric: str | None = None,
         exact: bool | None = None,
     ) -> list[Neighbor]:
-        """The ``k`` nodes whose vectors are nearest to ``query`` (a vector, or a text when
-        the handle has ``embed``), nearest first: Neighbors whose record is the Node.
-        ``kinds`` keeps nodes of those kinds; ``metric`` and ``exact`` as for
+        """The ``k`` nodes and edges whose vectors are nearest to ``query`` (a vector, or a
+        text when the handle has ``embed``), nearest first: Neighbors whose record is a
+        Node or an Edge (key: the node's id, or "source relation target"), as ``search``
+        gives Hits. ``kinds`` keeps nodes of those kinds (and no edges); edges that do not
+        hold ``as_of`` (now by default) are left out; ``metric`` and ``exact`` as for
         ``Collection.nearest`` (the same index, kept in memory)."""
         config = self._vector_config()
         metric = _check_metric(config["metric"] if metric is None else metric)
         if exact is not None and not isinstance(exact, bool):
             raise QueryError(f"exact must be True, False or None, not {exact!r}")
         _check_count(k, "k")
+        valid, moments = _edges_valid_at(as_of, "e.")
         if isinstance(query, str):
             query = _embedder(self.embed, "a text query needs embed= (or give a vector)")[1](query)
         q = _numpy().frombuffer(_vector_blob(query, config["dim"], "query"), "<f4")
-        with self.store.transaction(immediate=False):  # the vectors and the nodes: one snapshot
+        with self.store.transaction(immediate=False):  # the vectors and the items: one snapshot
             index = self.store._vector_index(self._vector_name, config)
             if k == 0 or not index.slot:
                 return []
-            among = None
             if kinds is not None:
                 (ids,) = self.store._fetch(
                     "SELECT group_concat(g.id) FROM memstore_graph_text AS g "
@@ -7065,28 +7072,45 @@ class Graph:
                     (self.name, _dumps(_strings(kinds, "kinds"))),
                 )[0]
                 among = index.np.fromstring(ids or "", dtype=index.np.int64, sep=",")
-            found = index.search(q, metric, k, among=among, approximate=exact is not True)
-            nodes = {
-                row[0]: _node(row[1:])
-                for row in self.store._fetch(
-                    "SELECT g.id, n.id, n.kind, n.props, n.created_at, n.updated_at "
-                    "FROM memstore_graph_text AS g JOIN memstore_nodes AS n "
-                    "ON n.graph = g.graph AND n.id = g.ref WHERE g.graph = ? "
-                    "AND g.item = 'node' AND g.id IN (SELECT value FROM json_each(?))",
-                    (self.name, json.dumps([rid for rid, _ in found])),
+                found = index.search(q, metric, k, among=among, approximate=exact is not True)
+            else:
+                gone = self.store._fetch(  # edges that do not hold then: usually few
+                    "SELECT g.id FROM memstore_graph_text AS g JOIN memstore_edges AS e "
+                    "ON e.graph = g.graph AND e.source = g.ref AND e.relation = g.relation "
+                    "AND e.target = g.target WHERE g.graph = ? AND g.item = 'edge' "
+                    f"AND NOT ({valid})",
+                    (self.name, *moments),
                 )
-            }
+                found = index.search(
+                    q, metric, k, exclude=[r[0] for r in gone], approximate=exact is not True
+                )
+            items: dict[int, tuple[str, Node | Edge]] = {}
+            for row in self.store._fetch(
+                "SELECT g.id, n.id, n.kind, n.props, n.created_at, n.updated_at, "
+                "e.source, e.target, e.relation, e.props, e.weight, e.created_at, "
+                "e.updated_at, e.valid_from, e.valid_to FROM memstore_graph_text AS g "
+                "LEFT JOIN memstore_nodes AS n ON g.item = 'node' AND n.graph = g.graph "
+                "AND n.id = g.ref LEFT JOIN memstore_edges AS e ON g.item = 'edge' "
+                "AND e.graph = g.graph AND e.source = g.ref AND e.relation = g.relation "
+                "AND e.target = g.target WHERE g.graph = ? "
+                "AND g.id IN (SELECT value FROM json_each(?))",
+                (self.name, json.dumps([rid for rid, _ in found])),
+            ):
+                if row[1] is not None:
+                    items[row[0]] = (row[1], _node(row[1:6]))
+                elif row[6] is not None:
+                    edge = _edge(row[6:])
+                    items[row[0]] = (f"{edge.source} {edge.relation} {edge.target}", edge)
         l2 = metric == "l2"
         return [
             Neighbor(
-                nodes[rid].id,
-                nodes[rid],
+                *items[rid],
                 -value if l2 else value,
                 None if l2 else value,
                 value if l2 else None,
             )
             for rid, value in found
-            if rid in nodes
+            if rid in items
         ]
 
     def node(self, node_id: str, *, known_at: Any = None) -> Node:
@@ -7113,12 +7137,14 @@ class Graph:
         *,
         valid_from: Any = None,
         valid_to: Any = None,
+        vector: Any = None,
     ) -> None:
         """Insert or update the edge ``source -relation-> target``; both nodes must exist.
 
         ``valid_from`` and ``valid_to`` (aware datetimes or ISO-8601 text) bound
         when the relation holds in the world; left out, a new edge always holds
-        and an existing one keeps its period.
+        and an existing one keeps its period. ``vector``: as for ``add_node``
+        (an edge's words are its relation and the text of its props).
         """
         for value in (source, target, relation):
             _check_key(value)
@@ -7127,6 +7153,8 @@ class Graph:
         weight = _finite(weight, "weight")
         start, end = _validity(valid_from, valid_to)
         body, now = _dumps(_mapping(props, "props")), _iso(_utcnow())
+        if vector is not None:  # checked before anything is written
+            _vector_blob(vector, self._vector_config()["dim"])
         with self.store.transaction():
             for endpoint in (source, target):
                 self.node(endpoint)
@@ -7149,6 +7177,7 @@ class Graph:
                 "valid_to = excluded.valid_to",
                 (self.name, source, target, relation, body, float(weight), now, now, start, end),
             )
+            self._item_vector(("edge", source, relation, target), vector)
 
     def invalidate_edge(self, source: str, target: str, relation: str, *, at: Any = None) -> bool:
         """Record that ``source -relation-> target`` stops holding at ``at`` (now by default);
@@ -7327,15 +7356,22 @@ class Graph:
         and the two lists fused by reciprocal rank, as ``Collection.hybrid`` does."""
         _check_count(token_budget, "token_budget")
         _check_count(depth, "depth")
-        lists: list[list[Node]] = [[]]
-        for hit in self.search(text, limit=limit, as_of=as_of):
-            if isinstance(hit.record, Node):
-                lists[0].append(hit.record)
-            else:
-                lists[0] += [self.node(hit.record.source), self.node(hit.record.target)]
+
+        def nodes_of(found: Iterable[Hit | Neighbor]) -> list[Node]:  # an edge: its two
+            return [
+                node
+                for hit in found
+                for node in (
+                    [hit.record]
+                    if isinstance(hit.record, Node)
+                    else [self.node(hit.record.source), self.node(hit.record.target)]
+                )
+            ]
+
+        lists = [nodes_of(self.search(text, limit=limit, as_of=as_of))]
         if vector is not None or (self.embed is not None and self.vectors is not None):
             query = text if vector is None else vector
-            lists.append([near.record for near in self.nearest(query, k=limit)])
+            lists.append(nodes_of(self.nearest(query, k=limit, as_of=as_of)))
         scores: dict[str, float] = {}
         order: dict[str, Node] = {}
         for found in lists:
@@ -7723,10 +7759,20 @@ LAYER_TABLES = (
 #: Exported as tables: the layers', then graph nodes' vectors, which memstore_vectors
 #: keys by row ids of the file: exported by graph and node id instead.
 _EXPORT_TABLES = (*LAYER_TABLES, "memstore_graph_vectors")
-_GRAPH_VECTOR_COLUMNS = ("graph", "node", "model", "part", "dim", "vector")
+_GRAPH_VECTOR_COLUMNS = (
+    "graph",
+    "item",
+    "ref",
+    "relation",
+    "target",
+    "model",
+    "part",
+    "dim",
+    "vector",
+)
 _GRAPH_VECTORS_SQL = (
-    "SELECT g.graph, g.ref, v.model, v.part, v.dim, v.vector FROM memstore_vectors AS v "
-    "JOIN memstore_graph_text AS g ON g.id = v.record_id AND g.item = 'node' "
+    "SELECT g.graph, g.item, g.ref, g.relation, g.target, v.model, v.part, v.dim, v.vector "
+    "FROM memstore_vectors AS v JOIN memstore_graph_text AS g ON g.id = v.record_id "
     "AND 'graph:' || g.graph = v.collection WHERE substr(v.collection, 1, 6) = 'graph:' "
     "ORDER BY v.id"
 )
@@ -7987,18 +8033,18 @@ class _LayerImport:
 
     def rows(self, table: str, rows: Iterable[Mapping[str, Any]]) -> int:
         """Import a table's rows; return how many were written."""
-        if table == "memstore_graph_vectors":  # each to its node, imported before
+        if table == "memstore_graph_vectors":  # each to its node or edge, imported before
             return sum(
                 len(
                     self.store._fetch(
                         "INSERT INTO memstore_vectors (collection, record_id, model, part, dim, "
                         "vector) SELECT 'graph:' || g.graph, g.id, ?, ?, ?, ? "
-                        "FROM memstore_graph_text AS g WHERE g.graph = ? AND g.item = 'node' "
-                        "AND g.ref = ? ON CONFLICT DO NOTHING RETURNING id",
+                        "FROM memstore_graph_text AS g WHERE g.graph = ? AND g.item = ? "
+                        "AND g.ref = ? AND g.relation = ? AND g.target = ? "
+                        "ON CONFLICT DO NOTHING RETURNING id",
                         [
                             *(_from_json(row.get(c)) for c in ("model", "part", "dim", "vector")),
-                            row.get("graph"),
-                            row.get("node"),
+                            *(row.get(c) for c in ("graph", "item", "ref", "relation", "target")),
                         ],
                     )
                 )

@@ -221,11 +221,10 @@ BEGIN
         AND key = old.key AND version = old.version;
 END;
 
--- A graph's node vectors are memstore_vectors rows of the collection "graph:" and
--- the graph's name (no collection's name has a colon), keyed by the node's row
--- here; they go with the node, whoever deletes it.
+-- A graph's vectors (of nodes and edges) are memstore_vectors rows of the collection
+-- "graph:" and the graph's name (no collection's name has a colon), keyed by the
+-- item's row here; they go with the node or edge, whoever deletes it.
 CREATE TRIGGER memstore_graph_text__vectors_delete AFTER DELETE ON memstore_graph_text
-WHEN old.item = 'node'
 BEGIN
     DELETE FROM memstore_vectors WHERE collection = 'graph:' || old.graph AND record_id = old.id;
 END;

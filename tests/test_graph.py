@@ -364,3 +364,31 @@ def test_a_subgraph_with_vectors_finds_what_words_miss(store: memstore.Store) ->
     assert [n["id"] for n in words["nodes"]] == ["paris"]
     both = g.subgraph("france", depth=0, vector=[1.0, 0.0], limit=2)
     assert [n["id"] for n in both["nodes"]] == ["paris", "lutetia"]
+
+
+def test_edges_carry_vectors_too_and_are_found_as_search_finds_them(
+    store: memstore.Store, tmp_path: Path
+) -> None:
+    pytest.importorskip("numpy")
+    g = store.graph("kg", vectors={"dim": 2, "model": "m"})
+    g.add_node("ann", "person", vector=[0.0, 1.0])
+    g.add_node("acme", "company", vector=[0.1, 1.0])
+    g.add_edge("ann", "acme", "works_at", {"role": "cto"}, vector=[1.0, 0.0])
+    found = g.nearest([1.0, 0.05], k=3)
+    assert found[0].key == "ann works_at acme" and isinstance(found[0].record, memstore.Edge)
+    assert [n.key for n in g.nearest([1.0, 0.0], k=3, kinds=["person"])] == ["ann"]
+    g.invalidate_edge("ann", "acme", "works_at", at="2026-01-01T00:00:00Z")
+    assert [n.key for n in g.nearest([1.0, 0.0], k=1)] == ["acme"]  # it holds no more
+    then = g.nearest([1.0, 0.0], k=1, as_of="2025-06-01T00:00:00Z")
+    assert [n.key for n in then] == ["ann works_at acme"]
+    store.export(tmp_path / "out")
+    with memstore.Store(tmp_path / "copy.db") as copy:
+        assert copy.import_(tmp_path / "out")["tables"]["memstore_graph_vectors"] == 3
+        again = copy.graph("kg", vectors={"dim": 2, "model": "m"})
+        assert again.nearest([1.0, 0.0], k=1, as_of="2025-06-01T00:00:00Z") == then
+    assert g.delete_edge("ann", "acme", "works_at")
+    (left,) = store.connection.execute("SELECT count(*) FROM memstore_vectors").fetchone()
+    assert left == 2 and store.check() == []
+    with pytest.raises(memstore.ValidationError):  # a bad vector: the edge is not written
+        g.add_edge("ann", "acme", "knows", vector=[math.nan, 0.0])
+    assert g.edges(every=True) == []
