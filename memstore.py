@@ -3797,7 +3797,8 @@ class Collection(_CollectionVectors):
         if not start < end:
             raise ValidationError(f"valid_to {end} must come after valid_from {start}")
         overlap = self.store._fetch(
-            f"SELECT valid_from, valid_to FROM {self._table} WHERE fact_of = ? "
+            f"SELECT valid_from, valid_to FROM {self._table} "
+            "WHERE coalesce(fact_of, key) = ? AND fact_of IS NOT NULL "  # the subject index
             "AND valid_from < ? AND valid_to > ? LIMIT 1",
             (key, end, start),
         )
@@ -3942,8 +3943,9 @@ class Collection(_CollectionVectors):
             if self.temporal:
                 return bool(
                     self.store._fetch(
-                        f"DELETE FROM {self._table} WHERE key = ? OR fact_of = ? RETURNING id",
-                        (key, key),
+                        f"DELETE FROM {self._table} WHERE coalesce(fact_of, key) = ? "
+                        "RETURNING id",
+                        (key,),
                     )
                 )
             return bool(

@@ -12,7 +12,9 @@ of 200):
 
 - the 20 newest of one agent (an indexed filter and an order);
 - one record by key (get);
-- how many records one agent has (count).
+- how many records one agent has (count);
+- a put of a correction (a record put again under its key: in the temporal
+  collection, its old version goes to the history).
 
 Without as_of a temporal collection still reads "as of now", so the bench
 also runs the same queries on a plain (not temporal) collection of the same
@@ -86,6 +88,13 @@ def main() -> None:
             "temporal as_of: count of an agent": lambda i: facts.count(
                 {"agent": f"a{i % 1000}"}, as_of=PAST
             ),
+            # A correction of a record: put again under its key.
+            "plain: put": lambda i: plain.put(
+                f"k{(i * 104729) % args.n:07d}", {"agent": "a1", "n": i, "text": "put"}
+            ),
+            "temporal: put": lambda i: facts.put(
+                f"k{(i * 104729) % args.n:07d}", {"agent": "a1", "n": i, "text": "put"}
+            ),
         }
         times: dict[str, list[float]] = {name: [] for name in cases}
         names = list(cases)
@@ -100,6 +109,8 @@ def main() -> None:
             ratio = medians[f"temporal as_of: {what}"] / medians[f"temporal: {what}"]
             cost = medians[f"temporal: {what}"] / medians[f"plain: {what}"]
             print(f"{what}: as_of / without = {ratio:.2f}; temporal / plain = {cost:.2f}")
+        cost = medians["temporal: put"] / medians["plain: put"]
+        print(f"put (a correction): temporal / plain = {cost:.2f}")
 
 
 if __name__ == "__main__":
