@@ -1749,6 +1749,9 @@ def _declaration_sql(old: _Meta, new: _Meta, columns: Mapping[str, str]) -> list
             f"DROP INDEX IF EXISTS {quote_identifier(_index_name(name, field_column(p)))}"
             for p in new.fields
         ]
+    if new.temporal and not old.temporal:
+        statements.append(f"DROP TRIGGER IF EXISTS {quote_identifier(_touch_trigger(name))}")
+        statements.append(_touch_trigger_sql(name, temporal=True))
     if new.history != old.history or new.temporal != old.temporal:
         statements += _history_trigger_sql(name, drop=True)
         if new.history:
@@ -3274,11 +3277,15 @@ class Collection(_CollectionVectors):
             "updated_at = excluded.updated_at, expires_at = excluded.expires_at "
             "WHERE body IS NOT excluded.body OR expires_at IS NOT excluded.expires_at"
         )
-        # A temporal collection's put: its validity too.
+        # A temporal collection's put: its validity too; and its store time after the
+        # last change's (see _stamp_after), for versions that follow each other.
         self._temporal_upsert_sql = (
             f"INSERT INTO {self._table} (key, body, created_at, updated_at, expires_at, "
             "valid_from, valid_to) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
-            "body = excluded.body, updated_at = excluded.updated_at, "
+            "body = excluded.body, updated_at = CASE WHEN excluded.updated_at > updated_at "
+            "THEN excluded.updated_at "
+            "ELSE coalesce(strftime('%Y-%m-%dT%H:%M:%f000Z', updated_at, '+0.001 seconds'), "
+            "excluded.updated_at) END, "
             "expires_at = excluded.expires_at, valid_from = excluded.valid_from, "
             "valid_to = excluded.valid_to WHERE body IS NOT excluded.body "
             "OR expires_at IS NOT excluded.expires_at OR valid_from IS NOT excluded.valid_from "
@@ -3687,7 +3694,8 @@ class Collection(_CollectionVectors):
             body = self._encode(record)
             parts = None if vector is None else self._encode_vector(vector)
             closed = f"{key}\x1f{_new_key()}"  # its own row; reads give it its subject's key
-            stamp = _iso(_utcnow())  # one instant: the old fact closed, the new one begun
+            # One instant: the old fact closed, the new one begun, after the last change.
+            stamp = _stamp_after(current["updated_at"])
             (fact_id,) = self.store._fetch(
                 f"INSERT INTO {self._table} (key, body, created_at, updated_at, expires_at, "
                 "valid_from, valid_to, fact_of) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
@@ -3728,7 +3736,7 @@ class Collection(_CollectionVectors):
             moment = self._within_period(current, _moment_or_now(at, "at", ValidationError))
             self.store._fetch(
                 f"UPDATE {self._table} SET valid_to = ?, updated_at = ? WHERE id = ?",
-                (moment, _iso(_utcnow()), current["id"]),
+                (moment, _stamp_after(current["updated_at"]), current["id"]),
             )
         return key
 
@@ -3763,13 +3771,13 @@ class Collection(_CollectionVectors):
     def _current_fact(self, key: str) -> dict[str, Any]:
         """The row holding ``key``'s latest fact (not a superseded one)."""
         rows = self.store._fetch(
-            f"SELECT id, body, created_at, expires_at, valid_from, valid_to FROM {self._table} "
-            "WHERE key = ? AND fact_of IS NULL",
+            "SELECT id, body, created_at, updated_at, expires_at, valid_from, valid_to "
+            f"FROM {self._table} WHERE key = ? AND fact_of IS NULL",
             (key,),
         )
         if not rows:
             raise NotFoundError(f"no record {key!r} in {self.name!r}")
-        names = ("id", "body", "created_at", "expires_at", "valid_from", "valid_to")
+        names = ("id", "body", "created_at", "updated_at", "expires_at", "valid_from", "valid_to")
         return dict(zip(names, rows[0], strict=True))
 
     def _within_period(self, current: Mapping[str, Any], moment: str) -> str:
@@ -3943,8 +3951,7 @@ class Collection(_CollectionVectors):
             if self.temporal:
                 return bool(
                     self.store._fetch(
-                        f"DELETE FROM {self._table} WHERE coalesce(fact_of, key) = ? "
-                        "RETURNING id",
+                        f"DELETE FROM {self._table} WHERE coalesce(fact_of, key) = ? RETURNING id",
                         (key,),
                     )
                 )
@@ -4598,7 +4605,9 @@ class Collection(_CollectionVectors):
         wanted = [
             ("index", _index_name(self.name, c), _index_sql(self.name, c)) for c in _BASE_INDEXED
         ]
-        wanted.append(("trigger", _touch_trigger(self.name), _touch_trigger_sql(self.name)))
+        wanted.append(
+            ("trigger", _touch_trigger(self.name), _touch_trigger_sql(self.name, self.temporal))
+        )
         if self.ttl is not None:
             wanted.append(("trigger", _ttl_trigger(self.name), _ttl_trigger_sql(self.name)))
         wanted += [
@@ -8903,12 +8912,22 @@ def _vector_history_trigger_sql(table: str, *, drop: bool = False) -> list[str]:
     ]
 
 
-def _touch_trigger_sql(table: str) -> str:
-    """A trigger moving updated_at when another tool updates a record and does not."""
+def _touch_trigger_sql(table: str, temporal: bool = False) -> str:
+    """A trigger moving updated_at to SQLite's now when an update changes a record (in a
+    temporal collection, its validity too) and leaves updated_at as it was: another
+    tool's write, or memstore's in the millisecond of the last one. The history trigger
+    ends the old version at the same now, so versions never overlap in store time."""
     quoted = quote_identifier(table)
+    columns, changed = "body", "new.body IS NOT old.body"
+    if temporal:
+        columns = "body, valid_from, valid_to"
+        changed = (
+            "(new.body IS NOT old.body OR new.valid_from IS NOT old.valid_from "
+            "OR new.valid_to IS NOT old.valid_to)"
+        )
     return (
-        f"CREATE TRIGGER {quote_identifier(_touch_trigger(table))} AFTER UPDATE OF body "
-        f"ON {quoted} WHEN new.updated_at IS old.updated_at AND new.body IS NOT old.body "
+        f"CREATE TRIGGER {quote_identifier(_touch_trigger(table))} AFTER UPDATE OF {columns} "
+        f"ON {quoted} WHEN new.updated_at IS old.updated_at AND {changed} "
         f"BEGIN UPDATE {quoted} SET updated_at = {_SQL_NOW} WHERE id = new.id; END"
     )
 
@@ -9720,6 +9739,18 @@ def _sha256(data: bytes) -> str:
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _stamp_after(previous: str) -> str:
+    """Now as store time, but a millisecond after ``previous`` (when a record last
+    changed) if the clock has not moved past it: a record's versions then follow each
+    other in store time whatever the speed of the changes."""
+    now = _iso(_utcnow())
+    if now > previous:
+        return now
+    with contextlib.suppress(ValueError):  # another tool's unreadable time: now it is
+        return _iso(datetime.fromisoformat(previous) + timedelta(milliseconds=1))
+    return now
 
 
 def _iso(moment: datetime) -> str:

@@ -351,7 +351,7 @@ async def test_vectors_rank_by_meaning_and_report_similar(opened: memstore.Store
             ],
         )
         found = await call(client, "search_graph", q="oooooo")
-        assert [e["name"] for e in found["entities"]][0] == "Zoo"
+        assert found["entities"][0]["name"] == "Zoo"
         assert (await call(client, "search_graph", q="calm"))["entities"][0]["name"] == "Bar"
 
 

@@ -569,9 +569,7 @@ def test_a_field_index_holds_what_reads_test_so_a_count_needs_no_table(
     notes = store.collection("notes", fields={"agent": str})
     notes.put("a", {"agent": "x"})
     store.collection("notes", temporal=True, hygiene=True)  # declared later: indexes remade
-    columns = [
-        row[2] for row in store.connection.execute("PRAGMA index_info('notes__agent_idx')")
-    ]
+    columns = [row[2] for row in store.connection.execute("PRAGMA index_info('notes__agent_idx')")]
     assert columns == ["agent", "valid_from", "valid_to", "forgotten_at"], columns
     plan = " ".join(
         row[3]
@@ -621,3 +619,29 @@ def test_writes_and_reads_by_key_never_scan_the_collection(store: memstore.Store
             if re.match(r"(SCAN|SEARCH) facts\b", row[3]) and not re.search(r"\(.*=\?", row[3])
         ]
     assert scans == []
+
+
+def test_versions_never_overlap_in_store_time_within_one_millisecond(
+    facts: memstore.Collection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """memstore's clock counts milliseconds: changes made within one (here, a clock that
+    stands still) follow each other in store time still, each version ending where the
+    next begins, so that what was known at any time is one fact per subject and period."""
+    clock = Clock(monkeypatch)
+    clock.at(1)
+    facts.put("diet", {"text": "meat"}, valid_from=DAY[0])
+    facts.supersede("diet", {"text": "vegetarian"}, at=DAY[2])
+    facts.invalidate("diet", at=DAY[6])
+    facts.put("diet", {"text": "vegan"}, valid_from=DAY[2])
+    conn = facts.store.connection
+    versions = conn.execute(
+        "SELECT valid_from, archived_at FROM memstore_versions WHERE key = 'diet' ORDER BY version"
+    ).fetchall()
+    (now,) = conn.execute("SELECT updated_at FROM facts WHERE key = 'diet'").fetchone()
+    starts = [start for start, _ in versions[1:]] + [now]
+    assert [end for _, end in versions] == starts  # each ends where the next begins
+    for start, _ in versions:
+        for t in DAY:
+            held = facts.query({"key": "diet"}, as_of=t, known_at=start)
+            found = facts.search("meat OR vegetarian OR vegan", as_of=t, known_at=start)
+            assert len(held) <= 1 and [h.record for h in found] == held, (start, t)
