@@ -9558,17 +9558,6 @@ def _timestamp(value: object) -> str:
         ) from err
 
 
-def _no_known_at(known_at: Any, what: str) -> None:
-    """known_at is read from the version history, which keeps no search index and no
-    vectors of replaced versions: ranking by what was known then is not offered."""
-    if known_at is not None:
-        raise QueryError(
-            f"{what} cannot rank what the store held at another time (replaced versions keep "
-            "no search index or vectors): use query(known_at=...) to read them, or as_of= for "
-            "what held in the world"
-        )
-
-
 def _moment(value: object, name: str, error: type[MemstoreError] = QueryError) -> str:
     """A point in time given for ``name`` (as_of, known_at, valid_from, at): an aware
     datetime or ISO-8601 text with a time zone, as memstore's timestamp; ``error`` says
