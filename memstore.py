@@ -563,7 +563,24 @@ def _upgrade_collection_triggers(conn: apsw.Connection) -> None:
 
 #: Steps in Python that a schema version needs besides its SQL file, run in the
 #: same transaction: what SQL alone cannot do for every collection.
-_UPGRADES: dict[int, Callable[[apsw.Connection], None]] = {7: _upgrade_collection_triggers}
+def _upgrade_batched_fts(conn: apsw.Connection) -> None:
+    """Schema 13: each collection's full-text index is complete up to its newest row, and
+    its triggers cover the rows up to that mark only (new rows then wait for a batch)."""
+    for name, fts in conn.execute("SELECT name, fts FROM _memstore_collections").fetchall():
+        assert isinstance(name, str) and isinstance(fts, str)
+        columns = [field_column(path) for path in json.loads(fts)]
+        if not columns:
+            continue
+        conn.execute(_fts_progress_sql(name))
+        for event, sql in _fts_trigger_sql(name, columns).items():
+            conn.execute(f"DROP TRIGGER IF EXISTS {quote_identifier(_fts_trigger(name, event))}")
+            conn.execute(sql)
+
+
+_UPGRADES: dict[int, Callable[[apsw.Connection], None]] = {
+    7: _upgrade_collection_triggers,
+    13: _upgrade_batched_fts,
+}
 
 
 def _claim_file(conn: apsw.Connection) -> None:
@@ -710,6 +727,8 @@ class Store:
         # Reads of hygiene collections not yet counted: collection -> key -> [count, last].
         self._accesses: dict[str, dict[str, list[Any]]] = {}
         self._added_messages = False  # close() then indexes them for search (sql/0008)
+        # Rows each collection was given since its index last caught up (sql/0013).
+        self._fts_writes: dict[str, int] = {}
         self._generation = 0  # moved on by every declaration: Collection handles reload
         # Collections' vectors in memory, by collection name (see _VectorIndex).
         self._vector_indexes: dict[str, _VectorIndex] = {}
@@ -784,6 +803,10 @@ class Store:
                         _flush_accesses(self)
                     if self._added_messages:  # a store that only read takes no write lock
                         _catch_up_messages(self)
+                    for name in list(self._fts_writes):
+                        meta = self._load_meta(name)
+                        if meta is not None and meta.fts and _fts_waiting(self, name):
+                            _catch_up_fts(self, name, meta.fts)
             conn, self._conn = self._conn, None
             # Keeps query plans good for later opens; a busy or read-only file skips it
             # at once rather than waiting for another writer.
@@ -2633,6 +2656,7 @@ class _CollectionVectors:
         ) -> list[tuple[int, str, str, float, str]]: ...
         def _need_hygiene(self, what: str) -> None: ...
         def _note_accesses(self, keys: Iterable[str]) -> None: ...
+        def _index_waiting(self) -> None: ...
 
     def vector(self, key: str) -> Any:
         """The record's embedding as a numpy array (a dict of them for a record in parts);
@@ -2786,6 +2810,7 @@ class _CollectionVectors:
         fts = self._fts_table
         # Recency counts from the time the ranking is for: now, or known_at.
         now = _utcnow() if known is None else datetime.fromisoformat(known)
+        self._index_waiting()
         with self.store.transaction(immediate=False):  # both searches and the records: one snapshot
             text_rows: list[Any] = []
             if known is not None:
@@ -3279,6 +3304,7 @@ class Collection(_CollectionVectors):
         )
         # A temporal collection's put: its validity too; and its store time after the
         # last change's (see _stamp_after), for versions that follow each other.
+        self._open_batch_sql = _open_fts_batch_sql(self.name)
         self._temporal_upsert_sql = (
             f"INSERT INTO {self._table} (key, body, created_at, updated_at, expires_at, "
             "valid_from, valid_to) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
@@ -3399,6 +3425,7 @@ class Collection(_CollectionVectors):
                     self._merge_into(match, body)
                 if match is not None and self.hygiene["policy"] != "keep":
                     return match, match
+            self._writing_row()
             if self.temporal:
                 period = self._period(key, valid_from, valid_to)
                 self.store._fetch(
@@ -3410,6 +3437,27 @@ class Collection(_CollectionVectors):
                 self._after_hygienic_write([(key, digest)])
             self._record_vectors(key, body, parts)
         return key, match
+
+    def _writing_row(self) -> None:
+        """Before a write of a row: its full-text indexing waits for a batch (sql/0013).
+        The first write of a batch opens it; the FTS_BATCH-th indexes the batch."""
+        if self.fts:
+            writes = self.store._fts_writes
+            if not writes.get(self.name):
+                self.store._fetch(self._open_batch_sql)
+            writes[self.name] = writes.get(self.name, 0) + 1
+            if writes[self.name] > FTS_BATCH:
+                _catch_up_fts(self.store, self.name, self.fts)
+                self.store._fetch(self._open_batch_sql)
+                writes[self.name] = 1
+
+    def _index_waiting(self) -> None:
+        """Index the rows waiting for the full-text index, before a search or a check. A
+        store that cannot write then (a read-only file, or another writer holding the
+        lock past the timeout) searches what is indexed."""
+        if self.fts and _fts_waiting(self.store, self.name):
+            with contextlib.suppress(MemstoreError):
+                _catch_up_fts(self.store, self.name, self.fts)
 
     # -- memory hygiene (hygiene=...) ------------------------------------------
 
@@ -3694,6 +3742,7 @@ class Collection(_CollectionVectors):
             body = self._encode(record)
             parts = None if vector is None else self._encode_vector(vector)
             closed = f"{key}\x1f{_new_key()}"  # its own row; reads give it its subject's key
+            self._writing_row()
             # One instant: the old fact closed, the new one begun, after the last change.
             stamp = _stamp_after(current["updated_at"])
             (fact_id,) = self.store._fetch(
@@ -4218,6 +4267,7 @@ class Collection(_CollectionVectors):
         ):
             raise QueryError(f"highlight must be two strings, not {highlight!r:.60}")
         fts, (view, known) = self._fts_table, self._view(as_of, known_at)
+        self._index_waiting()
         with self.store.transaction(immediate=False):  # the probe and the search: one snapshot
             if known is not None:
                 found = self._known_matches(
@@ -4533,6 +4583,7 @@ class Collection(_CollectionVectors):
             f"{self.name}: missing {kind} {name}" for kind, name, _ in self._missing_objects()
         ]
         if self.fts and not any(" table " in p for p in problems):
+            self._index_waiting()
             problems += _fts_problems(self.store, self._fts_table)
         if self.vectors is not None:
             problems += self._vector_problems()
@@ -4745,13 +4796,16 @@ class Collection(_CollectionVectors):
         with self.store.transaction():
             meta = self.store._require_meta(self.name)  # another process may have added FTS paths
             columns = [field_column(path) for path in meta.fts]
+            if columns and _fts_waiting(self.store, self.name):  # the rows up to now: indexed
+                _catch_up_fts(self.store, self.name, meta.fts)
             for sql in [
                 *_drop_fts_sql(self.name, keep_table=True),
                 _drop_ttl_trigger_sql(self.name),
             ]:
                 self.store._fetch(sql)
             yield columns
-            if columns:
+            if columns:  # the rows the load indexed: covered
+                self.store._fetch(_fts_progress_sql(self.name))
                 for sql in _fts_trigger_sql(self.name, columns).values():
                     self.store._fetch(sql)
             if meta.ttl_seconds is not None:
@@ -6343,6 +6397,70 @@ def _catch_up_messages(store: Store) -> None:
     """Index waiting messages, if any: before a search, a check, or closing."""
     if store._fetch(PENDING_MESSAGES_SQL) != [(0,)]:
         _index_pending_messages(store)
+
+
+#: A collection's new rows wait for its full-text index in batches (sql/0013): a handle
+#: indexes them every FTS_BATCH writes, and searches, checks and close() first.
+FTS_BATCH = 100
+
+
+def _fts_waiting(store: Store, table: str) -> bool:
+    """Whether rows of a collection wait for its full-text index (O(1): max(id))."""
+    rows = store._fetch(
+        f"SELECT (SELECT coalesce(max(id), 0) FROM {quote_identifier(table)}) > indexed_to "
+        "FROM memstore_fts_progress WHERE fts = ?",
+        (fts_table(table),),
+    )
+    return bool(rows and rows[0][0])
+
+
+def _catch_up_fts(store: Store, table: str, paths: Sequence[str]) -> None:
+    """Index the rows of a collection past its mark in one statement, and move the mark
+    to its newest row (sql/0013)."""
+    fts = quote_identifier(fts_table(table))
+    columns = ", ".join(quote_identifier(field_column(p)) for p in paths)
+    with store.transaction():
+        store._fetch(
+            f"INSERT INTO {fts} (rowid, {columns}) SELECT id, {columns} "
+            f"FROM {quote_identifier(table)} WHERE id > (SELECT indexed_to "
+            "FROM memstore_fts_progress WHERE fts = ?)",
+            (fts_table(table),),
+        )
+        store._fetch(_fts_progress_sql(table))
+    store._fts_writes.pop(table, None)
+
+
+def index_pending(conn: Any) -> int:
+    """Index what memstore left waiting for full-text search, messages and collection
+    rows (it indexes them in batches), on any connection to the file: apsw's, or Python's
+    sqlite3 (the Datasette explorer's), inside the caller's write transaction. A tool
+    that searches memstore's FTS tables with its own SQL calls it first. Returns how
+    many indexes were brought up to date."""
+    done = 0
+    for name, paths in conn.execute(
+        "SELECT c.name, c.fts FROM _memstore_collections AS c JOIN memstore_fts_progress AS p "
+        "ON p.fts = c.name || '_fts' WHERE c.fts <> '[]'"
+    ).fetchall():
+        table, fts = quote_identifier(name), quote_identifier(fts_table(name))
+        columns = ", ".join(quote_identifier(field_column(p)) for p in json.loads(paths))
+        waiting = conn.execute(
+            f"SELECT (SELECT coalesce(max(id), 0) FROM {table}) > indexed_to "
+            "FROM memstore_fts_progress WHERE fts = ?",
+            (fts_table(name),),
+        ).fetchall()
+        if waiting and waiting[0][0]:
+            conn.execute(
+                f"INSERT INTO {fts} (rowid, {columns}) SELECT id, {columns} FROM {table} "
+                "WHERE id > (SELECT indexed_to FROM memstore_fts_progress WHERE fts = ?)",
+                (fts_table(name),),
+            )
+            conn.execute(_fts_progress_sql(name))
+            done += 1
+    if conn.execute(PENDING_MESSAGES_SQL).fetchall() != [(0,)]:
+        for sql in INDEX_PENDING_MESSAGES_SQL:
+            conn.execute(sql)
+        done += 1
+    return done
 
 
 def _delete_batches(
@@ -8827,8 +8945,23 @@ def _fts_trigger(table: str, event: str) -> str:
     return f"{table}__fts_{event}"
 
 
+#: A collection's FTS mark when no batch is open: every row is indexed at once.
+_ALL_INDEXED = 2**63 - 1
+
+
+def _fts_mark(table: str) -> str:
+    """SQL for the id up to which a collection's FTS index is complete (sql/0013): rows
+    past it wait to be indexed in a batch. Without its row in memstore_fts_progress,
+    every row is indexed at once, as before."""
+    return (
+        f"coalesce((SELECT indexed_to FROM memstore_fts_progress "
+        f"WHERE fts = {_literal(fts_table(table))}), {_ALL_INDEXED})"
+    )
+
+
 def _fts_trigger_sql(table: str, columns: list[str]) -> dict[str, str]:
-    """Triggers that keep the FTS index in step with rows written by any tool, by event."""
+    """Triggers that keep the FTS index in step with rows written by any tool, by event,
+    for the rows it covers (ids up to _fts_mark); newer rows wait for _catch_up_fts."""
     fts, cols = quote_identifier(fts_table(table)), ", ".join(quote_identifier(c) for c in columns)
     new = ", ".join(f"new.{quote_identifier(c)}" for c in columns)
     old = ", ".join(f"old.{quote_identifier(c)}" for c in columns)
@@ -8839,9 +8972,14 @@ def _fts_trigger_sql(table: str, columns: list[str]) -> dict[str, str]:
     # update of expires_at or updated_at alone, as the TTL and touch triggers make,
     # must not 'delete' a row the index may not hold yet.
     when = {"insert": "INSERT", "delete": "DELETE", "update": "UPDATE OF body"}
+    covered = {
+        event: f"{'new' if event == 'insert' else 'old'}.id <= {_fts_mark(table)}"
+        for event in bodies
+    }
     return {
         event: f"CREATE TRIGGER {quote_identifier(_fts_trigger(table, event))} "
-        f"AFTER {when[event]} ON {quote_identifier(table)} BEGIN {body} END"
+        f"AFTER {when[event]} ON {quote_identifier(table)} WHEN {covered[event]} "
+        f"BEGIN {body} END"
         for event, body in bodies.items()
     }
 
@@ -8988,8 +9126,29 @@ def _create_fts_sql(table: str, columns: list[str]) -> list[str]:
         f"content={quote_identifier(table)}, content_rowid='id', "
         "tokenize='unicode61 remove_diacritics 2')",
         f"INSERT INTO {fts} ({fts}) VALUES ('rebuild')",
+        _fts_progress_sql(table),
         *_fts_trigger_sql(table, columns).values(),
     ]
+
+
+def _fts_progress_sql(table: str) -> str:
+    """Mark a collection's FTS index complete, with no batch open: every row written from
+    now on, by any tool, is indexed at once (after a rebuild, a load, a catch-up)."""
+    return (
+        "INSERT INTO memstore_fts_progress (fts, indexed_to) "
+        f"VALUES ({_literal(fts_table(table))}, {_ALL_INDEXED}) "
+        "ON CONFLICT (fts) DO UPDATE SET indexed_to = excluded.indexed_to"
+    )
+
+
+def _open_fts_batch_sql(table: str) -> str:
+    """Open a batch: the rows written from now on (past the newest row) wait for the
+    index, until someone catches it up (_catch_up_fts, index_pending)."""
+    return (
+        "UPDATE memstore_fts_progress SET indexed_to = "
+        f"(SELECT coalesce(max(id), 0) FROM {quote_identifier(table)}) "
+        f"WHERE fts = {_literal(fts_table(table))} AND indexed_to = {_ALL_INDEXED}"
+    )
 
 
 def _drop_fts_sql(table: str, *, keep_table: bool = False) -> list[str]:
@@ -8999,7 +9158,11 @@ def _drop_fts_sql(table: str, *, keep_table: bool = False) -> list[str]:
     return (
         triggers
         if keep_table
-        else [*triggers, f"DROP TABLE IF EXISTS {quote_identifier(table + '_fts')}"]
+        else [
+            *triggers,
+            f"DROP TABLE IF EXISTS {quote_identifier(table + '_fts')}",
+            f"DELETE FROM memstore_fts_progress WHERE fts = {_literal(fts_table(table))}",
+        ]
     )
 
 

@@ -204,6 +204,24 @@ def _is_memstore(datasette: Any, database: str | None) -> bool:
     return database in _FOUND.get(datasette, {})
 
 
+@hookimpl
+def asgi_wrapper(datasette: Any) -> Any:
+    """Before a table search (``?_search=``), index what memstore left waiting for the
+    full-text index (it indexes in batches), so Datasette's own search sees every row."""
+
+    def wrap(app: Any) -> Any:
+        async def searched(scope: Any, receive: Any, send: Any) -> None:
+            if scope.get("type") == "http" and b"_search" in scope.get("query_string", b""):
+                for name in list(_FOUND.get(datasette, {})):
+                    with contextlib.suppress(Exception):  # a database gone: search goes on
+                        await _index_pending(datasette.get_database(name))
+            await app(scope, receive, send)
+
+        return searched
+
+    return wrap
+
+
 # --------------------------------------------------------------------------
 # Table pages: JSON cells
 # --------------------------------------------------------------------------
@@ -1314,20 +1332,20 @@ async def search_view(datasette: Any, request: Any) -> Response:
     )
 
 
-async def _index_pending_messages(db: Any) -> None:
-    """Index the messages memstore has not indexed yet (it does so in batches), so the
-    search sees every one; a database Datasette may not write to is searched as it is."""
+async def _index_pending(db: Any) -> None:
+    """Index what memstore left waiting for full-text search (messages and collection
+    rows: it indexes them in batches), so the search sees every one; a database Datasette
+    may not write to is searched as it is."""
     try:
         pending = await db.execute(memstore.PENDING_MESSAGES_SQL)
     except Exception:  # a file from before schema 8 indexes every message at once
         return
-    if not db.is_mutable or [tuple(r) for r in pending.rows] == [(0,)]:
+    if not db.is_mutable or not pending:
         return
 
     def index(conn: sqlite3.Connection) -> None:
         with conn:
-            for sql in memstore.INDEX_PENDING_MESSAGES_SQL:
-                conn.execute(sql)
+            memstore.index_pending(conn)
 
     with contextlib.suppress(Exception):  # a file another writer holds: search what is there
         await db.execute_write_fn(index, block=True)
@@ -1344,6 +1362,7 @@ async def _search_database(
 ) -> list[dict[str, Any]]:
     found = []
     marks = f"'{_OPEN}', '{_CLOSE}', '…', 12"
+    await _index_pending(db)  # what memstore indexes in batches: every row found
     registry = (
         await db.execute("SELECT name FROM _memstore_collections WHERE fts <> '[]' ORDER BY name")
     ).rows
@@ -1372,7 +1391,6 @@ async def _search_database(
         ]
     base = datasette.urls.path(f"/-/memstore/{quote(database, safe='')}")
     if await _can_view(datasette, request.actor, database, "memstore_messages"):
-        await _index_pending_messages(db)
         rows = (
             await db.execute(
                 "SELECT m.thread_id, m.position, m.role, "

@@ -241,6 +241,25 @@ def test_search_indexes_the_messages_memstore_has_not_yet(tmp_path: Path) -> Non
     store.close()
 
 
+def test_searches_index_the_records_memstore_has_not_yet(tmp_path: Path) -> None:
+    """A collection's new records wait for its index in batches (sql/0013); the explorer's
+    search and Datasette's own table search both catch up first."""
+    path = tmp_path / "agent.db"
+    store = memstore.Store(path)
+    notes = store.collection("notes", fts=["text"])
+    notes.put("a", {"text": "a zeppelin over Lyon"})
+    indexed = "SELECT count(*) FROM notes_fts WHERE notes_fts MATCH 'zeppelin'"
+    assert store.connection.execute(indexed).fetchall() == [(0,)]  # open: it waits
+    ds = datasette(path)
+    rows = get(ds, "/agent/notes.json?_search=zeppelin&_shape=array").json()
+    assert [r["key"] for r in rows] == ["a"]
+    notes.put("b", {"text": "another zeppelin"})
+    html = get(ds, "/-/memstore/search?q=zeppelin").text
+    assert "collection notes" in html and html.count("<mark>zeppelin</mark>") == 2
+    assert store.check() == []
+    store.close()
+
+
 def test_no_write_route(ds: Any) -> None:
     for path in [
         "/-/memstore",

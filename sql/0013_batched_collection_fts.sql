@@ -1,0 +1,15 @@
+-- memstore schema, version 13: collections are indexed for search in batches.
+-- Stock SQLite 3.40 only: see 0001_core.sql.
+--
+-- As messages are since version 8: a put no longer writes the FTS5 index (about
+-- half of a single put's time), its row waits past its collection's mark in
+-- memstore_fts_progress (fts: "<collection>_fts"), and whoever searches, checks
+-- or closes the file indexes the waiting rows first, in one statement
+-- (memstore.index_pending() does it for every index, from any connection); a
+-- handle also does it every 100 writes. A collection's FTS triggers keep the
+-- index right for the rows up to the mark, whoever writes them; without its
+-- row in memstore_fts_progress, a collection is indexed row by row as before.
+--
+-- The collections' triggers and marks are made by the upgrade step in
+-- memstore.py (_upgrade_batched_fts): SQL alone cannot list the collections.
+SELECT 1;
