@@ -71,6 +71,7 @@ __version__ = "0.1.0"
 __all__ = [
     "APPLICATION_ID",
     "COMPRESS_ABOVE",
+    "FTS_BATCH",
     "HISTORY_RANGES_SQL",
     "INDEX_PENDING_MESSAGES_SQL",
     "PENDING_MESSAGES_SQL",
@@ -116,6 +117,7 @@ __all__ = [
     "fts_table",
     "fts_words",
     "history_clause",
+    "index_pending",
     "live_clause",
     "migrate",
     "new_key",
