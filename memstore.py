@@ -528,7 +528,8 @@ def _migrate(conn: apsw.Connection) -> None:
             if current < version:
                 if current == 0:
                     _claim_file(conn)
-                conn.execute(path.read_text(encoding="utf-8"))
+                # Consumed: apsw runs a script's later statements as its rows are read.
+                conn.execute(path.read_text(encoding="utf-8")).fetchall()
                 if version in _UPGRADES:
                     _UPGRADES[version](conn)
                 conn.execute(f"PRAGMA user_version = {version}")
@@ -667,6 +668,7 @@ class _Meta(NamedTuple):
     vectors: dict[str, Any] | None = None  # {"dim", "model", "metric", "fields"}
     temporal: bool = False  # records have validity periods (sql/0012)
     hygiene: dict[str, Any] | None = None  # {"dedup", "policy"} (sql/0012)
+    time_indexes: bool = True  # created_at and updated_at indexed (sql/0013)
 
 
 class Store:
@@ -931,6 +933,7 @@ class Store:
         vectors: Mapping[str, Any] | None = None,
         temporal: bool | None = None,
         hygiene: bool | Mapping[str, Any] | None = None,
+        time_indexes: bool | None = None,
         create: bool = True,
     ) -> Collection:
         """Open a collection, creating it or adding to its declaration.
@@ -977,6 +980,12 @@ class Store:
         ``track=True``, ``candidates_for_merge`` and ``merge``; see
         Collection.remember.
 
+        ``time_indexes=False`` goes without the indexes on ``created_at`` and
+        ``updated_at``: every put writes each index it has (these two cost a
+        quarter of a single put at 100,000 records), and a collection read by
+        key and by its own indexes never uses them; retention by age and
+        orders by those times then scan the table. ``True`` makes them again.
+
         ``create=False`` opens only a collection that exists, and raises
         NotFoundError otherwise; so does ``store["events"]``. Creating is the
         default because the declaration is the schema: the same call creates
@@ -998,6 +1007,8 @@ class Store:
             raise ValidationError(f"history must be True or False, not {history!r}")
         if temporal is not None and not isinstance(temporal, bool):
             raise ValidationError(f"temporal must be True or False, not {temporal!r}")
+        if time_indexes is not None and not isinstance(time_indexes, bool):
+            raise ValidationError(f"time_indexes must be True or False, not {time_indexes!r}")
         wanted_hygiene = _normalize_hygiene(hygiene)
         wanted = _Declaration(
             wanted_fields,
@@ -1008,6 +1019,7 @@ class Store:
             wanted_vectors,
             temporal,
             wanted_hygiene,
+            time_indexes,
         )
         meta = self._load_meta(name)
         if meta is None and not create:
@@ -1318,6 +1330,7 @@ class Store:
                 "indexes": _index_dicts(meta.indexes),
                 "vectors": meta.vectors,
                 "temporal": meta.temporal,
+                "time_indexes": meta.time_indexes,
             }
         if collections is None:
             for table in _EXPORT_TABLES:
@@ -1583,13 +1596,13 @@ class Store:
 
     def _load_meta(self, name: str) -> _Meta | None:
         rows = self._fetch(
-            "SELECT name, fields, fts, ttl_seconds, history, indexes, vectors, temporal, hygiene "
-            "FROM _memstore_collections WHERE name = ?",
+            "SELECT name, fields, fts, ttl_seconds, history, indexes, vectors, temporal, hygiene, "
+            "time_indexes FROM _memstore_collections WHERE name = ?",
             (name,),
         )
         if not rows:
             return None
-        found, fields, fts, ttl_seconds, history, indexes, vectors, temporal, hygiene = rows[0]
+        found, fields, fts, ttl_seconds, history, indexes, vectors, temporal, hygiene = rows[0][:9]
         return _Meta(
             found,
             json.loads(fields),
@@ -1600,6 +1613,7 @@ class Store:
             None if vectors is None else json.loads(vectors),
             bool(temporal),
             None if hygiene is None else json.loads(hygiene),
+            bool(rows[0][9]),
         )
 
     def _vector_index(self, name: str, config: Mapping[str, Any]) -> _VectorIndex:
@@ -1640,12 +1654,13 @@ class Store:
         self._generation += 1
         self._fetch(
             "INSERT INTO _memstore_collections (name, fields, fts, ttl_seconds, history, "
-            "indexes, vectors, temporal, hygiene) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (name) DO UPDATE SET "
+            "indexes, vectors, temporal, hygiene, time_indexes) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
             "fields = excluded.fields, fts = excluded.fts, ttl_seconds = excluded.ttl_seconds, "
             "history = excluded.history, indexes = excluded.indexes, "
             "vectors = excluded.vectors, temporal = excluded.temporal, "
-            f"hygiene = excluded.hygiene, updated_at = {_SQL_NOW}",
+            "hygiene = excluded.hygiene, time_indexes = excluded.time_indexes, "
+            f"updated_at = {_SQL_NOW}",
             (
                 name,
                 json.dumps(new.fields),
@@ -1656,6 +1671,7 @@ class Store:
                 None if new.vectors is None else json.dumps(new.vectors),
                 new.temporal,
                 None if new.hygiene is None else json.dumps(new.hygiene),
+                new.time_indexes,
             ),
         )
         return new
@@ -1672,6 +1688,7 @@ class _Declaration(NamedTuple):
     vectors: dict[str, Any] | None
     temporal: bool | None = None
     hygiene: dict[str, Any] | None = None
+    time_indexes: bool | None = None
 
 
 def _declared(old: _Meta, wanted: _Declaration) -> _Meta:
@@ -1728,6 +1745,7 @@ def _declared(old: _Meta, wanted: _Declaration) -> _Meta:
             if wanted.hygiene is not None
             else old.hygiene
         ),
+        old.time_indexes if wanted.time_indexes is None else wanted.time_indexes,
     )
 
 
@@ -1774,6 +1792,13 @@ def _declaration_sql(old: _Meta, new: _Meta, columns: Mapping[str, str]) -> list
             f"DROP INDEX IF EXISTS {quote_identifier(_index_name(name, field_column(p)))}"
             for p in new.fields
         ]
+    if new.time_indexes != old.time_indexes:
+        for column in _TIME_INDEXED:
+            statements.append(
+                _index_sql(name, column)
+                if new.time_indexes
+                else f"DROP INDEX IF EXISTS {quote_identifier(_index_name(name, column))}"
+            )
     if new.temporal and not old.temporal:
         statements.append(f"DROP TRIGGER IF EXISTS {quote_identifier(_touch_trigger(name))}")
         statements.append(_touch_trigger_sql(name, temporal=True))
@@ -4656,7 +4681,9 @@ class Collection(_CollectionVectors):
             )
         }
         wanted = [
-            ("index", _index_name(self.name, c), _index_sql(self.name, c)) for c in _BASE_INDEXED
+            ("index", _index_name(self.name, c), _index_sql(self.name, c))
+            for c in _BASE_INDEXED
+            if self._meta.time_indexes or c not in _TIME_INDEXED
         ]
         wanted.append(
             ("trigger", _touch_trigger(self.name), _touch_trigger_sql(self.name, self.temporal))
@@ -8102,6 +8129,7 @@ def _read_manifest(root: Path) -> list[_ExportFile]:
                     "indexes": entry.get("indexes") or None,
                     "vectors": entry.get("vectors") or None,
                     "temporal": entry.get("temporal") or None,
+                    "time_indexes": entry.get("time_indexes"),
                 },
             )
             for name, entry in manifest.get("collections", {}).items()
@@ -8852,6 +8880,8 @@ async def _settle(future: Any) -> tuple[Any, bool]:
 # --------------------------------------------------------------------------
 
 _BASE_INDEXED = ("created_at", "updated_at", "expires_at")
+#: The base indexes a collection may go without (time_indexes=False).
+_TIME_INDEXED = ("created_at", "updated_at")
 
 
 def _create_table_sql(name: str) -> list[str]:

@@ -684,6 +684,9 @@ class MemstoreStore(memstore.Adapter, BaseStore):
                 indexes=[("namespace", "-updated_at")],
                 vectors=vectors,
                 temporal=keep_past or None,
+                # Read by key and by namespace (its own index): the indexes on created_at
+                # and updated_at alone would cost every put and serve no read.
+                time_indexes=False,
             )
         # LangGraph's filters may name a field no item has: they then match nothing, by
         # its semantics, and are no typo to warn about.

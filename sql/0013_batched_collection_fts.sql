@@ -12,4 +12,11 @@
 --
 -- The collections' triggers and marks are made by the upgrade step in
 -- memstore.py (_upgrade_batched_fts): SQL alone cannot list the collections.
-SELECT 1;
+
+-- A collection may go without the indexes on created_at and updated_at
+-- (Store.collection(..., time_indexes=False)): each index is one more page
+-- written by every put (a quarter of a single put's time at 100,000 records),
+-- and a collection read by key and by its own indexes never uses them.
+-- Retention by age and orders by those times then scan the table.
+ALTER TABLE _memstore_collections ADD COLUMN time_indexes INTEGER NOT NULL DEFAULT 1
+    CHECK (time_indexes IN (0, 1));

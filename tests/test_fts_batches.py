@@ -167,3 +167,29 @@ def test_searches_agree_with_the_rows_whatever_waits(
             found = sorted(h.key for h in notes.search(word, limit=100))
             assert found == sorted(k for k, t in model.items() if word in t.split())
         assert store.check() == []
+
+
+def test_a_file_from_schema_12_is_upgraded(tmp_path: Path) -> None:
+    """Its collections' FTS triggers index every row at once (no WHEN); the upgrade gives
+    them their marks, and the batches start."""
+    path = tmp_path / "old.db"
+    with memstore.Store(path) as store:
+        store.collection("notes", fts=["text"]).put("a", {"text": "plover"})
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("DELETE FROM memstore_fts_progress WHERE fts = 'notes_fts'")
+    conn.execute("ALTER TABLE _memstore_collections DROP COLUMN time_indexes")
+    for event in ("insert", "delete", "update"):
+        conn.execute(f"DROP TRIGGER notes__fts_{event}")
+    conn.execute(  # as schema 12 made it
+        "CREATE TRIGGER notes__fts_insert AFTER INSERT ON notes BEGIN "
+        "INSERT INTO notes_fts (rowid, text) VALUES (new.id, new.text); END"
+    )
+    conn.execute("PRAGMA user_version = 12")
+    conn.close()
+    with memstore.Store(path) as store:
+        assert store.schema_version == 13
+        notes = store["notes"]
+        notes.put("b", {"text": "plover two"})
+        assert indexed(store, "plover") == 1  # b waits
+        assert sorted(h.key for h in notes.search("plover")) == ["a", "b"]
+        assert store.check() == []
