@@ -2683,7 +2683,7 @@ class _CollectionVectors:
         ) -> list[tuple[int, str, str, float, str]]: ...
         def _need_hygiene(self, what: str) -> None: ...
         def _note_accesses(self, keys: Iterable[str]) -> None: ...
-        def _index_waiting(self) -> None: ...
+        def _index_waiting(self) -> bool: ...
 
     def vector(self, key: str) -> Any:
         """The record's embedding as a numpy array (a dict of them for a record in parts);
@@ -3478,13 +3478,15 @@ class Collection(_CollectionVectors):
                 self.store._fetch(self._open_batch_sql)
                 writes[self.name] = 1
 
-    def _index_waiting(self) -> None:
-        """Index the rows waiting for the full-text index, before a search or a check. A
-        store that cannot write then (a read-only file, or another writer holding the
-        lock past the timeout) searches what is indexed."""
+    def _index_waiting(self) -> bool:
+        """Index the rows waiting for the full-text index, before a search or a check; say
+        whether none waits any more. A store that cannot write then (a read-only file, or
+        another writer holding the lock past the timeout) searches what is indexed."""
         if self.fts and _fts_waiting(self.store, self.name):
             with contextlib.suppress(MemstoreError):
                 _catch_up_fts(self.store, self.name, self.fts)
+            return not _fts_waiting(self.store, self.name)
+        return True
 
     # -- memory hygiene (hygiene=...) ------------------------------------------
 
@@ -4609,8 +4611,8 @@ class Collection(_CollectionVectors):
         problems = [
             f"{self.name}: missing {kind} {name}" for kind, name, _ in self._missing_objects()
         ]
-        if self.fts and not any(" table " in p for p in problems):
-            self._index_waiting()
+        # Rows still waiting (the file could not be written) are no fault of the index.
+        if self.fts and not any(" table " in p for p in problems) and self._index_waiting():
             problems += _fts_problems(self.store, self._fts_table)
         if self.vectors is not None:
             problems += self._vector_problems()
