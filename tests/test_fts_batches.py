@@ -113,7 +113,7 @@ def test_a_search_while_another_writer_holds_the_file_finds_what_is_indexed(
     assert holder.stdout is not None and holder.stdout.readline() == "held\n"
     with memstore.Store(path, timeout=0.05) as reader:
         assert [h.key for h in reader["notes"].search("heron")] == ["a"]
-        assert reader.check() == []  # a row waiting is no fault of the index
+        assert reader["notes"].check() == []  # a row waiting is no fault of the index
     holder.communicate("done\n")
     assert sorted(h.key for h in notes.search("heron")) == ["a", "b"]
     writer.close()
