@@ -6437,28 +6437,34 @@ def _catch_up_messages(store: Store) -> None:
 FTS_BATCH = 100
 
 
-def _fts_waiting(store: Store, table: str) -> bool:
-    """Whether rows of a collection wait for its full-text index (O(1): max(id))."""
-    rows = store._fetch(
+def _fts_waiting_sql(table: str) -> str:
+    """1 when rows of a collection wait for its full-text index (O(1): max(id))."""
+    return (
         f"SELECT (SELECT coalesce(max(id), 0) FROM {quote_identifier(table)}) > indexed_to "
-        "FROM memstore_fts_progress WHERE fts = ?",
-        (fts_table(table),),
+        f"FROM memstore_fts_progress WHERE fts = {_literal(fts_table(table))}"
     )
+
+
+def _fts_catch_up_sql(table: str, paths: Sequence[str]) -> str:
+    """Index the rows of a collection past its mark, in one statement."""
+    fts = quote_identifier(fts_table(table))
+    columns = ", ".join(quote_identifier(field_column(p)) for p in paths)
+    return (
+        f"INSERT INTO {fts} (rowid, {columns}) SELECT id, {columns} "
+        f"FROM {quote_identifier(table)} WHERE id > (SELECT indexed_to "
+        f"FROM memstore_fts_progress WHERE fts = {_literal(fts_table(table))})"
+    )
+
+
+def _fts_waiting(store: Store, table: str) -> bool:
+    rows = store._fetch(_fts_waiting_sql(table))
     return bool(rows and rows[0][0])
 
 
 def _catch_up_fts(store: Store, table: str, paths: Sequence[str]) -> None:
-    """Index the rows of a collection past its mark in one statement, and move the mark
-    to its newest row (sql/0013)."""
-    fts = quote_identifier(fts_table(table))
-    columns = ", ".join(quote_identifier(field_column(p)) for p in paths)
+    """Index the rows of a collection past its mark and close the batch (sql/0013)."""
     with store.transaction():
-        store._fetch(
-            f"INSERT INTO {fts} (rowid, {columns}) SELECT id, {columns} "
-            f"FROM {quote_identifier(table)} WHERE id > (SELECT indexed_to "
-            "FROM memstore_fts_progress WHERE fts = ?)",
-            (fts_table(table),),
-        )
+        store._fetch(_fts_catch_up_sql(table, paths))
         store._fetch(_fts_progress_sql(table))
     store._fts_writes.pop(table, None)
 
@@ -6474,19 +6480,9 @@ def index_pending(conn: Any) -> int:
         "SELECT c.name, c.fts FROM _memstore_collections AS c JOIN memstore_fts_progress AS p "
         "ON p.fts = c.name || '_fts' WHERE c.fts <> '[]'"
     ).fetchall():
-        table, fts = quote_identifier(name), quote_identifier(fts_table(name))
-        columns = ", ".join(quote_identifier(field_column(p)) for p in json.loads(paths))
-        waiting = conn.execute(
-            f"SELECT (SELECT coalesce(max(id), 0) FROM {table}) > indexed_to "
-            "FROM memstore_fts_progress WHERE fts = ?",
-            (fts_table(name),),
-        ).fetchall()
+        waiting = conn.execute(_fts_waiting_sql(name)).fetchall()
         if waiting and waiting[0][0]:
-            conn.execute(
-                f"INSERT INTO {fts} (rowid, {columns}) SELECT id, {columns} FROM {table} "
-                "WHERE id > (SELECT indexed_to FROM memstore_fts_progress WHERE fts = ?)",
-                (fts_table(name),),
-            )
+            conn.execute(_fts_catch_up_sql(name, json.loads(paths)))
             conn.execute(_fts_progress_sql(name))
             done += 1
     if conn.execute(PENDING_MESSAGES_SQL).fetchall() != [(0,)]:
