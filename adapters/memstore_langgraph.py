@@ -752,6 +752,13 @@ class MemstoreStore(memstore.Adapter, BaseStore):
         if len(ops) == 1 and puts:  # one put: its own transaction is the batch's
             self._write(list(puts.values()))
             return results
+        if len(ops) == 1 and isinstance(ops[0], GetOp):  # one statement: atomic by itself
+            one: dict[str, float] = {}
+            results = list(self._get([ops[0]], one))
+            if one:
+                with self.store.transaction():
+                    self._refresh(one)
+            return results
         # Items read whose expiry moves on (refresh_on_read): key -> its TTL in minutes.
         refresh: dict[str, float] = {}
         # A batch that only reads takes no write lock; its expiry refresh, if any, is a
@@ -835,13 +842,14 @@ class MemstoreStore(memstore.Adapter, BaseStore):
         # items that keep their past: only what holds now.
         now = memstore.SQL_NOW
         holds = f"AND valid_from <= {now} AND valid_to > {now}" if self.items.temporal else ""
+        # One key: by equality, which SQLite plans at once (a list goes through json_each).
+        which, bound = ("= ?", keys[0]) if len(keys) == 1 else (_IN_JSON, json.dumps(keys))
         found = {
             key: (record := json.loads(body), Item(**_item_fields(record, created, updated)))
             for key, body, created, updated in self.execute(
                 f"SELECT key, body, created_at, updated_at FROM {self._table} "
-                f"WHERE key IN (SELECT value FROM json_each(?)) AND {memstore.live_clause()} "
-                f"{holds}",
-                (json.dumps(keys),),
+                f"WHERE key {which} AND {memstore.live_clause()} {holds}",
+                (bound,),
             )
         }
         for key, op in zip(keys, ops, strict=True):
@@ -1156,6 +1164,9 @@ def _item_fields(record: dict[str, Any], created_at: str, updated_at: str) -> di
 def _datetime(stamp: str) -> datetime:
     """memstore's ISO-8601 UTC text (nanosecond digits) as an aware datetime."""
     return datetime.fromisoformat(stamp[:26]).replace(tzinfo=UTC)
+
+
+_IN_JSON = "IN (SELECT value FROM json_each(?))"
 
 
 def _check_put(op: PutOp) -> None:
