@@ -862,7 +862,7 @@ class MemstoreStore(memstore.Adapter, BaseStore):
     ) -> list[SearchItem]:
         _check_count(op.limit, "limit")
         _check_count(op.offset, "offset")
-        where: dict[str, Any] = {"$and": [_namespace_filter(op.namespace_prefix)]}
+        where: dict[str, Any] = {"$and": [self._namespace_where(op.namespace_prefix)]}
         if op.filter:
             if not isinstance(op.filter, dict):
                 raise memstore.ValidationError(f"filter must be a dict, not {op.filter!r:.60}")
@@ -929,6 +929,20 @@ class MemstoreStore(memstore.Adapter, BaseStore):
                     need -= 1
         rows = {r.key: r for r in self.items.rows({"key": {"$in": keys}}, as_of=as_of)}
         return [rows[k] for k in keys if k in rows], scores
+
+    def _namespace_where(self, prefix: Sequence[str]) -> dict[str, Any]:
+        """The filter for namespaces under ``prefix``: by equality when none lies below it
+        (one probe of the namespace index), so that a search reads that namespace's items
+        in the index's order and stops at its limit; else the whole subtree."""
+        if not prefix:
+            return {}
+        joined = ".".join(prefix)
+        if self.execute(
+            f"SELECT 1 FROM {self._table} WHERE namespace > ? AND namespace < ? LIMIT 1",
+            (joined + ".", joined + "/"),
+        ):
+            return _namespace_filter(prefix)
+        return {"namespace": joined}
 
     def _list_namespaces(self, op: ListNamespacesOp) -> list[tuple[str, ...]]:
         _check_count(op.limit, "limit")

@@ -67,6 +67,17 @@ def test_namespace_prefixes_match_whole_labels(lgstore: MemstoreStore) -> None:
         ("users", "alice", "notes"),
     }
     assert len(lgstore.search((), limit=100)) == 5
+    # A leaf (nothing below it) is read by equality, in the index's order; labels that
+    # only start alike ("alice-x", "alice+") stay out either way.
+    for ns in [("users", "alice-x"), ("users", "alice+"), ("users", "bob")]:
+        lgstore.put(ns, "k", {"ns": list(ns)})
+    assert {i.namespace for i in lgstore.search(("users", "bob"))} == {("users", "bob")}
+    assert {i.namespace for i in lgstore.search(("users", "alice"))} == {
+        ("users", "alice"),
+        ("users", "alice", "notes"),
+    }
+    lgstore.delete(("users", "alice", "notes"), "k")  # alice is a leaf now
+    assert {i.namespace for i in lgstore.search(("users", "alice"))} == {("users", "alice")}
 
 
 def test_filters_with_operators_and_dotted_keys(lgstore: MemstoreStore) -> None:
