@@ -3483,9 +3483,10 @@ class Collection(_CollectionVectors):
         whether none waits any more. A store that cannot write then (a read-only file, or
         another writer holding the lock past the timeout) searches what is indexed."""
         if self.fts and _fts_waiting(self.store, self.name):
-            with contextlib.suppress(MemstoreError):
+            try:
                 _catch_up_fts(self.store, self.name, self.fts)
-            return not _fts_waiting(self.store, self.name)
+            except MemstoreError:
+                return False
         return True
 
     # -- memory hygiene (hygiene=...) ------------------------------------------
@@ -7052,6 +7053,28 @@ def _cleanup_graph_history(
     return removed
 
 
+# A graph's node or edge by its row g of memstore_graph_text: the columns of both (one
+# side NULL), and the joins that give them; _graph_item reads them.
+_GRAPH_ITEM_COLUMNS = (
+    "n.id, n.kind, n.props, n.created_at, n.updated_at, e.source, e.target, e.relation, "
+    "e.props, e.weight, e.created_at, e.updated_at, e.valid_from, e.valid_to"
+)
+_GRAPH_ITEM_JOINS = (
+    "LEFT JOIN memstore_nodes AS n ON g.item = 'node' AND n.graph = g.graph AND n.id = g.ref "
+    "LEFT JOIN memstore_edges AS e ON g.item = 'edge' AND e.graph = g.graph "
+    "AND e.source = g.ref AND e.relation = g.relation AND e.target = g.target"
+)
+
+
+def _graph_item(row: Sequence[Any]) -> tuple[str, Node | Edge]:
+    """(key, record) of a row of _GRAPH_ITEM_COLUMNS: a node's id and the Node, or an
+    edge's "source relation target" and the Edge."""
+    if row[0] is not None:
+        return row[0], _node(row[:5])
+    edge = _edge(row[5:])
+    return f"{edge.source} {edge.relation} {edge.target}", edge
+
+
 def _graph_view(name: str, known_at: Any) -> tuple[str, str, list[Any]]:
     """The graph's nodes and edges as the store held them at ``known_at`` (now when None):
     two table expressions with the columns of memstore_nodes and memstore_edges, and
@@ -7242,23 +7265,16 @@ class Graph:
                 found = index.search(
                     q, metric, k, exclude=[r[0] for r in gone], approximate=exact is not True
                 )
-            items: dict[int, tuple[str, Node | Edge]] = {}
-            for row in self.store._fetch(
-                "SELECT g.id, n.id, n.kind, n.props, n.created_at, n.updated_at, "
-                "e.source, e.target, e.relation, e.props, e.weight, e.created_at, "
-                "e.updated_at, e.valid_from, e.valid_to FROM memstore_graph_text AS g "
-                "LEFT JOIN memstore_nodes AS n ON g.item = 'node' AND n.graph = g.graph "
-                "AND n.id = g.ref LEFT JOIN memstore_edges AS e ON g.item = 'edge' "
-                "AND e.graph = g.graph AND e.source = g.ref AND e.relation = g.relation "
-                "AND e.target = g.target WHERE g.graph = ? "
-                "AND g.id IN (SELECT value FROM json_each(?))",
-                (self.name, json.dumps([rid for rid, _ in found])),
-            ):
-                if row[1] is not None:
-                    items[row[0]] = (row[1], _node(row[1:6]))
-                elif row[6] is not None:
-                    edge = _edge(row[6:])
-                    items[row[0]] = (f"{edge.source} {edge.relation} {edge.target}", edge)
+            items = {
+                row[0]: _graph_item(row[1:])
+                for row in self.store._fetch(
+                    f"SELECT g.id, {_GRAPH_ITEM_COLUMNS} FROM memstore_graph_text AS g "
+                    f"{_GRAPH_ITEM_JOINS} WHERE g.graph = ? "
+                    "AND g.id IN (SELECT value FROM json_each(?))",
+                    (self.name, json.dumps([rid for rid, _ in found])),
+                )
+                if row[1] is not None or row[6] is not None
+            }
         l2 = metric == "l2"
         return [
             Neighbor(
@@ -7469,16 +7485,9 @@ class Graph:
             kind_params = [_dumps(_strings(kinds, "kinds"))]
         sql = (
             "SELECT memstore_graph_fts.rank, "
-            "snippet(memstore_graph_fts, 0, '[', ']', '…', 12), "
-            "n.id, n.kind, n.props, n.created_at, n.updated_at, "
-            "e.source, e.target, e.relation, e.props, e.weight, e.created_at, e.updated_at, "
-            "e.valid_from, e.valid_to "
+            f"snippet(memstore_graph_fts, 0, '[', ']', '…', 12), {_GRAPH_ITEM_COLUMNS} "
             "FROM memstore_graph_fts JOIN memstore_graph_text AS g "
-            "ON g.id = memstore_graph_fts.rowid "
-            "LEFT JOIN memstore_nodes AS n "
-            "ON g.item = 'node' AND n.graph = g.graph AND n.id = g.ref "
-            "LEFT JOIN memstore_edges AS e ON g.item = 'edge' AND e.graph = g.graph "
-            "AND e.source = g.ref AND e.relation = g.relation AND e.target = g.target "
+            f"ON g.id = memstore_graph_fts.rowid {_GRAPH_ITEM_JOINS} "
             "WHERE memstore_graph_fts MATCH ? AND g.graph = ? "
             f"AND ((n.id IS NOT NULL AND {kind_filter}) "
             f"OR (e.source IS NOT NULL AND {'0' if kinds is not None else valid})) "
@@ -7487,12 +7496,8 @@ class Graph:
         params = [text, self.name, *kind_params, *([] if kinds is not None else moments), limit]
         hits = []
         for rank, snippet, *row in _search(self.store, sql, params, text):
-            if row[0] is not None:
-                hits.append(Hit(row[0], _node(row[:5]), rank, snippet, -rank))
-            else:
-                edge = _edge(row[5:])
-                key = f"{edge.source} {edge.relation} {edge.target}"
-                hits.append(Hit(key, edge, rank, snippet, -rank))
+            key, record = _graph_item(row)
+            hits.append(Hit(key, record, rank, snippet, -rank))
         return hits
 
     def subgraph(
@@ -9037,10 +9042,7 @@ def _history_trigger_sql(table: str, *, drop: bool = False, temporal: bool = Fal
         f"WHERE collection = {collection} AND key = old.key), old.body, old.updated_at, "
         "{0}, '{1}'" + (", old.valid_from, old.valid_to, old.fact_of" if temporal else "") + ");"
     )
-    columns, changed = "body", "old.body IS NOT new.body"
-    if temporal:
-        columns = "body, valid_from, valid_to"
-        changed += " OR old.valid_from IS NOT new.valid_from OR old.valid_to IS NOT new.valid_to"
+    columns, changed = _versioned(temporal)
     return [
         # When the update did not move updated_at, the touch trigger sets it to SQLite's now,
         # which is the same instant throughout one statement: the archive uses it too.
@@ -9049,6 +9051,18 @@ def _history_trigger_sql(table: str, *, drop: bool = False, temporal: bool = Fal
         f"CREATE TRIGGER {names[1]} AFTER DELETE ON {quote_identifier(table)} "
         f"BEGIN {archive.format(_SQL_NOW, 'delete')} END",
     ]
+
+
+def _versioned(temporal: bool) -> tuple[str, str]:
+    """The columns whose update makes a new version of a record, and the condition that
+    one of them changed: the body, and in a temporal collection its validity too. The
+    history, touch and vector history triggers all fire on it."""
+    if temporal:
+        return "body, valid_from, valid_to", (
+            "(old.body IS NOT new.body OR old.valid_from IS NOT new.valid_from "
+            "OR old.valid_to IS NOT new.valid_to)"
+        )
+    return "body", "old.body IS NOT new.body"
 
 
 def _vector_history_trigger_sql(table: str, *, drop: bool = False) -> list[str]:
@@ -9069,14 +9083,11 @@ def _vector_history_trigger_sql(table: str, *, drop: bool = False) -> list[str]:
         "ON CONFLICT (collection, key, version, model, part) DO UPDATE SET dim = excluded.dim, "
         "vector = excluded.vector;"
     )
-    changed = (
-        "old.body IS NOT new.body OR old.valid_from IS NOT new.valid_from "
-        "OR old.valid_to IS NOT new.valid_to"
-    )
+    columns, changed = _versioned(temporal=True)
     # BEFORE: the record's vectors are still the old version's (a put writes the new ones
     # after the row, and deleting the row deletes them).
     return [
-        f"CREATE TRIGGER {names[0]} BEFORE UPDATE OF body, valid_from, valid_to "
+        f"CREATE TRIGGER {names[0]} BEFORE UPDATE OF {columns} "
         f"ON {quote_identifier(table)} WHEN {changed} BEGIN {copy} END",
         f"CREATE TRIGGER {names[1]} BEFORE DELETE ON {quote_identifier(table)} BEGIN {copy} END",
     ]
@@ -9088,13 +9099,7 @@ def _touch_trigger_sql(table: str, temporal: bool = False) -> str:
     tool's write, or memstore's in the millisecond of the last one. The history trigger
     ends the old version at the same now, so versions never overlap in store time."""
     quoted = quote_identifier(table)
-    columns, changed = "body", "new.body IS NOT old.body"
-    if temporal:
-        columns = "body, valid_from, valid_to"
-        changed = (
-            "(new.body IS NOT old.body OR new.valid_from IS NOT old.valid_from "
-            "OR new.valid_to IS NOT old.valid_to)"
-        )
+    columns, changed = _versioned(temporal)
     return (
         f"CREATE TRIGGER {quote_identifier(_touch_trigger(table))} AFTER UPDATE OF {columns} "
         f"ON {quoted} WHEN new.updated_at IS old.updated_at AND {changed} "
