@@ -1337,10 +1337,10 @@ async def _index_pending(db: Any) -> None:
     rows: it indexes them in batches), so the search sees every one; a database Datasette
     may not write to is searched as it is."""
     try:
-        pending = await db.execute(memstore.PENDING_MESSAGES_SQL)
-    except Exception:  # a file from before schema 8 indexes every message at once
+        await db.execute(memstore.PENDING_MESSAGES_SQL)
+    except Exception:  # a file from before schema 8 indexes everything at once
         return
-    if not db.is_mutable or not pending:
+    if not db.is_mutable:
         return
 
     def index(conn: sqlite3.Connection) -> None:
