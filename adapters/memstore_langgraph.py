@@ -939,7 +939,7 @@ class MemstoreStore(memstore.Adapter, BaseStore):
         joined = ".".join(prefix)
         if self.execute(
             f"SELECT 1 FROM {self._table} WHERE namespace > ? AND namespace < ? LIMIT 1",
-            (joined + ".", joined + "/"),
+            _below(joined),
         ):
             return _namespace_filter(prefix)
         return {"namespace": joined}
@@ -1206,12 +1206,13 @@ def _namespace_filter(prefix: Sequence[str]) -> dict[str, Any]:
     if not prefix:
         return {}
     joined = ".".join(prefix)
-    return {
-        "$or": [
-            {"namespace": joined},
-            {"namespace": {"$gt": joined + ".", "$lt": joined + "/"}},
-        ]
-    }
+    after, before = _below(joined)
+    return {"$or": [{"namespace": joined}, {"namespace": {"$gt": after, "$lt": before}}]}
+
+
+def _below(joined: str) -> tuple[str, str]:
+    """The bounds, both excluded, of the namespaces below ``joined``: see _namespace_filter."""
+    return joined + ".", joined + "/"
 
 
 def _value_filter(filter: Mapping[str, Any], path: str = "value") -> dict[str, Any]:
