@@ -728,7 +728,13 @@ async def _structures(
     for label, table, stamp, links_sql, view in specs:
         if not await _can_view(datasette, request.actor, database, table):
             continue
-        rows, last = (await db.execute(f"SELECT count(*), max({stamp}) FROM {table}")).rows[0]
+        # Messages have no index on their time (sql/0013): the newest is the last by id.
+        newest = (
+            f"(SELECT {stamp} FROM {table} ORDER BY id DESC LIMIT 1)"
+            if table == "memstore_messages"
+            else f"max({stamp})"
+        )
+        rows, last = (await db.execute(f"SELECT count(*), {newest} FROM {table}")).rows[0]
         links = []
         if links_sql and view:
             for key, text in (await db.execute(links_sql)).rows:

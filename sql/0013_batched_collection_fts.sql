@@ -20,3 +20,10 @@
 -- Retention by age and orders by those times then scan the table.
 ALTER TABLE _memstore_collections ADD COLUMN time_indexes INTEGER NOT NULL DEFAULT 1
     CHECK (time_indexes IN (0, 1));
+
+-- A message is no longer indexed by its creation time: every append and every
+-- undo wrote that index's page too (one page in six of an append), and no read
+-- of memstore's uses it. A thread's messages are read by (thread_id,
+-- position); a thread's age is its last_message_at; the explorer takes the
+-- newest message by id.
+DROP INDEX memstore_messages__created_idx;

@@ -185,10 +185,14 @@ def test_a_file_from_schema_12_is_upgraded(tmp_path: Path) -> None:
         "CREATE TRIGGER notes__fts_insert AFTER INSERT ON notes BEGIN "
         "INSERT INTO notes_fts (rowid, text) VALUES (new.id, new.text); END"
     )
+    conn.execute("CREATE INDEX memstore_messages__created_idx ON memstore_messages (created_at)")
     conn.execute("PRAGMA user_version = 12")
     conn.close()
     with memstore.Store(path) as store:
         assert store.schema_version == 13
+        assert not store.connection.execute(
+            "SELECT 1 FROM sqlite_schema WHERE name = 'memstore_messages__created_idx'"
+        ).fetchall()
         notes = store["notes"]
         notes.put("b", {"text": "plover two"})
         assert indexed(store, "plover") == 1  # b waits
