@@ -888,10 +888,10 @@ class Store:
             except _DRIVER_ERRORS as err:
                 raise self._error(err) from err
 
-    def _run_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+    def _run_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> list[Any]:
         with self._lock:
             try:
-                self.connection.executemany(sql, rows).fetchall()
+                return self.connection.executemany(sql, rows).fetchall()
             except _DRIVER_ERRORS as err:
                 raise self._error(err) from err
 
@@ -5909,32 +5909,77 @@ class Conversations:
         default), model and cost; prompt_tokens and completion_tokens are
         accepted as OpenAI names them.
         """
-        if role not in ROLES:
-            raise ValidationError(f"role must be one of {ROLES}, not {role!r}")
-        if content is None or isinstance(content, str):
-            text, content_type = content, "text"
-        else:
-            text, content_type = _dumps(content), "json"
-        if name is not None and not isinstance(name, str):
-            raise ValidationError(f"name must be a string, not {name!r}")
-        calls = None if tool_calls is None else _dumps(tool_calls)
-        meta = "{}" if metadata is None else _dumps(_mapping(metadata, "metadata"))
-        tokens_in, tokens_out, tokens_total, model, cost = _check_usage(usage)
+        row = _message_row(role, content, name, tool_calls, metadata, usage)
+        return self._append(thread_id, [row])[0]
+
+    def add_messages(
+        self, thread_id: str, messages: Iterable[Mapping[str, Any]], *, create: bool = False
+    ) -> list[int]:
+        """Add several messages at once, all or none; return their positions.
+
+        >>> conv.add_messages("t1", [
+        ...     {"role": "user", "content": "Find me a train to Lyon"},
+        ...     {"role": "assistant", "content": "The 9:04 ...", "usage": {"input_tokens": 812}},
+        ... ])
+        [1, 2]
+
+        Each message is a dict of ``add_message``'s arguments: ``role`` and
+        ``content``, and optionally ``name``, ``tool_calls``, ``metadata``,
+        ``usage``. Cheaper than one ``add_message`` per message: one
+        transaction and one prepared statement for them all. ``create=True``
+        starts the thread first if there is none (a chat session's first turn).
+        """
+        if isinstance(messages, (str, bytes, Mapping)) or not isinstance(messages, Iterable):
+            raise ValidationError(f"messages must be a list of dicts, not {messages!r}")
+        rows = []
+        for message in messages:
+            if not isinstance(message, Mapping):
+                raise ValidationError(f"a message is a dict, not {type(message).__name__}")
+            unknown = set(message) - _MESSAGE_KEYS
+            if unknown or "role" not in message:
+                raise ValidationError(
+                    f"a message takes {sorted(_MESSAGE_KEYS)} with a role; got {sorted(message)}"
+                )
+            rows.append(
+                _message_row(
+                    message["role"],
+                    message.get("content"),
+                    message.get("name"),
+                    message.get("tool_calls"),
+                    message.get("metadata"),
+                    message.get("usage"),
+                )
+            )
+        return self._append(thread_id, rows, create) if rows else []
+
+    def _append(
+        self, thread_id: str, rows: list[tuple[Any, ...]], create: bool = False
+    ) -> list[int]:
+        """Insert checked message rows at the end of an active thread's history."""
         now = _iso(_utcnow())
+        params = [(*row, now, thread_id) for row in rows]
         with self.store.transaction():
-            # One statement: the next position of an active thread's history, the insert,
-            # and how many messages now wait to be indexed for search (sql/0008).
-            message = (role, text, content_type, name, calls, meta, tokens_in, tokens_out)
-            usage_and_thread = (tokens_total, model, cost, now, thread_id)
-            added = self.store._fetch(_ADD_MESSAGE_SQL, (*message, *usage_and_thread))
-            if not added:
+            # One statement a message: the next position of an active thread's history, the
+            # insert, and how many messages now wait to be indexed for search (sql/0008).
+            added = self.store._run_many(_ADD_MESSAGE_SQL, params)
+            if (
+                not added
+                and create
+                and not self.store._fetch(
+                    "SELECT 1 FROM memstore_threads WHERE id = ?", (thread_id,)
+                )
+            ):
+                self.create_thread(thread_id)
+                added = self.store._run_many(_ADD_MESSAGE_SQL, params)
+            if len(added) < len(rows):
                 self._next_position(thread_id)  # raises NotFoundError or ConflictError
-            position, pending = added[0]
+                raise ConflictError(f"thread {thread_id!r} changed while being written")
+            pending = added[-1][1]
             if pending is not None and pending >= INDEX_MESSAGES_EVERY:
                 _index_pending_messages(self.store)
         self.store._added_messages = True
         # The thread's count and last message time: the trigger memstore_messages__count_insert.
-        return int(position)
+        return [int(position) for position, _ in added]
 
     def messages(
         self,
@@ -5996,27 +6041,28 @@ class Conversations:
         and stays). Branches sharing the message lose it from their history too.
         """
         with self.store.transaction():
-            self.thread(thread_id)
             rows = self.store._fetch(
-                f"SELECT {_MESSAGE_COLUMNS}, m.id FROM memstore_messages AS m "
-                "WHERE m.thread_id = ? ORDER BY m.position DESC LIMIT 1",
+                "DELETE FROM memstore_messages WHERE id = (SELECT id FROM memstore_messages "
+                "WHERE thread_id = ? ORDER BY position DESC LIMIT 1) "
+                f"RETURNING {_MESSAGE_COLUMNS.replace('m.', '')}",
                 (thread_id,),
             )
             if not rows:
+                self.thread(thread_id)  # NotFoundError if there is no such thread
                 return None
-            self.store._fetch("DELETE FROM memstore_messages WHERE id = ?", (rows[0][-1],))
             # Branches that shared it now branch off before it: a message added later at
-            # the same position is the parent's alone.
-            self.store._fetch(
+            # the same position is the parent's alone. The thread's own count is the delete
+            # trigger's (sql/0007); a branch's counts its shared history too, so the branches
+            # that shared it, and theirs, are counted again.
+            position = rows[0][1]
+            for (child,) in self.store._fetch(
                 "UPDATE memstore_threads SET branch_point = ? "
-                "WHERE parent_id = ? AND branch_point > ?",
-                (rows[0][1] - 1, thread_id, rows[0][1] - 1),
-            )
-            # The thread's own count is the delete trigger's (sql/0007); a branch's counts
-            # its shared history too, so branches are counted again.
-            for family_member in self._descendants(thread_id):
-                self._recount(family_member)
-        return _message(rows[0][:-1])
+                "WHERE parent_id = ? AND branch_point > ? RETURNING id",
+                (position - 1, thread_id, position - 1),
+            ):
+                for family_member in [child, *self._descendants(child)]:
+                    self._recount(family_member)
+        return _message(rows[0])
 
     def add_usage(
         self, thread_id: str, usage: Mapping[str, Any], *, position: int | None = None
@@ -6376,6 +6422,44 @@ def _recount_thread(conn: apsw.Connection, thread_id: Any) -> None:
         "UPDATE memstore_threads SET message_count = ?, last_message_at = CASE "
         "WHEN ? > coalesce(last_message_at, '') THEN ? ELSE last_message_at END WHERE id = ?",
         (count, newest, newest, thread_id),
+    )
+
+
+_MESSAGE_KEYS = frozenset({"role", "content", "name", "tool_calls", "metadata", "usage"})
+
+
+def _message_row(
+    role: Any,
+    content: Any,
+    name: Any,
+    tool_calls: Any,
+    metadata: Mapping[str, Any] | None,
+    usage: Mapping[str, Any] | None,
+) -> tuple[Any, ...]:
+    """A message's columns for _ADD_MESSAGE_SQL (up to its usage), checked."""
+    if role not in ROLES:
+        raise ValidationError(f"role must be one of {ROLES}, not {role!r}")
+    if content is None or isinstance(content, str):
+        text, content_type = content, "text"
+    else:
+        text, content_type = _dumps(content), "json"
+    if name is not None and not isinstance(name, str):
+        raise ValidationError(f"name must be a string, not {name!r}")
+    calls = None if tool_calls is None else _dumps(tool_calls)
+    meta = "{}" if metadata is None else _dumps(_mapping(metadata, "metadata"))
+    tokens_in, tokens_out, tokens_total, model, cost = _check_usage(usage)
+    return (
+        role,
+        text,
+        content_type,
+        name,
+        calls,
+        meta,
+        tokens_in,
+        tokens_out,
+        tokens_total,
+        model,
+        cost,
     )
 
 
@@ -8854,11 +8938,13 @@ class Adapter:
 
     async def run_async(self, function: Callable[..., Any], /, *args: Any) -> Any:
         """``function(*args)`` on the AsyncStore worker, started on the first call."""
-        with self._async_lock:
-            if self._async is None:
-                self._async = AsyncStore(self.store)
-            worker = self._async
-        return await worker.run(function, *args)
+        worker = self._async
+        if worker is None:
+            with self._async_lock:
+                if self._async is None:
+                    self._async = AsyncStore(self.store)
+                worker = self._async
+        return await worker._call(lambda: function(*args))
 
 
 async def _settle(future: Any) -> tuple[Any, bool]:

@@ -233,34 +233,26 @@ class MemstoreSession(memstore.Adapter, SessionABC):
         return [_item_of(m) for m in found]
 
     def _own_items(self, limit: int | None) -> list[Any] | None:
-        """The latest items of the session's thread, reading only what items need; None if
-        the thread is a branch (made by other means), whose history is not all its own."""
-        sql = (
-            "SELECT metadata, role, content, name FROM memstore_messages "
-            "WHERE thread_id = ? ORDER BY position DESC"
+        """The latest items of the session's thread, reading only what items need, in one
+        statement; None if the thread is a branch (its history is not all its own) or has
+        no messages of its own (there may be none at all)."""
+        rows = self.execute(
+            "SELECT m.metadata, m.role, m.content, m.name, t.parent_id "
+            "FROM memstore_threads AS t JOIN memstore_messages AS m ON m.thread_id = t.id "
+            "WHERE t.id = ? ORDER BY m.position DESC LIMIT ?",
+            (self.session_id, -1 if limit is None or limit < 0 else limit),
         )
-        params: list[Any] = [self.session_id]
-        if limit is not None and limit >= 0:
-            sql += " LIMIT ?"
-            params.append(limit)
-        with self.store.transaction(immediate=False):
-            parents = self.execute(
-                "SELECT parent_id FROM memstore_threads WHERE id = ?", (self.session_id,)
-            )
-            if parents and parents[0][0] is not None:
-                return None
-            rows = self.execute(sql, params)
+        if not rows or rows[0][4] is not None:
+            return None
         items = []
-        for metadata, role, content, name in reversed(rows):
+        for metadata, role, content, name, _ in reversed(rows):
             stored = json.loads(metadata).get("item") if metadata != "{}" else None
             items.append(stored if isinstance(stored, dict) else _built_item(role, content, name))
         return items
 
-    def _add(self, rows: list[tuple[str, str | None, dict[str, Any]]]) -> None:
-        with self.store.transaction():
-            self._ensure_thread()
-            for role, content, kwargs in rows:
-                self.conversations.add_message(self._thread, role, content, **kwargs)
+    def _add(self, rows: list[dict[str, Any]]) -> None:
+        # The session's thread is made by its first items; a branch must exist already.
+        self.conversations.add_messages(self._thread, rows, create=self._thread == self.session_id)
 
     def _pop(self) -> Any | None:
         try:
@@ -273,14 +265,6 @@ class MemstoreSession(memstore.Adapter, SessionABC):
         with self.store.transaction(), contextlib.suppress(memstore.NotFoundError):
             self.conversations.delete_thread(self.session_id, branches=True)
         self._thread = self.session_id
-
-    def _ensure_thread(self) -> None:
-        try:
-            self.conversations.thread(self._thread)
-        except memstore.NotFoundError:
-            if self._thread != self.session_id:
-                raise
-            self.conversations.create_thread(self.session_id, title=self.session_id)
 
     def _record_usage(self, counts: tuple[int, int, int]) -> None:
         tokens_in, tokens_out, total = counts
@@ -381,15 +365,11 @@ def _item_list(items: Any) -> list[Any]:
     return list(items)
 
 
-def _message_of(item: Any) -> tuple[str, str | None, dict[str, Any]]:
-    """(role, searchable text, add_message's keywords) for one SDK item."""
+def _message_of(item: Any) -> dict[str, Any]:
+    """The memstore message (``add_messages``'s dict) for one SDK item."""
     if not isinstance(item, Mapping):
         raise memstore.ValidationError(f"a session item is a dict, not {type(item).__name__}")
     data = dict(item)
-    try:
-        json.dumps(data, allow_nan=False)
-    except (TypeError, ValueError) as err:
-        raise memstore.ValidationError(f"a session item must be JSON: {err}") from err
     role = data.get("role")
     kind = data.get("type")
     if role in ("user", "assistant", "system"):
@@ -400,11 +380,12 @@ def _message_of(item: Any) -> tuple[str, str | None, dict[str, Any]]:
         mapped = "tool"  # function_call_output and the like
     else:
         mapped = "assistant"  # function calls, reasoning and other model output
+    # The item is encoded once, by add_messages, which refuses what is not JSON.
+    message = {"role": mapped, "content": _text(data), "metadata": {"item": data}}
     name = data.get("name")
-    kwargs: dict[str, Any] = {"metadata": {"item": data}}
     if isinstance(name, str):
-        kwargs["name"] = name
-    return mapped, _text(data), kwargs
+        message["name"] = name
+    return message
 
 
 def _text(item: dict[str, Any]) -> str | None:

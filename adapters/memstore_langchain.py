@@ -333,13 +333,7 @@ class MemstoreChatMessageHistory(memstore.Adapter, BaseChatMessageHistory):
     def add_messages(self, messages: Sequence[BaseMessage]) -> None:
         """Add messages to the thread, all or none."""
         rows = [_from_langchain(m) for m in messages]
-        with self.store.transaction():
-            try:
-                self.conversations.thread(self.session_id)
-            except memstore.NotFoundError:
-                self.conversations.create_thread(self.session_id)
-            for role, content, kwargs in rows:
-                self.conversations.add_message(self.session_id, role, content, **kwargs)
+        self.conversations.add_messages(self.session_id, rows, create=True)
 
     def clear(self) -> None:
         """Delete the thread and its messages."""
@@ -360,8 +354,8 @@ class MemstoreChatMessageHistory(memstore.Adapter, BaseChatMessageHistory):
         await self.run_async(self.clear)
 
 
-def _from_langchain(message: Any) -> tuple[str, Any, dict[str, Any]]:
-    """(role, content, add_message's keywords) for a LangChain message."""
+def _from_langchain(message: Any) -> dict[str, Any]:
+    """The memstore message (``add_messages``'s dict) for a LangChain message."""
     if not isinstance(message, BaseMessage):
         raise memstore.ValidationError(f"not a LangChain message: {message!r:.60}")
     role = _ROLES.get(message.type)
@@ -369,7 +363,11 @@ def _from_langchain(message: Any) -> tuple[str, Any, dict[str, Any]]:
         role = message.role
     if role is None:
         role = "assistant" if message.type in ("function", "AIMessageChunk") else "user"
-    kwargs: dict[str, Any] = {"metadata": {"langchain": message_to_dict(message)}}
+    kwargs: dict[str, Any] = {
+        "role": role,
+        "content": message.content,
+        "metadata": {"langchain": message_to_dict(message)},
+    }
     if message.name is not None:
         kwargs["name"] = message.name
     if isinstance(message, AIMessage):
@@ -384,7 +382,7 @@ def _from_langchain(message: Any) -> tuple[str, Any, dict[str, Any]]:
         }
         if isinstance(model, str):
             kwargs["usage"]["model"] = model
-    return role, message.content, kwargs
+    return kwargs
 
 
 def _to_langchain(message: memstore.Message) -> BaseMessage:

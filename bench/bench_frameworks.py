@@ -172,6 +172,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3, help="paired runs per workload")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every count")
+    parser.add_argument(
+        "--only",
+        choices=["session", "cache", "history", "bytes"],
+        action="append",
+        help="run only these workloads (repeatable; default: all)",
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="memstore-frameworks-"))
     turns, cached, docs = int(2000 * args.scale), int(2000 * args.scale), int(20000 * args.scale)
@@ -212,19 +218,20 @@ def main() -> None:
         with MemstoreCache(path, synchronous="full") as cache:
             return cache_work(cache, cached)
 
+    workloads: dict[str, tuple[str, Callable[[Path], Timings], Callable[[Path], Timings]]] = {
+        "session": ("Agents SDK SQLiteSession", sdk_session, memstore_session),
+        "cache": (
+            "LangChain SQLiteCache",
+            lambda path: cache_work(SQLiteCache(database_path=str(path)), cached),
+            memstore_cache,
+        ),
+        "history": ("LangChain SQLChatMessageHistory", sql_history, memstore_history),
+        "bytes": ("LangChain SQLStore", sql_store, memstore_bytes),
+    }
     results = []
-    results += compare(args.runs, work, "Agents SDK SQLiteSession", sdk_session, memstore_session)
-    results += compare(
-        args.runs,
-        work,
-        "LangChain SQLiteCache",
-        lambda path: cache_work(SQLiteCache(database_path=str(path)), cached),
-        memstore_cache,
-    )
-    results += compare(
-        args.runs, work, "LangChain SQLChatMessageHistory", sql_history, memstore_history
-    )
-    results += compare(args.runs, work, "LangChain SQLStore", sql_store, memstore_bytes)
+    for key, (name, theirs, mine) in workloads.items():
+        if not args.only or key in args.only:
+            results += compare(args.runs, work, name, theirs, mine)
     print()
     print(f"{args.runs} paired runs, scale {args.scale}; Python {sys.version.split()[0]}")
     print()

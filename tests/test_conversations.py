@@ -273,6 +273,23 @@ def test_nested_branches_and_abandon(conv: memstore.Conversations) -> None:
         (lambda c: c.add_message("t", "user", "x", metadata=[1]), memstore.ValidationError),
         (lambda c: c.add_message("t", "user", "x", tool_calls={1}), memstore.ValidationError),
         (lambda c: c.add_message("nope", "user", "x"), memstore.NotFoundError),
+        (
+            lambda c: c.add_messages("t", [{"role": "user", "content": "x"}, {"role": "bot"}]),
+            memstore.ValidationError,
+        ),
+        (
+            lambda c: c.add_messages("t", [{"role": "user", "content": "x", "extra": 1}]),
+            memstore.ValidationError,
+        ),
+        (lambda c: c.add_messages("t", [{"content": "no role"}]), memstore.ValidationError),
+        (lambda c: c.add_messages("t", ["user: x"]), memstore.ValidationError),
+        (lambda c: c.add_messages("t", "user: x"), memstore.ValidationError),
+        (lambda c: c.add_messages("t", {"role": "user"}), memstore.ValidationError),
+        (
+            lambda c: c.add_messages("t", [{"role": "user", "metadata": {"x": {1, 2}}}]),
+            memstore.ValidationError,
+        ),
+        (lambda c: c.add_messages("nope", [{"role": "user"}]), memstore.NotFoundError),
         (lambda c: c.create_thread("t"), memstore.ConflictError),
         (lambda c: c.create_thread("", title="x"), memstore.ValidationError),
         (lambda c: c.create_thread("u", tags="x"), memstore.ValidationError),
@@ -345,6 +362,58 @@ def test_pop_message_undoes_the_last_one(store: memstore.Store) -> None:
     assert chat.messages(branch) == []  # the branch does not take in the parent's new message
     with pytest.raises(memstore.NotFoundError):
         chat.pop_message("nope")
+    assert chat.check() == []
+
+
+def test_add_messages_stores_what_add_message_would(store: memstore.Store) -> None:
+    chat = store.conversations()
+    given: list[dict[str, Any]] = [
+        {"role": "system", "content": "You plan trips."},
+        {"role": "user", "content": "Train to Lyon?", "metadata": {"lang": "en"}},
+        {"role": "assistant", "content": None, "tool_calls": [{"name": "trains"}]},
+        {"role": "tool", "content": {"trains": ["9:04"]}, "name": "trains"},
+        {"role": "assistant", "content": "The 9:04.", "usage": usage(150, 10)},
+    ]
+    one, many = chat.create_thread("one"), chat.create_thread("many")
+    positions = []
+    for message in [dict(m) for m in given]:
+        role, content = message.pop("role"), message.pop("content")
+        positions.append(chat.add_message(one, role, content, **message))
+    assert chat.add_messages(many, given) == positions == [1, 2, 3, 4, 5]
+    assert chat.add_messages(many, []) == [] and chat.add_messages(many, iter([])) == []
+
+    def comparable(thread: str) -> list[tuple[Any, ...]]:
+        return [(*m[1:-2], m.merged_from) for m in chat.messages(thread)]
+
+    assert comparable(one) == comparable(many)
+    assert chat.thread(many).message_count == 5 and chat.usage(many) == chat.usage(one)
+    assert sorted(h.key for h in chat.search("Lyon")) == ["many", "one"]
+    assert chat.check() == []
+
+
+def test_add_messages_can_start_the_thread(store: memstore.Store) -> None:
+    chat = store.conversations()
+    assert chat.add_messages("s1", [{"role": "user", "content": "hi"}], create=True) == [1]
+    assert chat.add_messages("s1", [{"role": "assistant", "content": "hello"}], create=True) == [2]
+    assert chat.thread("s1").message_count == 2
+    branch = chat.branch("s1", branch_id="b")
+    chat.abandon(branch)
+    with pytest.raises(memstore.ConflictError):  # a thread that exists but is not active
+        chat.add_messages(branch, [{"role": "user", "content": "late"}], create=True)
+    assert chat.messages(branch)[-1].content == "hello" and chat.check() == []
+
+
+def test_pop_message_recounts_only_the_branches_that_shared_it(store: memstore.Store) -> None:
+    chat = store.conversations()
+    root = chat.create_thread("root")
+    chat.add_messages(root, [{"role": "user", "content": f"m{i}"} for i in range(1, 4)])
+    early = chat.branch(root, at=1, branch_id="early")  # shares m1 only
+    late = chat.branch(root, branch_id="late")  # shares m1..m3
+    chat.add_message(late, "user", "late's own")
+    later = chat.branch(late, branch_id="later")  # shares m1..m3 through late, and late's own
+    assert chat.pop_message(root) is not None
+    assert [m.content for m in chat.messages(later)] == ["m1", "m2", "late's own"]
+    assert [chat.thread(t).message_count for t in (root, early, late, later)] == [2, 1, 3, 3]
     assert chat.check() == []
 
 
