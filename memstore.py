@@ -5702,14 +5702,20 @@ _MESSAGE_COLUMNS = (
     "m.metadata, m.input_tokens, m.output_tokens, m.total_tokens, m.model, m.cost, "
     "m.created_at, m.merged_from"
 )
-_ADD_MESSAGE_SQL = (
+#: Where an append goes: the thread's status, the last position of its history (its own
+#: last message, or its branch point) and up to which message id the search index is
+#: complete (sql/0008). The insert is then a plain one: an INSERT ... SELECT reading its
+#: own table, or one with RETURNING, fills a temporary table for every row it writes.
+_APPEND_AT_SQL = (
+    "SELECT t.status, max(coalesce(t.branch_point, 0), coalesce("
+    "(SELECT max(position) FROM memstore_messages WHERE thread_id = t.id), 0)), "
+    "(SELECT indexed_to FROM memstore_fts_progress WHERE fts = 'memstore_messages_fts') "
+    "FROM memstore_threads AS t WHERE t.id = ?"
+)
+_INSERT_MESSAGE_SQL = (
     "INSERT INTO memstore_messages (thread_id, position, role, content, content_type, name, "
     "tool_calls, metadata, input_tokens, output_tokens, total_tokens, model, cost, created_at) "
-    "SELECT t.id, max(coalesce(t.branch_point, 0), coalesce("
-    "(SELECT max(position) FROM memstore_messages WHERE thread_id = t.id), 0)) + 1, "
-    "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM memstore_threads AS t "
-    "WHERE t.id = ? AND t.status = 'active' RETURNING position, "
-    "id - (SELECT indexed_to FROM memstore_fts_progress WHERE fts = 'memstore_messages_fts')"
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 ROLES = ("system", "user", "assistant", "tool")
 _USAGE_FIELDS = {
@@ -5957,29 +5963,27 @@ class Conversations:
     ) -> list[int]:
         """Insert checked message rows at the end of an active thread's history."""
         now = _iso(_utcnow())
-        params = [(*row, now, thread_id) for row in rows]
         with self.store.transaction():
-            # One statement a message: the next position of an active thread's history, the
-            # insert, and how many messages now wait to be indexed for search (sql/0008).
-            added = self.store._run_many(_ADD_MESSAGE_SQL, params)
-            if (
-                not added
-                and create
-                and not self.store._fetch(
-                    "SELECT 1 FROM memstore_threads WHERE id = ?", (thread_id,)
-                )
-            ):
+            found = self.store._fetch(_APPEND_AT_SQL, (thread_id,))
+            if not found and create:
                 self.create_thread(thread_id)
-                added = self.store._run_many(_ADD_MESSAGE_SQL, params)
-            if len(added) < len(rows):
-                self._next_position(thread_id)  # raises NotFoundError or ConflictError
-                raise ConflictError(f"thread {thread_id!r} changed while being written")
-            pending = added[-1][1]
-            if pending is not None and pending >= INDEX_MESSAGES_EVERY:
+                found = self.store._fetch(_APPEND_AT_SQL, (thread_id,))
+            if not found:
+                raise NotFoundError(f"no thread {thread_id!r}")
+            status, last, indexed_to = found[0]
+            if status != "active":
+                raise ConflictError(f"thread {thread_id!r} is {status}")
+            positions = range(last + 1, last + 1 + len(rows))
+            self.store._run_many(
+                _INSERT_MESSAGE_SQL,
+                [(thread_id, at, *row, now) for at, row in zip(positions, rows, strict=True)],
+            )
+            newest = self.store.connection.last_insert_rowid()
+            if indexed_to is not None and newest - indexed_to >= INDEX_MESSAGES_EVERY:
                 _index_pending_messages(self.store)
         self.store._added_messages = True
         # The thread's count and last message time: the trigger memstore_messages__count_insert.
-        return [int(position) for position, _ in added]
+        return list(positions)
 
     def messages(
         self,
@@ -6436,7 +6440,7 @@ def _message_row(
     metadata: Mapping[str, Any] | None,
     usage: Mapping[str, Any] | None,
 ) -> tuple[Any, ...]:
-    """A message's columns for _ADD_MESSAGE_SQL (up to its usage), checked."""
+    """A message's columns for _INSERT_MESSAGE_SQL (from role to cost), checked."""
     if role not in ROLES:
         raise ValidationError(f"role must be one of {ROLES}, not {role!r}")
     if content is None or isinstance(content, str):

@@ -237,15 +237,15 @@ class MemstoreSession(memstore.Adapter, SessionABC):
         statement; None if the thread is a branch (its history is not all its own) or has
         no messages of its own (there may be none at all)."""
         rows = self.execute(
-            "SELECT m.metadata, m.role, m.content, m.name, t.parent_id "
-            "FROM memstore_threads AS t JOIN memstore_messages AS m ON m.thread_id = t.id "
-            "WHERE t.id = ? ORDER BY m.position DESC LIMIT ?",
+            "SELECT metadata, role, content, name FROM memstore_messages WHERE thread_id = ?1 "
+            "AND (SELECT parent_id FROM memstore_threads WHERE id = ?1) IS NULL "
+            "ORDER BY position DESC LIMIT ?2",
             (self.session_id, -1 if limit is None or limit < 0 else limit),
         )
-        if not rows or rows[0][4] is not None:
+        if not rows:
             return None
         items = []
-        for metadata, role, content, name, _ in reversed(rows):
+        for metadata, role, content, name in reversed(rows):
             stored = json.loads(metadata).get("item") if metadata != "{}" else None
             items.append(stored if isinstance(stored, dict) else _built_item(role, content, name))
         return items
