@@ -671,6 +671,60 @@ class _Meta(NamedTuple):
     time_indexes: bool = True  # created_at and updated_at indexed (sql/0013)
 
 
+class _Transaction:
+    """``Store.transaction()``: a class, not a generator, as every write goes through it.
+
+    The store's lock is held from the block's start to its end, so that no
+    other thread's statement lands inside it.
+    """
+
+    __slots__ = ("_commit", "_conn", "_immediate", "_rollback", "_store")
+    _conn: apsw.Connection
+
+    def __init__(self, store: Store, immediate: bool) -> None:
+        self._store = store
+        self._immediate = immediate
+
+    def __enter__(self) -> Store:
+        store = self._store
+        store._lock.acquire()
+        try:
+            conn = self._conn = store.connection
+            if store._depth == 0 and conn.get_autocommit():
+                begin = "BEGIN IMMEDIATE" if self._immediate else "BEGIN"
+                self._commit, self._rollback = "COMMIT", "ROLLBACK"
+            else:
+                name = f"memstore_{store._depth}"
+                begin, self._commit = f"SAVEPOINT {name}", f"RELEASE {name}"
+                self._rollback = f"ROLLBACK TO {name}; RELEASE {name}"
+            try:
+                conn.execute(begin)
+            except apsw.Error as err:
+                raise store._error(err) from err
+        except BaseException:
+            store._lock.release()
+            raise
+        store._depth += 1
+        return store
+
+    def __exit__(self, kind: type[BaseException] | None, exc: object, tb: object) -> None:
+        store, conn = self._store, self._conn
+        try:
+            store._depth -= 1
+            if kind is not None:
+                if not conn.get_autocommit():  # SQLite may have rolled back already
+                    conn.execute(self._rollback)
+                return
+            try:
+                conn.execute(self._commit)
+            except apsw.Error as err:
+                if not conn.get_autocommit():
+                    conn.execute(self._rollback)
+                raise store._error(err) from err
+        finally:
+            store._lock.release()
+
+
 class Store:
     """One SQLite file of agent memory, opened in WAL mode.
 
@@ -836,8 +890,7 @@ class Store:
 
     # -- transactions ------------------------------------------------------
 
-    @contextmanager
-    def transaction(self, *, immediate: bool = True) -> Iterator[Store]:
+    def transaction(self, *, immediate: bool = True) -> _Transaction:
         """Run a block atomically; nestable, across collections.
 
         >>> with store.transaction():
@@ -850,34 +903,7 @@ class Store:
         ``immediate=False`` begins a deferred transaction instead: reads in the
         block see one snapshot, and the write lock is taken only if it writes.
         """
-        with self._lock:
-            conn = self.connection
-            if self._depth == 0 and conn.get_autocommit():
-                begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
-                commit, rollback = "COMMIT", "ROLLBACK"
-            else:
-                name = f"memstore_{self._depth}"
-                begin, commit = f"SAVEPOINT {name}", f"RELEASE {name}"
-                rollback = f"ROLLBACK TO {name}; RELEASE {name}"
-            try:
-                conn.execute(begin)
-            except apsw.Error as err:
-                raise self._error(err) from err
-            self._depth += 1
-            try:
-                yield self
-            except BaseException:
-                self._depth -= 1
-                if not conn.get_autocommit():  # SQLite may have rolled back already
-                    conn.execute(rollback)
-                raise
-            self._depth -= 1
-            try:
-                conn.execute(commit)
-            except apsw.Error as err:
-                if not conn.get_autocommit():
-                    conn.execute(rollback)
-                raise self._error(err) from err
+        return _Transaction(self, immediate)
 
     # -- statements, each under the lock with driver errors translated -----
 

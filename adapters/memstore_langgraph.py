@@ -585,10 +585,15 @@ def _list_filter(
     return " AND ".join(conditions), params, exact
 
 
+# json.dumps with options builds an encoder a call: these are built once, for the hot paths.
+_METADATA_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
+_KEY_ENCODER = json.JSONEncoder(ensure_ascii=False)
+
+
 def _metadata_json(config: RunnableConfig, metadata: CheckpointMetadata) -> str:
     merged = get_serializable_checkpoint_metadata(config, metadata)
     try:
-        return json.dumps(merged, ensure_ascii=False, allow_nan=False)
+        return _METADATA_ENCODER.encode(merged)
     except (TypeError, ValueError) as err:
         raise memstore.ValidationError(f"checkpoint metadata must be JSON: {err}") from err
 
@@ -1161,7 +1166,7 @@ def _item_key(namespace: Sequence[str], key: str) -> str:
     """The memstore key of an item: its namespace and key, unambiguous whatever they hold."""
     if not isinstance(key, str):
         raise memstore.ValidationError(f"a store key must be a str, not {type(key).__name__}")
-    return json.dumps([*namespace, key], ensure_ascii=False)
+    return _KEY_ENCODER.encode([*namespace, key])
 
 
 def _item_fields(record: dict[str, Any], created_at: str, updated_at: str) -> dict[str, Any]:
