@@ -5970,7 +5970,8 @@ class Conversations:
             unknown = set(message) - _MESSAGE_KEYS
             if unknown or "role" not in message:
                 raise ValidationError(
-                    f"a message takes {sorted(_MESSAGE_KEYS)} with a role; got {sorted(message)}"
+                    f"a message takes {sorted(_MESSAGE_KEYS)} with a role; "
+                    f"got {sorted(map(repr, message))}"
                 )
             rows.append(
                 _message_row(

@@ -282,6 +282,7 @@ def test_nested_branches_and_abandon(conv: memstore.Conversations) -> None:
             memstore.ValidationError,
         ),
         (lambda c: c.add_messages("t", [{"content": "no role"}]), memstore.ValidationError),
+        (lambda c: c.add_messages("t", [{"role": "user", 1: "x"}]), memstore.ValidationError),
         (lambda c: c.add_messages("t", ["user: x"]), memstore.ValidationError),
         (lambda c: c.add_messages("t", "user: x"), memstore.ValidationError),
         (lambda c: c.add_messages("t", {"role": "user"}), memstore.ValidationError),
