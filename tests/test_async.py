@@ -272,6 +272,53 @@ async def test_cancelling_a_waiting_transaction_never_begins_it(
     assert sorted(await notes.keys()) == ["a", "c"]
 
 
+async def test_a_cancelled_call_runs_only_if_it_had_started(astore: memstore.AsyncStore) -> None:
+    notes = await astore.collection("notes")
+    started, release = threading.Event(), threading.Event()
+
+    def slow() -> str:
+        started.set()
+        release.wait(5)
+        notes.store.collection("notes").put("slow", {})
+        return "done"
+
+    running = asyncio.create_task(astore.run(slow))
+    await asyncio.to_thread(started.wait, 5)  # the worker is inside slow()
+    queued = asyncio.create_task(notes.put("queued", {}))
+    await asyncio.sleep(0.02)
+    queued.cancel()  # it has not started: it never runs
+    running.cancel()  # it has started: it runs on, its result dropped
+    release.set()
+    for task in (queued, running):
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert await notes.keys() == ["slow"]
+    assert await astore.run(lambda: "next") == "next"  # the worker goes on
+
+
+def test_a_call_outliving_its_event_loop_leaves_the_worker_working(tmp_path: Path) -> None:
+    store = memstore.AsyncStore(str(tmp_path / "agent.db"))
+    release = threading.Event()
+
+    async def leave_one_running() -> None:
+        await store.run(lambda: None)  # opened
+        asyncio.get_running_loop().create_task(store.run(release.wait, 5))
+        await asyncio.sleep(0.01)
+
+    asyncio.run(leave_one_running())  # the loop closes while the call runs
+    release.set()
+    time.sleep(0.1)  # the call ends, and its result finds the loop closed
+    assert store._thread.is_alive()  # a dead worker would leave every later call waiting
+
+    async def later() -> Any:
+        try:
+            return await store.run(lambda: "still here")
+        finally:
+            await store.close()
+
+    assert asyncio.run(later()) == "still here"
+
+
 async def test_event_loop_stays_responsive_during_a_large_put_many(tmp_path: Path) -> None:
     async with memstore.AsyncStore(tmp_path / "a.db") as store:
         notes = await store.collection("notes", fields={"i": int}, fts=["text"])
