@@ -237,18 +237,19 @@ class MemstoreSession(memstore.Adapter, SessionABC):
         statement; None if the thread is a branch (its history is not all its own) or has
         no messages of its own (there may be none at all)."""
         rows = self.execute(
-            "SELECT metadata, role, content, name FROM memstore_messages WHERE thread_id = ?1 "
-            "AND (SELECT parent_id FROM memstore_threads WHERE id = ?1) IS NULL "
-            "ORDER BY position DESC LIMIT ?2",
+            # A message written here starts its metadata so: only others' need more columns.
+            "SELECT metadata, CASE WHEN substr(metadata, 1, 9) = '{\"item\":{' THEN NULL "
+            "ELSE json_array(role, content, name) END FROM memstore_messages "
+            "WHERE thread_id = ?1 AND (SELECT parent_id FROM memstore_threads WHERE id = ?1) "
+            "IS NULL ORDER BY position DESC LIMIT ?2",
             (self.session_id, -1 if limit is None or limit < 0 else limit),
         )
         if not rows:
             return None
-        items = []
-        for metadata, role, content, name in reversed(rows):
-            stored = json.loads(metadata).get("item") if metadata != "{}" else None
-            items.append(stored if isinstance(stored, dict) else _built_item(role, content, name))
-        return items
+        return [
+            json.loads(metadata)["item"] if others is None else _item_or_built(metadata, others)
+            for metadata, others in reversed(rows)
+        ]
 
     def _add(self, rows: list[dict[str, Any]]) -> None:
         # The session's thread is made by its first items; a branch must exist already.
@@ -407,6 +408,13 @@ def _text(item: dict[str, Any]) -> str | None:
             p["text"] for p in summary if isinstance(p, dict) and isinstance(p.get("text"), str)
         ]
     return "\n".join(parts) if parts else None
+
+
+def _item_or_built(metadata: str, columns: str) -> Any:
+    """The item a message's metadata holds, or one built from its role, content and name
+    (``columns``: their JSON array)."""
+    stored = json.loads(metadata).get("item")
+    return stored if isinstance(stored, dict) else _built_item(*json.loads(columns))
 
 
 def _item_of(message: memstore.Message) -> Any:

@@ -4,6 +4,7 @@ model (no network)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import threading
 from pathlib import Path
@@ -200,10 +201,21 @@ async def test_messages_added_by_other_means_come_back_as_items(db_path: Path) -
         chat = store.conversations()
         chat.add_message("s", "assistant", "from memstore")
         chat.add_message("s", "tool", "42", name="call-7")
+        chat.add_message("s", "user", "x", metadata={"item": "not an item", "k": 1})
+    raw = sqlite3.connect(db_path)  # an item written by another tool, its JSON spaced out
+    with raw:
+        raw.execute(
+            "INSERT INTO memstore_messages (thread_id, position, role, content, metadata, "
+            "created_at) VALUES ('s', 5, 'user', 'spaced', ?, '2026-01-01T00:00:00Z')",
+            (json.dumps({"item": user("spaced"), "by": "a script"}, indent=1),),
+        )
+    raw.close()
     assert await session.get_items() == [
         user("from the SDK"),
         reply("from memstore"),
         {"type": "function_call_output", "call_id": "call-7", "output": "42"},
+        user("x"),
+        user("spaced"),
     ]
     with memstore.Store(db_path) as store:  # a session whose thread is a branch of another
         chat = store.conversations()
