@@ -580,9 +580,45 @@ def _upgrade_batched_fts(conn: apsw.Connection) -> None:
             conn.execute(sql)
 
 
+# CHECK constraints whose IN list of three or more values SQLite tests through a temporary
+# b-tree, built for every row written (a fifth of the instructions of an append of two
+# messages), and the same constraint as comparisons, which it tests in place.
+_CHECKS_WITHOUT_LISTS = {
+    "memstore_messages": (
+        "CHECK (role IN ('system', 'user', 'assistant', 'tool'))",
+        "CHECK (role = 'system' OR role = 'user' OR role = 'assistant' OR role = 'tool')",
+    ),
+    "memstore_threads": (
+        "CHECK (status IN ('active', 'merged', 'abandoned'))",
+        "CHECK (status = 'active' OR status = 'merged' OR status = 'abandoned')",
+    ),
+}
+
+
+def _upgrade_schema_13(conn: apsw.Connection) -> None:
+    """Schema 13: batched full-text indexing of collections, and CHECK constraints that
+    need no temporary b-tree. A CHECK is rewritten in place, as SQLite documents for
+    changes that leave what is stored as it is (lang_altertable.html, "making other kinds
+    of table schema changes"): the table's text in sqlite_schema, then schema_version."""
+    _upgrade_batched_fts(conn)
+    version = conn.execute("PRAGMA schema_version").fetchall()[0][0]
+    assert isinstance(version, int)
+    conn.execute("PRAGMA writable_schema = ON")
+    try:
+        for table, (listed, compared) in _CHECKS_WITHOUT_LISTS.items():
+            conn.execute(
+                "UPDATE sqlite_schema SET sql = replace(sql, ?, ?) WHERE type = 'table' "
+                "AND name = ?",
+                (listed, compared, table),
+            )
+        conn.execute(f"PRAGMA schema_version = {version + 1}")
+    finally:
+        conn.execute("PRAGMA writable_schema = OFF")
+
+
 _UPGRADES: dict[int, Callable[[apsw.Connection], None]] = {
     7: _upgrade_collection_triggers,
-    13: _upgrade_batched_fts,
+    13: _upgrade_schema_13,
 }
 
 

@@ -404,6 +404,21 @@ def test_add_messages_can_start_the_thread(store: memstore.Store) -> None:
     assert chat.messages(branch)[-1].content == "hello" and chat.check() == []
 
 
+def test_an_append_builds_no_temporary_btree(store: memstore.Store) -> None:
+    """An INSERT ... SELECT reading its own table, a RETURNING, a CHECK with an IN list of
+    three values: each makes SQLite build a temporary b-tree for every message."""
+    store.conversations().create_thread("t")
+    for sql, params in (
+        (memstore._APPEND_AT_SQL, ("t",)),
+        (
+            memstore._INSERT_MESSAGE_SQL,
+            ("t", 1, "user", "x", "text", None, None, "{}", 0, 0, 0, None, 0.0, "2026"),
+        ),
+    ):
+        program = store.connection.execute(f"EXPLAIN {sql}", params).fetchall()
+        assert not [op for _, op, *_ in program if op == "OpenEphemeral"], sql
+
+
 def test_pop_message_recounts_only_the_branches_that_shared_it(store: memstore.Store) -> None:
     chat = store.conversations()
     root = chat.create_thread("root")

@@ -172,7 +172,7 @@ def test_searches_agree_with_the_rows_whatever_waits(
 
 def test_a_file_from_schema_12_is_upgraded(tmp_path: Path) -> None:
     """Its collections' FTS triggers index every row at once (no WHEN); the upgrade gives
-    them their marks, and the batches start."""
+    them their marks, and the batches start. Its CHECKs lose their IN lists."""
     path = tmp_path / "old.db"
     with memstore.Store(path) as store:
         store.collection("notes", fts=["text"]).put("a", {"text": "plover"})
@@ -186,6 +186,15 @@ def test_a_file_from_schema_12_is_upgraded(tmp_path: Path) -> None:
         "INSERT INTO notes_fts (rowid, text) VALUES (new.id, new.text); END"
     )
     conn.execute("CREATE INDEX memstore_messages__created_idx ON memstore_messages (created_at)")
+    version = conn.execute("PRAGMA schema_version").fetchall()[0][0]
+    conn.execute("PRAGMA writable_schema = ON")  # the CHECKs as schema 3 wrote them
+    for table, (listed, compared) in memstore._CHECKS_WITHOUT_LISTS.items():
+        conn.execute(
+            "UPDATE sqlite_schema SET sql = replace(sql, ?, ?) WHERE name = ?",
+            (compared, listed, table),
+        )
+    conn.execute(f"PRAGMA schema_version = {version + 1}")
+    conn.execute("PRAGMA writable_schema = OFF")
     conn.execute("PRAGMA user_version = 12")
     conn.close()
     with memstore.Store(path) as store:
@@ -193,8 +202,24 @@ def test_a_file_from_schema_12_is_upgraded(tmp_path: Path) -> None:
         assert not store.connection.execute(
             "SELECT 1 FROM sqlite_schema WHERE name = 'memstore_messages__created_idx'"
         ).fetchall()
+        for table, (listed, compared) in memstore._CHECKS_WITHOUT_LISTS.items():
+            (sql,) = store.connection.execute(
+                "SELECT sql FROM sqlite_schema WHERE name = ?", (table,)
+            ).fetchall()[0]
+            assert compared in sql and listed not in sql
+        assert store.connection.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         notes = store["notes"]
         notes.put("b", {"text": "plover two"})
         assert indexed(store, "plover") == 1  # b waits
         assert sorted(h.key for h in notes.search("plover")) == ["a", "b"]
         assert store.check() == []
+        store.conversations().create_thread("t")
+    stock = sqlite3.connect(path)  # the rewritten CHECKs hold for other tools' writes
+    for bad in (
+        "INSERT INTO memstore_threads (id, status) VALUES ('u', 'lost')",
+        "INSERT INTO memstore_messages (thread_id, position, role, created_at) "
+        "VALUES ('t', 1, 'robot', '2026-01-01T00:00:00Z')",
+    ):
+        with pytest.raises(sqlite3.IntegrityError, match="CHECK constraint failed"):
+            stock.execute(bad)
+    stock.close()
