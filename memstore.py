@@ -6108,28 +6108,33 @@ class Conversations:
         and stays). Branches sharing the message lose it from their history too.
         """
         with self.store.transaction():
+            # Three plain statements: a DELETE with RETURNING, or an UPDATE with it, fills
+            # a temporary b-tree for its rows.
             rows = self.store._fetch(
-                "DELETE FROM memstore_messages WHERE id = (SELECT id FROM memstore_messages "
-                "WHERE thread_id = ? ORDER BY position DESC LIMIT 1) "
-                f"RETURNING {_MESSAGE_COLUMNS.replace('m.', '')}",
+                f"SELECT {_MESSAGE_COLUMNS}, m.id FROM memstore_messages AS m "
+                "WHERE m.thread_id = ? ORDER BY m.position DESC LIMIT 1",
                 (thread_id,),
             )
             if not rows:
                 self.thread(thread_id)  # NotFoundError if there is no such thread
                 return None
+            self.store._fetch("DELETE FROM memstore_messages WHERE id = ?", (rows[0][-1],))
             # Branches that shared it now branch off before it: a message added later at
             # the same position is the parent's alone. The thread's own count is the delete
             # trigger's (sql/0007); a branch's counts its shared history too, so the branches
             # that shared it, and theirs, are counted again.
-            position = rows[0][1]
-            for (child,) in self.store._fetch(
-                "UPDATE memstore_threads SET branch_point = ? "
-                "WHERE parent_id = ? AND branch_point > ? RETURNING id",
-                (position - 1, thread_id, position - 1),
-            ):
+            before = rows[0][1] - 1
+            sharing = self.store._fetch(
+                "SELECT id FROM memstore_threads WHERE parent_id = ? AND branch_point > ?",
+                (thread_id, before),
+            )
+            for (child,) in sharing:
+                self.store._fetch(
+                    "UPDATE memstore_threads SET branch_point = ? WHERE id = ?", (before, child)
+                )
                 for family_member in [child, *self._descendants(child)]:
                     self._recount(family_member)
-        return _message(rows[0])
+        return _message(rows[0][:-1])
 
     def add_usage(
         self, thread_id: str, usage: Mapping[str, Any], *, position: int | None = None
