@@ -233,23 +233,20 @@ class MemstoreSession(memstore.Adapter, SessionABC):
         return [_item_of(m) for m in found]
 
     def _own_items(self, limit: int | None) -> list[Any] | None:
-        """The latest items of the session's thread, reading only what items need, in one
-        statement; None if the thread is a branch (its history is not all its own) or has
-        no messages of its own (there may be none at all)."""
+        """The latest items of the session's thread, in one statement that reads each
+        item's JSON alone; None when that is not the whole answer: the thread is a branch
+        (its history is not all its own), has no messages of its own (there may be none
+        at all), or holds messages added by other means (built from their columns)."""
         rows = self.execute(
-            # A message written here starts its metadata so: only others' need more columns.
-            "SELECT metadata, CASE WHEN substr(metadata, 1, 9) = '{\"item\":{' THEN NULL "
-            "ELSE json_array(role, content, name) END FROM memstore_messages "
-            "WHERE thread_id = ?1 AND (SELECT parent_id FROM memstore_threads WHERE id = ?1) "
-            "IS NULL ORDER BY position DESC LIMIT ?2",
+            "SELECT metadata FROM memstore_messages WHERE thread_id = ?1 "
+            "AND (SELECT parent_id FROM memstore_threads WHERE id = ?1) IS NULL "
+            "ORDER BY position DESC LIMIT ?2",
             (self.session_id, -1 if limit is None or limit < 0 else limit),
         )
-        if not rows:
+        # A message written here starts its metadata so (memstore writes compact JSON).
+        if not rows or not all(m.startswith('{"item":{') for (m,) in rows):
             return None
-        return [
-            json.loads(metadata)["item"] if others is None else _item_or_built(metadata, others)
-            for metadata, others in reversed(rows)
-        ]
+        return [json.loads(metadata)["item"] for (metadata,) in reversed(rows)]
 
     def _add(self, rows: list[dict[str, Any]]) -> None:
         # The session's thread is made by its first items; a branch must exist already.
@@ -408,13 +405,6 @@ def _text(item: dict[str, Any]) -> str | None:
             p["text"] for p in summary if isinstance(p, dict) and isinstance(p.get("text"), str)
         ]
     return "\n".join(parts) if parts else None
-
-
-def _item_or_built(metadata: str, columns: str) -> Any:
-    """The item a message's metadata holds, or one built from its role, content and name
-    (``columns``: their JSON array)."""
-    stored = json.loads(metadata).get("item")
-    return stored if isinstance(stored, dict) else _built_item(*json.loads(columns))
 
 
 def _item_of(message: memstore.Message) -> Any:
