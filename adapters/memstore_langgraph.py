@@ -895,7 +895,7 @@ class MemstoreStore(memstore.Adapter, BaseStore):
             ordered = list(
                 self.items.rows(
                     where,
-                    order_by=["-updated_at", "key"],
+                    order_by="-updated_at",
                     limit=op.limit,
                     offset=op.offset,
                     as_of=as_of,
@@ -926,7 +926,7 @@ class MemstoreStore(memstore.Adapter, BaseStore):
         if len(hits) < op.offset + op.limit:  # every ranked item is in hits
             ranked = {hit.key for hit in hits}
             need = op.limit - len(keys)
-            for row in self.items.rows(where, order_by=["-updated_at", "key"], as_of=as_of):
+            for row in self.items.rows(where, order_by="-updated_at", as_of=as_of):
                 if need <= 0:
                     break
                 if row.key not in ranked and self.items.vector(row.key) is None:
