@@ -820,7 +820,8 @@ class Store:
         self._cache_counts: dict[str, list[int]] = {}  # cache -> [hits, misses] not yet written
         # Reads of hygiene collections not yet counted: collection -> key -> [count, last].
         self._accesses: dict[str, dict[str, list[Any]]] = {}
-        self._added_messages = False  # close() then indexes them for search (sql/0008)
+        # Messages added or deleted: close() brings the search index up to date (sql/0008).
+        self._added_messages = False
         # Rows each collection was given since its index last caught up (sql/0013).
         self._fts_writes: dict[str, int] = {}
         self._generation = 0  # moved on by every declaration: Collection handles reload
@@ -1247,6 +1248,7 @@ class Store:
                 with self.transaction():
                     self._fetch(f"INSERT INTO {fts} ({fts}) VALUES ('rebuild')")
                     if fts == "memstore_messages_fts":  # the rebuild indexed every message
+                        self._fetch("DELETE FROM memstore_messages_fts_gone")
                         self._fetch(
                             "INSERT INTO memstore_fts_progress (fts, indexed_to) "
                             "SELECT ?, coalesce(max(id), 0) FROM memstore_messages WHERE true "
@@ -5955,6 +5957,7 @@ class Conversations:
                 )
             for doomed in [*reversed(family), thread_id]:
                 self.store._fetch("DELETE FROM memstore_threads WHERE id = ?", (doomed,))
+            self.store._added_messages = True  # their messages' leaving the index waits
         return len(family) + 1
 
     # -- messages ----------------------------------------------------------
@@ -6097,6 +6100,7 @@ class Conversations:
                 "RETURNING id",
                 (thread_id, thread_id, keep_last),
             )
+            self.store._added_messages = True  # their leaving the index waits (sql/0013)
             for family_member in [thread_id, *self._descendants(thread_id)]:
                 self._recount(family_member)
         return len(doomed)
@@ -6119,6 +6123,7 @@ class Conversations:
                 self.thread(thread_id)  # NotFoundError if there is no such thread
                 return None
             self.store._fetch("DELETE FROM memstore_messages WHERE id = ?", (rows[0][-1],))
+            self.store._added_messages = True  # its leaving the index waits (sql/0013)
             # Branches that shared it now branch off before it: a message added later at
             # the same position is the parent's alone. The thread's own count is the delete
             # trigger's (sql/0007); a branch's counts its shared history too, so the branches
@@ -6236,6 +6241,8 @@ class Conversations:
             doomed = [t for t in old if set(self._descendants(t)) <= old]
             for thread_id in sorted(doomed, key=lambda t: -len(self._ancestors(t))):
                 self.store._fetch("DELETE FROM memstore_threads WHERE id = ?", (thread_id,))
+            if doomed:
+                self.store._added_messages = True  # their messages' leaving the index waits
         return len(doomed)
 
     # -- branches ----------------------------------------------------------
@@ -9684,15 +9691,20 @@ def check_collection_name(name: object) -> str:
     return name
 
 
-#: Whether messages wait to be indexed for search: one row, 1 or 0. Messages are
-#: indexed in batches, not one FTS5 write per message (sql/0008): a tool that
-#: searches memstore_messages_fts with its own SQL runs this first and, on 1,
-#: the statements of INDEX_PENDING_MESSAGES_SQL in one write transaction.
+#: Whether messages wait to be indexed for search, or deleted ones to leave the
+#: index: one row, 1 or 0. Messages are indexed in batches, not one FTS5 write
+#: per message (sql/0008, sql/0013): a tool that searches memstore_messages_fts
+#: with its own SQL runs this first and, on 1, the statements of
+#: INDEX_PENDING_MESSAGES_SQL in one write transaction.
 PENDING_MESSAGES_SQL = (
     "SELECT (SELECT coalesce(max(id), 0) FROM memstore_messages) > indexed_to "
+    "OR EXISTS (SELECT 1 FROM memstore_messages_fts_gone) "
     "FROM memstore_fts_progress WHERE fts = 'memstore_messages_fts'"
 )
 INDEX_PENDING_MESSAGES_SQL = (
+    "INSERT INTO memstore_messages_fts (memstore_messages_fts, rowid, content) "
+    "SELECT 'delete', id, content FROM memstore_messages_fts_gone",
+    "DELETE FROM memstore_messages_fts_gone",
     "INSERT INTO memstore_messages_fts (rowid, content) SELECT id, content FROM memstore_messages "
     "WHERE id > (SELECT indexed_to FROM memstore_fts_progress WHERE fts = 'memstore_messages_fts')",
     "UPDATE memstore_fts_progress SET indexed_to = "

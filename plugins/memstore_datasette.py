@@ -135,6 +135,7 @@ async def _memstore_tables(db: Any) -> dict[str, dict[str, Any]] | None:
     tables: dict[str, dict[str, Any]] = {
         "_memstore_collections": {"hidden": True},
         "memstore_fts_progress": {"hidden": True},
+        "memstore_messages_fts_gone": {"hidden": True},
         # The words of graphs' nodes and edges, and their index (schema 12).
         "memstore_graph_text": {"hidden": True},
         # Bookkeeping of vector memory, and SQLite's own counter for its AUTOINCREMENT.

@@ -27,3 +27,34 @@ ALTER TABLE _memstore_collections ADD COLUMN time_indexes INTEGER NOT NULL DEFAU
 -- position); a thread's age is its last_message_at; the explorer takes the
 -- newest message by id.
 DROP INDEX memstore_messages__created_idx;
+
+-- Messages deleted after they were indexed leave the index in batches too: an
+-- FTS5 delete writes a segment of its own (5 of the 8.4 WAL pages an undo
+-- wrote). The delete trigger keeps the message's id and text in
+-- memstore_messages_fts_gone, and the catch-up (INDEX_PENDING_MESSAGES_SQL)
+-- takes them all out of the index at once, before it indexes what is new.
+-- Searches join the index to memstore_messages, so a message waiting here is
+-- found by none meanwhile. A new message given the id of one waiting here (SQLite
+-- reuses the largest id after it is deleted) takes the old one out first.
+CREATE TABLE memstore_messages_fts_gone (
+    id      INTEGER PRIMARY KEY,
+    content TEXT
+);
+
+DROP TRIGGER memstore_messages__fts_delete;
+CREATE TRIGGER memstore_messages__fts_delete AFTER DELETE ON memstore_messages
+WHEN old.id <= (SELECT indexed_to FROM memstore_fts_progress WHERE fts = 'memstore_messages_fts')
+BEGIN
+    INSERT INTO memstore_messages_fts_gone (id, content) VALUES (old.id, old.content)
+    ON CONFLICT (id) DO NOTHING;
+END;
+
+DROP TRIGGER memstore_messages__fts_insert;
+CREATE TRIGGER memstore_messages__fts_insert AFTER INSERT ON memstore_messages
+WHEN new.id <= (SELECT indexed_to FROM memstore_fts_progress WHERE fts = 'memstore_messages_fts')
+BEGIN
+    INSERT INTO memstore_messages_fts (memstore_messages_fts, rowid, content)
+    SELECT 'delete', id, content FROM memstore_messages_fts_gone WHERE id = new.id;
+    DELETE FROM memstore_messages_fts_gone WHERE id = new.id;
+    INSERT INTO memstore_messages_fts (rowid, content) VALUES (new.id, new.content);
+END;

@@ -172,7 +172,8 @@ def test_searches_agree_with_the_rows_whatever_waits(
 
 def test_a_file_from_schema_12_is_upgraded(tmp_path: Path) -> None:
     """Its collections' FTS triggers index every row at once (no WHEN); the upgrade gives
-    them their marks, and the batches start. Its CHECKs lose their IN lists."""
+    them their marks, and the batches start. Its CHECKs lose their IN lists, and deleted
+    messages start leaving the index in batches."""
     path = tmp_path / "old.db"
     with memstore.Store(path) as store:
         store.collection("notes", fts=["text"]).put("a", {"text": "plover"})
@@ -186,6 +187,20 @@ def test_a_file_from_schema_12_is_upgraded(tmp_path: Path) -> None:
         "INSERT INTO notes_fts (rowid, text) VALUES (new.id, new.text); END"
     )
     conn.execute("CREATE INDEX memstore_messages__created_idx ON memstore_messages (created_at)")
+    conn.execute("DROP TABLE memstore_messages_fts_gone")  # deleted messages left at once
+    conn.execute("DROP TRIGGER memstore_messages__fts_delete")
+    conn.execute("DROP TRIGGER memstore_messages__fts_insert")
+    mark = "(SELECT indexed_to FROM memstore_fts_progress WHERE fts = 'memstore_messages_fts')"
+    conn.execute(
+        "CREATE TRIGGER memstore_messages__fts_delete AFTER DELETE ON memstore_messages "
+        f"WHEN old.id <= {mark} BEGIN INSERT INTO memstore_messages_fts "
+        "(memstore_messages_fts, rowid, content) VALUES ('delete', old.id, old.content); END"
+    )
+    conn.execute(
+        "CREATE TRIGGER memstore_messages__fts_insert AFTER INSERT ON memstore_messages "
+        f"WHEN new.id <= {mark} BEGIN INSERT INTO memstore_messages_fts (rowid, content) "
+        "VALUES (new.id, new.content); END"
+    )
     version = conn.execute("PRAGMA schema_version").fetchall()[0][0]
     conn.execute("PRAGMA writable_schema = ON")  # the CHECKs as schema 3 wrote them
     for table, (listed, compared) in memstore._CHECKS_WITHOUT_LISTS.items():
@@ -213,7 +228,14 @@ def test_a_file_from_schema_12_is_upgraded(tmp_path: Path) -> None:
         assert indexed(store, "plover") == 1  # b waits
         assert sorted(h.key for h in notes.search("plover")) == ["a", "b"]
         assert store.check() == []
-        store.conversations().create_thread("t")
+        chat = store.conversations()
+        chat.add_messages("t", [{"role": "user", "content": "lapwing"}], create=True)
+        assert [h.key for h in chat.search("lapwing")] == ["t"]  # indexed now
+        chat.pop_message("t")  # leaves the index with the next catch-up
+        assert store.connection.execute(
+            "SELECT count(*) FROM memstore_messages_fts_gone"
+        ).fetchall() == [(1,)]
+        assert chat.search("lapwing") == [] and store.check() == []
     stock = sqlite3.connect(path)  # the rewritten CHECKs hold for other tools' writes
     for bad in (
         "INSERT INTO memstore_threads (id, status) VALUES ('u', 'lost')",

@@ -75,6 +75,30 @@ def test_close_indexes_what_waits(db_path: Path) -> None:
     conn.close()
 
 
+def test_deleted_messages_leave_the_index_in_batches(db_path: Path) -> None:
+    """An indexed message deleted (an undo, a trim, a thread deleted) waits in
+    memstore_messages_fts_gone; searches never find it, and the next catch-up, or close,
+    takes it out of the index."""
+    store, conv = chat(db_path, "heron", "egret", "bittern")
+    assert found(conv, "egret") == [2]  # all three indexed now
+    conv.pop_message("t")
+    conv.trim("t", keep_last=1)  # "heron" goes
+    assert store.connection.execute(PENDING).fetchall() == [(1,)]
+    conn = other_tool(db_path)
+    gone = conn.execute("SELECT content FROM memstore_messages_fts_gone ORDER BY id")
+    assert [row[0] for row in gone] == ["heron", "bittern"]
+    assert conv.search("bittern") == [] and found(conv, "egret") == [2]
+    assert conn.execute("SELECT count(*) FROM memstore_messages_fts_gone").fetchone() == (0,)
+    conv.delete_thread("t")
+    store.close()  # the thread's last message leaves the index at close
+    assert conn.execute(PENDING).fetchall() == [(0,)]
+    assert conn.execute("SELECT count(*) FROM memstore_messages_fts_docsize").fetchone() == (0,)
+    conn.execute(
+        "INSERT INTO memstore_messages_fts (memstore_messages_fts) VALUES ('integrity-check')"
+    )
+    conn.close()
+
+
 def test_other_tools_writes_stay_in_step(db_path: Path) -> None:
     store, conv = chat(db_path, "first0", "first1", "first2")
     assert found(conv, "first0") == [1]  # indexed now: ids 1-3
@@ -161,7 +185,8 @@ def test_a_version_7_file_starts_with_every_message_indexed(db_path: Path) -> No
         assert found(conv, "older") == [2] and store.check() == []
 
 
-# One step: memstore adds, or another tool inserts, edits or deletes, or a search catches up.
+# One step: memstore adds or pops, or another tool inserts, edits or deletes, or a search
+# catches up.
 STEPS = st.lists(
     st.one_of(
         st.tuples(st.just("add"), st.integers(0, 2)),
@@ -169,6 +194,7 @@ STEPS = st.lists(
         st.tuples(st.just("edit"), st.integers(0, 50)),
         st.tuples(st.just("delete"), st.integers(0, 50)),
         st.tuples(st.just("delete newest"), st.integers(1, 3)),
+        st.tuples(st.just("pop"), st.integers(0, 2)),
         st.tuples(st.just("search"), st.just(0)),
     ),
     max_size=40,
@@ -182,7 +208,7 @@ STEPS = st.lists(
 def test_any_mix_of_writers_keeps_search_exact(
     tmp_path: Path, steps: list[tuple[str, int]]
 ) -> None:
-    path = tmp_path / f"mix-{abs(hash(tuple(steps)))}.db"
+    path = tmp_path / f"mix-{abs(hash(tuple(steps)))}-{time.monotonic_ns()}.db"
     store = memstore.Store(path)
     conv = store.conversations()
     for t in range(3):
@@ -213,14 +239,18 @@ def test_any_mix_of_writers_keeps_search_exact(
                 "(SELECT id FROM memstore_messages ORDER BY id DESC LIMIT ?)",
                 (n,),
             )
+        elif op == "pop":
+            conv.pop_message(f"t{n}")
         elif op == "search":
             conv.search("nothing")
         words = dict(conn.execute("SELECT id, content FROM memstore_messages").fetchall())
     for message_id, word in words.items():
         hits = conv.search(word)
         assert [h.record.content for h in hits] == [word], (message_id, word)
+    conv.search("nothing")  # after a catch-up, the index holds the live messages, no others
     total = conn.execute("SELECT count(*) FROM memstore_messages_fts_docsize").fetchone()[0]
     assert total == len(words)
+    assert conn.execute("SELECT count(*) FROM memstore_messages_fts_gone").fetchone() == (0,)
     assert store.check() == []
     conn.close()
     store.close()
