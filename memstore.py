@@ -6112,8 +6112,8 @@ class Conversations:
         and stays). Branches sharing the message lose it from their history too.
         """
         with self.store.transaction():
-            # Three plain statements: a DELETE with RETURNING, or an UPDATE with it, fills
-            # a temporary b-tree for its rows.
+            # Plain statements: as one DELETE ... RETURNING with a subquery on its own table
+            # and an UPDATE ... RETURNING, a pop cost half again as many instructions.
             rows = self.store._fetch(
                 f"SELECT {_MESSAGE_COLUMNS}, m.id FROM memstore_messages AS m "
                 "WHERE m.thread_id = ? ORDER BY m.position DESC LIMIT 1",
