@@ -3,6 +3,13 @@
     pip install langchain-community          # LangChain's SQLite classes live there
     python bench/bench_frameworks.py         # 3 paired runs
     python bench/bench_frameworks.py --runs 1 --scale 0.2
+    python bench/bench_frameworks.py --only session --runs 7
+    taskset -c 0 python bench/bench_frameworks.py --only session   # every thread on one core
+
+The async classes hop to a thread for every call, on both sides; on a
+machine with few cores, where the OS runs that thread against the event
+loop moves single runs a lot (BENCHMARKS.md). Holding the process on one
+core takes that out.
 
 The yardsticks, each with its defaults, as a user gets them:
 
