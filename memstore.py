@@ -5770,7 +5770,7 @@ _MESSAGE_COLUMNS = (
 #: last message, or its branch point) and up to which message id the search index is
 #: complete (sql/0008). The insert is then a plain one: an INSERT ... SELECT reading its
 #: own table, or one with RETURNING, fills a temporary table for every row it writes.
-_APPEND_AT_SQL = (
+_LAST_POSITION_SQL = (
     "SELECT t.status, max(coalesce(t.branch_point, 0), coalesce("
     "(SELECT max(position) FROM memstore_messages WHERE thread_id = t.id), 0)), "
     "(SELECT indexed_to FROM memstore_fts_progress WHERE fts = 'memstore_messages_fts') "
@@ -6030,16 +6030,14 @@ class Conversations:
         """Insert checked message rows at the end of an active thread's history."""
         now = _iso(_utcnow())
         with self.store.transaction():
-            found = self.store._fetch(_APPEND_AT_SQL, (thread_id,))
-            if not found and create:
+            try:
+                first, indexed_to = self._next_position(thread_id)
+            except NotFoundError:
+                if not create:
+                    raise
                 self.create_thread(thread_id)
-                found = self.store._fetch(_APPEND_AT_SQL, (thread_id,))
-            if not found:
-                raise NotFoundError(f"no thread {thread_id!r}")
-            status, last, indexed_to = found[0]
-            if status != "active":
-                raise ConflictError(f"thread {thread_id!r} is {status}")
-            positions = range(last + 1, last + 1 + len(rows))
+                first, indexed_to = self._next_position(thread_id)
+            positions = range(first, first + len(rows))
             self.store._run_many(
                 _INSERT_MESSAGE_SQL,
                 [(thread_id, at, *row, now) for at, row in zip(positions, rows, strict=True)],
@@ -6262,7 +6260,7 @@ class Conversations:
         """
         with self.store.transaction():
             parent = self.thread(thread_id)
-            _, last = self._last_position(thread_id)
+            _, last, _ = self._last_position(thread_id)
             at = last if at is None else at
             _check_count(at, "at")
             if at > last:
@@ -6304,7 +6302,7 @@ class Conversations:
             )
             positions = []
             for message_id, *values in own:
-                position = self._next_position(target)
+                position, _ = self._next_position(target)
                 self.store._fetch(
                     "INSERT INTO memstore_messages (thread_id, position, role, content, "
                     "content_type, name, tool_calls, metadata, model, created_at, merged_from) "
@@ -6393,25 +6391,20 @@ class Conversations:
             (status, reason, into, _iso(_utcnow()), thread_id),
         )
 
-    def _last_position(self, thread_id: str) -> tuple[str, int]:
-        """A thread's status and the last position of its history: its own last
-        message, or its branch point."""
-        rows = self.store._fetch(
-            "SELECT t.status, max(coalesce(t.branch_point, 0), coalesce("
-            "(SELECT max(position) FROM memstore_messages WHERE thread_id = t.id), 0)) "
-            "FROM memstore_threads AS t WHERE t.id = ?",
-            (thread_id,),
-        )
+    def _last_position(self, thread_id: str) -> tuple[str, int, int | None]:
+        """A thread's status, the last position of its history (its own last message, or
+        its branch point), and the message id up to which the search index is complete."""
+        rows = self.store._fetch(_LAST_POSITION_SQL, (thread_id,))
         if not rows:
             raise NotFoundError(f"no thread {thread_id!r}")
-        return rows[0][0], int(rows[0][1])
+        return rows[0][0], int(rows[0][1]), rows[0][2]
 
-    def _next_position(self, thread_id: str) -> int:
-        """Where the next message of an active thread goes."""
-        status, last = self._last_position(thread_id)
+    def _next_position(self, thread_id: str) -> tuple[int, int | None]:
+        """Where the next message of an active thread goes, and the search index's mark."""
+        status, last, indexed_to = self._last_position(thread_id)
         if status != "active":
             raise ConflictError(f"thread {thread_id!r} is {status}")
-        return last + 1
+        return last + 1, indexed_to
 
     def _ancestors(self, thread_id: str) -> list[str]:
         found: list[str] = []

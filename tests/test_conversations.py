@@ -409,7 +409,7 @@ def test_an_append_builds_no_temporary_btree(store: memstore.Store) -> None:
     three values: each makes SQLite build a temporary b-tree for every message."""
     store.conversations().create_thread("t")
     for sql, params in (
-        (memstore._APPEND_AT_SQL, ("t",)),
+        (memstore._LAST_POSITION_SQL, ("t",)),
         (
             memstore._INSERT_MESSAGE_SQL,
             ("t", 1, "user", "x", "text", None, None, "{}", 0, 0, 0, None, 0.0, "2026"),
