@@ -1666,7 +1666,18 @@ class Store:
         )
         if not rows:
             return None
-        found, fields, fts, ttl_seconds, history, indexes, vectors, temporal, hygiene = rows[0][:9]
+        (
+            found,
+            fields,
+            fts,
+            ttl_seconds,
+            history,
+            indexes,
+            vectors,
+            temporal,
+            hygiene,
+            time_indexes,
+        ) = rows[0]
         return _Meta(
             found,
             json.loads(fields),
@@ -1677,7 +1688,7 @@ class Store:
             None if vectors is None else json.loads(vectors),
             bool(temporal),
             None if hygiene is None else json.loads(hygiene),
-            bool(rows[0][9]),
+            bool(time_indexes),
         )
 
     def _vector_index(self, name: str, config: Mapping[str, Any]) -> _VectorIndex:
