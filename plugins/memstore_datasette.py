@@ -1345,8 +1345,8 @@ async def _index_pending(db: Any) -> None:
     may not write to is searched as it is."""
     try:
         await db.execute(memstore.PENDING_MESSAGES_SQL)
-    except Exception:  # a file from before schema 8 indexes everything at once
-        return
+    except Exception:  # a file from before schema 13, which memstore has not opened since
+        return  # (it brings a file to its schema when it opens it): searched as it is
     if not db.is_mutable:
         return
 
