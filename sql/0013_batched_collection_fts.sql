@@ -11,7 +11,10 @@
 -- row in memstore_fts_progress, a collection is indexed row by row as before.
 --
 -- The collections' triggers and marks are made by the upgrade step in
--- memstore.py (_upgrade_batched_fts): SQL alone cannot list the collections.
+-- memstore.py (_upgrade_schema_13): SQL alone cannot list the collections. The
+-- same step rewrites the CHECKs on a message's role and a thread's status as
+-- comparisons: an IN list of three values or more made SQLite build a
+-- temporary b-tree for every row written, and SQL cannot change a CHECK.
 
 -- A collection may go without the indexes on created_at and updated_at
 -- (Store.collection(..., time_indexes=False)): each index is one more page
