@@ -60,6 +60,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from itertools import islice, zip_longest
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Self, cast
@@ -109,6 +110,7 @@ __all__ = [
     "Tenants",
     "Thread",
     "UnknownFieldWarning",
+    "UnsupportedError",
     "ValidationError",
     "Version",
     "__version__",
@@ -231,6 +233,7 @@ RRF_K = 60
 META_COLUMNS = ("key", "created_at", "updated_at", "expires_at")
 RESERVED_COLUMNS = frozenset(
     {"id", "body", "rowid", "oid", "_rowid_", "rank", "valid_from", "valid_to", "fact_of"}
+    | {"fts_document"}  # a collection's full-text document on PostgreSQL
     | {"pinned", "forgotten_at", "access_count", "last_accessed", "content_hash", "merged_into"}
     | set(META_COLUMNS)
 )
@@ -326,6 +329,10 @@ class QuotaError(StorageFullError):
 
 class DependencyError(MemstoreError, ImportError):
     """An optional dependency is not installed; the message says what to install."""
+
+
+class UnsupportedError(MemstoreError):
+    """This store's engine cannot do that; the message says what to use instead."""
 
 
 class UnknownFieldWarning(UserWarning):
@@ -498,46 +505,43 @@ def _refuse_foreign_files(conn: apsw.Connection) -> None:
 # --------------------------------------------------------------------------
 
 
-def _migrations() -> list[tuple[int, Path]]:
+def _migrations(directory: Path = SQL_DIR) -> list[tuple[int, Path]]:
+    """An engine's chain of schema files: numbered without gaps, up to SCHEMA_VERSION. The
+    SQLite chain starts at 1; PostgreSQL's at the version memstore first ran on it."""
     found = []
-    for path in sorted(SQL_DIR.glob("*.sql")):
+    for path in sorted(directory.glob("*.sql")):
         match = re.match(r"(\d+)_", path.name)
         if match:
             found.append((int(match.group(1)), path))
-    if [version for version, _ in found] != list(range(1, len(found) + 1)):
-        raise SchemaError(f"schema files in {SQL_DIR} are not numbered 1..n")
+    versions = [version for version, _ in found]
+    if not found or versions != list(range(versions[0], versions[0] + len(found))):
+        raise SchemaError(f"schema files in {directory} are not numbered without gaps")
     return found
 
 
-SCHEMA_VERSION = len(_migrations())
+SCHEMA_VERSION = _migrations(SQL_DIR)[-1][0]
 
 
-def _migrate(conn: apsw.Connection) -> None:
-    def user_version() -> int:
-        version = conn.execute("PRAGMA user_version").fetchall()[0][0]
-        assert isinstance(version, int)
-        return version
-
-    for version, path in _migrations():
-        if user_version() >= version:
+def _migrate(engine: _Engine, conn: Any) -> None:
+    """Bring a database up to SCHEMA_VERSION along its engine's chain: each file with its
+    version record in one transaction, under a lock that makes other processes wait."""
+    for version, path in engine.migrations():
+        if engine.schema_version(conn) >= version:
             continue
-        conn.execute("BEGIN IMMEDIATE")
+        engine.begin_migration(conn)
         try:
             # Another process may have migrated while we waited for the lock.
-            current = user_version()
+            current = engine.schema_version(conn)
             if current < version:
-                if current == 0:
-                    _claim_file(conn)
-                # Consumed: apsw runs a script's later statements as its rows are read.
-                conn.execute(path.read_text(encoding="utf-8")).fetchall()
-                if version in _UPGRADES:
-                    _UPGRADES[version](conn)
-                conn.execute(f"PRAGMA user_version = {version}")
+                engine.claim(conn, current)
+                engine.run_script(conn, path.read_text(encoding="utf-8"))
+                engine.upgrade(conn, version)
+                engine.set_schema_version(conn, version)
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
-    _check_schema(conn, user_version())
+    engine.check_schema(conn)
 
 
 def _upgrade_collection_triggers(conn: apsw.Connection) -> None:
@@ -642,7 +646,7 @@ def _schema_objects() -> dict[str, tuple[str, str]]:
     ``check()`` looks for them and ``repair()`` recreates the missing ones.
     """
     found: dict[str, tuple[str, str]] = {}
-    for _, path in _migrations():
+    for _, path in _migrations(SQL_DIR):
         statement = ""
         for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
             statement += line
@@ -672,6 +676,588 @@ def _check_schema_version(version: int) -> None:
             f"memstore; this memstore {__version__} knows versions up to "
             f"{SCHEMA_VERSION}. Upgrade memstore to open it."
         )
+
+
+# --------------------------------------------------------------------------
+# Engines: what differs between SQLite and PostgreSQL, one class each (the
+# pattern of peewee's Database subclasses). Everything else is written once.
+# --------------------------------------------------------------------------
+
+
+class _Engine:
+    """The dialect boundary: how a Store connects, runs statements, begins transactions,
+    translates driver errors and migrates, plus the few SQL spellings that differ. A
+    layer's SQL is written once, in the spelling both engines take; where they differ,
+    it asks its store's engine (``store._engine``)."""
+
+    name = ""
+    #: Driver errors a statement can raise, translated into memstore's (Store._error).
+    errors: tuple[type[BaseException], ...] = ()
+    #: ``a IS b`` and ``a IS NOT b``: equality that holds for two NULLs.
+    same, differs = "IS", "IS NOT"
+    #: LIMIT's value for no limit.
+    no_limit: int | None = -1
+    #: Whether indexes are told to hold NULLs first, as SQLite orders them (_index_sql).
+    nulls_first = False
+
+    def open(self, store: Store) -> Any:
+        raise NotImplementedError
+
+    def close(self, conn: Any) -> None:
+        raise NotImplementedError
+
+    def fetch(self, conn: Any, sql: str, params: Sequence[Any]) -> list[Any]:
+        raise NotImplementedError
+
+    def run_many(self, conn: Any, sql: str, rows: Iterable[Sequence[Any]]) -> list[Any]:
+        raise NotImplementedError
+
+    def cursor(self, conn: Any, sql: str, params: Sequence[Any]) -> Any:
+        """An iterator over a statement's rows, closed with ``close()``."""
+        raise NotImplementedError
+
+    def in_transaction(self, conn: Any) -> bool:
+        raise NotImplementedError
+
+    def begin(self, immediate: bool) -> str:
+        raise NotImplementedError
+
+    def translate(self, err: BaseException) -> MemstoreError:
+        raise NotImplementedError
+
+    def data_version(self, store: Store) -> Any:
+        """Moves on when another connection changes a declaration (Collection._fresh)."""
+        raise NotImplementedError
+
+    def schema_version(self, conn: Any) -> int:
+        raise NotImplementedError
+
+    # The migration runner's steps (_migrate), in the order it takes them.
+
+    def migrations(self) -> list[tuple[int, Path]]:
+        raise NotImplementedError
+
+    def begin_migration(self, conn: Any) -> None:
+        raise NotImplementedError
+
+    def claim(self, conn: Any, current: int) -> None:
+        raise NotImplementedError
+
+    def run_script(self, conn: Any, script: str) -> None:
+        raise NotImplementedError
+
+    def upgrade(self, conn: Any, version: int) -> None:
+        raise NotImplementedError
+
+    def set_schema_version(self, conn: Any, version: int) -> None:
+        raise NotImplementedError
+
+    def check_schema(self, conn: Any) -> None:
+        raise NotImplementedError
+
+    # Collections: the SQL that differs, for Collection and Store.collection.
+
+    #: Whether a bulk put_many drops the insert triggers while it loads (SQLite's FTS).
+    bulk_triggers = True
+    #: Whether the version tables exist (history, temporal facts): sql/0007.
+    keeps_versions = True
+
+    @property
+    def now(self) -> str:
+        """SQL for now, as memstore writes times (ISO-8601 UTC, six fractional digits)."""
+        return _SQL_NOW
+
+    @property
+    def operators(self) -> _Operators:
+        """The filter operators (see _compile_filter)."""
+        return _OPERATORS
+
+    def column_type(self, kind: str) -> str:
+        """The column type of a declared field of this kind (FIELD_TYPES)."""
+        return FIELD_TYPES[kind][0]
+
+    def json_target(self, path: str) -> _Target:
+        """A field read from the record's JSON (an undeclared one): ``t.body`` at ``path``."""
+        return _Target("json_extract(t.body, ?)", (path,), path)
+
+    def path_exists(self, path: str) -> _Compiled:
+        """A condition: the record has ``path`` (JSON null included)."""
+        return "json_type(t.body, ?) IS NOT NULL", [path]
+
+    def order(self, target: _Target, descending: bool) -> _Compiled:
+        """An ORDER BY term for a target; NULLs (and missing fields) first."""
+        return target.sql + (" DESC" if descending else ""), list(target.params)
+
+    #: Whether new rows wait for the full-text index in batches (sql/0013).
+    batches_fts = True
+
+    def fts_sql(self, name: str, paths: list[str]) -> list[str]:
+        """A collection's full-text index made again for these paths (columns already there)."""
+        return [*_drop_fts_sql(name), *_create_fts_sql(name, [field_column(p) for p in paths])]
+
+    def fts_search(
+        self, collection: Collection, clause: str, params: list[Any], text: str, options: Any
+    ) -> list[Any]:
+        """Rows (key, body, rank, snippet) matching the full-text query ``text`` and the
+        filter, best first; ``options`` are (highlight, snippet_tokens, limit, offset)."""
+        (opening, closing), tokens, limit, offset = options
+        fts = collection._fts_table
+        columns = f"{collection._key_sql}, t.body, {fts}.rank, snippet({fts}, -1, ?, ?, '…', ?)"
+        sql = _match_sql(fts, collection._table, "t", columns, clause)
+        bound = [opening, closing, tokens, text, *params, limit, offset]
+        return _search(collection.store, sql, bound, text)
+
+    def has_table(self, store: Store, name: str) -> bool:
+        """Whether anything of this name (any case) is in the database."""
+        return bool(
+            store._fetch("SELECT 1 FROM sqlite_schema WHERE name = ? COLLATE NOCASE", (name,))
+        )
+
+    def columns(self, store: Store, table: str) -> dict[str, str]:
+        """A table's columns and their types (upper case)."""
+        return {
+            row[1]: (row[2] or "").upper()
+            for row in store._fetch(f"PRAGMA table_xinfo({quote_identifier(table)})")
+        }
+
+    def create_table_sql(self, name: str) -> list[str]:
+        return _create_table_sql(name)
+
+    def add_column_sql(self, table: str, path: str, kind: str) -> str:
+        return _add_column_sql(table, path, self.column_type(kind))
+
+    def ttl_trigger_sql(self, table: str, ttl: bool) -> str:
+        """Create (``ttl``) or drop the trigger giving other tools' rows the default TTL."""
+        return _ttl_trigger_sql(table) if ttl else _drop_ttl_trigger_sql(table)
+
+    def analyze_sql(self, table: str, index: str) -> str:
+        return f"ANALYZE {quote_identifier(index)}"
+
+    def drop_collection_sql(self, name: str) -> list[str]:
+        return [*_drop_fts_sql(name), f"DROP TABLE IF EXISTS {quote_identifier(name)}"]
+
+    def check_names(self, meta: _Meta) -> None:
+        """Refuse a declaration whose names this engine cannot hold as they are."""
+
+    def after_bulk(self, store: Store, table: str) -> None:
+        """After a large put_many: the planner learns the table's new size."""
+        store._fetch("PRAGMA optimize")
+
+    def ids_in(self, column: str) -> str:
+        """``column`` is one of a list bound as one parameter (see ``ids``)."""
+        return f"{column} IN (SELECT value FROM json_each(?))"
+
+    def ids(self, values: Sequence[Any]) -> Any:
+        """A list of ids or keys as the one parameter of ``ids_in``."""
+        return json.dumps(list(values))
+
+    def unsupported(self, what: str) -> None:
+        """Raise UnsupportedError if this engine cannot do ``what`` (a key of
+        _POSTGRES_LIMITS, or a feature not on it yet); return on an engine that can."""
+
+
+class _SQLite(_Engine):
+    """The default engine and the reference: one file (or ``:memory:``) through apsw."""
+
+    name = "sqlite"
+    errors = _DRIVER_ERRORS
+
+    def open(self, store: Store) -> apsw.Connection:
+        conn = _connect(
+            store.path,
+            synchronous=store.synchronous.upper(),
+            timeout=store.timeout,
+            create=store._create,
+        )
+        try:
+            _migrate(self, conn)
+            _refresh_statistics(conn, store.timeout)
+            if store.max_size is not None:
+                _set_quota(conn, store.max_size)
+        except apsw.Error as err:
+            conn.close()
+            raise store._error(err) from err
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def close(self, conn: apsw.Connection) -> None:
+        # Keeps query plans good for later opens; a busy or read-only file skips it
+        # at once rather than waiting for another writer.
+        with contextlib.suppress(apsw.Error):
+            conn.set_busy_timeout(0)
+            conn.execute("PRAGMA optimize")
+        conn.close()
+
+    def fetch(self, conn: apsw.Connection, sql: str, params: Sequence[Any]) -> list[Any]:
+        return conn.execute(sql, params).fetchall()
+
+    def run_many(self, conn: apsw.Connection, sql: str, rows: Iterable[Sequence[Any]]) -> list[Any]:
+        return conn.executemany(sql, rows).fetchall()
+
+    def cursor(self, conn: apsw.Connection, sql: str, params: Sequence[Any]) -> Any:
+        return conn.execute(sql, params)
+
+    def in_transaction(self, conn: apsw.Connection) -> bool:
+        return not conn.get_autocommit()
+
+    def begin(self, immediate: bool) -> str:
+        return "BEGIN IMMEDIATE" if immediate else "BEGIN"
+
+    def translate(self, err: BaseException) -> MemstoreError:
+        return _translate(err)
+
+    def data_version(self, store: Store) -> int:
+        return int(store._fetch("PRAGMA data_version")[0][0])
+
+    def schema_version(self, conn: apsw.Connection) -> int:
+        version = conn.execute("PRAGMA user_version").fetchall()[0][0]
+        assert isinstance(version, int)
+        return version
+
+    def migrations(self) -> list[tuple[int, Path]]:
+        return _migrations(SQL_DIR)
+
+    def begin_migration(self, conn: apsw.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+
+    def claim(self, conn: apsw.Connection, current: int) -> None:
+        if current == 0:
+            _claim_file(conn)
+
+    def run_script(self, conn: apsw.Connection, script: str) -> None:
+        # Consumed: apsw runs a script's later statements as its rows are read.
+        conn.execute(script).fetchall()
+
+    def upgrade(self, conn: apsw.Connection, version: int) -> None:
+        if version in _UPGRADES:
+            _UPGRADES[version](conn)
+
+    def set_schema_version(self, conn: apsw.Connection, version: int) -> None:
+        conn.execute(f"PRAGMA user_version = {version}")
+
+    def check_schema(self, conn: apsw.Connection) -> None:
+        _check_schema(conn, self.schema_version(conn))
+
+
+#: What a PostgreSQL store cannot do, and what to use instead: UnsupportedError's message.
+_POSTGRES_LIMITS = {
+    "backup": "backup() copies a SQLite file; back a PostgreSQL store up with pg_dump "
+    "(or your provider's snapshots), or copy it to a file with `memstore copy`",
+    "restore": "restore() reads a SQLite file; load a PostgreSQL store with pg_restore, "
+    "or copy a file into it with `memstore copy`",
+    "max_size": "max_size is a SQLite page quota (PRAGMA max_page_count); give the database "
+    "a quota on the server (a tablespace or your provider's limit)",
+    "vacuum": "vacuum() rewrites a SQLite file; PostgreSQL's autovacuum does this, or run VACUUM",
+    "checkpoint_wal": "checkpoint_wal() is SQLite's WAL; PostgreSQL checkpoints on its own",
+}
+
+#: What a PostgreSQL store does not have yet, in this version of memstore.
+_NOT_YET_ON_POSTGRES = "{}: not on PostgreSQL in memstore {} yet; use a SQLite store for it"
+
+
+def _psycopg() -> Any:
+    try:
+        import psycopg
+    except ImportError as err:
+        raise DependencyError(
+            "a PostgreSQL store needs psycopg 3: pip install 'agent-memstore[postgres]'"
+        ) from err
+    return psycopg
+
+
+# A string literal, a quoted identifier, a ? placeholder or a % sign (outside the first two).
+_PLACEHOLDERS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\?|%")
+_CURSOR_NAMES = iter(range(1, INT64_MAX))
+
+
+class _Postgres(_Engine):
+    """A PostgreSQL database (``postgresql://user@host/db``) through psycopg 3.
+
+    Records stay JSON text, timestamps ISO-8601 text, as in the file: the same
+    values compare and sort the same way on both engines (see _PG_OPERATORS).
+    Statements are written with ``?`` as in SQLite; they are given to psycopg
+    with ``%s`` (``_prepared``), and psycopg prepares the ones run often.
+    """
+
+    name = "postgresql"
+    same, differs = "IS NOT DISTINCT FROM", "IS DISTINCT FROM"
+    no_limit = None
+    nulls_first = True
+
+    def __init__(self) -> None:
+        self.psycopg = _psycopg()
+        errors = self.psycopg.errors
+        self.errors = (self.psycopg.Error, UnicodeEncodeError, TypeError, OverflowError)
+        self._translations: tuple[tuple[type[BaseException], type[MemstoreError]], ...] = (
+            (errors.LockNotAvailable, BusyError),
+            (errors.DeadlockDetected, BusyError),
+            (errors.SerializationFailure, BusyError),
+            (errors.DiskFull, StorageFullError),
+            (self.psycopg.IntegrityError, ValidationError),
+            (self.psycopg.DataError, ValidationError),
+            (errors.ProgramLimitExceeded, ValidationError),
+            *_TRANSLATIONS[-3:],  # the caller's values that cannot be bound
+        )
+        self._statements: dict[str, str] = {}
+
+    def open(self, store: Store) -> Any:
+        psycopg = self.psycopg
+        try:
+            conn = psycopg.connect(
+                store.path,
+                autocommit=True,  # memstore begins and ends its transactions itself
+                application_name="memstore",
+                connect_timeout=max(2, math.ceil(store.timeout)),
+            )
+        except psycopg.Error as err:
+            raise MemstoreError(f"cannot connect to {store._shown_path}: {err}") from err
+        try:
+            conn.execute("SET TIME ZONE 'UTC'")
+            # How long to wait for another writer's lock; 0 would mean for ever.
+            conn.execute(f"SET lock_timeout = {max(1, round(store.timeout * 1000))}")
+            if store.synchronous == "full":
+                conn.execute("SET synchronous_commit = on")
+            _migrate(self, conn)
+        except BaseException as err:
+            conn.close()
+            if isinstance(err, psycopg.Error):
+                raise store._error(err) from err
+            raise
+        return conn
+
+    def close(self, conn: Any) -> None:
+        conn.close()
+
+    def _prepared(self, sql: str) -> str:
+        """A statement with ``?`` placeholders as psycopg takes it: ``%s``, and ``%`` doubled."""
+        found = self._statements.get(sql)
+        if found is None:
+            found = _PLACEHOLDERS.sub(
+                lambda m: {"?": "%s", "%": "%%"}.get(m.group(0), m.group(0)), sql
+            )
+            if len(self._statements) < 2000:
+                self._statements[sql] = found
+        return found
+
+    def fetch(self, conn: Any, sql: str, params: Sequence[Any]) -> list[Any]:
+        # Without parameters, a statement is sent as it is (and may be several).
+        cursor = conn.execute(self._prepared(sql), params) if params else conn.execute(sql)
+        return cursor.fetchall() if cursor.description is not None else []
+
+    def run_many(self, conn: Any, sql: str, rows: Iterable[Sequence[Any]]) -> list[Any]:
+        found: list[Any] = []
+        with conn.cursor() as cursor:
+            cursor.executemany(self._prepared(sql), rows, returning=True)
+            while True:
+                if cursor.description is not None:
+                    found += cursor.fetchall()
+                if not cursor.nextset():
+                    return found
+
+    def cursor(self, conn: Any, sql: str, params: Sequence[Any]) -> Any:
+        # A server-side cursor, held past the end of the transaction that opened it.
+        cursor = conn.cursor(f"memstore_{next(_CURSOR_NAMES)}", withhold=True)
+        cursor.itersize = 256
+        cursor.execute(self._prepared(sql) if params else sql, params or None)
+        return cursor
+
+    def in_transaction(self, conn: Any) -> bool:
+        return bool(conn.info.transaction_status != self.psycopg.pq.TransactionStatus.IDLE)
+
+    def begin(self, immediate: bool) -> str:
+        # Deferred (one snapshot for the block's reads): repeatable read.
+        return "BEGIN" if immediate else "BEGIN ISOLATION LEVEL REPEATABLE READ"
+
+    def translate(self, err: BaseException) -> MemstoreError:
+        for source, target in self._translations:
+            if isinstance(err, source):
+                return target(f"{type(err).__name__}: {err}")
+        return MemstoreError(f"{type(err).__name__}: {err}")
+
+    def data_version(self, store: Store) -> Any:
+        # Every change to a row of the registry gives it a new xmin.
+        return store._fetch(
+            "SELECT string_agg(xmin::text, ',' ORDER BY name) FROM _memstore_collections"
+        )[0][0]
+
+    def schema_version(self, conn: Any) -> int:
+        if conn.execute("SELECT to_regclass('_memstore_schema')").fetchall()[0][0] is None:
+            return 0
+        return int(conn.execute("SELECT version FROM _memstore_schema").fetchall()[0][0])
+
+    def migrations(self) -> list[tuple[int, Path]]:
+        return _migrations(SQL_DIR / "postgres")
+
+    def begin_migration(self, conn: Any) -> None:
+        conn.execute("BEGIN")
+        # One migrating connection at a time: the others wait here, then see it done.
+        conn.execute(f"SELECT pg_advisory_xact_lock({APPLICATION_ID})")
+
+    def claim(self, conn: Any, current: int) -> None:
+        pass  # a database holds other applications' tables beside memstore's
+
+    def run_script(self, conn: Any, script: str) -> None:
+        conn.execute(script)
+
+    def upgrade(self, conn: Any, version: int) -> None:
+        pass
+
+    def set_schema_version(self, conn: Any, version: int) -> None:
+        conn.execute("DELETE FROM _memstore_schema")
+        conn.execute("INSERT INTO _memstore_schema (version) VALUES (%s)", (version,))
+
+    def check_schema(self, conn: Any) -> None:
+        _check_schema_version(self.schema_version(conn))
+
+    bulk_triggers = False
+    keeps_versions = False
+
+    @property
+    def now(self) -> str:
+        return "_memstore_now()"
+
+    @property
+    def operators(self) -> _Operators:
+        return _PG_OPERATORS
+
+    def column_type(self, kind: str) -> str:
+        return _PG_COLUMN_TYPES[kind]
+
+    def json_target(self, path: str) -> _Target:
+        return _Target("(t.body::json #> ?::text[])", (_path_segments(path),), path, "json")
+
+    def path_exists(self, path: str) -> _Compiled:
+        return "(t.body::json #> ?::text[]) IS NOT NULL", [_path_segments(path)]
+
+    def order(self, target: _Target, descending: bool) -> _Compiled:
+        direction = " DESC" if descending else ""
+        if target.kind == "json":  # in SQLite's order: null, numbers, then text
+            terms = [f"_memstore_{f}({target.sql}){direction}" for f in ("class", "number")]
+            terms.append(f'_memstore_text({target.sql}) COLLATE "C"{direction}')
+            return ", ".join(terms), [*target.params] * 3
+        nulls = " NULLS LAST" if descending else " NULLS FIRST"  # as SQLite orders them
+        return target.sql + direction + nulls, list(target.params)
+
+    batches_fts = False
+
+    def fts_sql(self, name: str, paths: list[str]) -> list[str]:
+        table = quote_identifier(name)
+        return [
+            f"ALTER TABLE {table} DROP COLUMN IF EXISTS fts_document",
+            f"ALTER TABLE {table} ADD COLUMN fts_document tsvector GENERATED ALWAYS AS "
+            f"(to_tsvector('simple'::regconfig, {_pg_fts_text(paths)})) STORED",
+            f"CREATE INDEX {quote_identifier(_index_name(name, 'fts'))} ON {table} "
+            "USING gin (fts_document)",
+        ]
+
+    def fts_search(
+        self, collection: Collection, clause: str, params: list[Any], text: str, options: Any
+    ) -> list[Any]:
+        (opening, closing), tokens, limit, offset = options
+        query = _tsquery(text)
+        words = max(2, tokens)
+        headline = (
+            f"ts_headline('simple'::regconfig, {_pg_fts_text(collection.fts)}, q, "
+            f"'StartSel=\x01, StopSel=\x02, MaxWords={words}, MinWords={words - 1}, "
+            "ShortWord=0, FragmentDelimiter=…, MaxFragments=1')"
+        )
+        sql = (
+            f"SELECT {collection._key_sql}, t.body, -ts_rank(t.fts_document, q), {headline} "
+            f"FROM {collection._table} AS t, to_tsquery('simple'::regconfig, ?) AS q "
+            f"WHERE t.fts_document @@ q AND {clause} ORDER BY 3, t.id LIMIT ? OFFSET ?"
+        )
+        store = collection.store
+        with store.transaction(immediate=False):
+            milliseconds = max(1, round(store.query_timeout * 1000))
+            store._fetch(f"SET LOCAL statement_timeout = {milliseconds}")
+            try:
+                rows = store._fetch(sql, [query, *params, limit, offset])
+            except MemstoreError as err:
+                if isinstance(err.__cause__, self.psycopg.errors.QueryCanceled):
+                    raise QueryError(
+                        f"the search for {text!r:.80} took longer than "
+                        f"{store.query_timeout:g} s; use fewer terms (or Store(query_timeout=...))"
+                    ) from err.__cause__
+                raise
+        return [
+            (key, body, rank, snippet.replace("\x01", opening).replace("\x02", closing))
+            for key, body, rank, snippet in rows
+        ]
+
+    def has_table(self, store: Store, name: str) -> bool:
+        return bool(
+            store._fetch(
+                "SELECT 1 FROM pg_catalog.pg_class WHERE lower(relname) = lower(?) "
+                "AND relnamespace = current_schema()::regnamespace",
+                (name,),
+            )
+        )
+
+    def columns(self, store: Store, table: str) -> dict[str, str]:
+        return {
+            name: kind.upper()
+            for name, kind in store._fetch(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema = current_schema() AND table_name = ?",
+                (table,),
+            )
+        }
+
+    def create_table_sql(self, name: str) -> list[str]:
+        return _pg_create_table_sql(name)
+
+    def add_column_sql(self, table: str, path: str, kind: str) -> str:
+        return _pg_add_column_sql(table, path, kind)
+
+    def ttl_trigger_sql(self, table: str, ttl: bool) -> str:
+        name, quoted = quote_identifier(_ttl_trigger(table)), quote_identifier(table)
+        if not ttl:
+            return f"DROP TRIGGER IF EXISTS {name} ON {quoted}"
+        return (
+            f"CREATE OR REPLACE TRIGGER {name} BEFORE INSERT ON {quoted} FOR EACH ROW "
+            "WHEN (new.expires_at IS NULL) EXECUTE FUNCTION _memstore_ttl()"
+        )
+
+    def analyze_sql(self, table: str, index: str) -> str:
+        return f"ANALYZE {quote_identifier(table)}"
+
+    def drop_collection_sql(self, name: str) -> list[str]:
+        return [f"DROP TABLE IF EXISTS {quote_identifier(name)}"]
+
+    def check_names(self, meta: _Meta) -> None:
+        names = [meta.name, *(field_column(p) for p in meta.fields)]
+        names += [_index_name(meta.name, field_column(p)) for p in meta.fields]
+        names += [_compound_index_name(meta.name, spec) for spec in meta.indexes]
+        names += [_index_name(meta.name, c) for c in _BASE_INDEXED] + [_ttl_trigger(meta.name)]
+        long = [n for n in names if len(n.encode()) > 63]
+        if long:
+            raise ValidationError(
+                f"PostgreSQL names are 63 bytes at most, and {long[0]!r} would be longer: "
+                f"give {meta.name!r} (or its fields) a shorter name"
+            )
+
+    def after_bulk(self, store: Store, table: str) -> None:
+        store._fetch(f"ANALYZE {quote_identifier(table)}")
+
+    def ids_in(self, column: str) -> str:
+        return f"{column} = ANY(?)"
+
+    def ids(self, values: Sequence[Any]) -> Any:
+        return list(values)
+
+    def unsupported(self, what: str) -> None:
+        if what in _POSTGRES_LIMITS:
+            raise UnsupportedError(_POSTGRES_LIMITS[what])
+        raise UnsupportedError(_NOT_YET_ON_POSTGRES.format(what, __version__))
+
+
+def _engine_for(path: str) -> _Engine:
+    """The engine a Store's ``path`` names: a PostgreSQL URL, else a SQLite file."""
+    if path.startswith(("postgresql://", "postgres://")):
+        return _Postgres()
+    return _SQLite()
 
 
 # Stores to reconnect in a forked child: a connection must not cross a fork.
@@ -715,7 +1301,7 @@ class _Transaction:
     """
 
     __slots__ = ("_commit", "_conn", "_immediate", "_rollback", "_store")
-    _conn: apsw.Connection
+    _conn: Any
 
     def __init__(self, store: Store, immediate: bool) -> None:
         self._store = store
@@ -726,8 +1312,9 @@ class _Transaction:
         store._lock.acquire()
         try:
             conn = self._conn = store.connection
-            if store._depth == 0 and conn.get_autocommit():
-                begin = "BEGIN IMMEDIATE" if self._immediate else "BEGIN"
+            engine = store._engine
+            if store._depth == 0 and not engine.in_transaction(conn):
+                begin = engine.begin(self._immediate)
                 self._commit, self._rollback = "COMMIT", "ROLLBACK"
             else:
                 name = f"memstore_{store._depth}"
@@ -735,7 +1322,7 @@ class _Transaction:
                 self._rollback = f"ROLLBACK TO {name}; RELEASE {name}"
             try:
                 conn.execute(begin)
-            except apsw.Error as err:
+            except engine.errors as err:
                 raise store._error(err) from err
         except BaseException:
             store._lock.release()
@@ -745,16 +1332,17 @@ class _Transaction:
 
     def __exit__(self, kind: type[BaseException] | None, exc: object, tb: object) -> None:
         store, conn = self._store, self._conn
+        engine = store._engine
         try:
             store._depth -= 1
             if kind is not None:
-                if not conn.get_autocommit():  # SQLite may have rolled back already
+                if engine.in_transaction(conn):  # SQLite may have rolled back already
                     conn.execute(self._rollback)
                 return
             try:
                 conn.execute(self._commit)
-            except apsw.Error as err:
-                if not conn.get_autocommit():
+            except engine.errors as err:
+                if engine.in_transaction(conn):
                     conn.execute(self._rollback)
                 raise store._error(err) from err
         finally:
@@ -810,6 +1398,9 @@ class Store:
                 f"(an empty store takes about 352 KiB), not {max_size!r}"
             )
         self.path = os.fspath(path)
+        self._engine = _engine_for(self.path)
+        if max_size is not None:
+            self._engine.unsupported("max_size")
         self.synchronous = synchronous
         self.timeout = float(timeout)
         self.query_timeout = float(query_timeout)
@@ -839,25 +1430,13 @@ class Store:
             raise MemstoreError("MEMSTORE_PATH is not set")
         return cls(path, **options)
 
-    def _open(self) -> apsw.Connection:
-        conn = _connect(
-            self.path,
-            synchronous=self.synchronous.upper(),
-            timeout=self.timeout,
-            create=self._create,
-        )
-        try:
-            _migrate(conn)
-            _refresh_statistics(conn, self.timeout)
-            if self.max_size is not None:
-                _set_quota(conn, self.max_size)
-        except apsw.Error as err:
-            conn.close()
-            raise self._error(err) from err
-        except BaseException:
-            conn.close()
-            raise
-        return conn
+    def _open(self) -> Any:
+        return self._engine.open(self)
+
+    @property
+    def _shown_path(self) -> str:
+        """The path, or the URL without its password: for messages and repr."""
+        return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", self.path)
 
     def _after_fork(self) -> None:
         if self._conn is not None and self.path != ":memory:":
@@ -868,11 +1447,11 @@ class Store:
         self._cache_counts = {}  # the parent's, which the parent writes
 
     def __repr__(self) -> str:
-        return f"<memstore.Store {self.path!r}>"
+        return f"<memstore.Store {self._shown_path!r}>"
 
     def _error(self, err: BaseException) -> MemstoreError:
         """A driver error as memstore's; a full file under a quota is the quota's."""
-        translated = _translate(err)
+        translated = self._engine.translate(err)
         if isinstance(translated, StorageFullError) and self.max_size is not None:
             return QuotaError(f"{self.path} reached its size quota of {self.max_size:,} bytes")
         return translated
@@ -903,27 +1482,27 @@ class Store:
                         if meta is not None and meta.fts and _fts_waiting(self, name):
                             _catch_up_fts(self, name, meta.fts)
             conn, self._conn = self._conn, None
-            # Keeps query plans good for later opens; a busy or read-only file skips it
-            # at once rather than waiting for another writer.
-            with contextlib.suppress(apsw.Error):
-                conn.set_busy_timeout(0)
-                conn.execute("PRAGMA optimize")
-            conn.close()
+            self._engine.close(conn)
 
     @property
-    def connection(self) -> apsw.Connection:
-        """The underlying apsw connection, for anything memstore does not wrap."""
+    def connection(self) -> Any:
+        """The underlying connection (apsw's, or psycopg's on PostgreSQL), for anything
+        memstore does not wrap."""
         if self._conn is None:
             raise MemstoreError("the store is closed")
         return self._conn
 
-    def _data_version(self) -> int:
+    def _data_version(self) -> Any:
         """Moves on when another connection commits (never for this one's own writes)."""
-        return int(self._fetch("PRAGMA data_version")[0][0])
+        return self._engine.data_version(self)
 
     @property
     def schema_version(self) -> int:
-        return int(self._fetch("PRAGMA user_version")[0][0])
+        with self._lock:
+            try:
+                return self._engine.schema_version(self.connection)
+            except self._engine.errors as err:
+                raise self._error(err) from err
 
     # -- transactions ------------------------------------------------------
 
@@ -947,32 +1526,33 @@ class Store:
     def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self._lock:
             try:
-                return self.connection.execute(sql, params).fetchall()
-            except _DRIVER_ERRORS as err:
+                return self._engine.fetch(self.connection, sql, params)
+            except self._engine.errors as err:
                 raise self._error(err) from err
 
     def _run_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> list[Any]:
         with self._lock:
             try:
-                return self.connection.executemany(sql, rows).fetchall()
-            except _DRIVER_ERRORS as err:
+                return self._engine.run_many(self.connection, sql, rows)
+            except self._engine.errors as err:
                 raise self._error(err) from err
 
     def _stream(
         self, sql: str, params: Sequence[Any], convert: Callable[[Any], Any]
     ) -> Iterator[Any]:
         """Yield converted rows, holding the lock only while fetching each batch."""
+        engine = self._engine
         with self._lock:
             try:
-                cursor = self.connection.execute(sql, params)
-            except _DRIVER_ERRORS as err:
+                cursor = engine.cursor(self.connection, sql, params)
+            except engine.errors as err:
                 raise self._error(err) from err
         try:
             while True:
                 with self._lock:
                     try:
                         batch = list(islice(cursor, 256))
-                    except apsw.Error as err:
+                    except engine.errors as err:
                         raise self._error(err) from err
                 if not batch:
                     return
@@ -1073,6 +1653,14 @@ class Store:
         if time_indexes is not None and not isinstance(time_indexes, bool):
             raise ValidationError(f"time_indexes must be True or False, not {time_indexes!r}")
         wanted_hygiene = _normalize_hygiene(hygiene)
+        for asked, feature in (
+            (history, "history"),
+            (temporal, "temporal collections"),
+            (wanted_hygiene, "memory hygiene"),
+            (wanted_vectors, "vector memory"),
+        ):
+            if asked:
+                self._engine.unsupported(feature)
         wanted = _Declaration(
             wanted_fields,
             wanted_fts,
@@ -1127,33 +1715,34 @@ class Store:
         """Delete a collection: its table, indexes, FTS index and registry entry."""
         meta = self._require_meta(name)
         with self.transaction():
-            for sql in _drop_fts_sql(meta.name):
+            for sql in self._engine.drop_collection_sql(meta.name):
                 self._fetch(sql)
-            self._fetch(f"DROP TABLE IF EXISTS {quote_identifier(meta.name)}")
             self._fetch("DELETE FROM _memstore_collections WHERE name = ?", (meta.name,))
-            for table in (
-                "memstore_versions",
-                "memstore_version_counters",
-                *_VECTOR_TABLES,  # the vectors' log after the vectors, whose deletes it logs
-            ):
+            layers = ("memstore_versions", "memstore_version_counters", *_VECTOR_TABLES)
+            # The vectors' log after the vectors, whose deletes it logs.
+            for table in layers if self._engine.keeps_versions else ():
                 self._fetch(f"DELETE FROM {table} WHERE collection = ?", (meta.name,))
             self._vector_indexes.pop(meta.name, None)
             self._generation += 1
 
     def event_log(self, name: str) -> EventLog:
         """An append-only event log (created by its first append); see EventLog."""
+        self._engine.unsupported("event logs")
         return EventLog(self, name)
 
     def event_logs(self) -> list[str]:
         """Names of the event logs in this file."""
+        self._engine.unsupported("event logs")
         return [r[0] for r in self._fetch("SELECT name FROM memstore_logs ORDER BY name")]
 
     def conversations(self) -> Conversations:
         """Chat threads, messages, token usage and branches; see Conversations."""
+        self._engine.unsupported("conversations")
         return Conversations(self)
 
     def checkpoints(self) -> Checkpoints:
         """Saved agent states with history, branches and diffs; see Checkpoints."""
+        self._engine.unsupported("checkpoints")
         return Checkpoints(self)
 
     def graph(self, name: str, *, vectors: Mapping[str, Any] | None = None) -> Graph:
@@ -1161,10 +1750,12 @@ class Store:
         "model": ..., "metric": ..., "embed": ...}`` lets its nodes carry embeddings
         (``add_node(vector=)``, or embedded from their words by ``embed``) and be found
         by ``Graph.nearest``."""
+        self._engine.unsupported("graphs")
         return Graph(self, name, vectors=vectors)
 
     def cache(self, name: str, *, ttl: timedelta | float | str | None = None) -> Cache:
         """A TTL cache of JSON values with a default ``ttl``; see Cache."""
+        self._engine.unsupported("caches")
         return Cache(self, name, ttl)
 
     def check(self, *, full: bool = False) -> list[str]:
@@ -1178,6 +1769,7 @@ class Store:
         problem: they wait for ``cleanup()`` (``stats()`` counts them).
         ``repair()`` mends what it can.
         """
+        self._engine.unsupported("check")
         pragma = "integrity_check" if full else "quick_check"
         problems = [f"integrity: {r[0]}" for r in self._fetch(f"PRAGMA {pragma}") if r[0] != "ok"]
         tables = {row[0] for row in self._fetch("SELECT name FROM sqlite_schema")}
@@ -1220,6 +1812,7 @@ class Store:
     def repair(self) -> list[str]:
         """Recreate missing indexes and triggers, rebuild damaged FTS indexes, drop registry
         entries whose table is gone; return a line per change."""
+        self._engine.unsupported("repair")
         done = []
         tables = {row[0] for row in self._fetch("SELECT name FROM sqlite_schema")}
         for name in self.collections():
@@ -1280,6 +1873,7 @@ class Store:
         ``integrity_check`` before this returns; ``dest`` must not exist.
         ``progress(pages_done, pages_total)`` is called as pages are copied.
         """
+        self._engine.unsupported("backup")
         target = os.fspath(dest)
         if os.path.exists(target):
             raise ValidationError(f"{target} exists; back up to a new file")
@@ -1306,6 +1900,7 @@ class Store:
         The backup must be an intact memstore file no newer than this
         memstore; other connections see the old contents or the new, never a mix.
         """
+        self._engine.unsupported("restore")
         origin = os.fspath(source)
         problems = _verify_copy(origin)
         if problems:
@@ -1338,6 +1933,7 @@ class Store:
         one row per line. Streams: memory stays flat whatever the size.
         ``progress`` is called with the number of rows written as they go.
         """
+        self._engine.unsupported("export")
         root = Path(directory)
         (root / "collections").mkdir(parents=True, exist_ok=True)
         (root / "tables").mkdir(exist_ok=True)
@@ -1440,6 +2036,7 @@ class Store:
         (The file layouts of older stores are read by the ``memstore_legacy``
         module, which ``memstore import`` uses.)
         """
+        self._engine.unsupported("import")
         files = _read_manifest(Path(source))
         report: dict[str, Any] = {
             "source": os.fspath(source),
@@ -1513,6 +2110,7 @@ class Store:
         changes (the write lock is held meanwhile). ``progress(done, total)``
         is called after each part.
         """
+        self._engine.unsupported("cleanup of every layer (use Collection.cleanup)")
         age = None if older_than is None else _seconds(older_than, "older_than")
         if keep_last is not None:
             _check_count(keep_last, "keep_last")
@@ -1578,6 +2176,7 @@ class Store:
         Worth running after large loads or deletes; ``close()`` also runs
         SQLite's cheaper ``PRAGMA optimize``.
         """
+        self._engine.unsupported("optimize")
         fts = [
             r[0]
             for r in self._fetch(
@@ -1601,6 +2200,7 @@ class Store:
         the next ``checkpoint_wal()``). Blocks other writers while it runs
         and needs temporary disk space up to the database's size.
         """
+        self._engine.unsupported("vacuum")
         with self._lock:
             if self._depth:
                 raise MemstoreError("cannot vacuum inside a transaction")
@@ -1618,6 +2218,7 @@ class Store:
         of it could be copied (try again later). ``mode`` is SQLite's
         ``wal_checkpoint`` mode.
         """
+        self._engine.unsupported("checkpoint_wal")
         if mode not in ("passive", "full", "restart", "truncate"):
             raise ValidationError(
                 f'mode must be "passive", "full", "restart" or "truncate", not {mode!r}'
@@ -1634,6 +2235,7 @@ class Store:
         ``:memory:``, the database's); ``free_bytes`` is what ``vacuum()``
         would give back.
         """
+        self._engine.unsupported("stats of every layer (use Collection.stats)")
         collections = {name: self.collection(name).stats() for name in self.collections()}
         on_disk = self.path != ":memory:" and os.path.exists(self.path)
         wal = Path(f"{self.path}-wal")
@@ -1710,21 +2312,19 @@ class Store:
         """Create or extend a collection; runs inside a transaction. Check what is wanted
         against what is there (_declared), plan the statements (_declaration_sql), apply
         them and the registry row together."""
-        old = self._load_meta(name)
+        old, engine = self._load_meta(name), self._engine
         if old is None:
-            if self._fetch("SELECT 1 FROM sqlite_schema WHERE name = ? COLLATE NOCASE", (name,)):
+            if engine.has_table(self, name):
                 raise SchemaError(f"{name!r} already exists in this file and is not a collection")
             old = _Meta(name, {}, [], None)
             columns: dict[str, str] = {}
-            statements = _create_table_sql(name)
+            statements = engine.create_table_sql(name)
         else:
-            columns = {
-                row[1]: (row[2] or "").upper()
-                for row in self._fetch(f"PRAGMA table_xinfo({quote_identifier(name)})")
-            }
+            columns = engine.columns(self, name)
             statements = []
         new = _declared(old, wanted)
-        for sql in [*statements, *_declaration_sql(old, new, columns)]:
+        engine.check_names(new)
+        for sql in [*statements, *_declaration_sql(old, new, columns, engine)]:
             self._fetch(sql)
         self._generation += 1
         self._fetch(
@@ -1735,7 +2335,7 @@ class Store:
             "history = excluded.history, indexes = excluded.indexes, "
             "vectors = excluded.vectors, temporal = excluded.temporal, "
             "hygiene = excluded.hygiene, time_indexes = excluded.time_indexes, "
-            f"updated_at = {_SQL_NOW}",
+            f"updated_at = {engine.now}",
             (
                 name,
                 json.dumps(new.fields),
@@ -1824,7 +2424,9 @@ def _declared(old: _Meta, wanted: _Declaration) -> _Meta:
     )
 
 
-def _declaration_sql(old: _Meta, new: _Meta, columns: Mapping[str, str]) -> list[str]:
+def _declaration_sql(
+    old: _Meta, new: _Meta, columns: Mapping[str, str], engine: _Engine
+) -> list[str]:
     """The statements taking a collection's table from ``old`` to ``new`` (see _declared),
     given its columns and their types; a column that cannot take a field's type raises."""
     name, statements = new.name, []
@@ -1832,17 +2434,17 @@ def _declaration_sql(old: _Meta, new: _Meta, columns: Mapping[str, str]) -> list
     added = [path for path in new.fields if path not in old.fields]
     for path in [*added, *(p for p in new.fts if p not in old.fts)]:
         column, kind = field_column(path), new.fields.get(path, "text")
+        column_type = engine.column_type(kind)
         if column not in columns:
-            statements.append(_add_column_sql(name, path, FIELD_TYPES[kind][0]))
-            columns[column] = FIELD_TYPES[kind][0]
-        elif columns[column] != FIELD_TYPES[kind][0]:
+            statements.append(engine.add_column_sql(name, path, kind))
+            columns[column] = column_type
+        elif columns[column] != column_type:
             raise SchemaError(
                 f"{path!r} of {name!r} is already a {columns[column]} column "
                 f"(indexed for search as text); it cannot become {kind}"
             )
     if new.fts != old.fts:
-        statements += _drop_fts_sql(name)
-        statements += _create_fts_sql(name, [field_column(p) for p in new.fts])
+        statements += engine.fts_sql(name, new.fts)
     if new.temporal and not old.temporal:
         for column, default in (("valid_from", NEVER_BEFORE), ("valid_to", NEVER_AFTER)):
             if column not in columns:
@@ -1870,7 +2472,7 @@ def _declaration_sql(old: _Meta, new: _Meta, columns: Mapping[str, str]) -> list
     if new.time_indexes != old.time_indexes:
         for column in _TIME_INDEXED:
             statements.append(
-                _index_sql(name, column)
+                _index_sql(name, column, nulls_first=engine.nulls_first)
                 if new.time_indexes
                 else f"DROP INDEX IF EXISTS {quote_identifier(_index_name(name, column))}"
             )
@@ -1881,11 +2483,10 @@ def _declaration_sql(old: _Meta, new: _Meta, columns: Mapping[str, str]) -> list
         statements += _history_trigger_sql(name, drop=True)
         if new.history:
             statements += _history_trigger_sql(name, temporal=new.temporal)
-    ttl_trigger = _ttl_trigger_sql if new.ttl_seconds is not None else _drop_ttl_trigger_sql
-    statements.append(ttl_trigger(name))
+    statements.append(engine.ttl_trigger_sql(name, new.ttl_seconds is not None))
     for spec in new.indexes[len(old.indexes) :]:
-        statements.append(_compound_index_sql(name, spec))
-        statements.append(f"ANALYZE {quote_identifier(_compound_index_name(name, spec))}")
+        statements.append(_compound_index_sql(name, spec, nulls_first=engine.nulls_first))
+        statements.append(engine.analyze_sql(name, _compound_index_name(name, spec)))
     # A field gets an index of its own unless an index over several fields starts
     # with it: that one serves the same lookups, and each index costs every write.
     led = _leading_fields(new.indexes)
@@ -1894,7 +2495,7 @@ def _declaration_sql(old: _Meta, new: _Meta, columns: Mapping[str, str]) -> list
         if path in led:
             statements.append(f"DROP INDEX IF EXISTS {quote_identifier(index)}")
         elif path in added:
-            statements.append(_field_index_sql(new, path))
+            statements.append(_field_index_sql(new, path, nulls_first=engine.nulls_first))
     if new.vectors is not None and old.vectors is None:
         statements.append(_vector_trigger_sql(name))
     if new.temporal and new.vectors is not None and not (old.temporal and old.vectors):
@@ -3399,10 +4000,12 @@ class Collection(_CollectionVectors):
         # trigger and corrupts the FTS index. An upsert keeps the row, its id and created_at.
         # A put that changes nothing (same record, same expiry) leaves the row alone:
         # updated_at does not move and no version is archived.
+        differs = store._engine.differs
         self._upsert_sql = (
             f"{self._insert_sql} ON CONFLICT (key) DO UPDATE SET body = excluded.body, "
             "updated_at = excluded.updated_at, expires_at = excluded.expires_at "
-            "WHERE body IS NOT excluded.body OR expires_at IS NOT excluded.expires_at"
+            f"WHERE {self._table}.body {differs} excluded.body "
+            f"OR {self._table}.expires_at {differs} excluded.expires_at"
         )
         # A temporal collection's put: its validity too; and its store time after the
         # last change's (see _stamp_after), for versions that follow each other.
@@ -3543,7 +4146,7 @@ class Collection(_CollectionVectors):
     def _writing_row(self) -> None:
         """Before a write of a row: its full-text indexing waits for a batch (sql/0013).
         The first write of a batch opens it; the FTS_BATCH-th indexes the batch."""
-        if self.fts:
+        if self.fts and self.store._engine.batches_fts:
             writes = self.store._fts_writes
             if not writes.get(self.name):
                 self.store._fetch(self._open_batch_sql)
@@ -3557,7 +4160,7 @@ class Collection(_CollectionVectors):
         """Index the rows waiting for the full-text index, before a search or a check; say
         whether none waits any more. A store that cannot write then (a read-only file, or
         another writer holding the lock past the timeout) searches what is indexed."""
-        if self.fts and _fts_waiting(self.store, self.name):
+        if self.fts and self.store._engine.batches_fts and _fts_waiting(self.store, self.name):
             try:
                 _catch_up_fts(self.store, self.name, self.fts)
             except MemstoreError:
@@ -4007,7 +4610,11 @@ class Collection(_CollectionVectors):
             now = _utcnow()
             stamp, expires = _iso(now), self._expiry(now, ttl)
             batch = list(islice(pairs, BATCH_SIZE))
-            if (self.fts or self.ttl is not None) and len(batch) >= BULK_THRESHOLD:
+            if (
+                (self.fts or self.ttl is not None)
+                and len(batch) >= BULK_THRESHOLD
+                and self.store._engine.bulk_triggers
+            ):
                 count = self._put_bulk(batch, pairs, stamp, expires, given)
             else:
                 count = 0
@@ -4032,7 +4639,7 @@ class Collection(_CollectionVectors):
                     )
                 )
         if count >= ANALYZE_AFTER and self.store._depth == 0:
-            self.store._fetch("PRAGMA optimize")  # the planner learns the table's new size
+            self.store._engine.after_bulk(self.store, self.name)
         return count
 
     def _put_bulk(
@@ -4140,30 +4747,26 @@ class Collection(_CollectionVectors):
         wanted = [_check_key(key) for key in _items(keys, "keys")]
         with self.store.transaction():
             self._fresh()
-            now = _utcnow()
+            now, engine = _utcnow(), self.store._engine
             return len(
                 self.store._fetch(
-                    f"UPDATE {self._table} SET expires_at = ? "
-                    "WHERE key IN (SELECT value FROM json_each(?)) "
+                    f"UPDATE {self._table} SET expires_at = ? WHERE {engine.ids_in('key')} "
                     "AND (expires_at IS NULL OR expires_at > ?) RETURNING id",
-                    (self._expiry(now, ttl), json.dumps(wanted), _iso(now)),
+                    (self._expiry(now, ttl), engine.ids(wanted), _iso(now)),
                 )
             )
 
     def set_ttl(self, ttl: timedelta | float | str | None) -> None:
         """Set (or with None, remove) the default time to live of new records."""
         seconds = None if ttl is None else _seconds(ttl, "ttl")
+        engine = self.store._engine
         with self.store.transaction():
             self.store._fetch(
-                f"UPDATE _memstore_collections SET ttl_seconds = ?, updated_at = {_SQL_NOW} "
+                f"UPDATE _memstore_collections SET ttl_seconds = ?, updated_at = {engine.now} "
                 "WHERE name = ?",
                 (seconds, self.name),
             )
-            self.store._fetch(
-                _ttl_trigger_sql(self.name)
-                if seconds is not None
-                else _drop_ttl_trigger_sql(self.name)
-            )
+            self.store._fetch(engine.ttl_trigger_sql(self.name, seconds is not None))
             self.store._generation += 1
             self._apply(self.store._require_meta(self.name))
 
@@ -4371,7 +4974,7 @@ class Collection(_CollectionVectors):
             and all(isinstance(h, str) for h in highlight)
         ):
             raise QueryError(f"highlight must be two strings, not {highlight!r:.60}")
-        fts, (view, known) = self._fts_table, self._view(as_of, known_at)
+        view, known = self._view(as_of, known_at)
         self._index_waiting()
         with self.store.transaction(immediate=False):  # the probe and the search: one snapshot
             if known is not None:
@@ -4385,10 +4988,8 @@ class Collection(_CollectionVectors):
                 rows = [row[1:] for row in found[offset:]]
             else:
                 clause, params = self._filter_probed(where, view)
-                columns = f"{self._key_sql}, t.body, {fts}.rank, snippet({fts}, -1, ?, ?, '…', ?)"
-                sql = _match_sql(fts, self._table, "t", columns, clause)
-                bound = [highlight[0], highlight[1], snippet_tokens, text, *params, limit, offset]
-                rows = _search(self.store, sql, bound, text)
+                options = ((highlight[0], highlight[1]), snippet_tokens, limit, offset)
+                rows = self.store._engine.fts_search(self, clause, params, text, options)
         if track:
             self._note_accesses(row[0] for row in rows)
         return [Hit(key, self._decode(body), rank, snip, -rank) for key, body, rank, snip in rows]
@@ -4410,6 +5011,7 @@ class Collection(_CollectionVectors):
         Groups come largest first. Percentiles interpolate linearly between
         the nearest values and ignore values that are not numbers.
         """
+        self.store._engine.unsupported("aggregate")
         groups = _names(group_by, "group_by")
         if not isinstance(percentiles, (list, tuple)) or not all(
             isinstance(p, (int, float)) and not isinstance(p, bool) for p in percentiles
@@ -4503,7 +5105,7 @@ class Collection(_CollectionVectors):
                 (_iso(now), keep_last),
             )
             # The newest record past the ones to keep, and all older; none: keep all.
-            retention.append("(t.created_at, t.id) <= (?, ?)" if boundary else "0")
+            retention.append("(t.created_at, t.id) <= (?, ?)" if boundary else "false")
             params += boundary[0] if boundary else []
         if retention:
             conditions.append("(" + " AND ".join(retention) + ")")
@@ -4562,14 +5164,15 @@ class Collection(_CollectionVectors):
         rows are left alone, so importing twice changes nothing. All or
         nothing; returns the number of rows.
         """
+        changed = " OR ".join(
+            f"{self._table}.{column} {self.store._engine.differs} excluded.{column}"
+            for column in ("body", "created_at", "updated_at", "expires_at")
+        )
         upsert = (
             f"INSERT INTO {self._table} (key, body, created_at, updated_at, expires_at) "
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET body = excluded.body, "
             "created_at = excluded.created_at, updated_at = excluded.updated_at, "
-            "expires_at = excluded.expires_at WHERE body IS NOT excluded.body "
-            "OR created_at IS NOT excluded.created_at "
-            "OR updated_at IS NOT excluded.updated_at "
-            "OR expires_at IS NOT excluded.expires_at"
+            f"expires_at = excluded.expires_at WHERE {changed}"
         )
         if self.temporal:
             upsert = upsert.replace(
@@ -4641,6 +5244,7 @@ class Collection(_CollectionVectors):
 
         Needs ``history=True`` on the collection; versions are kept from then on.
         """
+        self.store._engine.unsupported("history")
         _check_key(key)
         if not self.keeps_history:
             raise QueryError(f"collection {self.name!r} keeps no history (declare history=True)")
@@ -4670,6 +5274,7 @@ class Collection(_CollectionVectors):
 
     def revert(self, key: str, version: int) -> Any:
         """Make a past version current again (the revert is itself a new version); return it."""
+        self.store._engine.unsupported("history")
         with self.store.transaction():
             versions = {v.version: v for v in self.history(key)}
             if not isinstance(version, int) or isinstance(version, bool) or version not in versions:
@@ -4684,6 +5289,7 @@ class Collection(_CollectionVectors):
 
     def check(self) -> list[str]:
         """Problems with this collection's indexes, triggers and FTS index; empty when none."""
+        self.store._engine.unsupported("check")
         problems = [
             f"{self.name}: missing {kind} {name}" for kind, name, _ in self._missing_objects()
         ]
@@ -4723,9 +5329,7 @@ class Collection(_CollectionVectors):
         if not self.fts:
             raise QueryError(f"collection {self.name!r} has no full-text index")
         with self.store.transaction():
-            for sql in _drop_fts_sql(self.name):
-                self.store._fetch(sql)
-            for sql in _create_fts_sql(self.name, [field_column(p) for p in self.fts]):
+            for sql in self.store._engine.fts_sql(self.name, self.fts):
                 self.store._fetch(sql)
 
     def _repair(self) -> list[str]:
@@ -4952,14 +5556,15 @@ class Collection(_CollectionVectors):
             with self.store.transaction():
                 found = self.store._fetch(select, [*params, batch_size])
                 ids = [row[0] for row in found]
+                engine = self.store._engine
                 if ids:  # the FTS delete trigger is as fast as doing it here, and
                     # leaves the schema alone (dropping it would make every other
                     # connection prepare its statements again)
                     self.store._fetch(
-                        f"DELETE FROM {self._table} WHERE id IN (SELECT value FROM json_each(?))",
-                        (json.dumps(ids),),
+                        f"DELETE FROM {self._table} WHERE {engine.ids_in('id')}",
+                        (engine.ids(ids),),
                     )
-                if ids and forget:
+                if ids and forget and engine.keeps_versions:
                     keys = json.dumps([row[1] for row in found])
                     for table in ("memstore_versions", "memstore_version_counters"):
                         self.store._fetch(
@@ -4990,7 +5595,7 @@ class Collection(_CollectionVectors):
             return self._target(field)
 
         if where:
-            _compile_filter(where, recording)
+            _compile_filter(where, recording, self.store._engine.operators)
         for order in _names(order_by, "order_by"):
             fields.append(order[1:] if order.startswith("-") else order)
         unseen = [f for f in dict.fromkeys(fields) if not self._has_field(f)]
@@ -5010,10 +5615,11 @@ class Collection(_CollectionVectors):
             return True
         if self.temporal and field in _VALIDITY_COLUMNS:
             return True
+        exists, params = self.store._engine.path_exists(_json_path(field))
         has, empty = self.store._fetch(
-            f"SELECT EXISTS (SELECT 1 FROM {self._table} WHERE json_type(body, ?) IS NOT NULL), "
+            f"SELECT EXISTS (SELECT 1 FROM {self._table} AS t WHERE {exists}), "
             f"NOT EXISTS (SELECT 1 FROM {self._table})",
-            (_json_path(field),),
+            params,
         )[0]
         if has:
             self._known_fields.add(field)
@@ -5209,7 +5815,7 @@ class Collection(_CollectionVectors):
         if field in self.fields:
             column = f"t.{quote_identifier(field_column(field))}"
             return _Target(column, (), path, self.fields[field])
-        return _Target("json_extract(t.body, ?)", (path,), path)
+        return self.store._engine.json_target(path)
 
     def _filter(
         self,
@@ -5222,7 +5828,7 @@ class Collection(_CollectionVectors):
         """The SQL condition for ``where``, plus "not expired" unless told otherwise, plus
         in a temporal collection "valid at ``as_of``" (now by default; None: at any time),
         plus with hygiene "not forgotten" (unless ``include_forgotten``)."""
-        clause, params = _compile_filter(where or {}, self._target)
+        clause, params = _compile_filter(where or {}, self._target, self.store._engine.operators)
         if self.hygiene is not None and not include_forgotten:  # forgotten: hidden from reads
             clause = f"t.forgotten_at IS NULL AND {clause}"
         if self.temporal and as_of is not None:
@@ -5276,22 +5882,24 @@ class Collection(_CollectionVectors):
             params += [moment, moment, known_at, *extra]
             target = self._known_target
         orders = _names(order_by, "order_by")
+        engine = self.store._engine
         terms = []
         for order in orders:
             descending = isinstance(order, str) and order.startswith("-")
-            ordered = target(order[1:] if descending else order)
-            terms.append(ordered.sql + (" DESC" if descending else ""))
-            params += ordered.params
+            term, extra = engine.order(target(order[1:] if descending else order), descending)
+            terms.append(term)
+            params += extra
         if terms:  # without order_by, any order: the planner is free to use the best index
             # Ties go in insertion order, reversed along with a descending first term.
-            terms.append("t.id DESC" if terms[0].endswith(" DESC") else "t.id")
+            first = orders[0]
+            terms.append("t.id DESC" if isinstance(first, str) and first[:1] == "-" else "t.id")
             sql += " ORDER BY " + ", ".join(terms)
         if limit is not None or offset:
             if limit is not None:
                 _check_count(limit, "limit")
             _check_count(offset, "offset")
             sql += " LIMIT ? OFFSET ?"
-            params += [-1 if limit is None else limit, offset]
+            params += [engine.no_limit if limit is None else limit, offset]
         return sql, params
 
 
@@ -9126,24 +9734,32 @@ def _index_name(table: str, column: str) -> str:
     return f"{table}__{column}_idx"  # collection names have no "__", so never ambiguous
 
 
-def _index_sql(table: str, column: str, then: Sequence[str] = ()) -> str:
-    """The index of one column, ``then`` other columns after it (see _field_index_sql)."""
+def _index_sql(
+    table: str, column: str, then: Sequence[str] = (), *, nulls_first: bool = False
+) -> str:
+    """The index of one column, ``then`` other columns after it (see _field_index_sql).
+    ``nulls_first``: PostgreSQL's, whose indexes hold NULLs last unless told, and no row
+    id unless given one (SQLite's order, NULLs first, then the row id, is the order of
+    memstore's reads, which the index gives as it is read)."""
     partial = " WHERE expires_at IS NOT NULL" if column == "expires_at" else ""
-    columns = ", ".join(quote_identifier(c) for c in (column, *then))
+    nulls = " NULLS FIRST" if nulls_first else ""
+    columns = ", ".join(quote_identifier(c) + nulls for c in (column, *then))
+    if nulls_first:  # the row id last, as SQLite's indexes hold it: ties in memstore's order
+        columns += ", id"
     return (
         f"CREATE INDEX IF NOT EXISTS {quote_identifier(_index_name(table, column))} "
         f"ON {quote_identifier(table)} ({columns}){partial}"
     )
 
 
-def _field_index_sql(meta: _Meta, path: str) -> str:
+def _field_index_sql(meta: _Meta, path: str, *, nulls_first: bool = False) -> str:
     """A declared field's index. In a temporal collection (and one with hygiene) it holds
     the columns every read tests as well, validity (and forgotten_at), so that a filter
     or count by the field is answered from the index alone, as in a plain collection."""
     then: tuple[str, ...] = ("valid_from", "valid_to") if meta.temporal else ()
     if meta.hygiene is not None:
         then += ("forgotten_at",)
-    return _index_sql(meta.name, field_column(path), then)
+    return _index_sql(meta.name, field_column(path), then, nulls_first=nulls_first)
 
 
 def _compound_index_name(table: str, spec: tuple[tuple[str, ...], bool]) -> str:
@@ -9157,7 +9773,9 @@ def _leading_fields(indexes: Sequence[tuple[tuple[str, ...], bool]]) -> set[str]
     return {fields[0].lstrip("-") for fields, _ in indexes}
 
 
-def _compound_index_sql(table: str, spec: tuple[tuple[str, ...], bool]) -> str:
+def _compound_index_sql(
+    table: str, spec: tuple[tuple[str, ...], bool], *, nulls_first: bool = False
+) -> str:
     """An index over several fields (their generated columns, or the meta columns).
 
     Queries break ties in insertion order, reversed with a descending order:
@@ -9166,12 +9784,15 @@ def _compound_index_sql(table: str, spec: tuple[tuple[str, ...], bool]) -> str:
     that order as it is read, with no sorting.
     """
     fields, unique = spec
+    ascending, descending = (" NULLS FIRST", " DESC NULLS LAST") if nulls_first else ("", " DESC")
     columns = ", ".join(
-        quote_identifier(field_column(f.lstrip("-"))) + (" DESC" if f.startswith("-") else "")
+        quote_identifier(field_column(f.lstrip("-"))) + (descending if f[:1] == "-" else ascending)
         for f in fields
     )
     if not unique and any(f.startswith("-") for f in fields):
         columns += ", id DESC"
+    elif not unique and nulls_first:  # PostgreSQL's: the row id SQLite's indexes end with
+        columns += ", id"
     return (
         f"CREATE {'UNIQUE ' if spec[1] else ''}INDEX IF NOT EXISTS "
         f"{quote_identifier(_compound_index_name(table, spec))} "
@@ -9416,6 +10037,130 @@ def _drop_fts_sql(table: str, *, keep_table: bool = False) -> list[str]:
     )
 
 
+# On PostgreSQL (see _Postgres): the same table, its text in SQLite's byte order.
+
+#: Declared field types on PostgreSQL: name -> column type.
+_PG_COLUMN_TYPES = {
+    "text": "TEXT",
+    "integer": "BIGINT",
+    "real": "DOUBLE PRECISION",
+    "boolean": "BOOLEAN",
+}
+
+
+def _pg_create_table_sql(name: str) -> list[str]:
+    """A collection's table on PostgreSQL: _create_table_sql's columns, JSON as text."""
+    table = quote_identifier(name)
+    return [
+        f"""CREATE TABLE {table} (
+    id         BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    key        TEXT COLLATE "C" NOT NULL UNIQUE
+               DEFAULT replace(gen_random_uuid()::text, '-', ''),
+    body       TEXT NOT NULL CHECK (json_typeof(body::json) = 'object'),
+    created_at TEXT COLLATE "C" NOT NULL DEFAULT _memstore_now(),
+    updated_at TEXT COLLATE "C" NOT NULL DEFAULT _memstore_now(),
+    expires_at TEXT COLLATE "C"
+)""",
+        _index_sql(name, "created_at", nulls_first=True),
+        _index_sql(name, "updated_at", nulls_first=True),
+        _index_sql(name, "expires_at", nulls_first=True),
+        f"CREATE TRIGGER {quote_identifier(_touch_trigger(name))} BEFORE UPDATE OF body "
+        f"ON {table} FOR EACH ROW WHEN (new.updated_at IS NOT DISTINCT FROM old.updated_at "
+        "AND new.body IS DISTINCT FROM old.body) EXECUTE FUNCTION _memstore_touch()",
+    ]
+
+
+def _pg_add_column_sql(table: str, path: str, kind: str) -> str:
+    """A declared field's generated column on PostgreSQL. A value not of the field's type
+    (another tool's write) leaves the column NULL rather than failing the write."""
+    value = f"(body::json #> {_literal(_pg_array(_path_segments(_json_path(path))))})"
+    expression = {
+        "text": f"CASE json_typeof({value}) WHEN 'string' THEN {value} #>> '{{}}' END",
+        "integer": f"CASE WHEN json_typeof({value}) = 'number' AND ({value} #>> '{{}}') "
+        f"~ '^-?[0-9]{{1,18}}$' THEN ({value} #>> '{{}}')::bigint END",
+        "real": f"CASE json_typeof({value}) WHEN 'number' THEN ({value} #>> '{{}}')::float8 END",
+        "boolean": f"CASE json_typeof({value}) WHEN 'boolean' THEN ({value} #>> '{{}}')::boolean "
+        "END",
+    }[kind]
+    collation = ' COLLATE "C"' if kind == "text" else ""  # SQLite's byte order
+    return (
+        f"ALTER TABLE {quote_identifier(table)} ADD COLUMN "
+        f"{quote_identifier(field_column(path))} {_PG_COLUMN_TYPES[kind]}{collation} "
+        f"GENERATED ALWAYS AS ({expression}) STORED"
+    )
+
+
+def _path_segments(path: str) -> list[str]:
+    """An SQLite JSON path (from _json_path) as PostgreSQL's: its keys and array indexes."""
+    return [
+        name or quoted or index
+        for name, quoted, index in re.findall(r'\.([A-Za-z_]\w*)|\."([^"]*)"|\[(\d+)\]', path)
+    ]
+
+
+def _pg_array(segments: Sequence[str]) -> str:
+    """A text[] literal of path segments (printable, without double quotes: _json_path)."""
+    return "{" + ",".join('"' + s.replace("\\", "\\\\") + '"' for s in segments) + "}"
+
+
+def _pg_fts_text(paths: Sequence[str]) -> str:
+    """A PostgreSQL collection's searchable text: its FTS paths' values, one after another."""
+    parts = [
+        f"coalesce(body::json #>> {_literal(_pg_array(_path_segments(_json_path(p))))}, '')"
+        for p in paths
+    ]
+    return " || ' ' || ".join(parts)
+
+
+# FTS5's query syntax, token by token: a "phrase", a word (prefix*), an operator, a bracket.
+_FTS5_TOKEN = re.compile(r'\s*(?:"((?:[^"]|"")*)"(\*?)|(\()|(\))|([\w\x1a]+)(\*?)|(\S))')
+
+
+def _tsquery(text: str) -> str:
+    """An FTS5 query (memstore's documented syntax: words, "phrases", AND, OR, NOT,
+    prefix*, brackets) as PostgreSQL's tsquery, for the 'simple' configuration; what it
+    cannot say (NEAR, column filters, ^) is a QueryError."""
+    out: list[str] = []
+    operand = False  # whether the last thing was an operand (so an AND is implied)
+    depth = 0
+    for match in _FTS5_TOKEN.finditer(text):
+        phrase, phrase_prefix, opening, closing, word, prefix, other = match.groups()
+        if other is not None:
+            raise QueryError(f"cannot search for {text!r:.80}: {other!r} is not supported")
+        if word in ("AND", "OR", "NOT"):
+            if not operand:
+                raise QueryError(f"cannot search for {text!r:.80}: {word} needs a term before it")
+            out.append({"AND": "&", "OR": "|", "NOT": "& !"}[word])
+            operand = False
+            continue
+        if word == "NEAR" or (word is not None and word.startswith("NEAR(")):
+            raise QueryError(f"cannot search for {text!r:.80}: NEAR is not on PostgreSQL")
+        if closing is not None:
+            if not operand or depth == 0:
+                raise QueryError(f"cannot search for {text!r:.80}: unbalanced brackets")
+            depth -= 1
+            out.append(")")
+            continue
+        if operand:
+            out.append("&")
+        if opening is not None:
+            depth += 1
+            out.append("(")
+            operand = False
+            continue
+        words = re.findall(r"\w+", (phrase or "").replace('""', '"') if word is None else word)
+        if not words:
+            raise QueryError(f"cannot search for {text!r:.80}: a term has no words")
+        lexemes = [f"'{w}'" for w in words]
+        if prefix or phrase_prefix:
+            lexemes[-1] += ":*"
+        out.append("(" + " <-> ".join(lexemes) + ")")
+        operand = True
+    if not operand or depth:
+        raise QueryError(f"cannot search for {text!r:.80}: the query is incomplete")
+    return " ".join(out)
+
+
 # --------------------------------------------------------------------------
 # Query compilation: filters are data, operators a table of small functions.
 # --------------------------------------------------------------------------
@@ -9423,10 +10168,19 @@ def _drop_fts_sql(table: str, *, keep_table: bool = False) -> list[str]:
 _Compiled = tuple[str, list[Any]]
 
 
-def _compile_filter(where: Mapping[str, Any], target: Callable[[str], _Target]) -> _Compiled:
-    """A filter as an SQL condition and its parameters, after checking its size."""
+#: An engine's operators: name -> the function compiling it for a target and a value.
+_Operators = dict[str, Callable[["_Target", Any], _Compiled]]
+
+
+def _compile_filter(
+    where: Mapping[str, Any],
+    target: Callable[[str], _Target],
+    operators: _Operators | None = None,
+) -> _Compiled:
+    """A filter as an SQL condition and its parameters, after checking its size. The
+    operators are SQLite's unless an engine gives its own (``_Engine.operators``)."""
     _check_filter_size(where)
-    return _compile_where(where, target)
+    return _compile_where(where, target, _OPERATORS if operators is None else operators)
 
 
 def _check_filter_size(where: Any) -> None:
@@ -9453,35 +10207,39 @@ def _check_filter_size(where: Any) -> None:
             )
 
 
-def _compile_where(where: Mapping[str, Any], target: Callable[[str], _Target]) -> _Compiled:
+def _compile_where(
+    where: Mapping[str, Any], target: Callable[[str], _Target], operators: _Operators
+) -> _Compiled:
     if not isinstance(where, Mapping):
         raise QueryError(f"where must be a dict, not {type(where).__name__}")
     parts: list[str] = []
     params: list[Any] = []
     for field, condition in where.items():
         if field in _LOGICAL:
-            sql, extra = _LOGICAL[field](condition, target)
+            sql, extra = _LOGICAL[field](condition, target, operators)
         elif isinstance(field, str) and field.startswith("$"):
             raise QueryError(f"unknown operator {field!r}; use one of {', '.join(_LOGICAL)}")
         else:
-            sql, extra = _compile_condition(target(field), field, condition)
+            sql, extra = _compile_condition(target(field), field, condition, operators)
         parts.append(sql)
         params += extra
-    return (" AND ".join(parts) if parts else "1"), params
+    return (" AND ".join(parts) if parts else "true"), params
 
 
-def _compile_condition(target: _Target, field: str, condition: Any) -> _Compiled:
+def _compile_condition(
+    target: _Target, field: str, condition: Any, operators: _Operators
+) -> _Compiled:
     if isinstance(condition, Mapping) and any(
         isinstance(k, str) and k.startswith("$") for k in condition
     ):
         parts, params = [], []
         for operator, value in condition.items():
-            if operator not in _OPERATORS:
+            if operator not in operators:
                 raise QueryError(
                     f"unknown operator {operator!r} for {field!r}; "
-                    f"use one of {', '.join(_OPERATORS)}"
+                    f"use one of {', '.join(operators)}"
                 )
-            sql, extra = _OPERATORS[operator](target, value)
+            sql, extra = operators[operator](target, value)
             parts.append(sql)
             params += extra
         return "(" + " AND ".join(parts) + ")", params
@@ -9491,7 +10249,7 @@ def _compile_condition(target: _Target, field: str, condition: Any) -> _Compiled
             f'use {{"{field}": {{"$in": [...]}}}}, for a list holding a value $contains, '
             "for exactly this list $eq"
         )
-    return _equals(target, condition)
+    return operators["$eq"](target, condition)
 
 
 def _query_value(value: Any, *, structured: bool = False) -> Any:
@@ -9580,7 +10338,7 @@ def _contains(target: _Target, value: Any) -> _Compiled:
     )
 
 
-_OPERATORS: dict[str, Callable[[_Target, Any], _Compiled]] = {
+_OPERATORS: _Operators = {
     "$eq": _equals,
     "$ne": _not_equals,
     "$gt": _comparison(">"),
@@ -9594,28 +10352,186 @@ _OPERATORS: dict[str, Callable[[_Target, Any], _Compiled]] = {
 }
 
 
-def _all_of(filters: Any, target: Callable[[str], _Target], joiner: str = " AND ") -> _Compiled:
+def _all_of(
+    filters: Any, target: Callable[[str], _Target], operators: _Operators, joiner: str = " AND "
+) -> _Compiled:
     if not isinstance(filters, (list, tuple)) or not filters:
         raise QueryError("$and and $or take a non-empty list of filters")
-    compiled = [_compile_where(f, target) for f in filters]
+    compiled = [_compile_where(f, target, operators) for f in filters]
     return "(" + joiner.join(f"({sql})" for sql, _ in compiled) + ")", [
         p for _, params in compiled for p in params
     ]
 
 
-def _any_of(filters: Any, target: Callable[[str], _Target]) -> _Compiled:
-    return _all_of(filters, target, " OR ")
+def _any_of(filters: Any, target: Callable[[str], _Target], operators: _Operators) -> _Compiled:
+    return _all_of(filters, target, operators, " OR ")
 
 
-def _none_of(where: Any, target: Callable[[str], _Target]) -> _Compiled:
-    sql, params = _compile_where(where, target)
+def _none_of(where: Any, target: Callable[[str], _Target], operators: _Operators) -> _Compiled:
+    sql, params = _compile_where(where, target, operators)
     return f"NOT ({sql})", params
 
 
-_LOGICAL: dict[str, Callable[[Any, Callable[[str], _Target]], _Compiled]] = {
+_LOGICAL: dict[str, Callable[[Any, Callable[[str], _Target], _Operators], _Compiled]] = {
     "$and": _all_of,
     "$or": _any_of,
     "$not": _none_of,
+}
+
+
+# On PostgreSQL: the same operators, matching the records SQLite matches. A field
+# read from the JSON compares as json_extract's value would in SQLite: null and
+# missing alike; numbers by value, true and false being 1 and 0; text by its bytes;
+# objects and arrays as their JSON text; and numbers before text, so that "b" > 1
+# (sql/postgres: _memstore_class, _memstore_number, _memstore_text). A declared
+# field's column is used when every value is of its type, as _matching does.
+
+
+def _pg_target(target: _Target, values: Iterable[Any]) -> _Target:
+    """The target as PostgreSQL compares it with these values: its column when every value
+    is of the column's type, else its value as JSON (kind "json")."""
+    if target.kind == "json":
+        return target
+    kind = target.kind or "text"  # the meta columns are text
+    if all(v is None or _fits(v, kind) for v in values):
+        return target
+    if target.path is not None:
+        return _Target(
+            "(t.body::json #> ?::text[])", (_path_segments(target.path),), target.path, "json"
+        )
+    return _Target(f"to_json({target.sql})", target.params, None, "json")
+
+
+def _pg_number(value: Any) -> Any:
+    """A number (or a bool, as SQLite binds it: 1 or 0) to compare with _memstore_number."""
+    if isinstance(value, bool):
+        return int(value)
+    return value if isinstance(value, int) else Decimal(repr(value))
+
+
+def _pg_is(sql: str, params: Sequence[Any], value: Any) -> _Compiled:
+    """JSON value ``sql`` IS ``value``, as in SQLite (never NULL)."""
+    if value is None:
+        return f"({sql} IS NULL OR json_typeof({sql}) = 'null')", [*params, *params]
+    if isinstance(value, (int, float)):
+        return f"coalesce(_memstore_number({sql}) = ?, false)", [*params, _pg_number(value)]
+    return f"coalesce(_memstore_text({sql}) = ?, false)", [*params, value]
+
+
+def _pg_equals(target: _Target, value: Any) -> _Compiled:
+    target = _pg_target(target, [value])
+    if isinstance(value, (dict, list)):  # as its JSON text, as json(?) in SQLite
+        return _pg_is(_pg_json(target), target.params, _query_value(value, structured=True))
+    value = _query_value(value)
+    if target.kind != "json":  # = (which an index serves), for a value that is not null
+        if value is None:
+            return f"{target.sql} IS NULL", list(target.params)
+        if isinstance(value, bool) and target.kind != "boolean":
+            value = int(value)
+        return f"{target.sql} = ?", [*target.params, value]
+    return _pg_is(target.sql, target.params, value)
+
+
+def _pg_json(target: _Target) -> str:
+    return target.sql if target.kind == "json" else f"to_json({target.sql})"
+
+
+def _pg_not_equals(target: _Target, value: Any) -> _Compiled:
+    sql, params = _pg_equals(target, value)
+    return f"NOT ({sql})", params
+
+
+def _pg_comparison(symbol: str) -> Callable[[_Target, Any], _Compiled]:
+    above = symbol.startswith(">")
+
+    def compile_(target: _Target, value: Any) -> _Compiled:
+        if value is None:
+            raise QueryError(f"cannot use {symbol} with null")
+        value = _query_value(value)
+        target = _pg_target(target, [value])
+        if target.kind != "json":
+            return f"{target.sql} {symbol} ?", [*target.params, value]
+        sql, params = target.sql, list(target.params)
+        if isinstance(value, str):  # numbers sort before text
+            return (
+                f'(CASE _memstore_class({sql}) WHEN 2 THEN _memstore_text({sql}) COLLATE "C" '
+                f"{symbol} ? WHEN 1 THEN {'false' if above else 'true'} END)",
+                [*params, *params, value],
+            )
+        return (
+            f"(CASE _memstore_class({sql}) WHEN 1 THEN _memstore_number({sql}) {symbol} ? "
+            f"WHEN 2 THEN {'true' if above else 'false'} END)",
+            [*params, *params, _pg_number(value)],
+        )
+
+    return compile_
+
+
+def _pg_in(target: _Target, values: Any) -> _Compiled:
+    if not isinstance(values, (list, tuple, set, frozenset)):
+        raise QueryError(f"$in and $nin take a list, not {type(values).__name__}")
+    checked = [_query_value(v) for v in values]
+    target = _pg_target(target, checked)
+    if target.kind != "json":
+        kind = target.kind or "text"
+        array = {"text": "text[]", "integer": "bigint[]", "real": "float8[]"}.get(kind, "boolean[]")
+        given = [float(v) if kind == "real" else v for v in checked if v is not None]
+        # Never NULL, as the values are not: $nin's NOT keeps its meaning, and an index serves it.
+        return f"{target.sql} = ANY(?::{array})", [*target.params, given]
+    numbers = [_pg_number(v) for v in checked if isinstance(v, (int, float))]
+    texts = [v for v in checked if isinstance(v, str)]
+    sql, params = target.sql, list(target.params)
+    return (
+        f"(coalesce(_memstore_number({sql}) = ANY(?::numeric[]), false) "
+        f"OR coalesce(_memstore_text({sql}) = ANY(?::text[]), false))",
+        [*params, numbers, *params, texts],
+    )
+
+
+def _pg_not_in(target: _Target, values: Any) -> _Compiled:
+    sql, params = _pg_in(target, values)
+    missing, missing_params = _pg_is(_pg_json(target), target.params, None)
+    return f"({missing} OR NOT {sql})", [*missing_params, *params]
+
+
+def _pg_exists(target: _Target, value: Any) -> _Compiled:
+    if not isinstance(value, bool):
+        raise QueryError("$exists takes true or false")
+    test = "IS NOT NULL" if value else "IS NULL"
+    if target.path is None:
+        return f"{target.sql} {test}", list(target.params)
+    return f"(t.body::json #> ?::text[]) {test}", [_path_segments(target.path)]
+
+
+def _pg_contains(target: _Target, value: Any) -> _Compiled:
+    value = _query_value(value)
+    if value is None:
+        raise QueryError("$contains needs a value")
+    if target.path is None:
+        return f"strpos({target.sql}, ?) > 0", [*target.params, str(value)]
+    path = [_path_segments(target.path)]
+    sql = "(t.body::json #> ?::text[])"
+    element, element_params = _pg_is("e.value", [], value)
+    text = "strpos(" + sql + " #>> '{}', ?) > 0" if isinstance(value, str) else "false"
+    return (
+        f"(CASE json_typeof({sql}) WHEN 'array' THEN EXISTS (SELECT 1 FROM "
+        f"json_array_elements({sql}) AS e WHERE {element}) WHEN 'string' THEN {text} "
+        "ELSE false END)",
+        [*path, *path, *element_params, *([*path, value] if isinstance(value, str) else [])],
+    )
+
+
+_PG_OPERATORS: _Operators = {
+    "$eq": _pg_equals,
+    "$ne": _pg_not_equals,
+    "$gt": _pg_comparison(">"),
+    "$gte": _pg_comparison(">="),
+    "$lt": _pg_comparison("<"),
+    "$lte": _pg_comparison("<="),
+    "$in": _pg_in,
+    "$nin": _pg_not_in,
+    "$exists": _pg_exists,
+    "$contains": _pg_contains,
 }
 
 

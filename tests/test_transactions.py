@@ -5,10 +5,11 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-import apsw
 import pytest
 
 import memstore
+
+from .dbinfo import on_postgres
 
 
 class Boom(Exception):
@@ -29,7 +30,8 @@ def test_exception_rolls_back_everything(store: memstore.Store) -> None:
     assert a.keys() == ["before"] and b.keys() == []
     assert [h.key for h in a.search("kept")] == ["before"]
     assert a.search("gone") == []
-    assert store.check() == []
+    if not on_postgres(store):  # Store.check is not on PostgreSQL yet
+        assert store.check() == []
 
 
 def test_nested_block_rolls_back_alone_when_caught(store: memstore.Store) -> None:
@@ -105,11 +107,11 @@ def test_no_commit_on_interrupt(store: memstore.Store) -> None:
         notes.put("a", {})
         raise KeyboardInterrupt
     assert notes.count() == 0
-    assert store.connection.get_autocommit()
+    assert not store._engine.in_transaction(store.connection)
 
 
 def test_driver_errors_are_translated(store: memstore.Store) -> None:
     store.collection("notes")
     with pytest.raises(memstore.MemstoreError) as info, store.transaction():
         store._fetch("INSERT INTO no_such_table VALUES (1)")
-    assert isinstance(info.value.__cause__, apsw.SQLError)
+    assert isinstance(info.value.__cause__, store._engine.errors)

@@ -1,0 +1,94 @@
+-- memstore schema on PostgreSQL, version 13: where PostgreSQL's chain starts.
+--
+-- memstore first ran on PostgreSQL at schema version 13, so a new database is
+-- brought straight to it by this file; later versions add a file to each chain
+-- (sql/NNNN_*.sql for SQLite, sql/postgres/NNNN_*.sql here), applied by the same
+-- runner (memstore._migrate), each with its version record in one transaction.
+-- tests/test_postgres_schema.py compares what the two chains create.
+--
+-- The values are the file's: records are JSON text, timestamps ISO-8601 text in
+-- UTC with six fractional digits, so that they compare and sort alike on both
+-- engines; text that memstore orders by is in the "C" collation, SQLite's byte order.
+--
+-- The layers whose tables are not here yet (event logs, conversations,
+-- checkpoints, graphs, caches, versions, vectors) raise UnsupportedError on a
+-- PostgreSQL store.
+
+-- The schema version: SQLite's PRAGMA user_version.
+CREATE TABLE _memstore_schema (
+    version integer NOT NULL
+);
+
+-- Collection names ignore case, as SQLite's NOCASE does for their ASCII letters.
+CREATE COLLATION memstore_nocase (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+
+-- SQLite's strftime('%Y-%m-%dT%H:%M:%f000Z', 'now'): now, as memstore writes times.
+CREATE FUNCTION _memstore_now() RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT to_char(statement_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+$$;
+
+CREATE TABLE _memstore_collections (
+    name         text COLLATE memstore_nocase PRIMARY KEY,
+    fields       text NOT NULL DEFAULT '{}' CHECK (json_typeof(fields::json) = 'object'),
+    fts          text NOT NULL DEFAULT '[]' CHECK (json_typeof(fts::json) = 'array'),
+    ttl_seconds  double precision CHECK (ttl_seconds IS NULL OR ttl_seconds > 0),
+    created_at   text COLLATE "C" NOT NULL DEFAULT _memstore_now(),
+    updated_at   text COLLATE "C" NOT NULL DEFAULT _memstore_now(),
+    history      boolean NOT NULL DEFAULT false,
+    indexes      text NOT NULL DEFAULT '[]' CHECK (json_typeof(indexes::json) = 'array'),
+    vectors      text,
+    temporal     boolean NOT NULL DEFAULT false,
+    hygiene      text,
+    time_indexes boolean NOT NULL DEFAULT true
+);
+
+-- A collection's touch trigger (BEFORE UPDATE OF body): a record another tool changes
+-- without moving updated_at gets now, as SQLite's AFTER UPDATE trigger gives it.
+CREATE FUNCTION _memstore_touch() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    new.updated_at := _memstore_now();
+    RETURN new;
+END
+$$;
+
+-- A collection's TTL trigger (BEFORE INSERT, only on a collection with a default TTL):
+-- a record another tool inserts without an expiry gets the collection's.
+CREATE FUNCTION _memstore_ttl() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    ttl double precision;
+BEGIN
+    SELECT ttl_seconds INTO ttl FROM _memstore_collections WHERE name = TG_TABLE_NAME;
+    IF ttl IS NOT NULL THEN
+        new.expires_at := to_char(
+            (new.created_at::timestamptz + ttl * interval '1 second') AT TIME ZONE 'UTC',
+            'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
+        );
+    END IF;
+    RETURN new;
+END
+$$;
+
+-- A JSON value as SQLite's json_extract gives it, for filters and orders to match and
+-- sort records as they do on SQLite (memstore's _PG_OPERATORS): its class (0: null or
+-- missing, 1: a number, 2: text), its number (true and false are 1 and 0) and its
+-- text (an object or array is its JSON text). SQLite sorts by class, then value.
+CREATE FUNCTION _memstore_class(value json) RETURNS integer LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE json_typeof(value)
+        WHEN 'number' THEN 1 WHEN 'boolean' THEN 1
+        WHEN 'string' THEN 2 WHEN 'object' THEN 2 WHEN 'array' THEN 2
+        ELSE 0 END
+$$;
+
+CREATE FUNCTION _memstore_number(value json) RETURNS numeric LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE json_typeof(value)
+        WHEN 'number' THEN (value #>> '{}')::numeric
+        WHEN 'boolean' THEN CASE WHEN (value #>> '{}')::boolean THEN 1 ELSE 0 END
+        END
+$$;
+
+CREATE FUNCTION _memstore_text(value json) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE json_typeof(value)
+        WHEN 'string' THEN value #>> '{}'
+        WHEN 'object' THEN value::text WHEN 'array' THEN value::text
+        END
+$$;

@@ -1,0 +1,78 @@
+"""What a store's database holds, asked as its engine answers: for tests that look at the
+schema (tables, columns, indexes, query plans) or write rows as another tool would."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import memstore
+
+#: PostgreSQL's column types under the names SQLite gives the same fields.
+SQLITE_TYPES = {"BIGINT": "INTEGER", "DOUBLE PRECISION": "REAL", "BOOLEAN": "INTEGER"}
+
+
+def on_postgres(store: memstore.Store) -> bool:
+    return store._engine.name == "postgresql"
+
+
+def sql(store: memstore.Store, statement: str, params: Any = ()) -> list[tuple[Any, ...]]:
+    """Run a statement as another tool would (``?`` placeholders on either engine); errors
+    come as memstore's, the driver's as their cause."""
+    return [tuple(row) for row in store._fetch(statement, params)]
+
+
+def columns(store: memstore.Store, table: str) -> dict[str, str]:
+    """A table's columns in order, with SQLite's names for their types."""
+    if not on_postgres(store):
+        return {row[1]: row[2] for row in sql(store, f'PRAGMA table_xinfo("{table}")')}
+    rows = sql(
+        store,
+        "SELECT column_name, upper(data_type) FROM information_schema.columns "
+        "WHERE table_schema = current_schema() AND table_name = ? ORDER BY ordinal_position",
+        (table,),
+    )
+    return {name: SQLITE_TYPES.get(kind, kind) for name, kind in rows}
+
+
+def indexes(store: memstore.Store, table: str) -> set[str]:
+    if on_postgres(store):
+        found = sql(store, "SELECT indexname FROM pg_indexes WHERE tablename = ?", (table,))
+    else:
+        found = sql(
+            store, "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = ?", (table,)
+        )
+    return {row[0] for row in found}
+
+
+def tables(store: memstore.Store) -> set[str]:
+    if on_postgres(store):
+        found = sql(
+            store,
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = current_schema()",
+        )
+    else:
+        found = sql(store, "SELECT name FROM sqlite_schema WHERE type = 'table'")
+    return {row[0] for row in found}
+
+
+def plan(store: memstore.Store, statement: str, params: Any = ()) -> str:
+    """The query plan, one line per step. PostgreSQL is told to avoid sequential scans, so
+    that a test's few rows show which index it would use on many."""
+    if not on_postgres(store):
+        return " | ".join(
+            str(row[-1]) for row in sql(store, "EXPLAIN QUERY PLAN " + statement, params)
+        )
+    with store.transaction():
+        sql(store, "SET LOCAL enable_seqscan = off")
+        return " | ".join(str(row[0]) for row in sql(store, "EXPLAIN " + statement, params))
+
+
+def uses_index(found: str, index: str) -> bool:
+    """Whether a plan (from ``plan``) reads this index, on either engine."""
+    return f"INDEX {index}" in found or f"on {index}" in found or f"using {index}" in found.lower()
+
+
+def sorts(found: str) -> bool:
+    """Whether a plan sorts the rows rather than reading them in order from an index."""
+    return "TEMP B-TREE" in found or "Sort" in found

@@ -1,0 +1,144 @@
+"""A real PostgreSQL server for the suite: started once per session, a database per test.
+
+The server is Debian's PostgreSQL (``.ci/run`` installs it when missing), set up
+with initdb in a temporary directory and started with pg_ctl on 127.0.0.1 at a
+free port, run as the ``postgres`` user when the suite runs as root (initdb
+refuses root). ``MEMSTORE_TEST_PG=postgresql://...`` uses a server that is
+running already instead; its user must be allowed to create databases.
+
+Each test gets a fresh database copied from a template that memstore has
+already migrated (``CREATE DATABASE ... TEMPLATE``, a few tens of ms).
+
+The server trades durability for speed, as a test server may: fsync,
+synchronous_commit and full_page_writes are off (a crash of the machine, not of
+a process, could lose its last commits). The benchmarks state their own settings.
+"""
+
+from __future__ import annotations
+
+import glob
+import itertools
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import memstore
+
+#: What the suite runs as when it must not be root.
+SERVER_USER = "postgres"
+
+
+class Unavailable(Exception):
+    """No PostgreSQL server can be had: no binaries, and no MEMSTORE_TEST_PG."""
+
+
+def _binary(name: str) -> str:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}")) or [shutil.which(name) or ""]
+    if not found[-1]:
+        raise Unavailable(f"{name} not found: install Debian's postgresql, or set MEMSTORE_TEST_PG")
+    return found[-1]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Server:
+    """A server the tests create databases on; ``url(db)`` names one of them."""
+
+    def __init__(self, base_url: str, stop: list[str] | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._stop = stop
+        self._names = itertools.count(1)
+        self.template = f"memstore_template_{os.getpid()}"
+
+    def url(self, database: str) -> str:
+        root, _, _ = self.base_url.rpartition("/")
+        return f"{root}/{database}"
+
+    def admin(self, sql: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self.base_url, autocommit=True) as conn:
+            conn.execute(sql)
+
+    def prepare(self) -> None:
+        """The template: an empty database memstore has migrated once."""
+        self.admin(f'DROP DATABASE IF EXISTS "{self.template}"')
+        self.admin(f'CREATE DATABASE "{self.template}"')
+        memstore.Store(self.url(self.template)).close()
+
+    def new_database(self) -> str:
+        name = f"memstore_test_{os.getpid()}_{next(self._names)}"
+        self.admin(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
+        return self.url(name)
+
+    def drop(self, url: str) -> None:
+        name = url.rpartition("/")[2]
+        self.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def stop(self) -> None:
+        if self._stop is None:
+            self.admin(f'DROP DATABASE IF EXISTS "{self.template}"')
+        else:
+            subprocess.run(self._stop, capture_output=True, check=False, timeout=60)
+
+
+def _as_server_user(command: list[str]) -> list[str]:
+    return ["runuser", "-u", SERVER_USER, "--", *command] if os.geteuid() == 0 else command
+
+
+def start() -> tuple[Server, Path | None]:
+    """A running server: the one MEMSTORE_TEST_PG names, or a new one in a temp directory."""
+    given = os.environ.get("MEMSTORE_TEST_PG")
+    if given:
+        server = Server(given)
+        server.prepare()
+        return server, None
+    initdb, pg_ctl = _binary("initdb"), _binary("pg_ctl")
+    home = Path(tempfile.mkdtemp(prefix="memstore-pg-"))
+    data = home / "data"
+    if os.geteuid() == 0:
+        shutil.chown(home, SERVER_USER)
+    subprocess.run(
+        _as_server_user(
+            [initdb, "-D", str(data), "-U", "memstore", "-A", "trust", "-E", "UTF8", "--no-sync"]
+        ),
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    port = _free_port()
+    options = (
+        f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={home} "
+        "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+    )
+    subprocess.run(
+        _as_server_user(
+            [pg_ctl, "-D", str(data), "-o", options, "-l", f"{home}/log", "-w", "start"]
+        ),
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    stop = _as_server_user([pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"])
+    server = Server(f"postgresql://memstore@127.0.0.1:{port}/postgres", stop)
+    server.prepare()
+    return server, home
+
+
+def session() -> Iterator[Server]:
+    """Start a server (or use MEMSTORE_TEST_PG's), yield it, stop it and remove its files."""
+    server, home = start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        if home is not None:
+            shutil.rmtree(home, ignore_errors=True)
