@@ -807,6 +807,42 @@ class _Engine:
         bound = [opening, closing, tokens, text, *params, limit, offset]
         return _search(collection.store, sql, bound, text)
 
+    #: Whether the memory layers' tables are here (event logs, conversations, checkpoints,
+    #: graphs, caches, versions, vectors): what check, repair, cleanup and stats go over.
+    layers = True
+
+    def integrity_problems(self, store: Store, full: bool) -> list[str]:
+        """The database's own check of its pages and indexes (``full``: every one)."""
+        pragma = "integrity_check" if full else "quick_check"
+        return [f"integrity: {r[0]}" for r in store._fetch(f"PRAGMA {pragma}") if r[0] != "ok"]
+
+    def schema_names(self, store: Store, table: str | None = None) -> set[str]:
+        """The names of the tables, indexes and triggers there (of one collection's table,
+        with its FTS table, when ``table`` is given)."""
+        if table is None:
+            return {row[0] for row in store._fetch("SELECT name FROM sqlite_schema")}
+        return {
+            row[0]
+            for row in store._fetch(
+                "SELECT name FROM sqlite_schema WHERE tbl_name IN (?, ?)",
+                (table, fts_table(table)),
+            )
+        }
+
+    def touch_trigger_sql(self, table: str, temporal: bool) -> str:
+        return _touch_trigger_sql(table, temporal)
+
+    def sizes(self, store: Store) -> tuple[int, int, int]:
+        """(bytes of the database, bytes of its WAL, bytes vacuum would give back)."""
+        on_disk = store.path != ":memory:" and os.path.exists(store.path)
+        wal = Path(f"{store.path}-wal")
+        page_size = int(store._fetch("PRAGMA page_size")[0][0])
+        return (
+            os.path.getsize(store.path) if on_disk else store._database_bytes(),
+            wal.stat().st_size if on_disk and wal.exists() else 0,
+            int(store._fetch("PRAGMA freelist_count")[0][0]) * page_size,
+        )
+
     def has_table(self, store: Store, name: str) -> bool:
         """Whether anything of this name (any case) is in the database."""
         return bool(
@@ -1147,7 +1183,7 @@ class _Postgres(_Engine):
         return [
             f"ALTER TABLE {table} DROP COLUMN IF EXISTS fts_document",
             f"ALTER TABLE {table} ADD COLUMN fts_document tsvector GENERATED ALWAYS AS "
-            f"(to_tsvector('simple'::regconfig, {_pg_fts_text(paths)})) STORED",
+            f"(to_tsvector('memstore'::regconfig, {_pg_fts_text(paths)})) STORED",
             f"CREATE INDEX {quote_identifier(_index_name(name, 'fts'))} ON {table} "
             "USING gin (fts_document)",
         ]
@@ -1156,24 +1192,26 @@ class _Postgres(_Engine):
         self, collection: Collection, clause: str, params: list[Any], text: str, options: Any
     ) -> list[Any]:
         (opening, closing), tokens, limit, offset = options
-        query = _tsquery(text)
+        columns = {field_column(path): path for path in collection.fts}
+        match, match_params, ranked = _pg_match(text, columns)
         words = max(2, tokens)
         headline = (
-            f"ts_headline('simple'::regconfig, {_pg_fts_text(collection.fts)}, q, "
+            f"ts_headline('memstore'::regconfig, {_pg_fts_text(collection.fts)}, q, "
             f"'StartSel=\x01, StopSel=\x02, MaxWords={words}, MinWords={words - 1}, "
             "ShortWord=0, FragmentDelimiter=…, MaxFragments=1')"
         )
         sql = (
             f"SELECT {collection._key_sql}, t.body, -ts_rank(t.fts_document, q), {headline} "
-            f"FROM {collection._table} AS t, to_tsquery('simple'::regconfig, ?) AS q "
-            f"WHERE t.fts_document @@ q AND {clause} ORDER BY 3, t.id LIMIT ? OFFSET ?"
+            f"FROM {collection._table} AS t, to_tsquery('memstore'::regconfig, ?) AS q "
+            f"WHERE {match} AND {clause} ORDER BY 3, t.id LIMIT ? OFFSET ?"
         )
+        bound = [ranked, *match_params, *params, limit, offset]
         store = collection.store
         with store.transaction(immediate=False):
             milliseconds = max(1, round(store.query_timeout * 1000))
             store._fetch(f"SET LOCAL statement_timeout = {milliseconds}")
             try:
-                rows = store._fetch(sql, [query, *params, limit, offset])
+                rows = store._fetch(sql, bound)
             except MemstoreError as err:
                 if isinstance(err.__cause__, self.psycopg.errors.QueryCanceled):
                     raise QueryError(
@@ -1185,6 +1223,33 @@ class _Postgres(_Engine):
             (key, body, rank, snippet.replace("\x01", opening).replace("\x02", closing))
             for key, body, rank, snippet in rows
         ]
+
+    layers = False
+
+    def integrity_problems(self, store: Store, full: bool) -> list[str]:
+        return []  # the server checks its pages itself (data checksums, amcheck)
+
+    def schema_names(self, store: Store, table: str | None = None) -> set[str]:
+        if table is None:
+            rows = store._fetch(
+                "SELECT relname FROM pg_catalog.pg_class "
+                "WHERE relnamespace = current_schema()::regnamespace"
+            )
+        else:
+            rows = store._fetch(
+                "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
+                "AND tablename = ? UNION ALL SELECT tgname FROM pg_catalog.pg_trigger "
+                "WHERE tgrelid = to_regclass(quote_ident(?)) AND NOT tgisinternal",
+                (table, table),
+            )
+        return {row[0] for row in rows}
+
+    def touch_trigger_sql(self, table: str, temporal: bool) -> str:
+        return _pg_touch_trigger_sql(table)
+
+    def sizes(self, store: Store) -> tuple[int, int, int]:
+        size = store._fetch("SELECT pg_database_size(current_database())")[0][0]
+        return int(size), 0, 0  # the server's WAL and free space are its own
 
     def has_table(self, store: Store, name: str) -> bool:
         return bool(
@@ -1769,15 +1834,15 @@ class Store:
         problem: they wait for ``cleanup()`` (``stats()`` counts them).
         ``repair()`` mends what it can.
         """
-        self._engine.unsupported("check")
-        pragma = "integrity_check" if full else "quick_check"
-        problems = [f"integrity: {r[0]}" for r in self._fetch(f"PRAGMA {pragma}") if r[0] != "ok"]
-        tables = {row[0] for row in self._fetch("SELECT name FROM sqlite_schema")}
+        problems = self._engine.integrity_problems(self, full)
+        tables = self._engine.schema_names(self)
         for name in self.collections():
             if name not in tables:
                 problems.append(f"{name}: registered, but its table is missing")
                 continue
             problems += self.collection(name).check()
+        if not self._engine.layers:
+            return problems
         for name, (kind, _) in _schema_objects().items():
             if name not in tables:
                 problems.append(f"missing {kind} {name}")
@@ -1812,9 +1877,8 @@ class Store:
     def repair(self) -> list[str]:
         """Recreate missing indexes and triggers, rebuild damaged FTS indexes, drop registry
         entries whose table is gone; return a line per change."""
-        self._engine.unsupported("repair")
         done = []
-        tables = {row[0] for row in self._fetch("SELECT name FROM sqlite_schema")}
+        tables = self._engine.schema_names(self)
         for name in self.collections():
             if name not in tables:
                 with self.transaction():
@@ -1822,6 +1886,8 @@ class Store:
                 done.append(f"{name}: removed from the registry (its table is gone)")
                 continue
             done += self.collection(name)._repair()
+        if not self._engine.layers:
+            return done
         for name, (kind, sql) in _schema_objects().items():
             if name not in tables:
                 with self.transaction():
@@ -2110,7 +2176,6 @@ class Store:
         changes (the write lock is held meanwhile). ``progress(done, total)``
         is called after each part.
         """
-        self._engine.unsupported("cleanup of every layer (use Collection.cleanup)")
         age = None if older_than is None else _seconds(older_than, "older_than")
         if keep_last is not None:
             _check_count(keep_last, "keep_last")
@@ -2124,7 +2189,30 @@ class Store:
             )
             for name in self.collections()
         ]
-        steps += [
+        if self._engine.layers:
+            steps += self._layer_cleanup(age, keep_last)
+        removed: dict[str, int] = {}
+
+        def run() -> None:
+            for done, (label, step) in enumerate(steps, 1):
+                removed[label] = step()
+                if progress:
+                    progress(done, len(steps))
+
+        if not dry_run:
+            run()
+            return removed
+        with contextlib.suppress(_RolledBack), self.transaction():
+            run()
+            raise _RolledBack
+        return removed
+
+    def _layer_cleanup(
+        self, age: float | None, keep_last: int | None
+    ) -> list[tuple[str, Callable[[], int]]]:
+        """Store.cleanup's steps for the memory layers: event logs, conversations,
+        checkpoints, graph history, caches."""
+        steps: list[tuple[str, Callable[[], int]]] = [
             (
                 f"event log {log}",
                 functools.partial(self.event_log(log).cleanup, older_than=age, keep_last=keep_last),
@@ -2142,21 +2230,7 @@ class Store:
         if age is not None:
             steps.append(("graph history", functools.partial(_cleanup_graph_history, self, age)))
         steps += [(f"cache {name}", self.cache(name).expire) for name in self._cache_names()]
-        removed: dict[str, int] = {}
-
-        def run() -> None:
-            for done, (label, step) in enumerate(steps, 1):
-                removed[label] = step()
-                if progress:
-                    progress(done, len(steps))
-
-        if not dry_run:
-            run()
-            return removed
-        with contextlib.suppress(_RolledBack), self.transaction():
-            run()
-            raise _RolledBack
-        return removed
+        return steps
 
     def _cleanup_checkpoints(self, age: float | None, keep_last: int | None) -> int:
         checkpoints = self.checkpoints()
@@ -2235,22 +2309,19 @@ class Store:
         ``:memory:``, the database's); ``free_bytes`` is what ``vacuum()``
         would give back.
         """
-        self._engine.unsupported("stats of every layer (use Collection.stats)")
         collections = {name: self.collection(name).stats() for name in self.collections()}
-        on_disk = self.path != ":memory:" and os.path.exists(self.path)
-        wal = Path(f"{self.path}-wal")
-        page_size = int(self._fetch("PRAGMA page_size")[0][0])
+        size, wal_bytes, free_bytes = self._engine.sizes(self)
         return {
-            "path": self.path,
-            "bytes": os.path.getsize(self.path) if on_disk else self._database_bytes(),
-            "wal_bytes": wal.stat().st_size if on_disk and wal.exists() else 0,
-            "free_bytes": int(self._fetch("PRAGMA freelist_count")[0][0]) * page_size,
+            "path": self._shown_path,
+            "bytes": size,
+            "wal_bytes": wal_bytes,
+            "free_bytes": free_bytes,
             "schema_version": self.schema_version,
             "memstore_version": __version__,
             "collections": collections,
             "layers": {
                 table: int(self._fetch(f"SELECT count(*) FROM {table}")[0][0])
-                for table in LAYER_TABLES
+                for table in (LAYER_TABLES if self._engine.layers else ())
             },
         }
 
@@ -5289,12 +5360,16 @@ class Collection(_CollectionVectors):
 
     def check(self) -> list[str]:
         """Problems with this collection's indexes, triggers and FTS index; empty when none."""
-        self.store._engine.unsupported("check")
         problems = [
             f"{self.name}: missing {kind} {name}" for kind, name, _ in self._missing_objects()
         ]
         # Rows still waiting (the file could not be written) are no fault of the index.
-        if self.fts and not any(" table " in p for p in problems) and self._index_waiting():
+        if (
+            self.fts
+            and self.store._engine.batches_fts
+            and not any(" table " in p for p in problems)
+            and self._index_waiting()
+        ):
             problems += _fts_problems(self.store, self._fts_table)
         if self.vectors is not None:
             problems += self._vector_problems()
@@ -5355,34 +5430,40 @@ class Collection(_CollectionVectors):
         return done
 
     def _missing_objects(self) -> list[tuple[str, str, str]]:
-        present = {
-            row[0]
-            for row in self.store._fetch(
-                "SELECT name FROM sqlite_schema WHERE tbl_name IN (?, ?)",
-                (self.name, fts_table(self.name)),
-            )
-        }
+        engine = self.store._engine
+        present = engine.schema_names(self.store, self.name)
+        nulls = engine.nulls_first
         wanted = [
-            ("index", _index_name(self.name, c), _index_sql(self.name, c))
+            ("index", _index_name(self.name, c), _index_sql(self.name, c, nulls_first=nulls))
             for c in _BASE_INDEXED
             if self._meta.time_indexes or c not in _TIME_INDEXED
         ]
-        wanted.append(
-            ("trigger", _touch_trigger(self.name), _touch_trigger_sql(self.name, self.temporal))
-        )
+        touch = engine.touch_trigger_sql(self.name, self.temporal)
+        wanted.append(("trigger", _touch_trigger(self.name), touch))
         if self.ttl is not None:
-            wanted.append(("trigger", _ttl_trigger(self.name), _ttl_trigger_sql(self.name)))
+            ttl = engine.ttl_trigger_sql(self.name, True)
+            wanted.append(("trigger", _ttl_trigger(self.name), ttl))
         wanted += [
-            ("index", _compound_index_name(self.name, spec), _compound_index_sql(self.name, spec))
+            (
+                "index",
+                _compound_index_name(self.name, spec),
+                _compound_index_sql(self.name, spec, nulls_first=nulls),
+            )
             for spec in self._meta.indexes
         ]
         led = _leading_fields(self._meta.indexes)  # served by an index over several fields
         wanted += [
-            ("index", _index_name(self.name, field_column(p)), _field_index_sql(self._meta, p))
+            (
+                "index",
+                _index_name(self.name, field_column(p)),
+                _field_index_sql(self._meta, p, nulls_first=nulls),
+            )
             for p in self.fields
             if p not in led
         ]
-        if self.fts:
+        if self.fts and not engine.batches_fts:  # PostgreSQL's: its index (rebuild makes it)
+            wanted.append(("index", _index_name(self.name, "fts"), ""))
+        elif self.fts:
             wanted.append(("table", fts_table(self.name), ""))
             wanted += [("trigger", _fts_trigger(self.name, e), "") for e in _FTS_EVENTS]
         if self.vectors is not None:
@@ -10064,10 +10145,17 @@ def _pg_create_table_sql(name: str) -> list[str]:
         _index_sql(name, "created_at", nulls_first=True),
         _index_sql(name, "updated_at", nulls_first=True),
         _index_sql(name, "expires_at", nulls_first=True),
-        f"CREATE TRIGGER {quote_identifier(_touch_trigger(name))} BEFORE UPDATE OF body "
-        f"ON {table} FOR EACH ROW WHEN (new.updated_at IS NOT DISTINCT FROM old.updated_at "
-        "AND new.body IS DISTINCT FROM old.body) EXECUTE FUNCTION _memstore_touch()",
+        _pg_touch_trigger_sql(name),
     ]
+
+
+def _pg_touch_trigger_sql(table: str) -> str:
+    """_touch_trigger_sql on PostgreSQL: before the update, so it sets the new row's time."""
+    return (
+        f"CREATE TRIGGER {quote_identifier(_touch_trigger(table))} BEFORE UPDATE OF body "
+        f"ON {quote_identifier(table)} FOR EACH ROW WHEN (new.updated_at IS NOT DISTINCT FROM "
+        "old.updated_at AND new.body IS DISTINCT FROM old.body) EXECUTE FUNCTION _memstore_touch()"
+    )
 
 
 def _pg_add_column_sql(table: str, path: str, kind: str) -> str:
@@ -10112,53 +10200,75 @@ def _pg_fts_text(paths: Sequence[str]) -> str:
     return " || ' ' || ".join(parts)
 
 
-# FTS5's query syntax, token by token: a "phrase", a word (prefix*), an operator, a bracket.
-_FTS5_TOKEN = re.compile(r'\s*(?:"((?:[^"]|"")*)"(\*?)|(\()|(\))|([\w\x1a]+)(\*?)|(\S))')
+# FTS5's query syntax, token by token: a "phrase" or a word (each maybe a prefix*), a
+# column filter's colon, an operator word, a bracket; anything else is refused.
+_FTS5_TOKEN = re.compile(r'\s*(?:"((?:[^"]|"")*)"(\*?)|(\()|(\))|(:)|([\w\x1a]+)(\*?)|(\S))')
 
 
-def _tsquery(text: str) -> str:
-    """An FTS5 query (memstore's documented syntax: words, "phrases", AND, OR, NOT,
-    prefix*, brackets) as PostgreSQL's tsquery, for the 'simple' configuration; what it
-    cannot say (NEAR, column filters, ^) is a QueryError."""
-    out: list[str] = []
-    operand = False  # whether the last thing was an operand (so an AND is implied)
-    depth = 0
-    for match in _FTS5_TOKEN.finditer(text):
-        phrase, phrase_prefix, opening, closing, word, prefix, other = match.groups()
-        if other is not None:
-            raise QueryError(f"cannot search for {text!r:.80}: {other!r} is not supported")
+def _pg_match(text: str, columns: Mapping[str, str]) -> tuple[str, list[Any], str]:
+    """An FTS5 query (memstore's documented syntax: words, "phrases", prefix*, AND, OR,
+    NOT, brackets, ``column: term``) as PostgreSQL full-text search: (an SQL condition on
+    the row ``t``, its parameters, a tsquery of every term for ranking and snippets).
+    ``columns`` maps the collection's FTS columns (as FTS5 names them) to their paths.
+    Each term is a tsquery of the 'memstore' configuration; NEAR and ^ are a QueryError."""
+
+    def refuse(why: str) -> QueryError:
+        return QueryError(f"cannot search for {text!r:.80}: {why}")
+
+    tokens = [m.groups() for m in _FTS5_TOKEN.finditer(text)]
+    parts: list[str] = []
+    params: list[Any] = []
+    terms: list[str] = []
+    operand, depth, at = False, 0, 0
+    while at < len(tokens):
+        phrase, phrase_prefix, opening, closing, colon, word, prefix, other = tokens[at]
+        at += 1
+        if other is not None or colon is not None:
+            raise refuse(f"{other or colon!r} is not supported there")
         if word in ("AND", "OR", "NOT"):
             if not operand:
-                raise QueryError(f"cannot search for {text!r:.80}: {word} needs a term before it")
-            out.append({"AND": "&", "OR": "|", "NOT": "& !"}[word])
+                raise refuse(f"{word} needs a term before it")
+            parts.append({"AND": "AND", "OR": "OR", "NOT": "AND NOT"}[word])
             operand = False
             continue
-        if word == "NEAR" or (word is not None and word.startswith("NEAR(")):
-            raise QueryError(f"cannot search for {text!r:.80}: NEAR is not on PostgreSQL")
+        if word == "NEAR":
+            raise refuse("NEAR is not on PostgreSQL")
         if closing is not None:
             if not operand or depth == 0:
-                raise QueryError(f"cannot search for {text!r:.80}: unbalanced brackets")
+                raise refuse("unbalanced brackets")
             depth -= 1
-            out.append(")")
+            parts.append(")")
             continue
-        if operand:
-            out.append("&")
+        if operand:  # two terms side by side: both
+            parts.append("AND")
         if opening is not None:
             depth += 1
-            out.append("(")
+            parts.append("(")
             operand = False
             continue
+        document = "t.fts_document"
+        if word is not None and not prefix and at < len(tokens) and tokens[at][4] is not None:
+            if word not in columns:  # column: term
+                raise refuse(f"no such column: {word}")
+            document = f"to_tsvector('memstore'::regconfig, {_pg_fts_text([columns[word]])})"
+            if at + 1 >= len(tokens) or (tokens[at + 1][0] is None and tokens[at + 1][5] is None):
+                raise refuse(f"{word}: needs a word or a phrase after it")
+            phrase, phrase_prefix, _, _, _, word, prefix, _ = tokens[at + 1]
+            at += 2
         words = re.findall(r"\w+", (phrase or "").replace('""', '"') if word is None else word)
         if not words:
-            raise QueryError(f"cannot search for {text!r:.80}: a term has no words")
+            raise refuse("a term has no words")
         lexemes = [f"'{w}'" for w in words]
         if prefix or phrase_prefix:
             lexemes[-1] += ":*"
-        out.append("(" + " <-> ".join(lexemes) + ")")
+        query = " <-> ".join(lexemes)
+        terms.append(f"({query})")
+        parts.append(f"{document} @@ to_tsquery('memstore'::regconfig, ?)")
+        params.append(query)
         operand = True
     if not operand or depth:
-        raise QueryError(f"cannot search for {text!r:.80}: the query is incomplete")
-    return " ".join(out)
+        raise refuse("the query is incomplete")
+    return "(" + " ".join(parts) + ")", params, " | ".join(terms)
 
 
 # --------------------------------------------------------------------------

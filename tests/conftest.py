@@ -24,7 +24,18 @@ ROOT = Path(__file__).resolve().parent.parent
 #: Test files whose tests of the store fixture run on PostgreSQL as well: the layers a
 #: PostgreSQL store has so far. A test there that needs what it has not yet is marked
 #: ``sqlite_only`` with the reason; elsewhere the fixture's PostgreSQL run is skipped.
-ON_POSTGRES = frozenset({"test_collections", "test_query", "test_transactions"})
+ON_POSTGRES = frozenset(
+    {
+        "test_collections",
+        "test_query",
+        "test_transactions",
+        "test_retention",
+        "test_records",
+        "test_typed",
+        "test_search",
+        "test_time_indexes",
+    }
+)
 
 
 @pytest.fixture

@@ -35,11 +35,38 @@ def columns(store: memstore.Store, table: str) -> dict[str, str]:
 
 
 def indexes(store: memstore.Store, table: str) -> set[str]:
+    """The indexes memstore made on a table (not those of its primary key and UNIQUE)."""
     if on_postgres(store):
-        found = sql(store, "SELECT indexname FROM pg_indexes WHERE tablename = ?", (table,))
+        found = sql(
+            store,
+            "SELECT i.relname FROM pg_index AS x JOIN pg_class AS i ON i.oid = x.indexrelid "
+            "WHERE x.indrelid = to_regclass(quote_ident(?)) "
+            "AND NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conindid = x.indexrelid)",
+            (table,),
+        )
     else:
         found = sql(
-            store, "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = ?", (table,)
+            store,
+            "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = ? "
+            "AND sql IS NOT NULL",
+            (table,),
+        )
+    return {row[0] for row in found}
+
+
+def triggers(store: memstore.Store, table: str) -> set[str]:
+    if on_postgres(store):
+        found = sql(
+            store,
+            "SELECT tgname FROM pg_trigger WHERE tgrelid = to_regclass(quote_ident(?)) "
+            "AND NOT tgisinternal",
+            (table,),
+        )
+    else:
+        found = sql(
+            store,
+            "SELECT name FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = ?",
+            (table,),
         )
     return {row[0] for row in found}
 

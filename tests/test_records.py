@@ -114,6 +114,7 @@ def test_longest_key_and_unicode_keys_are_fine(events: memstore.Collection) -> N
         assert events.get(key) == {"k": key}
 
 
+@pytest.mark.sqlite_only("SQLite's page cache")
 def test_put_many_works_with_a_larger_page_cache_and_gives_it_back(
     events: memstore.Collection,
 ) -> None:

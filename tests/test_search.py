@@ -8,6 +8,8 @@ import pytest
 
 import memstore
 
+from .dbinfo import on_postgres, triggers
+
 
 @pytest.fixture
 def docs(events: memstore.Collection) -> memstore.Collection:
@@ -99,11 +101,12 @@ def test_bulk_writes_keep_index_and_triggers(events: memstore.Collection) -> Non
     assert [h.key for h in events.search("second0")] == ["k0"]
     assert [h.key for h in events.search("first1")] == ["k1"]
     assert events.check() == []
-    triggers = events.store.connection.execute(
-        "SELECT name FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = 'events' "
-        "AND name LIKE '%fts%'"
-    ).fetchall()
-    assert len(triggers) == 3
+    if not on_postgres(events.store):  # SQLite's FTS5 index is kept by triggers
+        assert {t for t in triggers(events.store, "events") if "fts" in t} == {
+            "events__fts_insert",
+            "events__fts_delete",
+            "events__fts_update",
+        }
     assert events.delete_where({"summary": {"$contains": "second"}}) == n // 2
     assert events.check() == []
     assert events.count() == n // 2
@@ -116,20 +119,14 @@ def test_failed_bulk_write_restores_triggers_and_index(events: memstore.Collecti
     with pytest.raises(memstore.ValidationError):
         events.put_many(records)
     assert events.keys() == ["keep"]
-    assert (
-        len(
-            events.store.connection.execute(
-                "SELECT name FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = 'events' "
-                "AND name LIKE '%fts%'"
-            ).fetchall()
-        )
-        == 3
-    )
+    if not on_postgres(events.store):  # SQLite's FTS5 index is kept by triggers
+        assert len({t for t in triggers(events.store, "events") if "fts" in t}) == 3
     events.put("later", {"summary": "single put after failure"})
     assert [h.key for h in events.search("single")] == ["later"]
     assert events.check() == []
 
 
+@pytest.mark.sqlite_only("PostgreSQL's words are a generated column: they cannot drift")
 def test_check_detects_drift_and_rebuild_fixes_it(events: memstore.Collection) -> None:
     events.put("a", {"summary": "original words"})
     conn = events.store.connection
@@ -186,6 +183,8 @@ def test_every_hit_has_a_higher_is_better_score(store: memstore.Store) -> None:
     assert [h.key for h in hits] == ["strong", "weak"]
     assert hits[0].score > hits[1].score > 0
     assert all(h.score == -h.rank for h in hits)
+    if on_postgres(store):  # event logs and conversations are not on PostgreSQL yet
+        return
     log = store.event_log("agent")
     log.append({"kind": "note", "payload": {"text": "ramen ramen"}})
     assert all(h.score > 0 for h in log.search("ramen"))

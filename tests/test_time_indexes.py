@@ -10,13 +10,7 @@ import pytest
 
 import memstore
 
-
-def indexes(store: memstore.Store, table: str) -> set[str]:
-    rows = store.connection.execute(
-        "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL",
-        (table,),
-    )
-    return {row[0] for row in rows}
+from .dbinfo import indexes, sql
 
 
 def test_a_collection_can_go_without_time_indexes(store: memstore.Store) -> None:
@@ -40,6 +34,7 @@ def test_a_collection_can_go_without_time_indexes(store: memstore.Store) -> None
     assert store.check() == []
 
 
+@pytest.mark.sqlite_only("export is not on PostgreSQL yet")
 def test_the_choice_travels_with_an_export(store: memstore.Store, tmp_path: Path) -> None:
     store.collection("notes", time_indexes=False).put("a", {"x": 1})
     store.export(tmp_path / "out")
@@ -52,7 +47,7 @@ def test_the_choice_travels_with_an_export(store: memstore.Store, tmp_path: Path
 def test_retention_by_age_still_works_without_them(store: memstore.Store) -> None:
     notes = store.collection("notes", time_indexes=False)
     notes.put("old", {"x": 1})
-    store.connection.execute("UPDATE notes SET created_at = '2020-01-01T00:00:00.000000Z'")
+    sql(store, "UPDATE notes SET created_at = '2020-01-01T00:00:00.000000Z'")
     notes.put("new", {"x": 2})
     assert notes.cleanup(older_than=timedelta(days=30)) == 1
     assert notes.keys() == ["new"]

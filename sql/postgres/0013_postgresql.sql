@@ -92,3 +92,19 @@ CREATE FUNCTION _memstore_text(value json) RETURNS text LANGUAGE sql IMMUTABLE A
         WHEN 'object' THEN value::text WHEN 'array' THEN value::text
         END
 $$;
+
+-- The text search configuration of collections' full-text search: words as PostgreSQL's
+-- 'simple' parser finds them, lower case, without diacritics (unaccent, when the server
+-- has it), as SQLite's tokenizer unicode61 remove_diacritics 2 gives them; no stemming
+-- and no stop words on either engine.
+DO $$
+BEGIN
+    CREATE EXTENSION IF NOT EXISTS unaccent;
+    CREATE TEXT SEARCH CONFIGURATION memstore (COPY = simple);
+    ALTER TEXT SEARCH CONFIGURATION memstore
+        ALTER MAPPING FOR asciiword, asciihword, hword_asciipart, word, hword, hword_part
+        WITH unaccent, simple;
+EXCEPTION WHEN OTHERS THEN  -- no unaccent here: words keep their diacritics
+    CREATE TEXT SEARCH CONFIGURATION memstore (COPY = simple);
+END
+$$;
