@@ -1003,6 +1003,9 @@ def _psycopg() -> Any:
     return psycopg
 
 
+# A NUL in JSON text: \u0000 after an even number of backslashes (not an escaped "\\u0000").
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
 # A string literal, a quoted identifier, a ? placeholder or a % sign (outside the first two).
 _PLACEHOLDERS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\?|%")
 _CURSOR_NAMES = iter(range(1, INT64_MAX))
@@ -4063,6 +4066,8 @@ class Collection(_CollectionVectors):
         self._model = _allowing_extra_fields(model) if model is not None else None
         self._table = quote_identifier(self.name)
         self._fts_table = quote_identifier(fts_table(self.name))
+        # PostgreSQL reads no JSON holding NUL as text (so no filter could read the record).
+        self._nul_refused = store._engine.name == "postgresql"
         self._insert_sql = (
             f"INSERT INTO {self._table} (key, body, created_at, updated_at, expires_at) "
             "VALUES (?, ?, ?, ?, ?)"
@@ -5522,7 +5527,10 @@ class Collection(_CollectionVectors):
                 value = value.get(segment) if isinstance(value, Mapping) else None
             if value is not None and type(value) not in exact and not _fits(value, kind):
                 raise _wrong_type(".".join(segments), kind, value)
-        return _dumps(data)
+        text = _dumps(data)
+        if self._nul_refused and "\\u0000" in text and _NUL_ESCAPE.search(text):
+            raise ValidationError("a PostgreSQL store cannot hold U+0000 (NUL) in a string")
+        return text
 
     def _decode(self, body: str) -> Any:
         data = json.loads(body)
@@ -10164,8 +10172,10 @@ def _pg_add_column_sql(table: str, path: str, kind: str) -> str:
     value = f"(body::json #> {_literal(_pg_array(_path_segments(_json_path(path))))})"
     expression = {
         "text": f"CASE json_typeof({value}) WHEN 'string' THEN {value} #>> '{{}}' END",
-        "integer": f"CASE WHEN json_typeof({value}) = 'number' AND ({value} #>> '{{}}') "
-        f"~ '^-?[0-9]{{1,18}}$' THEN ({value} #>> '{{}}')::bigint END",
+        # A whole number in bigint's range (SQLite's INTEGER affinity takes 1.0 as 1).
+        "integer": f"CASE WHEN json_typeof({value}) = 'number' AND ({value} #>> '{{}}')::numeric "
+        f"= trunc(({value} #>> '{{}}')::numeric) AND ({value} #>> '{{}}')::numeric "
+        f"BETWEEN {-(2**63)} AND {2**63 - 1} THEN ({value} #>> '{{}}')::numeric::bigint END",
         "real": f"CASE json_typeof({value}) WHEN 'number' THEN ({value} #>> '{{}}')::float8 END",
         "boolean": f"CASE json_typeof({value}) WHEN 'boolean' THEN ({value} #>> '{{}}')::boolean "
         "END",
@@ -10500,16 +10510,41 @@ _LOGICAL: dict[str, Callable[[Any, Callable[[str], _Target], _Operators], _Compi
 def _pg_target(target: _Target, values: Iterable[Any]) -> _Target:
     """The target as PostgreSQL compares it with these values: its column when every value
     is of the column's type, else its value as JSON (kind "json")."""
-    if target.kind == "json":
+    if target.kind == "json" or target.path is None:  # a meta column: see _pg_bind
         return target
-    kind = target.kind or "text"  # the meta columns are text
-    if all(v is None or _fits(v, kind) for v in values):
+    if all(v is None or _fits(v, target.kind or "text") for v in values):
         return target
-    if target.path is not None:
-        return _Target(
-            "(t.body::json #> ?::text[])", (_path_segments(target.path),), target.path, "json"
-        )
-    return _Target(f"to_json({target.sql})", target.params, None, "json")
+    return _Target(
+        "(t.body::json #> ?::text[])", (_path_segments(target.path),), target.path, "json"
+    )
+
+
+def _pg_bind(target: _Target, value: Any) -> Any:
+    """A value compared with a column, as SQLite binds it: a meta column (key, created_at,
+    ...) is text, and SQLite gives a number compared with it that column's affinity, so it
+    is compared as SQLite writes it as text; true and false are 1 and 0."""
+    if value is None or isinstance(value, str):
+        return value
+    if target.path is None:
+        return _sqlite_text(value)
+    if isinstance(value, bool) and target.kind != "boolean":
+        return int(value)
+    return float(value) if target.kind == "real" else value
+
+
+def _sqlite_text(value: int | float) -> str:
+    """A number as SQLite turns it into text: 1 and 1.0 stay apart, 1e300 is 1.0e+300, a
+    whole float below 1e17 has all its digits. (A float its shortest form does not give
+    back, as 1/3, SQLite writes with 17 digits where this writes the shortest.)"""
+    if isinstance(value, int):
+        return str(int(value))
+    if value.is_integer() and abs(value) < 1e17:
+        return f"{int(value)}.0"
+    text = repr(value)
+    mantissa, _, exponent = text.partition("e")
+    if "." not in mantissa:
+        mantissa += ".0"
+    return mantissa + ("e" + exponent if exponent else "")
 
 
 def _pg_number(value: Any) -> Any:
@@ -10533,12 +10568,12 @@ def _pg_equals(target: _Target, value: Any) -> _Compiled:
     if isinstance(value, (dict, list)):  # as its JSON text, as json(?) in SQLite
         return _pg_is(_pg_json(target), target.params, _query_value(value, structured=True))
     value = _query_value(value)
-    if target.kind != "json":  # = (which an index serves), for a value that is not null
+    if target.kind != "json":  # = (which an index serves), never NULL as SQLite's IS
         if value is None:
             return f"{target.sql} IS NULL", list(target.params)
-        if isinstance(value, bool) and target.kind != "boolean":
-            value = int(value)
-        return f"{target.sql} = ?", [*target.params, value]
+        value = _pg_bind(target, value)
+        sql = f"({target.sql} = ? AND {target.sql} IS NOT NULL)"
+        return sql, [*target.params, value, *target.params]
     return _pg_is(target.sql, target.params, value)
 
 
@@ -10560,7 +10595,7 @@ def _pg_comparison(symbol: str) -> Callable[[_Target, Any], _Compiled]:
         value = _query_value(value)
         target = _pg_target(target, [value])
         if target.kind != "json":
-            return f"{target.sql} {symbol} ?", [*target.params, value]
+            return f"{target.sql} {symbol} ?", [*target.params, _pg_bind(target, value)]
         sql, params = target.sql, list(target.params)
         if isinstance(value, str):  # numbers sort before text
             return (
@@ -10582,19 +10617,23 @@ def _pg_in(target: _Target, values: Any) -> _Compiled:
         raise QueryError(f"$in and $nin take a list, not {type(values).__name__}")
     checked = [_query_value(v) for v in values]
     target = _pg_target(target, checked)
-    if target.kind != "json":
+    if not checked:
+        return "false", []
+    if target.kind != "json":  # = ANY is NULL where SQLite's IN is (a NULL on either side)
         kind = target.kind or "text"
         array = {"text": "text[]", "integer": "bigint[]", "real": "float8[]"}.get(kind, "boolean[]")
-        given = [float(v) if kind == "real" else v for v in checked if v is not None]
-        # Never NULL, as the values are not: $nin's NOT keeps its meaning, and an index serves it.
+        given = [_pg_bind(target, v) for v in checked]
         return f"{target.sql} = ANY(?::{array})", [*target.params, given]
-    numbers = [_pg_number(v) for v in checked if isinstance(v, (int, float))]
+    numbers = [Decimal(_pg_number(v)) for v in checked if isinstance(v, (int, float))]
     texts = [v for v in checked if isinstance(v, str)]
     sql, params = target.sql, list(target.params)
+    # As SQLite's IN: NULL for a NULL value, or for no match when the list holds a NULL.
+    otherwise = "NULL" if None in checked else "false"
     return (
-        f"(coalesce(_memstore_number({sql}) = ANY(?::numeric[]), false) "
-        f"OR coalesce(_memstore_text({sql}) = ANY(?::text[]), false))",
-        [*params, numbers, *params, texts],
+        f"(CASE WHEN _memstore_class({sql}) = 0 THEN NULL "
+        f"WHEN _memstore_number({sql}) = ANY(?::numeric[]) "
+        f"OR _memstore_text({sql}) = ANY(?::text[]) THEN true ELSE {otherwise} END)",
+        [*params, *params, numbers, *params, texts],
     )
 
 
@@ -10622,7 +10661,8 @@ def _pg_contains(target: _Target, value: Any) -> _Compiled:
     path = [_path_segments(target.path)]
     sql = "(t.body::json #> ?::text[])"
     element, element_params = _pg_is("e.value", [], value)
-    text = "strpos(" + sql + " #>> '{}', ?) > 0" if isinstance(value, str) else "false"
+    # Not text: NULL, as SQLite's instr() with a NULL.
+    text = "strpos(" + sql + " #>> '{}', ?) > 0" if isinstance(value, str) else "NULL"
     return (
         f"(CASE json_typeof({sql}) WHEN 'array' THEN EXISTS (SELECT 1 FROM "
         f"json_array_elements({sql}) AS e WHERE {element}) WHEN 'string' THEN {text} "

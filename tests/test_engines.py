@@ -1,0 +1,194 @@
+"""SQLite and PostgreSQL answer alike: the same records, filters and orders give the same
+keys on both engines (SQLite is the reference), and a record round-trips on PostgreSQL as
+on SQLite. What differs on purpose is said here too (see README, "PostgreSQL")."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import memstore
+
+# Values as records hold them: every JSON type, numbers on both sides of each other and of
+# text ("5" and 5), booleans (SQLite's 1 and 0), big integers and floats, any short text.
+usual = (
+    st.none()
+    | st.booleans()
+    | st.integers(-5, 5)
+    | st.sampled_from([2**53 + 1, -(2**63), 2**63 - 1, 0.5, -1.5, 1e300, 1.0])
+    | st.sampled_from(["", "5", "a", "b", "B", "é", "a b", "zz", "10", "true"])
+)
+scalars = (
+    usual
+    | st.text(max_size=3).filter(lambda t: "\x00" not in t)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.integers(-(2**63), 2**63 - 1)
+)
+values = scalars | st.lists(scalars, max_size=3) | st.dictionaries(st.sampled_from("xy"), scalars)
+FIELDS = ("n", "s", "u", "v")  # n: integer, s: text (declared); u, v: not declared
+record = st.fixed_dictionaries(
+    {},
+    optional={
+        "n": st.none() | st.integers(-3, 3) | st.sampled_from([2**62, -(2**62)]),
+        "s": st.none() | st.sampled_from(["", "a", "b", "B", "é", "5", "a b"]),
+        "u": values,
+        "v": values,
+    },
+)
+operators = st.sampled_from(["$eq", "$ne", "$gt", "$gte", "$lt", "$lte"])
+conditions = st.one_of(
+    st.tuples(st.sampled_from(FIELDS), scalars).map(lambda p: {p[0]: p[1]}),
+    st.tuples(st.sampled_from(FIELDS), operators, scalars.filter(lambda v: v is not None)).map(
+        lambda p: {p[0]: {p[1]: p[2]}}
+    ),
+    st.tuples(st.sampled_from(FIELDS), st.sampled_from(["$in", "$nin"]), st.lists(scalars)).map(
+        lambda p: {p[0]: {p[1]: p[2]}}
+    ),
+    st.tuples(st.sampled_from(FIELDS), st.booleans()).map(lambda p: {p[0]: {"$exists": p[1]}}),
+    st.tuples(st.sampled_from(FIELDS), scalars.filter(lambda v: v is not None)).map(
+        lambda p: {p[0]: {"$contains": p[1]}}
+    ),
+    # A meta column compares a number as its text (see _sqlite_text): the usual numbers.
+    st.tuples(st.sampled_from(["key", "created_at"]), operators, usual.filter(bool)).map(
+        lambda p: {p[0]: {p[1]: p[2]}}
+    ),
+)
+filters = st.recursive(
+    conditions,
+    lambda inner: st.one_of(
+        st.lists(inner, min_size=1, max_size=3).map(lambda fs: {"$or": fs}),
+        st.lists(inner, min_size=1, max_size=3).map(lambda fs: {"$and": fs}),
+        inner.map(lambda f: {"$not": f}),
+    ),
+    max_leaves=4,
+)
+
+SETTINGS = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@pytest.fixture
+def both(pg_url: str) -> Iterator[tuple[memstore.Collection, memstore.Collection]]:
+    """The same collection on SQLite (the reference) and on PostgreSQL."""
+    with memstore.Store(":memory:") as lite, memstore.Store(pg_url) as pg:
+        yield tuple(  # type: ignore[misc]
+            s.collection("notes", fields={"n": int, "s": str}, fts=["s"]) for s in (lite, pg)
+        )
+
+
+def load(pair: tuple[memstore.Collection, ...], records: list[dict[str, Any]]) -> None:
+    for notes in pair:
+        notes.warn_unknown_fields = False
+        notes.delete_where({})
+        notes.put_many([(f"k{i:02}", r) for i, r in enumerate(records)])
+
+
+@SETTINGS
+@given(records=st.lists(record, max_size=12), where=st.lists(filters, min_size=1, max_size=4))
+def test_filters_match_the_same_records(
+    both: tuple[memstore.Collection, memstore.Collection],
+    records: list[dict[str, Any]],
+    where: list[dict[str, Any]],
+) -> None:
+    load(both, records)
+    lite, pg = both
+    for condition in where:
+        expected = lite.keys(condition, order_by="key")
+        assert pg.keys(condition, order_by="key") == expected, condition
+        assert pg.count(condition) == len(expected), condition
+
+
+@SETTINGS
+@given(
+    records=st.lists(record, max_size=12),
+    order=st.lists(st.sampled_from([*FIELDS, "key", "-n", "-s", "-u", "-v"]), max_size=2),
+)
+def test_orders_are_the_same(
+    both: tuple[memstore.Collection, memstore.Collection],
+    records: list[dict[str, Any]],
+    order: list[str],
+) -> None:
+    load(both, records)
+    lite, pg = both
+    assert pg.keys(order_by=[*order, "key"]) == lite.keys(order_by=[*order, "key"])
+    assert pg.keys(order_by=order, limit=3, offset=1) == lite.keys(
+        order_by=order, limit=3, offset=1
+    )
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text().filter(lambda t: "\x00" not in t),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.text(max_size=8).filter(lambda t: "\x00" not in t), children, max_size=4
+        )
+    ),
+    max_leaves=20,
+)
+
+
+@SETTINGS
+@given(
+    key=st.text(min_size=1, max_size=40).filter(lambda k: "\x00" not in k),
+    data=st.dictionaries(st.text(max_size=10).filter(lambda t: "\x00" not in t), json_values),
+)
+def test_records_round_trip_on_postgresql(pg_url: str, key: str, data: dict[str, Any]) -> None:
+    with memstore.Store(pg_url) as store:
+        notes = store.collection("notes", fts=["text"])
+        notes.put(key, data)
+        assert notes.get(key) == data
+        assert next(notes.rows({"key": key})).record == data
+        notes.delete(key)
+
+
+@pytest.mark.parametrize(
+    "where",
+    [{"u": True}, {"u": 1}, {"u": {"$gt": 0}}, {"u": {"$gt": "a"}}, {"u": {"$lt": "a"}}],
+)
+def test_the_documented_comparisons(
+    both: tuple[memstore.Collection, memstore.Collection], where: dict[str, Any]
+) -> None:
+    """true is 1 and false 0; every number sorts before every text (SQLite's order)."""
+    load(both, [{"u": True}, {"u": 1}, {"u": 1.0}, {"u": "b"}, {"u": 0}, {}, {"u": None}])
+    expected = {
+        '{"u": true}': ["k00", "k01", "k02"],
+        '{"u": 1}': ["k00", "k01", "k02"],
+        '{"u": {"$gt": 0}}': ["k00", "k01", "k02", "k03"],
+        '{"u": {"$gt": "a"}}': ["k03"],
+        '{"u": {"$lt": "a"}}': ["k00", "k01", "k02", "k04"],
+    }
+    import json
+
+    for notes in both:
+        assert notes.keys(where, order_by="key") == expected[json.dumps(where)]
+
+
+def test_text_holding_nul_is_refused_on_postgresql(pg_url: str) -> None:
+    """PostgreSQL's text cannot hold U+0000, nor can its JSON functions read a string
+    holding it: a record or key with one is a ValidationError there, and nothing is
+    written (SQLite stores them). The six characters \\u0000 are fine."""
+    with memstore.Store(pg_url) as store:
+        notes = store.collection("notes", fields={"s": str}, fts=["text"])
+        for key, data in [
+            ("k\x00", {}),
+            ("k", {"s": "a\x00"}),
+            ("k", {"other": ["\x00"]}),
+            ("k", {"a\x00": 1}),
+        ]:
+            with pytest.raises(memstore.ValidationError):
+                notes.put(key, data)
+        with pytest.raises(memstore.ValidationError):
+            notes.put_many([("a", {}), ("b", {"x": "\x00"})])
+        notes.put("escaped", {"other": "\\u0000"})
+        assert notes.keys() == ["escaped"]
+        assert notes.keys({"other": "\\u0000"}) == ["escaped"]
