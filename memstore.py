@@ -1053,6 +1053,11 @@ class _Postgres(_Engine):
         except psycopg.Error as err:
             raise MemstoreError(f"cannot connect to {store._shown_path}: {err}") from err
         try:
+            if conn.info.server_version < 140000:
+                raise UnsupportedError(
+                    f"{store._shown_path} runs PostgreSQL {conn.info.server_version // 10000}; "
+                    "memstore needs PostgreSQL 14 or newer"
+                )
             conn.execute("SET TIME ZONE 'UTC'")
             # How long to wait for another writer's lock; 0 would mean for ever.
             conn.execute(f"SET lock_timeout = {max(1, round(store.timeout * 1000))}")

@@ -191,7 +191,7 @@ def test_migrate_backs_up_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(memstore, "SCHEMA_VERSION", memstore.SCHEMA_VERSION - 1)
     db = tmp_path / "old.db"
     conn = apsw.Connection(str(db))
-    memstore._migrate(conn)  # the schema as the memstore before left it, with data
+    memstore._migrate(memstore._SQLite(), conn)  # the schema as the memstore before left it
     conn.execute("INSERT INTO memstore_logs (name, last_seq) VALUES ('log', 1)")
     conn.execute(
         "INSERT INTO memstore_events (log, seq, event_id, kind, at, payload) "

@@ -135,10 +135,12 @@ SECTIONS = sections()
 
 @pytest.mark.parametrize("heading", list(SECTIONS))
 def test_each_section_runs_on_its_own_and_returns_what_it_says(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, heading: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, heading: str, request: pytest.FixtureRequest
 ) -> None:
     """As a reader would try one section: in an empty directory, after nothing else."""
     monkeypatch.chdir(tmp_path)
+    if heading == "PostgreSQL":  # a fresh database on the suite's server
+        monkeypatch.setenv("MEMSTORE_PATH", request.getfixturevalue("pg_url"))
     namespace: dict[str, Any] = {"__name__": "readme"}
     with redirect_stdout(io.StringIO()):
         for number, block in SECTIONS[heading]:

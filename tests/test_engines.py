@@ -192,3 +192,47 @@ def test_text_holding_nul_is_refused_on_postgresql(pg_url: str) -> None:
         notes.put("escaped", {"other": "\\u0000"})
         assert notes.keys() == ["escaped"]
         assert notes.keys({"other": "\\u0000"}) == ["escaped"]
+
+
+async def test_async_store_on_postgresql(pg_url: str) -> None:
+    async with memstore.AsyncStore(pg_url) as store:
+        notes = await store.collection("notes", fields={"kind": str}, fts=["text"])
+        await notes.put("n1", {"kind": "todo", "text": "buy milk"})
+        with pytest.raises(memstore.ValidationError):
+            async with store.transaction():
+                await notes.put("n2", {"kind": "idea", "text": "rolled back"})
+                await notes.put("n3", {"kind": 5})  # not text: the block rolls back
+        assert await notes.keys(order_by="key") == ["n1"]
+        assert [h.key for h in await notes.search("milk")] == ["n1"]
+        with pytest.raises(memstore.UnsupportedError):
+            await store.conversations()
+
+
+@pytest.mark.parametrize(
+    ("call", "instead"),
+    [
+        (lambda s: s.backup("copy.db"), "pg_dump"),
+        (lambda s: s.vacuum(), "autovacuum"),
+        (lambda s: s.event_log("agent"), "not on PostgreSQL"),
+        (lambda s: s.collection("notes", history=True), "not on PostgreSQL"),
+    ],
+)
+def test_what_postgresql_cannot_do_says_what_to_use(pg_url: str, call: Any, instead: str) -> None:
+    with memstore.Store(pg_url) as store:
+        with pytest.raises(memstore.UnsupportedError, match=instead):
+            call(store)
+        assert store.collections() == []
+
+
+def test_max_size_is_refused_before_connecting() -> None:
+    with pytest.raises(memstore.UnsupportedError, match="quota"):
+        memstore.Store("postgresql://nobody@127.0.0.1:1/none", max_size=2**30)
+
+
+def test_a_password_never_shows(pg_url: str) -> None:
+    url = pg_url.replace("memstore@", "memstore:s3cret@")
+    with memstore.Store(url) as store:
+        assert "s3cret" not in repr(store) and "s3cret" not in str(store.stats())
+    with pytest.raises(memstore.MemstoreError) as info:
+        memstore.Store("postgresql://memstore:s3cret@127.0.0.1:1/none", timeout=1)
+    assert "s3cret" not in str(info.value)

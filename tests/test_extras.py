@@ -3,6 +3,7 @@ what a user does who reads one section and installs what it says."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import venv
 from pathlib import Path
@@ -19,6 +20,7 @@ EXTRAS = {
     "langchain": ["LangChain"],
     "agents": ["OpenAI Agents SDK"],
     "mcp": ["Agent memory over MCP"],
+    "postgres": ["PostgreSQL"],  # on a fresh database of the suite's server
     "explorer": [],  # the demo: below
 }
 
@@ -38,10 +40,15 @@ def fresh_venv(path: Path, requirement: str) -> Path:
 
 
 @pytest.mark.parametrize("extra", list(EXTRAS))
-def test_an_extra_alone_runs_its_readme_section(wheel: Path, tmp_path: Path, extra: str) -> None:
+def test_an_extra_alone_runs_its_readme_section(
+    wheel: Path, tmp_path: Path, extra: str, request: pytest.FixtureRequest
+) -> None:
     python = fresh_venv(tmp_path / "venv", f"{wheel}[{extra}]")
     work = tmp_path / "work"
     work.mkdir()
+    env = dict(os.environ)
+    if extra == "postgres":
+        env["MEMSTORE_PATH"] = request.getfixturevalue("pg_url")
     for heading in EXTRAS[extra]:
         code = "\n".join(block for _, block in SECTIONS[heading])
         ran = subprocess.run(
@@ -51,6 +58,7 @@ def test_an_extra_alone_runs_its_readme_section(wheel: Path, tmp_path: Path, ext
             timeout=600,
             check=False,
             cwd=work,
+            env=env,
         )
         assert ran.returncode == 0, f"{heading}: {ran.stderr[-3000:]}"
     if extra == "explorer":
