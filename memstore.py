@@ -706,28 +706,37 @@ class _Engine:
     def close(self, conn: Any) -> None:
         raise NotImplementedError
 
-    def fetch(self, conn: Any, sql: str, params: Sequence[Any]) -> list[Any]:
-        raise NotImplementedError
+    # Statements. Every read and write goes through ``bind``'s two functions: SQLite's are
+    # the connection's own methods, with no Python frame between (issue 24: a put's
+    # instructions), and the other methods here are apsw's where SQLite's can be.
 
-    def run_many(self, conn: Any, sql: str, rows: Iterable[Sequence[Any]]) -> list[Any]:
+    def bind(self, conn: Any) -> tuple[Callable[..., Any], Callable[..., Any]]:
+        """(execute, execute_many) on this connection: ``execute(sql, params)`` runs a
+        statement, ``execute_many(sql, rows)`` one per row of parameters; what each returns
+        has ``fetchall()``: the rows (RETURNING's), [] for none."""
         raise NotImplementedError
 
     def cursor(self, conn: Any, sql: str, params: Sequence[Any]) -> Any:
         """An iterator over a statement's rows, closed with ``close()``."""
         raise NotImplementedError
 
-    def in_transaction(self, conn: Any) -> bool:
+    def idle(self, conn: Any) -> bool:
+        """Whether the connection is outside any transaction."""
         raise NotImplementedError
 
-    def begin(self, immediate: bool) -> str:
-        raise NotImplementedError
+    def in_transaction(self, conn: Any) -> bool:
+        return not self.idle(conn)
+
+    #: How a transaction begins: deferred (reads see one snapshot), then immediate (takes
+    #: the write lock at once), indexed by ``immediate``.
+    begin: tuple[str, str] = ("BEGIN", "BEGIN IMMEDIATE")
 
     def translate(self, err: BaseException) -> MemstoreError:
         raise NotImplementedError
 
-    def data_version(self, store: Store) -> Any:
-        """Moves on when another connection changes a declaration (Collection._fresh)."""
-        raise NotImplementedError
+    #: A query of one value that moves on when another connection changes a declaration
+    #: (Collection._fresh).
+    data_version_sql = "PRAGMA data_version"
 
     def schema_version(self, conn: Any) -> int:
         raise NotImplementedError
@@ -926,26 +935,16 @@ class _SQLite(_Engine):
             conn.execute("PRAGMA optimize")
         conn.close()
 
-    def fetch(self, conn: apsw.Connection, sql: str, params: Sequence[Any]) -> list[Any]:
-        return conn.execute(sql, params).fetchall()
+    cursor = staticmethod(apsw.Connection.execute)  # type: ignore[assignment]
+    idle = staticmethod(apsw.Connection.get_autocommit)  # type: ignore[assignment]
 
-    def run_many(self, conn: apsw.Connection, sql: str, rows: Iterable[Sequence[Any]]) -> list[Any]:
-        return conn.executemany(sql, rows).fetchall()
-
-    def cursor(self, conn: apsw.Connection, sql: str, params: Sequence[Any]) -> Any:
-        return conn.execute(sql, params)
-
-    def in_transaction(self, conn: apsw.Connection) -> bool:
-        return not conn.get_autocommit()
-
-    def begin(self, immediate: bool) -> str:
-        return "BEGIN IMMEDIATE" if immediate else "BEGIN"
+    def bind(
+        self, conn: apsw.Connection
+    ) -> tuple[Callable[..., apsw.Cursor], Callable[..., apsw.Cursor]]:
+        return conn.execute, conn.executemany
 
     def translate(self, err: BaseException) -> MemstoreError:
         return _translate(err)
-
-    def data_version(self, store: Store) -> int:
-        return int(store._fetch("PRAGMA data_version")[0][0])
 
     def schema_version(self, conn: apsw.Connection) -> int:
         version = conn.execute("PRAGMA user_version").fetchall()[0][0]
@@ -1009,6 +1008,13 @@ _NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 # A string literal, a quoted identifier, a ? placeholder or a % sign (outside the first two).
 _PLACEHOLDERS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\?|%")
 _CURSOR_NAMES = iter(range(1, INT64_MAX))
+
+
+class _Fetched(list[Any]):
+    """Rows a PostgreSQL statement gave, read as an apsw cursor's: ``fetchall()``."""
+
+    def fetchall(self) -> list[Any]:
+        return self
 
 
 class _Postgres(_Engine):
@@ -1085,13 +1091,16 @@ class _Postgres(_Engine):
                 self._statements[sql] = found
         return found
 
-    def fetch(self, conn: Any, sql: str, params: Sequence[Any]) -> list[Any]:
+    def bind(self, conn: Any) -> tuple[Callable[..., _Fetched], Callable[..., _Fetched]]:
+        return functools.partial(self.execute, conn), functools.partial(self.execute_many, conn)
+
+    def execute(self, conn: Any, sql: str, params: Sequence[Any]) -> _Fetched:
         # Without parameters, a statement is sent as it is (and may be several).
         cursor = conn.execute(self._prepared(sql), params) if params else conn.execute(sql)
-        return cursor.fetchall() if cursor.description is not None else []
+        return _Fetched(cursor.fetchall() if cursor.description is not None else ())
 
-    def run_many(self, conn: Any, sql: str, rows: Iterable[Sequence[Any]]) -> list[Any]:
-        found: list[Any] = []
+    def execute_many(self, conn: Any, sql: str, rows: Iterable[Sequence[Any]]) -> _Fetched:
+        found = _Fetched()
         with conn.cursor() as cursor:
             cursor.executemany(self._prepared(sql), rows, returning=True)
             while True:
@@ -1107,12 +1116,12 @@ class _Postgres(_Engine):
         cursor.execute(self._prepared(sql) if params else sql, params or None)
         return cursor
 
-    def in_transaction(self, conn: Any) -> bool:
-        return bool(conn.info.transaction_status != self.psycopg.pq.TransactionStatus.IDLE)
+    def idle(self, conn: Any) -> bool:
+        return bool(conn.info.transaction_status == self.psycopg.pq.TransactionStatus.IDLE)
 
-    def begin(self, immediate: bool) -> str:
-        # Deferred (one snapshot for the block's reads): repeatable read.
-        return "BEGIN" if immediate else "BEGIN ISOLATION LEVEL REPEATABLE READ"
+    # Deferred (one snapshot for the block's reads): repeatable read. Writers wait for
+    # each other's row locks either way.
+    begin = ("BEGIN ISOLATION LEVEL REPEATABLE READ", "BEGIN")
 
     def translate(self, err: BaseException) -> MemstoreError:
         for source, target in self._translations:
@@ -1120,11 +1129,8 @@ class _Postgres(_Engine):
                 return target(f"{type(err).__name__}: {err}")
         return MemstoreError(f"{type(err).__name__}: {err}")
 
-    def data_version(self, store: Store) -> Any:
-        # Every change to a row of the registry gives it a new xmin.
-        return store._fetch(
-            "SELECT string_agg(xmin::text, ',' ORDER BY name) FROM _memstore_collections"
-        )[0][0]
+    # Every change to a row of the registry gives it a new xmin.
+    data_version_sql = "SELECT string_agg(xmin::text, ',' ORDER BY name) FROM _memstore_collections"
 
     def schema_version(self, conn: Any) -> int:
         if conn.execute("SELECT to_regclass('_memstore_schema')").fetchall()[0][0] is None:
@@ -1326,6 +1332,11 @@ class _Postgres(_Engine):
         raise UnsupportedError(_NOT_YET_ON_POSTGRES.format(what, __version__))
 
 
+def _closed(*args: Any) -> Any:
+    """A closed Store's statements."""
+    raise MemstoreError("the store is closed")
+
+
 def _engine_for(path: str) -> _Engine:
     """The engine a Store's ``path`` names: a PostgreSQL URL, else a SQLite file."""
     if path.startswith(("postgresql://", "postgres://")):
@@ -1386,8 +1397,8 @@ class _Transaction:
         try:
             conn = self._conn = store.connection
             engine = store._engine
-            if store._depth == 0 and not engine.in_transaction(conn):
-                begin = engine.begin(self._immediate)
+            if store._depth == 0 and engine.idle(conn):
+                begin = engine.begin[self._immediate]
                 self._commit, self._rollback = "COMMIT", "ROLLBACK"
             else:
                 name = f"memstore_{store._depth}"
@@ -1409,13 +1420,13 @@ class _Transaction:
         try:
             store._depth -= 1
             if kind is not None:
-                if engine.in_transaction(conn):  # SQLite may have rolled back already
+                if not engine.idle(conn):  # SQLite may have rolled back already
                     conn.execute(self._rollback)
                 return
             try:
                 conn.execute(self._commit)
             except engine.errors as err:
-                if engine.in_transaction(conn):
+                if not engine.idle(conn):
                     conn.execute(self._rollback)
                 raise store._error(err) from err
         finally:
@@ -1504,7 +1515,9 @@ class Store:
         return cls(path, **options)
 
     def _open(self) -> Any:
-        return self._engine.open(self)
+        conn = self._engine.open(self)
+        self._execute, self._execute_many = self._engine.bind(conn)
+        return conn
 
     @property
     def _shown_path(self) -> str:
@@ -1555,6 +1568,7 @@ class Store:
                         if meta is not None and meta.fts and _fts_waiting(self, name):
                             _catch_up_fts(self, name, meta.fts)
             conn, self._conn = self._conn, None
+            self._execute = self._execute_many = _closed
             self._engine.close(conn)
 
     @property
@@ -1567,7 +1581,7 @@ class Store:
 
     def _data_version(self) -> Any:
         """Moves on when another connection commits (never for this one's own writes)."""
-        return self._engine.data_version(self)
+        return self._fetch(self._engine.data_version_sql)[0][0]
 
     @property
     def schema_version(self) -> int:
@@ -1599,14 +1613,16 @@ class Store:
     def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self._lock:
             try:
-                return self._engine.fetch(self.connection, sql, params)
+                rows: list[Any] = self._execute(sql, params).fetchall()
+                return rows
             except self._engine.errors as err:
                 raise self._error(err) from err
 
     def _run_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> list[Any]:
         with self._lock:
             try:
-                return self._engine.run_many(self.connection, sql, rows)
+                found: list[Any] = self._execute_many(sql, rows).fetchall()
+                return found
             except self._engine.errors as err:
                 raise self._error(err) from err
 
