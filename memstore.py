@@ -884,6 +884,10 @@ class _Engine:
     def check_names(self, meta: _Meta) -> None:
         """Refuse a declaration whose names this engine cannot hold as they are."""
 
+    def lock_declarations(self, store: Store) -> None:
+        """In a transaction that changes a declaration, before it reads the registry: wait
+        for any other connection's to end. SQLite's BEGIN IMMEDIATE has done it already."""
+
     def after_bulk(self, store: Store, table: str) -> None:
         """After a large put_many: the planner learns the table's new size."""
         store._fetch("PRAGMA optimize")
@@ -1319,6 +1323,10 @@ class _Postgres(_Engine):
 
     def after_bulk(self, store: Store, table: str) -> None:
         store._fetch(f"ANALYZE {quote_identifier(table)}")
+
+    def lock_declarations(self, store: Store) -> None:
+        # Writers of rows do not wait for each other here, only declarations do.
+        store._fetch(f"SELECT pg_advisory_xact_lock({APPLICATION_ID + 1})")
 
     def ids_in(self, column: str) -> str:
         return f"{column} = ANY(?)"
@@ -1804,6 +1812,8 @@ class Store:
         """Delete a collection: its table, indexes, FTS index and registry entry."""
         meta = self._require_meta(name)
         with self.transaction():
+            self._engine.lock_declarations(self)
+            meta = self._require_meta(name)  # as it is now no other declaration runs
             for sql in self._engine.drop_collection_sql(meta.name):
                 self._fetch(sql)
             self._fetch("DELETE FROM _memstore_collections WHERE name = ?", (meta.name,))
@@ -2407,6 +2417,7 @@ class Store:
         """Create or extend a collection; runs inside a transaction. Check what is wanted
         against what is there (_declared), plan the statements (_declaration_sql), apply
         them and the registry row together."""
+        self._engine.lock_declarations(self)
         old, engine = self._load_meta(name), self._engine
         if old is None:
             if engine.has_table(self, name):
@@ -4858,6 +4869,7 @@ class Collection(_CollectionVectors):
         seconds = None if ttl is None else _seconds(ttl, "ttl")
         engine = self.store._engine
         with self.store.transaction():
+            engine.lock_declarations(self.store)
             self.store._fetch(
                 f"UPDATE _memstore_collections SET ttl_seconds = ?, updated_at = {engine.now} "
                 "WHERE name = ?",

@@ -29,6 +29,7 @@ ON_POSTGRES = frozenset(
         "test_collections",
         "test_query",
         "test_transactions",
+        "test_concurrency",
         "test_retention",
         "test_records",
         "test_typed",
