@@ -115,6 +115,7 @@ __all__ = [
     "Version",
     "__version__",
     "check_collection_name",
+    "copy",
     "field_column",
     "fts_table",
     "fts_words",
@@ -1067,6 +1068,11 @@ class _Postgres(_Engine):
                 raise UnsupportedError(
                     f"{store._shown_path} runs PostgreSQL {conn.info.server_version // 10000}; "
                     "memstore needs PostgreSQL 14 or newer"
+                )
+            if not store._create and self.schema_version(conn) == 0:
+                raise NotFoundError(
+                    f"no store at {store._shown_path}: the database has no memstore schema "
+                    "(nothing was created)"
                 )
             conn.execute("SET TIME ZONE 'UTC'")
             # How long to wait for another writer's lock; 0 would mean for ever.
@@ -5316,10 +5322,10 @@ class Collection(_CollectionVectors):
                 self.store._run_many(upsert, values)
                 self._write_vectors(vectors)
                 if self.ttl is not None:  # rows exported without an expiry keep none
+                    engine = self.store._engine
                     self.store._fetch(
-                        f"UPDATE {self._table} SET expires_at = NULL "
-                        "WHERE key IN (SELECT value FROM json_each(?))",
-                        (json.dumps([v[0] for v in values if v[4] is None]),),
+                        f"UPDATE {self._table} SET expires_at = NULL WHERE {engine.ids_in('key')}",
+                        (engine.ids([v[0] for v in values if v[4] is None]),),
                     )
                 count += len(values)
         return count
@@ -8896,6 +8902,114 @@ def _copy_pages(
             left = backup.remaining
             if progress:
                 progress(backup.page_count - backup.remaining, backup.page_count)
+
+
+def copy(
+    source: str | os.PathLike[str],
+    destination: str | os.PathLike[str],
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Copy a store to another place, on either engine: a file to PostgreSQL, PostgreSQL
+    to a file, a file to a file. ``memstore copy SRC DST`` does the same.
+
+    >>> memstore.copy("agent.db", "postgresql://agent@db/memory")
+    {'collections': {'events': 1200, 'notes': 35}, 'rows': 1235}
+
+    File to file is a backup (every layer; ``destination`` must not exist).
+    Otherwise the collections go, each with its declaration and every record
+    with its key and timestamps (expired ones too), read a batch at a time,
+    in one transaction on the destination: all or nothing, so a copy that
+    fails or is stopped leaves the destination as it was and can simply be
+    run again. The destination must hold none of the source's collections.
+    What the destination's engine cannot hold yet (a layer with data, a
+    collection with history on PostgreSQL) is refused before anything is
+    written. The copy is checked: each collection's number of rows, and
+    ``check()`` on the destination. ``progress(rows_done, rows_total)``.
+    """
+    with Store(source, create=False) as src:
+        if isinstance(src._engine, _SQLite) and isinstance(
+            _engine_for(os.fspath(destination)), _SQLite
+        ):
+            result = src.backup(destination)
+            with Store(destination, create=False) as copied:
+                names = copied.collections()
+                counts = {
+                    n: int(copied._fetch(f"SELECT count(*) FROM {quote_identifier(n)}")[0][0])
+                    for n in names
+                }
+            return {"collections": counts, "rows": sum(counts.values()), "backup": result}
+        return _copy_collections(src, destination, progress)
+
+
+def _copy_collections(
+    src: Store, destination: str | os.PathLike[str], progress: Callable[[int, int], None] | None
+) -> dict[str, Any]:
+    names = src.collections()
+    counts = {
+        n: int(src._fetch(f"SELECT count(*) FROM {quote_identifier(n)}")[0][0]) for n in names
+    }
+    total, done = sum(counts.values()), 0
+    held = [
+        table
+        for table in (LAYER_TABLES if src._engine.layers else ())
+        if src._fetch(f"SELECT EXISTS (SELECT 1 FROM {table})")[0][0]
+    ]
+    with Store(destination) as dst:
+        if held and not dst._engine.layers:
+            raise UnsupportedError(
+                f"the source holds memory layers ({', '.join(held)}) that a PostgreSQL store "
+                f"does not have in memstore {__version__} yet; nothing was copied"
+            )
+        clashes = [n for n in names if n in dst]
+        if clashes:
+            raise ConflictError(
+                f"the destination holds {', '.join(map(repr, clashes))} already; copy into a "
+                "store without them (nothing was copied)"
+            )
+        with dst.transaction():
+            for name in names:
+                meta = src._require_meta(name)
+                into = dst.collection(
+                    name,
+                    fields=meta.fields,
+                    fts=meta.fts,
+                    ttl=meta.ttl_seconds,
+                    indexes=_index_dicts(meta.indexes),
+                    history=meta.history or None,
+                    temporal=meta.temporal or None,
+                    hygiene=meta.hygiene,
+                    vectors=meta.vectors,
+                    time_indexes=meta.time_indexes,
+                )
+                into.warn_unknown_fields = False
+                rows = src._stream(
+                    f"SELECT key, body, created_at, updated_at, expires_at "
+                    f"FROM {quote_identifier(name)} ORDER BY id",
+                    (),
+                    lambda row: {
+                        "key": row[0],
+                        "record": json.loads(row[1]),
+                        "created_at": row[2],
+                        "updated_at": row[3],
+                        "expires_at": row[4],
+                    },
+                )
+                while batch := list(islice(rows, BATCH_SIZE)):
+                    into.import_rows(batch)
+                    done += len(batch)
+                    if progress:
+                        progress(done, total)
+            for name, count in counts.items():
+                found = int(dst._fetch(f"SELECT count(*) FROM {quote_identifier(name)}")[0][0])
+                if found != count:
+                    raise MemstoreError(
+                        f"{name}: {found} rows copied of {count}; nothing was copied"
+                    )
+        problems = dst.check()
+        if problems:
+            raise MemstoreError(f"the copy has problems: {'; '.join(problems)}")
+    return {"collections": counts, "rows": total}
 
 
 def migrate(path: str | os.PathLike[str], *, backup: bool = True) -> dict[str, Any]:

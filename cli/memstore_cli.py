@@ -711,6 +711,30 @@ def backup(ctx: click.Context, dest: str, compact: bool, as_json: bool) -> None:
     )
 
 
+@cli.command()
+@click.argument("source")
+@click.argument("destination")
+@click.option("--json", "as_json", is_flag=True, help="Output JSON.")
+def copy(source: str, destination: str, as_json: bool) -> None:
+    """Copy a store to another, file or PostgreSQL URL (postgresql://...), either way.
+
+    File to file is a backup. Otherwise the collections are copied with their
+    records, keys and timestamps, in one transaction: all or nothing, so a
+    copy that stops can be run again. The copy is checked before success.
+    """
+    with click.progressbar(length=100, label="copying", file=sys.stderr) as bar:
+        shown = [0]
+
+        def advance(done: int, total: int) -> None:
+            percent = 100 * done // max(total, 1)
+            bar.update(percent - shown[0])
+            shown[0] = percent
+
+        result = memstore.copy(source, destination, progress=advance)
+    counts = ", ".join(f"{name} {n:,}" for name, n in result["collections"].items())
+    emit(result, as_json, [f"copied {plural(result['rows'], 'record')} ({counts or 'none'})"])
+
+
 @store_command(cli)
 @click.argument("source", type=click.Path(exists=True, dir_okay=False))
 def restore(ctx: click.Context, source: str, as_json: bool) -> None:

@@ -1,0 +1,148 @@
+"""memstore copy: a store moved between engines (a file, PostgreSQL) with its collections'
+declarations, records, keys and timestamps, all or nothing, checked."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import memstore
+
+from .conftest import memstore_cli
+from .dbinfo import sql
+
+
+def fill(store: memstore.Store) -> None:
+    events = store.collection(
+        "events",
+        fields={"kind": str, "ms": int},
+        fts=["summary"],
+        ttl="30d",
+        indexes=[("kind", "-ms")],
+        time_indexes=False,
+    )
+    events.put_many(
+        [(f"e{i}", {"kind": "error" if i % 3 else "info", "ms": i, "summary": f"step {i}"})
+         for i in range(2500)]
+    )  # fmt: skip
+    events.put("gone", {"kind": "x", "summary": "expired"})
+    sql(store, "UPDATE events SET expires_at = '2000-01-01T00:00:00.000000Z' WHERE key = 'gone'")
+    store.collection("notes").put("n1", {"text": "plain", "nested": {"a": [1, 2.5, None]}})
+
+
+def rows(store: memstore.Store, name: str) -> list[tuple[object, ...]]:
+    return sql(
+        store,
+        f"SELECT key, body, created_at, updated_at, expires_at FROM {name} ORDER BY key",
+    )
+
+
+def test_a_file_goes_to_postgresql_and_back(tmp_path: Path, pg_url: str) -> None:
+    with memstore.Store(tmp_path / "a.db") as source:
+        fill(source)
+    seen: list[tuple[int, int]] = []
+    report = memstore.copy(tmp_path / "a.db", pg_url, progress=lambda d, t: seen.append((d, t)))
+    assert report == {"collections": {"events": 2501, "notes": 1}, "rows": 2502}
+    assert seen[-1] == (2502, 2502)
+    report = memstore.copy(pg_url, tmp_path / "b.db")
+    assert report["rows"] == 2502
+    with (
+        memstore.Store(tmp_path / "a.db") as a,
+        memstore.Store(pg_url) as pg,
+        memstore.Store(tmp_path / "b.db") as b,
+    ):
+        for name in ("events", "notes"):
+            assert rows(pg, name) == rows(a, name) == rows(b, name)
+        for store in (a, pg, b):
+            events = store["events"]
+            assert (events.fields, events.fts, events.indexes) == (
+                {"kind": "text", "ms": "integer"},
+                ["summary"],
+                [{"fields": ["kind", "-ms"], "unique": False}],
+            )
+            assert events.ttl is not None and events.ttl.days == 30
+            assert [h.key for h in events.search('"step 7"')] == ["e7"]
+            assert events.keys({"kind": "info"}, order_by="-ms", limit=2) == ["e2499", "e2496"]
+            assert "gone" not in events and store.check() == []
+
+
+def test_a_copy_that_fails_leaves_the_destination_as_it_was(tmp_path: Path, pg_url: str) -> None:
+    with memstore.Store(tmp_path / "a.db") as source:
+        source.collection("first").put_many([(f"k{i}", {"i": i}) for i in range(3000)])
+        source.collection("second").put("bad", {"text": "NUL \x00 is SQLite's only"})
+    with pytest.raises(memstore.ValidationError):
+        memstore.copy(tmp_path / "a.db", pg_url)
+    with memstore.Store(pg_url) as pg:
+        assert pg.collections() == []  # not even the first collection: all or nothing
+        sql(pg, "SELECT 1")  # and the connection is fine
+
+
+@pytest.mark.parametrize(
+    ("prepare", "refused"),
+    [
+        (lambda s: s.event_log("agent").append({"kind": "x"}), memstore.UnsupportedError),
+        (lambda s: s.collection("h", history=True).put("a", {}), memstore.UnsupportedError),
+        (lambda s: s.collection("t", temporal=True).put("a", {}), memstore.UnsupportedError),
+    ],
+)
+def test_what_postgresql_has_not_yet_is_refused_first(
+    tmp_path: Path, pg_url: str, prepare: object, refused: type[Exception]
+) -> None:
+    with memstore.Store(tmp_path / "a.db") as source:
+        source.collection("notes").put("n", {})
+        prepare(source)  # type: ignore[operator]
+    with pytest.raises(refused, match="PostgreSQL"):
+        memstore.copy(tmp_path / "a.db", pg_url)
+    with memstore.Store(pg_url) as pg:
+        assert pg.collections() == []
+
+
+def test_a_destination_holding_the_collections_is_refused(tmp_path: Path, pg_url: str) -> None:
+    with memstore.Store(tmp_path / "a.db") as source:
+        source.collection("notes").put("n", {"from": "file"})
+    with memstore.Store(pg_url) as pg:
+        pg.collection("notes").put("n", {"from": "postgresql"})
+    with pytest.raises(memstore.ConflictError, match="notes"):
+        memstore.copy(tmp_path / "a.db", pg_url)
+    with pytest.raises(memstore.ConflictError):
+        memstore.copy(pg_url, pg_url)
+    with memstore.Store(pg_url) as pg:
+        assert pg["notes"].get("n") == {"from": "postgresql"}
+
+
+def test_file_to_file_is_a_backup_of_every_layer(tmp_path: Path) -> None:
+    with memstore.Store(tmp_path / "a.db") as source:
+        fill(source)
+        source.event_log("agent").append({"kind": "x"})
+    report = memstore.copy(tmp_path / "a.db", tmp_path / "b.db")
+    assert report["rows"] == 2502 and report["backup"]["path"] == str(tmp_path / "b.db")
+    with memstore.Store(tmp_path / "b.db") as b:
+        assert len(b.event_log("agent")) == 1 and b.check() == []
+    with pytest.raises(memstore.ValidationError, match="exists"):
+        memstore.copy(tmp_path / "a.db", tmp_path / "b.db")
+
+
+def test_a_missing_source_creates_nothing(tmp_path: Path, pg_url: str) -> None:
+    with pytest.raises(memstore.NotFoundError):
+        memstore.copy(tmp_path / "typo.db", pg_url)
+    assert not (tmp_path / "typo.db").exists()
+    root, _, _ = pg_url.rpartition("/")
+    with memstore.Store(pg_url):  # the database exists, with memstore's schema
+        pass
+    with pytest.raises(memstore.MemstoreError):
+        memstore.copy(f"{root}/no_such_database", tmp_path / "c.db")
+    assert not (tmp_path / "c.db").exists()
+
+
+def test_the_command(tmp_path: Path, pg_url: str) -> None:
+    with memstore.Store(tmp_path / "a.db") as source:
+        source.collection("notes").put_many([(f"k{i}", {"i": i}) for i in range(5)])
+    ran = memstore_cli("copy", str(tmp_path / "a.db"), pg_url, "--json")
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout) == {"collections": {"notes": 5}, "rows": 5}
+    again = memstore_cli("copy", str(tmp_path / "a.db"), pg_url)
+    assert again.returncode == 1 and "notes" in again.stderr
+    ran = memstore_cli("copy", pg_url, str(tmp_path / "b.db"))
+    assert ran.returncode == 0 and ran.stdout.strip() == "copied 5 records (notes 5)"
