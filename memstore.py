@@ -817,6 +817,10 @@ class _Engine:
         bound = [opening, closing, tokens, text, *params, limit, offset]
         return _search(collection.store, sql, bound, text)
 
+    #: Whether a read of many rows first probes for records with an expiry (and leaves
+    #: the test out when there are none): SQLite tests it row by row otherwise.
+    probes_expiry = True
+
     #: Whether the memory layers' tables are here (event logs, conversations, checkpoints,
     #: graphs, caches, versions, vectors): what check, repair, cleanup and stats go over.
     layers = True
@@ -1231,24 +1235,25 @@ class _Postgres(_Engine):
         )
         bound = [ranked, *match_params, *params, limit, offset]
         store = collection.store
-        with store.transaction(immediate=False):
-            milliseconds = max(1, round(store.query_timeout * 1000))
-            store._fetch(f"SET LOCAL statement_timeout = {milliseconds}")
-            try:
-                rows = store._fetch(sql, bound)
-            except MemstoreError as err:
-                if isinstance(err.__cause__, self.psycopg.errors.QueryCanceled):
-                    raise QueryError(
-                        f"the search for {text!r:.80} took longer than "
-                        f"{store.query_timeout:g} s; use fewer terms (or Store(query_timeout=...))"
-                    ) from err.__cause__
-                raise
+        # In the search's transaction (Collection.search), which ends with it.
+        milliseconds = max(1, round(store.query_timeout * 1000))
+        store._fetch(f"SET LOCAL statement_timeout = {milliseconds}")
+        try:
+            rows = store._fetch(sql, bound)
+        except MemstoreError as err:
+            if isinstance(err.__cause__, self.psycopg.errors.QueryCanceled):
+                raise QueryError(
+                    f"the search for {text!r:.80} took longer than "
+                    f"{store.query_timeout:g} s; use fewer terms (or Store(query_timeout=...))"
+                ) from err.__cause__
+            raise
         return [
             (key, body, rank, snippet.replace("\x01", opening).replace("\x02", closing))
             for key, body, rank, snippet in rows
         ]
 
     layers = False
+    probes_expiry = False  # a round trip costs more than the test (bench_postgres.py)
 
     def integrity_problems(self, store: Store, full: bool) -> list[str]:
         return []  # the server checks its pages itself (data checksums, amcheck)
@@ -5980,6 +5985,8 @@ class Collection(_CollectionVectors):
         """_filter for a statement that visits many rows: when no record has an expiry (one
         probe of the partial index), the "not expired" test is left out instead of being
         evaluated per row. Run it in the statement's transaction, for one snapshot."""
+        if not self.store._engine.probes_expiry:
+            return self._filter(where, as_of=as_of)
         expiring = self.store._fetch(
             f"SELECT 1 FROM {self._table} WHERE expires_at IS NOT NULL LIMIT 1"
         )

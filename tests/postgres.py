@@ -94,8 +94,10 @@ def _as_server_user(command: list[str]) -> list[str]:
     return ["runuser", "-u", SERVER_USER, "--", *command] if os.geteuid() == 0 else command
 
 
-def start() -> tuple[Server, Path | None]:
-    """A running server: the one MEMSTORE_TEST_PG names, or a new one in a temp directory."""
+def start(*, durable: bool = False) -> tuple[Server, Path | None]:
+    """A running server: the one MEMSTORE_TEST_PG names, or a new one in a temp directory.
+    ``durable``: with the server's defaults (fsync, synchronous_commit, full_page_writes
+    on), as the benchmarks run it; tests run without them."""
     given = os.environ.get("MEMSTORE_TEST_PG")
     if given:
         server = Server(given)
@@ -117,8 +119,10 @@ def start() -> tuple[Server, Path | None]:
     port = _free_port()
     options = (
         f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={home} "
-        "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        "-c max_connections=200"
     )
+    if not durable:
+        options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
     subprocess.run(
         _as_server_user(
             [pg_ctl, "-D", str(data), "-o", options, "-l", f"{home}/log", "-w", "start"]

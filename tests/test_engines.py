@@ -236,3 +236,13 @@ def test_a_password_never_shows(pg_url: str) -> None:
     with pytest.raises(memstore.MemstoreError) as info:
         memstore.Store("postgresql://memstore:s3cret@127.0.0.1:1/none", timeout=1)
     assert "s3cret" not in str(info.value)
+
+
+def test_a_search_past_query_timeout_is_stopped_on_postgresql(pg_url: str) -> None:
+    with memstore.Store(pg_url, query_timeout=0.001) as store:
+        notes = store.collection("notes", fts=["text"])
+        notes.put_many([(f"k{i}", {"text": f"common words here {i}"}) for i in range(30_000)])
+        with pytest.raises(memstore.QueryError, match="longer than"):
+            notes.search("common OR words OR here", limit=10_000)
+        notes.put("after", {"text": "still writable"})  # the timeout was the search's only
+        assert notes.count() == 30_001
