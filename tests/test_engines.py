@@ -246,3 +246,17 @@ def test_a_search_past_query_timeout_is_stopped_on_postgresql(pg_url: str) -> No
             notes.search("common OR words OR here", limit=10_000)
         notes.put("after", {"text": "still writable"})  # the timeout was the search's only
         assert notes.count() == 30_001
+
+
+def test_the_command_line_on_postgresql(pg_url: str) -> None:
+    from .conftest import memstore_cli
+
+    assert memstore_cli("collection", "create", "notes", db=pg_url).returncode == 0
+    assert memstore_cli("put", "notes", "a", '{"kind": "x"}', db=pg_url).returncode == 0
+    ran = memstore_cli("query", "notes", "--where", '{"kind": "x"}', "--json", db=pg_url)
+    assert ran.returncode == 0 and '"a"' in ran.stdout
+    ran = memstore_cli("backup", "copy.db", db=pg_url)
+    assert ran.returncode == 1 and "pg_dump" in ran.stderr
+    root = pg_url.rpartition("/")[0]
+    missing = memstore_cli("collections", db=f"{root}/postgres")  # no memstore schema there
+    assert missing.returncode == 3, missing.stderr
