@@ -10,7 +10,9 @@
 A `Store` is one SQLite file opened through apsw in WAL mode. Each collection
 is a table of its own: the record is a JSON TEXT column, declared fields are
 generated columns with indexes, FTS5 gives full-text search. The file stays
-readable and writable by stock SQLite 3.40 and every tool built on it.
+readable and writable by stock SQLite 3.40 and every tool built on it. Given a
+PostgreSQL URL instead, a Store keeps its collections in that database, behind
+one small engine class (section 3b); the other layers are SQLite's for now.
 
 This module is the library and only the library. What connects memstore to
 the rest of the world lives in modules of its own, each in a folder named for
@@ -25,6 +27,7 @@ The module reads top to bottom:
 1. Constants, then exceptions (one family under MemstoreError).
 2. Connection setup: one small function per pragma, with its reason.
 3. Schema migrations: the sql/ files, applied by PRAGMA user_version.
+3b. Engines: what differs between SQLite and PostgreSQL, a class each.
 4. Store: opening, transactions, collections, check/repair, backup/restore,
    export/import, and maintenance (cleanup of every layer, optimize,
    vacuum, checkpoint_wal, stats).
@@ -689,13 +692,16 @@ class _Engine:
     """The dialect boundary: how a Store connects, runs statements, begins transactions,
     translates driver errors and migrates, plus the few SQL spellings that differ. A
     layer's SQL is written once, in the spelling both engines take; where they differ,
-    it asks its store's engine (``store._engine``)."""
+    it asks its store's engine (``store._engine``). Where a method or attribute has a
+    value here, it is SQLite's, the reference, and _Postgres overrides it."""
 
     name = ""
     #: Driver errors a statement can raise, translated into memstore's (Store._error).
     errors: tuple[type[BaseException], ...] = ()
-    #: ``a IS b`` and ``a IS NOT b``: equality that holds for two NULLs.
-    same, differs = "IS", "IS NOT"
+    #: ``a IS NOT b``: inequality that holds for NULL and a value.
+    differs = "IS NOT"
+    #: Whether text (keys, and strings in records) may hold U+0000.
+    holds_nul = True
     #: LIMIT's value for no limit.
     no_limit: int | None = -1
     #: Whether indexes are told to hold NULLs first, as SQLite orders them (_index_sql).
@@ -724,9 +730,6 @@ class _Engine:
     def idle(self, conn: Any) -> bool:
         """Whether the connection is outside any transaction."""
         raise NotImplementedError
-
-    def in_transaction(self, conn: Any) -> bool:
-        return not self.idle(conn)
 
     #: How a transaction begins: deferred (reads see one snapshot), then immediate (takes
     #: the write lock at once), indexed by ``immediate``.
@@ -1036,7 +1039,8 @@ class _Postgres(_Engine):
     """
 
     name = "postgresql"
-    same, differs = "IS NOT DISTINCT FROM", "IS DISTINCT FROM"
+    differs = "IS DISTINCT FROM"
+    holds_nul = False
     no_limit = None
     nulls_first = True
 
@@ -1458,7 +1462,8 @@ class Store:
     >>> with Store("agent.db") as store:
     ...     notes = store.collection("notes")
 
-    ``path`` is a file (created and migrated as needed) or ``":memory:"``.
+    ``path`` is a file (created and migrated as needed) or ``":memory:"``, or
+    a PostgreSQL URL, ``postgresql://user@host/db`` (README, "PostgreSQL").
     ``synchronous="full"`` makes every commit survive power loss as well as
     crashes. ``timeout`` is how long to wait, in seconds, for another writer.
     ``max_size`` (bytes, at least 1 MiB) is a quota SQLite enforces (``PRAGMA
@@ -4110,7 +4115,7 @@ class Collection(_CollectionVectors):
         self._table = quote_identifier(self.name)
         self._fts_table = quote_identifier(fts_table(self.name))
         # PostgreSQL reads no JSON holding NUL as text (so no filter could read the record).
-        self._nul_refused = store._engine.name == "postgresql"
+        self._nul_refused = not store._engine.holds_nul
         self._insert_sql = (
             f"INSERT INTO {self._table} (key, body, created_at, updated_at, expires_at) "
             "VALUES (?, ?, ?, ?, ?)"

@@ -107,7 +107,7 @@ def test_no_commit_on_interrupt(store: memstore.Store) -> None:
         notes.put("a", {})
         raise KeyboardInterrupt
     assert notes.count() == 0
-    assert not store._engine.in_transaction(store.connection)
+    assert store._engine.idle(store.connection)
 
 
 def test_driver_errors_are_translated(store: memstore.Store) -> None:
