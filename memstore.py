@@ -10580,10 +10580,22 @@ def _comparison(symbol: str) -> Callable[[_Target, Any], _Compiled]:
     return compile_
 
 
-def _in(target: _Target, values: Any) -> _Compiled:
+def _in_values(values: Any) -> list[Any]:
+    """$in's and $nin's values, checked (on either engine)."""
     if not isinstance(values, (list, tuple, set, frozenset)):
         raise QueryError(f"$in and $nin take a list, not {type(values).__name__}")
-    checked = [_query_value(v) for v in values]
+    return [_query_value(v) for v in values]
+
+
+def _exists_test(value: Any) -> str:
+    """$exists's value, checked, as the SQL test it makes (on either engine)."""
+    if not isinstance(value, bool):
+        raise QueryError("$exists takes true or false")
+    return "IS NOT NULL" if value else "IS NULL"
+
+
+def _in(target: _Target, values: Any) -> _Compiled:
+    checked = _in_values(values)
     target = _matching(target, checked)
     return f"{target.sql} IN (SELECT value FROM json_each(?))", [*target.params, _dumps(checked)]
 
@@ -10594,9 +10606,7 @@ def _not_in(target: _Target, values: Any) -> _Compiled:
 
 
 def _exists(target: _Target, value: Any) -> _Compiled:
-    if not isinstance(value, bool):
-        raise QueryError("$exists takes true or false")
-    test = "IS NOT NULL" if value else "IS NULL"
+    test = _exists_test(value)
     if target.path is None:
         return f"{target.sql} {test}", list(target.params)
     return f"json_type(t.body, ?) {test}", [target.path]
@@ -10772,9 +10782,7 @@ def _pg_comparison(symbol: str) -> Callable[[_Target, Any], _Compiled]:
 
 
 def _pg_in(target: _Target, values: Any) -> _Compiled:
-    if not isinstance(values, (list, tuple, set, frozenset)):
-        raise QueryError(f"$in and $nin take a list, not {type(values).__name__}")
-    checked = [_query_value(v) for v in values]
+    checked = _in_values(values)
     target = _pg_target(target, checked)
     if not checked:
         return "false", []
@@ -10803,9 +10811,7 @@ def _pg_not_in(target: _Target, values: Any) -> _Compiled:
 
 
 def _pg_exists(target: _Target, value: Any) -> _Compiled:
-    if not isinstance(value, bool):
-        raise QueryError("$exists takes true or false")
-    test = "IS NOT NULL" if value else "IS NULL"
+    test = _exists_test(value)
     if target.path is None:
         return f"{target.sql} {test}", list(target.params)
     return f"(t.body::json #> ?::text[]) {test}", [_path_segments(target.path)]

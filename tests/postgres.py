@@ -23,7 +23,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import memstore
@@ -135,14 +134,3 @@ def start(*, durable: bool = False) -> tuple[Server, Path | None]:
     server = Server(f"postgresql://memstore@127.0.0.1:{port}/postgres", stop)
     server.prepare()
     return server, home
-
-
-def session() -> Iterator[Server]:
-    """Start a server (or use MEMSTORE_TEST_PG's), yield it, stop it and remove its files."""
-    server, home = start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        if home is not None:
-            shutil.rmtree(home, ignore_errors=True)
