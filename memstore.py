@@ -824,9 +824,16 @@ class _Engine:
     #: the test out when there are none): SQLite tests it row by row otherwise.
     probes_expiry = True
 
-    #: Whether the memory layers' tables are here (event logs, conversations, checkpoints,
-    #: graphs, caches, versions, vectors): what check, repair, cleanup and stats go over.
+    #: Whether every memory layer's tables are here (event logs, conversations,
+    #: checkpoints, graphs, caches, versions, vectors): what check and repair go over.
     layers = True
+    #: The memory layers' tables here, in LAYER_TABLES's order: stats counts them and
+    #: copy copies the ones both stores have.
+    layer_tables: tuple[str, ...] = ()  # LAYER_TABLES, set below it
+
+    def has(self, feature: str) -> bool:
+        """Whether this engine has a feature (a layer: "caches", "event logs", ...)."""
+        return True
 
     def integrity_problems(self, store: Store, full: bool) -> list[str]:
         """The database's own check of its pages and indexes (``full``: every one)."""
@@ -911,6 +918,9 @@ class _Engine:
     def unsupported(self, what: str) -> None:
         """Raise UnsupportedError if this engine cannot do ``what`` (a key of
         _POSTGRES_LIMITS, or a feature not on it yet); return on an engine that can."""
+
+    #: How a statement names a row of a layer table whatever its key: _delete_batches.
+    row_ref = "rowid"
 
 
 class _SQLite(_Engine):
@@ -1002,6 +1012,10 @@ _POSTGRES_LIMITS = {
 
 #: What a PostgreSQL store does not have yet, in this version of memstore.
 _NOT_YET_ON_POSTGRES = "{}: not on PostgreSQL in memstore {} yet; use a SQLite store for it"
+
+#: The memory layers a PostgreSQL store has (sql/postgres/), and their tables.
+_ON_POSTGRES = frozenset({"caches"})
+_POSTGRES_LAYER_TABLES = ("memstore_cache", "memstore_cache_stats")
 
 
 def _psycopg() -> Any:
@@ -1257,6 +1271,7 @@ class _Postgres(_Engine):
         ]
 
     layers = False
+    layer_tables = _POSTGRES_LAYER_TABLES
     probes_expiry = False  # a round trip costs more than the test (bench_postgres.py)
 
     def integrity_problems(self, store: Store, full: bool) -> list[str]:
@@ -1343,16 +1358,22 @@ class _Postgres(_Engine):
         # Writers of rows do not wait for each other here, only declarations do.
         store._fetch(f"SELECT pg_advisory_xact_lock({APPLICATION_ID + 1})")
 
+    row_ref = "ctid"
+
     def ids_in(self, column: str) -> str:
         return f"{column} = ANY(?)"
 
     def ids(self, values: Sequence[Any]) -> Any:
         return list(values)
 
+    def has(self, feature: str) -> bool:
+        return feature in _ON_POSTGRES
+
     def unsupported(self, what: str) -> None:
         if what in _POSTGRES_LIMITS:
             raise UnsupportedError(_POSTGRES_LIMITS[what])
-        raise UnsupportedError(_NOT_YET_ON_POSTGRES.format(what, __version__))
+        if what not in _ON_POSTGRES:
+            raise UnsupportedError(_NOT_YET_ON_POSTGRES.format(what, __version__))
 
 
 def _closed(*args: Any) -> Any:
@@ -2239,8 +2260,7 @@ class Store:
             )
             for name in self.collections()
         ]
-        if self._engine.layers:
-            steps += self._layer_cleanup(age, keep_last)
+        steps += self._layer_cleanup(age, keep_last)
         removed: dict[str, int] = {}
 
         def run() -> None:
@@ -2260,26 +2280,32 @@ class Store:
     def _layer_cleanup(
         self, age: float | None, keep_last: int | None
     ) -> list[tuple[str, Callable[[], int]]]:
-        """Store.cleanup's steps for the memory layers: event logs, conversations,
-        checkpoints, graph history, caches."""
-        steps: list[tuple[str, Callable[[], int]]] = [
-            (
-                f"event log {log}",
-                functools.partial(self.event_log(log).cleanup, older_than=age, keep_last=keep_last),
-            )
-            for log in self.event_logs()
-        ]
-        if age is not None:
+        """Store.cleanup's steps for the memory layers this store's engine has: event logs,
+        conversations, checkpoints, graph history, caches."""
+        has = self._engine.has
+        steps: list[tuple[str, Callable[[], int]]] = []
+        if has("event logs"):
+            steps += [
+                (
+                    f"event log {log}",
+                    functools.partial(
+                        self.event_log(log).cleanup, older_than=age, keep_last=keep_last
+                    ),
+                )
+                for log in self.event_logs()
+            ]
+        if age is not None and has("conversations"):
             steps.append(
                 ("conversations", functools.partial(self.conversations().cleanup, older_than=age))
             )
-        if age is not None or keep_last is not None:
+        if (age is not None or keep_last is not None) and has("checkpoints"):
             steps.append(
                 ("checkpoints", functools.partial(self._cleanup_checkpoints, age, keep_last))
             )
-        if age is not None:
+        if age is not None and has("graphs"):
             steps.append(("graph history", functools.partial(_cleanup_graph_history, self, age)))
-        steps += [(f"cache {name}", self.cache(name).expire) for name in self._cache_names()]
+        if has("caches"):
+            steps += [(f"cache {name}", self.cache(name).expire) for name in self._cache_names()]
         return steps
 
     def _cleanup_checkpoints(self, age: float | None, keep_last: int | None) -> int:
@@ -2371,7 +2397,7 @@ class Store:
             "collections": collections,
             "layers": {
                 table: int(self._fetch(f"SELECT count(*) FROM {table}")[0][0])
-                for table in (LAYER_TABLES if self._engine.layers else ())
+                for table in self._engine.layer_tables
             },
         }
 
@@ -7416,9 +7442,10 @@ def _delete_batches(
     total = 0
     while True:
         with store.transaction():
+            row = store._engine.row_ref
             deleted = store._fetch(
-                f"DELETE FROM {table} WHERE rowid IN "
-                f"(SELECT rowid FROM {table} WHERE {where} LIMIT ?) RETURNING {key}",
+                f"DELETE FROM {table} WHERE {row} IN "
+                f"(SELECT {row} FROM {table} WHERE {where} LIMIT ?) RETURNING {key}",
                 [*params, size],
             )
         total += len(deleted)
@@ -8633,8 +8660,8 @@ def _flush_cache_counts(store: Store, name: str) -> None:
     if hits or misses:
         store._fetch(
             "INSERT INTO memstore_cache_stats (cache, hits, misses) VALUES (?, ?, ?) "
-            "ON CONFLICT (cache) DO UPDATE SET hits = hits + excluded.hits, "
-            "misses = misses + excluded.misses",
+            "ON CONFLICT (cache) DO UPDATE SET hits = memstore_cache_stats.hits + excluded.hits, "
+            "misses = memstore_cache_stats.misses + excluded.misses",
             (name, hits, misses),
         )
 
@@ -8738,7 +8765,7 @@ class Cache:
             self._flush_stats()
         now = _iso(_utcnow())
         entries, size = self.store._fetch(
-            "SELECT count(*), total(size) FROM memstore_cache WHERE cache = ? "
+            "SELECT count(*), coalesce(sum(size), 0) FROM memstore_cache WHERE cache = ? "
             "AND (expires_at IS NULL OR expires_at > ?)",
             (self.name, now),
         )[0]
@@ -8832,6 +8859,9 @@ LAYER_TABLES = (
     "memstore_lg_writes",
     "memstore_kv",
 )
+
+
+_SQLite.layer_tables = LAYER_TABLES
 
 
 #: Exported as tables: the layers', then graph nodes' vectors, which memstore_vectors
@@ -8957,28 +8987,36 @@ def copy(
 def _copy_collections(
     src: Store, destination: str | os.PathLike[str], progress: Callable[[int, int], None] | None
 ) -> dict[str, Any]:
+    """copy() between engines: the collections, and the memory layers' tables both have."""
+
+    def rows_of(store: Store, table: str) -> int:
+        return int(store._fetch(f"SELECT count(*) FROM {quote_identifier(table)}")[0][0])
+
     names = src.collections()
-    counts = {
-        n: int(src._fetch(f"SELECT count(*) FROM {quote_identifier(n)}")[0][0]) for n in names
-    }
-    total, done = sum(counts.values()), 0
-    held = [
-        table
-        for table in (LAYER_TABLES if src._engine.layers else ())
-        if src._fetch(f"SELECT EXISTS (SELECT 1 FROM {table})")[0][0]
-    ]
+    counts = {name: rows_of(src, name) for name in names}
+    tables = {t: n for t in src._engine.layer_tables if (n := rows_of(src, t))}
+    total, done = sum(counts.values()) + sum(tables.values()), 0
     with Store(destination) as dst:
-        if held and not dst._engine.layers:
+        lacking = [table for table in tables if table not in dst._engine.layer_tables]
+        if lacking:
             raise UnsupportedError(
-                f"the source holds memory layers ({', '.join(held)}) that a PostgreSQL store "
-                f"does not have in memstore {__version__} yet; nothing was copied"
+                f"the source holds memory layers ({', '.join(lacking)}) that a PostgreSQL "
+                f"store does not have in memstore {__version__} yet; nothing was copied"
             )
-        clashes = [n for n in names if n in dst]
+        clashes = [repr(n) for n in names if n in dst]
+        clashes += [t for t in tables if rows_of(dst, t)]
         if clashes:
             raise ConflictError(
-                f"the destination holds {', '.join(map(repr, clashes))} already; copy into a "
-                "store without them (nothing was copied)"
+                f"the destination holds {', '.join(clashes)} already; copy into a store "
+                "without them (nothing was copied)"
             )
+
+        def advance(rows: int) -> None:
+            nonlocal done
+            done += rows
+            if progress:
+                progress(done, total)
+
         with dst.transaction():
             for name in names:
                 meta = src._require_meta(name)
@@ -8995,7 +9033,7 @@ def _copy_collections(
                     time_indexes=meta.time_indexes,
                 )
                 into.warn_unknown_fields = False
-                rows = src._stream(
+                records = src._stream(
                     f"SELECT key, body, created_at, updated_at, expires_at "
                     f"FROM {quote_identifier(name)} ORDER BY id",
                     (),
@@ -9007,21 +9045,26 @@ def _copy_collections(
                         "expires_at": row[4],
                     },
                 )
-                while batch := list(islice(rows, BATCH_SIZE)):
+                while batch := list(islice(records, BATCH_SIZE)):
                     into.import_rows(batch)
-                    done += len(batch)
-                    if progress:
-                        progress(done, total)
-            for name, count in counts.items():
-                found = int(dst._fetch(f"SELECT count(*) FROM {quote_identifier(name)}")[0][0])
-                if found != count:
+                    advance(len(batch))
+            for table in tables:  # a layer's rows, column for column
+                columns = list(src._engine.columns(src, table))
+                listed = ", ".join(columns)
+                insert = f"INSERT INTO {table} ({listed}) VALUES ({', '.join(['?'] * len(columns))})"
+                rows = src._stream(f"SELECT {listed} FROM {table}", (), tuple)
+                while batch := list(islice(rows, BATCH_SIZE)):
+                    dst._run_many(insert, batch)
+                    advance(len(batch))
+            for name, count in {**counts, **tables}.items():
+                if rows_of(dst, name) != count:
                     raise MemstoreError(
-                        f"{name}: {found} rows copied of {count}; nothing was copied"
+                        f"{name}: {rows_of(dst, name)} rows copied of {count}; nothing was copied"
                     )
         problems = dst.check()
         if problems:
             raise MemstoreError(f"the copy has problems: {'; '.join(problems)}")
-    return {"collections": counts, "rows": total}
+    return {"collections": counts, "tables": tables, "rows": total}
 
 
 def migrate(path: str | os.PathLike[str], *, backup: bool = True) -> dict[str, Any]:

@@ -30,6 +30,7 @@ ON_POSTGRES = frozenset(
         "test_query",
         "test_transactions",
         "test_concurrency",
+        "test_cache",
         "test_retention",
         "test_records",
         "test_typed",

@@ -10,10 +10,14 @@ import pytest
 
 import memstore
 
+from .dbinfo import sql
+
 
 def expire_now(store: memstore.Store, key: str) -> None:
-    store.connection.execute(
-        "UPDATE memstore_cache SET expires_at = '2000-01-01T00:00:00.000000Z' WHERE key = ?", (key,)
+    sql(
+        store,
+        "UPDATE memstore_cache SET expires_at = '2000-01-01T00:00:00.000000Z' WHERE key = ?",
+        (key,),
     )
 
 
@@ -36,7 +40,7 @@ def test_expired_entries_are_misses_and_expire_removes_them(store: memstore.Stor
     expire_now(store, "old")
     assert cache.get("old") is None and "old" not in cache
     assert cache.expire() == 1
-    assert store.connection.execute("SELECT count(*) FROM memstore_cache").fetchall() == [(2,)]
+    assert sql(store, "SELECT count(*) FROM memstore_cache") == [(2,)]
 
 
 def test_stats_count_hits_misses_entries_bytes(db_path: Path) -> None:
@@ -65,9 +69,7 @@ def test_memoize_until_expiry(store: memstore.Store) -> None:
     assert slow(2) == {"value": 2} and slow(2) == {"value": 2}
     assert slow(2, scale=3) == {"value": 6}
     assert calls == [(2, 1), (2, 3)]
-    key = store.connection.execute(
-        "SELECT key FROM memstore_cache ORDER BY created_at LIMIT 1"
-    ).fetchall()[0][0]
+    key = sql(store, "SELECT key FROM memstore_cache ORDER BY created_at LIMIT 1")[0][0]
     assert key.startswith("memoize:") and "slow" in key
     expire_now(store, key)
     assert slow(2) == {"value": 2}

@@ -44,7 +44,7 @@ def test_a_file_goes_to_postgresql_and_back(tmp_path: Path, pg_url: str) -> None
         fill(source)
     seen: list[tuple[int, int]] = []
     report = memstore.copy(tmp_path / "a.db", pg_url, progress=lambda d, t: seen.append((d, t)))
-    assert report == {"collections": {"events": 2501, "notes": 1}, "rows": 2502}
+    assert report == {"collections": {"events": 2501, "notes": 1}, "tables": {}, "rows": 2502}
     assert seen[-1] == (2502, 2502)
     report = memstore.copy(pg_url, tmp_path / "b.db")
     assert report["rows"] == 2502
@@ -141,8 +141,27 @@ def test_the_command(tmp_path: Path, pg_url: str) -> None:
         source.collection("notes").put_many([(f"k{i}", {"i": i}) for i in range(5)])
     ran = memstore_cli("copy", str(tmp_path / "a.db"), pg_url, "--json")
     assert ran.returncode == 0, ran.stderr
-    assert json.loads(ran.stdout) == {"collections": {"notes": 5}, "rows": 5}
+    assert json.loads(ran.stdout) == {"collections": {"notes": 5}, "tables": {}, "rows": 5}
     again = memstore_cli("copy", str(tmp_path / "a.db"), pg_url)
     assert again.returncode == 1 and "notes" in again.stderr
     ran = memstore_cli("copy", pg_url, str(tmp_path / "b.db"))
     assert ran.returncode == 0 and ran.stdout.strip() == "copied 5 records (notes 5)"
+
+
+def test_the_layers_both_have_are_copied(tmp_path: Path, pg_url: str) -> None:
+    with memstore.Store(tmp_path / "a.db") as source:
+        cache = source.cache("llm", ttl=3600)
+        cache.set("q1", {"answer": 42})
+        cache.get("q1")
+        cache.get("missing")
+        source.collection("notes").put("n", {})
+    report = memstore.copy(tmp_path / "a.db", pg_url)
+    assert report["tables"] == {"memstore_cache": 1, "memstore_cache_stats": 1}
+    with memstore.Store(pg_url) as pg:
+        copied = pg.cache("llm")
+        assert copied.get("q1") == {"answer": 42} and copied.ttl == 3600
+        assert copied.stats()["hits"] == 2  # one from the source, one here
+    with pytest.raises(memstore.ConflictError, match="memstore_cache"):
+        with memstore.Store(tmp_path / "b.db") as other:
+            other.cache("x").set("k", 1)
+        memstore.copy(pg_url, tmp_path / "b.db")

@@ -274,8 +274,7 @@ def test_durations_are_the_same_strings_everywhere(store: memstore.Store) -> Non
     assert stamps[1] - stamps[0] == timedelta(seconds=90)
     assert notes.cleanup(older_than="2w") == 0
     assert store.cleanup(older_than="1.5h", dry_run=True) is not None
-    if not on_postgres(store):  # caches are not on PostgreSQL yet
-        store.cache("c").set("k", 1, ttl="15m")
+    store.cache("c").set("k", 1, ttl="15m")
     assert memstore.parse_duration("2w") == timedelta(weeks=2)
 
 

@@ -11,8 +11,10 @@
 -- engines; text that memstore orders by is in the "C" collation, SQLite's byte order.
 --
 -- The layers whose tables are not here yet (event logs, conversations,
--- checkpoints, graphs, caches, versions, vectors) raise UnsupportedError on a
--- PostgreSQL store.
+-- checkpoints, graphs, versions, vectors) raise UnsupportedError on a PostgreSQL
+-- store. Until memstore's first release with PostgreSQL, this file may change in
+-- place (no PostgreSQL store exists from before it); after, a layer comes in a file
+-- of its own.
 
 -- The schema version: SQLite's PRAGMA user_version.
 CREATE TABLE _memstore_schema (
@@ -108,3 +110,24 @@ EXCEPTION WHEN OTHERS THEN  -- no unaccent here: words keep their diacritics
     CREATE TEXT SEARCH CONFIGURATION memstore (COPY = simple);
 END
 $$;
+
+-- TTL caches (SQLite's sql/0006 and sql/0007): entries, and each cache's hit and miss
+-- counts and default time to live.
+CREATE TABLE memstore_cache (
+    cache      text COLLATE "C" NOT NULL,
+    key        text COLLATE "C" NOT NULL,
+    value      text NOT NULL CHECK (value::json IS NOT NULL),
+    size       bigint NOT NULL CHECK (size >= 0),
+    created_at text COLLATE "C" NOT NULL DEFAULT _memstore_now(),
+    expires_at text COLLATE "C",
+    PRIMARY KEY (cache, key)
+);
+CREATE INDEX memstore_cache__expires_idx ON memstore_cache (cache, expires_at)
+    WHERE expires_at IS NOT NULL;
+
+CREATE TABLE memstore_cache_stats (
+    cache       text COLLATE "C" PRIMARY KEY,
+    hits        bigint NOT NULL DEFAULT 0 CHECK (hits >= 0),
+    misses      bigint NOT NULL DEFAULT 0 CHECK (misses >= 0),
+    ttl_seconds double precision CHECK (ttl_seconds IS NULL OR ttl_seconds > 0)
+);
