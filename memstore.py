@@ -9051,7 +9051,8 @@ def _copy_collections(
             for table in tables:  # a layer's rows, column for column
                 columns = list(src._engine.columns(src, table))
                 listed = ", ".join(columns)
-                insert = f"INSERT INTO {table} ({listed}) VALUES ({', '.join(['?'] * len(columns))})"
+                marks = ", ".join(["?"] * len(columns))
+                insert = f"INSERT INTO {table} ({listed}) VALUES ({marks})"
                 rows = src._stream(f"SELECT {listed} FROM {table}", (), tuple)
                 while batch := list(islice(rows, BATCH_SIZE)):
                     dst._run_many(insert, batch)
