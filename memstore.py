@@ -820,6 +820,17 @@ class _Engine:
         bound = [opening, closing, tokens, text, *params, limit, offset]
         return _search(collection.store, sql, bound, text)
 
+    def layer_search(
+        self, store: Store, table: str, columns: str, where: _Compiled, text: str, limit: int
+    ) -> list[Any]:
+        """A memory layer's full-text search (``<table>_fts``, the rows as ``t``): rows of
+        ``columns``, then the rank and a snippet, best first."""
+        fts = f"{table}_fts"
+        clause, params = where
+        selected = f"{columns}, {fts}.rank, snippet({fts}, -1, '[', ']', '…', 12)"
+        sql = _match_sql(fts, table, "t", selected, clause)
+        return _search(store, sql, [text, *params, limit, 0], text)
+
     #: Whether a read of many rows first probes for records with an expiry (and leaves
     #: the test out when there are none): SQLite tests it row by row otherwise.
     probes_expiry = True
@@ -879,6 +890,13 @@ class _Engine:
             row[1]: (row[2] or "").upper()
             for row in store._fetch(f"PRAGMA table_xinfo({quote_identifier(table)})")
         }
+
+    def insertable(self, store: Store, table: str) -> list[str]:
+        """A table's columns a row is written with: not the generated ones."""
+        return [row[1] for row in store._fetch(f"PRAGMA table_info({quote_identifier(table)})")]
+
+    def after_copy(self, store: Store, table: str) -> None:
+        """After rows were written with their ids (copy): new rows' ids come after them."""
 
     def create_table_sql(self, name: str) -> list[str]:
         return _create_table_sql(name)
@@ -1014,8 +1032,14 @@ _POSTGRES_LIMITS = {
 _NOT_YET_ON_POSTGRES = "{}: not on PostgreSQL in memstore {} yet; use a SQLite store for it"
 
 #: The memory layers a PostgreSQL store has (sql/postgres/), and their tables.
-_ON_POSTGRES = frozenset({"caches"})
-_POSTGRES_LAYER_TABLES = ("memstore_cache", "memstore_cache_stats")
+_ON_POSTGRES = frozenset({"caches", "event logs"})
+_POSTGRES_LAYER_TABLES = (
+    "memstore_logs",
+    "memstore_events",
+    "memstore_event_snapshots",
+    "memstore_cache",
+    "memstore_cache_stats",
+)
 
 
 def _psycopg() -> Any:
@@ -1238,22 +1262,62 @@ class _Postgres(_Engine):
         self, collection: Collection, clause: str, params: list[Any], text: str, options: Any
     ) -> list[Any]:
         (opening, closing), tokens, limit, offset = options
-        columns = {field_column(path): path for path in collection.fts}
-        match, match_params, ranked = _pg_match(text, columns)
-        words = max(2, tokens)
+        texts = {field_column(path): _pg_fts_text([path]) for path in collection.fts}
+        return self.search(
+            collection.store,
+            f"{collection._table} AS t",
+            f"{collection._key_sql}, t.body",
+            texts,
+            (clause, params),
+            text,
+            (opening, closing, tokens, limit, offset),
+        )
+
+    #: The texts each memory layer's words come from (FTS5's columns there), as SQL.
+    layer_texts: Mapping[str, Mapping[str, str]] = {
+        "memstore_events": {"kind": "kind", "payload": "payload"},
+    }
+
+    def layer_search(
+        self, store: Store, table: str, columns: str, where: _Compiled, text: str, limit: int
+    ) -> list[Any]:
+        texts = {name: f"t.{sql}" for name, sql in self.layer_texts[table].items()}
+        with store.transaction(immediate=False):
+            return self.search(
+                store, f"{table} AS t", columns, texts, where, text, ("[", "]", 12, limit, 0)
+            )
+
+    def search(
+        self,
+        store: Store,
+        source: str,
+        columns: str,
+        texts: Mapping[str, str],
+        where: _Compiled,
+        text: str,
+        options: tuple[str, str, int, int, int],
+    ) -> list[Any]:
+        """PostgreSQL's full-text search of any table ``source`` (aliased ``t``, with its
+        words in ``t.fts_document``): rows of ``columns``, then the rank and a snippet,
+        best first. ``texts`` names the indexed texts (FTS5's columns) as SQL; ``options``
+        are (highlight opening, closing, snippet words, limit, offset). Call it inside a
+        transaction: its statement timeout ends with it."""
+        opening, closing, tokens, limit, offset = options
+        match, match_params, ranked = _pg_match(text, texts)
+        words, document = max(2, tokens), " || ' ' || ".join(texts.values())
         headline = (
-            f"ts_headline('memstore'::regconfig, {_pg_fts_text(collection.fts)}, q, "
+            f"ts_headline('memstore'::regconfig, {document}, q, "
             f"'StartSel=\x01, StopSel=\x02, MaxWords={words}, MinWords={words - 1}, "
             "ShortWord=0, FragmentDelimiter=…, MaxFragments=1')"
         )
+        clause, params = where
         sql = (
-            f"SELECT {collection._key_sql}, t.body, -ts_rank(t.fts_document, q), {headline} "
-            f"FROM {collection._table} AS t, to_tsquery('memstore'::regconfig, ?) AS q "
-            f"WHERE {match} AND {clause} ORDER BY 3, t.id LIMIT ? OFFSET ?"
+            f"SELECT {columns}, -ts_rank(t.fts_document, q), {headline} "
+            f"FROM {source}, to_tsquery('memstore'::regconfig, ?) AS q "
+            f"WHERE {match} AND {clause} ORDER BY -ts_rank(t.fts_document, q), t.id "
+            "LIMIT ? OFFSET ?"
         )
         bound = [ranked, *match_params, *params, limit, offset]
-        store = collection.store
-        # In the search's transaction (Collection.search), which ends with it.
         milliseconds = max(1, round(store.query_timeout * 1000))
         store._fetch(f"SET LOCAL statement_timeout = {milliseconds}")
         try:
@@ -1266,8 +1330,7 @@ class _Postgres(_Engine):
                 ) from err.__cause__
             raise
         return [
-            (key, body, rank, snippet.replace("\x01", opening).replace("\x02", closing))
-            for key, body, rank, snippet in rows
+            (*row[:-1], row[-1].replace("\x01", opening).replace("\x02", closing)) for row in rows
         ]
 
     layers = False
@@ -1317,6 +1380,25 @@ class _Postgres(_Engine):
                 (table,),
             )
         }
+
+    def insertable(self, store: Store, table: str) -> list[str]:
+        return [
+            row[0]
+            for row in store._fetch(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = "
+                "current_schema() AND table_name = ? AND is_generated = 'NEVER' "
+                "ORDER BY ordinal_position",
+                (table,),
+            )
+        ]
+
+    def after_copy(self, store: Store, table: str) -> None:
+        if "id" in self.insertable(store, table):  # an identity: its sequence moves on
+            store._fetch(
+                f"SELECT setval(pg_get_serial_sequence(?, 'id'), coalesce(max(id), 0) + 1, false) "
+                f"FROM {quote_identifier(table)}",
+                (table,),
+            )
 
     def create_table_sql(self, name: str) -> list[str]:
         return _pg_create_table_sql(name)
@@ -6284,30 +6366,33 @@ class EventLog:
 
     def _append(self, event_id: str, kind: str, at: str, payload: str, at_given: bool) -> int:
         fetch = self.store._fetch
+        # The next number first: its row, locked until commit, makes every other appender
+        # to this log wait (PostgreSQL has no file lock), so the id lookup below is exact.
+        seq = fetch(
+            "INSERT INTO memstore_logs (name, last_seq) VALUES (?, 1) ON CONFLICT (name) "
+            "DO UPDATE SET last_seq = memstore_logs.last_seq + 1 RETURNING last_seq",
+            (self.name,),
+        )[0][0]
         existing = fetch(
             "SELECT seq, kind, at, payload FROM memstore_events WHERE log = ? AND event_id = ?",
             (self.name, event_id),
         )
         if existing:
-            seq, old_kind, old_at, old_payload = existing[0]
+            fetch(  # the number goes back: nobody else could take one meanwhile
+                "UPDATE memstore_logs SET last_seq = last_seq - 1 WHERE name = ?", (self.name,)
+            )
+            old_seq, old_kind, old_at, old_payload = existing[0]
             same = (
                 old_kind == kind
                 and json.loads(old_payload) == json.loads(payload)
                 and (not at_given or old_at == at)
             )
             if same:
-                return int(seq)
+                return int(old_seq)
             raise ConflictError(
-                f"event {event_id!r} is already in log {self.name!r} (seq {seq}) "
+                f"event {event_id!r} is already in log {self.name!r} (seq {old_seq}) "
                 "with different content; events are immutable"
             )
-        bumped = fetch(
-            "UPDATE memstore_logs SET last_seq = last_seq + 1 WHERE name = ? RETURNING last_seq",
-            (self.name,),
-        )
-        if not bumped:
-            fetch("INSERT INTO memstore_logs (name, last_seq) VALUES (?, 1)", (self.name,))
-        seq = bumped[0][0] if bumped else 1
         fetch(
             "INSERT INTO memstore_events (log, seq, event_id, kind, at, payload, recorded_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -6358,8 +6443,8 @@ class EventLog:
             sql += " AND seq <= ?"
             params.append(until)
         if kinds is not None:
-            sql += " AND kind IN (SELECT value FROM json_each(?))"
-            params.append(_dumps(_strings(kinds, "kinds")))
+            sql += f" AND {self.store._engine.ids_in('kind')}"
+            params.append(self.store._engine.ids(_strings(kinds, "kinds")))
         sql += " ORDER BY seq"
         if limit is not None:
             _check_count(limit, "limit")
@@ -6433,7 +6518,7 @@ class EventLog:
             self.store._fetch(
                 "INSERT INTO memstore_event_snapshots (log, seq, state) VALUES (?, ?, ?) "
                 "ON CONFLICT (log, seq) DO UPDATE SET state = excluded.state, "
-                f"created_at = {_SQL_NOW}",
+                f"created_at = {self.store._engine.now}",
                 (self.name, seq, body),
             )
         return seq
@@ -6443,17 +6528,16 @@ class EventLog:
     ) -> list[Hit]:
         """Full-text search over the events' kinds and payloads; each Hit's record is an Event."""
         _check_count(limit, "limit")
-        fts = "memstore_events_fts"
-        columns = (
-            f"e.event_id, {', '.join('e.' + c for c in _EVENT_COLUMNS.split(', '))}, "
-            f"{fts}.rank, snippet({fts}, -1, '[', ']', '…', 12)"
-        )
-        clause, params = "e.log = ?", [_check_match(text), self.name]
+        engine = self.store._engine
+        clause, params = "t.log = ?", [self.name]
         if kinds is not None:
-            clause += " AND e.kind IN (SELECT value FROM json_each(?))"
-            params.append(_dumps(_strings(kinds, "kinds")))
-        sql = _match_sql(fts, "memstore_events", "e", columns, clause)
-        rows = _search(self.store, sql, [*params, limit, 0], text)
+            clause += f" AND {engine.ids_in('t.kind')}"
+            params.append(engine.ids(_strings(kinds, "kinds")))
+        columns = f"t.event_id, {', '.join('t.' + c for c in _EVENT_COLUMNS.split(', '))}"
+        text = _check_match(text)
+        rows = engine.layer_search(
+            self.store, "memstore_events", columns, (clause, params), text, limit
+        )
         return [Hit(row[0], _event(row[1:7]), row[7], row[8], -row[7]) for row in rows]
 
     def cleanup(
@@ -9049,7 +9133,8 @@ def _copy_collections(
                     into.import_rows(batch)
                     advance(len(batch))
             for table in tables:  # a layer's rows, column for column
-                columns = list(src._engine.columns(src, table))
+                wanted = set(dst._engine.insertable(dst, table))
+                columns = [c for c in src._engine.insertable(src, table) if c in wanted]
                 listed = ", ".join(columns)
                 marks = ", ".join(["?"] * len(columns))
                 insert = f"INSERT INTO {table} ({listed}) VALUES ({marks})"
@@ -9057,6 +9142,7 @@ def _copy_collections(
                 while batch := list(islice(rows, BATCH_SIZE)):
                     dst._run_many(insert, batch)
                     advance(len(batch))
+                dst._engine.after_copy(dst, table)
             for name, count in {**counts, **tables}.items():
                 if rows_of(dst, name) != count:
                     raise MemstoreError(
@@ -10418,11 +10504,11 @@ def _pg_fts_text(paths: Sequence[str]) -> str:
 _FTS5_TOKEN = re.compile(r'\s*(?:"((?:[^"]|"")*)"(\*?)|(\()|(\))|(:)|([\w\x1a]+)(\*?)|(\S))')
 
 
-def _pg_match(text: str, columns: Mapping[str, str]) -> tuple[str, list[Any], str]:
+def _pg_match(text: str, texts: Mapping[str, str]) -> tuple[str, list[Any], str]:
     """An FTS5 query (memstore's documented syntax: words, "phrases", prefix*, AND, OR,
     NOT, brackets, ``column: term``) as PostgreSQL full-text search: (an SQL condition on
     the row ``t``, its parameters, a tsquery of every term for ranking and snippets).
-    ``columns`` maps the collection's FTS columns (as FTS5 names them) to their paths.
+    ``texts`` maps the indexed texts' names (FTS5's column names) to SQL giving each.
     Each term is a tsquery of the 'memstore' configuration; NEAR and ^ are a QueryError."""
 
     def refuse(why: str) -> QueryError:
@@ -10461,9 +10547,9 @@ def _pg_match(text: str, columns: Mapping[str, str]) -> tuple[str, list[Any], st
             continue
         document = "t.fts_document"
         if word is not None and not prefix and at < len(tokens) and tokens[at][4] is not None:
-            if word not in columns:  # column: term
+            if word not in texts:  # column: term
                 raise refuse(f"no such column: {word}")
-            document = f"to_tsvector('memstore'::regconfig, {_pg_fts_text([columns[word]])})"
+            document = f"to_tsvector('memstore'::regconfig, {texts[word]})"
             if at + 1 >= len(tokens) or (tokens[at + 1][0] is None and tokens[at + 1][5] is None):
                 raise refuse(f"{word}: needs a word or a phrase after it")
             phrase, phrase_prefix, _, _, _, word, prefix, _ = tokens[at + 1]

@@ -31,6 +31,7 @@ ON_POSTGRES = frozenset(
         "test_transactions",
         "test_concurrency",
         "test_cache",
+        "test_event_log",
         "test_retention",
         "test_records",
         "test_typed",

@@ -82,7 +82,7 @@ def test_a_copy_that_fails_leaves_the_destination_as_it_was(tmp_path: Path, pg_u
 @pytest.mark.parametrize(
     ("prepare", "refused"),
     [
-        (lambda s: s.event_log("agent").append({"kind": "x"}), memstore.UnsupportedError),
+        (lambda s: s.conversations().create_thread("t"), memstore.UnsupportedError),
         (lambda s: s.collection("h", history=True).put("a", {}), memstore.UnsupportedError),
         (lambda s: s.collection("t", temporal=True).put("a", {}), memstore.UnsupportedError),
     ],
@@ -165,3 +165,26 @@ def test_the_layers_both_have_are_copied(tmp_path: Path, pg_url: str) -> None:
         with memstore.Store(tmp_path / "b.db") as other:
             other.cache("x").set("k", 1)
         memstore.copy(pg_url, tmp_path / "b.db")
+
+
+def test_event_logs_go_both_ways_and_go_on(tmp_path: Path, pg_url: str) -> None:
+    with memstore.Store(tmp_path / "a.db") as source:
+        log = source.event_log("agent")
+        log.append_many([{"id": f"e{i}", "kind": "step", "payload": {"i": i}} for i in range(5)])
+        log.snapshot({"steps": 5})
+    report = memstore.copy(tmp_path / "a.db", pg_url)
+    assert report["tables"] == {
+        "memstore_logs": 1,
+        "memstore_events": 5,
+        "memstore_event_snapshots": 1,
+    }
+    with memstore.Store(pg_url) as pg:
+        log = pg.event_log("agent")
+        assert log.append({"id": "e5", "kind": "step"}) == 6  # numbers, and ids, go on
+        assert [h.record.id for h in log.search("step", limit=10)][:1]
+        assert log.replay(lambda state, event: state, None) == {"steps": 5}
+    memstore.copy(pg_url, tmp_path / "b.db")
+    with memstore.Store(tmp_path / "b.db") as back:
+        log = back.event_log("agent")
+        assert [e.id for e in log.read()] == [f"e{i}" for i in range(6)]
+        assert log.append({"kind": "after"}) == 7 and back.check() == []

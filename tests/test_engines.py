@@ -213,7 +213,7 @@ async def test_async_store_on_postgresql(pg_url: str) -> None:
     [
         (lambda s: s.backup("copy.db"), "pg_dump"),
         (lambda s: s.vacuum(), "autovacuum"),
-        (lambda s: s.event_log("agent"), "not on PostgreSQL"),
+        (lambda s: s.conversations(), "not on PostgreSQL"),
         (lambda s: s.collection("notes", history=True), "not on PostgreSQL"),
     ],
 )

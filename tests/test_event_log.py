@@ -14,6 +14,7 @@ import pytest
 import memstore
 
 from .conftest import ROOT, run_python
+from .dbinfo import sql
 
 
 def count_kinds(state: dict[str, int], event: memstore.Event) -> dict[str, int]:
@@ -68,18 +69,25 @@ def test_idempotent_append(store: memstore.Store) -> None:
     assert log.last_seq() == 2 and len(log) == 2
 
 
-def test_retry_after_crash_is_idempotent(db_path: Path) -> None:
+def test_retry_after_crash_is_idempotent(store_url: str) -> None:
     code = """
 import os, sys, memstore
 log = memstore.Store(sys.argv[1]).event_log("jobs")
 log.append({"id": "job-1", "kind": "started", "payload": {"task": 7}})
 os._exit(3)  # the append committed, then the process died before the caller saw it
 """
-    assert run_python(code, str(db_path)).returncode == 3
-    with memstore.Store(db_path) as store:
+    assert run_python(code, store_url).returncode == 3
+    with memstore.Store(store_url) as store:
         log = store.event_log("jobs")
         assert log.append({"id": "job-1", "kind": "started", "payload": {"task": 7}}) == 1
         assert log.append({"id": "job-2", "kind": "started", "payload": {"task": 8}}) == 2
+
+
+def test_events_are_immutable_on_either_engine(store: memstore.Store) -> None:
+    store.event_log("l").append({"id": "e1", "kind": "k", "payload": 1})
+    with pytest.raises(memstore.ValidationError, match="immutable"):
+        sql(store, "UPDATE memstore_events SET payload = '2'")
+    assert store.event_log("l").get("e1").payload == 1
 
 
 def test_events_are_immutable_even_from_other_tools(
@@ -197,32 +205,53 @@ def test_bad_events_are_refused(store: memstore.Store, event: Any) -> None:
     assert log.last_seq() == 0 and len(log) == 0
 
 
+# Each thread its own Store (a connection of its own); every event is appended twice, the
+# second time as a retry would (the same id and content), racing the other writers.
 WRITER = """
-import sys, memstore
-with memstore.Store(sys.argv[1]) as store:
-    log = store.event_log("shared")
-    for i in range(100):
-        log.append({"id": f"{sys.argv[2]}-{i}", "kind": "w", "payload": {"writer": sys.argv[2]}})
+import sys, threading, memstore
+errors = []
+
+def work(writer):
+    try:
+        with memstore.Store(sys.argv[1], timeout=30) as store:
+            log = store.event_log("shared")
+            for i in range(50):
+                event = {"id": f"{writer}-{i}", "kind": "w", "payload": {"writer": writer}}
+                first = log.append(event)
+                assert log.append(event) == first  # idempotent
+    except BaseException as err:
+        errors.append(repr(err))
+
+threads = [threading.Thread(target=work, args=(f"{sys.argv[2]}.{t}",)) for t in range(4)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+if errors:
+    sys.exit("\\n".join(errors))
 """
 
 
-def test_concurrent_appends_from_processes(db_path: Path) -> None:
-    memstore.Store(db_path).close()
+def test_concurrent_appends_from_processes(store_url: str) -> None:
+    """8 processes of 4 threads on as many connections: sequence numbers gap-free, in
+    commit order, each writer's events in its order, retries idempotent."""
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", WRITER, str(db_path), str(n)],
+            [sys.executable, "-c", WRITER, store_url, str(n)],
             env={"PYTHONPATH": str(ROOT)},
             stderr=subprocess.PIPE,
             text=True,
         )
-        for n in range(4)
+        for n in range(8)
     ]
     for proc in procs:
-        assert proc.wait(timeout=300) == 0, proc.stderr.read() if proc.stderr else ""
-    with memstore.Store(db_path) as store:
-        events = store.event_log("shared").read()
-        assert [e.seq for e in events] == list(range(1, 401))
-        assert len({e.id for e in events}) == 400
-        for n in range(4):  # each writer's events keep their order
-            mine = [int(e.id.split("-")[1]) for e in events if e.id.startswith(f"{n}-")]
-            assert mine == list(range(100))
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+    with memstore.Store(store_url) as store:
+        log = store.event_log("shared")
+        events = log.read()
+        assert [e.seq for e in events] == list(range(1, 8 * 4 * 50 + 1))
+        assert log.last_seq() == len(events) == len({e.id for e in events})
+        for writer in {e.id.rsplit("-", 1)[0] for e in events}:  # each keeps its order
+            mine = [int(e.id.rsplit("-", 1)[1]) for e in events if e.id.startswith(writer + "-")]
+            assert mine == list(range(50))

@@ -14,7 +14,7 @@ from .dbinfo import columns, indexes, sql, tables, triggers
 
 #: SQLite's tables PostgreSQL does not have yet: the memory layers (see README, "PostgreSQL").
 NOT_ON_POSTGRES_YET = {
-    *("memstore_logs", "memstore_events", "memstore_event_snapshots", "memstore_events_fts"),
+    "memstore_events_fts",  # PostgreSQL's words are a column of memstore_events
     *("memstore_threads", "memstore_messages", "memstore_messages_fts"),
     *("memstore_messages_fts_gone", "memstore_fts_progress"),
     *("memstore_checkpoints", "memstore_checkpoint_branches"),

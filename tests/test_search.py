@@ -183,11 +183,11 @@ def test_every_hit_has_a_higher_is_better_score(store: memstore.Store) -> None:
     assert [h.key for h in hits] == ["strong", "weak"]
     assert hits[0].score > hits[1].score > 0
     assert all(h.score == -h.rank for h in hits)
-    if on_postgres(store):  # event logs and conversations are not on PostgreSQL yet
-        return
     log = store.event_log("agent")
     log.append({"kind": "note", "payload": {"text": "ramen ramen"}})
     assert all(h.score > 0 for h in log.search("ramen"))
+    if on_postgres(store):  # conversations are not on PostgreSQL yet
+        return
     conv = store.conversations()
     conv.create_thread("t")
     conv.add_message("t", "user", "ramen please")
