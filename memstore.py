@@ -772,8 +772,6 @@ class _Engine:
 
     #: Whether a bulk put_many drops the insert triggers while it loads (SQLite's FTS).
     bulk_triggers = True
-    #: Whether the version tables exist (history, temporal facts): sql/0007.
-    keeps_versions = True
 
     @property
     def now(self) -> str:
@@ -866,6 +864,12 @@ class _Engine:
 
     def touch_trigger_sql(self, table: str, temporal: bool) -> str:
         return _touch_trigger_sql(table, temporal)
+
+    def history_trigger_sql(
+        self, table: str, *, drop: bool = False, temporal: bool = False
+    ) -> list[str]:
+        """The triggers archiving a collection's versions (update, delete), or dropping them."""
+        return _history_trigger_sql(table, drop=drop, temporal=temporal)
 
     def sizes(self, store: Store) -> tuple[int, int, int]:
         """(bytes of the database, bytes of its WAL, bytes vacuum would give back)."""
@@ -1032,13 +1036,15 @@ _POSTGRES_LIMITS = {
 _NOT_YET_ON_POSTGRES = "{}: not on PostgreSQL in memstore {} yet; use a SQLite store for it"
 
 #: The memory layers a PostgreSQL store has (sql/postgres/), and their tables.
-_ON_POSTGRES = frozenset({"caches", "event logs"})
+_ON_POSTGRES = frozenset({"caches", "event logs", "history"})
 _POSTGRES_LAYER_TABLES = (
     "memstore_logs",
     "memstore_events",
     "memstore_event_snapshots",
     "memstore_cache",
     "memstore_cache_stats",
+    "memstore_versions",
+    "memstore_version_counters",
 )
 
 
@@ -1218,7 +1224,6 @@ class _Postgres(_Engine):
         _check_schema_version(self.schema_version(conn))
 
     bulk_triggers = False
-    keeps_versions = False
 
     @property
     def now(self) -> str:
@@ -1357,6 +1362,20 @@ class _Postgres(_Engine):
 
     def touch_trigger_sql(self, table: str, temporal: bool) -> str:
         return _pg_touch_trigger_sql(table)
+
+    def history_trigger_sql(
+        self, table: str, *, drop: bool = False, temporal: bool = False
+    ) -> list[str]:
+        quoted = quote_identifier(table)
+        names = [quote_identifier(f"{table}__history_{event}") for event in ("update", "delete")]
+        if drop:
+            return [f"DROP TRIGGER IF EXISTS {name} ON {quoted}" for name in names]
+        return [
+            f"CREATE TRIGGER {names[0]} AFTER UPDATE OF body ON {quoted} FOR EACH ROW "
+            "WHEN (old.body IS DISTINCT FROM new.body) EXECUTE FUNCTION _memstore_archive()",
+            f"CREATE TRIGGER {names[1]} AFTER DELETE ON {quoted} FOR EACH ROW "
+            "EXECUTE FUNCTION _memstore_archive()",
+        ]
 
     def sizes(self, store: Store) -> tuple[int, int, int]:
         size = store._fetch("SELECT pg_database_size(current_database())")[0][0]
@@ -1875,7 +1894,7 @@ class Store:
             (wanted_hygiene, "memory hygiene"),
             (wanted_vectors, "vector memory"),
         ):
-            if asked:
+            if asked is not None and asked is not False:  # hygiene=True is {}: asked
                 self._engine.unsupported(feature)
         wanted = _Declaration(
             wanted_fields,
@@ -1936,9 +1955,13 @@ class Store:
             for sql in self._engine.drop_collection_sql(meta.name):
                 self._fetch(sql)
             self._fetch("DELETE FROM _memstore_collections WHERE name = ?", (meta.name,))
-            layers = ("memstore_versions", "memstore_version_counters", *_VECTOR_TABLES)
-            # The vectors' log after the vectors, whose deletes it logs.
-            for table in layers if self._engine.keeps_versions else ():
+            has = self._engine.has
+            layers = [
+                *(("memstore_versions", "memstore_version_counters") if has("history") else ()),
+                # The vectors' log after the vectors, whose deletes it logs.
+                *(_VECTOR_TABLES if has("vector memory") else ()),
+            ]
+            for table in layers:
                 self._fetch(f"DELETE FROM {table} WHERE collection = ?", (meta.name,))
             self._vector_indexes.pop(meta.name, None)
             self._generation += 1
@@ -2710,9 +2733,9 @@ def _declaration_sql(
         statements.append(f"DROP TRIGGER IF EXISTS {quote_identifier(_touch_trigger(name))}")
         statements.append(_touch_trigger_sql(name, temporal=True))
     if new.history != old.history or new.temporal != old.temporal:
-        statements += _history_trigger_sql(name, drop=True)
+        statements += engine.history_trigger_sql(name, drop=True)
         if new.history:
-            statements += _history_trigger_sql(name, temporal=new.temporal)
+            statements += engine.history_trigger_sql(name, temporal=new.temporal)
     statements.append(engine.ttl_trigger_sql(name, new.ttl_seconds is not None))
     for spec in new.indexes[len(old.indexes) :]:
         statements.append(_compound_index_sql(name, spec, nulls_first=engine.nulls_first))
@@ -5477,7 +5500,6 @@ class Collection(_CollectionVectors):
 
         Needs ``history=True`` on the collection; versions are kept from then on.
         """
-        self.store._engine.unsupported("history")
         _check_key(key)
         if not self.keeps_history:
             raise QueryError(f"collection {self.name!r} keeps no history (declare history=True)")
@@ -5507,7 +5529,6 @@ class Collection(_CollectionVectors):
 
     def revert(self, key: str, version: int) -> Any:
         """Make a past version current again (the revert is itself a new version); return it."""
-        self.store._engine.unsupported("history")
         with self.store.transaction():
             versions = {v.version: v for v in self.history(key)}
             if not isinstance(version, int) or isinstance(version, bool) or version not in versions:
@@ -5635,7 +5656,7 @@ class Collection(_CollectionVectors):
                 ("trigger", f"{self.name}__history_{event}", sql)
                 for event, sql in zip(
                     ("update", "delete"),
-                    _history_trigger_sql(self.name, temporal=self.temporal),
+                    engine.history_trigger_sql(self.name, temporal=self.temporal),
                     strict=True,
                 )
             ]
@@ -5810,12 +5831,11 @@ class Collection(_CollectionVectors):
                         f"DELETE FROM {self._table} WHERE {engine.ids_in('id')}",
                         (engine.ids(ids),),
                     )
-                if ids and forget and engine.keeps_versions:
-                    keys = json.dumps([row[1] for row in found])
+                if ids and forget and engine.has("history"):
+                    keys = engine.ids([row[1] for row in found])
                     for table in ("memstore_versions", "memstore_version_counters"):
                         self.store._fetch(
-                            f"DELETE FROM {table} WHERE collection = ? "
-                            "AND key IN (SELECT value FROM json_each(?))",
+                            f"DELETE FROM {table} WHERE collection = ? AND {engine.ids_in('key')}",
                             (self.name, keys),
                         )
             total += len(ids)

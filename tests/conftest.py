@@ -32,6 +32,7 @@ ON_POSTGRES = frozenset(
         "test_concurrency",
         "test_cache",
         "test_event_log",
+        "test_history",
         "test_retention",
         "test_records",
         "test_typed",

@@ -83,7 +83,7 @@ def test_a_copy_that_fails_leaves_the_destination_as_it_was(tmp_path: Path, pg_u
     ("prepare", "refused"),
     [
         (lambda s: s.conversations().create_thread("t"), memstore.UnsupportedError),
-        (lambda s: s.collection("h", history=True).put("a", {}), memstore.UnsupportedError),
+        (lambda s: s.collection("h", hygiene=True).put("a", {}), memstore.UnsupportedError),
         (lambda s: s.collection("t", temporal=True).put("a", {}), memstore.UnsupportedError),
     ],
 )
@@ -165,6 +165,21 @@ def test_the_layers_both_have_are_copied(tmp_path: Path, pg_url: str) -> None:
         with memstore.Store(tmp_path / "b.db") as other:
             other.cache("x").set("k", 1)
         memstore.copy(pg_url, tmp_path / "b.db")
+
+
+def test_history_goes_with_its_collection(tmp_path: Path, pg_url: str) -> None:
+    with memstore.Store(tmp_path / "a.db") as source:
+        notes = source.collection("notes", history=True)
+        for n in range(3):
+            notes.put("k", {"n": n})
+    memstore.copy(tmp_path / "a.db", pg_url)
+    with memstore.Store(pg_url) as pg:
+        notes = pg["notes"]
+        notes.put("k", {"n": 3})
+        assert [(v.version, v.record["n"]) for v in notes.history("k")] == [
+            (1, 0), (2, 1), (3, 2), (4, 3)
+        ]  # fmt: skip
+        assert notes.revert("k", 2) == {"n": 1} and pg.check() == []
 
 
 def test_event_logs_go_both_ways_and_go_on(tmp_path: Path, pg_url: str) -> None:

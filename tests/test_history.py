@@ -11,6 +11,8 @@ import pytest
 
 import memstore
 
+from .dbinfo import sql
+
 
 def test_updates_and_deletes_keep_versions(store: memstore.Store) -> None:
     notes = store.collection("notes", history=True, fts=["text"])
@@ -65,15 +67,11 @@ def test_retention_follows_the_collection(store: memstore.Store) -> None:
     notes.delete("k0")  # a user's delete: its history stays, to revert
     assert notes.cleanup(keep_last=2) == 2  # retention: the records and their versions go
     assert sorted(notes.keys()) == ["k3", "k4"]
-    count = store.connection.execute(
-        "SELECT key, count(*) FROM memstore_versions GROUP BY key"
-    ).fetchall()
+    count = sql(store, "SELECT key, count(*) FROM memstore_versions GROUP BY key")
     assert dict(count) == {"k0": 2, "k3": 1, "k4": 1}
-    store.connection.execute(
-        "UPDATE memstore_versions SET archived_at = '2000-01-01T00:00:00.000000Z'"
-    )
+    sql(store, "UPDATE memstore_versions SET archived_at = '2000-01-01T00:00:00.000000Z'")
     notes.cleanup(older_than=timedelta(days=30))
-    assert store.connection.execute("SELECT count(*) FROM memstore_versions").fetchall() == [(0,)]
+    assert sql(store, "SELECT count(*) FROM memstore_versions") == [(0,)]
 
 
 def test_history_is_opt_in(store: memstore.Store) -> None:
@@ -85,7 +83,7 @@ def test_history_is_opt_in(store: memstore.Store) -> None:
     notes.put("k", {"v": 2})
     assert [v.record for v in notes.history("k")] == [{"v": 1}, {"v": 2}]
     store.collection("plain", history=False).put("k", {"v": 3})
-    assert len(store.connection.execute("SELECT * FROM memstore_versions").fetchall()) == 1
+    assert len(sql(store, "SELECT * FROM memstore_versions")) == 1
     with pytest.raises(memstore.ValidationError):
         store.collection("plain", history="yes")  # type: ignore[arg-type]
 
@@ -118,16 +116,17 @@ def test_version_numbers_are_stable_after_retention(store: memstore.Store) -> No
     notes = store.collection("notes", history=True)
     for n in range(1, 5):
         notes.put("k", {"n": n})  # versions 1, 2, 3 archived; 4 current
-    store.connection.execute(
+    sql(
+        store,
         "UPDATE memstore_versions SET archived_at = '2000-01-01T00:00:00.000000Z' "
-        "WHERE version <= 2"
+        "WHERE version <= 2",
     )
     notes.cleanup(older_than=timedelta(days=1))  # removes archived versions 1 and 2
     assert [(v.version, v.record["n"]) for v in notes.history("k")] == [(3, 3), (4, 4)]
     assert notes.revert("k", 3) == {"n": 3}
     with pytest.raises(memstore.NotFoundError, match="versions 3, 4, 5"):
         notes.revert("k", 1)  # gone: never another version under its number
-    store.connection.execute("DELETE FROM memstore_versions")  # every archived version gone
+    sql(store, "DELETE FROM memstore_versions")  # every archived version gone
     notes.put("k", {"n": 6})
     assert [v.version for v in notes.history("k")] == [5, 6]  # numbers are never reused
 

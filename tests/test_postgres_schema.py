@@ -21,7 +21,7 @@ NOT_ON_POSTGRES_YET = {
     *("memstore_lg_checkpoints", "memstore_lg_blobs", "memstore_lg_writes", "memstore_kv"),
     *("memstore_nodes", "memstore_edges", "memstore_node_versions", "memstore_edge_versions"),
     *("memstore_graph_text", "memstore_graph_fts", "memstore_profiles"),
-    *("memstore_versions", "memstore_version_counters", "memstore_version_vectors"),
+    "memstore_version_vectors",
     *("memstore_vectors", "memstore_vector_log", "memstore_vector_log_trimmed", "memstore_merges"),
 }
 #: An FTS5 index's own tables, made by SQLite with it.
