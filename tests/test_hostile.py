@@ -193,6 +193,57 @@ def test_hostile_input_is_a_memstore_error_and_changes_nothing(
     assert full_store.check() == []
 
 
+#: The cases of the layers a PostgreSQL store has (README, "PostgreSQL"), run there too.
+ON_POSTGRES = [
+    *("collection ttl 1e30", "collection ttl 10**400", "put ttl 10**12", "cache ttl"),
+    *("cache default ttl", "collection cleanup", "log cleanup", "store cleanup", "nan ttl"),
+    *("where value", "where $gt", "where $in", "limit", "offset", "since", "tail"),
+    *("keep_last", "put a big int", "500 nested $and", "500 nested $or", "500 nested $not"),
+    *("100k $or", "event at 9999 -14:00", "event at 0001 +14:00", "cache value surrogate"),
+    *("record surrogate", "key surrogate", "memoize surrogate", "event get list"),
+    *("null and None", "true and True", "int key", "nested tuple key", "cache int key"),
+    *("collection sqlite", "collection SQLite_x", "collection sqlitefoo", "long search"),
+    "long event search",
+]
+
+
+@pytest.fixture
+def pg_full_store(pg_url: str) -> Iterator[memstore.Store]:
+    """full_store's layers that PostgreSQL has, on a PostgreSQL database."""
+    with memstore.Store(pg_url) as store:
+        notes = store.collection("notes", fields={"n": int, "kind": str}, fts=["text"])
+        notes.put("a", {"n": 1, "kind": "x", "text": "alpha beta"})
+        notes.put("b", {"n": 2, "kind": "y", "text": "gamma"})
+        kept = store.collection("kept", history=True)
+        kept.put("k", {"v": 1})
+        kept.put("k", {"v": 2})
+        store.event_log("log").append({"id": "e1", "kind": "start"})
+        store.cache("c").set("k", 1)
+        yield store
+
+
+def pg_fingerprint(store: memstore.Store) -> str:
+    digest = hashlib.sha256()
+    tables = store._fetch(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = "
+        "current_schema() AND table_type = 'BASE TABLE' ORDER BY 1"
+    )
+    for (table,) in tables:
+        for row in store._fetch(f'SELECT t::text FROM "{table}" AS t ORDER BY 1'):
+            digest.update(repr((table, row)).encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
+
+
+@pytest.mark.parametrize("name", ON_POSTGRES)
+def test_hostile_input_on_postgresql_too(pg_full_store: memstore.Store, name: str) -> None:
+    before = pg_fingerprint(pg_full_store)
+    with pytest.raises(memstore.MemstoreError) as caught:
+        CASES[name](pg_full_store)
+    assert str(caught.value) and not isinstance(caught.value, memstore.UnsupportedError)
+    assert pg_fingerprint(pg_full_store) == before
+    assert pg_full_store.check() == []
+
+
 @pytest.mark.parametrize("operator", ["$and", "$or", "$not"])
 def test_filter_limits_are_stated(full_store: memstore.Store, operator: str) -> None:
     notes = full_store.collection("notes")
