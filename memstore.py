@@ -943,6 +943,25 @@ class _Engine:
 
     #: How a statement names a row of a layer table whatever its key: _delete_batches.
     row_ref = "rowid"
+    #: At least the number of rows of a table, cheaply: bounds a walk of parent links.
+    row_bound = "coalesce(max(rowid), 0)"
+    #: Whether large checkpoint states are stored zlib-compressed (PostgreSQL compresses
+    #: large values itself, and can then still read them in a filter).
+    compresses_states = True
+    #: A checkpoint's state as JSON text, for filters on it (Checkpoints.find).
+    state_sql = "coalesce(c.state, _memstore_inflate(c.state_zlib))"
+
+    def json_value(self, sql: str, path: str) -> _Target:
+        """A value inside JSON text (``sql``) at a JSON path, as a filter target that is
+        none of a collection's columns (Checkpoints.find)."""
+        return _Target(f"json_extract({sql}, ?)", (path,), None)
+
+    def holds_all(self, sql: str) -> str:
+        """A condition: the JSON array ``sql`` holds every value of the JSON array bound."""
+        return (
+            "NOT EXISTS (SELECT 1 FROM json_each(?) AS wanted WHERE wanted.value "
+            f"NOT IN (SELECT value FROM json_each({sql})))"
+        )
 
 
 class _SQLite(_Engine):
@@ -1036,11 +1055,13 @@ _POSTGRES_LIMITS = {
 _NOT_YET_ON_POSTGRES = "{}: not on PostgreSQL in memstore {} yet; use a SQLite store for it"
 
 #: The memory layers a PostgreSQL store has (sql/postgres/), and their tables.
-_ON_POSTGRES = frozenset({"caches", "event logs", "history"})
+_ON_POSTGRES = frozenset({"caches", "event logs", "history", "checkpoints"})
 _POSTGRES_LAYER_TABLES = (
     "memstore_logs",
     "memstore_events",
     "memstore_event_snapshots",
+    "memstore_checkpoints",
+    "memstore_checkpoint_branches",
     "memstore_cache",
     "memstore_cache_stats",
     "memstore_versions",
@@ -1412,11 +1433,13 @@ class _Postgres(_Engine):
         ]
 
     def after_copy(self, store: Store, table: str) -> None:
-        if "id" in self.insertable(store, table):  # an identity: its sequence moves on
+        if "id" not in self.insertable(store, table):
+            return
+        sequence = store._fetch("SELECT pg_get_serial_sequence(?, 'id')", (table,))[0][0]
+        if sequence is not None:  # an identity: it moves on past the ids written
             store._fetch(
-                f"SELECT setval(pg_get_serial_sequence(?, 'id'), coalesce(max(id), 0) + 1, false) "
-                f"FROM {quote_identifier(table)}",
-                (table,),
+                f"SELECT setval(?, coalesce(max(id), 0) + 1, false) FROM {quote_identifier(table)}",
+                (sequence,),
             )
 
     def create_table_sql(self, name: str) -> list[str]:
@@ -1460,6 +1483,15 @@ class _Postgres(_Engine):
         store._fetch(f"SELECT pg_advisory_xact_lock({APPLICATION_ID + 1})")
 
     row_ref = "ctid"
+    row_bound = "count(*)"
+    compresses_states = False
+    state_sql = "c.state"
+
+    def json_value(self, sql: str, path: str) -> _Target:
+        return _Target(f"({sql}::json #> ?::text[])", (_path_segments(path),), None, "json")
+
+    def holds_all(self, sql: str) -> str:
+        return f"{sql}::jsonb @> ?::jsonb"
 
     def ids_in(self, column: str) -> str:
         return f"{column} = ANY(?)"
@@ -2017,8 +2049,10 @@ class Store:
                 problems.append(f"{name}: registered, but its table is missing")
                 continue
             problems += self.collection(name).check()
-        if not self._engine.layers:
-            return problems
+        if not self._engine.layers:  # the layers it has that check themselves
+            return problems + (
+                self.checkpoints().check() if self._engine.has("checkpoints") else []
+            )
         for name, (kind, _) in _schema_objects().items():
             if name not in tables:
                 problems.append(f"missing {kind} {name}")
@@ -7641,7 +7675,8 @@ class Checkpoints:
         text = _dumps(state)
         encoded = _utf8(text)
         size = len(encoded)
-        packed = _zlib().compress(encoded, 6) if size >= COMPRESS_ABOVE else None
+        compress = size >= COMPRESS_ABOVE and self.store._engine.compresses_states
+        packed = _zlib().compress(encoded, 6) if compress else None
         values = (_dumps(_mapping(metadata, "metadata")), _dumps(_strings(tags, "tags")))
         with self.store.transaction():
             if self.store._fetch("SELECT 1 FROM memstore_checkpoints WHERE id = ?", (new_id,)):
@@ -7759,16 +7794,18 @@ class Checkpoints:
                 return []
             # Parent links made by hand can form a cycle: the walk is bounded by the
             # number of checkpoints there can be, and each checkpoint is listed once.
-            steps = self.store._fetch("SELECT coalesce(max(rowid), 0) FROM memstore_checkpoints")
-            bound = steps[0][0] if filters != "1" or limit is None else min(steps[0][0], limit)
+            engine = self.store._engine
+            steps = self.store._fetch(f"SELECT {engine.row_bound} FROM memstore_checkpoints")
+            bound = steps[0][0] if filters != "true" or limit is None else min(steps[0][0], limit)
             rows = self.store._fetch(
-                "WITH RECURSIVE walk(id, depth) AS (SELECT ?, 0 UNION ALL "
+                "WITH RECURSIVE walk(id, depth) AS "
+                "(SELECT id, 0 FROM memstore_checkpoints WHERE id = ? UNION ALL "
                 "SELECT c.parent_id, walk.depth + 1 FROM memstore_checkpoints AS c "
                 "JOIN walk ON c.id = walk.id WHERE c.parent_id IS NOT NULL AND walk.depth < ?), "
                 "first(id, depth) AS (SELECT id, min(depth) FROM walk GROUP BY id) "
                 f"SELECT {_CHECKPOINT_COLUMNS} FROM first JOIN memstore_checkpoints AS c "
                 f"ON c.id = first.id WHERE {filters} ORDER BY first.depth LIMIT ?",
-                [head, bound, *params, -1 if limit is None else limit],
+                [head, bound, *params, engine.no_limit if limit is None else limit],
             )
         return [_checkpoint(row) for row in rows]
 
@@ -7785,7 +7822,10 @@ class Checkpoints:
         ``where`` on the state or metadata: ``{"state.plan.0": "search", "metadata.user": "u1"}``
         with the operators of ``Collection.query``. Filters and ``limit`` run in SQL: only
         the checkpoints returned have their states read."""
-        clause, params = _compile_filter(where or {}, _checkpoint_target)
+        engine = self.store._engine
+        clause, params = _compile_filter(
+            where or {}, functools.partial(_checkpoint_target, engine), engine.operators
+        )
         filters, extra = self._filters(before, tags)
         if limit is not None:
             _check_count(limit, "limit")
@@ -7794,7 +7834,8 @@ class Checkpoints:
             f"WHERE c.thread_id = ? AND {clause} AND {filters} "
             "ORDER BY c.created_at DESC, c.id DESC LIMIT ?"
         )
-        rows = self.store._fetch(sql, [thread_id, *params, *extra, -1 if limit is None else limit])
+        limited = engine.no_limit if limit is None else limit
+        rows = self.store._fetch(sql, [thread_id, *params, *extra, limited])
         return [_checkpoint(row) for row in rows]
 
     def _filters(
@@ -7802,12 +7843,9 @@ class Checkpoints:
     ) -> tuple[str, list[Any]]:
         """SQL conditions on ``c`` for ``before`` (a checkpoint id, exclusive, or a time)
         and ``tags`` (all of them)."""
-        parts, params = ["1"], []
+        parts, params = ["true"], []
         if tags is not None:
-            parts.append(
-                "NOT EXISTS (SELECT 1 FROM json_each(?) AS wanted WHERE wanted.value "
-                "NOT IN (SELECT value FROM json_each(c.tags)))"
-            )
+            parts.append(self.store._engine.holds_all("c.tags"))
             params.append(json.dumps(_strings(tags, "tags")))
         if before is not None:
             mark = (
@@ -7823,7 +7861,7 @@ class Checkpoints:
             else:
                 parts.append("c.created_at < ?")
                 params.append(_timestamp(before))
-        return " AND ".join(parts[1:]) or "1", params
+        return " AND ".join(parts[1:]) or "true", params
 
     def diff(self, a: str, b: str | None = None) -> dict[str, Any]:
         """What changed between two checkpoints' states, or with ``b`` omitted, between
@@ -7889,15 +7927,15 @@ class Checkpoints:
                     parent = doomed.get(child.parent_id or "")
                     if parent is not None and parent.branch != child.branch:
                         del doomed[parent.id]
-            ids = json.dumps(sorted(doomed))
+            engine = self.store._engine
+            ids = engine.ids(sorted(doomed))
             self.store._fetch(
                 "UPDATE memstore_checkpoints SET parent_id = NULL "
-                "WHERE parent_id IN (SELECT value FROM json_each(?))",
+                f"WHERE {engine.ids_in('parent_id')}",
                 (ids,),
             )
             self.store._fetch(
-                "DELETE FROM memstore_checkpoints WHERE id IN (SELECT value FROM json_each(?))",
-                (ids,),
+                f"DELETE FROM memstore_checkpoints WHERE {engine.ids_in('id')}", (ids,)
             )
         return len(doomed)
 
@@ -7945,19 +7983,14 @@ class _Lineage(NamedTuple):
     created_at: str
 
 
-def _checkpoint_target(field: str) -> _Target:
+def _checkpoint_target(engine: _Engine, field: str) -> _Target:
     """Filter fields of ``Checkpoints.find``: state.<path> or metadata.<path>."""
     if not isinstance(field, str):
         raise QueryError(f"filter checkpoints on state.<path> or metadata.<path>, not {field!r}")
     root, _, rest = field.partition(".")
-    if root == "metadata":
+    if root in ("metadata", "state"):
         path = _json_path(rest) if rest else "$"
-        return _Target("json_extract(c.metadata, ?)", (path,), None)
-    if root == "state":
-        path = _json_path(rest) if rest else "$"
-        return _Target(
-            "json_extract(coalesce(c.state, _memstore_inflate(c.state_zlib)), ?)", (path,), None
-        )
+        return engine.json_value("c.metadata" if root == "metadata" else engine.state_sql, path)
     raise QueryError(f"filter checkpoints on state.<path> or metadata.<path>, not {field!r}")
 
 
@@ -9158,7 +9191,10 @@ def _copy_collections(
                 listed = ", ".join(columns)
                 marks = ", ".join(["?"] * len(columns))
                 insert = f"INSERT INTO {table} ({listed}) VALUES ({marks})"
-                rows = src._stream(f"SELECT {listed} FROM {table}", (), tuple)
+                convert, order = _copied_row(table, columns, dst._engine), ""
+                if table == "memstore_checkpoints":  # parents first: SQLite checks at once
+                    order = " ORDER BY created_at, id"
+                rows = src._stream(f"SELECT {listed} FROM {table}{order}", (), convert)
                 while batch := list(islice(rows, BATCH_SIZE)):
                     dst._run_many(insert, batch)
                     advance(len(batch))
@@ -9172,6 +9208,23 @@ def _copy_collections(
         if problems:
             raise MemstoreError(f"the copy has problems: {'; '.join(problems)}")
     return {"collections": counts, "tables": tables, "rows": total}
+
+
+def _copied_row(table: str, columns: list[str], into: _Engine) -> Callable[[Any], tuple[Any, ...]]:
+    """How copy() writes a layer's row: as it is, but a checkpoint's compressed state
+    inflated for an engine that does not compress states (its filters read the text)."""
+    if table != "memstore_checkpoints" or into.compresses_states:
+        return tuple
+    state, packed = columns.index("state"), columns.index("state_zlib")
+
+    def inflated(row: Any) -> tuple[Any, ...]:
+        values = list(row)
+        if values[packed] is not None:
+            values[state] = _zlib().decompress(values[packed]).decode("utf-8")
+            values[packed] = None
+        return tuple(values)
+
+    return inflated
 
 
 def migrate(path: str | os.PathLike[str], *, backup: bool = True) -> dict[str, Any]:
@@ -10009,6 +10062,12 @@ class Adapter:
             self.store, self._owns_store = path, False
         else:
             self.store, self._owns_store = Store(path, **options), True
+        try:  # their SQL is SQLite's for now
+            self.store._engine.unsupported("the framework adapters")
+        except UnsupportedError:
+            if self._owns_store:
+                self.store.close()
+            raise
         self._async: AsyncStore | None = None
         self._async_lock = threading.Lock()
 
@@ -10962,6 +11021,10 @@ def _pg_not_in(target: _Target, values: Any) -> _Compiled:
 
 def _pg_exists(target: _Target, value: Any) -> _Compiled:
     test = _exists_test(value)
+    if target.kind == "json" and target.path is None:  # as json_extract(...) IS [NOT] NULL
+        return f"(_memstore_class({target.sql}) = 0) {'IS FALSE' if value else 'IS TRUE'}", list(
+            target.params
+        )
     if target.path is None:
         return f"{target.sql} {test}", list(target.params)
     return f"(t.body::json #> ?::text[]) {test}", [_path_segments(target.path)]
@@ -10971,6 +11034,8 @@ def _pg_contains(target: _Target, value: Any) -> _Compiled:
     value = _query_value(value)
     if value is None:
         raise QueryError("$contains needs a value")
+    if target.kind == "json" and target.path is None:  # as instr(json_extract(...), ?) > 0
+        return f"strpos(_memstore_text({target.sql}), ?) > 0", [*target.params, str(value)]
     if target.path is None:
         return f"strpos({target.sql}, ?) > 0", [*target.params, str(value)]
     path = [_path_segments(target.path)]

@@ -33,6 +33,7 @@ ON_POSTGRES = frozenset(
         "test_cache",
         "test_event_log",
         "test_history",
+        "test_checkpoints",
         "test_store",
         "test_retention",
         "test_records",

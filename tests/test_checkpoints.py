@@ -13,6 +13,8 @@ import pytest
 
 import memstore
 
+from .dbinfo import sql
+
 
 @pytest.fixture
 def cp(store: memstore.Store) -> memstore.Checkpoints:
@@ -192,9 +194,7 @@ def test_a_parent_cycle_made_by_hand_is_walked_once_and_reported(store: memstore
     cp = store.checkpoints()
     ids = [cp.save("t", {"step": n, "big": "x" * 1000}) for n in range(5)]
     # ids[0] <- ids[1] <- ... <- ids[4]; now make ids[0]'s parent ids[3]: a cycle of four.
-    store.connection.execute(
-        "UPDATE memstore_checkpoints SET parent_id = ? WHERE id = ?", (ids[3], ids[0])
-    )
+    sql(store, "UPDATE memstore_checkpoints SET parent_id = ? WHERE id = ?", (ids[3], ids[0]))
     started = time.monotonic()
     assert [c.id for c in cp.history("t", limit=1)] == [ids[4]]
     walked = [c.id for c in cp.history("t")]

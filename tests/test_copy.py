@@ -203,3 +203,24 @@ def test_event_logs_go_both_ways_and_go_on(tmp_path: Path, pg_url: str) -> None:
         log = back.event_log("agent")
         assert [e.id for e in log.read()] == [f"e{i}" for i in range(6)]
         assert log.append({"kind": "after"}) == 7 and back.check() == []
+
+
+def test_checkpoints_go_both_ways_and_stay_searchable(tmp_path: Path, pg_url: str) -> None:
+    big = {"step": 2, "notes": "x" * (memstore.COMPRESS_ABOVE + 10)}
+    with memstore.Store(tmp_path / "a.db") as source:
+        cp = source.checkpoints()
+        first = cp.save("t", {"step": 1}, tags=["start"])
+        second = cp.save("t", big)
+        cp.branch(first, name="alt")
+        cp.save("t", {"step": 9}, branch="alt")
+        assert cp.get(second).compressed
+    memstore.copy(tmp_path / "a.db", pg_url)
+    with memstore.Store(pg_url) as pg:
+        cp = pg.checkpoints()
+        assert [c.id for c in cp.find("t", where={"state.step": 2})] == [second]
+        assert cp.get(second).state == big and not cp.get(second).compressed
+        assert [c.state["step"] for c in cp.history("t", branch="alt")] == [9, 1]
+        assert [c.id for c in cp.find("t", tags=["start"])] == [first]
+    memstore.copy(pg_url, tmp_path / "b.db")
+    with memstore.Store(tmp_path / "b.db") as back:
+        assert back.checkpoints().get(second).state == big and back.check() == []

@@ -260,3 +260,24 @@ def test_the_command_line_on_postgresql(pg_url: str) -> None:
     root = pg_url.rpartition("/")[0]
     missing = memstore_cli("collections", db=f"{root}/postgres")  # no memstore schema there
     assert missing.returncode == 3, missing.stderr
+
+
+def test_the_framework_adapters_say_they_are_not_on_postgresql_yet(pg_url: str) -> None:
+    import memstore_agents
+    import memstore_langchain
+    import memstore_langgraph
+
+    for adapter in (
+        memstore_langgraph.MemstoreSaver,
+        memstore_langgraph.MemstoreStore,
+        memstore_langchain.MemstoreByteStore,
+        memstore_agents.MemstoreSession,
+    ):
+        with pytest.raises(memstore.UnsupportedError, match="adapters"):
+            adapter(pg_url) if adapter is not memstore_agents.MemstoreSession else adapter(
+                "s", pg_url
+            )
+        with memstore.Store(pg_url) as store, pytest.raises(memstore.UnsupportedError):
+            adapter(store) if adapter is not memstore_agents.MemstoreSession else adapter(
+                "s", store
+            )

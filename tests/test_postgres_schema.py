@@ -17,7 +17,6 @@ NOT_ON_POSTGRES_YET = {
     "memstore_events_fts",  # PostgreSQL's words are a column of memstore_events
     *("memstore_threads", "memstore_messages", "memstore_messages_fts"),
     *("memstore_messages_fts_gone", "memstore_fts_progress"),
-    *("memstore_checkpoints", "memstore_checkpoint_branches"),
     *("memstore_lg_checkpoints", "memstore_lg_blobs", "memstore_lg_writes", "memstore_kv"),
     *("memstore_nodes", "memstore_edges", "memstore_node_versions", "memstore_edge_versions"),
     *("memstore_graph_text", "memstore_graph_fts", "memstore_profiles"),

@@ -10,7 +10,7 @@ import pytest
 
 import memstore
 
-from .dbinfo import on_postgres, sql, triggers
+from .dbinfo import sql, triggers
 
 
 def age(collection: memstore.Collection, key: str, column: str, stamp: str) -> None:
@@ -97,8 +97,11 @@ def test_store_cleanup_covers_all_collections(store: memstore.Store) -> None:
     for collection, key in ((a, "x"), (b, "y")):
         age(collection, key, "expires_at", "2000-01-01T00:00:00.000000Z")
     assert store.cleanup() == {"collection a": 1, "collection b": 0 + 1}
-    layers = {} if on_postgres(store) else {"checkpoints": 0}  # no layers there yet
-    assert store.cleanup(keep_last=0) == {"collection a": 0, "collection b": 1, **layers}
+    assert store.cleanup(keep_last=0) == {
+        "collection a": 0,
+        "collection b": 1,
+        "checkpoints": 0,
+    }
 
 
 @pytest.mark.sqlite_only("the memory layers are not on PostgreSQL yet")
@@ -184,13 +187,12 @@ def test_bad_cleanup_options(store: memstore.Store, options: dict[str, object]) 
         store.collection("notes").cleanup(**options)  # type: ignore[arg-type]
 
 
-@pytest.mark.sqlite_only("checkpoints and event logs are not on PostgreSQL yet")
 def test_older_than_with_keep_last_always_keeps_the_last(store: memstore.Store) -> None:
     """ "Older than X, but always keep the last N", in every layer that has both."""
     cp = store.checkpoints()
     for step in range(5):
         cp.save("t", {"step": step})
-    store.connection.execute("UPDATE memstore_checkpoints SET created_at = '2020-01-01'")
+    sql(store, "UPDATE memstore_checkpoints SET created_at = '2020-01-01'")
     assert cp.cleanup("t", keep_last=3, older_than=timedelta(days=1)) == 2
     assert [c.state["step"] for c in cp.history("t")] == [4, 3, 2]
     notes = store.collection("notes")

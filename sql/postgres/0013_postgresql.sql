@@ -10,8 +10,8 @@
 -- UTC with six fractional digits, so that they compare and sort alike on both
 -- engines; text that memstore orders by is in the "C" collation, SQLite's byte order.
 --
--- The layers whose tables are not here yet (conversations, checkpoints,
--- graphs, versions, vectors) raise UnsupportedError on a PostgreSQL
+-- The layers whose tables are not here yet (conversations, graphs, vectors,
+-- facts over time, memory hygiene) raise UnsupportedError on a PostgreSQL
 -- store. Until memstore's first release with PostgreSQL, this file may change in
 -- place (no PostgreSQL store exists from before it); after, a layer comes in a file
 -- of its own.
@@ -228,3 +228,35 @@ BEGIN
     RETURN NULL;
 END
 $$;
+
+-- Checkpoints of agent threads (SQLite's sql/0004): a state per checkpoint, whole. On
+-- PostgreSQL states are never zlib-compressed by memstore (state_zlib stays NULL): the
+-- server compresses large values itself, and filters can read them. A checkpoint's
+-- parent link is checked at commit, so that a copy may write children before parents.
+CREATE TABLE memstore_checkpoints (
+    id          text COLLATE "C" PRIMARY KEY,
+    thread_id   text COLLATE "C" NOT NULL,
+    branch      text COLLATE "C" NOT NULL DEFAULT 'main',
+    parent_id   text COLLATE "C" REFERENCES memstore_checkpoints (id)
+                DEFERRABLE INITIALLY DEFERRED,
+    state       text CHECK (state IS NULL OR state::json IS NOT NULL),
+    state_zlib  bytea,
+    size        bigint NOT NULL CHECK (size >= 0),
+    metadata    text NOT NULL DEFAULT '{}' CHECK (json_typeof(metadata::json) = 'object'),
+    tags        text NOT NULL DEFAULT '[]' CHECK (json_typeof(tags::json) = 'array'),
+    created_at  text COLLATE "C" NOT NULL DEFAULT _memstore_now(),
+    CHECK ((state IS NULL) <> (state_zlib IS NULL)),
+    CHECK (parent_id IS NULL OR parent_id <> id)
+);
+CREATE INDEX memstore_checkpoints__thread_idx
+    ON memstore_checkpoints (thread_id, branch, created_at);
+CREATE INDEX memstore_checkpoints__parent_idx ON memstore_checkpoints (parent_id);
+
+CREATE TABLE memstore_checkpoint_branches (
+    thread_id  text COLLATE "C" NOT NULL,
+    name       text COLLATE "C" NOT NULL,
+    from_id    text COLLATE "C" REFERENCES memstore_checkpoints (id) ON DELETE SET NULL
+               DEFERRABLE INITIALLY DEFERRED,
+    created_at text COLLATE "C" NOT NULL DEFAULT _memstore_now(),
+    PRIMARY KEY (thread_id, name)
+);
