@@ -24,9 +24,11 @@ CREATE TABLE _memstore_schema (
 -- Collection names ignore case, as SQLite's NOCASE does for their ASCII letters.
 CREATE COLLATION memstore_nocase (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
 
--- SQLite's strftime('%Y-%m-%dT%H:%M:%f000Z', 'now'): now, as memstore writes times.
+-- SQLite's strftime('%Y-%m-%dT%H:%M:%f000Z', 'now'): now, as memstore writes times, to
+-- the millisecond as memstore's own clock is (a finer one here would put a version
+-- written later in the same millisecond before the one it replaces).
 CREATE FUNCTION _memstore_now() RETURNS text LANGUAGE sql STABLE AS $$
-    SELECT to_char(statement_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+    SELECT to_char(statement_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"000Z"')
 $$;
 
 CREATE TABLE _memstore_collections (
@@ -63,7 +65,7 @@ BEGIN
     IF ttl IS NOT NULL THEN
         new.expires_at := to_char(
             (new.created_at::timestamptz + ttl * interval '1 second') AT TIME ZONE 'UTC',
-            'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
+            'YYYY-MM-DD"T"HH24:MI:SS.MS"000Z"'
         );
     END IF;
     RETURN new;
