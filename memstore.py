@@ -9093,18 +9093,20 @@ def copy(
     to a file, a file to a file. ``memstore copy SRC DST`` does the same.
 
     >>> memstore.copy("agent.db", "postgresql://agent@db/memory")
-    {'collections': {'events': 1200, 'notes': 35}, 'rows': 1235}
+    {'collections': {'events': 1200, 'notes': 35}, 'tables': {'memstore_logs': 1,
+     'memstore_events': 310}, 'rows': 1546}
 
     File to file is a backup (every layer; ``destination`` must not exist).
     Otherwise the collections go, each with its declaration and every record
-    with its key and timestamps (expired ones too), read a batch at a time,
-    in one transaction on the destination: all or nothing, so a copy that
-    fails or is stopped leaves the destination as it was and can simply be
-    run again. The destination must hold none of the source's collections.
-    What the destination's engine cannot hold yet (a layer with data, a
-    collection with history on PostgreSQL) is refused before anything is
-    written. The copy is checked: each collection's number of rows, and
-    ``check()`` on the destination. ``progress(rows_done, rows_total)``.
+    with its key and timestamps (expired ones too), and the memory layers'
+    tables both engines have, row for row, read a batch at a time, in one
+    transaction on the destination: all or nothing, so a copy that fails or
+    is stopped leaves the destination as it was and can simply be run again.
+    The destination must hold none of the source's collections and layers'
+    rows. What the destination's engine cannot hold yet (conversations on
+    PostgreSQL, a collection with memory hygiene) is refused before anything
+    is written. The copy is checked: each collection's and table's number of
+    rows, and ``check()`` on the destination. ``progress(rows_done, rows_total)``.
     """
     with Store(source, create=False) as src:
         if isinstance(src._engine, _SQLite) and isinstance(
@@ -9112,12 +9114,10 @@ def copy(
         ):
             result = src.backup(destination)
             with Store(destination, create=False) as copied:
-                names = copied.collections()
-                counts = {
-                    n: int(copied._fetch(f"SELECT count(*) FROM {quote_identifier(n)}")[0][0])
-                    for n in names
-                }
-            return {"collections": counts, "rows": sum(counts.values()), "backup": result}
+                counts = {n: _rows_of(copied, n) for n in copied.collections()}
+                tables = {t: n for t in LAYER_TABLES if (n := _rows_of(copied, t))}
+            rows = sum(counts.values()) + sum(tables.values())
+            return {"collections": counts, "tables": tables, "rows": rows, "backup": result}
         return _copy_collections(src, destination, progress)
 
 
@@ -9125,10 +9125,7 @@ def _copy_collections(
     src: Store, destination: str | os.PathLike[str], progress: Callable[[int, int], None] | None
 ) -> dict[str, Any]:
     """copy() between engines: the collections, and the memory layers' tables both have."""
-
-    def rows_of(store: Store, table: str) -> int:
-        return int(store._fetch(f"SELECT count(*) FROM {quote_identifier(table)}")[0][0])
-
+    rows_of = _rows_of
     names = src.collections()
     counts = {name: rows_of(src, name) for name in names}
     tables = {t: n for t in src._engine.layer_tables if (n := rows_of(src, t))}
@@ -9208,6 +9205,10 @@ def _copy_collections(
         if problems:
             raise MemstoreError(f"the copy has problems: {'; '.join(problems)}")
     return {"collections": counts, "tables": tables, "rows": total}
+
+
+def _rows_of(store: Store, table: str) -> int:
+    return int(store._fetch(f"SELECT count(*) FROM {quote_identifier(table)}")[0][0])
 
 
 def _copied_row(table: str, columns: list[str], into: _Engine) -> Callable[[Any], tuple[Any, ...]]:

@@ -117,7 +117,9 @@ def test_file_to_file_is_a_backup_of_every_layer(tmp_path: Path) -> None:
         fill(source)
         source.event_log("agent").append({"kind": "x"})
     report = memstore.copy(tmp_path / "a.db", tmp_path / "b.db")
-    assert report["rows"] == 2502 and report["backup"]["path"] == str(tmp_path / "b.db")
+    assert report["collections"] == {"events": 2501, "notes": 1}
+    assert report["tables"] == {"memstore_logs": 1, "memstore_events": 1}
+    assert report["rows"] == 2504 and report["backup"]["path"] == str(tmp_path / "b.db")
     with memstore.Store(tmp_path / "b.db") as b:
         assert len(b.event_log("agent")) == 1 and b.check() == []
     with pytest.raises(memstore.ValidationError, match="exists"):
