@@ -492,8 +492,11 @@ def _open_error(path: str, err: apsw.Error) -> MemstoreError:
 def _refuse_foreign_files(conn: apsw.Connection) -> None:
     """Another application's file, or a newer memstore's, is refused before anything
     (WAL mode included) changes it: it is left byte for byte as it was."""
-    app_id = conn.execute("PRAGMA application_id").fetchall()[0][0]
-    version = conn.execute("PRAGMA user_version").fetchall()[0][0]
+    # One statement, one snapshot: read apart, a file another process is creating could
+    # show its application id from before its first version and a user_version from after.
+    app_id, version = conn.execute(
+        "SELECT * FROM pragma_application_id(), pragma_user_version()"
+    ).fetchall()[0]
     assert isinstance(app_id, int) and isinstance(version, int)
     if app_id not in (0, APPLICATION_ID) or (app_id == 0 and version != 0):
         raise SchemaError(

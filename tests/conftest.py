@@ -140,6 +140,45 @@ def run_python(
     )
 
 
+#: The end of a writer script for run_processes: its ``work(thread)`` run in 4 threads at
+#: once, then every thread's error (repr) as the process's exit message.
+IN_FOUR_THREADS = """
+import sys as _sys, threading as _threading
+_errors = []
+
+def _run(t):
+    try:
+        work(t)
+    except BaseException as err:
+        _errors.append(repr(err))
+
+_threads = [_threading.Thread(target=_run, args=(t,)) for t in range(4)]
+for _thread in _threads:
+    _thread.start()
+for _thread in _threads:
+    _thread.join()
+if _errors:
+    _sys.exit("\\n".join(_errors))
+"""
+
+
+def run_processes(script: str, url: str, processes: int = 8) -> None:
+    """Run a writer script in several processes at once (argv: the store's path or URL, then
+    the process's number); every one must end well."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script + IN_FOUR_THREADS, url, str(n)],
+            env={"PYTHONPATH": PYTHONPATH},
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(processes)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+
+
 #: The `memstore` command of this checkout, for tests that need a real process.
 CLI = "import memstore_cli; memstore_cli.main()"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import memstore
 
-from .conftest import ROOT, run_python
+from .conftest import ROOT, run_processes, run_python
 from .dbinfo import on_postgres, triggers
 
 WRITER = """
@@ -80,52 +80,26 @@ def test_killed_process_leaves_no_trace(store_url: str) -> None:
 # Every thread its own Store (its own connection), the first calls of all of them racing to
 # create the collection, some to extend its declaration, all writing.
 DECLARING = """
-import sys, threading, memstore
+import sys, memstore
 url, n = sys.argv[1], sys.argv[2]
-errors = []
 
 def work(t):
-    try:
-        with memstore.Store(url, timeout=30) as store:
-            notes = store.collection("notes", fields={"writer": str}, fts=["text"])
-            if t % 2:
-                store.collection("notes", fields={"thread": int}, indexes=[("writer", "thread")])
-            for i in range(40):
-                notes.put(f"{n}-{t}-{i}", {"writer": n, "thread": t, "text": f"note {i}"})
-            notes.put_many(
-                [(f"{n}-{t}-bulk-{i}", {"writer": n, "thread": t}) for i in range(60)]
-            )
-            for i in range(0, 40, 4):
-                notes.delete(f"{n}-{t}-{i}")
-    except BaseException as err:
-        errors.append(repr(err))
-
-threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
-for thread in threads:
-    thread.start()
-for thread in threads:
-    thread.join()
-if errors:
-    sys.exit("\\n".join(errors))
+    with memstore.Store(url, timeout=30) as store:
+        notes = store.collection("notes", fields={"writer": str}, fts=["text"])
+        if t % 2:
+            store.collection("notes", fields={"thread": int}, indexes=[("writer", "thread")])
+        for i in range(40):
+            notes.put(f"{n}-{t}-{i}", {"writer": n, "thread": t, "text": f"note {i}"})
+        notes.put_many([(f"{n}-{t}-bulk-{i}", {"writer": n, "thread": t}) for i in range(60)])
+        for i in range(0, 40, 4):
+            notes.delete(f"{n}-{t}-{i}")
 """
 
 
 def test_processes_and_threads_declare_and_write_at_once(store_url: str) -> None:
     """8 processes of 4 threads, each on a connection of its own, on a store with nothing
     in it yet: one of them creates the collection, the others find it; nothing is lost."""
-    env = {"PYTHONPATH": str(ROOT)}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", DECLARING, store_url, str(n)],
-            env=env,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for n in range(8)
-    ]
-    for proc in procs:
-        _, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, err
+    run_processes(DECLARING, store_url)
     with memstore.Store(store_url) as store:
         notes = store.collection("notes")
         assert notes.fields == {"writer": "text", "thread": "integer"}

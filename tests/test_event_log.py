@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,7 +11,7 @@ import pytest
 
 import memstore
 
-from .conftest import ROOT, run_python
+from .conftest import run_processes, run_python
 from .dbinfo import sql
 
 
@@ -208,45 +206,23 @@ def test_bad_events_are_refused(store: memstore.Store, event: Any) -> None:
 # Each thread its own Store (a connection of its own); every event is appended twice, the
 # second time as a retry would (the same id and content), racing the other writers.
 WRITER = """
-import sys, threading, memstore
-errors = []
+import sys, memstore
 
-def work(writer):
-    try:
-        with memstore.Store(sys.argv[1], timeout=30) as store:
-            log = store.event_log("shared")
-            for i in range(50):
-                event = {"id": f"{writer}-{i}", "kind": "w", "payload": {"writer": writer}}
-                first = log.append(event)
-                assert log.append(event) == first  # idempotent
-    except BaseException as err:
-        errors.append(repr(err))
-
-threads = [threading.Thread(target=work, args=(f"{sys.argv[2]}.{t}",)) for t in range(4)]
-for thread in threads:
-    thread.start()
-for thread in threads:
-    thread.join()
-if errors:
-    sys.exit("\\n".join(errors))
+def work(t):
+    writer = f"{sys.argv[2]}.{t}"
+    with memstore.Store(sys.argv[1], timeout=30) as store:
+        log = store.event_log("shared")
+        for i in range(50):
+            event = {"id": f"{writer}-{i}", "kind": "w", "payload": {"writer": writer}}
+            first = log.append(event)
+            assert log.append(event) == first  # idempotent
 """
 
 
 def test_concurrent_appends_from_processes(store_url: str) -> None:
     """8 processes of 4 threads on as many connections: sequence numbers gap-free, in
     commit order, each writer's events in its order, retries idempotent."""
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", WRITER, store_url, str(n)],
-            env={"PYTHONPATH": str(ROOT)},
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for n in range(8)
-    ]
-    for proc in procs:
-        _, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, err
+    run_processes(WRITER, store_url)
     with memstore.Store(store_url) as store:
         log = store.event_log("shared")
         events = log.read()
