@@ -742,8 +742,9 @@ class _Engine:
         raise NotImplementedError
 
     #: A query of one value that moves on when another connection changes a declaration
-    #: (Collection._fresh).
-    data_version_sql = "PRAGMA data_version"
+    #: (Collection._fresh); None: the engine counts such changes itself (``declarations``).
+    data_version_sql: str | None = "PRAGMA data_version"
+    declarations = 0
 
     def schema_version(self, conn: Any) -> int:
         raise NotImplementedError
@@ -1156,6 +1157,8 @@ class _Postgres(_Engine):
             if store.synchronous == "full":
                 conn.execute("SET synchronous_commit = on")
             _migrate(self, conn)
+            conn.add_notify_handler(self._announced)
+            conn.execute("LISTEN memstore_declarations")
         except BaseException as err:
             conn.close()
             if isinstance(err, psycopg.Error):
@@ -1215,8 +1218,14 @@ class _Postgres(_Engine):
                 return target(f"{type(err).__name__}: {err}")
         return MemstoreError(f"{type(err).__name__}: {err}")
 
-    # Every change to a row of the registry gives it a new xmin.
-    data_version_sql = "SELECT string_agg(xmin::text, ',' ORDER BY name) FROM _memstore_collections"
+    # Every change to the registry is announced (its trigger's NOTIFY, at commit, from any
+    # connection and any tool): the connection LISTENs and counts them, with no query a
+    # write. psycopg takes in what waits on the socket with the next result, so inside a
+    # write's transaction (after its BEGIN) the count covers what others committed before.
+    data_version_sql = None
+
+    def _announced(self, notification: Any) -> None:
+        self.declarations += 1
 
     def schema_version(self, conn: Any) -> int:
         if conn.execute("SELECT to_regclass('_memstore_schema')").fetchall()[0][0] is None:
@@ -1762,7 +1771,8 @@ class Store:
 
     def _data_version(self) -> Any:
         """Moves on when another connection commits (never for this one's own writes)."""
-        return self._fetch(self._engine.data_version_sql)[0][0]
+        sql = self._engine.data_version_sql
+        return self._engine.declarations if sql is None else self._fetch(sql)[0][0]
 
     @property
     def schema_version(self) -> int:

@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 
 import memstore
 
+from .dbinfo import sql
+
 # Values as records hold them: every JSON type, numbers on both sides of each other and of
 # text ("5" and 5), booleans (SQLite's 1 and 0), big integers and floats, any short text.
 usual = (
@@ -281,3 +283,15 @@ def test_the_framework_adapters_say_they_are_not_on_postgresql_yet(pg_url: str) 
             adapter(store) if adapter is not memstore_agents.MemstoreSession else adapter(
                 "s", store
             )
+
+
+def test_a_handle_follows_another_tools_change_of_a_declaration(pg_url: str) -> None:
+    """The registry's trigger announces any change, made by memstore or not."""
+    with memstore.Store(pg_url) as store, memstore.Store(pg_url) as other:
+        notes = store.collection("notes")
+        notes.put("before", {})
+        sql(other, "UPDATE _memstore_collections SET ttl_seconds = 60 WHERE name = 'notes'")
+        notes.put("after", {})
+        assert notes.ttl is not None and notes.ttl.total_seconds() == 60
+        assert next(notes.rows({"key": "after"})).expires_at is not None
+        assert next(notes.rows({"key": "before"})).expires_at is None

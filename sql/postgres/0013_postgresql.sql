@@ -262,3 +262,16 @@ CREATE TABLE memstore_checkpoint_branches (
     created_at text COLLATE "C" NOT NULL DEFAULT _memstore_now(),
     PRIMARY KEY (thread_id, name)
 );
+
+-- Every change to the registry, by memstore or another tool, is announced to the
+-- connections that listen (each Store's): their collection handles take the
+-- declaration again before their next write (memstore's Collection._fresh).
+CREATE FUNCTION _memstore_declared() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('memstore_declarations', '');
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER _memstore_collections__declared
+    AFTER INSERT OR UPDATE OR DELETE ON _memstore_collections
+    FOR EACH STATEMENT EXECUTE FUNCTION _memstore_declared();
