@@ -1270,10 +1270,11 @@ class _Postgres(_Engine):
         return _PG_COLUMN_TYPES[kind]
 
     def json_target(self, path: str) -> _Target:
-        return _Target("(t.body::json #> ?::text[])", (_path_segments(path),), path, "json")
+        return _pg_body_value(path)
 
     def path_exists(self, path: str) -> _Compiled:
-        return "(t.body::json #> ?::text[]) IS NOT NULL", [_path_segments(path)]
+        value = _pg_body_value(path)
+        return f"{value.sql} IS NOT NULL", list(value.params)
 
     def order(self, target: _Target, descending: bool) -> _Compiled:
         direction = " DESC" if descending else ""
@@ -2547,10 +2548,7 @@ class Store:
             "schema_version": self.schema_version,
             "memstore_version": __version__,
             "collections": collections,
-            "layers": {
-                table: int(self._fetch(f"SELECT count(*) FROM {table}")[0][0])
-                for table in self._engine.layer_tables
-            },
+            "layers": {table: _rows_of(self, table) for table in self._engine.layer_tables},
         }
 
     def _database_bytes(self) -> int:
@@ -9138,10 +9136,9 @@ def _copy_collections(
     src: Store, destination: str | os.PathLike[str], progress: Callable[[int, int], None] | None
 ) -> dict[str, Any]:
     """copy() between engines: the collections, and the memory layers' tables both have."""
-    rows_of = _rows_of
     names = src.collections()
-    counts = {name: rows_of(src, name) for name in names}
-    tables = {t: n for t in src._engine.layer_tables if (n := rows_of(src, t))}
+    counts = {name: _rows_of(src, name) for name in names}
+    tables = {t: n for t in src._engine.layer_tables if (n := _rows_of(src, t))}
     total, done = sum(counts.values()) + sum(tables.values()), 0
     with Store(destination) as dst:
         lacking = [table for table in tables if table not in dst._engine.layer_tables]
@@ -9151,7 +9148,7 @@ def _copy_collections(
                 f"store does not have in memstore {__version__} yet; nothing was copied"
             )
         clashes = [repr(n) for n in names if n in dst]
-        clashes += [t for t in tables if rows_of(dst, t)]
+        clashes += [t for t in tables if _rows_of(dst, t)]
         if clashes:
             raise ConflictError(
                 f"the destination holds {', '.join(clashes)} already; copy into a store "
@@ -9210,9 +9207,10 @@ def _copy_collections(
                     advance(len(batch))
                 dst._engine.after_copy(dst, table)
             for name, count in {**counts, **tables}.items():
-                if rows_of(dst, name) != count:
+                copied = _rows_of(dst, name)
+                if copied != count:
                     raise MemstoreError(
-                        f"{name}: {rows_of(dst, name)} rows copied of {count}; nothing was copied"
+                        f"{name}: {copied} rows copied of {count}; nothing was copied"
                     )
         problems = dst.check()
         if problems:
@@ -10551,7 +10549,7 @@ def _pg_touch_trigger_sql(table: str) -> str:
 def _pg_add_column_sql(table: str, path: str, kind: str) -> str:
     """A declared field's generated column on PostgreSQL. A value not of the field's type
     (another tool's write) leaves the column NULL rather than failing the write."""
-    value = f"(body::json #> {_literal(_pg_array(_path_segments(_json_path(path))))})"
+    value = f"(body::json #> {_pg_path_literal(path)})"
     expression = {
         "text": f"CASE json_typeof({value}) WHEN 'string' THEN {value} #>> '{{}}' END",
         # A whole number in bigint's range (SQLite's INTEGER affinity takes 1.0 as 1).
@@ -10578,17 +10576,22 @@ def _path_segments(path: str) -> list[str]:
     ]
 
 
-def _pg_array(segments: Sequence[str]) -> str:
-    """A text[] literal of path segments (printable, without double quotes: _json_path)."""
-    return "{" + ",".join('"' + s.replace("\\", "\\\\") + '"' for s in segments) + "}"
+def _pg_path_literal(field: str) -> str:
+    """A field's path as a PostgreSQL text[] literal, for schema objects (which bind no
+    parameters). Its segments are printable and hold no double quote (_json_path)."""
+    segments = _path_segments(_json_path(field))
+    return _literal("{" + ",".join('"' + s.replace("\\", "\\\\") + '"' for s in segments) + "}")
+
+
+def _pg_body_value(path: str) -> _Target:
+    """A field of a PostgreSQL record's JSON text, at an SQLite JSON path (_json_path), as a
+    filter target read as JSON (kind "json")."""
+    return _Target("(t.body::json #> ?::text[])", (_path_segments(path),), path, "json")
 
 
 def _pg_fts_text(paths: Sequence[str]) -> str:
     """A PostgreSQL collection's searchable text: its FTS paths' values, one after another."""
-    parts = [
-        f"coalesce(body::json #>> {_literal(_pg_array(_path_segments(_json_path(p))))}, '')"
-        for p in paths
-    ]
+    parts = [f"coalesce(body::json #>> {_pg_path_literal(p)}, '')" for p in paths]
     return " || ' ' || ".join(parts)
 
 
@@ -10906,9 +10909,7 @@ def _pg_target(target: _Target, values: Iterable[Any]) -> _Target:
         return target
     if all(v is None or _fits(v, target.kind or "text") for v in values):
         return target
-    return _Target(
-        "(t.body::json #> ?::text[])", (_path_segments(target.path),), target.path, "json"
-    )
+    return _pg_body_value(target.path)
 
 
 def _pg_bind(target: _Target, value: Any) -> Any:
@@ -11039,9 +11040,8 @@ def _pg_exists(target: _Target, value: Any) -> _Compiled:
         return f"(_memstore_class({target.sql}) = 0) {'IS FALSE' if value else 'IS TRUE'}", list(
             target.params
         )
-    if target.path is None:
-        return f"{target.sql} {test}", list(target.params)
-    return f"(t.body::json #> ?::text[]) {test}", [_path_segments(target.path)]
+    found = target if target.path is None else _pg_body_value(target.path)
+    return f"{found.sql} {test}", list(found.params)
 
 
 def _pg_contains(target: _Target, value: Any) -> _Compiled:
@@ -11052,8 +11052,8 @@ def _pg_contains(target: _Target, value: Any) -> _Compiled:
         return f"strpos(_memstore_text({target.sql}), ?) > 0", [*target.params, str(value)]
     if target.path is None:
         return f"strpos({target.sql}, ?) > 0", [*target.params, str(value)]
-    path = [_path_segments(target.path)]
-    sql = "(t.body::json #> ?::text[])"
+    found = _pg_body_value(target.path)
+    sql, path = found.sql, list(found.params)
     element, element_params = _pg_is("e.value", [], value)
     # Not text: NULL, as SQLite's instr() with a NULL.
     text = "strpos(" + sql + " #>> '{}', ?) > 0" if isinstance(value, str) else "NULL"
