@@ -572,7 +572,7 @@ def _upgrade_collection_triggers(conn: apsw.Connection) -> None:
             for sql in [*_history_trigger_sql(name, drop=True), *_history_trigger_sql(name)]:
                 conn.execute(sql)
     for (thread_id,) in conn.execute("SELECT id FROM memstore_threads").fetchall():
-        _recount_thread(conn, thread_id)
+        _recount_thread(_fetcher(conn), thread_id)
 
 
 #: Steps in Python that a schema version needs besides its SQL file, run in the
@@ -906,6 +906,11 @@ class _Engine:
     def after_copy(self, store: Store, table: str) -> None:
         """After rows were written with their ids (copy): new rows' ids come after them."""
 
+    def defer_references(self, store: Store) -> None:
+        """In a transaction: references between rows are checked at its commit, not at
+        each write (copy writes a layer's rows in any order)."""
+        store._fetch("PRAGMA defer_foreign_keys = ON")  # until the transaction ends
+
     def create_table_sql(self, name: str) -> list[str]:
         return _create_table_sql(name)
 
@@ -959,6 +964,12 @@ class _Engine:
         """A value inside JSON text (``sql``) at a JSON path, as a filter target that is
         none of a collection's columns (Checkpoints.find)."""
         return _Target(f"json_extract({sql}, ?)", (path,), None)
+
+    #: A thread's status, the last position of its history and the message search index's
+    #: mark (Conversations._last_position): _LAST_POSITION_SQL, set below it.
+    last_position_sql = ""
+    #: The sum of a column, never NULL, that does not overflow (Conversations.usage).
+    total = "total"
 
     def holds_all(self, sql: str) -> str:
         """A condition: the JSON array ``sql`` holds every value of the JSON array bound."""
@@ -1059,11 +1070,14 @@ _POSTGRES_LIMITS = {
 _NOT_YET_ON_POSTGRES = "{}: not on PostgreSQL in memstore {} yet; use a SQLite store for it"
 
 #: The memory layers a PostgreSQL store has (sql/postgres/), and their tables.
-_ON_POSTGRES = frozenset({"caches", "event logs", "history", "checkpoints"})
+_ON_POSTGRES = frozenset({"caches", "event logs", "history", "checkpoints", "conversations"})
 _POSTGRES_LAYER_TABLES = (
     "memstore_logs",
     "memstore_events",
     "memstore_event_snapshots",
+    "memstore_threads",
+    "memstore_messages",
+    "memstore_merges",
     "memstore_checkpoints",
     "memstore_checkpoint_branches",
     "memstore_cache",
@@ -1315,6 +1329,7 @@ class _Postgres(_Engine):
     #: The texts each memory layer's words come from (FTS5's columns there), as SQL.
     layer_texts: Mapping[str, Mapping[str, str]] = {
         "memstore_events": {"kind": "kind", "payload": "payload"},
+        "memstore_messages": {"content": "content"},
     }
 
     def layer_search(
@@ -1455,6 +1470,9 @@ class _Postgres(_Engine):
                 (sequence,),
             )
 
+    def defer_references(self, store: Store) -> None:
+        store._fetch("SET CONSTRAINTS ALL DEFERRED")  # every reference is DEFERRABLE
+
     def create_table_sql(self, name: str) -> list[str]:
         return _pg_create_table_sql(name)
 
@@ -1505,6 +1523,11 @@ class _Postgres(_Engine):
 
     def holds_all(self, sql: str) -> str:
         return f"{sql}::jsonb @> ?::jsonb"
+
+    # The thread's row is locked first (sql/postgres: _memstore_last_position), so that
+    # appends from many connections take gap-free positions; no index waits for messages.
+    last_position_sql = "SELECT status, last, NULL FROM _memstore_last_position(?)"
+    total = "sum"
 
     def ids_in(self, column: str) -> str:
         return f"{column} = ANY(?)"
@@ -2064,9 +2087,9 @@ class Store:
                 continue
             problems += self.collection(name).check()
         if not self._engine.layers:  # the layers it has that check themselves
-            return problems + (
-                self.checkpoints().check() if self._engine.has("checkpoints") else []
-            )
+            has = self._engine.has
+            problems += self.checkpoints().check() if has("checkpoints") else []
+            return problems + (self.conversations().check() if has("conversations") else [])
         for name, (kind, _) in _schema_objects().items():
             if name not in tables:
                 problems.append(f"missing {kind} {name}")
@@ -2111,7 +2134,7 @@ class Store:
                 continue
             done += self.collection(name)._repair()
         if not self._engine.layers:
-            return done
+            return done + (self._recount_threads() if self._engine.has("conversations") else [])
         for name, (kind, sql) in _schema_objects().items():
             if name not in tables:
                 with self.transaction():
@@ -2139,6 +2162,11 @@ class Store:
                             (fts,),
                         )
                 done.append(f"rebuilt the full-text index {fts}")
+        return done + self._recount_threads()
+
+    def _recount_threads(self) -> list[str]:
+        """Count again the messages of threads whose counts drifted (repair)."""
+        done = []
         conversations = self.conversations()
         for thread_id, *_ in conversations._drifted():
             with self.transaction():
@@ -6695,11 +6723,33 @@ _THREAD_COLUMNS = (
     "id, title, user_id, agent_id, tags, metadata, created_at, last_message_at, message_count, "
     "parent_id, branch_point, status, status_reason, merged_into, status_at"
 )
-_MESSAGE_COLUMNS = (
-    "m.thread_id, m.position, m.role, m.content, m.content_type, m.name, m.tool_calls, "
-    "m.metadata, m.input_tokens, m.output_tokens, m.total_tokens, m.model, m.cost, "
-    "m.created_at, m.merged_from"
-)
+
+
+def _message_columns(alias: str) -> str:
+    """A message's columns, as _message reads them, of ``memstore_messages AS alias``."""
+    return ", ".join(
+        f"{alias}.{column}"
+        for column in [
+            "thread_id",
+            "position",
+            "role",
+            "content",
+            "content_type",
+            "name",
+            "tool_calls",
+            "metadata",
+            "input_tokens",
+            "output_tokens",
+            "total_tokens",
+            "model",
+            "cost",
+            "created_at",
+            "merged_from",
+        ]
+    )
+
+
+_MESSAGE_COLUMNS = _message_columns("m")
 #: Where an append goes: the thread's status, the last position of its history (its own
 #: last message, or its branch point) and up to which message id the search index is
 #: complete (sql/0008). The insert is then a plain one: an INSERT ... SELECT reading its
@@ -6710,6 +6760,7 @@ _LAST_POSITION_SQL = (
     "(SELECT indexed_to FROM memstore_fts_progress WHERE fts = 'memstore_messages_fts') "
     "FROM memstore_threads AS t WHERE t.id = ?"
 )
+_Engine.last_position_sql = _LAST_POSITION_SQL
 _INSERT_MESSAGE_SQL = (
     "INSERT INTO memstore_messages (thread_id, position, role, content, content_type, name, "
     "tool_calls, metadata, input_tokens, output_tokens, total_tokens, model, cost, created_at) "
@@ -6730,19 +6781,22 @@ _THREAD_ORDER = ("created_at", "last_message_at", "message_count", "title", "id"
 #: The ranges of messages making up a thread's history, as (thread id, first
 #: position, last position) rows: its own messages and, for a branch, each
 #: ancestor's up to the branch point. One parameter, the thread id; stock
-#: SQLite 3.40, so the Datasette plugin runs it too.
+#: SQLite 3.40 (the Datasette plugin runs it too) and PostgreSQL alike.
 HISTORY_RANGES_SQL = """WITH RECURSIVE chain(id, parent_id, point, last) AS (
     SELECT id, parent_id, branch_point, 4611686018427387904 FROM memstore_threads WHERE id = ?
     UNION ALL
-    SELECT t.id, t.parent_id, t.branch_point, min(chain.last, chain.point)
+    SELECT t.id, t.parent_id, t.branch_point,
+           CASE WHEN chain.point < chain.last THEN chain.point ELSE chain.last END
     FROM memstore_threads AS t JOIN chain ON t.id = chain.parent_id
 )
 SELECT id, coalesce(point, 0) + 1, last FROM chain"""
 
 
-def history_clause(ranges: Sequence[Sequence[Any]]) -> tuple[str, list[Any]]:
-    """The WHERE clause (on ``memstore_messages AS m``) for HISTORY_RANGES_SQL's rows."""
-    clause = " OR ".join("(m.thread_id = ? AND m.position BETWEEN ? AND ?)" for _ in ranges)
+def history_clause(ranges: Sequence[Sequence[Any]], alias: str = "m") -> tuple[str, list[Any]]:
+    """The WHERE clause (on ``memstore_messages AS m``, or another ``alias``) for
+    HISTORY_RANGES_SQL's rows."""
+    one = f"({alias}.thread_id = ? AND {alias}.position BETWEEN ? AND ?)"
+    clause = " OR ".join(one for _ in ranges)
     return f"({clause})", [value for r in ranges for value in r]
 
 
@@ -6804,7 +6858,7 @@ class Conversations:
             title,
             user_id,
             agent_id,
-            _dumps(_strings(tags, "tags")),
+            _dumps(_tags(tags)),
             _dumps(_mapping(metadata, "metadata")),
             _iso(_utcnow()),
         )
@@ -6846,15 +6900,17 @@ class Conversations:
         ``order_by`` is one of created_at, last_message_at, message_count,
         title, id, with ``-`` first for descending.
         """
-        conditions: list[str] = ["1"]
+        conditions: list[str] = ["TRUE"]
         params: list[Any] = []
         for column, value in (("user_id", user_id), ("agent_id", agent_id), ("status", status)):
             if value is not None:
+                if not isinstance(value, str):
+                    raise ValidationError(f"{column} must be a string, not {value!r}")
                 conditions.append(f"{column} = ?")
                 params.append(value)
-        for tag in _strings(tags or [], "tags"):
-            conditions.append("EXISTS (SELECT 1 FROM json_each(tags) WHERE value = ?)")
-            params.append(tag)
+        if tags:
+            conditions.append(self.store._engine.holds_all("tags"))
+            params.append(_dumps(_tags(tags)))
         if created_after is not None:
             conditions.append("created_at > ?")
             params.append(_timestamp(created_after))
@@ -6865,7 +6921,9 @@ class Conversations:
         column = order_by.lstrip("-") if isinstance(order_by, str) else None
         if column not in _THREAD_ORDER:
             raise QueryError(f"order_by must be one of {_THREAD_ORDER}, '-' first for descending")
-        direction = " DESC" if order_by.startswith("-") else ""
+        # NULLs (a thread with no message yet) first, then the rest: SQLite's order, which
+        # spelled out costs it nothing.
+        direction = " DESC NULLS LAST" if order_by.startswith("-") else " NULLS FIRST"
         _check_count(offset, "offset")
         sql = (
             f"SELECT {_THREAD_COLUMNS} FROM memstore_threads WHERE {' AND '.join(conditions)} "
@@ -6873,7 +6931,7 @@ class Conversations:
         )
         if limit is not None:
             _check_count(limit, "limit")
-        params += [-1 if limit is None else limit, offset]
+        params += [self.store._engine.no_limit if limit is None else limit, offset]
         return [_thread(row) for row in self.store._fetch(sql, params)]
 
     def delete_thread(self, thread_id: str, *, branches: bool = False) -> int:
@@ -6976,8 +7034,10 @@ class Conversations:
                 _INSERT_MESSAGE_SQL,
                 [(thread_id, at, *row, now) for at, row in zip(positions, rows, strict=True)],
             )
-            newest = self.store.connection.last_insert_rowid()
-            if indexed_to is not None and newest - indexed_to >= INDEX_MESSAGES_EVERY:
+            if (
+                indexed_to is not None  # SQLite's: messages wait for its index in batches
+                and self.store.connection.last_insert_rowid() - indexed_to >= INDEX_MESSAGES_EVERY
+            ):
                 _index_pending_messages(self.store)
         self.store._added_messages = True
         # The thread's count and last message time: the trigger memstore_messages__count_insert.
@@ -7126,17 +7186,20 @@ class Conversations:
         where, params = ("WHERE thread_id = ?", [thread_id]) if thread_id is not None else ("", [])
         if thread_id is not None:
             self.thread(thread_id)
+        total = self.store._engine.total
         rows = self.store._fetch(
-            "SELECT model, count(*), total(input_tokens), total(output_tokens), "
-            f"total(total_tokens), total(cost) FROM memstore_messages {where} GROUP BY model "
-            "ORDER BY model",
+            f"SELECT model, count(*), {total}(input_tokens), {total}(output_tokens), "
+            f"{total}(total_tokens), {total}(cost) FROM memstore_messages {where} "
+            "GROUP BY model ORDER BY model NULLS FIRST",
             params,
         )
         keys = ("messages", "input_tokens", "output_tokens", "total_tokens", "cost")
         totals: dict[str, Any] = dict.fromkeys(keys, 0)
         by_model: dict[str | None, dict[str, Any]] = {}
         for model, *values in rows:
-            entry = {k: (v if k == "cost" else int(v)) for k, v in zip(keys, values, strict=True)}
+            entry = {
+                k: (float(v) if k == "cost" else int(v)) for k, v in zip(keys, values, strict=True)
+            }
             for k in keys:
                 totals[k] += entry[k]
             by_model[model] = entry
@@ -7147,12 +7210,12 @@ class Conversations:
         """Ranked full-text search over message content; each Hit's key is the thread id
         and its record the Message. With ``thread_id``, over that thread's history."""
         _check_count(limit, "limit")
-        clause, params = ("1", []) if thread_id is None else self._history_clause(thread_id)
+        text = _check_match(text)
+        where = ("TRUE", []) if thread_id is None else self._history_clause(thread_id, "t")
         _catch_up_messages(self.store)
-        fts = "memstore_messages_fts"
-        columns = f"{_MESSAGE_COLUMNS}, {fts}.rank, snippet({fts}, 0, '[', ']', '…', 12)"
-        sql = _match_sql(fts, "memstore_messages", "m", columns, clause)
-        rows = _search(self.store, sql, [_check_match(text), *params, limit, 0], text)
+        rows = self.store._engine.layer_search(
+            self.store, "memstore_messages", _message_columns("t"), where, text, limit
+        )
         return [Hit(row[0], _message(row[:15]), row[15], row[16], -row[15]) for row in rows]
 
     def cleanup(self, *, older_than: timedelta | float | str) -> int:
@@ -7328,7 +7391,7 @@ class Conversations:
     def _last_position(self, thread_id: str) -> tuple[str, int, int | None]:
         """A thread's status, the last position of its history (its own last message, or
         its branch point), and the message id up to which the search index is complete."""
-        rows = self.store._fetch(_LAST_POSITION_SQL, (thread_id,))
+        rows = self.store._fetch(self.store._engine.last_position_sql, (thread_id,))
         if not rows:
             raise NotFoundError(f"no thread {thread_id!r}")
         return rows[0][0], int(rows[0][1]), rows[0][2]
@@ -7362,23 +7425,21 @@ class Conversations:
         return [row[0] for row in rows]
 
     def _family(self, root: str) -> list[Thread]:
-        ids = [root, *self._descendants(root)]
+        engine = self.store._engine
         rows = self.store._fetch(
-            f"SELECT {_THREAD_COLUMNS} FROM memstore_threads "
-            "WHERE id IN (SELECT value FROM json_each(?))",
-            (json.dumps(ids),),
+            f"SELECT {_THREAD_COLUMNS} FROM memstore_threads WHERE {engine.ids_in('id')}",
+            (engine.ids([root, *self._descendants(root)]),),
         )
         return [_thread(row) for row in rows]
 
-    def _history_clause(self, thread_id: str) -> tuple[str, list[Any]]:
+    def _history_clause(self, thread_id: str, alias: str = "m") -> tuple[str, list[Any]]:
         ranges = self.store._fetch(HISTORY_RANGES_SQL, (thread_id,))
         if not ranges:
             raise NotFoundError(f"no thread {thread_id!r}")
-        return history_clause(ranges)
+        return history_clause(ranges, alias)
 
     def _recount(self, thread_id: str) -> None:
-        with self.store._lock:
-            _recount_thread(self.store.connection, thread_id)
+        _recount_thread(self.store._fetch, thread_id)
 
     def check(self) -> list[str]:
         """Threads whose message count or last message time disagree with their messages."""
@@ -7393,38 +7454,45 @@ class Conversations:
         for thread_id, count, last in self.store._fetch(
             "SELECT id, message_count, last_message_at FROM memstore_threads ORDER BY id"
         ):
-            with self.store._lock:
-                truth = _thread_truth(self.store.connection, thread_id)
+            truth = _thread_truth(self.store._fetch, thread_id)
             real, newest = truth if truth is not None else (count, None)
             if real != count or (newest is not None and (last is None or last < newest)):
                 found.append((thread_id, count, last, real))
         return found
 
 
-def _thread_truth(conn: apsw.Connection, thread_id: Any) -> tuple[int, str | None] | None:
+#: Runs a statement and returns its rows: Store._fetch, or a raw connection's (_fetcher).
+_Fetch = Callable[[str, Sequence[Any]], list[Any]]
+
+
+def _fetcher(conn: apsw.Connection) -> _Fetch:
+    return lambda sql, params: conn.execute(sql, params).fetchall()
+
+
+def _thread_truth(fetch: _Fetch, thread_id: Any) -> tuple[int, str | None] | None:
     """What a thread's messages say: how many its history holds (shared ones included),
     and when its newest own message came; None when there is no such thread."""
-    ranges = conn.execute(HISTORY_RANGES_SQL, (thread_id,)).fetchall()
+    ranges = fetch(HISTORY_RANGES_SQL, (thread_id,))
     if not ranges:
         return None
     clause, params = history_clause(ranges)
-    count, newest = conn.execute(
+    count, newest = fetch(
         "SELECT count(*), (SELECT max(created_at) FROM memstore_messages WHERE thread_id = ?) "
         f"FROM memstore_messages AS m WHERE {clause}",
         [thread_id, *params],
-    ).fetchall()[0]
+    )[0]
     assert isinstance(count, int) and (newest is None or isinstance(newest, str))
     return count, newest
 
 
-def _recount_thread(conn: apsw.Connection, thread_id: Any) -> None:
+def _recount_thread(fetch: _Fetch, thread_id: Any) -> None:
     """Set a thread's message count from its messages, and its last message time to its
     newest message's when that is later."""
-    truth = _thread_truth(conn, thread_id)
+    truth = _thread_truth(fetch, thread_id)
     if truth is None:
         return
     count, newest = truth
-    conn.execute(
+    fetch(
         "UPDATE memstore_threads SET message_count = ?, last_message_at = CASE "
         "WHEN ? > coalesce(last_message_at, '') THEN ? ELSE last_message_at END WHERE id = ?",
         (count, newest, newest, thread_id),
@@ -7519,7 +7587,7 @@ def _index_pending_messages(store: Store) -> None:
 
 def _catch_up_messages(store: Store) -> None:
     """Index waiting messages, if any: before a search, a check, or closing."""
-    if store._fetch(PENDING_MESSAGES_SQL) != [(0,)]:
+    if store._engine.batches_fts and store._fetch(PENDING_MESSAGES_SQL) != [(0,)]:
         _index_pending_messages(store)
 
 
@@ -7688,7 +7756,7 @@ class Checkpoints:
         size = len(encoded)
         compress = size >= COMPRESS_ABOVE and self.store._engine.compresses_states
         packed = _zlib().compress(encoded, 6) if compress else None
-        values = (_dumps(_mapping(metadata, "metadata")), _dumps(_strings(tags, "tags")))
+        values = (_dumps(_mapping(metadata, "metadata")), _dumps(_tags(tags)))
         with self.store.transaction():
             if self.store._fetch("SELECT 1 FROM memstore_checkpoints WHERE id = ?", (new_id,)):
                 raise ConflictError(f"checkpoint {new_id!r} already exists")
@@ -7857,7 +7925,7 @@ class Checkpoints:
         parts, params = ["true"], []
         if tags is not None:
             parts.append(self.store._engine.holds_all("c.tags"))
-            params.append(json.dumps(_strings(tags, "tags")))
+            params.append(json.dumps(_tags(tags)))
         if before is not None:
             mark = (
                 self.store._fetch(
@@ -9162,6 +9230,7 @@ def _copy_collections(
                 progress(done, total)
 
         with dst.transaction():
+            dst._engine.defer_references(dst)
             for name in names:
                 meta = src._require_meta(name)
                 into = dst.collection(
@@ -9192,16 +9261,17 @@ def _copy_collections(
                 while batch := list(islice(records, BATCH_SIZE)):
                     into.import_rows(batch)
                     advance(len(batch))
-            for table in tables:  # a layer's rows, column for column
+            # A layer's rows, column for column, in any order (references are checked at
+            # commit); threads after their messages, so that their counts stay the source's
+            # (the messages' triggers count in the rows of threads already there).
+            for table in sorted(tables, key=lambda table: table == "memstore_threads"):
                 wanted = set(dst._engine.insertable(dst, table))
                 columns = [c for c in src._engine.insertable(src, table) if c in wanted]
                 listed = ", ".join(columns)
                 marks = ", ".join(["?"] * len(columns))
                 insert = f"INSERT INTO {table} ({listed}) VALUES ({marks})"
-                convert, order = _copied_row(table, columns, dst._engine), ""
-                if table == "memstore_checkpoints":  # parents first: SQLite checks at once
-                    order = " ORDER BY created_at, id"
-                rows = src._stream(f"SELECT {listed} FROM {table}{order}", (), convert)
+                convert = _copied_row(table, columns, dst._engine)
+                rows = src._stream(f"SELECT {listed} FROM {table}", (), convert)
                 while batch := list(islice(rows, BATCH_SIZE)):
                     dst._run_many(insert, batch)
                     advance(len(batch))
@@ -9517,7 +9587,7 @@ class _LayerImport:
     def finish(self) -> None:
         """Recount the threads given messages: their rows were counted by triggers."""
         for thread_id in self.threads:
-            _recount_thread(self.store.connection, thread_id)
+            _recount_thread(self.store._fetch, thread_id)
 
 
 _TENANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
@@ -11396,6 +11466,15 @@ def _strings(values: object, name: str) -> list[str]:
     if not all(isinstance(v, str) for v in values):
         raise ValidationError(f"{name} must be a list of strings, not {values!r}")
     return list(values)
+
+
+def _tags(values: object) -> list[str]:
+    """Tags (of a thread, a checkpoint): strings without NUL, which PostgreSQL's JSON
+    cannot compare (one such tag would fail every search by tags there)."""
+    tags = _strings(values, "tags")
+    if any("\x00" in tag for tag in tags):
+        raise ValidationError(f"a tag cannot hold NUL (U+0000): {tags!r:.80}")
+    return tags
 
 
 def _items(values: Any, name: str) -> Iterable[Any]:

@@ -34,6 +34,7 @@ ON_POSTGRES = frozenset(
         "test_event_log",
         "test_history",
         "test_checkpoints",
+        "test_conversations",
         "test_store",
         "test_retention",
         "test_records",

@@ -21,6 +21,25 @@ def sql(store: memstore.Store, statement: str, params: Any = ()) -> list[tuple[A
     return [tuple(row) for row in store._fetch(statement, params)]
 
 
+def other_tool(url: str, statement: str, params: Any = ()) -> None:
+    """Run a statement on its own connection of the engine's ordinary driver, as another
+    tool would: Python's sqlite3 for a file, psycopg for PostgreSQL; committed."""
+    if url.startswith(("postgresql://", "postgres://")):
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(statement.replace("?", "%s"), params)
+        return
+    import sqlite3
+
+    conn = sqlite3.connect(url)
+    try:
+        with conn:
+            conn.execute(statement, params)
+    finally:
+        conn.close()
+
+
 def columns(store: memstore.Store, table: str) -> dict[str, str]:
     """A table's columns in order, with SQLite's names for their types."""
     if not on_postgres(store):

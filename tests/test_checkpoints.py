@@ -167,6 +167,7 @@ def test_retention_by_age(file_store: memstore.Store) -> None:
         (lambda c: c.save("other", {}, parent="c1"), memstore.ValidationError),
         (lambda c: c.save("", {}), memstore.ValidationError),
         (lambda c: c.save("t", {}, tags="x"), memstore.ValidationError),
+        (lambda c: c.save("t", {}, tags=["a\x00b"]), memstore.ValidationError),
         (lambda c: c.branch("missing", name="b"), memstore.NotFoundError),
         (lambda c: c.restore("missing"), memstore.NotFoundError),
         (lambda c: c.diff("c1", "missing"), memstore.NotFoundError),

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 import memstore
+
+from .conftest import run_processes
+from .dbinfo import other_tool, sql
 
 
 @pytest.fixture
@@ -153,8 +154,8 @@ def test_search_messages(conv: memstore.Conversations) -> None:
         conv.search("AND")
 
 
-def test_trim_and_delete(file_store: memstore.Store, db_path: Path) -> None:
-    conv = file_store.conversations()
+def test_trim_and_delete(store: memstore.Store) -> None:
+    conv = store.conversations()
     conv.create_thread("t")
     for i in range(10):
         conv.add_message("t", "user", f"m{i}", usage=usage(1, 1))
@@ -166,21 +167,20 @@ def test_trim_and_delete(file_store: memstore.Store, db_path: Path) -> None:
     assert conv.delete_thread("t") == 1
     with pytest.raises(memstore.NotFoundError):
         conv.thread("t")
-    raw = sqlite3.connect(db_path)
-    assert raw.execute("SELECT count(*) FROM memstore_messages").fetchone() == (0,)
+    assert sql(store, "SELECT count(*) FROM memstore_messages") == [(0,)]
     assert conv.usage()["total_tokens"] == 0
-    assert file_store.check() == []
+    assert store.check() == []
 
 
-def test_cleanup_by_age_keeps_threads_with_recent_branches(file_store: memstore.Store) -> None:
-    conv = file_store.conversations()
+def test_cleanup_by_age_keeps_threads_with_recent_branches(store: memstore.Store) -> None:
+    conv = store.conversations()
     for tid in ("old", "old-with-new-branch", "new"):
         conv.create_thread(tid)
         conv.add_message(tid, "user", "hi")
     branch = conv.branch("old-with-new-branch")
     conv.add_message(branch, "user", "recent")
-    conn = file_store.connection
-    conn.execute(
+    sql(
+        store,
         "UPDATE memstore_threads SET created_at = '2000-01-01T00:00:00.000000Z', "
         "last_message_at = '2000-01-01T00:00:00.000000Z' WHERE id != ? AND id != 'new'",
         (branch,),
@@ -294,6 +294,8 @@ def test_nested_branches_and_abandon(conv: memstore.Conversations) -> None:
         (lambda c: c.create_thread("t"), memstore.ConflictError),
         (lambda c: c.create_thread("", title="x"), memstore.ValidationError),
         (lambda c: c.create_thread("u", tags="x"), memstore.ValidationError),
+        (lambda c: c.create_thread("u", tags=["a\x00b"]), memstore.ValidationError),
+        (lambda c: c.threads(user_id=("u",)), memstore.ValidationError),
         (lambda c: c.branch("t", at=5), memstore.ValidationError),
         (lambda c: c.branch("nope"), memstore.NotFoundError),
         (lambda c: c.merge("t"), memstore.ValidationError),
@@ -310,17 +312,15 @@ def test_bad_input_writes_nothing(conv: memstore.Conversations, call: Any, error
     assert (conv.messages("t"), conv.threads(), conv.usage()) == before
 
 
-def test_messages_fts_follows_other_tools(file_store: memstore.Store, db_path: Path) -> None:
-    conv = file_store.conversations()
-    conv.create_thread("t")
-    conv.add_message("t", "user", "original text")
-    raw = sqlite3.connect(db_path)
-    with raw:
-        raw.execute("UPDATE memstore_messages SET content = 'edited elsewhere'")
-    raw.close()
-    assert conv.search("original") == []
-    assert [h.key for h in conv.search("edited")] == ["t"]
-    assert file_store.check() == []
+def test_messages_fts_follows_other_tools(store_url: str) -> None:
+    with memstore.Store(store_url) as store:
+        conv = store.conversations()
+        conv.create_thread("t")
+        conv.add_message("t", "user", "original text")
+        other_tool(store_url, "UPDATE memstore_messages SET content = 'edited elsewhere'")
+        assert conv.search("original") == []
+        assert [h.key for h in conv.search("edited")] == ["t"]
+        assert store.check() == []
 
 
 def test_check_and_repair_cover_the_layers_fts(file_store: memstore.Store) -> None:
@@ -404,19 +404,20 @@ def test_add_messages_can_start_the_thread(store: memstore.Store) -> None:
     assert chat.messages(branch)[-1].content == "hello" and chat.check() == []
 
 
+@pytest.mark.sqlite_only("SQLite's programs (EXPLAIN)")
 def test_an_append_builds_no_temporary_btree(store: memstore.Store) -> None:
     """An INSERT ... SELECT reading its own table, a RETURNING, a CHECK with an IN list of
     three values: each makes SQLite build a temporary b-tree for every message."""
     store.conversations().create_thread("t")
-    for sql, params in (
+    for statement, params in (
         (memstore._LAST_POSITION_SQL, ("t",)),
         (
             memstore._INSERT_MESSAGE_SQL,
             ("t", 1, "user", "x", "text", None, None, "{}", 0, 0, 0, None, 0.0, "2026"),
         ),
     ):
-        program = store.connection.execute(f"EXPLAIN {sql}", params).fetchall()
-        assert not [op for _, op, *_ in program if op == "OpenEphemeral"], sql
+        program = store.connection.execute(f"EXPLAIN {statement}", params).fetchall()
+        assert not [op for _, op, *_ in program if op == "OpenEphemeral"], statement
 
 
 def test_pop_message_recounts_only_the_branches_that_shared_it(store: memstore.Store) -> None:
@@ -460,3 +461,90 @@ def test_usage_added_after_the_answer(conv: memstore.Conversations) -> None:
     conv.merge(branch)
     with pytest.raises(memstore.ConflictError):
         conv.add_usage("a", {"input_tokens": 1})  # the merged copy is the last assistant message
+
+
+def test_check_finds_drifted_counts_and_repair_recounts(store: memstore.Store) -> None:
+    """Another tool's change to a thread's count: check names the thread, repair mends it."""
+    conv = store.conversations()
+    conv.create_thread("t")
+    conv.add_messages("t", [{"role": "user", "content": "one"}, {"role": "user", "content": "2"}])
+    branch = conv.branch("t", at=1)
+    conv.add_message(branch, "assistant", "own")
+    sql(store, "UPDATE memstore_threads SET message_count = 9")
+    assert store.check() == [
+        f"thread {tid}: message count 9 and last message {last} disagree with its {real} "
+        "messages (repair recounts)"
+        for tid, last, real in sorted(
+            (t.id, t.last_message_at, n)
+            for t, n in ((conv.thread("t"), 2), (conv.thread(branch), 2))
+        )
+    ]
+    assert store.repair() == sorted(
+        f"thread {tid}: recounted its messages" for tid in ("t", branch)
+    )
+    assert store.check() == []
+    assert (conv.thread("t").message_count, conv.thread(branch).message_count) == (2, 2)
+
+
+def test_threads_without_messages_sort_as_on_sqlite(conv: memstore.Conversations) -> None:
+    """A thread with no message yet has no last_message_at: first in ascending order and
+    last in descending order, on every engine (SQLite's order of NULLs)."""
+    for tid in ("a", "b", "c"):
+        conv.create_thread(tid)
+    conv.add_message("b", "user", "hi")
+    assert [t.id for t in conv.threads()] == ["b", "c", "a"]
+    assert [t.id for t in conv.threads(order_by="last_message_at")] == ["a", "c", "b"]
+    assert [t.id for t in conv.threads(order_by="title", limit=2, offset=1)] == ["b", "c"]
+    conv.add_message("c", "user", "hi", usage={"input_tokens": 5, "model": "m"})
+    assert list(conv.usage()["by_model"]) == [None, "m"]
+    assert conv.usage()["by_model"]["m"] == {
+        "messages": 1,
+        "input_tokens": 5,
+        "output_tokens": 0,
+        "total_tokens": 5,
+        "cost": 0.0,
+    }
+
+
+# Each thread its own Store (a connection of its own), appending to one shared thread: one
+# message at a time, then two at once.
+APPENDER = """
+import sys, memstore
+
+def work(t):
+    writer = f"{sys.argv[2]}.{t}"
+    with memstore.Store(sys.argv[1], timeout=60) as store:
+        conv = store.conversations()
+        for i in range(0, 20, 2):
+            conv.add_message("shared", "user", f"{writer}-{i}", usage={"input_tokens": 1})
+            conv.add_messages("shared", [
+                {"role": "assistant", "content": f"{writer}-{i + 1}"},
+                {"role": "tool", "content": f"{writer}-{i + 1}-tool"},
+            ])
+"""
+
+
+def test_concurrent_appends_take_gap_free_positions(store_url: str) -> None:
+    """8 processes of 4 threads on as many connections append to one thread: positions
+    1..n without a gap or a repeat, each writer's messages in its order, its pairs
+    together, and the thread's count and usage right."""
+    with memstore.Store(store_url) as store:
+        store.conversations().create_thread("shared")
+    run_processes(APPENDER, store_url)
+    with memstore.Store(store_url) as store:
+        conv = store.conversations()
+        messages = conv.messages("shared")
+        total = 8 * 4 * 30
+        assert [m.position for m in messages] == list(range(1, total + 1))
+        assert conv.thread("shared").message_count == total
+        assert conv.usage("shared")["input_tokens"] == 8 * 4 * 10
+        by_writer: dict[str, list[str]] = {}
+        for at, message in enumerate(messages):
+            writer, _, rest = message.content.partition("-")
+            by_writer.setdefault(writer, []).append(rest)
+            if message.role == "assistant":  # its pair's other half is next to it
+                assert messages[at + 1].content == f"{message.content}-tool"
+        for mine in by_writer.values():
+            numbers = [int(r.split("-")[0]) for r in mine if not r.endswith("tool")]
+            assert numbers == list(range(20))
+        assert store.check() == []

@@ -82,7 +82,7 @@ def test_a_copy_that_fails_leaves_the_destination_as_it_was(tmp_path: Path, pg_u
 @pytest.mark.parametrize(
     ("prepare", "refused"),
     [
-        (lambda s: s.conversations().create_thread("t"), memstore.UnsupportedError),
+        (lambda s: s.graph("g").add_node("n", "person"), memstore.UnsupportedError),
         (lambda s: s.collection("h", hygiene=True).put("a", {}), memstore.UnsupportedError),
         (lambda s: s.collection("t", temporal=True).put("a", {}), memstore.UnsupportedError),
     ],
@@ -226,3 +226,39 @@ def test_checkpoints_go_both_ways_and_stay_searchable(tmp_path: Path, pg_url: st
     memstore.copy(pg_url, tmp_path / "b.db")
     with memstore.Store(tmp_path / "b.db") as back:
         assert back.checkpoints().get(second).state == big and back.check() == []
+
+
+def test_conversations_go_both_ways_with_branches_and_counts(tmp_path: Path, pg_url: str) -> None:
+    """Threads, branches (a branch of a branch, made in the same millisecond as its
+    parent), merges and usage: the copy reads as the source did, and goes on."""
+    with memstore.Store(tmp_path / "a.db") as source:
+        conv = source.conversations()
+        conv.create_thread("t", title="Trip", tags=["travel"])
+        conv.add_messages("t", [{"role": "user", "content": f"step {i}"} for i in range(4)])
+        conv.add_message("t", "assistant", {"train": "9:04"}, usage={"input_tokens": 7})
+        branch = conv.branch("t", at=2, branch_id="b")
+        deeper = conv.branch(branch, branch_id="b2")
+        conv.add_message(deeper, "user", "a detour")
+        conv.merge(deeper)
+        conv.add_message("t", "user", "back on the main line")
+        conv.pop_message("t")
+        before = (conv.tree("t"), [conv.messages(t) for t in ("t", "b", "b2")], conv.usage())
+        threads = conv.threads()
+    report = memstore.copy(tmp_path / "a.db", pg_url)
+    assert report["tables"] == {"memstore_threads": 3, "memstore_messages": 7, "memstore_merges": 1}
+    with memstore.Store(pg_url) as pg:
+        conv = pg.conversations()
+        assert (
+            conv.tree("t"),
+            [conv.messages(t) for t in ("t", "b", "b2")],
+            conv.usage(),
+        ) == before
+        assert conv.threads() == threads and pg.check() == []
+        assert [h.record.position for h in conv.search("detour", thread_id="b")] == [3]
+        assert conv.add_message("t", "user", "after the copy") == 6
+    memstore.copy(pg_url, tmp_path / "b.db")
+    with memstore.Store(tmp_path / "b.db") as back:
+        conv = back.conversations()
+        assert [m.content for m in conv.messages("t")][-1] == "after the copy"
+        assert [h.key for h in conv.search("copy")] == ["t"] and back.check() == []
+        assert conv.thread("b2").status == "merged" and conv.usage()["input_tokens"] == 7

@@ -7,13 +7,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import memstore
 
-from .dbinfo import sql
+from .dbinfo import other_tool, sql
 
 # Values as records hold them: every JSON type, numbers on both sides of each other and of
 # text ("5" and 5), booleans (SQLite's 1 and 0), big integers and floats, any short text.
@@ -207,7 +208,7 @@ async def test_async_store_on_postgresql(pg_url: str) -> None:
         assert await notes.keys(order_by="key") == ["n1"]
         assert [h.key for h in await notes.search("milk")] == ["n1"]
         with pytest.raises(memstore.UnsupportedError):
-            await store.conversations()
+            await store.graph("g")
 
 
 @pytest.mark.parametrize(
@@ -215,7 +216,7 @@ async def test_async_store_on_postgresql(pg_url: str) -> None:
     [
         (lambda s: s.backup("copy.db"), "pg_dump"),
         (lambda s: s.vacuum(), "autovacuum"),
-        (lambda s: s.conversations(), "not on PostgreSQL"),
+        (lambda s: s.graph("g"), "not on PostgreSQL"),
         (lambda s: s.collection("notes", hygiene=True), "not on PostgreSQL"),
     ],
 )
@@ -295,3 +296,17 @@ def test_a_handle_follows_another_tools_change_of_a_declaration(pg_url: str) -> 
         assert notes.ttl is not None and notes.ttl.total_seconds() == 60
         assert next(notes.rows({"key": "after"})).expires_at is not None
         assert next(notes.rows({"key": "before"})).expires_at is None
+
+
+def test_a_tag_postgresql_cannot_compare_is_refused_from_any_tool(pg_url: str) -> None:
+    """A NUL in a tag would fail every search by tags on PostgreSQL (its JSON cannot
+    compare it): memstore refuses one, and the table refuses another tool's."""
+    with memstore.Store(pg_url) as store:
+        store.conversations().create_thread("t", tags=["ok"])
+        store.checkpoints().save("t", {}, tags=["ok"])
+    for table in ("memstore_threads", "memstore_checkpoints"):
+        with pytest.raises(psycopg.errors.UntranslatableCharacter):
+            other_tool(pg_url, f"UPDATE {table} SET tags = ?", ['["a\\u0000"]'])
+    with memstore.Store(pg_url) as store:
+        assert [t.id for t in store.conversations().threads(tags=["ok"])] == ["t"]
+        assert len(store.checkpoints().find("t", tags=["ok"])) == 1

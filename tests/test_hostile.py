@@ -204,6 +204,8 @@ ON_POSTGRES = [
     *("null and None", "true and True", "int key", "nested tuple key", "cache int key"),
     *("collection sqlite", "collection SQLite_x", "collection sqlitefoo", "long search"),
     "long event search",
+    *("conversation cleanup", "tokens", "token total", "cost", "threads created_after"),
+    *("threads user tuple", "message json key", "long message search"),
 ]
 
 
@@ -219,6 +221,9 @@ def pg_full_store(pg_url: str) -> Iterator[memstore.Store]:
         kept.put("k", {"v": 2})
         store.event_log("log").append({"id": "e1", "kind": "start"})
         store.cache("c").set("k", 1)
+        conv = store.conversations()
+        conv.create_thread("t", user_id="u")
+        conv.add_message("t", "user", "hello")
         yield store
 
 

@@ -15,13 +15,13 @@ from .dbinfo import columns, indexes, sql, tables, triggers
 #: SQLite's tables PostgreSQL does not have yet: the memory layers (see README, "PostgreSQL").
 NOT_ON_POSTGRES_YET = {
     "memstore_events_fts",  # PostgreSQL's words are a column of memstore_events
-    *("memstore_threads", "memstore_messages", "memstore_messages_fts"),
-    *("memstore_messages_fts_gone", "memstore_fts_progress"),
+    # PostgreSQL's words are a column of memstore_messages, and none wait for an index:
+    *("memstore_messages_fts", "memstore_messages_fts_gone", "memstore_fts_progress"),
     *("memstore_lg_checkpoints", "memstore_lg_blobs", "memstore_lg_writes", "memstore_kv"),
     *("memstore_nodes", "memstore_edges", "memstore_node_versions", "memstore_edge_versions"),
     *("memstore_graph_text", "memstore_graph_fts", "memstore_profiles"),
     "memstore_version_vectors",
-    *("memstore_vectors", "memstore_vector_log", "memstore_vector_log_trimmed", "memstore_merges"),
+    *("memstore_vectors", "memstore_vector_log", "memstore_vector_log_trimmed"),
 }
 #: An FTS5 index's own tables, made by SQLite with it.
 FTS5_SHADOWS = re.compile(r"_fts_(data|idx|docsize|config|content)$")
