@@ -707,6 +707,9 @@ class _Engine:
     holds_nul = True
     #: LIMIT's value for no limit.
     no_limit: int | None = -1
+    #: An inner join whose left side is read first (SQLite's CROSS JOIN), where the
+    #: planner may lack the statistics to see it should be.
+    join_in_order = "CROSS JOIN"
     #: Whether indexes are told to hold NULLs first, as SQLite orders them (_index_sql).
     nulls_first = False
 
@@ -823,14 +826,22 @@ class _Engine:
         return _search(collection.store, sql, bound, text)
 
     def layer_search(
-        self, store: Store, table: str, columns: str, where: _Compiled, text: str, limit: int
+        self,
+        store: Store,
+        table: str,
+        columns: str,
+        where: _Compiled,
+        text: str,
+        limit: int,
+        joins: str = "",
     ) -> list[Any]:
-        """A memory layer's full-text search (``<table>_fts``, the rows as ``t``): rows of
-        ``columns``, then the rank and a snippet, best first."""
-        fts = f"{table}_fts"
+        """A memory layer's full-text search (its index: _LAYER_FTS_OF, the rows as ``t``,
+        with ``joins`` after them): rows of ``columns``, then the rank and a snippet, best
+        first."""
+        fts = _LAYER_FTS_OF[table]
         clause, params = where
         selected = f"{columns}, {fts}.rank, snippet({fts}, -1, '[', ']', '…', 12)"
-        sql = _match_sql(fts, table, "t", selected, clause)
+        sql = _match_sql(fts, table, "t", selected, clause, joins=joins)
         return _search(store, sql, [text, *params, limit, 0], text)
 
     #: Whether a read of many rows first probes for records with an expiry (and leaves
@@ -1070,7 +1081,9 @@ _POSTGRES_LIMITS = {
 _NOT_YET_ON_POSTGRES = "{}: not on PostgreSQL in memstore {} yet; use a SQLite store for it"
 
 #: The memory layers a PostgreSQL store has (sql/postgres/), and their tables.
-_ON_POSTGRES = frozenset({"caches", "event logs", "history", "checkpoints", "conversations"})
+_ON_POSTGRES = frozenset(
+    {"caches", "event logs", "history", "checkpoints", "conversations", "graphs"}
+)
 _POSTGRES_LAYER_TABLES = (
     "memstore_logs",
     "memstore_events",
@@ -1080,10 +1093,15 @@ _POSTGRES_LAYER_TABLES = (
     "memstore_merges",
     "memstore_checkpoints",
     "memstore_checkpoint_branches",
+    "memstore_nodes",
+    "memstore_edges",
+    "memstore_profiles",
     "memstore_cache",
     "memstore_cache_stats",
     "memstore_versions",
     "memstore_version_counters",
+    "memstore_node_versions",
+    "memstore_edge_versions",
 )
 
 
@@ -1125,6 +1143,7 @@ class _Postgres(_Engine):
     differs = "IS DISTINCT FROM"
     holds_nul = False
     no_limit = None
+    join_in_order = "JOIN"  # the server's statistics (autovacuum's ANALYZE) choose
     nulls_first = True
 
     def __init__(self) -> None:
@@ -1330,15 +1349,29 @@ class _Postgres(_Engine):
     layer_texts: Mapping[str, Mapping[str, str]] = {
         "memstore_events": {"kind": "kind", "payload": "payload"},
         "memstore_messages": {"content": "content"},
+        "memstore_graph_text": {"words": "words"},
     }
 
     def layer_search(
-        self, store: Store, table: str, columns: str, where: _Compiled, text: str, limit: int
+        self,
+        store: Store,
+        table: str,
+        columns: str,
+        where: _Compiled,
+        text: str,
+        limit: int,
+        joins: str = "",
     ) -> list[Any]:
         texts = {name: f"t.{sql}" for name, sql in self.layer_texts[table].items()}
         with store.transaction(immediate=False):
             return self.search(
-                store, f"{table} AS t", columns, texts, where, text, ("[", "]", 12, limit, 0)
+                store,
+                f"{table} AS t {joins}",
+                columns,
+                texts,
+                where,
+                text,
+                ("[", "]", 12, limit, 0),
             )
 
     def search(
@@ -2061,6 +2094,8 @@ class Store:
         (``add_node(vector=)``, or embedded from their words by ``embed``) and be found
         by ``Graph.nearest``."""
         self._engine.unsupported("graphs")
+        if vectors is not None:
+            self._engine.unsupported("vectors")
         return Graph(self, name, vectors=vectors)
 
     def cache(self, name: str, *, ttl: timedelta | float | str | None = None) -> Cache:
@@ -2087,9 +2122,7 @@ class Store:
                 continue
             problems += self.collection(name).check()
         if not self._engine.layers:  # the layers it has that check themselves
-            has = self._engine.has
-            problems += self.checkpoints().check() if has("checkpoints") else []
-            return problems + (self.conversations().check() if has("conversations") else [])
+            return problems + self._layer_problems()
         for name, (kind, _) in _schema_objects().items():
             if name not in tables:
                 problems.append(f"missing {kind} {name}")
@@ -2108,10 +2141,7 @@ class Store:
             _catch_up_messages(self)
         for fts in _LAYER_FTS:
             problems += _fts_problems(self, fts)
-        for (graph,) in self._fetch("SELECT DISTINCT graph FROM memstore_edges"):
-            problems += self.graph(graph).check()
-        problems += self.checkpoints().check()
-        problems += self.conversations().check()
+        problems += self._layer_problems()
         problems += [
             f"thread {tid} branches from a missing thread {parent}"
             for tid, parent in self._fetch(
@@ -2119,6 +2149,18 @@ class Store:
                 "AND NOT EXISTS (SELECT 1 FROM memstore_threads AS p WHERE p.id = t.parent_id)"
             )
         ]
+        return problems
+
+    def _layer_problems(self) -> list[str]:
+        """What the memory layers this engine has find wrong with themselves."""
+        has, problems = self._engine.has, []
+        if has("graphs"):
+            for (graph,) in self._fetch("SELECT DISTINCT graph FROM memstore_edges ORDER BY 1"):
+                problems += self.graph(graph).check()
+        if has("checkpoints"):
+            problems += self.checkpoints().check()
+        if has("conversations"):
+            problems += self.conversations().check()
         return problems
 
     def repair(self) -> list[str]:
@@ -6251,16 +6293,23 @@ class Collection(_CollectionVectors):
 
 
 def _match_sql(
-    fts: str, table: str, alias: str, columns: str, clause: str = "1", order: str | None = None
+    fts: str,
+    table: str,
+    alias: str,
+    columns: str,
+    clause: str = "1",
+    order: str | None = None,
+    joins: str = "",
 ) -> str:
-    """The one shape of memstore's full-text queries: the FTS5 index joined to its rows,
-    ``clause`` applied, best first (by ``order``, FTS5's rank by default). Binds, in order:
-    the select list's parameters (in ``columns``), the MATCH text, the clause's, then
-    LIMIT and OFFSET."""
+    """The one shape of memstore's full-text queries: the FTS5 index joined to its rows
+    (and to what ``joins`` adds), ``clause`` applied, best first (by ``order``, FTS5's
+    rank by default). Binds, in order: the select list's parameters (in ``columns``),
+    the MATCH text, the clause's, then LIMIT and OFFSET."""
     name = fts.rpartition(".")[2]  # a MATCH names the table, not its schema
     return (
         f"SELECT {columns} FROM {fts} JOIN {table} AS {alias} ON {alias}.id = {fts}.rowid "
-        f"WHERE {name} MATCH ? AND {clause} ORDER BY {order or name + '.rank'} LIMIT ? OFFSET ?"
+        f"{joins} WHERE {name} MATCH ? AND {clause} "
+        f"ORDER BY {order or name + '.rank'} LIMIT ? OFFSET ?"
     )
 
 
@@ -6365,7 +6414,13 @@ def _search(store: Store, sql: str, params: Sequence[Any], text: str) -> list[An
             conn.set_progress_handler(None)
 
 
-_LAYER_FTS = ("memstore_events_fts", "memstore_messages_fts", "memstore_graph_fts")
+#: The memory layers' FTS5 indexes, by the table they index (SQLite).
+_LAYER_FTS_OF = {
+    "memstore_events": "memstore_events_fts",
+    "memstore_messages": "memstore_messages_fts",
+    "memstore_graph_text": "memstore_graph_fts",
+}
+_LAYER_FTS = tuple(_LAYER_FTS_OF.values())
 
 
 def _fts_problems(store: Store, fts: str) -> list[str]:
@@ -8203,7 +8258,8 @@ def _cleanup_graph_history(
         for table in ("memstore_node_versions", "memstore_edge_versions"):
             removed += len(
                 store._fetch(
-                    f"DELETE FROM {table} WHERE (graph = ? OR ? IS NULL) AND known_to < ? "
+                    f"DELETE FROM {table} WHERE (graph = ? OR CAST(? AS TEXT) IS NULL) "
+                    "AND known_to < ? "
                     "RETURNING id",
                     (graph, graph, cutoff),
                 )
@@ -8217,11 +8273,16 @@ _GRAPH_ITEM_COLUMNS = (
     "n.id, n.kind, n.props, n.created_at, n.updated_at, e.source, e.target, e.relation, "
     "e.props, e.weight, e.created_at, e.updated_at, e.valid_from, e.valid_to"
 )
-_GRAPH_ITEM_JOINS = (
-    "LEFT JOIN memstore_nodes AS n ON g.item = 'node' AND n.graph = g.graph AND n.id = g.ref "
-    "LEFT JOIN memstore_edges AS e ON g.item = 'edge' AND e.graph = g.graph "
-    "AND e.source = g.ref AND e.relation = g.relation AND e.target = g.target"
-)
+
+
+def _graph_item_joins(g: str) -> str:
+    """The joins giving _GRAPH_ITEM_COLUMNS for the row ``g`` of memstore_graph_text."""
+    return (
+        f"LEFT JOIN memstore_nodes AS n ON {g}.item = 'node' AND n.graph = {g}.graph "
+        f"AND n.id = {g}.ref LEFT JOIN memstore_edges AS e ON {g}.item = 'edge' "
+        f"AND e.graph = {g}.graph AND e.source = {g}.ref AND e.relation = {g}.relation "
+        f"AND e.target = {g}.target"
+    )
 
 
 def _graph_item(row: Sequence[Any]) -> tuple[str, Node | Edge]:
@@ -8427,7 +8488,7 @@ class Graph:
                 row[0]: _graph_item(row[1:])
                 for row in self.store._fetch(
                     f"SELECT g.id, {_GRAPH_ITEM_COLUMNS} FROM memstore_graph_text AS g "
-                    f"{_GRAPH_ITEM_JOINS} WHERE g.graph = ? "
+                    f"{_graph_item_joins('g')} WHERE g.graph = ? "
                     "AND g.id IN (SELECT value FROM json_each(?))",
                     (self.name, json.dumps([rid for rid, _ in found])),
                 )
@@ -8450,7 +8511,7 @@ class Graph:
         there is none."""
         nodes, _, view = _graph_view(self.name, known_at)
         rows = self.store._fetch(
-            f"SELECT id, kind, props, created_at, updated_at FROM {nodes} "
+            f"SELECT id, kind, props, created_at, updated_at FROM {nodes} AS n "
             "WHERE graph = ? AND id = ?",
             (*view[:5], self.name, node_id),
         )
@@ -8544,7 +8605,7 @@ class Graph:
         if limit is not None:
             _check_count(limit, "limit")
         sql += " ORDER BY id LIMIT ?"
-        params.append(-1 if limit is None else limit)
+        params.append(self.store._engine.no_limit if limit is None else limit)
         return [_node(row) for row in self.store._fetch(sql, params)]
 
     def edges(
@@ -8561,10 +8622,10 @@ class Graph:
         default; ``every=True``: whenever they hold), as the store held them ``known_at``
         (now by default; as_of defaults to it)."""
         _, edges, view = _graph_view(self.name, known_at)
-        valid, params = ("1", []) if every else _edges_valid_at(as_of or known_at)
+        valid, params = ("TRUE", []) if every else _edges_valid_at(as_of or known_at)
         sql = (
             "SELECT source, target, relation, props, weight, created_at, updated_at, "
-            f"valid_from, valid_to FROM {edges} WHERE graph = ? AND {valid}"
+            f"valid_from, valid_to FROM {edges} AS e WHERE graph = ? AND {valid}"
         )
         params = [*view[5:], self.name, *params]
         for column, value in (("source", source), ("target", target), ("relation", relation)):
@@ -8599,30 +8660,45 @@ class Graph:
             raise ValidationError(f"direction must be one of {_DIRECTIONS}, not {direction!r}")
         _check_count(depth, "depth")
         self.node(node_id, known_at=known_at)
-        steps = []
-        if direction in ("out", "both"):
-            steps.append(("source", "target"))
-        if direction in ("in", "both"):
-            steps.append(("target", "source"))
+        # One recursive step for every direction (PostgreSQL takes no more): an edge from
+        # the node reached leads to its other end. (The graph in each term of "both": each
+        # then reads one index, whether or not the planner has statistics.)
+        reached, other = {
+            "out": ("e.graph = ? AND e.source = walk.id", "e.target"),
+            "in": ("e.graph = ? AND e.target = walk.id", "e.source"),
+            "both": (
+                "((e.graph = ? AND e.source = walk.id) OR (e.graph = ? AND e.target = walk.id))",
+                "CASE WHEN e.source = walk.id THEN e.target ELSE e.source END",
+            ),
+        }[direction]
         rel = " AND e.relation = ?" if relation is not None else ""
         prefix = ""
         if known_at is not None:  # named once, read by each step of the walk
             prefix = f"known_nodes AS {nodes}, known_edges AS {edges}, "
             nodes, edges = "known_nodes", "known_edges"
-        recursive = " UNION ".join(
-            f"SELECT e.{to}, walk.depth + 1 FROM walk JOIN {edges} AS e "
-            f"ON e.graph = ? AND e.{start} = walk.id{rel} AND {valid} WHERE walk.depth < ?"
-            for start, to in steps
-        )
-        params: list[Any] = [*view, node_id]
-        for _ in steps:
-            params += [self.name, *([relation] if relation is not None else []), *moments, depth]
+        # Each node at its shortest distance first, then its row: read by key, as few
+        # as the walk reached, the walk driving both joins (without statistics, SQLite
+        # would read every edge, or node, of the graph and look each up in the walk).
+        join = self.store._engine.join_in_order
         rows = self.store._fetch(
-            f"WITH RECURSIVE {prefix}walk(id, depth) AS (SELECT ?, 0 UNION {recursive}) "
-            "SELECT n.id, n.kind, n.props, n.created_at, n.updated_at, min(walk.depth) AS d "
-            f"FROM walk JOIN {nodes} AS n ON n.graph = ? AND n.id = walk.id "
-            "WHERE walk.id <> ? GROUP BY n.id ORDER BY d, n.id",
-            [*params, self.name, node_id],
+            f"WITH RECURSIVE {prefix}walk(id, depth) AS ("
+            f"SELECT s.id, 0 FROM {nodes} AS s WHERE s.graph = ? AND s.id = ? UNION "
+            f"SELECT {other}, walk.depth + 1 FROM walk {join} {edges} AS e "
+            f"ON {reached}{rel} AND {valid} WHERE walk.depth < ?) "
+            "SELECT n.id, n.kind, n.props, n.created_at, n.updated_at, w.d FROM "
+            "(SELECT id, min(depth) AS d FROM walk WHERE id <> ? GROUP BY id) AS w "
+            f"{join} {nodes} AS n ON n.graph = ? AND n.id = w.id ORDER BY w.d, n.id",
+            [
+                *view,
+                self.name,
+                node_id,
+                *[self.name] * reached.count("?"),
+                *([relation] if relation is not None else []),
+                *moments,
+                depth,
+                node_id,
+                self.name,
+            ],
         )
         return [_node(row[:5], row[5]) for row in rows]
 
@@ -8634,26 +8710,30 @@ class Graph:
         Edge (key: the node's id, or "source relation target"). ``text`` is an FTS5 query
         (``fts_words`` makes one from plain words); ``kinds`` keeps nodes of those kinds;
         edges that do not hold ``as_of`` (now by default) are left out."""
-        _check_match(text)
+        text = _check_match(text)
         _check_count(limit, "limit")
+        engine = self.store._engine
         valid, moments = _edges_valid_at(as_of, "e.")
-        kind_filter, kind_params = "1", []
+        kind_filter, kind_params = "TRUE", []
         if kinds is not None:
-            kind_filter = "n.kind IN (SELECT value FROM json_each(?))"
-            kind_params = [_dumps(_strings(kinds, "kinds"))]
-        sql = (
-            "SELECT memstore_graph_fts.rank, "
-            f"snippet(memstore_graph_fts, 0, '[', ']', '…', 12), {_GRAPH_ITEM_COLUMNS} "
-            "FROM memstore_graph_fts JOIN memstore_graph_text AS g "
-            f"ON g.id = memstore_graph_fts.rowid {_GRAPH_ITEM_JOINS} "
-            "WHERE memstore_graph_fts MATCH ? AND g.graph = ? "
-            f"AND ((n.id IS NOT NULL AND {kind_filter}) "
-            f"OR (e.source IS NOT NULL AND {'0' if kinds is not None else valid})) "
-            "ORDER BY memstore_graph_fts.rank LIMIT ?"
+            kind_filter = engine.ids_in("n.kind")
+            kind_params = [engine.ids(_strings(kinds, "kinds"))]
+        clause = (
+            f"t.graph = ? AND ((n.id IS NOT NULL AND {kind_filter}) "
+            f"OR (e.source IS NOT NULL AND {'FALSE' if kinds is not None else valid}))"
         )
-        params = [text, self.name, *kind_params, *([] if kinds is not None else moments), limit]
+        params = [self.name, *kind_params, *([] if kinds is not None else moments)]
+        rows = engine.layer_search(
+            self.store,
+            "memstore_graph_text",
+            _GRAPH_ITEM_COLUMNS,
+            (clause, params),
+            text,
+            limit,
+            _graph_item_joins("t"),
+        )
         hits = []
-        for rank, snippet, *row in _search(self.store, sql, params, text):
+        for *row, rank, snippet in rows:
             key, record = _graph_item(row)
             hits.append(Hit(key, record, rank, snippet, -rank))
         return hits
@@ -8710,12 +8790,13 @@ class Graph:
             token_budget,
             2,
         )
-        kept = json.dumps([n["id"] for n in nodes])
+        engine = self.store._engine
+        kept = engine.ids([n["id"] for n in nodes])
         valid, moments = _edges_valid_at(as_of)
         among = self.store._fetch(  # the edges among the nodes kept, by their index
-            "SELECT source, target, relation, props FROM memstore_edges WHERE graph = ? "
-            f"AND source IN (SELECT value FROM json_each(?)) AND {valid} "
-            "AND target IN (SELECT value FROM json_each(?)) ORDER BY source, relation, target",
+            f"SELECT source, target, relation, props FROM memstore_edges WHERE graph = ? "
+            f"AND {engine.ids_in('source')} AND {valid} AND {engine.ids_in('target')} "
+            "ORDER BY source, relation, target",
             (self.name, kept, *moments, kept),
         )
         edges, used, cut = _within_budget(
@@ -9210,6 +9291,9 @@ def _copy_collections(
     total, done = sum(counts.values()) + sum(tables.values()), 0
     with Store(destination) as dst:
         lacking = [table for table in tables if table not in dst._engine.layer_tables]
+        if src._engine.has("vectors") and not dst._engine.has("vectors"):
+            # Vectors are not a layer table: collections' and graphs' go with them.
+            lacking += ["memstore_vectors"] if _rows_of(src, "memstore_vectors") else []
         if lacking:
             raise UnsupportedError(
                 f"the source holds memory layers ({', '.join(lacking)}) that a PostgreSQL "

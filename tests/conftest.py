@@ -35,6 +35,7 @@ ON_POSTGRES = frozenset(
         "test_history",
         "test_checkpoints",
         "test_conversations",
+        "test_graph",
         "test_store",
         "test_retention",
         "test_records",

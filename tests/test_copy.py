@@ -4,6 +4,7 @@ declarations, records, keys and timestamps, all or nothing, checked."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -82,7 +83,12 @@ def test_a_copy_that_fails_leaves_the_destination_as_it_was(tmp_path: Path, pg_u
 @pytest.mark.parametrize(
     ("prepare", "refused"),
     [
-        (lambda s: s.graph("g").add_node("n", "person"), memstore.UnsupportedError),
+        (
+            lambda s: s.graph("g", vectors={"dim": 2, "model": "m"}).add_node(
+                "n", "p", vector=[1, 0]
+            ),
+            memstore.UnsupportedError,
+        ),
         (lambda s: s.collection("h", hygiene=True).put("a", {}), memstore.UnsupportedError),
         (lambda s: s.collection("t", temporal=True).put("a", {}), memstore.UnsupportedError),
     ],
@@ -262,3 +268,41 @@ def test_conversations_go_both_ways_with_branches_and_counts(tmp_path: Path, pg_
         assert [m.content for m in conv.messages("t")][-1] == "after the copy"
         assert [h.key for h in conv.search("copy")] == ["t"] and back.check() == []
         assert conv.thread("b2").status == "merged" and conv.usage()["input_tokens"] == 7
+
+
+def test_graphs_go_both_ways_with_their_history(tmp_path: Path, pg_url: str) -> None:
+    with memstore.Store(tmp_path / "a.db") as source:
+        g = source.graph("org")
+        for name in ("alice", "acme", "globex"):
+            g.add_node(name, "thing", {"about": f"{name} things"})
+        g.add_edge("alice", "acme", "works_at", valid_from="2026-01-01T00:00:00Z")
+        g.invalidate_edge("alice", "acme", "works_at", at="2026-06-01T00:00:00Z")
+        g.add_edge("alice", "globex", "works_at", {"role": "engineer"})
+        known = g.node("acme").updated_at
+        time.sleep(0.002)
+        g.add_node("acme", "company")  # a version of acme is kept
+        g.set_profile("alice", {"tone": "brief"})
+        before = (g.export(), g.edges(every=True), g.nodes())
+    report = memstore.copy(tmp_path / "a.db", pg_url)
+    assert report["tables"] == {
+        "memstore_nodes": 3,
+        "memstore_edges": 2,
+        "memstore_profiles": 1,
+        "memstore_node_versions": 1,
+        "memstore_edge_versions": 1,
+    }
+    with memstore.Store(pg_url) as pg:
+        g = pg.graph("org")
+        assert ({**g.export(), "exported_at": None}, g.edges(every=True), g.nodes()) == (
+            {**before[0], "exported_at": None},
+            *before[1:],
+        )
+        assert [h.key for h in g.search("engineer")] == ["alice works_at globex"]
+        assert g.node("acme", known_at=known).kind == "thing" and pg.check() == []
+    memstore.copy(pg_url, tmp_path / "b.db")
+    with memstore.Store(tmp_path / "b.db") as back:
+        g = back.graph("org")
+        assert g.nodes() == before[2] and [h.key for h in g.search("engineer")] == [
+            "alice works_at globex"
+        ]
+        assert back.check() == []

@@ -208,7 +208,7 @@ async def test_async_store_on_postgresql(pg_url: str) -> None:
         assert await notes.keys(order_by="key") == ["n1"]
         assert [h.key for h in await notes.search("milk")] == ["n1"]
         with pytest.raises(memstore.UnsupportedError):
-            await store.graph("g")
+            await store.graph("g", vectors={"dim": 3, "model": "m"})
 
 
 @pytest.mark.parametrize(
@@ -216,7 +216,7 @@ async def test_async_store_on_postgresql(pg_url: str) -> None:
     [
         (lambda s: s.backup("copy.db"), "pg_dump"),
         (lambda s: s.vacuum(), "autovacuum"),
-        (lambda s: s.graph("g"), "not on PostgreSQL"),
+        (lambda s: s.graph("g", vectors={"dim": 3, "model": "m"}), "not on PostgreSQL"),
         (lambda s: s.collection("notes", hygiene=True), "not on PostgreSQL"),
     ],
 )
@@ -310,3 +310,40 @@ def test_a_tag_postgresql_cannot_compare_is_refused_from_any_tool(pg_url: str) -
     with memstore.Store(pg_url) as store:
         assert [t.id for t in store.conversations().threads(tags=["ok"])] == ["t"]
         assert len(store.checkpoints().find("t", tags=["ok"])) == 1
+
+
+def test_a_graphs_words_are_the_same_on_both_engines(pg_url: str, tmp_path: Any) -> None:
+    """A node's and an edge's words for search (their ids, kind or relation, and every
+    text value of their props, depth first) are the same text on PostgreSQL as in SQLite."""
+    props = {"a": "one", "b": {"c": ["two", 3, {"d": "three"}], "e": True}, "f": "four é"}
+    found = []
+    for url in (str(tmp_path / "a.db"), pg_url):
+        with memstore.Store(url) as store:
+            g = store.graph("g")
+            g.add_node("n", "kind", props)
+            g.add_node("m", "kind")
+            g.add_edge("n", "m", "is_near", props)
+            found.append(
+                sql(store, "SELECT item, ref, words FROM memstore_graph_text ORDER BY 1, 2")
+            )
+    assert found[0] == found[1]
+
+
+def test_a_nul_postgresql_cannot_hold_is_refused_by_every_layer(pg_url: str) -> None:
+    """Text with U+0000 (as it is, or as JSON's escape where PostgreSQL reads the JSON's
+    text): a ValidationError, and nothing written."""
+    with memstore.Store(pg_url) as store:
+        conv, g = store.conversations(), store.graph("g")
+        conv.create_thread("t")
+        g.add_node("a", "thing")
+        for call in (
+            lambda: conv.add_message("t", "user", "a\x00b"),
+            lambda: conv.create_thread("u", title="a\x00b"),
+            lambda: g.add_node("b", "thing", {"note": "a\x00b"}),
+        ):
+            with pytest.raises(memstore.ValidationError):
+                call()
+        assert conv.messages("t") == [] and [t.id for t in conv.threads()] == ["t"]
+        assert [n.id for n in g.nodes()] == ["a"] and store.check() == []
+        g.set_profile("p", {"note": "a\x00b"})  # JSON text no one searches: kept as it is
+        assert g.profile("p") == {"note": "a\x00b"}

@@ -206,6 +206,7 @@ ON_POSTGRES = [
     "long event search",
     *("conversation cleanup", "tokens", "token total", "cost", "threads created_after"),
     *("threads user tuple", "message json key", "long message search"),
+    *("depth", "weight", "neighbors tuple", "profile name bytes"),
 ]
 
 
@@ -224,6 +225,9 @@ def pg_full_store(pg_url: str) -> Iterator[memstore.Store]:
         conv = store.conversations()
         conv.create_thread("t", user_id="u")
         conv.add_message("t", "user", "hello")
+        g = store.graph("g")
+        g.add_node("x", "thing")
+        g.add_node("y", "thing")
         yield store
 
 

@@ -18,8 +18,7 @@ NOT_ON_POSTGRES_YET = {
     # PostgreSQL's words are a column of memstore_messages, and none wait for an index:
     *("memstore_messages_fts", "memstore_messages_fts_gone", "memstore_fts_progress"),
     *("memstore_lg_checkpoints", "memstore_lg_blobs", "memstore_lg_writes", "memstore_kv"),
-    *("memstore_nodes", "memstore_edges", "memstore_node_versions", "memstore_edge_versions"),
-    *("memstore_graph_text", "memstore_graph_fts", "memstore_profiles"),
+    "memstore_graph_fts",  # PostgreSQL's words are a column of memstore_graph_text
     "memstore_version_vectors",
     *("memstore_vectors", "memstore_vector_log", "memstore_vector_log_trimmed"),
 }

@@ -186,8 +186,6 @@ def test_every_hit_has_a_higher_is_better_score(store: memstore.Store) -> None:
     log = store.event_log("agent")
     log.append({"kind": "note", "payload": {"text": "ramen ramen"}})
     assert all(h.score > 0 for h in log.search("ramen"))
-    if on_postgres(store):  # conversations are not on PostgreSQL yet
-        return
     conv = store.conversations()
     conv.create_thread("t")
     conv.add_message("t", "user", "ramen please")
