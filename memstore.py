@@ -825,6 +825,14 @@ class _Engine:
         bound = [opening, closing, tokens, text, *params, limit, offset]
         return _search(collection.store, sql, bound, text)
 
+    def fts_ranked(
+        self, collection: Collection, clause: str, params: list[Any], text: str, limit: int
+    ) -> list[Any]:
+        """(row id, rank) of the best ``limit`` records matching ``text`` and the filter."""
+        fts = collection._fts_table
+        sql = _match_sql(fts, collection._table, "t", f"t.id, {fts}.rank", clause)
+        return _search(collection.store, sql, [text, *params, limit, 0], text)
+
     def layer_search(
         self,
         store: Store,
@@ -948,6 +956,14 @@ class _Engine:
     def after_bulk(self, store: Store, table: str) -> None:
         """After a large put_many: the planner learns the table's new size."""
         store._fetch("PRAGMA optimize")
+
+    def vector_trigger_sql(self, table: str) -> str:
+        """The trigger deleting a record's vectors with it, whichever tool deletes it."""
+        return _vector_trigger_sql(table)
+
+    def concat_ids(self, column: str) -> str:
+        """An aggregate of integer ids as text, comma-separated (numpy's fromstring reads it)."""
+        return f"group_concat({column})"
 
     def ids_in(self, column: str) -> str:
         """``column`` is one of a list bound as one parameter (see ``ids``)."""
@@ -1082,7 +1098,7 @@ _NOT_YET_ON_POSTGRES = "{}: not on PostgreSQL in memstore {} yet; use a SQLite s
 
 #: The memory layers a PostgreSQL store has (sql/postgres/), and their tables.
 _ON_POSTGRES = frozenset(
-    {"caches", "event logs", "history", "checkpoints", "conversations", "graphs"}
+    {"caches", "event logs", "history", "checkpoints", "conversations", "graphs", "vector memory"}
 )
 _POSTGRES_LAYER_TABLES = (
     "memstore_logs",
@@ -1345,6 +1361,21 @@ class _Postgres(_Engine):
             (opening, closing, tokens, limit, offset),
         )
 
+    def fts_ranked(
+        self, collection: Collection, clause: str, params: list[Any], text: str, limit: int
+    ) -> list[Any]:
+        texts = {field_column(path): _pg_fts_text([path]) for path in collection.fts}
+        rows = self.search(
+            collection.store,
+            f"{collection._table} AS t",
+            "t.id",
+            texts,
+            (clause, params),
+            text,
+            ("[", "]", 2, limit, 0),
+        )
+        return [row[:2] for row in rows]
+
     #: The texts each memory layer's words come from (FTS5's columns there), as SQL.
     layer_texts: Mapping[str, Mapping[str, str]] = {
         "memstore_events": {"kind": "kind", "payload": "payload"},
@@ -1561,6 +1592,15 @@ class _Postgres(_Engine):
     # appends from many connections take gap-free positions; no index waits for messages.
     last_position_sql = "SELECT status, last, NULL FROM _memstore_last_position(?)"
     total = "sum"
+
+    def vector_trigger_sql(self, table: str) -> str:
+        return (
+            f"CREATE OR REPLACE TRIGGER {quote_identifier(_vector_trigger(table))} AFTER DELETE "
+            f"ON {quote_identifier(table)} FOR EACH ROW EXECUTE FUNCTION _memstore_vectors_gone()"
+        )
+
+    def concat_ids(self, column: str) -> str:
+        return f"string_agg({column}::text, ',')"
 
     def ids_in(self, column: str) -> str:
         return f"{column} = ANY(?)"
@@ -2095,7 +2135,7 @@ class Store:
         by ``Graph.nearest``."""
         self._engine.unsupported("graphs")
         if vectors is not None:
-            self._engine.unsupported("vectors")
+            self._engine.unsupported("vector memory")
         return Graph(self, name, vectors=vectors)
 
     def cache(self, name: str, *, ttl: timedelta | float | str | None = None) -> Cache:
@@ -2122,21 +2162,11 @@ class Store:
                 continue
             problems += self.collection(name).check()
         if not self._engine.layers:  # the layers it has that check themselves
-            return problems + self._layer_problems()
+            return problems + self._stray_vectors() + self._layer_problems()
         for name, (kind, _) in _schema_objects().items():
             if name not in tables:
                 problems.append(f"missing {kind} {name}")
-        problems += [
-            f"{count} vectors of {name!r}, which is not a collection with vectors"
-            for name, count in self._fetch(_STRAY_VECTORS_SQL.format("collection, count(*)"))
-        ]
-        problems += [
-            f"{count} vectors of nodes or edges no longer in graph {name[6:]!r}"
-            for name, count in self._fetch(
-                "SELECT collection, count(*) FROM memstore_vectors "
-                f"WHERE {_GRAPH_VECTOR_ORPHAN} GROUP BY collection"
-            )
-        ]
+        problems += self._stray_vectors()
         with contextlib.suppress(MemstoreError):  # a read-only file: check what is there
             _catch_up_messages(self)
         for fts in _LAYER_FTS:
@@ -2150,6 +2180,22 @@ class Store:
             )
         ]
         return problems
+
+    def _stray_vectors(self) -> list[str]:
+        """Vectors of no collection with vectors, or of graph items that are gone."""
+        if not self._engine.has("vector memory"):
+            return []
+        problems = [
+            f"{count} vectors of {name!r}, which is not a collection with vectors"
+            for name, count in self._fetch(_STRAY_VECTORS_SQL.format("collection, count(*)"))
+        ]
+        return problems + [
+            f"{count} vectors of nodes or edges no longer in graph {name[6:]!r}"
+            for name, count in self._fetch(
+                "SELECT collection, count(*) FROM memstore_vectors "
+                f"WHERE {_GRAPH_VECTOR_ORPHAN} GROUP BY collection ORDER BY collection"
+            )
+        ]
 
     def _layer_problems(self) -> list[str]:
         """What the memory layers this engine has find wrong with themselves."""
@@ -2176,21 +2222,14 @@ class Store:
                 continue
             done += self.collection(name)._repair()
         if not self._engine.layers:
+            done += self._delete_stray_vectors()
             return done + (self._recount_threads() if self._engine.has("conversations") else [])
         for name, (kind, sql) in _schema_objects().items():
             if name not in tables:
                 with self.transaction():
                     self._fetch(sql)
                 done.append(f"recreated {kind} {name}")
-        with self.transaction():
-            for (name,) in self._fetch(_STRAY_VECTORS_SQL.format("DISTINCT collection")):
-                self._fetch("DELETE FROM memstore_vectors WHERE collection = ?", (name,))
-                done.append(f"deleted the vectors of {name!r}, which is not a collection")
-            gone = self._fetch(
-                f"DELETE FROM memstore_vectors WHERE {_GRAPH_VECTOR_ORPHAN} RETURNING collection"
-            )
-            for name in sorted({row[0] for row in gone}):
-                done.append(f"deleted vectors of nodes or edges no longer in graph {name[6:]!r}")
+        done += self._delete_stray_vectors()
         for fts in _LAYER_FTS:
             if _fts_problems(self, fts):
                 with self.transaction():
@@ -2205,6 +2244,22 @@ class Store:
                         )
                 done.append(f"rebuilt the full-text index {fts}")
         return done + self._recount_threads()
+
+    def _delete_stray_vectors(self) -> list[str]:
+        """Delete the vectors _stray_vectors finds (repair)."""
+        if not self._engine.has("vector memory"):
+            return []
+        done = []
+        with self.transaction():
+            for (name,) in self._fetch(_STRAY_VECTORS_SQL.format("DISTINCT collection")):
+                self._fetch("DELETE FROM memstore_vectors WHERE collection = ?", (name,))
+                done.append(f"deleted the vectors of {name!r}, which is not a collection")
+            gone = self._fetch(
+                f"DELETE FROM memstore_vectors WHERE {_GRAPH_VECTOR_ORPHAN} RETURNING collection"
+            )
+            for name in sorted({row[0] for row in gone}):
+                done.append(f"deleted vectors of nodes or edges no longer in graph {name[6:]!r}")
+        return done
 
     def _recount_threads(self) -> list[str]:
         """Count again the messages of threads whose counts drifted (repair)."""
@@ -2865,7 +2920,7 @@ def _declaration_sql(
         elif path in added:
             statements.append(_field_index_sql(new, path, nulls_first=engine.nulls_first))
     if new.vectors is not None and old.vectors is None:
-        statements.append(_vector_trigger_sql(name))
+        statements.append(engine.vector_trigger_sql(name))
     if new.temporal and new.vectors is not None and not (old.temporal and old.vectors):
         statements += _vector_history_trigger_sql(name, drop=True)
         statements += _vector_history_trigger_sql(name)
@@ -2976,11 +3031,12 @@ class _VectorIndex:
         if len(changed) > max(1000, len(self.slot) // 4):
             return self._load(store, tentative)
         if changed:
+            engine = store._engine
             rows = store._fetch(
                 "SELECT record_id, vector FROM memstore_vectors WHERE collection = ? "
-                "AND model = ? AND dim = ? AND record_id IN (SELECT value FROM json_each(?)) "
+                f"AND model = ? AND dim = ? AND {engine.ids_in('record_id')} "
                 "ORDER BY record_id, part",
-                (self.name, self.model, self.dim, json.dumps(sorted(changed))),
+                (self.name, self.model, self.dim, engine.ids(sorted(changed))),
             )
             self._replace(changed, rows)
         if tentative:
@@ -2991,7 +3047,10 @@ class _VectorIndex:
 
     def _load(self, store: Store, tentative: bool) -> None:
         np = self.np
-        (seq,) = store._fetch("SELECT coalesce(max(seq), 0) FROM memstore_vector_log")[0]
+        (seq,) = store._fetch(
+            "SELECT coalesce(max(seq), 0) FROM memstore_vector_log WHERE collection = ?",
+            (self.name,),
+        )[0]
         where = "WHERE collection = ? AND model = ? AND dim = ?"
         params = (self.name, self.model, self.dim)
         (count,) = store._fetch(f"SELECT count(*) FROM memstore_vectors {where}", params)[0]
@@ -3001,12 +3060,16 @@ class _VectorIndex:
         self._lookup = self.codes = self.position = self.small = None
         self.sparse = False
         sql = f"SELECT record_id, vector FROM memstore_vectors {where} ORDER BY record_id, part"
+        engine = store._engine
         with store._lock:  # the caller's snapshot holds it already; rows in chunks, not one by one
             try:
-                cursor = store.connection.execute(sql, params)
-                while chunk := list(islice(cursor, 16_384)):
-                    self._append([row[0] for row in chunk], [row[1] for row in chunk])
-            except _DRIVER_ERRORS as err:
+                cursor = engine.cursor(store.connection, sql, params)
+                try:
+                    while chunk := list(islice(cursor, 16_384)):
+                        self._append([row[0] for row in chunk], [row[1] for row in chunk])
+                finally:
+                    cursor.close()
+            except engine.errors as err:
                 raise store._error(err) from err
         self.norms = np.zeros(len(self.matrix), np.float32)
         with np.errstate(over="ignore"):  # a norm past float32's range: inf, and wide
@@ -3878,7 +3941,6 @@ class _CollectionVectors:
         half_life = None if recency is None else _seconds(recency, "recency")
         weight = None if importance is None else self._target(importance)
         q, metric = self._query_vector(text if vector is None else vector), config["metric"]
-        fts = self._fts_table
         # Recency counts from the time the ranking is for: now, or known_at.
         now = _utcnow() if known is None else datetime.fromisoformat(known)
         self._index_waiting()
@@ -3893,11 +3955,8 @@ class _CollectionVectors:
                 ranked = self._nearest_ids(q, pool, where, _check_metric(metric), True, view)
                 if words:
                     clause, params = self._filter(where, as_of=view)
-                    text_rows = _search(
-                        self.store,
-                        _match_sql(fts, self._table, "t", f"t.id, {fts}.rank", clause),
-                        [words, *params, pool, 0],
-                        words,
+                    text_rows = self.store._engine.fts_ranked(
+                        cast("Collection", self), clause, params, words, pool
                     )
             explain: dict[int, dict[str, Any]] = {}
             for rank, (rid, bm25) in enumerate(text_rows, 1):
@@ -3915,11 +3974,11 @@ class _CollectionVectors:
             else:
                 extra = [weight.sql, *weight.params] if weight is not None else ["NULL"]
                 accesses = "t.access_count" if reinforcement else "0"
+                engine = self.store._engine
                 rows = self.store._fetch(
                     f"SELECT t.id, {self._key_sql}, t.body, t.updated_at, {extra[0]}, {accesses} "
-                    f"FROM {self._table} AS t "
-                    "WHERE t.id IN (SELECT value FROM json_each(?))",
-                    [*extra[1:], json.dumps(list(explain))],
+                    f"FROM {self._table} AS t WHERE {engine.ids_in('t.id')}",
+                    [*extra[1:], engine.ids(list(explain))],
                 )
         hits = []
         for rid, key, body, updated_at, value, access_count in rows:
@@ -4014,12 +4073,13 @@ class _CollectionVectors:
             done += self._write_embedded(texts, documents, new)
             if new != config:
                 self.store._fetch(
-                    "DELETE FROM memstore_vectors WHERE collection = ? AND (model, dim) != (?, ?)",
+                    "DELETE FROM memstore_vectors WHERE collection = ? "
+                    "AND (model <> ? OR dim <> ?)",
                     (self.name, new["model"], new["dim"]),
                 )
                 self.store._fetch(
                     "UPDATE _memstore_collections SET vectors = ?, "
-                    f"updated_at = {_SQL_NOW} WHERE name = ?",
+                    f"updated_at = {self.store._engine.now} WHERE name = ?",
                     (json.dumps(new), self.name),
                 )
                 self.store._generation += 1
@@ -4100,10 +4160,11 @@ class _CollectionVectors:
         """Replace records' vectors (by key) with these parts; inside a transaction."""
         if not parts:
             return
+        engine = self.store._engine
         ids = dict(
             self.store._fetch(
-                f"SELECT key, id FROM {self._table} WHERE key IN (SELECT value FROM json_each(?))",
-                (json.dumps(list(parts)),),
+                f"SELECT key, id FROM {self._table} WHERE {engine.ids_in('key')}",
+                (engine.ids(list(parts)),),
             )
         )
         self._store_vectors({ids[key]: rows for key, rows in parts.items()}, self.vectors)
@@ -4118,11 +4179,12 @@ class _CollectionVectors:
         if not texts:
             return 0
         vectors = _embedded(documents, list(texts.values()))
+        engine = self.store._engine
         existing = {
             row[0]
             for row in self.store._fetch(
-                f"SELECT id FROM {self._table} WHERE id IN (SELECT value FROM json_each(?))",
-                (json.dumps(list(texts)),),
+                f"SELECT id FROM {self._table} WHERE {engine.ids_in('id')}",
+                (engine.ids(list(texts)),),
             )
         }
         self._store_vectors(
@@ -4139,12 +4201,12 @@ class _CollectionVectors:
         self, parts: Mapping[int, list[tuple[str, bytes]]], config: Mapping[str, Any] | None
     ) -> None:
         assert config is not None
-        model, dim = config["model"], config["dim"]
+        model, dim, engine = config["model"], config["dim"], self.store._engine
         self.store._run_many(
             "DELETE FROM memstore_vectors WHERE collection = ? AND record_id = ? AND model = ? "
-            "AND part NOT IN (SELECT value FROM json_each(?))",
+            f"AND NOT {engine.ids_in('part')}",
             [
-                (self.name, rid, model, json.dumps([p for p, _ in rows]))
+                (self.name, rid, model, engine.ids([p for p, _ in rows]))
                 for rid, rows in parts.items()
             ],
         )
@@ -4152,8 +4214,8 @@ class _CollectionVectors:
             "INSERT INTO memstore_vectors (collection, record_id, model, part, dim, vector) "
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (collection, record_id, model, part) "
             "DO UPDATE SET dim = excluded.dim, vector = excluded.vector, "
-            f"embedded_at = {_SQL_NOW} "
-            "WHERE dim IS NOT excluded.dim OR vector IS NOT excluded.vector",
+            f"embedded_at = {engine.now} WHERE memstore_vectors.dim {engine.differs} "
+            f"excluded.dim OR memstore_vectors.vector {engine.differs} excluded.vector",
             [
                 (self.name, rid, model, part, dim, blob)
                 for rid, rows in parts.items()
@@ -4181,8 +4243,9 @@ class _CollectionVectors:
             # One string of ids, not a row each; an index alone answers when no record
             # has an expiry to check (_filter_probed).
             clause, params = self._filter_probed(where, as_of)
+            ids_sql = self.store._engine.concat_ids("t.id")
             (among,) = self.store._fetch(
-                f"SELECT group_concat(t.id) FROM {self._table} AS t WHERE {clause}", params
+                f"SELECT {ids_sql} FROM {self._table} AS t WHERE {clause}", params
             )[0]
             ids = index.np.fromstring(among or "", dtype=index.np.int64, sep=",")
             return index.search(q, metric, k, among=ids, approximate=approximate)
@@ -4210,9 +4273,9 @@ class _CollectionVectors:
         clause, params, versions = known
         if k == 0:
             return []
-        index = self.store._vector_index(self.name, config)
+        index, engine = self.store._vector_index(self.name, config), self.store._engine
         (among,) = self.store._fetch(
-            f"SELECT group_concat(t.id) FROM {self._table} AS t WHERE {clause}", params
+            f"SELECT {engine.concat_ids('t.id')} FROM {self._table} AS t WHERE {clause}", params
         )[0]
         ids = index.np.fromstring(among or "", dtype=index.np.int64, sep=",")
         found = index.search(q, metric, k, among=ids, approximate=approximate) if index.slot else []
@@ -4220,8 +4283,8 @@ class _CollectionVectors:
             "SELECT -v.id, x.vector FROM memstore_versions AS v "
             "JOIN memstore_version_vectors AS x ON x.collection = v.collection "
             "AND x.key = v.key AND x.version = v.version AND x.model = ? AND x.dim = ? "
-            "WHERE v.id IN (SELECT value FROM json_each(?))",
-            (config["model"], config["dim"], json.dumps([-i for i in versions])),
+            f"WHERE {engine.ids_in('v.id')}",
+            (config["model"], config["dim"], engine.ids([-i for i in versions])),
         )
         if rows:
             np = index.np
@@ -4235,10 +4298,11 @@ class _CollectionVectors:
         return found[:k]
 
     def _records_by_id(self, ids: list[int]) -> dict[int, tuple[str, str]]:
+        engine = self.store._engine
         rows = self.store._fetch(
             f"SELECT t.id, {self._key_sql}, t.body FROM {self._table} AS t "
-            "WHERE t.id IN (SELECT value FROM json_each(?))",
-            (json.dumps(ids),),
+            f"WHERE {engine.ids_in('t.id')}",
+            (engine.ids(ids),),
         )
         return {rid: (key, body) for rid, key, body in rows}
 
@@ -4255,7 +4319,7 @@ class _CollectionVectors:
             problems.append(f"{self.name}: {orphans} vectors of records that are gone")
         for other, other_dim, count in self.store._fetch(
             "SELECT model, dim, count(*) FROM memstore_vectors WHERE collection = ? "
-            "AND (model, dim) != (?, ?) GROUP BY model, dim",
+            "AND (model <> ? OR dim <> ?) GROUP BY model, dim ORDER BY model, dim",
             (self.name, model, dim),
         ):
             problems.append(
@@ -5765,7 +5829,9 @@ class Collection(_CollectionVectors):
             wanted.append(("table", fts_table(self.name), ""))
             wanted += [("trigger", _fts_trigger(self.name, e), "") for e in _FTS_EVENTS]
         if self.vectors is not None:
-            wanted.append(("trigger", _vector_trigger(self.name), _vector_trigger_sql(self.name)))
+            wanted.append(
+                ("trigger", _vector_trigger(self.name), engine.vector_trigger_sql(self.name))
+            )
         if self.keeps_history:
             wanted += [
                 ("trigger", f"{self.name}__history_{event}", sql)
@@ -8404,7 +8470,7 @@ class Graph:
         if not self._model_checked:
             other = self.store._fetch(
                 "SELECT model, dim FROM memstore_vectors WHERE collection = ? "
-                "AND (model, dim) != (?, ?) LIMIT 1",
+                "AND (model <> ? OR dim <> ?) LIMIT 1",
                 (self._vector_name, config["model"], config["dim"]),
             )
             if other:
@@ -8413,11 +8479,13 @@ class Graph:
                     f"not {config['model']!r} (dim {config['dim']}): one model per graph"
                 )
             self._model_checked = True
+        engine = self.store._engine
         self.store._fetch(
             "INSERT INTO memstore_vectors (collection, record_id, model, part, dim, vector) "
             "VALUES (?, ?, ?, '', ?, ?) ON CONFLICT (collection, record_id, model, part) "
-            f"DO UPDATE SET dim = excluded.dim, vector = excluded.vector, embedded_at = {_SQL_NOW} "
-            "WHERE vector IS NOT excluded.vector",
+            "DO UPDATE SET dim = excluded.dim, vector = excluded.vector, "
+            f"embedded_at = {engine.now} "
+            f"WHERE memstore_vectors.vector {engine.differs} excluded.vector",
             (self._vector_name, row, config["model"], config["dim"], blob),
         )
         self.store._vector_writes += 1
@@ -8464,12 +8532,12 @@ class Graph:
             if k == 0 or not index.slot:
                 return []
             if kinds is not None:
+                engine = self.store._engine
                 (ids,) = self.store._fetch(
-                    "SELECT group_concat(g.id) FROM memstore_graph_text AS g "
+                    f"SELECT {engine.concat_ids('g.id')} FROM memstore_graph_text AS g "
                     "JOIN memstore_nodes AS n ON n.graph = g.graph AND n.id = g.ref "
-                    "WHERE g.graph = ? AND g.item = 'node' "
-                    "AND n.kind IN (SELECT value FROM json_each(?))",
-                    (self.name, _dumps(_strings(kinds, "kinds"))),
+                    f"WHERE g.graph = ? AND g.item = 'node' AND {engine.ids_in('n.kind')}",
+                    (self.name, engine.ids(_strings(kinds, "kinds"))),
                 )[0]
                 among = index.np.fromstring(ids or "", dtype=index.np.int64, sep=",")
                 found = index.search(q, metric, k, among=among, approximate=exact is not True)
@@ -8489,8 +8557,8 @@ class Graph:
                 for row in self.store._fetch(
                     f"SELECT g.id, {_GRAPH_ITEM_COLUMNS} FROM memstore_graph_text AS g "
                     f"{_graph_item_joins('g')} WHERE g.graph = ? "
-                    "AND g.id IN (SELECT value FROM json_each(?))",
-                    (self.name, json.dumps([rid for rid, _ in found])),
+                    f"AND {self.store._engine.ids_in('g.id')}",
+                    (self.name, self.store._engine.ids([rid for rid, _ in found])),
                 )
                 if row[1] is not None or row[6] is not None
             }
@@ -9289,9 +9357,11 @@ def _copy_collections(
     counts = {name: _rows_of(src, name) for name in names}
     tables = {t: n for t in src._engine.layer_tables if (n := _rows_of(src, t))}
     total, done = sum(counts.values()) + sum(tables.values()), 0
+    if src._engine.has("vector memory"):
+        total += _rows_of(src, "memstore_vectors")
     with Store(destination) as dst:
         lacking = [table for table in tables if table not in dst._engine.layer_tables]
-        if src._engine.has("vectors") and not dst._engine.has("vectors"):
+        if src._engine.has("vector memory") and not dst._engine.has("vector memory"):
             # Vectors are not a layer table: collections' and graphs' go with them.
             lacking += ["memstore_vectors"] if _rows_of(src, "memstore_vectors") else []
         if lacking:
@@ -9360,7 +9430,8 @@ def _copy_collections(
                     dst._run_many(insert, batch)
                     advance(len(batch))
                 dst._engine.after_copy(dst, table)
-            for name, count in {**counts, **tables}.items():
+            vectors = _copy_vectors(src, dst, names, advance)
+            for name, count in {**counts, **tables, **vectors}.items():
                 copied = _rows_of(dst, name)
                 if copied != count:
                     raise MemstoreError(
@@ -9369,7 +9440,49 @@ def _copy_collections(
         problems = dst.check()
         if problems:
             raise MemstoreError(f"the copy has problems: {'; '.join(problems)}")
-    return {"collections": counts, "tables": tables, "rows": total}
+    return {"collections": counts, "tables": {**tables, **vectors}, "rows": total}
+
+
+#: A vector's columns copy() takes as they are (its record's id is the destination's).
+_VECTOR_COLUMNS = "v.model, v.part, v.dim, v.vector, v.embedded_at"
+
+
+def _copy_vectors(
+    src: Store, dst: Store, names: list[str], advance: Callable[[int], None]
+) -> dict[str, int]:
+    """copy()'s vectors, after the records and graphs they belong to, each given to its
+    record's row in the destination (found by key, or a graph item by what names it):
+    {"memstore_vectors": how many} when there are any."""
+    count = _rows_of(src, "memstore_vectors")
+    if not count:
+        return {}
+    insert = (
+        "INSERT INTO memstore_vectors (collection, record_id, model, part, dim, vector, "
+        "embedded_at) SELECT ?, t.id, ?, ?, ?, ?, ? FROM {} WHERE {}"
+    )
+    for name in names:
+        table = quote_identifier(name)
+        rows = src._stream(  # the insert's parameters: the collection first, the key last
+            f"SELECT ?, {_VECTOR_COLUMNS}, t.key FROM memstore_vectors AS v "
+            f"JOIN {table} AS t ON t.id = v.record_id WHERE v.collection = ?",
+            (name, name),
+            tuple,
+        )
+        while batch := list(islice(rows, BATCH_SIZE)):
+            dst._run_many(insert.format(f"{table} AS t", "t.key = ?"), batch)
+            advance(len(batch))
+    items = src._stream(
+        f"SELECT v.collection, {_VECTOR_COLUMNS}, g.graph, g.item, g.ref, g.relation, g.target "
+        "FROM memstore_vectors AS v JOIN memstore_graph_text AS g "
+        "ON v.collection = 'graph:' || g.graph AND g.id = v.record_id",
+        (),
+        tuple,
+    )
+    where = "t.graph = ? AND t.item = ? AND t.ref = ? AND t.relation = ? AND t.target = ?"
+    while batch := list(islice(items, BATCH_SIZE)):
+        dst._run_many(insert.format("memstore_graph_text AS t", where), batch)
+        advance(len(batch))
+    return {"memstore_vectors": count}
 
 
 def _rows_of(store: Store, table: str) -> int:

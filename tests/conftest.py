@@ -36,6 +36,7 @@ ON_POSTGRES = frozenset(
         "test_checkpoints",
         "test_conversations",
         "test_graph",
+        "test_vectors",
         "test_store",
         "test_retention",
         "test_records",

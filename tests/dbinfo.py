@@ -3,6 +3,7 @@ schema (tables, columns, indexes, query plans) or write rows as another tool wou
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import memstore
@@ -23,21 +24,31 @@ def sql(store: memstore.Store, statement: str, params: Any = ()) -> list[tuple[A
 
 def other_tool(url: str, statement: str, params: Any = ()) -> None:
     """Run a statement on its own connection of the engine's ordinary driver, as another
-    tool would: Python's sqlite3 for a file, psycopg for PostgreSQL; committed."""
+    tool would: Python's sqlite3 for a file (in a process of its own: two SQLite
+    libraries in one process do not see each other's locks), psycopg for PostgreSQL;
+    committed. Its errors are raised as the driver's (psycopg), or as RuntimeError."""
     if url.startswith(("postgresql://", "postgres://")):
         import psycopg
 
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(statement.replace("?", "%s"), params)
         return
-    import sqlite3
+    from .conftest import run_python
 
-    conn = sqlite3.connect(url)
-    try:
-        with conn:
-            conn.execute(statement, params)
-    finally:
-        conn.close()
+    ran = run_python(
+        "import json, sqlite3, sys\n"
+        "params = [bytes.fromhex(p['hex']) if isinstance(p, dict) else p\n"
+        "          for p in json.loads(sys.argv[3])]\n"
+        "conn = sqlite3.connect(sys.argv[1])\n"
+        "with conn:\n"
+        "    conn.execute(sys.argv[2], params)\n"
+        "conn.close()\n",
+        url,
+        statement,
+        json.dumps([{"hex": p.hex()} if isinstance(p, bytes) else p for p in params]),
+    )
+    if ran.returncode != 0:
+        raise RuntimeError(ran.stderr)
 
 
 def columns(store: memstore.Store, table: str) -> dict[str, str]:

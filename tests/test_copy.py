@@ -83,12 +83,6 @@ def test_a_copy_that_fails_leaves_the_destination_as_it_was(tmp_path: Path, pg_u
 @pytest.mark.parametrize(
     ("prepare", "refused"),
     [
-        (
-            lambda s: s.graph("g", vectors={"dim": 2, "model": "m"}).add_node(
-                "n", "p", vector=[1, 0]
-            ),
-            memstore.UnsupportedError,
-        ),
         (lambda s: s.collection("h", hygiene=True).put("a", {}), memstore.UnsupportedError),
         (lambda s: s.collection("t", temporal=True).put("a", {}), memstore.UnsupportedError),
     ],
@@ -305,4 +299,34 @@ def test_graphs_go_both_ways_with_their_history(tmp_path: Path, pg_url: str) -> 
         assert g.nodes() == before[2] and [h.key for h in g.search("engineer")] == [
             "alice works_at globex"
         ]
+        assert back.check() == []
+
+
+def test_vectors_go_with_their_records_and_graph_items(tmp_path: Path, pg_url: str) -> None:
+    """Each vector goes to its record's row in the destination (ids differ there): of a
+    collection's records, in parts too, and of a graph's nodes and edges."""
+    with memstore.Store(tmp_path / "a.db") as source:
+        notes = source.collection("notes", fts=["text"], vectors={"dim": 2, "model": "m"})
+        notes.put("gone", {"text": "deleted"}, vector=[0.0, 1.0])
+        notes.put("a", {"text": "alpha"}, vector=[1.0, 0.0])
+        notes.put("b", {"text": "beta"}, vector={"title": [0.0, 1.0], "body": [0.7, 0.7]})
+        notes.delete("gone")  # ids in the source have a gap
+        g = source.graph("g", vectors={"dim": 2, "model": "m"})
+        g.add_node("x", "thing", vector=[1.0, 1.0])
+        g.add_node("y", "thing", vector=[-1.0, 0.0])
+        g.add_edge("x", "y", "near", vector=[0.0, -1.0])
+        before = [(h.key, h.score) for h in notes.nearest([0.6, 0.8])]
+        graph_before = [(h.key, h.score) for h in g.nearest([0.0, -1.0], k=3)]
+    report = memstore.copy(tmp_path / "a.db", pg_url)
+    assert report["tables"]["memstore_vectors"] == 6
+    with memstore.Store(pg_url) as pg:
+        notes = pg.collection("notes")
+        assert [(h.key, h.score) for h in notes.nearest([0.6, 0.8])] == before
+        g = pg.graph("g", vectors={"dim": 2, "model": "m"})
+        assert [(h.key, h.score) for h in g.nearest([0.0, -1.0], k=3)] == graph_before
+        assert [h.key for h in notes.hybrid("alpha", vector=[1.0, 0.0], k=1)] == ["a"]
+        assert pg.check() == []
+    memstore.copy(pg_url, tmp_path / "b.db")
+    with memstore.Store(tmp_path / "b.db") as back:
+        assert [(h.key, h.score) for h in back["notes"].nearest([0.6, 0.8])] == before
         assert back.check() == []

@@ -208,7 +208,7 @@ async def test_async_store_on_postgresql(pg_url: str) -> None:
         assert await notes.keys(order_by="key") == ["n1"]
         assert [h.key for h in await notes.search("milk")] == ["n1"]
         with pytest.raises(memstore.UnsupportedError):
-            await store.graph("g", vectors={"dim": 3, "model": "m"})
+            await store.collection("facts", temporal=True)
 
 
 @pytest.mark.parametrize(
@@ -216,7 +216,7 @@ async def test_async_store_on_postgresql(pg_url: str) -> None:
     [
         (lambda s: s.backup("copy.db"), "pg_dump"),
         (lambda s: s.vacuum(), "autovacuum"),
-        (lambda s: s.graph("g", vectors={"dim": 3, "model": "m"}), "not on PostgreSQL"),
+        (lambda s: s.collection("facts", temporal=True), "not on PostgreSQL"),
         (lambda s: s.collection("notes", hygiene=True), "not on PostgreSQL"),
     ],
 )

@@ -207,6 +207,12 @@ ON_POSTGRES = [
     *("conversation cleanup", "tokens", "token total", "cost", "threads created_after"),
     *("threads user tuple", "message json key", "long message search"),
     *("depth", "weight", "neighbors tuple", "profile name bytes"),
+    *("vector 10**400", "vector nan", "vector float32 overflow", "vector wrong dim"),
+    *("vector matrix", "vector text", "vector part int", "vector part surrogate"),
+    *("vectors too few", "nearest k 2**64", "nearest query huge", "nearest deep where"),
+    *("nearest other model", "hybrid long text", "hybrid recency 10**400"),
+    *("hybrid importance 5", "re_embed nan", "re_embed too few", "re_embed dim 0"),
+    *("vectors dim 2**64", "vectors model int", "vectors other model"),
 ]
 
 
@@ -228,6 +234,8 @@ def pg_full_store(pg_url: str) -> Iterator[memstore.Store]:
         g = store.graph("g")
         g.add_node("x", "thing")
         g.add_node("y", "thing")
+        mem = store.collection("mem", fts=["text"], vectors={"dim": 3, "model": "m"})
+        mem.put("v", {"text": "a vector"}, vector=[1.0, 0.0, 0.0])
         yield store
 
 

@@ -20,7 +20,6 @@ NOT_ON_POSTGRES_YET = {
     *("memstore_lg_checkpoints", "memstore_lg_blobs", "memstore_lg_writes", "memstore_kv"),
     "memstore_graph_fts",  # PostgreSQL's words are a column of memstore_graph_text
     "memstore_version_vectors",
-    *("memstore_vectors", "memstore_vector_log", "memstore_vector_log_trimmed"),
 }
 #: An FTS5 index's own tables, made by SQLite with it.
 FTS5_SHADOWS = re.compile(r"_fts_(data|idx|docsize|config|content)$")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -16,7 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import memstore
-from tests.conftest import run_python
+from tests.conftest import run_processes, run_python
+from tests.dbinfo import other_tool, sql
 
 DIM = 16
 
@@ -262,27 +264,67 @@ def test_stdlib_written_vectors_are_found(file_store: memstore.Store, db_path: P
     assert [h.key for h in memories.nearest([0.0, 1.0])] == ["b", "a"]
 
 
-def test_another_process_write_is_seen_by_the_next_query(
-    file_store: memstore.Store, db_path: Path
-) -> None:
-    memories = file_store.collection("memories", vectors={"dim": 2, "model": "m"})
-    memories.put("a", {}, vector=[1.0, 0.0])
-    memories.put("b", {}, vector=[0.9, 0.1])
-    assert [h.key for h in memories.nearest([0.0, 1.0])] == ["b", "a"]
-    index = file_store._vector_indexes["memories"]
-    ran = run_python(
-        "import sys, memstore\n"
-        "with memstore.Store(sys.argv[1]) as s:\n"
-        "    m = s.collection('memories')\n"
-        "    m.put('c', {}, vector=[0.0, 1.0])\n"
-        "    m.put('b', {}, vector=[-1.0, 0.0])\n"
-        "    m.delete('a')\n",
-        str(db_path),
-    )
-    assert ran.returncode == 0, ran.stderr
-    assert [h.key for h in memories.nearest([0.0, 1.0])] == ["c", "b"]
-    assert file_store._vector_indexes["memories"] is index  # followed, not rebuilt
-    assert index.seq > 0 and len(index.slot) == 2
+def test_another_process_write_is_seen_by_the_next_query(store_url: str) -> None:
+    with memstore.Store(store_url) as store:
+        memories = store.collection("memories", vectors={"dim": 2, "model": "m"})
+        memories.put("a", {}, vector=[1.0, 0.0])
+        memories.put("b", {}, vector=[0.9, 0.1])
+        assert [h.key for h in memories.nearest([0.0, 1.0])] == ["b", "a"]
+        index = store._vector_indexes["memories"]
+        ran = run_python(
+            "import sys, memstore\n"
+            "with memstore.Store(sys.argv[1]) as s:\n"
+            "    m = s.collection('memories')\n"
+            "    m.put('c', {}, vector=[0.0, 1.0])\n"
+            "    m.put('b', {}, vector=[-1.0, 0.0])\n"
+            "    m.delete('a')\n",
+            store_url,
+        )
+        assert ran.returncode == 0, ran.stderr
+        assert [h.key for h in memories.nearest([0.0, 1.0])] == ["c", "b"]
+        assert store._vector_indexes["memories"] is index  # followed, not rebuilt
+        assert index.seq > 0 and len(index.slot) == 2
+
+
+# Writers on connections of their own, each thread putting, replacing and deleting
+# records with vectors while the test's reader follows the log.
+VECTOR_WRITER = """
+import sys, memstore
+
+def work(t):
+    writer = f"{sys.argv[2]}-{t}"
+    with memstore.Store(sys.argv[1], timeout=60) as store:
+        memories = store.collection("memories")
+        for i in range(40):
+            memories.put(f"{writer}-{i}", {"i": i}, vector=[float(i), 1.0, float(t)])
+            if i % 4 == 3:
+                memories.put(f"{writer}-{i - 1}", {"i": -1}, vector=[-1.0, float(i), 0.0])
+            if i % 8 == 7:
+                memories.delete(f"{writer}-{i - 3}")
+"""
+
+
+def test_a_reader_following_concurrent_writers_misses_no_change(store_url: str) -> None:
+    """The change log is in commit order on every engine: a reader that syncs while 4
+    processes of 4 threads write ends with the vectors a fresh load finds."""
+    with memstore.Store(store_url) as store:
+        memories = store.collection("memories", vectors={"dim": 3, "model": "m"})
+        memories.put("seed", {}, vector=[1.0, 0.0, 0.0])
+        writers = threading.Thread(target=run_processes, args=(VECTOR_WRITER, store_url, 4))
+        writers.start()
+        while writers.is_alive():
+            memories.nearest([1.0, 1.0, 0.0], k=5)  # follows the log as it grows
+        writers.join()
+        followed = memories.nearest([1.0, 1.0, 0.0], k=10_000)
+        index = store._vector_indexes["memories"]
+        with memstore.Store(store_url) as fresh:
+            loaded = fresh["memories"].nearest([1.0, 1.0, 0.0], k=10_000)
+        assert len(loaded) == 1 + 16 * (40 - 5) and store._vector_indexes["memories"] is index
+        # (Records of equal score may come in either order.)
+        assert sorted((h.key, h.score) for h in followed) == sorted(
+            (h.key, h.score) for h in loaded
+        )
+        assert store.check() == []
 
 
 def test_rolled_back_vectors_leave_the_index(store: memstore.Store) -> None:
@@ -732,3 +774,26 @@ def test_the_examples_of_the_report_come_back_whole(store: memstore.Store) -> No
     assert len(c.nearest([1e20, 0, 0, 0], k=2, metric="l2")) == 2
     best = c.nearest([3e38] * 4, k=3, metric="dot")
     assert [h.key for h in best] == ["k2", "k1", "k0"]
+
+
+def test_another_tools_deletes_take_the_vectors_and_strays_are_repaired(store_url: str) -> None:
+    """A record another tool deletes takes its vectors (the collection's trigger, on every
+    engine); vectors of no collection are found by check and deleted by repair."""
+    with memstore.Store(store_url) as store:
+        memories = store.collection("memories", vectors={"dim": 2, "model": "m"})
+        memories.put("a", {}, vector=[1.0, 0.0])
+        memories.put("b", {}, vector=[0.0, 1.0])
+        assert len(memories.nearest([1.0, 0.0])) == 2
+        other_tool(store_url, 'DELETE FROM "memories" WHERE key = ?', ["a"])
+        assert [h.key for h in memories.nearest([1.0, 0.0])] == ["b"]
+        assert sql(store, "SELECT count(*) FROM memstore_vectors") == [(1,)]
+        blob = np.array([1.0, 1.0], "<f4").tobytes()
+        other_tool(
+            store_url,
+            "INSERT INTO memstore_vectors (collection, record_id, model, part, dim, vector) "
+            "VALUES ('nothing', 1, 'm', '', 2, ?)",
+            [blob],
+        )
+        assert store.check() == ["1 vectors of 'nothing', which is not a collection with vectors"]
+        assert store.repair() == ["deleted the vectors of 'nothing', which is not a collection"]
+        assert store.check() == [] and [h.key for h in memories.nearest([1.0, 0.0])] == ["b"]
