@@ -1098,7 +1098,10 @@ _NOT_YET_ON_POSTGRES = "{}: not on PostgreSQL in memstore {} yet; use a SQLite s
 
 #: The memory layers a PostgreSQL store has (sql/postgres/), and their tables.
 _ON_POSTGRES = frozenset(
-    {"caches", "event logs", "history", "checkpoints", "conversations", "graphs", "vector memory"}
+    {
+        *("caches", "event logs", "history", "checkpoints", "conversations", "graphs"),
+        *("vector memory", "key-value stores"),
+    }
 )
 _POSTGRES_LAYER_TABLES = (
     "memstore_logs",
@@ -1118,6 +1121,7 @@ _POSTGRES_LAYER_TABLES = (
     "memstore_version_counters",
     "memstore_node_versions",
     "memstore_edge_versions",
+    "memstore_kv",
 )
 
 
@@ -10328,10 +10332,14 @@ class Adapter:
     by ``close()``) or an open ``Store`` to share (left open). ``execute``
     runs the adapter's own SQL with memstore's errors. ``run_async`` runs a
     sync method on an ``AsyncStore`` worker started on first use.
+    ``layer`` names the memory layer the adapter keeps its data in: a store
+    whose engine lacks it is refused (UnsupportedError) when opened.
     The memstore_langgraph and memstore_langchain classes are built on it.
     """
 
     store: Store
+    #: The memory layer (a feature of Store's engine) the adapter's data is kept in.
+    layer = "the framework adapters"
 
     def open_store(self, path: str | os.PathLike[str] | Store, options: Mapping[str, Any]) -> None:
         """Open ``path`` (or take an open Store) as ``self.store``."""
@@ -10341,8 +10349,8 @@ class Adapter:
             self.store, self._owns_store = path, False
         else:
             self.store, self._owns_store = Store(path, **options), True
-        try:  # their SQL is SQLite's for now
-            self.store._engine.unsupported("the framework adapters")
+        try:
+            self.store._engine.unsupported(self.layer)
         except UnsupportedError:
             if self._owns_store:
                 self.store.close()
@@ -10406,6 +10414,22 @@ class Adapter:
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         """``execute`` for many rows of parameters."""
         self.store._run_many(sql, rows)
+
+    @property
+    def no_limit(self) -> int | None:
+        """LIMIT's value for no limit, on the store's engine."""
+        return self.store._engine.no_limit
+
+    @property
+    def now_sql(self) -> str:
+        """SQL for now, as memstore writes times, on the store's engine."""
+        return self.store._engine.now
+
+    def in_list(self, column: str, values: Sequence[Any]) -> tuple[str, Any]:
+        """A condition "``column`` is one of ``values``" and its one parameter, on the
+        store's engine: ``sql, param = self.in_list("key", keys)``."""
+        engine = self.store._engine
+        return engine.ids_in(column), engine.ids(list(values))
 
     async def run_async(self, function: Callable[..., Any], /, *args: Any) -> Any:
         """``function(*args)`` on the AsyncStore worker, started on the first call."""

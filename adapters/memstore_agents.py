@@ -66,6 +66,8 @@ class MemstoreSession(memstore.Adapter, SessionABC):
     ``switch_to_branch`` and ``list_branches`` move between them.
     """
 
+    layer = "conversations"
+
     def __init__(
         self,
         session_id: str,
@@ -238,10 +240,14 @@ class MemstoreSession(memstore.Adapter, SessionABC):
         (its history is not all its own), has no messages of its own (there may be none
         at all), or holds messages added by other means (built from their columns)."""
         rows = self.execute(
-            "SELECT metadata FROM memstore_messages WHERE thread_id = ?1 "
-            "AND (SELECT parent_id FROM memstore_threads WHERE id = ?1) IS NULL "
-            "ORDER BY position DESC LIMIT ?2",
-            (self.session_id, -1 if limit is None or limit < 0 else limit),
+            "SELECT metadata FROM memstore_messages WHERE thread_id = ? "
+            "AND (SELECT parent_id FROM memstore_threads WHERE id = ?) IS NULL "
+            "ORDER BY position DESC LIMIT ?",
+            (
+                self.session_id,
+                self.session_id,
+                self.no_limit if limit is None or limit < 0 else limit,
+            ),
         )
         # A message written here starts its metadata so (memstore writes compact JSON).
         if not rows or not all(m.startswith('{"item":{') for (m,) in rows):

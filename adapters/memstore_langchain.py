@@ -71,6 +71,8 @@ class MemstoreByteStore(memstore.Adapter, BaseStore[str, bytes]):
     page of keys at a time, in key order, holding nothing between pages.
     """
 
+    layer = "key-value stores"
+
     def __init__(
         self,
         path: str | os.PathLike[str] | memstore.Store = ":memory:",
@@ -91,12 +93,12 @@ class MemstoreByteStore(memstore.Adapter, BaseStore[str, bytes]):
         wanted = _keys(keys)
         if not wanted:
             return []
+        among, keys = self.in_list("key", sorted(set(wanted)))
         with self.store.transaction(immediate=False):
             found = dict(
                 self.execute(
-                    "SELECT key, value FROM memstore_kv WHERE namespace = ? "
-                    "AND key IN (SELECT value FROM json_each(?))",
-                    (self.namespace, json.dumps(sorted(set(wanted)))),
+                    f"SELECT key, value FROM memstore_kv WHERE namespace = ? AND {among}",
+                    (self.namespace, keys),
                 )
             )
         return [found.get(key) for key in wanted]
@@ -121,7 +123,7 @@ class MemstoreByteStore(memstore.Adapter, BaseStore[str, bytes]):
             self.executemany(
                 "INSERT INTO memstore_kv (namespace, key, value, size) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, "
-                f"size = excluded.size, updated_at = {memstore.SQL_NOW}",
+                f"size = excluded.size, updated_at = {self.now_sql}",
                 rows,
             )
 
@@ -130,11 +132,10 @@ class MemstoreByteStore(memstore.Adapter, BaseStore[str, bytes]):
         wanted = _keys(keys)
         if not wanted:
             return
+        among, keys = self.in_list("key", wanted)
         with self.store.transaction():
             self.execute(
-                "DELETE FROM memstore_kv WHERE namespace = ? "
-                "AND key IN (SELECT value FROM json_each(?))",
-                (self.namespace, json.dumps(wanted)),
+                f"DELETE FROM memstore_kv WHERE namespace = ? AND {among}", (self.namespace, keys)
             )
 
     def yield_keys(self, *, prefix: str | None = None) -> Iterator[str]:
@@ -221,6 +222,8 @@ class MemstoreCache(memstore.Adapter, BaseCache):
     cache, so several LLM caches can share a file.
     """
 
+    layer = "caches"
+
     def __init__(
         self,
         path: str | os.PathLike[str] | memstore.Store = ":memory:",
@@ -303,6 +306,8 @@ class MemstoreChatMessageHistory(memstore.Adapter, BaseChatMessageHistory):
     role. ``clear()`` deletes the thread. Conversations' search, usage,
     branches and retention all apply.
     """
+
+    layer = "conversations"
 
     def __init__(
         self,

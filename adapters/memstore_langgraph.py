@@ -118,6 +118,8 @@ class MemstoreSaver(memstore.Adapter, BaseCheckpointSaver[str]):
     their ancestors' writes.
     """
 
+    layer = "the LangGraph adapters"
+
     def __init__(
         self,
         path: str | os.PathLike[str] | memstore.Store = ":memory:",
@@ -650,6 +652,8 @@ class MemstoreStore(memstore.Adapter, BaseStore):
     ``get(..., as_of=...)`` and ``search(..., as_of=...)`` read the store as it
     was at any time. Reads without ``as_of`` see what holds now, as always.
     """
+
+    layer = "the LangGraph adapters"
 
     supports_ttl = True
 

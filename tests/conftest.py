@@ -37,6 +37,8 @@ ON_POSTGRES = frozenset(
         "test_conversations",
         "test_graph",
         "test_vectors",
+        "test_agents",
+        "test_langchain",
         "test_store",
         "test_retention",
         "test_records",

@@ -23,7 +23,13 @@ from memstore_langchain import MemstoreByteStore, MemstoreCache, MemstoreChatMes
 from memstore_langgraph import MemstoreSaver, MemstoreStore
 
 from .conftest import ROOT
-from .test_hostile import BIG, fingerprint, full_store  # noqa: F401 (a fixture)
+from .test_hostile import (  # noqa: F401 (fixtures)
+    BIG,
+    fingerprint,
+    full_store,
+    pg_fingerprint,
+    pg_full_store,
+)
 
 SURROGATE = "\ud800"
 
@@ -164,3 +170,39 @@ def test_the_adapters_use_memstores_public_api_only(module: str) -> None:
     # calls for a collection's rows (touch), not copies of them.
     assert "strftime(" not in source
     assert not re.search(r"UPDATE \{self\._table\}", source)
+
+
+class PostgresAdapters(Adapters):
+    """The adapters a PostgreSQL store has (not LangGraph's yet: README, "PostgreSQL")."""
+
+    def __init__(self, store: memstore.Store) -> None:
+        self.store = store
+        self.bytes = MemstoreByteStore(store)
+        self.cache = MemstoreCache(store)
+        self.history = MemstoreChatMessageHistory("h", store)
+        self.session = MemstoreSession("s", store)
+
+
+@pytest.fixture
+def pg_adapters(pg_full_store: memstore.Store) -> Iterator[Adapters]:  # noqa: F811
+    made = PostgresAdapters(pg_full_store)
+    made.bytes.mset([("k", b"v")])
+    made.cache.update("p", "llm", [Generation(text="g")])
+    made.history.add_messages([HumanMessage("hi")])
+    asyncio.run(made.session.add_items([{"role": "user", "content": "hi"}]))
+    yield made
+
+
+ON_POSTGRES = [
+    name for name in CASES if name.split()[0] in ("bytes", "cache", "history", "session")
+]
+
+
+@pytest.mark.parametrize("name", ON_POSTGRES)
+def test_hostile_input_to_the_adapters_on_postgresql(pg_adapters: Adapters, name: str) -> None:
+    before = pg_fingerprint(pg_adapters.store)
+    with pytest.raises(memstore.MemstoreError) as caught:
+        CASES[name](pg_adapters)
+    assert str(caught.value) and not isinstance(caught.value, memstore.UnsupportedError)
+    assert pg_fingerprint(pg_adapters.store) == before
+    assert pg_adapters.store.check() == []

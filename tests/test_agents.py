@@ -18,6 +18,8 @@ from agents.usage import Usage
 import memstore
 from memstore_agents import MemstoreSession, SessionClosedError
 
+from .dbinfo import other_tool
+
 set_tracing_disabled(True)  # scripted runs: nothing to send anywhere
 
 
@@ -32,8 +34,8 @@ def reply(text: str) -> dict[str, Any]:
 # -- the Session contract (as the SDK's own tests hold SQLiteSession to it) ----------
 
 
-async def test_items_in_order_with_limits(db_path: Path) -> None:
-    session = MemstoreSession("s1", db_path)
+async def test_items_in_order_with_limits(store_url: str) -> None:
+    session = MemstoreSession("s1", store_url)
     assert await session.get_items() == []
     assert await session.pop_item() is None
     items = [user("one"), reply("two"), user("three"), reply("four")]
@@ -51,22 +53,22 @@ async def test_items_in_order_with_limits(db_path: Path) -> None:
     session.close()
 
 
-async def test_settings_limit_and_coercion(db_path: Path) -> None:
-    session = MemstoreSession("s1", db_path, session_settings={"limit": 2})
+async def test_settings_limit_and_coercion(store_url: str) -> None:
+    session = MemstoreSession("s1", store_url, session_settings={"limit": 2})
     await session.add_items([user(str(i)) for i in range(5)])
     assert await session.get_items() == [user("3"), user("4")]
     assert await session.get_items(limit=3) == [user("2"), user("3"), user("4")]
     session.close()
     with pytest.raises(memstore.ValidationError):
-        MemstoreSession("s1", db_path, session_settings={"limits": 2})
+        MemstoreSession("s1", store_url, session_settings={"limits": 2})
     with pytest.raises(memstore.ValidationError):
-        MemstoreSession("s1", db_path, messages_table="mine")
+        MemstoreSession("s1", store_url, messages_table="mine")
     with pytest.raises(memstore.ValidationError):
-        MemstoreSession("", db_path)
+        MemstoreSession("", store_url)
 
 
-async def test_closed_session_raises_runtime_error(db_path: Path) -> None:
-    session = MemstoreSession("s1", db_path)
+async def test_closed_session_raises_runtime_error(store_url: str) -> None:
+    session = MemstoreSession("s1", store_url)
     await session.add_items([user("hi")])
     session.close()
     with pytest.raises(RuntimeError, match="closed"):
@@ -74,16 +76,16 @@ async def test_closed_session_raises_runtime_error(db_path: Path) -> None:
     with pytest.raises(SessionClosedError):
         await session.get_items()
     assert issubclass(SessionClosedError, memstore.MemstoreError)
-    reopened = MemstoreSession("s1", db_path)
+    reopened = MemstoreSession("s1", store_url)
     assert await reopened.get_items() == [user("hi")]
     reopened.close()
 
 
-async def test_sessions_share_a_file_and_stay_apart(db_path: Path) -> None:
+async def test_sessions_share_a_file_and_stay_apart(store_url: str) -> None:
     a, b, a_again = (
-        MemstoreSession("a", db_path),
-        MemstoreSession("b", db_path),
-        MemstoreSession("a", db_path),
+        MemstoreSession("a", store_url),
+        MemstoreSession("b", store_url),
+        MemstoreSession("a", store_url),
     )
     await a.add_items([user("for a")])
     await b.add_items([user("for b")])
@@ -98,8 +100,8 @@ async def test_sessions_share_a_file_and_stay_apart(db_path: Path) -> None:
         session.close()
 
 
-async def test_a_failing_add_writes_nothing(db_path: Path) -> None:
-    session = MemstoreSession("s1", db_path)
+async def test_a_failing_add_writes_nothing(store_url: str) -> None:
+    session = MemstoreSession("s1", store_url)
     await session.add_items([user("kept")])
     with pytest.raises(memstore.ValidationError):
         await session.add_items([user("lost"), "not an item"])  # type: ignore[list-item]
@@ -111,8 +113,8 @@ async def test_a_failing_add_writes_nothing(db_path: Path) -> None:
     session.close()
 
 
-def test_safe_from_many_threads_each_with_its_own_loop(db_path: Path) -> None:
-    session = MemstoreSession("shared", db_path)
+def test_safe_from_many_threads_each_with_its_own_loop(store_url: str) -> None:
+    session = MemstoreSession("shared", store_url)
     errors: list[BaseException] = []
 
     def worker(n: int) -> None:
@@ -194,22 +196,20 @@ async def test_runner_remembers_across_runs_and_records_usage(db_path: Path) -> 
         assert conn.execute("SELECT count(*) FROM memstore_messages").fetchone()[0] == len(items)
 
 
-async def test_messages_added_by_other_means_come_back_as_items(db_path: Path) -> None:
-    session = MemstoreSession("s", db_path)
+async def test_messages_added_by_other_means_come_back_as_items(store_url: str) -> None:
+    session = MemstoreSession("s", store_url)
     await session.add_items([user("from the SDK")])
-    with memstore.Store(db_path) as store:
+    with memstore.Store(store_url) as store:
         chat = store.conversations()
         chat.add_message("s", "assistant", "from memstore")
         chat.add_message("s", "tool", "42", name="call-7")
         chat.add_message("s", "user", "x", metadata={"item": "not an item", "k": 1})
-    raw = sqlite3.connect(db_path)  # an item written by another tool, its JSON spaced out
-    with raw:
-        raw.execute(
-            "INSERT INTO memstore_messages (thread_id, position, role, content, metadata, "
-            "created_at) VALUES ('s', 5, 'user', 'spaced', ?, '2026-01-01T00:00:00Z')",
-            (json.dumps({"item": user("spaced"), "by": "a script"}, indent=1),),
-        )
-    raw.close()
+    other_tool(  # an item written by another tool, its JSON spaced out
+        store_url,
+        "INSERT INTO memstore_messages (thread_id, position, role, content, metadata, "
+        "created_at) VALUES ('s', 5, 'user', 'spaced', ?, '2026-01-01T00:00:00Z')",
+        [json.dumps({"item": user("spaced"), "by": "a script"}, indent=1)],
+    )
     assert await session.get_items() == [
         user("from the SDK"),
         reply("from memstore"),
@@ -217,12 +217,12 @@ async def test_messages_added_by_other_means_come_back_as_items(db_path: Path) -
         user("x"),
         user("spaced"),
     ]
-    with memstore.Store(db_path) as store:  # a session whose thread is a branch of another
+    with memstore.Store(store_url) as store:  # a session whose thread is a branch of another
         chat = store.conversations()
         chat.create_thread("root")
         chat.add_message("root", "user", "shared")
         chat.branch("root", branch_id="forked")
-    forked = MemstoreSession("forked", db_path)
+    forked = MemstoreSession("forked", store_url)
     await forked.add_items([reply("own")])
     assert await forked.get_items() == [user("shared"), reply("own")]
     assert await forked.get_items(limit=1) == [reply("own")]
@@ -230,8 +230,8 @@ async def test_messages_added_by_other_means_come_back_as_items(db_path: Path) -
     forked.close()
 
 
-async def test_branch_from_a_turn(db_path: Path) -> None:
-    session = MemstoreSession("s", db_path)
+async def test_branch_from_a_turn(store_url: str) -> None:
+    session = MemstoreSession("s", store_url)
     await session.add_items([user("q1"), reply("a1"), user("q2"), reply("a2")])
     turns = await session.get_conversation_turns()
     assert [(t["turn"], t["content"]) for t in turns] == [(1, "q1"), (2, "q2")]

@@ -265,25 +265,16 @@ def test_the_command_line_on_postgresql(pg_url: str) -> None:
     assert missing.returncode == 3, missing.stderr
 
 
-def test_the_framework_adapters_say_they_are_not_on_postgresql_yet(pg_url: str) -> None:
-    import memstore_agents
-    import memstore_langchain
+def test_the_langgraph_adapters_say_they_are_not_on_postgresql_yet(pg_url: str) -> None:
     import memstore_langgraph
 
-    for adapter in (
-        memstore_langgraph.MemstoreSaver,
-        memstore_langgraph.MemstoreStore,
-        memstore_langchain.MemstoreByteStore,
-        memstore_agents.MemstoreSession,
-    ):
-        with pytest.raises(memstore.UnsupportedError, match="adapters"):
-            adapter(pg_url) if adapter is not memstore_agents.MemstoreSession else adapter(
-                "s", pg_url
-            )
-        with memstore.Store(pg_url) as store, pytest.raises(memstore.UnsupportedError):
-            adapter(store) if adapter is not memstore_agents.MemstoreSession else adapter(
-                "s", store
-            )
+    for adapter in (memstore_langgraph.MemstoreSaver, memstore_langgraph.MemstoreStore):
+        with pytest.raises(memstore.UnsupportedError, match="LangGraph adapters"):
+            adapter(pg_url)
+        with memstore.Store(pg_url) as store:
+            with pytest.raises(memstore.UnsupportedError):
+                adapter(store)
+            assert store.collections() == []  # a store given stays open
 
 
 def test_a_handle_follows_another_tools_change_of_a_declaration(pg_url: str) -> None:

@@ -30,8 +30,12 @@ from memstore_langchain import MemstoreByteStore, MemstoreCache, MemstoreChatMes
 # -- langchain-tests' standard suites ---------------------------------------------
 
 
-@pytest.fixture(params=["memory", "file"])
+@pytest.fixture(params=["memory", "file", "postgres"])
 def where(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where the suites' adapters keep their data: each engine (a fresh database for
+    PostgreSQL, from the suite's own server)."""
+    if request.param == "postgres":
+        return str(request.getfixturevalue("pg_url"))
     return ":memory:" if request.param == "memory" else str(tmp_path / "agent.db")
 
 
@@ -99,8 +103,8 @@ def test_byte_store_namespaces_prefixes_and_pages(db_path: Path) -> None:
         ).fetchone() == (b"2", 1)
 
 
-def test_byte_store_refuses_bad_input_and_keeps_what_it_had(db_path: Path) -> None:
-    with MemstoreByteStore(db_path) as store:
+def test_byte_store_refuses_bad_input_and_keeps_what_it_had(store_url: str) -> None:
+    with MemstoreByteStore(store_url) as store:
         store.mset([("a", b"1")])
         with pytest.raises(memstore.ValidationError):
             store.mset([("b", b"2"), ("c", "not bytes")])  # type: ignore[list-item]
@@ -111,13 +115,13 @@ def test_byte_store_refuses_bad_input_and_keeps_what_it_had(db_path: Path) -> No
         with pytest.raises(memstore.ValidationError):
             list(store.yield_keys(prefix=5))  # type: ignore[arg-type]
         with pytest.raises(memstore.ValidationError):
-            MemstoreByteStore(db_path, namespace="")
+            MemstoreByteStore(store_url, namespace="")
         assert list(store.yield_keys()) == ["a"]
         assert store.store.check() == []
 
 
-async def test_byte_store_async_generator_and_concurrency(db_path: Path) -> None:
-    async with MemstoreByteStore(db_path) as store:
+async def test_byte_store_async_generator_and_concurrency(store_url: str) -> None:
+    async with MemstoreByteStore(store_url) as store:
         await asyncio.gather(*(store.amset([(f"k{i:04d}", bytes([i % 256]))]) for i in range(700)))
         keys = [k async for k in store.ayield_keys(prefix="k0")]
         assert keys == [f"k{i:04d}" for i in range(700)]
@@ -148,8 +152,8 @@ def test_byte_store_exported_with_the_file(tmp_path: Path) -> None:
 # -- the LLM cache -----------------------------------------------------------------
 
 
-def test_cache_serves_a_real_model_and_counts_hits(db_path: Path) -> None:
-    with MemstoreCache(db_path) as cache:
+def test_cache_serves_a_real_model_and_counts_hits(store_url: str) -> None:
+    with MemstoreCache(store_url) as cache:
         model = GenericFakeChatModel(messages=iter([AIMessage("first"), AIMessage("second")]))
         model.cache = cache
         assert model.invoke("hello").content == "first"
@@ -157,16 +161,19 @@ def test_cache_serves_a_real_model_and_counts_hits(db_path: Path) -> None:
         assert model.invoke("another prompt").content == "second"
         stats = cache.cache.stats()
         assert stats["hits"] == 1 and stats["entries"] == 2
-    with MemstoreCache(db_path) as cache:  # it survives a restart
+    with MemstoreCache(store_url) as cache:  # it survives a restart
         model = GenericFakeChatModel(messages=iter([AIMessage("never used")]))
         model.cache = cache
         assert model.invoke("hello").content == "first"
 
 
-def test_cache_ttl_and_names(db_path: Path) -> None:
+def test_cache_ttl_and_names(store_url: str) -> None:
     from langchain_core.outputs import Generation
 
-    with MemstoreCache(db_path, ttl=0.5) as short, MemstoreCache(db_path, name="other") as other:
+    with (
+        MemstoreCache(store_url, ttl=0.5) as short,
+        MemstoreCache(store_url, name="other") as other,
+    ):
         short.update("p", "llm", [Generation(text="x")])
         other.update("p", "llm", [Generation(text="y")])
         assert short.lookup("p", "llm") == [Generation(text="x")]
@@ -197,12 +204,12 @@ def every_kind() -> list[BaseMessage]:
     ]
 
 
-def test_history_round_trips_every_kind_and_records_usage(db_path: Path) -> None:
-    with MemstoreChatMessageHistory("chat-1", db_path) as history:
+def test_history_round_trips_every_kind_and_records_usage(store_url: str) -> None:
+    with MemstoreChatMessageHistory("chat-1", store_url) as history:
         assert history.messages == []
         history.add_messages(every_kind())
         assert history.messages == every_kind()
-    with memstore.Store(db_path) as store:
+    with memstore.Store(store_url) as store:
         chat = store.conversations()
         stored = chat.messages("chat-1")
         assert [m.role for m in stored] == ["system", "user", "assistant", "tool", "assistant"]
@@ -210,15 +217,15 @@ def test_history_round_trips_every_kind_and_records_usage(db_path: Path) -> None
         assert chat.usage("chat-1")["input_tokens"] == 12
         assert [h.record.position for h in chat.search("Lyon", thread_id="chat-1")] == [2]
         chat.add_message("chat-1", "user", "added by memstore itself")
-    with MemstoreChatMessageHistory("chat-1", db_path) as history:
+    with MemstoreChatMessageHistory("chat-1", store_url) as history:
         assert history.messages[-1] == HumanMessage("added by memstore itself")
         history.clear()
         assert history.messages == []
         history.clear()  # twice is fine
 
 
-def test_history_adds_all_or_nothing(db_path: Path) -> None:
-    with MemstoreChatMessageHistory("chat-1", db_path) as history:
+def test_history_adds_all_or_nothing(store_url: str) -> None:
+    with MemstoreChatMessageHistory("chat-1", store_url) as history:
         history.add_messages([HumanMessage("kept")])
         with pytest.raises(memstore.ValidationError):
             history.add_messages([HumanMessage("lost"), "not a message"])  # type: ignore[list-item]
@@ -226,19 +233,19 @@ def test_history_adds_all_or_nothing(db_path: Path) -> None:
             history.add_messages([HumanMessage("lost", additional_kwargs={"not json": {1, 2}})])
         assert history.messages == [HumanMessage("kept")]
     with pytest.raises(memstore.ValidationError):
-        MemstoreChatMessageHistory("", db_path)
+        MemstoreChatMessageHistory("", store_url)
 
 
 @pytest.mark.filterwarnings("ignore:RunnableWithMessageHistory is deprecated")
-def test_history_behind_a_runnable_with_memory(db_path: Path) -> None:
+def test_history_behind_a_runnable_with_memory(store_url: str) -> None:
     model = GenericFakeChatModel(messages=iter([AIMessage("Hi Ada!"), AIMessage("You are Ada.")]))
     chain = RunnableWithMessageHistory(
-        model, lambda session_id: MemstoreChatMessageHistory(session_id, db_path)
+        model, lambda session_id: MemstoreChatMessageHistory(session_id, store_url)
     )
     config = {"configurable": {"session_id": "ada"}}
     assert chain.invoke([HumanMessage("I am Ada")], config).content == "Hi Ada!"
     assert chain.invoke([HumanMessage("Who am I?")], config).content == "You are Ada."
-    with MemstoreChatMessageHistory("ada", db_path) as history:
+    with MemstoreChatMessageHistory("ada", store_url) as history:
         assert [m.content for m in history.messages] == [
             "I am Ada",
             "Hi Ada!",
@@ -247,8 +254,8 @@ def test_history_behind_a_runnable_with_memory(db_path: Path) -> None:
         ]
 
 
-async def test_history_async(db_path: Path) -> None:
-    async with MemstoreChatMessageHistory("chat-a", db_path) as history:
+async def test_history_async(store_url: str) -> None:
+    async with MemstoreChatMessageHistory("chat-a", store_url) as history:
         await asyncio.gather(*(history.aadd_messages([HumanMessage(f"m{i}")]) for i in range(20)))
         assert sorted(m.content for m in await history.aget_messages()) == sorted(
             f"m{i}" for i in range(20)

@@ -711,3 +711,14 @@ END
 $$;
 CREATE TRIGGER memstore_graph_text__vectors_delete AFTER DELETE ON memstore_graph_text
     FOR EACH ROW EXECUTE FUNCTION _memstore_vectors_gone();
+
+-- Byte values under string keys, per namespace (SQLite's sql/0010: LangChain's
+-- BaseStore[str, bytes]); keys in byte order, as SQLite compares them.
+CREATE TABLE memstore_kv (
+    namespace  text COLLATE "C" NOT NULL,
+    key        text COLLATE "C" NOT NULL,
+    value      bytea NOT NULL,
+    size       bigint NOT NULL CHECK (size >= 0),
+    updated_at text COLLATE "C" NOT NULL DEFAULT _memstore_now(),
+    PRIMARY KEY (namespace, key)
+);
