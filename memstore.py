@@ -50,9 +50,11 @@ from __future__ import annotations
 import collections
 import contextlib
 import contextvars
+import decimal
 import functools
 import json
 import math
+import operator
 import os
 import re
 import struct
@@ -691,6 +693,11 @@ def _check_schema_version(version: int) -> None:
 # --------------------------------------------------------------------------
 
 
+#: A table of rows bound as parameters (_Engine.tuples): its FROM item, its columns' SQL,
+#: its order's, and the parameters.
+_Tuples = tuple[str, list[str], str, list[Any]]
+
+
 class _Engine:
     """The dialect boundary: how a Store connects, runs statements, begins transactions,
     translates driver errors and migrates, plus the few SQL spellings that differ. A
@@ -965,6 +972,39 @@ class _Engine:
         """An aggregate of integer ids as text, comma-separated (numpy's fromstring reads it)."""
         return f"group_concat({column})"
 
+    def json_entries(self, sql: str) -> str:
+        """A table of the (key, value) entries of the JSON object ``sql``, values as text."""
+        return f"json_each({sql})"
+
+    def group_terms(self, target: _Target) -> tuple[list[str], list[Any], Callable[..., Any]]:
+        """A group of Collection.aggregate: the terms it is grouped and ordered by, their
+        parameters, and how its value is read from a row's values of them."""
+        return [target.sql], list(target.params), operator.itemgetter(0)
+
+    def summary_terms(self, target: _Target, quantiles: list[float]) -> tuple[list[str], list[Any]]:
+        """Collection.aggregate's summary of ``of``: its min, max, sum and avg, then its
+        ``quantiles`` (of 0..1) as a JSON list (None where it has no numbers)."""
+        terms = [f"{f}({target.sql})" for f in ("min", "max", "sum", "avg")]
+        terms.append(f"_memstore_quantiles({target.sql}, ?)")
+        return terms, [*target.params * 5, json.dumps(quantiles)]
+
+    #: A summary's value as Python has it (summary_terms).
+    summary_value = staticmethod(lambda value: value)
+
+    def json_field(self, sql: str, key: str, what: str) -> _Compiled:
+        """A field of the JSON object ``sql`` by its key: its ``"type"`` (json_type's names:
+        null, true, false, integer, real, text, array, object; NULL when missing), its
+        ``"number"`` or its ``"text"`` (json_extract's value, compared with numbers or text)."""
+        path = '$."' + key.replace('"', '""') + '"'
+        return (f"json_type({sql}, ?)" if what == "type" else f"json_extract({sql}, ?)"), [path]
+
+    def tuples(self, alias: str, width: int, rows: Sequence[Sequence[Any]]) -> _Tuples:
+        """A table ``alias`` of ``rows`` (each ``width`` text values) bound as parameters,
+        for a join that reads it first (``join_in_order``): its FROM item, the SQL of each
+        column, an expression keeping the rows' order, and the parameters."""
+        columns = [f"json_extract({alias}.value, '$[{i}]')" for i in range(width)]
+        return f"json_each(?) AS {alias}", columns, f"{alias}.key", [json.dumps(list(rows))]
+
     def ids_in(self, column: str) -> str:
         """``column`` is one of a list bound as one parameter (see ``ids``)."""
         return f"{column} IN (SELECT value FROM json_each(?))"
@@ -1100,7 +1140,7 @@ _NOT_YET_ON_POSTGRES = "{}: not on PostgreSQL in memstore {} yet; use a SQLite s
 _ON_POSTGRES = frozenset(
     {
         *("caches", "event logs", "history", "checkpoints", "conversations", "graphs"),
-        *("vector memory", "key-value stores"),
+        *("vector memory", "key-value stores", "LangGraph checkpoints"),
     }
 )
 _POSTGRES_LAYER_TABLES = (
@@ -1121,6 +1161,9 @@ _POSTGRES_LAYER_TABLES = (
     "memstore_version_counters",
     "memstore_node_versions",
     "memstore_edge_versions",
+    "memstore_lg_checkpoints",
+    "memstore_lg_blobs",
+    "memstore_lg_writes",
     "memstore_kv",
 )
 
@@ -1605,6 +1648,56 @@ class _Postgres(_Engine):
 
     def concat_ids(self, column: str) -> str:
         return f"string_agg({column}::text, ',')"
+
+    def json_entries(self, sql: str) -> str:
+        return f"json_each_text(({sql})::json)"
+
+    # A field read from the JSON is grouped as SQLite groups its values (numbers by value,
+    # true with 1, text by its bytes) and summarized over its numbers: text values count
+    # as none, where SQLite's min, max and sum would take them in too.
+
+    def group_terms(self, target: _Target) -> tuple[list[str], list[Any], Callable[..., Any]]:
+        if target.kind != "json":
+            return [target.sql], list(target.params), operator.itemgetter(0)
+        terms = [f"_memstore_{f}({target.sql})" for f in ("class", "number")]
+        terms.append(f'_memstore_text({target.sql}) COLLATE "C"')
+        return terms, [*target.params * 3], _pg_group_value
+
+    def summary_terms(self, target: _Target, quantiles: list[float]) -> tuple[list[str], list[Any]]:
+        value, own = target.sql, list(target.params)
+        if target.kind == "json":
+            value = number = f"_memstore_number({value})"
+        elif target.kind in ("integer", "real"):
+            number = value
+        elif target.kind == "boolean":
+            value = number = f"({value})::int"
+        else:  # text: its min and max, as SQLite gives them, but no sum
+            number = "NULL::numeric"
+        counted = own if number != "NULL::numeric" else []
+        terms = [f"min({value})", f"max({value})", f"sum({number})", f"avg({number})"]
+        terms.append(
+            f"array_to_json(percentile_cont(?::float8[]) WITHIN GROUP (ORDER BY {number}))::text"
+        )
+        return terms, [*own, *own, *counted, *counted, quantiles, *counted]
+
+    summary_value = staticmethod(lambda value: _pg_number_value(value))
+
+    def json_field(self, sql: str, key: str, what: str) -> _Compiled:
+        function = {"type": "_memstore_json_type", "number": "_memstore_number"}.get(
+            what, "_memstore_text"
+        )
+        return f"{function}(({sql})::json #> ?::text[])", [[key]]
+
+    def tuples(self, alias: str, width: int, rows: Sequence[Sequence[Any]]) -> _Tuples:
+        names = [f"c{i}" for i in range(width)]
+        arrays = [[str(row[i]) for row in rows] for i in range(width)]
+        unnest = ", ".join(["?::text[]"] * width)
+        return (
+            f"unnest({unnest}) WITH ORDINALITY AS {alias}({', '.join(names)}, ord)",
+            [f'{alias}.{name} COLLATE "C"' for name in names],
+            f"{alias}.ord",
+            arrays,
+        )
 
     def ids_in(self, column: str) -> str:
         return f"{column} = ANY(?)"
@@ -5450,7 +5543,6 @@ class Collection(_CollectionVectors):
         Groups come largest first. Percentiles interpolate linearly between
         the nearest values and ignore values that are not numbers.
         """
-        self.store._engine.unsupported("aggregate")
         groups = _names(group_by, "group_by")
         if not isinstance(percentiles, (list, tuple)) or not all(
             isinstance(p, (int, float)) and not isinstance(p, bool) for p in percentiles
@@ -5461,33 +5553,40 @@ class Collection(_CollectionVectors):
         quantiles = sorted({float(p) for p in percentiles} | {50.0})
         if any(not 0 <= p <= 100 for p in quantiles):
             raise QueryError("percentiles must be between 0 and 100")
+        engine = self.store._engine
         select: list[str] = []
         params: list[Any] = []
+        readers = []  # per group: how many terms it has, and how its value is read from them
         for group in groups:
-            target = self._target(group)
-            select.append(target.sql)
-            params += target.params
+            terms, term_params, read = engine.group_terms(self._target(group))
+            select += terms
+            params += term_params
+            readers.append((len(terms), read))
+        width = len(select)
         select.append("count(*)")
         if of is not None:
-            target = self._target(of)
-            for function in ("min", "max", "sum", "avg"):
-                select.append(f"{function}({target.sql})")
-                params += target.params
-            select.append(f"_memstore_quantiles({target.sql}, ?)")
-            params += [*target.params, json.dumps([q / 100 for q in quantiles])]
+            terms, term_params = engine.summary_terms(
+                self._target(of), [q / 100 for q in quantiles]
+            )
+            select += terms
+            params += term_params
         clause, where_params = self._filter(where)
         sql = f"SELECT {', '.join(select)} FROM {self._table} AS t WHERE {clause}"
         if groups:
-            positions = ", ".join(str(i + 1) for i in range(len(groups)))
-            sql += f" GROUP BY {positions} ORDER BY {len(groups) + 1} DESC, {positions}"
+            positions = ", ".join(str(i + 1) for i in range(width))
+            sql += f" GROUP BY {positions} ORDER BY {width + 1} DESC, {positions}"
         results = []
         for row in self.store._fetch(sql, [*params, *where_params]):
-            result = dict(zip(groups, row[: len(groups)], strict=True))
-            result["count"] = row[len(groups)]
+            result, at = {}, 0
+            for group, (size, read) in zip(groups, readers, strict=True):
+                result[group] = read(row[at : at + size])
+                at += size
+            result["count"] = row[width]
             if of is not None:
-                stats = row[len(groups) + 1 :]
-                result.update(zip(("min", "max", "sum", "avg"), stats[:4], strict=True))
-                values = json.loads(stats[4]) if stats[4] else [None] * len(quantiles)
+                stats = [engine.summary_value(v) for v in row[width + 1 : width + 5]]
+                result.update(zip(("min", "max", "sum", "avg"), stats, strict=True))
+                spread = row[width + 5]
+                values = json.loads(spread) if spread else [None] * len(quantiles)
                 result["median"] = values[quantiles.index(50.0)]
                 for q, value in zip(quantiles, values, strict=True):
                     result[f"p{q:g}"] = value
@@ -10338,8 +10437,10 @@ class Adapter:
     """
 
     store: Store
-    #: The memory layer (a feature of Store's engine) the adapter's data is kept in.
-    layer = "the framework adapters"
+    #: The memory layer (a feature of Store's engine) the adapter's data is kept in; None:
+    #: collections alone, which every engine has. An adapter of its own SQL keeps the
+    #: default, which only SQLite, the reference, is taken to have.
+    layer: str | None = "the framework adapters"
 
     def open_store(self, path: str | os.PathLike[str] | Store, options: Mapping[str, Any]) -> None:
         """Open ``path`` (or take an open Store) as ``self.store``."""
@@ -10350,7 +10451,8 @@ class Adapter:
         else:
             self.store, self._owns_store = Store(path, **options), True
         try:
-            self.store._engine.unsupported(self.layer)
+            if self.layer is not None:
+                self.store._engine.unsupported(self.layer)
         except UnsupportedError:
             if self._owns_store:
                 self.store.close()
@@ -10415,6 +10517,11 @@ class Adapter:
         """``execute`` for many rows of parameters."""
         self.store._run_many(sql, rows)
 
+    def live_clause(self, alias: str | None = None) -> str:
+        """``live_clause`` with the store's engine's clock."""
+        column = "expires_at" if alias is None else f"{quote_identifier(alias)}.expires_at"
+        return f"({column} IS NULL OR {column} > {self.now_sql})"
+
     @property
     def no_limit(self) -> int | None:
         """LIMIT's value for no limit, on the store's engine."""
@@ -10430,6 +10537,30 @@ class Adapter:
         store's engine: ``sql, param = self.in_list("key", keys)``."""
         engine = self.store._engine
         return engine.ids_in(column), engine.ids(list(values))
+
+    # The few SQL spellings an adapter's statements need that differ between engines
+    # (the store's engine gives them: see _Engine).
+
+    @property
+    def join_in_order(self) -> str:
+        """An inner join whose left side is read first."""
+        return self.store._engine.join_in_order
+
+    def json_entries(self, sql: str) -> str:
+        """A table of the (key, value) entries of the JSON object ``sql``."""
+        return self.store._engine.json_entries(sql)
+
+    def json_field(self, sql: str, key: str, what: str) -> tuple[str, list[Any]]:
+        """A field of the JSON object ``sql``: its "type" (SQLite's json_type names), its
+        "number" or its "text"; SQL and its parameters."""
+        return self.store._engine.json_field(sql, key, what)
+
+    def tuples(
+        self, alias: str, width: int, rows: Sequence[Sequence[Any]]
+    ) -> tuple[str, list[str], str, list[Any]]:
+        """A table ``alias`` of rows of text bound as parameters: (FROM item, the SQL of
+        each column, the SQL of the rows' order, the parameters)."""
+        return self.store._engine.tuples(alias, width, rows)
 
     async def run_async(self, function: Callable[..., Any], /, *args: Any) -> Any:
         """``function(*args)`` on the AsyncStore worker, started on the first call."""
@@ -11214,6 +11345,21 @@ def _pg_bind(target: _Target, value: Any) -> Any:
     if isinstance(value, bool) and target.kind != "boolean":
         return int(value)
     return float(value) if target.kind == "real" else value
+
+
+def _pg_number_value(value: Any) -> Any:
+    """A number PostgreSQL computed, as SQLite would give it: a whole numeric an int,
+    another a float."""
+    if isinstance(value, decimal.Decimal):
+        exponent = value.as_tuple().exponent  # 0 or more: written without a fraction
+        return int(value) if isinstance(exponent, int) and exponent >= 0 else float(value)
+    return value
+
+
+def _pg_group_value(terms: Sequence[Any]) -> Any:
+    """A group's value from its terms (class, number, text): json_extract's in SQLite."""
+    kind, number, text = terms
+    return None if kind == 0 else _pg_number_value(number) if kind == 1 else text
 
 
 def _sqlite_text(value: int | float) -> str:

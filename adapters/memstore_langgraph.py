@@ -80,12 +80,13 @@ PRUNE_STRATEGIES = ("keep_latest", "delete")
 _CHECKPOINT_COLUMNS = (
     "thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata"
 )
-# A thread's channel values no checkpoint of it refers to any more.
+# A thread's channel values no checkpoint of it refers to any more (the threads, and the
+# table of a checkpoint's channel versions, as the store's engine spells them).
 _UNUSED_BLOBS = """
 DELETE FROM memstore_lg_blobs
-WHERE thread_id IN (SELECT value FROM json_each(?))
+WHERE {threads}
   AND NOT EXISTS (
-    SELECT 1 FROM memstore_lg_checkpoints AS c, json_each(c.channel_versions) AS v
+    SELECT 1 FROM memstore_lg_checkpoints AS c, {versions} AS v
     WHERE c.thread_id = memstore_lg_blobs.thread_id
       AND c.checkpoint_ns = memstore_lg_blobs.checkpoint_ns
       AND v.key = memstore_lg_blobs.channel AND v.value = memstore_lg_blobs.version
@@ -118,7 +119,7 @@ class MemstoreSaver(memstore.Adapter, BaseCheckpointSaver[str]):
     their ancestors' writes.
     """
 
-    layer = "the LangGraph adapters"
+    layer = "LangGraph checkpoints"
 
     def __init__(
         self,
@@ -173,7 +174,7 @@ class MemstoreSaver(memstore.Adapter, BaseCheckpointSaver[str]):
         made before ``before``'s checkpoint; at most ``limit``."""
         if limit is not None and (not isinstance(limit, int) or limit < 0):
             raise memstore.ValidationError(f"limit must be a whole number >= 0, not {limit!r}")
-        conditions, params, exact = _list_filter(config, filter, before)
+        conditions, params, exact = _list_filter(config, filter, before, self.json_field)
         left = limit
         last: tuple[str, str, str] | None = None
         while left is None or left > 0:
@@ -285,7 +286,8 @@ class MemstoreSaver(memstore.Adapter, BaseCheckpointSaver[str]):
                 self.executemany(insert + "ON CONFLICT DO NOTHING", regular)
             if special:
                 self.executemany(
-                    insert + "ON CONFLICT DO UPDATE SET task_path = excluded.task_path, "
+                    insert + "ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) "
+                    "DO UPDATE SET task_path = excluded.task_path, "
                     "channel = excluded.channel, type = excluded.type, value = excluded.value",
                     special,
                 )
@@ -296,20 +298,19 @@ class MemstoreSaver(memstore.Adapter, BaseCheckpointSaver[str]):
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Delete the checkpoints the given runs made (``metadata["run_id"]``), and their writes."""
-        ids = json.dumps([str(r) for r in _sequence(run_ids, "run_ids")])
+        runs, ids = self.in_list("run_id", [str(r) for r in _sequence(run_ids, "run_ids")])
         with self.store.transaction():
             self.execute(
                 "DELETE FROM memstore_lg_writes WHERE (thread_id, checkpoint_ns, checkpoint_id) "
                 "IN (SELECT thread_id, checkpoint_ns, checkpoint_id FROM memstore_lg_checkpoints "
-                "WHERE run_id IN (SELECT value FROM json_each(?)))",
+                f"WHERE {runs})",
                 (ids,),
             )
             threads = self.execute(
-                "DELETE FROM memstore_lg_checkpoints WHERE run_id IN "
-                "(SELECT value FROM json_each(?)) RETURNING thread_id",
+                f"DELETE FROM memstore_lg_checkpoints WHERE {runs} RETURNING thread_id",
                 (ids,),
             )
-            self.execute(_UNUSED_BLOBS, (json.dumps(sorted({t for (t,) in threads})),))
+            self._delete_unused_blobs(sorted({t for (t,) in threads}))
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copy every checkpoint, value and write of one thread to another (all namespaces).
@@ -338,15 +339,14 @@ class MemstoreSaver(memstore.Adapter, BaseCheckpointSaver[str]):
         if strategy == "delete":
             self._delete_threads(threads)
             return
-        ids = json.dumps(threads)
+        among, ids = self.in_list("thread_id", threads)
         with self.store.transaction():
             for table in ("memstore_lg_writes", "memstore_lg_checkpoints"):
                 self.execute(
-                    f"DELETE FROM {table} WHERE thread_id IN (SELECT value FROM json_each(?)) "
-                    f"AND {_OLDER.format(table=table)}",
+                    f"DELETE FROM {table} WHERE {among} AND {_OLDER.format(table=table)}",
                     (ids,),
                 )
-            self.execute(_UNUSED_BLOBS, (ids,))
+            self._delete_unused_blobs(threads)
 
     def get_next_version(self, current: str | None, channel: None = None) -> str:
         """Versions that sort as text: a zero-padded counter and a random tie-breaker."""
@@ -434,13 +434,15 @@ class MemstoreSaver(memstore.Adapter, BaseCheckpointSaver[str]):
         return self.serde.dumps_typed(values[channel])
 
     def _delete_threads(self, threads: Sequence[str]) -> None:
-        ids = json.dumps(threads)
+        among, ids = self.in_list("thread_id", threads)
         with self.store.transaction():
             for table in _THREAD_TABLES:
-                self.execute(
-                    f"DELETE FROM {table} WHERE thread_id IN (SELECT value FROM json_each(?))",
-                    (ids,),
-                )
+                self.execute(f"DELETE FROM {table} WHERE {among}", (ids,))
+
+    def _delete_unused_blobs(self, threads: Sequence[str]) -> None:
+        among, ids = self.in_list("thread_id", threads)
+        versions = self.json_entries("c.channel_versions")
+        self.execute(_UNUSED_BLOBS.format(threads=among, versions=versions), (ids,))
 
     def _tuples(self, rows: Sequence[Sequence[Any]]) -> Sequence[CheckpointTuple]:
         """Checkpoint rows as LangGraph's tuples, with their values and pending writes.
@@ -459,28 +461,27 @@ class MemstoreSaver(memstore.Adapter, BaseCheckpointSaver[str]):
                 for channel, version in checkpoint.get("channel_versions", {}).items()
             }
         )
+        # The table of what is wanted is read first: one primary-key lookup per row of it.
+        join = self.join_in_order
+        wanted_table, w, _, params = self.tuples("w", 4, wanted)
         blobs = {
             (thread_id, ns, channel, version): (kind, blob)
             for thread_id, ns, channel, version, kind, blob in self.execute(
-                # CROSS JOIN keeps this order: one primary-key lookup per value wanted.
                 "SELECT b.thread_id, b.checkpoint_ns, b.channel, b.version, b.type, b.blob "
-                "FROM json_each(?) AS w CROSS JOIN memstore_lg_blobs AS b "
-                "ON b.thread_id = json_extract(w.value, '$[0]') "
-                "AND b.checkpoint_ns = json_extract(w.value, '$[1]') "
-                "AND b.channel = json_extract(w.value, '$[2]') "
-                "AND b.version = json_extract(w.value, '$[3]') WHERE b.type <> 'empty'",
-                (json.dumps(wanted),),
+                f"FROM {wanted_table} {join} memstore_lg_blobs AS b ON b.thread_id = {w[0]} "
+                f"AND b.checkpoint_ns = {w[1]} AND b.channel = {w[2]} "
+                f"AND b.version = {w[3]} WHERE b.type <> 'empty'",
+                params,
             )
         }
+        of, c, order, params = self.tuples("c", 3, [row[:3] for row in rows])
         writes: dict[tuple[str, str, str], list[Any]] = {}
         for thread_id, ns, checkpoint_id, task_id, channel, kind, value in self.execute(
             "SELECT w.thread_id, w.checkpoint_ns, w.checkpoint_id, w.task_id, w.channel, "
-            "w.type, w.value FROM json_each(?) AS c CROSS JOIN memstore_lg_writes AS w "
-            "ON w.thread_id = json_extract(c.value, '$[0]') "
-            "AND w.checkpoint_ns = json_extract(c.value, '$[1]') "
-            "AND w.checkpoint_id = json_extract(c.value, '$[2]') "
-            "ORDER BY c.key, w.task_path, w.task_id, w.idx",
-            (json.dumps([row[:3] for row in rows]),),
+            f"w.type, w.value FROM {of} {join} memstore_lg_writes AS w "
+            f"ON w.thread_id = {c[0]} AND w.checkpoint_ns = {c[1]} AND w.checkpoint_id = {c[2]} "
+            f"ORDER BY {order}, w.task_path, w.task_id, w.idx",
+            params,
         ):
             writes.setdefault((thread_id, ns, checkpoint_id), []).append(
                 (task_id, channel, self.serde.loads_typed((kind, value)))
@@ -542,9 +543,11 @@ def _list_filter(
     config: RunnableConfig | None,
     filter: dict[str, Any] | None,
     before: RunnableConfig | None,
+    field: Callable[[str, str, str], tuple[str, list[Any]]],
 ) -> tuple[str, list[Any], dict[str, Any]]:
-    """SQL conditions for list(), and the filter values checked in Python (lists, dicts)."""
-    conditions: list[str] = ["1"]
+    """SQL conditions for list(), and the filter values checked in Python (lists, dicts);
+    ``field`` is the adapter's json_field."""
+    conditions: list[str] = ["TRUE"]
     params: list[Any] = []
     if config is not None:
         configurable = config.get("configurable") or {}
@@ -566,23 +569,22 @@ def _list_filter(
     for key, value in (filter or {}).items():
         if not isinstance(key, str) or '"' in key:
             raise memstore.ValidationError(f"invalid metadata filter key {key!r}")
-        path = f'$."{key}"'
+        kind, kind_params = field("metadata", key, "type")
         if value is None:  # as LangGraph's own savers: a missing key matches None too
-            conditions.append("coalesce(json_type(metadata, ?), 'null') = 'null'")
-            params.append(path)
+            conditions.append(f"coalesce({kind}, 'null') = 'null'")
+            params += kind_params
         elif isinstance(value, bool):
-            conditions.append("json_type(metadata, ?) = ?")
-            params += [path, "true" if value else "false"]
-        elif isinstance(value, (int, float)):
-            conditions.append("json_type(metadata, ?) IN ('integer', 'real')")
-            conditions.append("json_extract(metadata, ?) = ?")
-            params += [path, path, value]
-        elif isinstance(value, str):
-            conditions.append("json_type(metadata, ?) = 'text' AND json_extract(metadata, ?) = ?")
-            params += [path, path, value]
+            conditions.append(f"{kind} = ?")
+            params += [*kind_params, "true" if value else "false"]
+        elif isinstance(value, (int, float, str)):
+            number = isinstance(value, (int, float))
+            kinds = "IN ('integer', 'real')" if number else "= 'text'"
+            found, found_params = field("metadata", key, "number" if number else "text")
+            conditions.append(f"{kind} {kinds} AND {found} = ?")
+            params += [*kind_params, *found_params, value]
         else:  # a list or dict: compared after loading, as Python compares them
-            conditions.append("json_type(metadata, ?) IN ('array', 'object')")
-            params.append(path)
+            conditions.append(f"{kind} IN ('array', 'object')")
+            params += kind_params
             exact[key] = value
     return " AND ".join(conditions), params, exact
 
@@ -653,7 +655,7 @@ class MemstoreStore(memstore.Adapter, BaseStore):
     was at any time. Reads without ``as_of`` see what holds now, as always.
     """
 
-    layer = "the LangGraph adapters"
+    layer = None  # a collection, on every engine
 
     supports_ttl = True
 
@@ -849,15 +851,15 @@ class MemstoreStore(memstore.Adapter, BaseStore):
         keys = [_item_key(op.namespace, op.key) for op in ops]
         # One indexed statement for all the batch's gets (rows() would compile a filter);
         # items that keep their past: only what holds now.
-        now = memstore.SQL_NOW
+        now = self.now_sql
         holds = f"AND valid_from <= {now} AND valid_to > {now}" if self.items.temporal else ""
         # One key: by equality, which SQLite plans at once (a list goes through json_each).
-        which, bound = ("= ?", keys[0]) if len(keys) == 1 else (_IN_JSON, json.dumps(keys))
+        which, bound = ("key = ?", keys[0]) if len(keys) == 1 else self.in_list("key", keys)
         found = {
             key: (record := json.loads(body), Item(**_item_fields(record, created, updated)))
             for key, body, created, updated in self.execute(
                 f"SELECT key, body, created_at, updated_at FROM {self._table} "
-                f"WHERE key {which} AND {memstore.live_clause()} {holds}",
+                f"WHERE {which} AND {self.live_clause()} {holds}",
                 (bound,),
             )
         }
@@ -1187,9 +1189,6 @@ def _item_fields(record: dict[str, Any], created_at: str, updated_at: str) -> di
 def _datetime(stamp: str) -> datetime:
     """memstore's ISO-8601 UTC text (nanosecond digits) as an aware datetime."""
     return datetime.fromisoformat(stamp[:26]).replace(tzinfo=UTC)
-
-
-_IN_JSON = "IN (SELECT value FROM json_each(?))"
 
 
 def _check_put(op: PutOp) -> None:

@@ -39,6 +39,8 @@ ON_POSTGRES = frozenset(
         "test_vectors",
         "test_agents",
         "test_langchain",
+        "test_langgraph",
+        "test_langgraph_store",
         "test_store",
         "test_retention",
         "test_records",

@@ -31,7 +31,7 @@ def other_tool(url: str, statement: str, params: Any = ()) -> None:
         import psycopg
 
         with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(statement.replace("?", "%s"), params)
+            conn.execute(statement.replace("%", "%%").replace("?", "%s"), params)
         return
     from .conftest import run_python
 

@@ -4,6 +4,7 @@ on SQLite. What differs on purpose is said here too (see README, "PostgreSQL")."
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -71,7 +72,9 @@ filters = st.recursive(
 )
 
 SETTINGS = settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=int(os.environ.get("MEMSTORE_EXAMPLES", 150)),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 
 
@@ -265,16 +268,20 @@ def test_the_command_line_on_postgresql(pg_url: str) -> None:
     assert missing.returncode == 3, missing.stderr
 
 
-def test_the_langgraph_adapters_say_they_are_not_on_postgresql_yet(pg_url: str) -> None:
-    import memstore_langgraph
+def test_an_adapter_of_its_own_sql_is_refused_on_postgresql(pg_url: str) -> None:
+    """A third party's Adapter keeps the default layer: its SQL is taken to be SQLite's."""
 
-    for adapter in (memstore_langgraph.MemstoreSaver, memstore_langgraph.MemstoreStore):
-        with pytest.raises(memstore.UnsupportedError, match="LangGraph adapters"):
-            adapter(pg_url)
-        with memstore.Store(pg_url) as store:
-            with pytest.raises(memstore.UnsupportedError):
-                adapter(store)
-            assert store.collections() == []  # a store given stays open
+    class Mine(memstore.Adapter):
+        def __init__(self, path: Any) -> None:
+            self.open_store(path, {})
+
+    with pytest.raises(memstore.UnsupportedError, match="framework adapters"):
+        Mine(pg_url)
+    with memstore.Store(pg_url) as store:
+        with pytest.raises(memstore.UnsupportedError):
+            Mine(store)
+        assert store.collections() == []  # a store given stays open
+    Mine(":memory:").close()
 
 
 def test_a_handle_follows_another_tools_change_of_a_declaration(pg_url: str) -> None:
@@ -338,3 +345,39 @@ def test_a_nul_postgresql_cannot_hold_is_refused_by_every_layer(pg_url: str) -> 
         assert [n.id for n in g.nodes()] == ["a"] and store.check() == []
         g.set_profile("p", {"note": "a\x00b"})  # JSON text no one searches: kept as it is
         assert g.profile("p") == {"note": "a\x00b"}
+
+
+# Numbers to summarize: none, whole or not, and what is not a number (left out on both).
+measures = st.none() | st.integers(-1000, 1000) | st.floats(-1e6, 1e6) | st.sampled_from(["x"])
+
+
+@SETTINGS
+@given(
+    records=st.lists(
+        st.fixed_dictionaries({"u": usual, "n": st.integers(-3, 3)}, optional={"m": measures}),
+        max_size=12,
+    ),
+    group=st.sampled_from(["u", "n", "s", None]),
+)
+def test_aggregates_come_out_the_same(
+    both: tuple[memstore.Collection, memstore.Collection],
+    records: list[dict[str, Any]],
+    group: str | None,
+) -> None:
+    """Groups as SQLite forms and orders them (a JSON field's values too: true with 1,
+    numbers before text); a summary of numbers the same, to float precision."""
+    if any(isinstance(r.get("m"), str) for r in records):  # SQLite sums text as 0
+        records = [r if not isinstance(r.get("m"), str) else {**r, "m": None} for r in records]
+    load(both, records)
+    lite, pg = both
+    for of in (None, "m", "n"):
+        expected = lite.aggregate(group_by=group, of=of)
+        found = pg.aggregate(group_by=group, of=of)
+        assert len(found) == len(expected), (group, of)
+        for mine, theirs in zip(found, expected, strict=True):
+            assert mine.keys() == theirs.keys()
+            for name, value in theirs.items():
+                if isinstance(value, float):
+                    assert mine[name] == pytest.approx(value, rel=1e-9, abs=1e-9), (name, of)
+                else:  # (equal numbers group together: 1 or 1.0 may stand for them)
+                    assert mine[name] == value, (name, of)

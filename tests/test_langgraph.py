@@ -30,6 +30,7 @@ import memstore
 from memstore_langgraph import MemstoreSaver, MemstoreStore
 
 from .conftest import memstore_cli
+from .dbinfo import other_tool
 
 
 class SyncPath(MemstoreSaver):
@@ -80,19 +81,25 @@ class SyncPath(MemstoreSaver):
         self.prune(thread_ids, strategy=strategy)
 
 
-@pytest.mark.parametrize("path", ["memory", "file"])
+@pytest.mark.parametrize("path", ["memory", "file", "postgres"])
 @pytest.mark.parametrize("kind", [MemstoreSaver, SyncPath], ids=["async", "sync"])
 async def test_langgraph_conformance_suite(
-    kind: type[MemstoreSaver], path: str, tmp_path: Path
+    kind: type[MemstoreSaver], path: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     made = 0
+    server = request.getfixturevalue("postgres_server") if path == "postgres" else None
 
     async def factory() -> AsyncIterator[MemstoreSaver]:
         nonlocal made
         made += 1
-        file = ":memory:" if path == "memory" else str(tmp_path / f"cp{made}.db")
-        async with kind(file) as saver:
+        if server is not None:  # a fresh database for each saver, as a fresh file
+            where = server.new_database()
+        else:
+            where = ":memory:" if path == "memory" else str(tmp_path / f"cp{made}.db")
+        async with kind(where) as saver:
             yield saver
+        if server is not None:
+            server.drop(where)
 
     registered = checkpointer_test(name=f"memstore-{kind.__name__}-{path}")(factory)
     report = await validate(registered)
@@ -178,9 +185,9 @@ def test_graph_with_interrupt_resume_and_time_travel(db_path: Path) -> None:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
 
-async def test_async_graph_with_interrupt_and_resume(db_path: Path) -> None:
+async def test_async_graph_with_interrupt_and_resume(store_url: str) -> None:
     config: RunnableConfig = {"configurable": {"thread_id": "a1"}}
-    async with MemstoreSaver(db_path) as saver:
+    async with MemstoreSaver(store_url) as saver:
         graph = build_graph(saver)
         first = await graph.ainvoke({"steps": [], "approved": False}, config)
         assert "__interrupt__" in first
@@ -190,8 +197,8 @@ async def test_async_graph_with_interrupt_and_resume(db_path: Path) -> None:
         assert states[0].values["steps"] == ["plan", "asked:yes", "act"]
 
 
-async def test_many_threads_in_parallel(db_path: Path) -> None:
-    async with MemstoreSaver(db_path) as saver:
+async def test_many_threads_in_parallel(store_url: str) -> None:
+    async with MemstoreSaver(store_url) as saver:
         graph = build_graph(saver)
 
         async def run(n: int) -> list[str]:
@@ -205,8 +212,8 @@ async def test_many_threads_in_parallel(db_path: Path) -> None:
         assert len({t.config["configurable"]["thread_id"] for t in saver.list(None)}) == 20
 
 
-def test_sync_graph_from_many_threads(db_path: Path) -> None:
-    saver = MemstoreSaver(db_path)
+def test_sync_graph_from_many_threads(store_url: str) -> None:
+    saver = MemstoreSaver(store_url)
     graph = build_graph(saver)
     errors: list[BaseException] = []
 
@@ -234,8 +241,8 @@ def test_sync_graph_from_many_threads(db_path: Path) -> None:
 
 
 @pytest.fixture
-def saver(db_path: Path) -> Iterator[MemstoreSaver]:
-    with MemstoreSaver(db_path) as opened:
+def saver(store_url: str) -> Iterator[MemstoreSaver]:
+    with MemstoreSaver(store_url) as opened:
         yield opened
 
 
@@ -318,22 +325,19 @@ def test_list_filters_before_and_limit(saver: MemstoreSaver) -> None:
         list(saver.list(None, limit=-1))
 
 
-def test_list_holds_nothing_between_items(saver: MemstoreSaver, db_path: Path) -> None:
+def test_list_holds_nothing_between_items(saver: MemstoreSaver, store_url: str) -> None:
     parent = None
     for step in range(300):
         parent = put(saver, "t", {}, {}, {}, parent, step=step)
     listing = saver.list(None)
     next(listing)
-    assert saver.store.connection.get_autocommit()  # no transaction is open
+    assert saver.store._engine.idle(saver.store.connection)  # no transaction is open
     writer = threading.Thread(target=put, args=(saver, "from-a-thread", {}, {}, {}))
     writer.start()
     writer.join(timeout=10)
     assert not writer.is_alive()  # the store's lock is free too
     # Another connection can write, and so can this saver.
-    with sqlite3.connect(db_path, timeout=0.1) as other:
-        other.execute(
-            "DELETE FROM memstore_lg_checkpoints WHERE json_extract(metadata, '$.step') = 0"
-        )
+    other_tool(store_url, "DELETE FROM memstore_lg_checkpoints WHERE metadata LIKE '%\"step\": 0}'")
     put(saver, "t2", {}, {}, {})
     assert len(list(listing)) == 298  # later pages see the delete (new ones sort first)
 
@@ -381,8 +385,8 @@ def test_bad_input_gets_memstore_errors_and_changes_nothing(saver: MemstoreSaver
     assert saver.store.check() == []
 
 
-def test_shares_an_open_store(db_path: Path) -> None:
-    with memstore.Store(db_path) as store:
+def test_shares_an_open_store(store_url: str) -> None:
+    with memstore.Store(store_url) as store:
         saver = MemstoreSaver(store)
         put(saver, "t", {}, {}, {})
         saver.close()  # leaves the store open
@@ -392,10 +396,10 @@ def test_shares_an_open_store(db_path: Path) -> None:
             MemstoreSaver(store, timeout=1)
 
 
-def test_from_conn_string(db_path: Path) -> None:
-    with MemstoreSaver.from_conn_string(str(db_path)) as saver:
+def test_from_conn_string(store_url: str) -> None:
+    with MemstoreSaver.from_conn_string(str(store_url)) as saver:
         put(saver, "t", {}, {}, {})
-    with MemstoreSaver.from_conn_string(str(db_path)) as saver:
+    with MemstoreSaver.from_conn_string(str(store_url)) as saver:
         assert saver.get_tuple({"configurable": {"thread_id": "t"}}) is not None
 
 
@@ -466,18 +470,18 @@ with MemstoreSaver(path) as saver, MemstoreStore(path) as store:
 """
 
 
-def test_graphs_in_several_processes_share_one_file(db_path: Path) -> None:
+def test_graphs_in_several_processes_share_one_file(store_url: str) -> None:
     """Real processes, one file: every checkpoint and store item of each lands whole."""
     import subprocess
     import sys
 
     from .conftest import MODULE_DIRS
 
-    MemstoreSaver(db_path).close()  # created once, so the processes only open it
+    MemstoreSaver(store_url).close()  # created once, so the processes only open it
     paths = "|".join(str(p) for p in MODULE_DIRS)
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", GRAPH_PROCESS, str(db_path), str(n), paths],
+            [sys.executable, "-c", GRAPH_PROCESS, str(store_url), str(n), paths],
             stderr=subprocess.PIPE,
             text=True,
         )
@@ -486,7 +490,7 @@ def test_graphs_in_several_processes_share_one_file(db_path: Path) -> None:
     for proc in procs:
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err
-    with MemstoreSaver(db_path) as saver, MemstoreStore(db_path) as store:
+    with MemstoreSaver(store_url) as saver, MemstoreStore(store_url) as store:
         graph = build_graph(saver, store)
         for n in range(3):
             for t in range(10):

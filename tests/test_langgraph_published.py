@@ -21,17 +21,30 @@ import pytest
 from tests.conftest import PYTHONPATH
 
 SHIM = """
-import os
+import itertools, os
 
 import langgraph.store.memory
+import psycopg
 from memstore_langgraph import MemstoreStore
 
 KEEP_PAST = os.environ.get("MEMSTORE_KEEP_PAST") == "1"
+# A PostgreSQL server's URL and template database: each store a fresh copy of it.
+SERVER, TEMPLATE = os.environ.get("MEMSTORE_PG_SERVER"), os.environ.get("MEMSTORE_PG_TEMPLATE")
+NAMES = itertools.count(1)
+
+
+def where():
+    if not SERVER:
+        return ":memory:"
+    name = f"memstore_published_{os.getpid()}_{next(NAMES)}"
+    with psycopg.connect(SERVER, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE}"')
+    return SERVER.rpartition("/")[0] + "/" + name
 
 
 class MemstoreInMemoryStore(MemstoreStore):
     def __init__(self, *, index=None, **options):
-        super().__init__(":memory:", index=index, keep_past=KEEP_PAST, **options)
+        super().__init__(where(), index=index, keep_past=KEEP_PAST, **options)
 
 
 langgraph.store.memory.InMemoryStore = MemstoreInMemoryStore
@@ -74,10 +87,24 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.mark.parametrize("keep_past", [False, True], ids=["plain", "keep_past"])
-def test_langgraph_store_suite_passes_on_memstore(published: Path, keep_past: bool) -> None:
+@pytest.mark.parametrize(
+    ("engine", "keep_past"),
+    [("sqlite", False), ("sqlite", True), ("postgres", False)],
+    ids=["plain", "keep_past", "postgres"],
+)
+def test_langgraph_store_suite_passes_on_memstore(
+    published: Path, engine: str, keep_past: bool, request: pytest.FixtureRequest
+) -> None:
     """The suite, on MemstoreStore as it is and with keep_past=True (every value kept: the
-    store must behave the same for every read of the present)."""
+    store must behave the same for every read of the present), and on PostgreSQL (a fresh
+    database for each store the suite makes)."""
+    server = {}
+    if engine == "postgres":
+        postgres_server = request.getfixturevalue("postgres_server")
+        server = {
+            "MEMSTORE_PG_SERVER": postgres_server.base_url,
+            "MEMSTORE_PG_TEMPLATE": postgres_server.template,
+        }
     ran = subprocess.run(
         [
             sys.executable,
@@ -97,12 +124,22 @@ def test_langgraph_store_suite_passes_on_memstore(published: Path, keep_past: bo
             "PATH": "/usr/bin:/bin",
             "PYTHONPATH": f"{published.parent}:{PYTHONPATH}",
             "MEMSTORE_KEEP_PAST": "1" if keep_past else "0",
+            **server,
         },
         capture_output=True,
         text=True,
         timeout=600,
         check=False,
     )
+    if server:  # the databases the suite's stores made
+        import psycopg
+
+        with psycopg.connect(server["MEMSTORE_PG_SERVER"], autocommit=True) as conn:
+            made = conn.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE 'memstore_published_%'"
+            ).fetchall()
+            for (name,) in made:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     assert ran.returncode == 0, ran.stdout[-4000:] + ran.stderr[-2000:]
     summary = ran.stdout.strip().splitlines()[-1]
     passed = int(re.search(r"(\d+) passed", summary).group(1))  # type: ignore[union-attr]

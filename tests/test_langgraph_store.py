@@ -22,9 +22,12 @@ import memstore
 from memstore_langgraph import MemstoreStore
 
 
-@pytest.fixture(params=["memory", "file"])
+@pytest.fixture(params=["memory", "file", "postgres"])
 def lgstore(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MemstoreStore]:
-    path = ":memory:" if request.param == "memory" else str(tmp_path / "agent.db")
+    if request.param == "postgres":  # a fresh database, from the suite's own server
+        path = str(request.getfixturevalue("pg_url"))
+    else:
+        path = ":memory:" if request.param == "memory" else str(tmp_path / "agent.db")
     with MemstoreStore(path) as opened:
         yield opened
 
@@ -230,10 +233,10 @@ async def test_async_methods_and_concurrency(tmp_path: Path) -> None:
         assert await lgstore.aget(("users", "u1"), "k1") is None
 
 
-def test_shares_a_file_with_the_saver_and_other_collections(db_path: Path) -> None:
+def test_shares_a_file_with_the_saver_and_other_collections(store_url: str) -> None:
     from memstore_langgraph import MemstoreSaver
 
-    with memstore.Store(db_path) as store:
+    with memstore.Store(store_url) as store:
         notes = store.collection("notes")
         notes.put("n", {"text": "mine"})
         lgstore, saver = MemstoreStore(store), MemstoreSaver(store)
@@ -250,7 +253,7 @@ class State(TypedDict):
     reply: str
 
 
-def test_a_graph_remembers_across_runs(db_path: Path) -> None:
+def test_a_graph_remembers_across_runs(store_url: str) -> None:
     def respond(state: State, *, store: BaseStore) -> dict[str, Any]:
         namespace = ("memories", state["user"])
         seen = store.search(namespace)
@@ -263,9 +266,9 @@ def test_a_graph_remembers_across_runs(db_path: Path) -> None:
         builder.add_edge(START, "respond")
         return builder.compile(store=lgstore)
 
-    with MemstoreStore(db_path) as lgstore:
+    with MemstoreStore(store_url) as lgstore:
         assert build(lgstore).invoke({"user": "alice", "reply": ""})["reply"] == "1 visits"
-    with MemstoreStore(db_path) as lgstore:
+    with MemstoreStore(store_url) as lgstore:
         graph = build(lgstore)
         assert graph.invoke({"user": "alice", "reply": ""})["reply"] == "2 visits"
         assert graph.invoke({"user": "bob", "reply": ""})["reply"] == "1 visits"
@@ -338,14 +341,14 @@ def test_agrees_with_langgraphs_in_memory_store(
         mine.close()
 
 
-def test_without_full_text_index(db_path: Path) -> None:
-    with MemstoreStore(db_path, fts=False) as lgstore:
+def test_without_full_text_index(store_url: str) -> None:
+    with MemstoreStore(store_url, fts=False) as lgstore:
         lgstore.put(("a",), "k", {"text": "pizza"})
         assert [i.key for i in lgstore.search(("a",))] == ["k"]
         with pytest.raises(memstore.QueryError, match="fts=True"):
             lgstore.search(("a",), query="pizza")
         assert lgstore.items.fts == []
-    with MemstoreStore(db_path) as lgstore:  # asking for it later builds it from the items
+    with MemstoreStore(store_url) as lgstore:  # asking for it later builds it from the items
         assert [i.key for i in lgstore.search(("a",), query="pizza")] == ["k"]
     with pytest.raises(memstore.ValidationError):
         MemstoreStore(":memory:", fts="yes")  # type: ignore[arg-type]

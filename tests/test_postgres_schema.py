@@ -17,7 +17,6 @@ NOT_ON_POSTGRES_YET = {
     "memstore_events_fts",  # PostgreSQL's words are a column of memstore_events
     # PostgreSQL's words are a column of memstore_messages, and none wait for an index:
     *("memstore_messages_fts", "memstore_messages_fts_gone", "memstore_fts_progress"),
-    *("memstore_lg_checkpoints", "memstore_lg_blobs", "memstore_lg_writes"),
     "memstore_graph_fts",  # PostgreSQL's words are a column of memstore_graph_text
     "memstore_version_vectors",
 }

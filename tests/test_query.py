@@ -199,7 +199,6 @@ def test_order_by_declared_field_uses_index(loaded: memstore.Collection) -> None
     assert uses_index(found, "events__timestamp_idx") and not sorts(found), found
 
 
-@pytest.mark.sqlite_only("aggregate is not on PostgreSQL yet")
 def test_aggregate(loaded: memstore.Collection) -> None:
     groups = loaded.aggregate(group_by="event_type", of="duration")
     assert [g["event_type"] for g in groups] == ["error", "info", "warn"]

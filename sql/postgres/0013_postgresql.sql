@@ -722,3 +722,58 @@ CREATE TABLE memstore_kv (
     updated_at text COLLATE "C" NOT NULL DEFAULT _memstore_now(),
     PRIMARY KEY (namespace, key)
 );
+
+-- LangGraph's checkpoints (SQLite's sql/0009: memstore_langgraph.MemstoreSaver): a
+-- checkpoint without its channel values, each value written once per version, and the
+-- pending writes of a step's tasks. Values are LangGraph's serde bytes.
+CREATE TABLE memstore_lg_checkpoints (
+    thread_id            text COLLATE "C" NOT NULL,
+    checkpoint_ns        text COLLATE "C" NOT NULL DEFAULT '',
+    checkpoint_id        text COLLATE "C" NOT NULL,
+    parent_checkpoint_id text COLLATE "C",
+    type                 text NOT NULL,
+    checkpoint           bytea NOT NULL,
+    metadata             text NOT NULL DEFAULT '{}'
+                         CHECK (json_typeof(metadata::json) = 'object'),
+    channel_versions     text NOT NULL DEFAULT '{}' CHECK (channel_versions::json IS NOT NULL),
+    run_id               text GENERATED ALWAYS AS (metadata::json ->> 'run_id') STORED,
+    created_at           text COLLATE "C" NOT NULL DEFAULT _memstore_now(),
+    PRIMARY KEY (thread_id, checkpoint_ns, checkpoint_id)
+);
+CREATE INDEX memstore_lg_checkpoints__run_idx ON memstore_lg_checkpoints (run_id)
+    WHERE run_id IS NOT NULL;
+
+CREATE TABLE memstore_lg_blobs (
+    thread_id     text COLLATE "C" NOT NULL,
+    checkpoint_ns text COLLATE "C" NOT NULL DEFAULT '',
+    channel       text COLLATE "C" NOT NULL,
+    version       text COLLATE "C" NOT NULL,
+    type          text NOT NULL,
+    blob          bytea,
+    PRIMARY KEY (thread_id, checkpoint_ns, channel, version)
+);
+
+CREATE TABLE memstore_lg_writes (
+    thread_id     text COLLATE "C" NOT NULL,
+    checkpoint_ns text COLLATE "C" NOT NULL DEFAULT '',
+    checkpoint_id text COLLATE "C" NOT NULL,
+    task_id       text COLLATE "C" NOT NULL,
+    idx           bigint NOT NULL,
+    task_path     text COLLATE "C" NOT NULL DEFAULT '',
+    channel       text NOT NULL,
+    type          text NOT NULL,
+    value         bytea,
+    created_at    text COLLATE "C" NOT NULL DEFAULT _memstore_now(),
+    PRIMARY KEY (thread_id, checkpoint_ns, checkpoint_id, task_id, idx)
+);
+
+-- SQLite's json_type of a JSON value: 'null', 'true', 'false', 'integer', 'real', 'text',
+-- 'array' or 'object'; NULL for none (a missing field).
+CREATE FUNCTION _memstore_json_type(value json) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE json_typeof(value)
+        WHEN 'null' THEN 'null'
+        WHEN 'boolean' THEN value #>> '{}'
+        WHEN 'number' THEN CASE WHEN value::text ~ '[.eE]' THEN 'real' ELSE 'integer' END
+        WHEN 'string' THEN 'text'
+        ELSE json_typeof(value) END
+$$;
