@@ -748,6 +748,18 @@ class _Engine:
     #: the write lock at once), indexed by ``immediate``.
     begin: tuple[str, str] = ("BEGIN", "BEGIN IMMEDIATE")
 
+    def start(self, conn: Any, sql: str) -> None:
+        """Begin a transaction (``begin``) or a savepoint in one."""
+        raise NotImplementedError
+
+    def end(self, conn: Any, sql: str) -> None:
+        """Commit a transaction, or release a savepoint: raise what failed in it."""
+        raise NotImplementedError
+
+    def abort(self, conn: Any, sql: str) -> None:
+        """Roll a transaction (or a savepoint) back, if it is still there."""
+        raise NotImplementedError
+
     def translate(self, err: BaseException) -> MemstoreError:
         raise NotImplementedError
 
@@ -988,8 +1000,9 @@ class _Engine:
         terms.append(f"_memstore_quantiles({target.sql}, ?)")
         return terms, [*target.params * 5, json.dumps(quantiles)]
 
-    #: A summary's value as Python has it (summary_terms).
-    summary_value = staticmethod(lambda value: value)
+    def summary_value(self, value: Any) -> Any:
+        """A summary's value (summary_terms) as SQLite gives it."""
+        return value
 
     def json_field(self, sql: str, key: str, what: str) -> _Compiled:
         """A field of the JSON object ``sql`` by its key: its ``"type"`` (json_type's names:
@@ -1082,6 +1095,11 @@ class _SQLite(_Engine):
 
     cursor = staticmethod(apsw.Connection.execute)  # type: ignore[assignment]
     idle = staticmethod(apsw.Connection.get_autocommit)  # type: ignore[assignment]
+    start = end = staticmethod(apsw.Connection.execute)  # type: ignore[assignment]
+
+    def abort(self, conn: apsw.Connection, sql: str) -> None:
+        if not conn.get_autocommit():  # SQLite may have rolled back already
+            conn.execute(sql)
 
     def bind(
         self, conn: apsw.Connection
@@ -1186,6 +1204,10 @@ _PLACEHOLDERS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\?|%")
 _CURSOR_NAMES = iter(range(1, INT64_MAX))
 
 
+# A write whose rows no one reads: in a transaction on PostgreSQL, nothing waits for it.
+_NO_ROWS = re.compile(r"\s*(?:INSERT|UPDATE|DELETE)\b(?![\s\S]*\bRETURNING\b)", re.IGNORECASE)
+
+
 class _Fetched(list[Any]):
     """Rows a PostgreSQL statement gave, read as an apsw cursor's: ``fetchall()``."""
 
@@ -1224,6 +1246,8 @@ class _Postgres(_Engine):
             *_TRANSLATIONS[-3:],  # the caller's values that cannot be bound
         )
         self._statements: dict[str, str] = {}
+        self._pipeline: Any = None  # the pipeline of the transaction under way, if any
+        self._in_pipeline: Any = None  # and the context it was entered with
 
     def open(self, store: Store) -> Any:
         psycopg = self.psycopg
@@ -1279,13 +1303,63 @@ class _Postgres(_Engine):
     def bind(self, conn: Any) -> tuple[Callable[..., _Fetched], Callable[..., _Fetched]]:
         return functools.partial(self.execute, conn), functools.partial(self.execute_many, conn)
 
+    # A transaction runs in psycopg's pipeline mode: its statements go to the server without
+    # waiting for each other's results, and a write whose rows no one reads (no RETURNING)
+    # waits for none. The next read, the commit or the end of a savepoint waits for all
+    # sent before it, and raises what failed among them: a single put is one round trip
+    # (BEGIN, the upsert and COMMIT sent together), not three. An error then comes out of
+    # the block's end rather than its statement, and the whole block is rolled back as
+    # ever. A server-side cursor (Store._stream) leaves pipeline mode for the rest of the
+    # transaction.
+
+    def start(self, conn: Any, sql: str) -> None:
+        if self._pipeline is None and sql.startswith("BEGIN"):
+            self._in_pipeline = conn.pipeline()
+            self._pipeline = self._in_pipeline.__enter__()
+        conn.execute(sql)
+
+    def end(self, conn: Any, sql: str) -> None:
+        conn.execute(sql)
+        if sql == "COMMIT":
+            self._leave_pipeline()
+        elif self._pipeline is not None:  # a savepoint's statements fail at its end
+            self._pipeline.sync()
+
+    def abort(self, conn: Any, sql: str) -> None:
+        pipeline = self._pipeline
+        if pipeline is not None:
+            with contextlib.suppress(self.psycopg.Error):
+                pipeline.sync()  # what failed before, if anything: the reason for this
+        if pipeline is not None or not self.idle(conn):
+            for statement in sql.split("; "):  # one statement a call in pipeline mode
+                conn.execute(statement)
+        if sql == "ROLLBACK":
+            self._leave_pipeline()
+        elif pipeline is not None:
+            pipeline.sync()
+
+    def _leave_pipeline(self) -> None:
+        """Wait for what was sent, raising what failed, and leave pipeline mode."""
+        context, self._in_pipeline, self._pipeline = self._in_pipeline, None, None
+        if context is not None:
+            context.__exit__(None, None, None)
+
     def execute(self, conn: Any, sql: str, params: Sequence[Any]) -> _Fetched:
-        # Without parameters, a statement is sent as it is (and may be several).
+        # Without parameters, a statement is sent as it is (and may be several, outside a
+        # transaction's pipeline).
         cursor = conn.execute(self._prepared(sql), params) if params else conn.execute(sql)
+        if self._pipeline is not None:
+            if _NO_ROWS.match(sql):
+                return _Fetched()
+            self._pipeline.sync()
         return _Fetched(cursor.fetchall() if cursor.description is not None else ())
 
     def execute_many(self, conn: Any, sql: str, rows: Iterable[Sequence[Any]]) -> _Fetched:
         found = _Fetched()
+        if self._pipeline is not None and _NO_ROWS.match(sql):
+            # The cursor stays with the pipeline until its results come (at the next wait).
+            conn.cursor().executemany(self._prepared(sql), rows)
+            return found
         with conn.cursor() as cursor:
             cursor.executemany(self._prepared(sql), rows, returning=True)
             while True:
@@ -1295,7 +1369,9 @@ class _Postgres(_Engine):
                     return found
 
     def cursor(self, conn: Any, sql: str, params: Sequence[Any]) -> Any:
-        # A server-side cursor, held past the end of the transaction that opened it.
+        # A server-side cursor, held past the end of the transaction that opened it (and
+        # never in pipeline mode).
+        self._leave_pipeline()
         cursor = conn.cursor(f"memstore_{next(_CURSOR_NAMES)}", withhold=True)
         cursor.itersize = 256
         cursor.execute(self._prepared(sql) if params else sql, params or None)
@@ -1680,7 +1756,8 @@ class _Postgres(_Engine):
         )
         return terms, [*own, *own, *counted, *counted, quantiles, *counted]
 
-    summary_value = staticmethod(lambda value: _pg_number_value(value))
+    def summary_value(self, value: Any) -> Any:
+        return _pg_number_value(value)
 
     def json_field(self, sql: str, key: str, what: str) -> _Compiled:
         function = {"type": "_memstore_json_type", "number": "_memstore_number"}.get(
@@ -1788,7 +1865,7 @@ class _Transaction:
                 begin, self._commit = f"SAVEPOINT {name}", f"RELEASE {name}"
                 self._rollback = f"ROLLBACK TO {name}; RELEASE {name}"
             try:
-                conn.execute(begin)
+                engine.start(conn, begin)
             except engine.errors as err:
                 raise store._error(err) from err
         except BaseException:
@@ -1803,14 +1880,12 @@ class _Transaction:
         try:
             store._depth -= 1
             if kind is not None:
-                if not engine.idle(conn):  # SQLite may have rolled back already
-                    conn.execute(self._rollback)
+                engine.abort(conn, self._rollback)
                 return
             try:
-                conn.execute(self._commit)
+                engine.end(conn, self._commit)
             except engine.errors as err:
-                if not engine.idle(conn):
-                    conn.execute(self._rollback)
+                engine.abort(conn, self._rollback)
                 raise store._error(err) from err
         finally:
             store._lock.release()

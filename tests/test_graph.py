@@ -263,7 +263,6 @@ def brute_force(vectors: dict[str, Any], q: Any, metric: str, k: int) -> list[st
     return [ids[i] for i in order[:k]]
 
 
-@pytest.mark.sqlite_only("vectors are not on PostgreSQL yet")
 @pytest.mark.parametrize("metric", ["cosine", "dot", "l2"])
 def test_nodes_nearest_a_vector_are_those_numpy_finds(store: memstore.Store, metric: str) -> None:
     np = pytest.importorskip("numpy")
@@ -285,7 +284,6 @@ def test_nodes_nearest_a_vector_are_those_numpy_finds(store: memstore.Store, met
     assert store.check() == []
 
 
-@pytest.mark.sqlite_only("vectors are not on PostgreSQL yet")
 def test_a_handle_with_embed_embeds_each_node_and_text_queries(store: memstore.Store) -> None:
     pytest.importorskip("numpy")
     texts: list[str] = []
@@ -310,7 +308,7 @@ def test_a_handle_with_embed_embeds_each_node_and_text_queries(store: memstore.S
         store.graph("kg").nearest([1.0, 0.0])
 
 
-@pytest.mark.sqlite_only("vectors are not on PostgreSQL yet")
+@pytest.mark.sqlite_only("export is not on PostgreSQL yet")
 def test_node_vectors_go_with_their_nodes_and_with_an_export(
     store: memstore.Store, tmp_path: Path
 ) -> None:
@@ -340,7 +338,6 @@ def test_node_vectors_go_with_their_nodes_and_with_an_export(
     assert store.check() == []
 
 
-@pytest.mark.sqlite_only("vectors are not on PostgreSQL yet")
 @pytest.mark.parametrize(
     "vector", [[1.0], [1.0, math.nan], [1.0, math.inf], "text", {"a": [1.0, 2.0]}, [1e39, 0.0]]
 )
@@ -354,7 +351,6 @@ def test_a_bad_node_vector_is_refused_and_writes_nothing(
     assert g.nodes() == []
 
 
-@pytest.mark.sqlite_only("vectors are not on PostgreSQL yet")
 def test_one_model_per_graph(store: memstore.Store) -> None:
     pytest.importorskip("numpy")
     store.graph("kg", vectors={"dim": 2, "model": "m"}).add_node("a", "x", vector=[1.0, 0.0])
@@ -366,7 +362,6 @@ def test_one_model_per_graph(store: memstore.Store) -> None:
         store.graph("kg", vectors={"dim": 2, "model": "m", "fields": ["x"]})
 
 
-@pytest.mark.sqlite_only("vectors are not on PostgreSQL yet")
 def test_a_subgraph_with_vectors_finds_what_words_miss(store: memstore.Store) -> None:
     pytest.importorskip("numpy")
     g = store.graph("kg", vectors={"dim": 2, "model": "m"})
@@ -379,7 +374,7 @@ def test_a_subgraph_with_vectors_finds_what_words_miss(store: memstore.Store) ->
     assert [n["id"] for n in both["nodes"]] == ["paris", "lutetia"]
 
 
-@pytest.mark.sqlite_only("vectors are not on PostgreSQL yet")
+@pytest.mark.sqlite_only("export is not on PostgreSQL yet")
 def test_edges_carry_vectors_too_and_are_found_as_search_finds_them(
     store: memstore.Store, tmp_path: Path
 ) -> None:

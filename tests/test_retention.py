@@ -104,7 +104,6 @@ def test_store_cleanup_covers_all_collections(store: memstore.Store) -> None:
     }
 
 
-@pytest.mark.sqlite_only("the memory layers are not on PostgreSQL yet")
 def test_store_cleanup_covers_every_layer(store: memstore.Store) -> None:
     notes = store.collection("notes")
     notes.put_many([(f"n{i}", {"i": i}) for i in range(5)])
@@ -287,7 +286,6 @@ def test_bad_duration_strings_are_refused(store: memstore.Store, text: str) -> N
     assert "notes" not in store
 
 
-@pytest.mark.sqlite_only("history is not on PostgreSQL yet")
 def test_touch_gives_live_records_a_new_expiry(store: memstore.Store) -> None:
     notes = store.collection("notes", ttl="1h", history=True)
     notes.put("a", {"n": 1})
