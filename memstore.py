@@ -984,6 +984,13 @@ class _Engine:
         """An aggregate of integer ids as text, comma-separated (numpy's fromstring reads it)."""
         return f"group_concat({column})"
 
+    def json_array(self, sql: str) -> str:
+        """An aggregate of values as the text of a JSON array."""
+        return f"json_group_array({sql})"
+
+    #: The columns of a collection with memory hygiene, and their types.
+    hygiene_columns: Mapping[str, str] = _HYGIENE_COLUMNS
+
     def json_entries(self, sql: str) -> str:
         """A table of the (key, value) entries of the JSON object ``sql``, values as text."""
         return f"json_each({sql})"
@@ -1158,7 +1165,7 @@ _NOT_YET_ON_POSTGRES = "{}: not on PostgreSQL in memstore {} yet; use a SQLite s
 _ON_POSTGRES = frozenset(
     {
         *("caches", "event logs", "history", "checkpoints", "conversations", "graphs"),
-        *("vector memory", "key-value stores", "LangGraph checkpoints"),
+        *("vector memory", "key-value stores", "LangGraph checkpoints", "memory hygiene"),
     }
 )
 _POSTGRES_LAYER_TABLES = (
@@ -1724,6 +1731,18 @@ class _Postgres(_Engine):
 
     def concat_ids(self, column: str) -> str:
         return f"string_agg({column}::text, ',')"
+
+    def json_array(self, sql: str) -> str:
+        return f"json_agg({sql})::text"
+
+    hygiene_columns: Mapping[str, str] = {
+        "pinned": "INTEGER NOT NULL DEFAULT 0",  # 0 or 1, as SQLite keeps it
+        "forgotten_at": 'TEXT COLLATE "C"',
+        "access_count": "BIGINT NOT NULL DEFAULT 0",
+        "last_accessed": 'TEXT COLLATE "C"',
+        "content_hash": 'TEXT COLLATE "C"',
+        "merged_into": 'TEXT COLLATE "C"',
+    }
 
     def json_entries(self, sql: str) -> str:
         return f"json_each_text(({sql})::json)"
@@ -3052,7 +3071,7 @@ def _declaration_sql(
         statements.append(_validity_index_sql(name))
         statements.append(_subject_index_sql(name))
     if new.hygiene is not None and old.hygiene is None:
-        for column, kind in _HYGIENE_COLUMNS.items():
+        for column, kind in engine.hygiene_columns.items():
             if column not in columns:
                 statements.append(
                     f"ALTER TABLE {quote_identifier(name)} ADD COLUMN {column} {kind}"
@@ -4868,11 +4887,11 @@ class Collection(_CollectionVectors):
         """How often, and when last, each record was read with ``track=True``:
         ``{key: (access_count, last_accessed)}``, reads not yet written included."""
         self._need_hygiene("accesses")
-        wanted = [_check_key(k) for k in _items(keys, "keys")]
+        wanted, engine = [_check_key(k) for k in _items(keys, "keys")], self.store._engine
         rows = self.store._fetch(
             f"SELECT key, access_count, last_accessed FROM {self._table} "
-            "WHERE key IN (SELECT value FROM json_each(?))",
-            (json.dumps(wanted),),
+            f"WHERE {engine.ids_in('key')}",
+            (engine.ids(wanted),),
         )
         pending = self.store._accesses.get(self.name, {})
         found = {}
@@ -4908,7 +4927,8 @@ class Collection(_CollectionVectors):
 
         clause, params = self._filter(where)
         for (keys,) in self.store._fetch(
-            f"SELECT json_group_array(t.key) FROM {self._table} AS t WHERE {clause} "
+            f"SELECT {self.store._engine.json_array('t.key')} FROM {self._table} AS t "
+            f"WHERE {clause} "
             "AND t.content_hash IS NOT NULL GROUP BY t.content_hash HAVING count(*) > 1",
             params,
         ):
@@ -4949,13 +4969,13 @@ class Collection(_CollectionVectors):
         """Apply ``change`` (SET's text) to the records ``keys`` (only those not forgotten,
         when ``live``); return the keys found."""
         self._need_hygiene(what)
-        wanted = [_check_key(k) for k in keys]
+        wanted, engine = [_check_key(k) for k in keys], self.store._engine
         only = " AND forgotten_at IS NULL" if live else ""
         with self.store.transaction():
             rows = self.store._fetch(
                 f"UPDATE {self._table} SET {change} "
-                f"WHERE key IN (SELECT value FROM json_each(?)){only} RETURNING key",
-                (*params, json.dumps(wanted)),
+                f"WHERE {engine.ids_in('key')}{only} RETURNING key",
+                (*params, engine.ids(wanted)),
             )
         return [row[0] for row in rows]
 
@@ -5014,7 +5034,7 @@ class Collection(_CollectionVectors):
         no expiry for pinned records."""
         self.store._run_many(
             f"UPDATE {self._table} SET content_hash = ?, "
-            "expires_at = CASE WHEN pinned THEN NULL ELSE expires_at END WHERE key = ?",
+            "expires_at = CASE WHEN pinned <> 0 THEN NULL ELSE expires_at END WHERE key = ?",
             [(digest, key) for key, digest in hashed],
         )
 
@@ -5726,7 +5746,7 @@ class Collection(_CollectionVectors):
             return 0
         clause = " OR ".join(conditions)
         if self.hygiene is not None:  # pinned records stay, whatever retention says
-            clause = f"NOT t.pinned AND ({clause})"
+            clause = f"t.pinned = 0 AND ({clause})"
         return self._delete_in_batches(clause, params, batch_size, forget=self.keeps_history)
 
     def stats(self) -> dict[str, Any]:
@@ -9192,8 +9212,9 @@ def _flush_accesses(store: Store) -> None:
                 continue  # dropped meanwhile
             store._run_many(
                 f"UPDATE {quote_identifier(name)} SET access_count = access_count + ?, "
-                "last_accessed = max(coalesce(last_accessed, ''), ?) WHERE key = ?",
-                [(count, last, key) for key, (count, last) in counts.items()],
+                "last_accessed = CASE WHEN last_accessed IS NULL OR last_accessed < ? THEN ? "
+                "ELSE last_accessed END WHERE key = ?",
+                [(count, last, last, key) for key, (count, last) in counts.items()],
             )
 
 
@@ -9593,6 +9614,14 @@ def _copy_collections(
                 while batch := list(islice(records, BATCH_SIZE)):
                     into.import_rows(batch)
                     advance(len(batch))
+                if meta.hygiene is not None:  # what hygiene keeps beside each record
+                    kept = ", ".join(_HYGIENE_COLUMNS)
+                    dst._run_many(
+                        f"UPDATE {quote_identifier(name)} SET "
+                        + ", ".join(f"{column} = ?" for column in _HYGIENE_COLUMNS)
+                        + " WHERE key = ?",
+                        src._stream(f"SELECT {kept}, key FROM {quote_identifier(name)}", (), tuple),
+                    )
             # A layer's rows, column for column, in any order (references are checked at
             # commit); threads after their messages, so that their counts stay the source's
             # (the messages' triggers count in the rows of threads already there).

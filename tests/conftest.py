@@ -41,6 +41,7 @@ ON_POSTGRES = frozenset(
         "test_langchain",
         "test_langgraph",
         "test_langgraph_store",
+        "test_hygiene",
         "test_store",
         "test_retention",
         "test_records",

@@ -83,7 +83,6 @@ def test_a_copy_that_fails_leaves_the_destination_as_it_was(tmp_path: Path, pg_u
 @pytest.mark.parametrize(
     ("prepare", "refused"),
     [
-        (lambda s: s.collection("h", hygiene=True).put("a", {}), memstore.UnsupportedError),
         (lambda s: s.collection("t", temporal=True).put("a", {}), memstore.UnsupportedError),
     ],
 )
@@ -330,3 +329,23 @@ def test_vectors_go_with_their_records_and_graph_items(tmp_path: Path, pg_url: s
     with memstore.Store(tmp_path / "b.db") as back:
         assert [(h.key, h.score) for h in back["notes"].nearest([0.6, 0.8])] == before
         assert back.check() == []
+
+
+def test_what_hygiene_keeps_goes_with_its_records(tmp_path: Path, pg_url: str) -> None:
+    """Pins, soft forgetting, merges and read counts: columns of their own, copied too."""
+    with memstore.Store(tmp_path / "a.db") as source:
+        notes = source.collection("notes", fts=["text"], hygiene={"dedup": "exact"})
+        keep, gone = notes.add({"text": "the user is Ada"}), notes.add({"text": "a wrong fact"})
+        notes.pin(keep)
+        notes.forget(gone)
+        notes.get(keep, track=True)
+        twin = notes.remember({"text": "The user is  Ada"})
+        before = (notes.accesses([keep]), notes.keys(), notes.get(gone, None), twin.action)
+    memstore.copy(tmp_path / "a.db", pg_url)
+    with memstore.Store(pg_url) as pg:
+        notes = pg["notes"]
+        assert (notes.accesses([keep]), notes.keys(), notes.get(gone, None)) == before[:3]
+        assert notes.remember({"text": "the user is ada"}).action == before[3]
+        assert notes.merged_from(keep) == [] and notes.unforget(gone) == 1
+        assert notes.cleanup(keep_last=0) == 1  # the pinned record stays
+        assert notes.keys() == [keep] and pg.check() == []

@@ -220,7 +220,6 @@ async def test_async_store_on_postgresql(pg_url: str) -> None:
         (lambda s: s.backup("copy.db"), "pg_dump"),
         (lambda s: s.vacuum(), "autovacuum"),
         (lambda s: s.collection("facts", temporal=True), "not on PostgreSQL"),
-        (lambda s: s.collection("notes", hygiene=True), "not on PostgreSQL"),
     ],
 )
 def test_what_postgresql_cannot_do_says_what_to_use(pg_url: str, call: Any, instead: str) -> None:

@@ -11,6 +11,8 @@ import pytest
 
 import memstore
 
+from .dbinfo import sql
+
 
 @pytest.fixture
 def notes(store: memstore.Store) -> memstore.Collection:
@@ -52,8 +54,10 @@ def test_pinned_records_never_expire_nor_go_by_retention(notes: memstore.Collect
     assert notes.pin(keep) == 1
     notes.put(keep, {"text": "the user's name is Ada Lovelace"}, ttl=1)  # a pin outlasts a TTL
     assert next(notes.rows({"key": keep})).expires_at is None
-    notes.store.connection.execute(
-        "UPDATE notes SET expires_at = '2000-01-01T00:00:00.000000Z' WHERE key = ?", (other,)
+    sql(
+        notes.store,
+        "UPDATE notes SET expires_at = '2000-01-01T00:00:00.000000Z' WHERE key = ?",
+        (other,),
     )
     assert notes.cleanup(keep_last=0) == 1
     assert notes.keys() == [keep]
@@ -70,7 +74,7 @@ def test_soft_forget_hides_and_purge_removes(notes: memstore.Collection) -> None
     notes.forget(key)
     assert notes.purge(older_than="1h") == 0  # forgotten just now
     assert notes.purge() == 1
-    assert notes.store.connection.execute("SELECT count(*) FROM notes").fetchall() == [(0,)]
+    assert sql(notes.store, "SELECT count(*) FROM notes") == [(0,)]
 
 
 def test_reads_are_counted_in_batches(tmp_path: Path) -> None:
