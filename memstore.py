@@ -1300,8 +1300,9 @@ class _Postgres(_Engine):
         """A statement with ``?`` placeholders as psycopg takes it: ``%s``, and ``%`` doubled."""
         found = self._statements.get(sql)
         if found is None:
+            # A ? in a string literal or a quoted name is itself; a % anywhere is doubled.
             found = _PLACEHOLDERS.sub(
-                lambda m: {"?": "%s", "%": "%%"}.get(m.group(0), m.group(0)), sql
+                lambda m: "%s" if m.group(0) == "?" else m.group(0).replace("%", "%%"), sql
             )
             if len(self._statements) < 2000:
                 self._statements[sql] = found
@@ -1666,6 +1667,27 @@ class _Postgres(_Engine):
 
     def defer_references(self, store: Store) -> None:
         store._fetch("SET CONSTRAINTS ALL DEFERRED")  # every reference is DEFERRABLE
+
+    def optimize(self, store: Store) -> int:
+        """Store.optimize: the planner's statistics, and the full-text indexes' pending
+        entries merged into them (gin_clean_pending_list); how many such indexes."""
+        indexes = store._fetch(
+            "SELECT i.indexrelid::regclass::text FROM pg_catalog.pg_index AS i "
+            "JOIN pg_catalog.pg_class AS c ON c.oid = i.indexrelid "
+            "JOIN pg_catalog.pg_am AS a ON a.oid = c.relam "
+            "WHERE a.amname = 'gin' AND c.relnamespace = current_schema()::regnamespace "
+            "ORDER BY 1"
+        )
+        for (index,) in indexes:
+            store._fetch("SELECT gin_clean_pending_list(?::regclass)", (index,))
+        tables = store._fetch(  # memstore's: the database may hold other applications' too
+            "SELECT relname FROM pg_catalog.pg_class WHERE relkind = 'r' "
+            "AND relnamespace = current_schema()::regnamespace AND (relname = ANY(?) "
+            "OR relname LIKE 'memstore\\_%' OR relname LIKE '\\_memstore\\_%')",
+            (store.collections(),),
+        )
+        store._fetch(f"ANALYZE {', '.join(quote_identifier(t) for (t,) in tables)}")
+        return len(indexes)
 
     def create_table_sql(self, name: str) -> list[str]:
         return _pg_create_table_sql(name)
@@ -2793,9 +2815,11 @@ class Store:
 
         Returns ``{"fts_indexes": n}``, the number of FTS indexes merged.
         Worth running after large loads or deletes; ``close()`` also runs
-        SQLite's cheaper ``PRAGMA optimize``.
+        SQLite's cheaper ``PRAGMA optimize``. On PostgreSQL: ANALYZE, and the
+        full-text (GIN) indexes' pending entries merged into them.
         """
-        self._engine.unsupported("optimize")
+        if not isinstance(self._engine, _SQLite):
+            return {"fts_indexes": self._engine.optimize(self)}
         fts = [
             r[0]
             for r in self._fetch(

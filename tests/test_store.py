@@ -204,3 +204,15 @@ def test_a_file_that_is_not_sqlite_names_itself(tmp_path: Path) -> None:
     with pytest.raises(memstore.SchemaError, match=f"{junk} is not a SQLite database"):
         memstore.Store(junk)
     assert junk.read_bytes() == before
+
+
+def test_optimize_merges_the_full_text_indexes_and_keeps_everything(store: memstore.Store) -> None:
+    notes = store.collection("notes", fields={"kind": str}, fts=["text"])
+    notes.put_many([(f"n{i}", {"kind": "a", "text": f"word{i} common"}) for i in range(300)])
+    conv = store.conversations()
+    conv.create_thread("t")
+    conv.add_message("t", "user", "a common message")
+    done = store.optimize()
+    assert done["fts_indexes"] >= 2  # the collection's, and the messages' at least
+    assert len(notes.search("common", limit=500)) == 300 and notes.count({"kind": "a"}) == 300
+    assert [h.key for h in conv.search("message")] == ["t"] and store.check() == []
