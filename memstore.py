@@ -944,6 +944,24 @@ class _Engine:
     def after_copy(self, store: Store, table: str) -> None:
         """After rows were written with their ids (copy): new rows' ids come after them."""
 
+    def optimize(self, store: Store) -> int:
+        """Store.optimize: the planner's statistics, and every FTS5 index's segments merged;
+        how many such indexes."""
+        fts = [
+            r[0]
+            for r in store._fetch(
+                "SELECT name FROM sqlite_schema WHERE type = 'table' "
+                "AND sql LIKE 'CREATE VIRTUAL TABLE%USING fts5%' ORDER BY name"
+            )
+        ]
+        with store.transaction():
+            _catch_up_messages(store)
+            for table in fts:
+                quoted = quote_identifier(table)
+                store._fetch(f"INSERT INTO {quoted} ({quoted}) VALUES ('optimize')")
+        store._fetch("PRAGMA optimize(0x10002)")  # analyze every table that may benefit
+        return len(fts)
+
     def defer_references(self, store: Store) -> None:
         """In a transaction: references between rows are checked at its commit, not at
         each write (copy writes a layer's rows in any order)."""
@@ -2818,22 +2836,7 @@ class Store:
         SQLite's cheaper ``PRAGMA optimize``. On PostgreSQL: ANALYZE, and the
         full-text (GIN) indexes' pending entries merged into them.
         """
-        if not isinstance(self._engine, _SQLite):
-            return {"fts_indexes": self._engine.optimize(self)}
-        fts = [
-            r[0]
-            for r in self._fetch(
-                "SELECT name FROM sqlite_schema WHERE type = 'table' "
-                "AND sql LIKE 'CREATE VIRTUAL TABLE%USING fts5%' ORDER BY name"
-            )
-        ]
-        with self.transaction():
-            _catch_up_messages(self)
-            for table in fts:
-                quoted = quote_identifier(table)
-                self._fetch(f"INSERT INTO {quoted} ({quoted}) VALUES ('optimize')")
-        self._fetch("PRAGMA optimize(0x10002)")  # analyze every table that may benefit
-        return {"fts_indexes": len(fts)}
+        return {"fts_indexes": self._engine.optimize(self)}
 
     def vacuum(self) -> dict[str, int]:
         """Rebuild the database to give its free pages back; return its size before and after.
