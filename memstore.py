@@ -387,9 +387,21 @@ def _set_busy_timeout(conn: apsw.Connection, seconds: float) -> None:
     conn.set_busy_timeout(int(seconds * 1000))
 
 
-def _use_wal(conn: apsw.Connection) -> None:
-    """Readers never block the writer, nor the writer readers."""
-    conn.execute("PRAGMA journal_mode = WAL").fetchall()
+def _use_wal(conn: apsw.Connection, timeout: float) -> None:
+    """Readers never block the writer, nor the writer readers. Switching a new file to
+    WAL takes it alone, and SQLite's busy handler may not wait for that: another
+    connection switching it, or reading it meanwhile, gives SQLITE_BUSY at once (1 in 60
+    runs of 32 connections opening a new file together). So it is tried again, until
+    the timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL").fetchall()
+            return
+        except apsw.BusyError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _set_synchronous(conn: apsw.Connection, level: str) -> None:
@@ -458,7 +470,7 @@ def _connect(
         _refuse_double_quoted_strings(conn)
         _refuse_foreign_files(conn)
         if path != ":memory:":
-            _use_wal(conn)
+            _use_wal(conn, timeout)
         _set_synchronous(conn, synchronous)
         _enable_foreign_keys(conn)
         _register_functions(conn)
