@@ -722,6 +722,14 @@ class _Engine:
     errors: tuple[type[BaseException], ...] = ()
     #: ``a IS NOT b``: inequality that holds for NULL and a value.
     differs = "IS NOT"
+    #: ``a IS b``: equality that holds for two NULLs.
+    same = "IS"
+    #: A JSON object of a record's vectors by part, as hex (``v``: memstore_vectors).
+    hex_by_part = "json_group_object(v.part, hex(v.vector))"
+
+    def row_order(self, columns: Sequence[str]) -> str:
+        """ORDER BY of a layer table's rows in the order they were written (export)."""
+        return "rowid"
     #: Whether text (keys, and strings in records) may hold U+0000.
     holds_nul = True
     #: LIMIT's value for no limit.
@@ -1263,6 +1271,8 @@ class _Postgres(_Engine):
 
     name = "postgresql"
     differs = "IS DISTINCT FROM"
+    same = "IS NOT DISTINCT FROM"
+    hex_by_part = "json_object_agg(v.part, encode(v.vector, 'hex'))::text"
     holds_nul = False
     no_limit = None
     join_in_order = "JOIN"  # the server's statistics (autovacuum's ANALYZE) choose
@@ -1697,6 +1707,9 @@ class _Postgres(_Engine):
 
     def defer_references(self, store: Store) -> None:
         store._fetch("SET CONSTRAINTS ALL DEFERRED")  # every reference is DEFERRABLE
+
+    def row_order(self, columns: Sequence[str]) -> str:
+        return "id" if "id" in columns else ", ".join(quote_identifier(c) for c in columns)
 
     def optimize(self, store: Store) -> int:
         """Store.optimize: the planner's statistics, and the full-text indexes' pending
@@ -2591,7 +2604,7 @@ class Store:
         one row per line. Streams: memory stays flat whatever the size.
         ``progress`` is called with the number of rows written as they go.
         """
-        self._engine.unsupported("export")
+        engine = self._engine
         root = Path(directory)
         (root / "collections").mkdir(parents=True, exist_ok=True)
         (root / "tables").mkdir(exist_ok=True)
@@ -2611,7 +2624,7 @@ class Store:
             vectors, params = "NULL", []
             if meta.vectors is not None:
                 vectors = (
-                    "(SELECT json_group_object(part, hex(vector)) FROM memstore_vectors AS v "
+                    f"(SELECT {engine.hex_by_part} FROM memstore_vectors AS v "
                     "WHERE v.collection = ? AND v.record_id = t.id AND v.model = ? AND v.dim = ?)"
                 )
                 params = [meta.name, meta.vectors["model"], meta.vectors["dim"]]
@@ -2651,16 +2664,14 @@ class Store:
                 "time_indexes": meta.time_indexes,
             }
         if collections is None:
-            for table in _EXPORT_TABLES:
+            for table in (*engine.layer_tables, "memstore_graph_vectors"):
                 if table == "memstore_graph_vectors":  # by graph and node: ids are this file's
                     columns, sql = list(_GRAPH_VECTOR_COLUMNS), _GRAPH_VECTORS_SQL
                 else:
-                    columns = [
-                        r[1] for r in self._fetch(f"PRAGMA table_info({quote_identifier(table)})")
-                    ]
+                    columns = engine.insertable(self, table)
                     sql = (
                         f"SELECT {', '.join(map(quote_identifier, columns))} "
-                        f"FROM {quote_identifier(table)} ORDER BY rowid"
+                        f"FROM {quote_identifier(table)} ORDER BY {engine.row_order(columns)}"
                     )
                 rows = self._stream(sql, (), functools.partial(_row_dict, columns))
                 file = f"tables/{table}.jsonl"
@@ -2694,7 +2705,6 @@ class Store:
         (The file layouts of older stores are read by the ``memstore_legacy``
         module, which ``memstore import`` uses.)
         """
-        self._engine.unsupported("import")
         files = _read_manifest(Path(source))
         report: dict[str, Any] = {
             "source": os.fspath(source),
@@ -2721,7 +2731,7 @@ class Store:
                     skip(file, str(err))
             return report
         with self.transaction():
-            self._fetch("PRAGMA defer_foreign_keys = ON")  # rows may come before their parents
+            self._engine.defer_references(self)  # rows may come before their parents
             layers = _LayerImport(self)
             for file in files:
                 try:
@@ -9922,7 +9932,8 @@ _NATURAL_KEYS: dict[str, tuple[str, ...]] = {
 # How a row whose key is there already is taken, per table: by default, not at all.
 _ON_CONFLICT = {
     "memstore_version_counters": (
-        "ON CONFLICT DO UPDATE SET last = excluded.last WHERE excluded.last > last"
+        "ON CONFLICT (collection, key) DO UPDATE SET last = excluded.last "
+        "WHERE excluded.last > memstore_version_counters.last"
     ),
 }
 
@@ -9966,8 +9977,13 @@ class _LayerImport:
                 for row in rows
             )
         if table not in self.columns:
-            info = self.store._fetch(f"PRAGMA table_info({quote_identifier(table)})")
-            self.columns[table] = {r[1] for r in info}
+            engine = self.store._engine
+            if table not in engine.layer_tables:
+                rows = iter(rows)
+                if next(rows, None) is not None:
+                    raise UnsupportedError(_NOT_YET_ON_POSTGRES.format(table, __version__))
+                return 0
+            self.columns[table] = set(engine.insertable(self.store, table))
         written = 0
         for row in rows:
             taken = {k: _from_json(v) for k, v in row.items() if k in self.columns[table]}
@@ -9985,10 +10001,11 @@ class _LayerImport:
             if row.get("merged_from") is not None:
                 row["merged_from"] = self.ids.get(table, {}).get(row["merged_from"])
             self.threads.add(row.get("thread_id"))
+        same = self.store._engine.same
         found = self.store._fetch(
             f"SELECT id, {'seq' if table == 'memstore_events' else 'NULL'} "
             f"FROM {quote_identifier(table)} WHERE "
-            + " AND ".join(f"{quote_identifier(c)} IS ?" for c in natural),
+            + " AND ".join(f"{quote_identifier(c)} {same} ?" for c in natural),
             [row.get(c) for c in natural],
         )
         if table == "memstore_events":
@@ -9996,12 +10013,13 @@ class _LayerImport:
         if found:
             self.ids.setdefault(table, {})[old_id] = found[0][0]
             return 0
-        written = self._insert(table, row, "")
+        written = self._insert(table, row, "", "id")
         self.ids.setdefault(table, {})[old_id] = self._last_id
         if table == "memstore_events":
             self.store._fetch(
-                "UPDATE memstore_logs SET last_seq = max(last_seq, ?) WHERE name = ?",
-                (row.get("seq"), row.get("log")),
+                "UPDATE memstore_logs SET last_seq = CASE WHEN last_seq < ? THEN ? "
+                "ELSE last_seq END WHERE name = ?",
+                (row.get("seq"), row.get("seq"), row.get("log")),
             )
         return written
 
@@ -10017,11 +10035,11 @@ class _LayerImport:
             row["seq"] = (last[0][0] if last else 0) + 1
         seqs[seq] = row["seq"]
 
-    def _insert(self, table: str, row: dict[str, Any], conflict: str) -> int:
+    def _insert(self, table: str, row: dict[str, Any], conflict: str, returning: str = "1") -> int:
         names = list(row)
         done = self.store._fetch(
             f"INSERT INTO {quote_identifier(table)} ({', '.join(map(quote_identifier, names))}) "
-            f"VALUES ({', '.join('?' for _ in names)}) {conflict} RETURNING rowid",
+            f"VALUES ({', '.join('?' for _ in names)}) {conflict} RETURNING {returning}",
             [row[n] for n in names],
         )
         self._last_id = done[0][0] if done else None

@@ -34,7 +34,6 @@ def test_a_collection_can_go_without_time_indexes(store: memstore.Store) -> None
     assert store.check() == []
 
 
-@pytest.mark.sqlite_only("export is not on PostgreSQL yet")
 def test_the_choice_travels_with_an_export(store: memstore.Store, tmp_path: Path) -> None:
     store.collection("notes", time_indexes=False).put("a", {"x": 1})
     store.export(tmp_path / "out")
