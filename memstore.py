@@ -730,6 +730,7 @@ class _Engine:
     def row_order(self, columns: Sequence[str]) -> str:
         """ORDER BY of a layer table's rows in the order they were written (export)."""
         return "rowid"
+
     #: Whether text (keys, and strings in records) may hold U+0000.
     holds_nul = True
     #: LIMIT's value for no limit.
