@@ -661,26 +661,41 @@ _DROPPED = re.compile(r"\s*(?:--[^\n]*\n\s*)*DROP\s+(?:INDEX|TRIGGER)\s+(\w+)", 
 
 
 @functools.cache
-def _schema_objects() -> dict[str, tuple[str, str]]:
-    """The indexes and triggers the sql/ files create: name -> (kind, statement).
+def _schema_objects(directory: Path = SQL_DIR) -> dict[str, tuple[str, str]]:
+    """The indexes and triggers the sql/ files create (or sql/postgres/'s): name -> (kind,
+    statement).
 
     ``check()`` looks for them and ``repair()`` recreates the missing ones.
     """
     found: dict[str, tuple[str, str]] = {}
-    for _, path in _migrations(SQL_DIR):
-        statement = ""
-        for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
-            statement += line
-            if not apsw.complete(statement):
-                continue
+    for _, path in _migrations(directory):
+        for statement in _statements(path.read_text(encoding="utf-8"), directory != SQL_DIR):
             match = _CREATED.match(statement)
             if match:
                 found[match.group(2)] = (match.group(1).lower(), statement.strip())
             dropped = _DROPPED.match(statement)
             if dropped:  # a later version's, unless it creates it again
                 found.pop(dropped.group(1), None)
-            statement = ""
     return found
+
+
+# PostgreSQL's CREATE and DROP of an index or a trigger: at a line's start, to a semicolon
+# (none of them holds one; PL/pgSQL bodies elsewhere do, which SQLite's splitter misreads).
+_PG_INDEX_OR_TRIGGER = re.compile(r"^(?:CREATE|DROP)\s+(?:INDEX|TRIGGER)\b[^;]*;", re.M | re.I)
+
+
+def _statements(script: str, postgres: bool) -> Iterator[str]:
+    """A migration's statements (on PostgreSQL: those creating or dropping indexes and
+    triggers)."""
+    if postgres:
+        yield from _PG_INDEX_OR_TRIGGER.findall(script)
+        return
+    statement = ""
+    for line in script.splitlines(keepends=True):
+        statement += line
+        if apsw.complete(statement):
+            yield statement
+            statement = ""
 
 
 def _check_schema(conn: apsw.Connection, version: int) -> None:
@@ -911,6 +926,10 @@ class _Engine:
         """The database's own check of its pages and indexes (``full``: every one)."""
         pragma = "integrity_check" if full else "quick_check"
         return [f"integrity: {r[0]}" for r in store._fetch(f"PRAGMA {pragma}") if r[0] != "ok"]
+
+    def schema_objects(self) -> dict[str, tuple[str, str]]:
+        """The indexes and triggers the migrations create: name -> (kind, statement)."""
+        return _schema_objects(SQL_DIR)
 
     def schema_names(self, store: Store, table: str | None = None) -> set[str]:
         """The names of the tables, indexes and triggers there (of one collection's table,
@@ -1448,6 +1467,9 @@ class _Postgres(_Engine):
     def _announced(self, notification: Any) -> None:
         self.declarations += 1
 
+    def schema_objects(self) -> dict[str, tuple[str, str]]:
+        return _schema_objects(SQL_DIR / "postgres")
+
     def schema_version(self, conn: Any) -> int:
         if conn.execute("SELECT to_regclass('_memstore_schema')").fetchall()[0][0] is None:
             return 0
@@ -1634,7 +1656,10 @@ class _Postgres(_Engine):
         if table is None:
             rows = store._fetch(
                 "SELECT relname FROM pg_catalog.pg_class "
-                "WHERE relnamespace = current_schema()::regnamespace"
+                "WHERE relnamespace = current_schema()::regnamespace UNION ALL "
+                "SELECT t.tgname FROM pg_catalog.pg_trigger AS t JOIN pg_catalog.pg_class AS c "
+                "ON c.oid = t.tgrelid WHERE c.relnamespace = current_schema()::regnamespace "
+                "AND NOT t.tgisinternal"
             )
         else:
             rows = store._fetch(
@@ -2418,11 +2443,11 @@ class Store:
                 problems.append(f"{name}: registered, but its table is missing")
                 continue
             problems += self.collection(name).check()
-        if not self._engine.layers:  # the layers it has that check themselves
-            return problems + self._stray_vectors() + self._layer_problems()
-        for name, (kind, _) in _schema_objects().items():
+        for name, (kind, _) in self._engine.schema_objects().items():
             if name not in tables:
                 problems.append(f"missing {kind} {name}")
+        if not self._engine.layers:  # the layers it has that check themselves
+            return problems + self._stray_vectors() + self._layer_problems()
         problems += self._stray_vectors()
         with contextlib.suppress(MemstoreError):  # a read-only file: check what is there
             _catch_up_messages(self)
@@ -2478,14 +2503,14 @@ class Store:
                 done.append(f"{name}: removed from the registry (its table is gone)")
                 continue
             done += self.collection(name)._repair()
-        if not self._engine.layers:
-            done += self._delete_stray_vectors()
-            return done + (self._recount_threads() if self._engine.has("conversations") else [])
-        for name, (kind, sql) in _schema_objects().items():
+        for name, (kind, sql) in self._engine.schema_objects().items():
             if name not in tables:
                 with self.transaction():
                     self._fetch(sql)
                 done.append(f"recreated {kind} {name}")
+        if not self._engine.layers:
+            done += self._delete_stray_vectors()
+            return done + (self._recount_threads() if self._engine.has("conversations") else [])
         done += self._delete_stray_vectors()
         for fts in _LAYER_FTS:
             if _fts_problems(self, fts):

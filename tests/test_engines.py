@@ -380,3 +380,23 @@ def test_aggregates_come_out_the_same(
                     assert mine[name] == pytest.approx(value, rel=1e-9, abs=1e-9), (name, of)
                 else:  # (equal numbers group together: 1 or 1.0 may stand for them)
                     assert mine[name] == value, (name, of)
+
+
+def test_check_and_repair_cover_the_schemas_indexes_and_triggers(pg_url: str) -> None:
+    """What sql/postgres/ creates (indexes, triggers): check finds one gone, repair makes it
+    again, as on SQLite."""
+    with memstore.Store(pg_url) as store:
+        store.conversations().create_thread("t")
+        sql(store, "DROP INDEX memstore_events__kind_idx")
+        sql(store, "DROP TRIGGER memstore_messages__count_insert ON memstore_messages")
+        assert store.check() == [
+            "missing index memstore_events__kind_idx",
+            "missing trigger memstore_messages__count_insert",
+        ]
+        assert store.repair() == [
+            "recreated index memstore_events__kind_idx",
+            "recreated trigger memstore_messages__count_insert",
+        ]
+        assert store.check() == []
+        store.conversations().add_message("t", "user", "counted again")
+        assert store.conversations().thread("t").message_count == 1
