@@ -50,25 +50,12 @@ from memstore_langgraph import MemstoreSaver, MemstoreStore  # noqa: E402
 
 
 @contextmanager
-def their_connection(url: str) -> Iterator[Any]:
+def langgraphs(kind: Any, url: str) -> Iterator[Any]:
+    """LangGraph's PostgresSaver or PostgresStore, set up as their documentation does."""
     with psycopg.connect(url, autocommit=True, prepare_threshold=0, row_factory=dict_row) as conn:
-        yield conn
-
-
-@contextmanager
-def postgres_saver(url: str) -> Iterator[PostgresSaver]:
-    with their_connection(url) as conn:
-        saver = PostgresSaver(conn)
-        saver.setup()
-        yield saver
-
-
-@contextmanager
-def postgres_store(url: str) -> Iterator[PostgresStore]:
-    with their_connection(url) as conn:
-        store = PostgresStore(conn)
-        store.setup()
-        yield store
+        made = kind(conn)
+        made.setup()
+        yield made
 
 
 def timed(work: Callable[[], Any]) -> float:
@@ -98,14 +85,14 @@ def main() -> None:
                 url = server.new_database()
                 mine = side == "mine"
                 got = times.setdefault
-                with MemstoreSaver(url) if mine else postgres_saver(url) as saver:
+                with MemstoreSaver(url) if mine else langgraphs(PostgresSaver, url) as saver:
                     got("checkpoint put", {}).setdefault(side, []).append(
                         timed(lambda saver=saver: run_saver(saver, plan))
                     )
                     got("checkpoint get+list", {}).setdefault(side, []).append(
                         timed(lambda saver=saver: read_saver(saver))
                     )
-                with MemstoreStore(url) if mine else postgres_store(url) as store:
+                with MemstoreStore(url) if mine else langgraphs(PostgresStore, url) as store:
                     got("store load", {}).setdefault(side, []).append(
                         timed(lambda store=store: load(store, items))
                     )
