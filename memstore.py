@@ -1382,6 +1382,13 @@ class _Postgres(_Engine):
 
     def start(self, conn: Any, sql: str) -> None:
         if self._pipeline is None and sql.startswith("BEGIN"):
+            # Announcements of declarations (_announced) come in with results; the block's
+            # first write reads their count before any result of it has come, so those that
+            # are on the socket already are taken now (a read that does not wait: 2 us).
+            pgconn = conn.pgconn
+            pgconn.consume_input()
+            while pgconn.notifies() is not None:
+                self.declarations += 1
             self._in_pipeline = conn.pipeline()
             self._pipeline = self._in_pipeline.__enter__()
         conn.execute(sql)

@@ -5,6 +5,7 @@ on SQLite. What differs on purpose is said here too (see README, "PostgreSQL")."
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -284,11 +285,14 @@ def test_an_adapter_of_its_own_sql_is_refused_on_postgresql(pg_url: str) -> None
 
 
 def test_a_handle_follows_another_tools_change_of_a_declaration(pg_url: str) -> None:
-    """The registry's trigger announces any change, made by memstore or not."""
+    """The registry's trigger announces any change, made by memstore or not: a write takes
+    those whose announcement has come (one committed an instant before, its announcement
+    still on its way, is taken by the next)."""
     with memstore.Store(pg_url) as store, memstore.Store(pg_url) as other:
         notes = store.collection("notes")
         notes.put("before", {})
         sql(other, "UPDATE _memstore_collections SET ttl_seconds = 60 WHERE name = 'notes'")
+        time.sleep(0.05)  # the announcement's way from the server
         notes.put("after", {})
         assert notes.ttl is not None and notes.ttl.total_seconds() == 60
         assert next(notes.rows({"key": "after"})).expires_at is not None
