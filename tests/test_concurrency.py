@@ -130,3 +130,54 @@ def test_store_survives_fork(db_path: Path) -> None:
     result = run_python(FORKED, str(db_path))
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "['child', 'parent', 'parent-again']"
+
+
+# Every layer at once: each thread its own Store, writing a record with a vector, events,
+# messages to a shared thread, checkpoints, a graph's nodes and edges, cache entries and
+# a byte store's values, a step at a time, all racing.
+EVERY_LAYER = """
+import sys, memstore
+url, n = sys.argv[1], sys.argv[2]
+
+def work(t):
+    me = f"{n}.{t}"
+    with memstore.Store(url, timeout=60) as store:
+        notes = store.collection("notes", fields={"writer": str}, fts=["text"],
+                                 vectors={"dim": 2, "model": "m"})
+        log, chat = store.event_log("shared"), store.conversations()
+        saves, graph, cache = store.checkpoints(), store.graph("g"), store.cache("c")
+        graph.add_node(me, "writer")
+        for i in range(10):
+            notes.put(f"{me}-{i}", {"writer": me, "text": f"note {i}"}, vector=[1.0, float(i)])
+            log.append({"id": f"{me}-{i}", "kind": "step", "payload": {"i": i}})
+            chat.add_message("shared", "user", f"{me}-{i}", usage={"input_tokens": 1})
+            saves.save(me, {"step": i})
+            graph.add_node(f"{me}-{i}", "note")
+            graph.add_edge(me, f"{me}-{i}", "wrote")
+            cache.set(f"{me}-{i}", i)
+"""
+
+
+def test_every_layer_from_processes_and_threads_at_once(store_url: str) -> None:
+    """8 processes of 4 threads, each on a connection of its own, write every layer at once:
+    nothing lost, an event log's numbers and a thread's positions gap-free, check clean."""
+    with memstore.Store(store_url) as store:
+        store.conversations().create_thread("shared")
+    run_processes(EVERY_LAYER, store_url)
+    writers = [f"{n}.{t}" for n in range(8) for t in range(4)]
+    with memstore.Store(store_url) as store:
+        notes = store.collection("notes")
+        assert notes.count() == 320 and len(notes.nearest([1.0, 9.0], k=1000)) == 320
+        assert len(notes.search("note", limit=1000)) == 320
+        log = store.event_log("shared")
+        assert [e.seq for e in log.read()] == list(range(1, 321)) and log.last_seq() == 320
+        chat = store.conversations()
+        assert [m.position for m in chat.messages("shared")] == list(range(1, 321))
+        assert chat.thread("shared").message_count == 320
+        assert chat.usage("shared")["input_tokens"] == 320
+        saves = store.checkpoints()
+        for writer in writers:
+            assert [c.state["step"] for c in saves.history(writer)] == list(range(9, -1, -1))
+            assert len(store.graph("g").neighbors(writer)) == 10
+        assert len(store.graph("g").nodes()) == 32 * 11
+        assert store.cache("c").get("0.0-9") == 9 and store.check() == []
