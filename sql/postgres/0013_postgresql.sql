@@ -10,8 +10,8 @@
 -- UTC with six fractional digits, so that they compare and sort alike on both
 -- engines; text that memstore orders by is in the "C" collation, SQLite's byte order.
 --
--- The layers whose tables are not here yet (
--- facts over time, memory hygiene) raise UnsupportedError on a PostgreSQL
+-- The one layer whose tables are not here yet, facts over time (temporal
+-- collections' version vectors), raises UnsupportedError on a PostgreSQL
 -- store. Until memstore's first release with PostgreSQL, this file may change in
 -- place (no PostgreSQL store exists from before it); after, a layer comes in a file
 -- of its own.
