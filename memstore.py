@@ -739,12 +739,18 @@ class _Engine:
     differs = "IS NOT"
     #: ``a IS b``: equality that holds for two NULLs.
     same = "IS"
+    #: The column type of a time (and of a key) memstore compares and orders as text.
+    time_type = "TEXT"
     #: A JSON object of a record's vectors by part, as hex (``v``: memstore_vectors).
     hex_by_part = "json_group_object(v.part, hex(v.vector))"
 
     def row_order(self, columns: Sequence[str]) -> str:
         """ORDER BY of a layer table's rows in the order they were written (export)."""
         return "rowid"
+
+    def millisecond_after(self, sql: str) -> str:
+        """The timestamp a millisecond after the one ``sql`` gives, as memstore writes them."""
+        return f"strftime('%Y-%m-%dT%H:%M:%f000Z', {sql}, '+0.001 seconds')"
 
     #: Whether text (keys, and strings in records) may hold U+0000.
     holds_nul = True
@@ -880,6 +886,18 @@ class _Engine:
         bound = [opening, closing, tokens, text, *params, limit, offset]
         return _search(collection.store, sql, bound, text)
 
+    def known_matches(
+        self,
+        collection: Collection,
+        text: str,
+        known: tuple[str, list[Any], list[int]],
+        n: int,
+        options: tuple[tuple[str, str], int],
+    ) -> list[Any]:
+        """Collection._known_matches: the best full-text matches among what the store held
+        at a time (current rows by a condition, replaced versions by id, negated)."""
+        return collection._fts5_known_matches(text, known, n, *options)
+
     def fts_ranked(
         self, collection: Collection, clause: str, params: list[Any], text: str, limit: int
     ) -> list[Any]:
@@ -946,6 +964,13 @@ class _Engine:
 
     def touch_trigger_sql(self, table: str, temporal: bool) -> str:
         return _touch_trigger_sql(table, temporal)
+
+    def drop_trigger_sql(self, table: str, trigger: str) -> str:
+        return f"DROP TRIGGER IF EXISTS {quote_identifier(trigger)}"
+
+    def vector_history_trigger_sql(self, table: str, *, drop: bool = False) -> list[str]:
+        """A temporal collection's triggers keeping the vectors of its versions."""
+        return _vector_history_trigger_sql(table, drop=drop)
 
     def history_trigger_sql(
         self, table: str, *, drop: bool = False, temporal: bool = False
@@ -1224,6 +1249,7 @@ _ON_POSTGRES = frozenset(
     {
         *("caches", "event logs", "history", "checkpoints", "conversations", "graphs"),
         *("vector memory", "key-value stores", "LangGraph checkpoints", "memory hygiene"),
+        "temporal collections",
     }
 )
 _POSTGRES_LAYER_TABLES = (
@@ -1242,6 +1268,7 @@ _POSTGRES_LAYER_TABLES = (
     "memstore_cache_stats",
     "memstore_versions",
     "memstore_version_counters",
+    "memstore_version_vectors",
     "memstore_node_versions",
     "memstore_edge_versions",
     "memstore_lg_checkpoints",
@@ -1292,6 +1319,7 @@ class _Postgres(_Engine):
     name = "postgresql"
     differs = "IS DISTINCT FROM"
     same = "IS NOT DISTINCT FROM"
+    time_type = 'TEXT COLLATE "C"'
     hex_by_part = "json_object_agg(v.part, encode(v.vector, 'hex'))::text"
     holds_nul = False
     no_limit = None
@@ -1562,6 +1590,38 @@ class _Postgres(_Engine):
             (opening, closing, tokens, limit, offset),
         )
 
+    def known_matches(
+        self,
+        collection: Collection,
+        text: str,
+        known: tuple[str, list[Any], list[int]],
+        n: int,
+        options: tuple[tuple[str, str], int],
+    ) -> list[Any]:
+        # One search over the current rows the condition keeps and the replaced versions,
+        # their words computed for the query (a version has no column of them).
+        clause, params, ids = known
+        (opening, closing), tokens = options
+        texts = {field_column(path): _pg_fts_text([path]) for path in collection.fts}
+        words = f"to_tsvector('memstore'::regconfig, {_pg_fts_text(collection.fts)})"
+        source = (
+            f"(SELECT t.id, {collection._key_sql} AS key, t.body, t.fts_document "
+            f"FROM {collection._table} AS t WHERE {clause} UNION ALL "
+            f"SELECT -v.id, coalesce(v.fact_of, v.key), v.body, {words} "
+            "FROM memstore_versions AS v WHERE v.id = ANY(?)) AS t"
+        )
+        with collection.store.transaction(immediate=False):
+            return self.search(
+                collection.store,
+                source,
+                "t.id, t.key, t.body",
+                texts,
+                ("TRUE", []),
+                text,
+                (opening, closing, tokens, n, 0),
+                [*params, [-i for i in ids]],
+            )
+
     def fts_ranked(
         self, collection: Collection, clause: str, params: list[Any], text: str, limit: int
     ) -> list[Any]:
@@ -1615,12 +1675,14 @@ class _Postgres(_Engine):
         where: _Compiled,
         text: str,
         options: tuple[str, str, int, int, int],
+        source_params: Sequence[Any] = (),
     ) -> list[Any]:
         """PostgreSQL's full-text search of any table ``source`` (aliased ``t``, with its
-        words in ``t.fts_document``): rows of ``columns``, then the rank and a snippet,
-        best first. ``texts`` names the indexed texts (FTS5's columns) as SQL; ``options``
-        are (highlight opening, closing, snippet words, limit, offset). Call it inside a
-        transaction: its statement timeout ends with it."""
+        words in ``t.fts_document``; ``source_params`` its parameters): rows of
+        ``columns``, then the rank and a snippet, best first. ``texts`` names the indexed
+        texts (FTS5's columns) as SQL; ``options`` are (highlight opening, closing, snippet
+        words, limit, offset). Call it inside a transaction: its statement timeout ends
+        with it."""
         opening, closing, tokens, limit, offset = options
         match, match_params, ranked = _pg_match(text, texts)
         words, document = max(2, tokens), " || ' ' || ".join(texts.values())
@@ -1636,7 +1698,7 @@ class _Postgres(_Engine):
             f"WHERE {match} AND {clause} ORDER BY -ts_rank(t.fts_document, q), t.id "
             "LIMIT ? OFFSET ?"
         )
-        bound = [ranked, *match_params, *params, limit, offset]
+        bound = [*source_params, ranked, *match_params, *params, limit, offset]
         milliseconds = max(1, round(store.query_timeout * 1000))
         store._fetch(f"SET LOCAL statement_timeout = {milliseconds}")
         try:
@@ -1678,7 +1740,25 @@ class _Postgres(_Engine):
         return {row[0] for row in rows}
 
     def touch_trigger_sql(self, table: str, temporal: bool) -> str:
-        return _pg_touch_trigger_sql(table)
+        return _pg_touch_trigger_sql(table, temporal)
+
+    def drop_trigger_sql(self, table: str, trigger: str) -> str:
+        return f"DROP TRIGGER IF EXISTS {quote_identifier(trigger)} ON {quote_identifier(table)}"
+
+    def vector_history_trigger_sql(self, table: str, *, drop: bool = False) -> list[str]:
+        quoted = quote_identifier(table)
+        names = [
+            quote_identifier(f"{table}__history_vectors_{event}") for event in ("update", "delete")
+        ]
+        if drop:
+            return [f"DROP TRIGGER IF EXISTS {name} ON {quoted}" for name in names]
+        _, changed = _pg_versioned(temporal=True)
+        return [
+            f"CREATE TRIGGER {names[0]} BEFORE UPDATE OF body, valid_from, valid_to ON {quoted} "
+            f"FOR EACH ROW WHEN ({changed}) EXECUTE FUNCTION _memstore_archive_vectors()",
+            f"CREATE TRIGGER {names[1]} BEFORE DELETE ON {quoted} FOR EACH ROW "
+            "EXECUTE FUNCTION _memstore_archive_vectors()",
+        ]
 
     def history_trigger_sql(
         self, table: str, *, drop: bool = False, temporal: bool = False
@@ -1687,11 +1767,13 @@ class _Postgres(_Engine):
         names = [quote_identifier(f"{table}__history_{event}") for event in ("update", "delete")]
         if drop:
             return [f"DROP TRIGGER IF EXISTS {name} ON {quoted}" for name in names]
+        columns, changed = _pg_versioned(temporal)
+        archive = "_memstore_archive('temporal')" if temporal else "_memstore_archive()"
         return [
-            f"CREATE TRIGGER {names[0]} AFTER UPDATE OF body ON {quoted} FOR EACH ROW "
-            "WHEN (old.body IS DISTINCT FROM new.body) EXECUTE FUNCTION _memstore_archive()",
+            f"CREATE TRIGGER {names[0]} AFTER UPDATE OF {columns} ON {quoted} FOR EACH ROW "
+            f"WHEN ({changed}) EXECUTE FUNCTION {archive}",
             f"CREATE TRIGGER {names[1]} AFTER DELETE ON {quoted} FOR EACH ROW "
-            "EXECUTE FUNCTION _memstore_archive()",
+            f"EXECUTE FUNCTION {archive}",
         ]
 
     def sizes(self, store: Store) -> tuple[int, int, int]:
@@ -1743,6 +1825,12 @@ class _Postgres(_Engine):
 
     def row_order(self, columns: Sequence[str]) -> str:
         return "id" if "id" in columns else ", ".join(quote_identifier(c) for c in columns)
+
+    def millisecond_after(self, sql: str) -> str:
+        return (
+            f"to_char((({sql})::timestamptz + interval '1 millisecond') AT TIME ZONE 'UTC', "
+            '\'YYYY-MM-DD"T"HH24:MI:SS.MS"000Z"\')'
+        )
 
     def optimize(self, store: Store) -> int:
         """Store.optimize: the planner's statistics, and the full-text indexes' pending
@@ -3142,14 +3230,15 @@ def _declaration_sql(
     if new.fts != old.fts:
         statements += engine.fts_sql(name, new.fts)
     if new.temporal and not old.temporal:
+        text = engine.time_type
         for column, default in (("valid_from", NEVER_BEFORE), ("valid_to", NEVER_AFTER)):
             if column not in columns:
                 statements.append(
-                    f"ALTER TABLE {quote_identifier(name)} ADD COLUMN {column} TEXT NOT NULL "
+                    f"ALTER TABLE {quote_identifier(name)} ADD COLUMN {column} {text} NOT NULL "
                     f"DEFAULT {_literal(default)}"
                 )
         if "fact_of" not in columns:
-            statements.append(f"ALTER TABLE {quote_identifier(name)} ADD COLUMN fact_of TEXT")
+            statements.append(f"ALTER TABLE {quote_identifier(name)} ADD COLUMN fact_of {text}")
         statements.append(_validity_index_sql(name))
         statements.append(_subject_index_sql(name))
     if new.hygiene is not None and old.hygiene is None:
@@ -3173,8 +3262,8 @@ def _declaration_sql(
                 else f"DROP INDEX IF EXISTS {quote_identifier(_index_name(name, column))}"
             )
     if new.temporal and not old.temporal:
-        statements.append(f"DROP TRIGGER IF EXISTS {quote_identifier(_touch_trigger(name))}")
-        statements.append(_touch_trigger_sql(name, temporal=True))
+        statements.append(engine.drop_trigger_sql(name, _touch_trigger(name)))
+        statements.append(engine.touch_trigger_sql(name, temporal=True))
     if new.history != old.history or new.temporal != old.temporal:
         statements += engine.history_trigger_sql(name, drop=True)
         if new.history:
@@ -3195,8 +3284,8 @@ def _declaration_sql(
     if new.vectors is not None and old.vectors is None:
         statements.append(engine.vector_trigger_sql(name))
     if new.temporal and new.vectors is not None and not (old.temporal and old.vectors):
-        statements += _vector_history_trigger_sql(name, drop=True)
-        statements += _vector_history_trigger_sql(name)
+        statements += engine.vector_history_trigger_sql(name, drop=True)
+        statements += engine.vector_history_trigger_sql(name)
     return statements
 
 
@@ -4239,7 +4328,8 @@ class _CollectionVectors:
             if known is not None:  # importance from the body itself: versions have no columns
                 extra = ["NULL"]
                 if importance is not None:
-                    extra = ["json_extract(t.body, ?)", _json_path(importance)]
+                    value = self.store._engine.json_value("t.body", _json_path(importance))
+                    extra = [value.sql, *value.params]
                 rows = [
                     (rid, *row, 0)
                     for rid, row in self._known_records(explain, extra[0], extra[1:]).items()
@@ -4717,17 +4807,19 @@ class Collection(_CollectionVectors):
         # A temporal collection's put: its validity too; and its store time after the
         # last change's (see _stamp_after), for versions that follow each other.
         self._open_batch_sql = _open_fts_batch_sql(self.name)
+        old = self._table
         self._temporal_upsert_sql = (
             f"INSERT INTO {self._table} (key, body, created_at, updated_at, expires_at, "
             "valid_from, valid_to) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
-            "body = excluded.body, updated_at = CASE WHEN excluded.updated_at > updated_at "
+            f"body = excluded.body, updated_at = CASE WHEN excluded.updated_at > {old}.updated_at "
             "THEN excluded.updated_at "
-            "ELSE coalesce(strftime('%Y-%m-%dT%H:%M:%f000Z', updated_at, '+0.001 seconds'), "
+            f"ELSE coalesce({store._engine.millisecond_after(f'{old}.updated_at')}, "
             "excluded.updated_at) END, "
             "expires_at = excluded.expires_at, valid_from = excluded.valid_from, "
-            "valid_to = excluded.valid_to WHERE body IS NOT excluded.body "
-            "OR expires_at IS NOT excluded.expires_at OR valid_from IS NOT excluded.valid_from "
-            "OR valid_to IS NOT excluded.valid_to"
+            f"valid_to = excluded.valid_to WHERE {old}.body {differs} excluded.body "
+            f"OR {old}.expires_at {differs} excluded.expires_at "
+            f"OR {old}.valid_from {differs} excluded.valid_from "
+            f"OR {old}.valid_to {differs} excluded.valid_to"
         )
         self._apply(meta)
 
@@ -5899,8 +5991,10 @@ class Collection(_CollectionVectors):
                 "expires_at = excluded.expires_at, valid_from = excluded.valid_from, "
                 "valid_to = excluded.valid_to, fact_of = excluded.fact_of WHERE",
             )
-            upsert += (
-                " OR valid_from IS NOT excluded.valid_from OR valid_to IS NOT excluded.valid_to"
+            differs = self.store._engine.differs
+            upsert += "".join(
+                f" OR {self._table}.{column} {differs} excluded.{column}"
+                for column in ("valid_from", "valid_to", "fact_of")
             )
         count = 0
         rows = iter(_items(rows, "rows"))
@@ -6125,7 +6219,9 @@ class Collection(_CollectionVectors):
             wanted += [
                 ("trigger", f"{self.name}__history_vectors_{event}", sql)
                 for event, sql in zip(
-                    ("update", "delete"), _vector_history_trigger_sql(self.name), strict=True
+                    ("update", "delete"),
+                    engine.vector_history_trigger_sql(self.name),
+                    strict=True,
                 )
             ]
         if self.temporal:
@@ -6414,13 +6510,14 @@ class Collection(_CollectionVectors):
         own rows (``t``: those unchanged since, which its indexes serve), and the ids,
         negated, of the versions replaced since (few, when known_at is recent)."""
         moment = known_at if as_of is _MISSING else _moment(as_of, "as_of")
-        clause, params = _compile_filter(where or {}, self._target)
+        operators = self.store._engine.operators
+        clause, params = _compile_filter(where or {}, self._target, operators)
         rows = (
             "t.updated_at <= ? AND t.valid_from <= ? AND t.valid_to > ? "
             f"AND (t.expires_at IS NULL OR t.expires_at > ?) AND {clause}"
         )
         source, source_params = self._known_source(known_at, rows=False)
-        past, past_params = _compile_filter(where or {}, self._known_target)
+        past, past_params = _compile_filter(where or {}, self._known_target, operators)
         versions = self.store._fetch(
             f"SELECT t.id FROM ({source}) AS t WHERE t.valid_from <= ? AND t.valid_to > ? "
             f"AND {past}",
@@ -6433,17 +6530,17 @@ class Collection(_CollectionVectors):
     ) -> dict[int, tuple[Any, ...]]:
         """By id from _known_ids: (key, body, updated_at, ``extra``), ``extra`` an SQL
         expression over ``t.body``; a replaced version was last updated when it began."""
-        ids = list(ids)
+        ids, engine = list(ids), self.store._engine
         rows = self.store._fetch(
             f"SELECT t.id, {self._key_sql}, t.body, t.updated_at, {extra} FROM {self._table} AS t "
-            "WHERE t.id IN (SELECT value FROM json_each(?)) "
+            f"WHERE {engine.ids_in('t.id')} "
             f"UNION ALL SELECT -t.id, coalesce(t.fact_of, t.key), t.body, t.valid_from, {extra} "
-            "FROM memstore_versions AS t WHERE t.id IN (SELECT value FROM json_each(?))",
+            f"FROM memstore_versions AS t WHERE {engine.ids_in('t.id')}",
             [
                 *extra_params,
-                json.dumps([i for i in ids if i > 0]),
+                engine.ids([i for i in ids if i > 0]),
                 *extra_params,
-                json.dumps([-i for i in ids if i < 0]),
+                engine.ids([-i for i in ids if i < 0]),
             ],
         )
         return {row[0]: tuple(row[1:]) for row in rows}
@@ -6457,9 +6554,23 @@ class Collection(_CollectionVectors):
         snippet_tokens: int = 12,
     ) -> list[tuple[int, str, str, float, str]]:
         """(id, key, body, rank, snippet) of the ``n`` best full-text matches among what was
-        known (_known_parts), best first: rows through the collection's index; replaced
-        versions through an index of their text made for the query in the connection's
-        temporary schema (never in the file), both ranked alike (see search)."""
+        known (_known_parts), best first, as the store's engine finds them."""
+        found: list[tuple[int, str, str, float, str]] = self.store._engine.known_matches(
+            self, text, known, n, (highlight, snippet_tokens)
+        )
+        return found
+
+    def _fts5_known_matches(
+        self,
+        text: str,
+        known: tuple[str, list[Any], list[int]],
+        n: int,
+        highlight: tuple[str, str] = ("[", "]"),
+        snippet_tokens: int = 12,
+    ) -> list[tuple[int, str, str, float, str]]:
+        """_known_matches on SQLite: rows through the collection's index; replaced versions
+        through an index of their text made for the query in the connection's temporary
+        schema (never in the file), both ranked alike (see search)."""
         fts, key, (clause, params, ids) = self._fts_table, self._key_sql, known
         past = [-i for i in ids]
         snippet = "snippet({}, -1, ?, ?, '…', ?)"
@@ -6530,7 +6641,7 @@ class Collection(_CollectionVectors):
         _check_field(field)
         if field in META_COLUMNS or field in _VALIDITY_COLUMNS:
             return _Target(f"t.{field}", (), None)
-        return _Target("json_extract(t.body, ?)", (_json_path(field),), _json_path(field))
+        return self.store._engine.json_target(_json_path(field))
 
     def _target(self, field: str) -> _Target:
         _check_field(field)
@@ -6603,7 +6714,8 @@ class Collection(_CollectionVectors):
         else:  # what the store held at known_at: its rows then, and the versions since replaced
             moment = known_at if as_of is _MISSING else _moment(as_of, "as_of")
             source, params = self._known_source(known_at)
-            clause, extra = _compile_filter(where or {}, self._known_target)
+            operators = self.store._engine.operators
+            clause, extra = _compile_filter(where or {}, self._known_target, operators)
             sql = (
                 f"SELECT {columns} FROM ({source}) AS t WHERE t.valid_from <= ? "
                 f"AND t.valid_to > ? AND (t.expires_at IS NULL OR t.expires_at > ?) AND {clause}"
@@ -9681,17 +9793,15 @@ def _copy_collections(
                     time_indexes=meta.time_indexes,
                 )
                 into.warn_unknown_fields = False
+                # A temporal collection's rows carry their validity, and superseded facts
+                # the key they are facts of (import_rows takes them so).
+                validity = ("valid_from", "valid_to", "fact_of") if meta.temporal else ()
                 records = src._stream(
-                    f"SELECT key, body, created_at, updated_at, expires_at "
+                    f"SELECT key, body, created_at, updated_at, expires_at"
+                    f"{''.join(', ' + column for column in validity)} "
                     f"FROM {quote_identifier(name)} ORDER BY id",
                     (),
-                    lambda row: {
-                        "key": row[0],
-                        "record": json.loads(row[1]),
-                        "created_at": row[2],
-                        "updated_at": row[3],
-                        "expires_at": row[4],
-                    },
+                    functools.partial(_copied_record, validity),
                 )
                 while batch := list(islice(records, BATCH_SIZE)):
                     into.import_rows(batch)
@@ -9772,6 +9882,18 @@ def _copy_vectors(
         dst._run_many(insert.format("memstore_graph_text AS t", where), batch)
         advance(len(batch))
     return {"memstore_vectors": count}
+
+
+def _copied_record(validity: tuple[str, ...], row: Sequence[Any]) -> dict[str, Any]:
+    """A collection's row as copy() gives it to import_rows (its validity, if temporal)."""
+    return {
+        "key": row[0],
+        "record": json.loads(row[1]),
+        "created_at": row[2],
+        "updated_at": row[3],
+        "expires_at": row[4],
+        **dict(zip(validity, row[5:], strict=True)),
+    }
 
 
 def _rows_of(store: Store, table: str) -> int:
@@ -11153,12 +11275,24 @@ def _pg_create_table_sql(name: str) -> list[str]:
     ]
 
 
-def _pg_touch_trigger_sql(table: str) -> str:
+def _pg_versioned(temporal: bool) -> tuple[str, str]:
+    """_versioned on PostgreSQL: the columns whose update makes a version, and the
+    condition that one of them changed."""
+    if temporal:
+        return "body, valid_from, valid_to", (
+            "(old.body, old.valid_from, old.valid_to) IS DISTINCT FROM "
+            "(new.body, new.valid_from, new.valid_to)"
+        )
+    return "body", "old.body IS DISTINCT FROM new.body"
+
+
+def _pg_touch_trigger_sql(table: str, temporal: bool = False) -> str:
     """_touch_trigger_sql on PostgreSQL: before the update, so it sets the new row's time."""
+    columns, changed = _pg_versioned(temporal)
     return (
-        f"CREATE TRIGGER {quote_identifier(_touch_trigger(table))} BEFORE UPDATE OF body "
+        f"CREATE TRIGGER {quote_identifier(_touch_trigger(table))} BEFORE UPDATE OF {columns} "
         f"ON {quote_identifier(table)} FOR EACH ROW WHEN (new.updated_at IS NOT DISTINCT FROM "
-        "old.updated_at AND new.body IS DISTINCT FROM old.body) EXECUTE FUNCTION _memstore_touch()"
+        f"old.updated_at AND {changed}) EXECUTE FUNCTION _memstore_touch()"
     )
 
 

@@ -42,6 +42,7 @@ ON_POSTGRES = frozenset(
         "test_langgraph",
         "test_langgraph_store",
         "test_hygiene",
+        "test_temporal",
         "test_store",
         "test_retention",
         "test_records",

@@ -80,24 +80,6 @@ def test_a_copy_that_fails_leaves_the_destination_as_it_was(tmp_path: Path, pg_u
         sql(pg, "SELECT 1")  # and the connection is fine
 
 
-@pytest.mark.parametrize(
-    ("prepare", "refused"),
-    [
-        (lambda s: s.collection("t", temporal=True).put("a", {}), memstore.UnsupportedError),
-    ],
-)
-def test_what_postgresql_has_not_yet_is_refused_first(
-    tmp_path: Path, pg_url: str, prepare: object, refused: type[Exception]
-) -> None:
-    with memstore.Store(tmp_path / "a.db") as source:
-        source.collection("notes").put("n", {})
-        prepare(source)  # type: ignore[operator]
-    with pytest.raises(refused, match="PostgreSQL"):
-        memstore.copy(tmp_path / "a.db", pg_url)
-    with memstore.Store(pg_url) as pg:
-        assert pg.collections() == []
-
-
 def test_a_destination_holding_the_collections_is_refused(tmp_path: Path, pg_url: str) -> None:
     with memstore.Store(tmp_path / "a.db") as source:
         source.collection("notes").put("n", {"from": "file"})
@@ -349,3 +331,37 @@ def test_what_hygiene_keeps_goes_with_its_records(tmp_path: Path, pg_url: str) -
         assert notes.merged_from(keep) == [] and notes.unforget(gone) == 1
         assert notes.cleanup(keep_last=0) == 1  # the pinned record stays
         assert notes.keys() == [keep] and pg.check() == []
+
+
+def test_facts_over_time_go_both_ways_with_what_was_known(tmp_path: Path, pg_url: str) -> None:
+    """A temporal collection's facts (superseded ones too), their versions and the vectors
+    those had: as_of and known_at read the same on the copy."""
+    with memstore.Store(tmp_path / "a.db") as source:
+        facts = source.collection("facts", temporal=True, vectors={"dim": 2, "model": "m"})
+        facts.put("ceo", {"name": "Ada"}, valid_from="2026-01-01T00:00:00Z", vector=[1.0, 0.0])
+        time.sleep(0.002)
+        known = memstore._iso(memstore._utcnow())
+        time.sleep(0.002)
+        facts.put("ceo", {"name": "Ada L."}, vector=[0.0, 1.0])  # a correction: a version
+        facts.supersede("ceo", {"name": "Bob"}, at="2026-06-01T00:00:00Z")
+        reads = [
+            facts.get("ceo", as_of="2026-03-01T00:00:00Z"),
+            facts.get("ceo"),
+            facts.get("ceo", as_of="2026-03-01T00:00:00Z", known_at=known),
+            [h.record for h in facts.nearest([1.0, 0.0], known_at=known)],
+            facts.timeline("ceo"),
+        ]
+    memstore.copy(tmp_path / "a.db", pg_url)
+    with memstore.Store(pg_url) as pg:
+        facts = pg["facts"]
+        assert [
+            facts.get("ceo", as_of="2026-03-01T00:00:00Z"),
+            facts.get("ceo"),
+            facts.get("ceo", as_of="2026-03-01T00:00:00Z", known_at=known),
+            [h.record for h in facts.nearest([1.0, 0.0], known_at=known)],
+            facts.timeline("ceo"),
+        ] == reads
+        assert pg.check() == []
+    memstore.copy(pg_url, tmp_path / "b.db")
+    with memstore.Store(tmp_path / "b.db") as back:
+        assert back["facts"].timeline("ceo") == reads[4] and back.check() == []

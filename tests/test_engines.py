@@ -211,8 +211,8 @@ async def test_async_store_on_postgresql(pg_url: str) -> None:
                 await notes.put("n3", {"kind": 5})  # not text: the block rolls back
         assert await notes.keys(order_by="key") == ["n1"]
         assert [h.key for h in await notes.search("milk")] == ["n1"]
-        with pytest.raises(memstore.UnsupportedError):
-            await store.collection("facts", temporal=True)
+        with pytest.raises(memstore.UnsupportedError, match="pg_dump"):
+            await store.backup("copy.db")
 
 
 @pytest.mark.parametrize(
@@ -220,7 +220,8 @@ async def test_async_store_on_postgresql(pg_url: str) -> None:
     [
         (lambda s: s.backup("copy.db"), "pg_dump"),
         (lambda s: s.vacuum(), "autovacuum"),
-        (lambda s: s.collection("facts", temporal=True), "not on PostgreSQL"),
+        (lambda s: s.checkpoint_wal(), "checkpoints on its own"),
+        (lambda s: s.restore("copy.db"), "pg_restore"),
     ],
 )
 def test_what_postgresql_cannot_do_says_what_to_use(pg_url: str, call: Any, instead: str) -> None:

@@ -89,8 +89,8 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize(
     ("engine", "keep_past"),
-    [("sqlite", False), ("sqlite", True), ("postgres", False)],
-    ids=["plain", "keep_past", "postgres"],
+    [("sqlite", False), ("sqlite", True), ("postgres", False), ("postgres", True)],
+    ids=["plain", "keep_past", "postgres", "postgres-keep_past"],
 )
 def test_langgraph_store_suite_passes_on_memstore(
     published: Path, engine: str, keep_past: bool, request: pytest.FixtureRequest

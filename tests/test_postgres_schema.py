@@ -18,7 +18,6 @@ NOT_ON_POSTGRES_YET = {
     # PostgreSQL's words are a column of memstore_messages, and none wait for an index:
     *("memstore_messages_fts", "memstore_messages_fts_gone", "memstore_fts_progress"),
     "memstore_graph_fts",  # PostgreSQL's words are a column of memstore_graph_text
-    "memstore_version_vectors",
 }
 #: An FTS5 index's own tables, made by SQLite with it.
 FTS5_SHADOWS = re.compile(r"_fts_(data|idx|docsize|config|content)$")

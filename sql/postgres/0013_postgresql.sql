@@ -10,9 +10,7 @@
 -- UTC with six fractional digits, so that they compare and sort alike on both
 -- engines; text that memstore orders by is in the "C" collation, SQLite's byte order.
 --
--- The one layer whose tables are not here yet, facts over time (temporal
--- collections' version vectors), raises UnsupportedError on a PostgreSQL
--- store. Until memstore's first release with PostgreSQL, this file may change in
+-- Every layer is here. Until memstore's first release with PostgreSQL, this file may change in
 -- place (no PostgreSQL store exists from before it); after, a layer comes in a file
 -- of its own.
 
@@ -209,7 +207,8 @@ CREATE TABLE memstore_version_counters (
 );
 
 -- A collection's history triggers (AFTER UPDATE OF body when it changed, AFTER
--- DELETE): the old row becomes the next version of its key. It stopped being current
+-- DELETE; a temporal collection's, with the argument 'temporal', on its validity too,
+-- keeping the fact's period and subject): the old row becomes the next version of its key. It stopped being current
 -- when the new one started: the new row's updated_at (which the touch trigger has
 -- moved to now if the writer left it), or now for a delete.
 CREATE FUNCTION _memstore_archive() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -220,13 +219,23 @@ BEGIN
     VALUES (TG_TABLE_NAME, old.key, 1)
     ON CONFLICT (collection, key) DO UPDATE SET last = memstore_version_counters.last + 1
     RETURNING last INTO number;
-    INSERT INTO memstore_versions
-        (collection, key, version, body, valid_from, archived_at, operation)
-    VALUES (
-        TG_TABLE_NAME, old.key, number, old.body, old.updated_at,
-        CASE WHEN TG_OP = 'UPDATE' THEN new.updated_at ELSE _memstore_now() END,
-        lower(TG_OP)
-    );
+    IF TG_NARGS = 0 THEN
+        INSERT INTO memstore_versions
+            (collection, key, version, body, valid_from, archived_at, operation)
+        VALUES (
+            TG_TABLE_NAME, old.key, number, old.body, old.updated_at,
+            CASE WHEN TG_OP = 'UPDATE' THEN new.updated_at ELSE _memstore_now() END,
+            lower(TG_OP)
+        );
+    ELSE  -- 'temporal': a fact's validity while it was current, and its subject
+        INSERT INTO memstore_versions (collection, key, version, body, valid_from,
+            archived_at, operation, fact_from, fact_to, fact_of)
+        VALUES (
+            TG_TABLE_NAME, old.key, number, old.body, old.updated_at,
+            CASE WHEN TG_OP = 'UPDATE' THEN new.updated_at ELSE _memstore_now() END,
+            lower(TG_OP), old.valid_from, old.valid_to, old.fact_of
+        );
+    END IF;
     RETURN NULL;
 END
 $$;
@@ -776,4 +785,46 @@ CREATE FUNCTION _memstore_json_type(value json) RETURNS text LANGUAGE sql IMMUTA
         WHEN 'number' THEN CASE WHEN value::text ~ '[.eE]' THEN 'real' ELSE 'integer' END
         WHEN 'string' THEN 'text'
         ELSE json_typeof(value) END
+$$;
+
+-- The vectors a record of a temporal collection had while a replaced version of it
+-- was current (SQLite's sql/0012), copied by the collection's "<name>__history_vectors_*"
+-- triggers before the change, so that nearest and hybrid can read what the store held.
+CREATE TABLE memstore_version_vectors (
+    collection text COLLATE "C" NOT NULL,
+    key        text COLLATE "C" NOT NULL,
+    version    bigint NOT NULL CHECK (version > 0),
+    model      text COLLATE "C" NOT NULL,
+    part       text COLLATE "C" NOT NULL DEFAULT '',
+    dim        integer NOT NULL CHECK (dim > 0),
+    vector     bytea NOT NULL CHECK (length(vector) = 4 * dim),
+    PRIMARY KEY (collection, key, version, model, part)
+);
+CREATE FUNCTION _memstore_version_gone() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM memstore_version_vectors WHERE collection = old.collection
+        AND key = old.key AND version = old.version;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER memstore_versions__vectors_delete AFTER DELETE ON memstore_versions
+    FOR EACH ROW EXECUTE FUNCTION _memstore_version_gone();
+
+-- Before a change to a record of a temporal collection with vectors (BEFORE UPDATE of
+-- its body or validity, BEFORE DELETE): its vectors are still the old version's, kept
+-- under the number the history trigger is about to give that version.
+CREATE FUNCTION _memstore_archive_vectors() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO memstore_version_vectors AS x (collection, key, version, model, part, dim, vector)
+    SELECT TG_TABLE_NAME, old.key, 1 + coalesce((SELECT c.last FROM memstore_version_counters
+        AS c WHERE c.collection = TG_TABLE_NAME AND c.key = old.key), 0),
+        v.model, v.part, v.dim, v.vector
+    FROM memstore_vectors AS v WHERE v.collection = TG_TABLE_NAME AND v.record_id = old.id
+    ON CONFLICT (collection, key, version, model, part) DO UPDATE SET dim = excluded.dim,
+        vector = excluded.vector;
+    IF TG_OP = 'DELETE' THEN
+        RETURN old;
+    END IF;
+    RETURN new;
+END
 $$;
