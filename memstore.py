@@ -932,13 +932,6 @@ class _Engine:
     #: Whether every memory layer's tables are here (event logs, conversations,
     #: checkpoints, graphs, caches, versions, vectors): what check and repair go over.
     layers = True
-    #: The memory layers' tables here, in LAYER_TABLES's order: stats counts them and
-    #: copy copies the ones both stores have.
-    layer_tables: tuple[str, ...] = ()  # LAYER_TABLES, set below it
-
-    def has(self, feature: str) -> bool:
-        """Whether this engine has a feature (a layer: "caches", "event logs", ...)."""
-        return True
 
     def integrity_problems(self, store: Store, full: bool) -> list[str]:
         """The database's own check of its pages and indexes (``full``: every one)."""
@@ -1118,7 +1111,7 @@ class _Engine:
 
     def unsupported(self, what: str) -> None:
         """Raise UnsupportedError if this engine cannot do ``what`` (a key of
-        _POSTGRES_LIMITS, or a feature not on it yet); return on an engine that can."""
+        _POSTGRES_LIMITS); return on an engine that can."""
 
     #: How a statement names a row of a layer table whatever its key: _delete_batches.
     row_ref = "rowid"
@@ -1239,43 +1232,10 @@ _POSTGRES_LIMITS = {
     "a quota on the server (a tablespace or your provider's limit)",
     "vacuum": "vacuum() rewrites a SQLite file; PostgreSQL's autovacuum does this, or run VACUUM",
     "checkpoint_wal": "checkpoint_wal() is SQLite's WAL; PostgreSQL checkpoints on its own",
+    # Adapter.layer's default: an adapter whose SQL was written for the file.
+    "the framework adapters": "the framework adapters: an Adapter with SQL of its own is "
+    "taken to be SQLite's; set its layer to None once its SQL runs on PostgreSQL too",
 }
-
-#: What a PostgreSQL store does not have yet, in this version of memstore.
-_NOT_YET_ON_POSTGRES = "{}: not on PostgreSQL in memstore {} yet; use a SQLite store for it"
-
-#: The memory layers a PostgreSQL store has (sql/postgres/), and their tables.
-_ON_POSTGRES = frozenset(
-    {
-        *("caches", "event logs", "history", "checkpoints", "conversations", "graphs"),
-        *("vector memory", "key-value stores", "LangGraph checkpoints", "memory hygiene"),
-        "temporal collections",
-    }
-)
-_POSTGRES_LAYER_TABLES = (
-    "memstore_logs",
-    "memstore_events",
-    "memstore_event_snapshots",
-    "memstore_threads",
-    "memstore_messages",
-    "memstore_merges",
-    "memstore_checkpoints",
-    "memstore_checkpoint_branches",
-    "memstore_nodes",
-    "memstore_edges",
-    "memstore_profiles",
-    "memstore_cache",
-    "memstore_cache_stats",
-    "memstore_versions",
-    "memstore_version_counters",
-    "memstore_version_vectors",
-    "memstore_node_versions",
-    "memstore_edge_versions",
-    "memstore_lg_checkpoints",
-    "memstore_lg_blobs",
-    "memstore_lg_writes",
-    "memstore_kv",
-)
 
 
 def _psycopg() -> Any:
@@ -1715,7 +1675,6 @@ class _Postgres(_Engine):
         ]
 
     layers = False
-    layer_tables = _POSTGRES_LAYER_TABLES
     probes_expiry = False  # a round trip costs more than the test (bench_postgres.py)
 
     def integrity_problems(self, store: Store, full: bool) -> list[str]:
@@ -1987,14 +1946,9 @@ class _Postgres(_Engine):
     def ids(self, values: Sequence[Any]) -> Any:
         return list(values)
 
-    def has(self, feature: str) -> bool:
-        return feature in _ON_POSTGRES
-
     def unsupported(self, what: str) -> None:
         if what in _POSTGRES_LIMITS:
             raise UnsupportedError(_POSTGRES_LIMITS[what])
-        if what not in _ON_POSTGRES:
-            raise UnsupportedError(_NOT_YET_ON_POSTGRES.format(what, __version__))
 
 
 def _closed(*args: Any) -> Any:
@@ -2407,14 +2361,6 @@ class Store:
         if time_indexes is not None and not isinstance(time_indexes, bool):
             raise ValidationError(f"time_indexes must be True or False, not {time_indexes!r}")
         wanted_hygiene = _normalize_hygiene(hygiene)
-        for asked, feature in (
-            (history, "history"),
-            (temporal, "temporal collections"),
-            (wanted_hygiene, "memory hygiene"),
-            (wanted_vectors, "vector memory"),
-        ):
-            if asked is not None and asked is not False:  # hygiene=True is {}: asked
-                self._engine.unsupported(feature)
         wanted = _Declaration(
             wanted_fields,
             wanted_fts,
@@ -2474,35 +2420,26 @@ class Store:
             for sql in self._engine.drop_collection_sql(meta.name):
                 self._fetch(sql)
             self._fetch("DELETE FROM _memstore_collections WHERE name = ?", (meta.name,))
-            has = self._engine.has
-            layers = [
-                *(("memstore_versions", "memstore_version_counters") if has("history") else ()),
-                # The vectors' log after the vectors, whose deletes it logs.
-                *(_VECTOR_TABLES if has("vector memory") else ()),
-            ]
-            for table in layers:
+            # The vectors' log after the vectors, whose deletes it logs.
+            for table in ("memstore_versions", "memstore_version_counters", *_VECTOR_TABLES):
                 self._fetch(f"DELETE FROM {table} WHERE collection = ?", (meta.name,))
             self._vector_indexes.pop(meta.name, None)
             self._generation += 1
 
     def event_log(self, name: str) -> EventLog:
         """An append-only event log (created by its first append); see EventLog."""
-        self._engine.unsupported("event logs")
         return EventLog(self, name)
 
     def event_logs(self) -> list[str]:
         """Names of the event logs in this file."""
-        self._engine.unsupported("event logs")
         return [r[0] for r in self._fetch("SELECT name FROM memstore_logs ORDER BY name")]
 
     def conversations(self) -> Conversations:
         """Chat threads, messages, token usage and branches; see Conversations."""
-        self._engine.unsupported("conversations")
         return Conversations(self)
 
     def checkpoints(self) -> Checkpoints:
         """Saved agent states with history, branches and diffs; see Checkpoints."""
-        self._engine.unsupported("checkpoints")
         return Checkpoints(self)
 
     def graph(self, name: str, *, vectors: Mapping[str, Any] | None = None) -> Graph:
@@ -2510,14 +2447,10 @@ class Store:
         "model": ..., "metric": ..., "embed": ...}`` lets its nodes carry embeddings
         (``add_node(vector=)``, or embedded from their words by ``embed``) and be found
         by ``Graph.nearest``."""
-        self._engine.unsupported("graphs")
-        if vectors is not None:
-            self._engine.unsupported("vector memory")
         return Graph(self, name, vectors=vectors)
 
     def cache(self, name: str, *, ttl: timedelta | float | str | None = None) -> Cache:
         """A TTL cache of JSON values with a default ``ttl``; see Cache."""
-        self._engine.unsupported("caches")
         return Cache(self, name, ttl)
 
     def check(self, *, full: bool = False) -> list[str]:
@@ -2560,8 +2493,6 @@ class Store:
 
     def _stray_vectors(self) -> list[str]:
         """Vectors of no collection with vectors, or of graph items that are gone."""
-        if not self._engine.has("vector memory"):
-            return []
         problems = [
             f"{count} vectors of {name!r}, which is not a collection with vectors"
             for name, count in self._fetch(_STRAY_VECTORS_SQL.format("collection, count(*)"))
@@ -2575,16 +2506,11 @@ class Store:
         ]
 
     def _layer_problems(self) -> list[str]:
-        """What the memory layers this engine has find wrong with themselves."""
-        has, problems = self._engine.has, []
-        if has("graphs"):
-            for (graph,) in self._fetch("SELECT DISTINCT graph FROM memstore_edges ORDER BY 1"):
-                problems += self.graph(graph).check()
-        if has("checkpoints"):
-            problems += self.checkpoints().check()
-        if has("conversations"):
-            problems += self.conversations().check()
-        return problems
+        """What the memory layers find wrong with themselves."""
+        problems = []
+        for (graph,) in self._fetch("SELECT DISTINCT graph FROM memstore_edges ORDER BY 1"):
+            problems += self.graph(graph).check()
+        return problems + self.checkpoints().check() + self.conversations().check()
 
     def repair(self) -> list[str]:
         """Recreate missing indexes and triggers, rebuild damaged FTS indexes, drop registry
@@ -2605,7 +2531,7 @@ class Store:
                 done.append(f"recreated {kind} {name}")
         if not self._engine.layers:
             done += self._delete_stray_vectors()
-            return done + (self._recount_threads() if self._engine.has("conversations") else [])
+            return done + self._recount_threads()
         done += self._delete_stray_vectors()
         for fts in _LAYER_FTS:
             if _fts_problems(self, fts):
@@ -2624,8 +2550,6 @@ class Store:
 
     def _delete_stray_vectors(self) -> list[str]:
         """Delete the vectors _stray_vectors finds (repair)."""
-        if not self._engine.has("vector memory"):
-            return []
         done = []
         with self.transaction():
             for (name,) in self._fetch(_STRAY_VECTORS_SQL.format("DISTINCT collection")):
@@ -2785,7 +2709,7 @@ class Store:
                 "time_indexes": meta.time_indexes,
             }
         if collections is None:
-            for table in (*engine.layer_tables, "memstore_graph_vectors"):
+            for table in _EXPORT_TABLES:
                 if table == "memstore_graph_vectors":  # by graph and node: ids are this file's
                     columns, sql = list(_GRAPH_VECTOR_COLUMNS), _GRAPH_VECTORS_SQL
                 else:
@@ -2932,32 +2856,26 @@ class Store:
     def _layer_cleanup(
         self, age: float | None, keep_last: int | None
     ) -> list[tuple[str, Callable[[], int]]]:
-        """Store.cleanup's steps for the memory layers this store's engine has: event logs,
-        conversations, checkpoints, graph history, caches."""
-        has = self._engine.has
-        steps: list[tuple[str, Callable[[], int]]] = []
-        if has("event logs"):
-            steps += [
-                (
-                    f"event log {log}",
-                    functools.partial(
-                        self.event_log(log).cleanup, older_than=age, keep_last=keep_last
-                    ),
-                )
-                for log in self.event_logs()
-            ]
-        if age is not None and has("conversations"):
+        """Store.cleanup's steps for the memory layers: event logs, conversations,
+        checkpoints, graph history, caches."""
+        steps: list[tuple[str, Callable[[], int]]] = [
+            (
+                f"event log {log}",
+                functools.partial(self.event_log(log).cleanup, older_than=age, keep_last=keep_last),
+            )
+            for log in self.event_logs()
+        ]
+        if age is not None:
             steps.append(
                 ("conversations", functools.partial(self.conversations().cleanup, older_than=age))
             )
-        if (age is not None or keep_last is not None) and has("checkpoints"):
+        if age is not None or keep_last is not None:
             steps.append(
                 ("checkpoints", functools.partial(self._cleanup_checkpoints, age, keep_last))
             )
-        if age is not None and has("graphs"):
+        if age is not None:
             steps.append(("graph history", functools.partial(_cleanup_graph_history, self, age)))
-        if has("caches"):
-            steps += [(f"cache {name}", self.cache(name).expire) for name in self._cache_names()]
+        steps += [(f"cache {name}", self.cache(name).expire) for name in self._cache_names()]
         return steps
 
     def _cleanup_checkpoints(self, age: float | None, keep_last: int | None) -> int:
@@ -3034,7 +2952,7 @@ class Store:
             "schema_version": self.schema_version,
             "memstore_version": __version__,
             "collections": collections,
-            "layers": {table: _rows_of(self, table) for table in self._engine.layer_tables},
+            "layers": {table: _rows_of(self, table) for table in LAYER_TABLES},
         }
 
     def _database_bytes(self) -> int:
@@ -6388,7 +6306,7 @@ class Collection(_CollectionVectors):
                         f"DELETE FROM {self._table} WHERE {engine.ids_in('id')}",
                         (engine.ids(ids),),
                     )
-                if ids and forget and engine.has("history"):
+                if ids and forget:
                     keys = engine.ids([row[1] for row in found])
                     for table in ("memstore_versions", "memstore_version_counters"):
                         self.store._fetch(
@@ -9619,9 +9537,6 @@ LAYER_TABLES = (
 )
 
 
-_SQLite.layer_tables = LAYER_TABLES
-
-
 #: Exported as tables: the layers', then graph nodes' vectors, which memstore_vectors
 #: keys by row ids of the file: exported by graph and node id instead.
 _EXPORT_TABLES = (*LAYER_TABLES, "memstore_graph_vectors")
@@ -9748,20 +9663,10 @@ def _copy_collections(
     """copy() between engines: the collections, and the memory layers' tables both have."""
     names = src.collections()
     counts = {name: _rows_of(src, name) for name in names}
-    tables = {t: n for t in src._engine.layer_tables if (n := _rows_of(src, t))}
-    total, done = sum(counts.values()) + sum(tables.values()), 0
-    if src._engine.has("vector memory"):
-        total += _rows_of(src, "memstore_vectors")
+    tables = {t: n for t in LAYER_TABLES if (n := _rows_of(src, t))}
+    total = sum(counts.values()) + sum(tables.values()) + _rows_of(src, "memstore_vectors")
+    done = 0
     with Store(destination) as dst:
-        lacking = [table for table in tables if table not in dst._engine.layer_tables]
-        if src._engine.has("vector memory") and not dst._engine.has("vector memory"):
-            # Vectors are not a layer table: collections' and graphs' go with them.
-            lacking += ["memstore_vectors"] if _rows_of(src, "memstore_vectors") else []
-        if lacking:
-            raise UnsupportedError(
-                f"the source holds memory layers ({', '.join(lacking)}) that a PostgreSQL "
-                f"store does not have in memstore {__version__} yet; nothing was copied"
-            )
         clashes = [repr(n) for n in names if n in dst]
         clashes += [t for t in tables if _rows_of(dst, t)]
         if clashes:
@@ -10132,13 +10037,7 @@ class _LayerImport:
                 for row in rows
             )
         if table not in self.columns:
-            engine = self.store._engine
-            if table not in engine.layer_tables:
-                rows = iter(rows)
-                if next(rows, None) is not None:
-                    raise UnsupportedError(_NOT_YET_ON_POSTGRES.format(table, __version__))
-                return 0
-            self.columns[table] = set(engine.insertable(self.store, table))
+            self.columns[table] = set(self.store._engine.insertable(self.store, table))
         written = 0
         for row in rows:
             taken = {k: _from_json(v) for k, v in row.items() if k in self.columns[table]}
