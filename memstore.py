@@ -1594,6 +1594,7 @@ class _Postgres(_Engine):
             (clause, params),
             text,
             ("[", "]", 2, limit, 0),
+            snippets=False,  # hybrid ranks by them: it shows no snippet
         )
         return [row[:2] for row in rows]
 
@@ -1636,13 +1637,14 @@ class _Postgres(_Engine):
         text: str,
         options: tuple[str, str, int, int, int],
         source_params: Sequence[Any] = (),
+        snippets: bool = True,
     ) -> list[Any]:
         """PostgreSQL's full-text search of any table ``source`` (aliased ``t``, with its
         words in ``t.fts_document``; ``source_params`` its parameters): rows of
-        ``columns``, then the rank and a snippet, best first. ``texts`` names the indexed
-        texts (FTS5's columns) as SQL; ``options`` are (highlight opening, closing, snippet
-        words, limit, offset). Call it inside a transaction: its statement timeout ends
-        with it."""
+        ``columns``, then the rank and a snippet (None without ``snippets``: ts_headline
+        reads each hit's whole text), best first. ``texts`` names the indexed texts (FTS5's
+        columns) as SQL; ``options`` are (highlight opening, closing, snippet words, limit,
+        offset). Call it inside a transaction: its statement timeout ends with it."""
         opening, closing, tokens, limit, offset = options
         match, match_params, ranked = _pg_match(text, texts)
         words, document = max(2, tokens), " || ' ' || ".join(texts.values())
@@ -1650,6 +1652,8 @@ class _Postgres(_Engine):
             f"ts_headline('memstore'::regconfig, {document}, q, "
             f"'StartSel=\x01, StopSel=\x02, MaxWords={words}, MinWords={words - 1}, "
             "ShortWord=0, FragmentDelimiter=…, MaxFragments=1')"
+            if snippets
+            else "NULL"
         )
         clause, params = where
         sql = (
@@ -1670,6 +1674,8 @@ class _Postgres(_Engine):
                     f"{store.query_timeout:g} s; use fewer terms (or Store(query_timeout=...))"
                 ) from err.__cause__
             raise
+        if not snippets:
+            return rows
         return [
             (*row[:-1], row[-1].replace("\x01", opening).replace("\x02", closing)) for row in rows
         ]
