@@ -743,6 +743,30 @@ class _Engine:
     time_type = "TEXT"
     #: A JSON object of a record's vectors by part, as hex (``v``: memstore_vectors).
     hex_by_part = "json_group_object(v.part, hex(v.vector))"
+    #: Whether the database ranks vectors itself (PostgreSQL with pgvector); where it
+    #: does not, memstore's in-memory index (_VectorIndex) does.
+    pgvector = False
+
+    def nearest(
+        self,
+        store: Store,
+        name: str,
+        config: Mapping[str, Any],
+        q: Any,
+        metric: str,
+        k: int,
+        among: tuple[str, Sequence[Any]],
+        approximate: bool,
+    ) -> list[tuple[int, float]] | None:
+        """The k best (record id, score) of vector collection ``name`` (a collection, or
+        "graph:" and a graph's name) for query ``q``, as _VectorIndex.search gives them,
+        ranked by the database; ``among``: a condition on ``v.record_id`` (``v``:
+        memstore_vectors) and its parameters. None: rank them in memory."""
+        return None
+
+    def vector_index(self, store: Store, name: str, config: Mapping[str, Any] | None) -> None:
+        """Give vector collection ``name`` the approximate-search index its declaration
+        asks for (``hnsw``), and no other; ``config`` None: none (it is dropped)."""
 
     def row_order(self, columns: Sequence[str]) -> str:
         """ORDER BY of a layer table's rows in the order they were written (export)."""
@@ -1252,6 +1276,12 @@ def _psycopg() -> Any:
 _NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 # A string literal, a quoted identifier, a ? placeholder or a % sign (outside the first two).
+#: pgvector's distance operator and HNSW operator class for each of memstore's metrics.
+_PGVECTOR_OPERATORS = {
+    "cosine": ("<=>", "vector_cosine_ops"),
+    "dot": ("<#>", "vector_ip_ops"),
+    "l2": ("<->", "vector_l2_ops"),
+}
 _PLACEHOLDERS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\?|%")
 _CURSOR_NAMES = iter(range(1, INT64_MAX))
 
@@ -1332,6 +1362,7 @@ class _Postgres(_Engine):
             if store.synchronous == "full":
                 conn.execute("SET synchronous_commit = on")
             _migrate(self, conn)
+            self.pgvector = self._adopt_pgvector(conn)
             conn.add_notify_handler(self._announced)
             conn.execute("LISTEN memstore_declarations")
         except BaseException as err:
@@ -1340,6 +1371,144 @@ class _Postgres(_Engine):
                 raise store._error(err) from err
             raise
         return conn
+
+    def _adopt_pgvector(self, conn: Any) -> bool:
+        """Whether this database ranks vectors by pgvector: it does once someone allowed
+        to has run ``CREATE EXTENSION vector`` in it (memstore creates no extension);
+        then memstore adds its column of them (sql/postgres/pgvector.sql) at the next
+        open, once, under the migrations' lock."""
+        probe = (
+            "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = "
+            "'memstore_vectors'::regclass AND attname = 'embedding' AND NOT attisdropped), "
+            "EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'vector')"
+        )
+        adopted, installed = conn.execute(probe).fetchone()
+        if adopted or not installed:
+            return bool(adopted)
+        self.begin_migration(conn)
+        try:
+            if not conn.execute(probe).fetchone()[0]:
+                conn.execute((SQL_DIR / "postgres" / "pgvector.sql").read_text("utf-8"))
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return True
+
+    def nearest(
+        self,
+        store: Store,
+        name: str,
+        config: Mapping[str, Any],
+        q: Any,
+        metric: str,
+        k: int,
+        among: tuple[str, Sequence[Any]],
+        approximate: bool,
+    ) -> list[tuple[int, float]] | None:
+        if not self.pgvector:
+            return None
+        np = _numpy()
+        q64 = q.astype(np.float64)
+        q_norm = math.sqrt(float(q64 @ q64))
+        model, dim = config["model"], int(config["dim"])
+        # Literals, not parameters: a partial index (the wide ones', a collection's HNSW)
+        # serves a statement only when its conditions are written out.
+        same = f"v.collection = {_literal(name)} AND v.model = {_literal(model)} AND v.dim = {dim}"
+        if (
+            not (q_norm == 0 or 1 / WIDE_ABOVE < q_norm < WIDE_ABOVE)
+            or store._fetch(
+                f"SELECT EXISTS (SELECT 1 FROM memstore_vectors AS v WHERE {same} "
+                "AND vector_norm(v.embedding) >= 1e18::float8)"
+            )[0][0]
+        ):
+            return None  # float32 sums could overflow: memstore's index ranks in float64
+        text = "[" + ",".join(map(repr, q64.tolist())) + "]"
+        operator = _PGVECTOR_OPERATORS[metric][0]
+        restrict, params = among
+        n = 2 * k + 16  # candidates: the k best by pgvector's float32, and a margin
+        found: list[tuple[int, float]] = []
+        if approximate and config.get("hnsw") and metric == config["metric"]:
+            ef_search = max(int(config["hnsw"]["ef_search"]), n)
+            store._fetch(f"SET LOCAL hnsw.ef_search = {min(1000, ef_search)}")
+            rows = store._fetch(
+                f"SELECT v.record_id FROM memstore_vectors AS v WHERE {same} "
+                f"ORDER BY v.embedding::vector({dim}) {operator} ?::vector({dim}) LIMIT ?",
+                (text, n),
+            )
+            found = self._rescored(store, same, [r[0] for r in rows], among, q64, metric, k)
+        if len(found) < k:  # exact, or the approximation found too few: every vector
+            distance = f"v.embedding {operator} ?::vector"
+            if metric == "cosine":  # a zero vector: similarity 0 (pgvector gives NaN)
+                distance = f"coalesce(nullif({distance}, 'NaN'), 1)"
+            rows = store._fetch(
+                f"SELECT record_id FROM (SELECT v.record_id, {distance} AS d "
+                f"FROM memstore_vectors AS v WHERE {same} AND {restrict}) AS s "
+                "GROUP BY record_id ORDER BY min(d), record_id LIMIT ?",
+                (text, *params, n),
+            )
+            found = self._rescored(store, same, [r[0] for r in rows], among, q64, metric, k)
+        return found
+
+    def _rescored(
+        self,
+        store: Store,
+        same: str,
+        ids: list[int],
+        among: tuple[str, Sequence[Any]],
+        q64: Any,
+        metric: str,
+        k: int,
+    ) -> list[tuple[int, float]]:
+        """The k best of these candidates, each part scored again in float64 from its
+        bytes (as memstore's index does), those ``among`` allows only."""
+        if not ids:
+            return []
+        np = _numpy()
+        restrict, params = among
+        rows = store._fetch(
+            f"SELECT v.record_id, v.vector FROM memstore_vectors AS v WHERE {same} "
+            f"AND {self.ids_in('v.record_id')} AND {restrict}",
+            (self.ids(ids), *params),
+        )
+        if not rows:
+            return []
+        matrix = np.frombuffer(b"".join(row[1] for row in rows), "<f4")
+        matrix = matrix.reshape(len(rows), -1).astype(np.float64)
+        record_ids = np.fromiter((row[0] for row in rows), np.int64, len(rows))
+        return _best_records(np, _exact_scores(np, matrix, q64, metric), record_ids, k, metric)
+
+    def vector_index(self, store: Store, name: str, config: Mapping[str, Any] | None) -> None:
+        if not self.pgvector:
+            return
+        import hashlib  # only here and in hygiene: `import memstore` stays light
+
+        prefix = "memstore_hnsw_" + hashlib.sha256(name.encode("utf-8")).hexdigest()[:16]
+        wanted = None
+        if config is not None and config.get("hnsw"):
+            options = config["hnsw"]  # its ef_search is the queries' alone
+            built = (options["m"], options["ef_construction"])
+            spec = json.dumps([config["model"], config["dim"], config["metric"], *built])
+            wanted = f"{prefix}_{hashlib.sha256(spec.encode('utf-8')).hexdigest()[:8]}"
+        found = store._fetch(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
+            "AND tablename = 'memstore_vectors' AND left(indexname, ?) = ?",
+            (len(prefix), prefix),
+        )
+        for (index,) in found:
+            if index != wanted:
+                store._fetch(f"DROP INDEX {quote_identifier(index)}")
+        if wanted is not None and (wanted,) not in [tuple(row) for row in found]:
+            assert config is not None
+            dim, options = int(config["dim"]), config["hnsw"]
+            store._fetch(
+                f"CREATE INDEX {quote_identifier(wanted)} ON memstore_vectors USING hnsw "
+                f"((embedding::vector({dim})) {_PGVECTOR_OPERATORS[config['metric']][1]}) "
+                f"WITH (m = {int(options['m'])}, "
+                f"ef_construction = {int(options['ef_construction'])}) "
+                f"WHERE collection = {_literal(name)} AND model = {_literal(config['model'])} "
+                f"AND dim = {dim}"
+            )
 
     def close(self, conn: Any) -> None:
         conn.close()
@@ -2423,6 +2592,7 @@ class Store:
         with self.transaction():
             self._engine.lock_declarations(self)
             meta = self._require_meta(name)  # as it is now no other declaration runs
+            self._engine.vector_index(self, meta.name, None)
             for sql in self._engine.drop_collection_sql(meta.name):
                 self._fetch(sql)
             self._fetch("DELETE FROM _memstore_collections WHERE name = ?", (meta.name,))
@@ -3057,6 +3227,8 @@ class Store:
                 new.time_indexes,
             ),
         )
+        if new.vectors != old.vectors:
+            engine.vector_index(self, name, new.vectors)
         return new
 
 
@@ -3853,7 +4025,44 @@ def _numpy() -> Any:
     return numpy
 
 
-_VECTOR_OPTIONS = frozenset({"dim", "model", "metric", "fields", "embed"})
+_VECTOR_OPTIONS = frozenset({"dim", "model", "metric", "fields", "embed", "hnsw"})
+
+#: pgvector's HNSW index takes vectors of this many dimensions at most.
+HNSW_MAX_DIM = 2000
+
+
+def _hnsw_options(spec: object, dim: int) -> dict[str, int] | None:
+    """vectors' ``hnsw`` as kept: None (no index), or its options: the index's m and
+    ef_construction (pgvector's defaults), and ef_search, the candidates a query
+    follows (pgvector's default is 40: its recall is poor for a query far from
+    everything, BENCHMARKS.md)."""
+    if spec is None or spec is False:
+        return None
+    options = {"m": 16, "ef_construction": 64, "ef_search": 200}
+    if isinstance(spec, Mapping):
+        unknown = set(spec) - set(options)
+        if unknown:
+            raise ValidationError(
+                f"unknown hnsw options {sorted(map(str, unknown))}; known: {', '.join(options)}"
+            )
+        options.update(spec)
+    elif spec is not True:
+        raise ValidationError(f"hnsw must be True, False or {options}, not {spec!r:.60}")
+    m, ef, ef_search = options["m"], options["ef_construction"], options["ef_search"]
+    for value in options.values():
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValidationError(f"hnsw options are whole numbers, not {value!r:.60}")
+    if not 2 <= m <= 100 or not 4 <= ef <= 1000 or ef < 2 * m or not 1 <= ef_search <= 1000:
+        raise ValidationError(
+            "hnsw needs m from 2 to 100, ef_construction from 4 to 1000 and at least 2 m, "
+            f"ef_search from 1 to 1000; not {options}"
+        )
+    if dim > HNSW_MAX_DIM:
+        raise ValidationError(
+            f"an hnsw index takes vectors of at most {HNSW_MAX_DIM} dimensions (pgvector's "
+            f"limit), not {dim}"
+        )
+    return options
 
 
 def _normalize_vectors(spec: object) -> tuple[dict[str, Any] | None, Any]:
@@ -3880,6 +4089,8 @@ def _normalize_vectors(spec: object) -> tuple[dict[str, Any] | None, Any]:
     wanted: dict[str, Any] = {"dim": dim, "model": model}
     if spec.get("metric") is not None:
         wanted["metric"] = _check_metric(spec["metric"])
+    if "hnsw" in spec:
+        wanted["hnsw"] = _hnsw_options(spec["hnsw"], dim)
     if spec.get("fields") is not None:
         fields = _strings(spec["fields"], "vectors fields")
         for path in fields:
@@ -3906,6 +4117,8 @@ def _declared_vectors(
         )
     declared = {"metric": "cosine", "fields": []} if old is None else dict(old)
     declared.update(wanted)
+    if declared.get("hnsw", False) is None:  # hnsw=False: no index any more
+        del declared["hnsw"]
     return declared
 
 
@@ -4330,6 +4543,8 @@ class _CollectionVectors:
                 )[0]
                 or {}
             )
+        if new.get("hnsw"):
+            _hnsw_options(new["hnsw"], new["dim"])  # the new dimension may be too many
         _check_count(batch_size, "batch_size")
         if batch_size < 1:
             raise ValidationError("batch_size must be at least 1")
@@ -4371,6 +4586,7 @@ class _CollectionVectors:
                 )
                 self.store._generation += 1
                 self._apply(self.store._require_meta(self.name))
+                self.store._engine.vector_index(self.store, self.name, new)
             _trim_vector_log(self.store, self.name)
         return done
 
@@ -4523,13 +4739,28 @@ class _CollectionVectors:
     ) -> list[tuple[int, float]]:
         """(record id, score) of the k nearest live records matching ``where`` (and in a
         temporal collection, valid at ``as_of``); in a snapshot."""
-        index = self.store._vector_index(self.name, self._vector_config())
-        if k == 0 or not index.slot:
+        config, now = self._vector_config(), _iso(_utcnow())
+        if k == 0:
+            return []
+        if where or self.temporal:
+            clause, params = self._filter_probed(where, as_of)
+            among = (f"v.record_id IN (SELECT t.id FROM {self._table} AS t WHERE {clause})", params)
+        else:
+            among = (
+                f"v.record_id NOT IN (SELECT id FROM {self._table} "
+                "WHERE expires_at IS NOT NULL AND expires_at <= ?)",
+                [now],
+            )
+        engine = self.store._engine
+        found = engine.nearest(self.store, self.name, config, q, metric, k, among, approximate)
+        if found is not None:
+            return found
+        index = self.store._vector_index(self.name, config)
+        if not index.slot:
             return []
         if where or self.temporal:
             # One string of ids, not a row each; an index alone answers when no record
             # has an expiry to check (_filter_probed).
-            clause, params = self._filter_probed(where, as_of)
             ids_sql = self.store._engine.concat_ids("t.id")
             (among,) = self.store._fetch(
                 f"SELECT {ids_sql} FROM {self._table} AS t WHERE {clause}", params
@@ -4540,7 +4771,7 @@ class _CollectionVectors:
             row[0]
             for row in self.store._fetch(
                 f"SELECT id FROM {self._table} WHERE expires_at IS NOT NULL AND expires_at <= ?",
-                (_iso(_utcnow()),),
+                (now,),
             )
         ]
         return index.search(q, metric, k, exclude=expired, approximate=approximate)
@@ -4560,12 +4791,19 @@ class _CollectionVectors:
         clause, params, versions = known
         if k == 0:
             return []
-        index, engine = self.store._vector_index(self.name, config), self.store._engine
-        (among,) = self.store._fetch(
-            f"SELECT {engine.concat_ids('t.id')} FROM {self._table} AS t WHERE {clause}", params
-        )[0]
-        ids = index.np.fromstring(among or "", dtype=index.np.int64, sep=",")
-        found = index.search(q, metric, k, among=ids, approximate=approximate) if index.slot else []
+        engine, np = self.store._engine, _numpy()
+        current = (f"v.record_id IN (SELECT t.id FROM {self._table} AS t WHERE {clause})", params)
+        found = engine.nearest(self.store, self.name, config, q, metric, k, current, approximate)
+        if found is None:
+            index = self.store._vector_index(self.name, config)
+            (among,) = self.store._fetch(
+                f"SELECT {engine.concat_ids('t.id')} FROM {self._table} AS t WHERE {clause}",
+                params,
+            )[0]
+            ids = np.fromstring(among or "", dtype=np.int64, sep=",")
+            found = (
+                index.search(q, metric, k, among=ids, approximate=approximate) if index.slot else []
+            )
         rows = self.store._fetch(
             "SELECT -v.id, x.vector FROM memstore_versions AS v "
             "JOIN memstore_version_vectors AS x ON x.collection = v.collection "
@@ -4574,7 +4812,6 @@ class _CollectionVectors:
             (config["model"], config["dim"], engine.ids([-i for i in versions])),
         )
         if rows:
-            np = index.np
             matrix = np.frombuffer(b"".join(row[1] for row in rows), "<f4")
             matrix = matrix.reshape(len(rows), config["dim"]).astype(np.float64)
             past = np.fromiter((row[0] for row in rows), np.int64, len(rows))
@@ -4626,6 +4863,7 @@ class _CollectionVectors:
             **self.vectors,
             "count": count,
             "memory_bytes": 0 if index is None else index.nbytes,
+            "ranked_by": "pgvector" if self.store._engine.pgvector else "memstore",
         }
 
 
@@ -8718,6 +8956,10 @@ class Graph:
         self.name = name
         if vectors is not None and "fields" in vectors:
             raise ValidationError("a graph embeds its nodes' words: vectors takes no fields")
+        if vectors is not None and "hnsw" in vectors:
+            raise ValidationError(
+                "a graph's vectors take no hnsw: an index is a collection's declaration"
+            )
         declared, self.embed = _normalize_vectors(vectors)
         self.vectors = None if declared is None else {"metric": "cosine", **declared}
         # Node vectors live in memstore_vectors under this name (no collection has a
@@ -8843,31 +9085,40 @@ class Graph:
         if isinstance(query, str):
             query = _embedder(self.embed, "a text query needs embed= (or give a vector)")[1](query)
         q = _numpy().frombuffer(_vector_blob(query, config["dim"], "query"), "<f4")
+        engine, approximate = self.store._engine, exact is not True
+        nodes = (  # the items of nodes of these kinds
+            "SELECT g.id FROM memstore_graph_text AS g "
+            "JOIN memstore_nodes AS n ON n.graph = g.graph AND n.id = g.ref "
+            f"WHERE g.graph = ? AND g.item = 'node' AND {engine.ids_in('n.kind')}"
+        )
+        gone = (  # the items of edges that do not hold then: usually few
+            "SELECT g.id FROM memstore_graph_text AS g JOIN memstore_edges AS e "
+            "ON e.graph = g.graph AND e.source = g.ref AND e.relation = g.relation "
+            "AND e.target = g.target WHERE g.graph = ? AND g.item = 'edge' "
+            f"AND NOT ({valid})"
+        )
+        if kinds is not None:
+            node_params = (self.name, engine.ids(_strings(kinds, "kinds")))
+            among = (f"v.record_id IN ({nodes})", node_params)
+        else:
+            among = (f"v.record_id NOT IN ({gone})", (self.name, *moments))
         with self.store.transaction(immediate=False):  # the vectors and the items: one snapshot
-            index = self.store._vector_index(self._vector_name, config)
-            if k == 0 or not index.slot:
+            if k == 0:
                 return []
-            if kinds is not None:
-                engine = self.store._engine
-                (ids,) = self.store._fetch(
-                    f"SELECT {engine.concat_ids('g.id')} FROM memstore_graph_text AS g "
-                    "JOIN memstore_nodes AS n ON n.graph = g.graph AND n.id = g.ref "
-                    f"WHERE g.graph = ? AND g.item = 'node' AND {engine.ids_in('n.kind')}",
-                    (self.name, engine.ids(_strings(kinds, "kinds"))),
-                )[0]
-                among = index.np.fromstring(ids or "", dtype=index.np.int64, sep=",")
-                found = index.search(q, metric, k, among=among, approximate=exact is not True)
-            else:
-                gone = self.store._fetch(  # edges that do not hold then: usually few
-                    "SELECT g.id FROM memstore_graph_text AS g JOIN memstore_edges AS e "
-                    "ON e.graph = g.graph AND e.source = g.ref AND e.relation = g.relation "
-                    "AND e.target = g.target WHERE g.graph = ? AND g.item = 'edge' "
-                    f"AND NOT ({valid})",
-                    (self.name, *moments),
-                )
-                found = index.search(
-                    q, metric, k, exclude=[r[0] for r in gone], approximate=exact is not True
-                )
+            found = engine.nearest(
+                self.store, self._vector_name, config, q, metric, k, among, approximate
+            )
+            if found is None:
+                index = self.store._vector_index(self._vector_name, config)
+                if not index.slot:
+                    return []
+                if kinds is not None:
+                    rows = self.store._fetch(nodes, node_params)
+                    ids = index.np.fromiter((r[0] for r in rows), index.np.int64, len(rows))
+                    found = index.search(q, metric, k, among=ids, approximate=approximate)
+                else:
+                    excluded = [r[0] for r in self.store._fetch(gone, (self.name, *moments))]
+                    found = index.search(q, metric, k, exclude=excluded, approximate=approximate)
             items = {
                 row[0]: _graph_item(row[1:])
                 for row in self.store._fetch(

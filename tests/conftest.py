@@ -83,15 +83,30 @@ def pg_url(postgres_server: postgres.Server) -> Iterator[str]:
     postgres_server.drop(url)
 
 
+@pytest.fixture
+def pgvector_url(postgres_server: postgres.Server) -> Iterator[str]:
+    """A fresh database with pgvector (which memstore then uses), dropped after the test."""
+    try:
+        url = postgres_server.new_database(pgvector=True)
+    except postgres.Unavailable as err:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs pgvector on its PostgreSQL (.ci/run builds it): {err}")
+        pytest.skip(str(err))
+    yield url
+    postgres_server.drop(url)
+
+
 def _where(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The path or URL a store fixture's parameter names (a fresh database for "postgres")."""
-    if request.param == "postgres":
+    """The path or URL a store fixture's parameter names (a fresh database for "postgres",
+    and for "pgvector" on a server with pgvector: tests/test_vectors.py's fixtures)."""
+    if request.param in ("postgres", "pgvector"):
         if request.module.__name__.rpartition(".")[2] not in ON_POSTGRES:
             pytest.skip("this layer is not on PostgreSQL yet")
         marker = request.node.get_closest_marker("sqlite_only")
         if marker is not None:
             pytest.skip(f"SQLite only: {marker.args[0] if marker.args else ''}")
-        return str(request.getfixturevalue("pg_url"))
+        fixture = {"postgres": "pg_url", "pgvector": "pgvector_url"}[request.param]
+        return str(request.getfixturevalue(fixture))
     return ":memory:" if request.param == "memory" else str(tmp_path / "agent.db")
 
 

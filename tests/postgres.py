@@ -56,6 +56,7 @@ class Server:
         self._stop = stop
         self._names = itertools.count(1)
         self.template = f"memstore_template_{os.getpid()}"
+        self._with_pgvector = False
 
     def url(self, database: str) -> str:
         root, _, _ = self.base_url.rpartition("/")
@@ -73,10 +74,29 @@ class Server:
         self.admin(f'CREATE DATABASE "{self.template}"')
         memstore.Store(self.url(self.template)).close()
 
-    def new_database(self) -> str:
+    def new_database(self, *, pgvector: bool = False) -> str:
+        """A fresh database; ``pgvector``: one with the extension, which memstore then
+        uses (Unavailable when the server has no pgvector)."""
         name = f"memstore_test_{os.getpid()}_{next(self._names)}"
-        self.admin(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
+        template = self._pgvector_template() if pgvector else self.template
+        self.admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
         return self.url(name)
+
+    def _pgvector_template(self) -> str:
+        template = f"{self.template}_pgvector"
+        if not self._with_pgvector:
+            self.admin(f'DROP DATABASE IF EXISTS "{template}"')
+            self.admin(f'CREATE DATABASE "{template}" TEMPLATE "{self.template}"')
+            import psycopg
+
+            with psycopg.connect(self.url(template), autocommit=True) as conn:
+                try:
+                    conn.execute("CREATE EXTENSION vector")
+                except psycopg.errors.UndefinedFile as err:  # no control file
+                    raise Unavailable(f"this server has no pgvector: {err}") from err
+            memstore.Store(self.url(template)).close()  # memstore adopts it, once
+            self._with_pgvector = True
+        return template
 
     def drop(self, url: str) -> None:
         name = url.rpartition("/")[2]
@@ -85,6 +105,7 @@ class Server:
     def stop(self) -> None:
         if self._stop is None:
             self.admin(f'DROP DATABASE IF EXISTS "{self.template}"')
+            self.admin(f'DROP DATABASE IF EXISTS "{self.template}_pgvector"')
         else:
             subprocess.run(self._stop, capture_output=True, check=False, timeout=60)
 
