@@ -8,6 +8,7 @@ HNSW index, and the fallbacks to memstore's index.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -139,6 +140,7 @@ def test_approximate_queries_that_find_too_few_compare_every_vector(pgvector_url
         memories.put_many([(f"z{i}", {"kind": "zero"}) for i in range(5)], vectors=np.zeros((5, 3)))
         memories.put("x", {"kind": "x"}, vector=[1.0, 0.0, 0.0])
         memories.put("gone", {"kind": "x"}, vector=[1.0, 0.0, 0.0], ttl=0.001)
+        time.sleep(0.01)  # past its expiry
         hits = memories.nearest([1.0, 0.0, 0.0], k=6)
         assert [h.key for h in hits] == ["x", "z0", "z1", "z2", "z3", "z4"]
         assert [h.score for h in hits] == [1.0, 0.0, 0.0, 0.0, 0.0, 0.0]
