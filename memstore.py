@@ -1406,7 +1406,7 @@ class _Postgres(_Engine):
         among: tuple[str, Sequence[Any]],
         approximate: bool,
     ) -> list[tuple[int, float]] | None:
-        if not self.pgvector:
+        if not self.pgvector or int(config["dim"]) > PGVECTOR_MAX_DIM:
             return None
         np = _numpy()
         q64 = q.astype(np.float64)
@@ -1419,64 +1419,49 @@ class _Postgres(_Engine):
             not (q_norm == 0 or 1 / WIDE_ABOVE < q_norm < WIDE_ABOVE)
             or store._fetch(
                 f"SELECT EXISTS (SELECT 1 FROM memstore_vectors AS v WHERE {same} "
-                "AND vector_norm(v.embedding) >= 1e18::float8)"
+                "AND vector_norm(v.embedding) >= '1e18'::float8)"
             )[0][0]
         ):
             return None  # float32 sums could overflow: memstore's index ranks in float64
         text = "[" + ",".join(map(repr, q64.tolist())) + "]"
         operator = _PGVECTOR_OPERATORS[metric][0]
         restrict, params = among
-        n = 2 * k + 16  # candidates: the k best by pgvector's float32, and a margin
+        n = k + 8  # candidates: the k best by pgvector's float32, and a margin
         found: list[tuple[int, float]] = []
         if approximate and config.get("hnsw") and metric == config["metric"]:
             ef_search = max(int(config["hnsw"]["ef_search"]), n)
             store._fetch(f"SET LOCAL hnsw.ef_search = {min(1000, ef_search)}")
             rows = store._fetch(
-                f"SELECT v.record_id FROM memstore_vectors AS v WHERE {same} "
-                f"ORDER BY v.embedding::vector({dim}) {operator} ?::vector({dim}) LIMIT ?",
-                (text, n),
+                f"SELECT v.record_id, v.vector FROM memstore_vectors AS v WHERE {same} "
+                f"AND {restrict} ORDER BY v.embedding::vector({dim}) {operator} "
+                f"(SELECT ?::vector({dim})) LIMIT ?",
+                (*params, text, n),
             )
-            found = self._rescored(store, same, [r[0] for r in rows], among, q64, metric, k)
+            found = _rescored(np, rows, q64, metric, k)
         if len(found) < k:  # exact, or the approximation found too few: every vector
-            distance = f"v.embedding {operator} ?::vector"
+            distance = f"v.embedding {operator} (SELECT ?::vector)"  # the query parsed once
             if metric == "cosine":  # a zero vector: similarity 0 (pgvector gives NaN)
                 distance = f"coalesce(nullif({distance}, 'NaN'), 1)"
             rows = store._fetch(
-                f"SELECT record_id FROM (SELECT v.record_id, {distance} AS d "
-                f"FROM memstore_vectors AS v WHERE {same} AND {restrict}) AS s "
-                "GROUP BY record_id ORDER BY min(d), record_id LIMIT ?",
-                (text, *params, n),
+                f"SELECT v.record_id, v.vector FROM memstore_vectors AS v WHERE {same} "
+                f"AND {restrict} ORDER BY {distance}, v.record_id LIMIT ?",
+                (*params, text, n),
             )
-            found = self._rescored(store, same, [r[0] for r in rows], among, q64, metric, k)
+            found = _rescored(np, rows, q64, metric, k)
+            if len(found) < k and len(rows) == n:  # records of several parts: by record
+                ids = store._fetch(
+                    f"SELECT record_id FROM (SELECT v.record_id, {distance} AS d "
+                    f"FROM memstore_vectors AS v WHERE {same} AND {restrict}) AS s "
+                    "GROUP BY record_id ORDER BY min(d), record_id LIMIT ?",
+                    (text, *params, n),
+                )
+                rows = store._fetch(
+                    f"SELECT v.record_id, v.vector FROM memstore_vectors AS v WHERE {same} "
+                    f"AND {self.ids_in('v.record_id')}",
+                    (self.ids([row[0] for row in ids]),),
+                )
+                found = _rescored(np, rows, q64, metric, k)
         return found
-
-    def _rescored(
-        self,
-        store: Store,
-        same: str,
-        ids: list[int],
-        among: tuple[str, Sequence[Any]],
-        q64: Any,
-        metric: str,
-        k: int,
-    ) -> list[tuple[int, float]]:
-        """The k best of these candidates, each part scored again in float64 from its
-        bytes (as memstore's index does), those ``among`` allows only."""
-        if not ids:
-            return []
-        np = _numpy()
-        restrict, params = among
-        rows = store._fetch(
-            f"SELECT v.record_id, v.vector FROM memstore_vectors AS v WHERE {same} "
-            f"AND {self.ids_in('v.record_id')} AND {restrict}",
-            (self.ids(ids), *params),
-        )
-        if not rows:
-            return []
-        matrix = np.frombuffer(b"".join(row[1] for row in rows), "<f4")
-        matrix = matrix.reshape(len(rows), -1).astype(np.float64)
-        record_ids = np.fromiter((row[0] for row in rows), np.int64, len(rows))
-        return _best_records(np, _exact_scores(np, matrix, q64, metric), record_ids, k, metric)
 
     def vector_index(self, store: Store, name: str, config: Mapping[str, Any] | None) -> None:
         if not self.pgvector:
@@ -3999,6 +3984,17 @@ def _exact_scores(np: Any, rows: Any, q64: Any, metric: str) -> Any:
     return exact
 
 
+def _rescored(np: Any, rows: Sequence[Any], q: Any, metric: str, k: int) -> list[tuple[int, float]]:
+    """The k best records of these (record id, float32 bytes) rows, each part scored
+    again in float64 (as _VectorIndex does: the same scores on every engine)."""
+    if not rows:
+        return []
+    matrix = np.frombuffer(b"".join(row[1] for row in rows), "<f4")
+    matrix = matrix.reshape(len(rows), -1).astype(np.float64)
+    record_ids = np.fromiter((row[0] for row in rows), np.int64, len(rows))
+    return _best_records(np, _exact_scores(np, matrix, q, metric), record_ids, k, metric)
+
+
 def _best_records(np: Any, scores: Any, ids: Any, k: int, metric: str) -> list[tuple[int, float]]:
     """The k best records of these exact scores, a record counted once (its best part);
     ties go by record id; L2 as the distance, the others as the score."""
@@ -4027,8 +4023,10 @@ def _numpy() -> Any:
 
 _VECTOR_OPTIONS = frozenset({"dim", "model", "metric", "fields", "embed", "hnsw"})
 
-#: pgvector's HNSW index takes vectors of this many dimensions at most.
+#: pgvector's HNSW index takes vectors of this many dimensions at most; its type, of
+#: PGVECTOR_MAX_DIM (memstore's index ranks longer ones).
 HNSW_MAX_DIM = 2000
+PGVECTOR_MAX_DIM = 16_000
 
 
 def _hnsw_options(spec: object, dim: int) -> dict[str, int] | None:

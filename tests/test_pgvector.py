@@ -150,6 +150,26 @@ def test_approximate_queries_that_find_too_few_compare_every_vector(pgvector_url
         ]
 
 
+def test_records_of_many_parts_score_their_best_part(tmp_path: Path, pgvector_url: str) -> None:
+    """When a few records' parts fill the best candidates, the ranking goes by record:
+    the answer is a file's."""
+    rng = np.random.default_rng(11)
+    q = rng.standard_normal(8).astype(np.float32)
+    answers = []
+    for where in (str(tmp_path / "agent.db"), pgvector_url):
+        with memstore.Store(where) as store:
+            memories = store.collection("memories", vectors={"dim": 8, "model": "m"})
+            for i in range(3):  # 40 parts each, all near q
+                parts = {f"p{j}": q + 0.01 * rng.standard_normal(8) for j in range(40)}
+                memories.put(f"many{i}", {}, vector=parts)
+            for i in range(10):
+                memories.put(f"one{i}", {}, vector=q + 0.5 * rng.standard_normal(8))
+            answers.append(memories.nearest(q, k=5))
+            rng = np.random.default_rng(11)  # the same vectors for the next store
+            q = rng.standard_normal(8).astype(np.float32)
+    assert answers[1] == answers[0] and len({h.key for h in answers[1]}) == 5
+
+
 def test_vectors_too_long_for_float32_are_ranked_by_memstore(pgvector_url: str) -> None:
     with memstore.Store(pgvector_url) as store:
         memories = store.collection("memories", vectors={"dim": 2, "model": "m"})
