@@ -1536,13 +1536,25 @@ class _Postgres(_Engine):
         conn.execute(sql)
 
     def end(self, conn: Any, sql: str) -> None:
-        conn.execute(sql)
-        if sql == "COMMIT":
-            self._leave_pipeline()
-        elif self._pipeline is not None:  # a savepoint's statements fail at its end
-            self._pipeline.sync()
+        try:
+            conn.execute(sql)
+            if sql == "COMMIT":
+                self._leave_pipeline()
+            elif self._pipeline is not None:  # a savepoint's statements fail at its end
+                self._pipeline.sync()
+        except self.psycopg.OperationalError as err:
+            if sql != "COMMIT" or not conn.broken:
+                raise
+            self._in_pipeline = self._pipeline = None
+            raise MemstoreError(
+                f"the connection to the server was lost while committing ({err}): the "
+                "transaction may have been committed or not; read to find out"
+            ) from err
 
     def abort(self, conn: Any, sql: str) -> None:
+        if conn.broken or conn.closed:  # the server ended the transaction with the connection
+            self._in_pipeline = self._pipeline = None
+            return
         pipeline = self._pipeline
         if pipeline is not None:
             with contextlib.suppress(self.psycopg.Error):

@@ -91,16 +91,14 @@ class Expert:
 
 class Memstore:
     def __init__(self, url: str, name: str, hnsw: bool) -> None:
-        self.name, self.url = name, url
+        self.name, self.url, self.hnsw = name, url, hnsw
         self.store = memstore.Store(url)
-        if "items" in self.store:
-            self.store.drop_collection("items")
-        self.items = self.store.collection(
-            "items", vectors={"dim": DIM, "model": "m", "hnsw": hnsw}
-        )
+        self.items = self.store.collection("items", vectors={"dim": DIM, "model": "m"})
 
     def load(self, matrix: np.ndarray) -> None:
         self.items.put_many([(str(i), {"i": i}) for i in range(len(matrix))], vectors=matrix)
+        if self.hnsw:  # declared after the load, as the expert builds theirs
+            self.store.collection("items", vectors={"dim": DIM, "model": "m", "hnsw": True})
         self.store.optimize()
         self.store.close()  # queries come from a process that has loaded nothing yet
         self.store = memstore.Store(self.url)
@@ -121,9 +119,8 @@ def main() -> None:
     args = parser.parse_args()
     server, home = postgres.start(durable=True)
     try:
-        server.admin("CREATE DATABASE with_pgvector")
-        server.admin("CREATE DATABASE without_pgvector")
-        with psycopg.connect(server.url("with_pgvector"), autocommit=True) as conn:
+        server.admin("CREATE DATABASE probe")
+        with psycopg.connect(server.url("probe"), autocommit=True) as conn:
             conn.execute("CREATE EXTENSION vector")
             version = conn.execute("SELECT extversion FROM pg_extension").fetchall()
             settings = {
@@ -134,13 +131,22 @@ def main() -> None:
         print(f"N = {args.n:,} vectors of {DIM} dimensions, {args.queries} queries, k = 10")
         matrix = vectors(args.n, 1)
         queries = vectors(args.queries, 2)
-        with_pg, without = server.url("with_pgvector"), server.url("without_pgvector")
+        databases = iter(range(1_000_000))
+
+        def database(pgvector: bool) -> str:
+            """A fresh database for each side and run: no side reads another's dead rows."""
+            name = f"run{next(databases)}"
+            server.admin(f"CREATE DATABASE {name}")
+            if pgvector:
+                server.admin_in(name, "CREATE EXTENSION vector")
+            return server.url(name)
+
         sides = [
-            lambda: Memstore(with_pg, "memstore, pgvector exact", False),
-            lambda: Expert(with_pg, False),
-            lambda: Memstore(with_pg, "memstore, pgvector HNSW", True),
-            lambda: Expert(with_pg, True),
-            lambda: Memstore(without, "memstore, its own index", False),
+            lambda: Memstore(database(True), "memstore, pgvector exact", False),
+            lambda: Expert(database(True), False),
+            lambda: Memstore(database(True), "memstore, pgvector HNSW", True),
+            lambda: Expert(database(True), True),
+            lambda: Memstore(database(False), "memstore, its own index", False),
         ]
         times: dict[str, dict[str, list[float]]] = {}
         found: dict[str, list[list[int]]] = {}

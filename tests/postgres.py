@@ -51,9 +51,11 @@ def _free_port() -> int:
 class Server:
     """A server the tests create databases on; ``url(db)`` names one of them."""
 
-    def __init__(self, base_url: str, stop: list[str] | None = None) -> None:
+    def __init__(
+        self, base_url: str, stop: list[str] | None = None, start: list[str] | None = None
+    ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._stop = stop
+        self._stop, self._start = stop, start
         self._names = itertools.count(1)
         self.template = f"memstore_template_{os.getpid()}"
         self._with_pgvector = False
@@ -63,9 +65,13 @@ class Server:
         return f"{root}/{database}"
 
     def admin(self, sql: str) -> None:
+        self.admin_in(self.base_url.rpartition("/")[2], sql)
+
+    def admin_in(self, database: str, sql: str) -> None:
+        """Run a statement in a database of this server, autocommitted."""
         import psycopg
 
-        with psycopg.connect(self.base_url, autocommit=True) as conn:
+        with psycopg.connect(self.url(database), autocommit=True) as conn:
             conn.execute(sql)
 
     def prepare(self) -> None:
@@ -89,11 +95,10 @@ class Server:
             self.admin(f'CREATE DATABASE "{template}" TEMPLATE "{self.template}"')
             import psycopg
 
-            with psycopg.connect(self.url(template), autocommit=True) as conn:
-                try:
-                    conn.execute("CREATE EXTENSION vector")
-                except psycopg.errors.UndefinedFile as err:  # no control file
-                    raise Unavailable(f"this server has no pgvector: {err}") from err
+            try:
+                self.admin_in(template, "CREATE EXTENSION vector")
+            except psycopg.errors.UndefinedFile as err:  # no control file
+                raise Unavailable(f"this server has no pgvector: {err}") from err
             memstore.Store(self.url(template)).close()  # memstore adopts it, once
             self._with_pgvector = True
         return template
@@ -101,6 +106,13 @@ class Server:
     def drop(self, url: str) -> None:
         name = url.rpartition("/")[2]
         self.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def crash_and_restart(self) -> None:
+        """Stop the server as a crash would (``-m immediate``: no checkpoint, every
+        backend killed), then start it again, through its recovery from the WAL."""
+        assert self._stop is not None and self._start is not None, "not a server of ours"
+        subprocess.run(self._stop, check=True, capture_output=True, timeout=60)
+        subprocess.run(self._start, check=True, capture_output=True, timeout=120)
 
     def stop(self) -> None:
         if self._stop is None:
@@ -143,15 +155,11 @@ def start(*, durable: bool = False) -> tuple[Server, Path | None]:
     )
     if not durable:
         options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-    subprocess.run(
-        _as_server_user(
-            [pg_ctl, "-D", str(data), "-o", options, "-l", f"{home}/log", "-w", "start"]
-        ),
-        check=True,
-        capture_output=True,
-        timeout=120,
+    begin = _as_server_user(
+        [pg_ctl, "-D", str(data), "-o", options, "-l", f"{home}/log", "-w", "start"]
     )
+    subprocess.run(begin, check=True, capture_output=True, timeout=120)
     stop = _as_server_user([pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"])
-    server = Server(f"postgresql://memstore@127.0.0.1:{port}/postgres", stop)
+    server = Server(f"postgresql://memstore@127.0.0.1:{port}/postgres", stop, begin)
     server.prepare()
     return server, home

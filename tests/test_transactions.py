@@ -9,7 +9,7 @@ import pytest
 
 import memstore
 
-from .dbinfo import on_postgres
+from .dbinfo import on_postgres, other_tool
 
 
 class Boom(Exception):
@@ -115,3 +115,22 @@ def test_driver_errors_are_translated(store: memstore.Store) -> None:
     with pytest.raises(memstore.MemstoreError) as info, store.transaction():
         store._fetch("INSERT INTO no_such_table VALUES (1)")
     assert isinstance(info.value.__cause__, store._engine.errors)
+
+
+def test_a_lost_connection_is_a_memstore_error_and_loses_nothing_committed(pg_url: str) -> None:
+    """The server ends the connection (a restart, a failover, an administrator): the next
+    call raises memstore's error, never the driver's, and closing the store works."""
+    with memstore.Store(pg_url) as store:
+        notes = store.collection("notes")
+        notes.put("a", {"n": 1})
+        (pid,) = store._fetch("SELECT pg_backend_pid()")[0]
+        other_tool(pg_url, "SELECT pg_terminate_backend(?)", [pid])
+        with pytest.raises(memstore.MemstoreError):
+            notes.put("b", {"n": 2})
+        with pytest.raises(memstore.MemstoreError):
+            with store.transaction():
+                notes.put("c", {"n": 3})
+        with pytest.raises(memstore.MemstoreError):
+            notes.get("a")
+    with memstore.Store(pg_url) as store:
+        assert store["notes"].keys() == ["a"]
