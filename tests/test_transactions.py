@@ -127,9 +127,8 @@ def test_a_lost_connection_is_a_memstore_error_and_loses_nothing_committed(pg_ur
         other_tool(pg_url, "SELECT pg_terminate_backend(?)", [pid])
         with pytest.raises(memstore.MemstoreError):
             notes.put("b", {"n": 2})
-        with pytest.raises(memstore.MemstoreError):
-            with store.transaction():
-                notes.put("c", {"n": 3})
+        with pytest.raises(memstore.MemstoreError), store.transaction():
+            notes.put("c", {"n": 3})
         with pytest.raises(memstore.MemstoreError):
             notes.get("a")
     with memstore.Store(pg_url) as store:
