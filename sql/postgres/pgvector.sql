@@ -47,4 +47,13 @@ ALTER TABLE memstore_vectors ENABLE TRIGGER USER;
 CREATE INDEX memstore_vectors__wide ON memstore_vectors (collection, model)
     WHERE vector_norm(embedding) >= '1e18'::float8;
 CREATE STATISTICS memstore_vectors__norm ON (vector_norm(embedding)) FROM memstore_vectors;
-ANALYZE memstore_vectors;
+-- Gathered now if there are vectors (autovacuum gathers them later otherwise: those of an
+-- empty table would tell the planner that it stays empty, and writes that look a vector
+-- up would read the whole table until then).
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM memstore_vectors) THEN
+        ANALYZE memstore_vectors;
+    END IF;
+END
+$$;
