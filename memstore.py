@@ -1415,14 +1415,14 @@ class _Postgres(_Engine):
         # Literals, not parameters: a partial index (the wide ones', a collection's HNSW)
         # serves a statement only when its conditions are written out.
         same = f"v.collection = {_literal(name)} AND v.model = {_literal(model)} AND v.dim = {dim}"
-        if (
-            not (q_norm == 0 or 1 / WIDE_ABOVE < q_norm < WIDE_ABOVE)
-            or store._fetch(
-                f"SELECT EXISTS (SELECT 1 FROM memstore_vectors AS v WHERE {same} "
-                "AND vector_norm(v.embedding) >= '1e18'::float8)"
-            )[0][0]
-        ):
+        if not (q_norm == 0 or 1 / WIDE_ABOVE < q_norm < WIDE_ABOVE):
             return None  # float32 sums could overflow: memstore's index ranks in float64
+        # Whether the collection has vectors too long for float32 sums (then memstore's
+        # index ranks, in float64), asked with each candidates' statement.
+        wide = (
+            f"(SELECT EXISTS (SELECT 1 FROM memstore_vectors AS v WHERE {same} "
+            "AND vector_norm(v.embedding) >= '1e18'::float8))"
+        )
         text = "[" + ",".join(map(repr, q64.tolist())) + "]"
         operator = _PGVECTOR_OPERATORS[metric][0]
         restrict, params = among
@@ -1432,21 +1432,25 @@ class _Postgres(_Engine):
             ef_search = max(int(config["hnsw"]["ef_search"]), n)
             store._fetch(f"SET LOCAL hnsw.ef_search = {min(1000, ef_search)}")
             rows = store._fetch(
-                f"SELECT v.record_id, v.vector FROM memstore_vectors AS v WHERE {same} "
-                f"AND {restrict} ORDER BY v.embedding::vector({dim}) {operator} "
-                f"(SELECT ?::vector({dim})) LIMIT ?",
+                f"SELECT v.record_id, v.vector, {wide} FROM memstore_vectors AS v "
+                f"WHERE {same} AND {restrict} ORDER BY v.embedding::vector({dim}) "
+                f"{operator} (SELECT ?::vector({dim})) LIMIT ?",
                 (*params, text, n),
             )
+            if rows and rows[0][2]:
+                return None
             found = _rescored(np, rows, q64, metric, k)
         if len(found) < k:  # exact, or the approximation found too few: every vector
             distance = f"v.embedding {operator} (SELECT ?::vector)"  # the query parsed once
             if metric == "cosine":  # a zero vector: similarity 0 (pgvector gives NaN)
                 distance = f"coalesce(nullif({distance}, 'NaN'), 1)"
             rows = store._fetch(
-                f"SELECT v.record_id, v.vector FROM memstore_vectors AS v WHERE {same} "
-                f"AND {restrict} ORDER BY {distance}, v.record_id LIMIT ?",
+                f"SELECT v.record_id, v.vector, {wide} FROM memstore_vectors AS v "
+                f"WHERE {same} AND {restrict} ORDER BY {distance}, v.record_id LIMIT ?",
                 (*params, text, n),
             )
+            if rows and rows[0][2]:
+                return None
             found = _rescored(np, rows, q64, metric, k)
             if len(found) < k and len(rows) == n:  # records of several parts: by record
                 ids = store._fetch(
