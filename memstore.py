@@ -5865,7 +5865,13 @@ class Collection(_CollectionVectors):
             offset,
             *view,
         )
+        if limit is not None and limit <= 256:  # one batch: one statement, no server cursor
+            return self._watched(self._fetched_rows(sql, params), where, order_by)
         return self._watched(self.store._stream(sql, params, self._row), where, order_by)
+
+    def _fetched_rows(self, sql: str, params: Sequence[Any]) -> Iterator[Row]:
+        """rows() of a small limit: read when the iteration starts, as a stream would be."""
+        yield from [self._row(row) for row in self.store._fetch(sql, params)]
 
     def _watched(
         self, rows: Iterator[Row], where: Mapping[str, Any] | None, order_by: Any
