@@ -768,6 +768,13 @@ class _Engine:
         """Give vector collection ``name`` the approximate-search index its declaration
         asks for (``hnsw``), and no other; ``config`` None: none (it is dropped)."""
 
+    def fetch_together(
+        self, store: Store, statements: Sequence[tuple[str, Sequence[Any]]]
+    ) -> list[list[Any]]:
+        """Each statement's rows: run one after the other here; sent together, in one
+        round trip, where the engine can (PostgreSQL, in a transaction)."""
+        return [store._fetch(sql, params) for sql, params in statements]
+
     def row_order(self, columns: Sequence[str]) -> str:
         """ORDER BY of a layer table's rows in the order they were written (export)."""
         return "rowid"
@@ -1333,6 +1340,9 @@ class _Postgres(_Engine):
         self._statements: dict[str, str] = {}
         self._pipeline: Any = None  # the pipeline of the transaction under way, if any
         self._in_pipeline: Any = None  # and the context it was entered with
+        # A write transaction's BEGIN not sent yet, and its one write so far: [BEGIN,
+        # (statement, parameters) or None]; see start().
+        self._pending: list[Any] | None = None
 
     def open(self, store: Store) -> Any:
         psycopg = self.psycopg
@@ -1520,14 +1530,18 @@ class _Postgres(_Engine):
     # A transaction runs in psycopg's pipeline mode: its statements go to the server without
     # waiting for each other's results, and a write whose rows no one reads (no RETURNING)
     # waits for none. The next read, the commit or the end of a savepoint waits for all
-    # sent before it, and raises what failed among them: a single put is one round trip
-    # (BEGIN, the upsert and COMMIT sent together), not three. An error then comes out of
-    # the block's end rather than its statement, and the whole block is rolled back as
-    # ever. A server-side cursor (Store._stream) leaves pipeline mode for the rest of the
+    # sent before it, and raises what failed among them. An error then comes out of the
+    # block's end rather than its statement, and the whole block is rolled back as ever.
+    # A server-side cursor (Store._stream) leaves pipeline mode for the rest of the
     # transaction.
+    #
+    # A write transaction (plain BEGIN) is sent only with its second statement or its
+    # first read: one that holds a single write (a put) is that statement alone,
+    # autocommitted, as atomic and durable as in BEGIN ... COMMIT, in one round trip
+    # and without the server's two statements more (_pending).
 
     def start(self, conn: Any, sql: str) -> None:
-        if self._pipeline is None and sql.startswith("BEGIN"):
+        if self._pipeline is None and self._pending is None and sql.startswith("BEGIN"):
             # Announcements of declarations (_announced) come in with results; the block's
             # first write reads their count before any result of it has come, so those that
             # are on the socket already are taken now (a read that does not wait: 2 us).
@@ -1535,12 +1549,33 @@ class _Postgres(_Engine):
             pgconn.consume_input()
             while pgconn.notifies() is not None:
                 self.declarations += 1
+            if sql == "BEGIN":
+                self._pending = [sql, None]
+                return
             self._in_pipeline = conn.pipeline()
             self._pipeline = self._in_pipeline.__enter__()
+        self._send_pending(conn)
         conn.execute(sql)
+
+    def _send_pending(self, conn: Any) -> None:
+        """Send the BEGIN held back, and the write it holds, pipelined."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self._in_pipeline = conn.pipeline()
+            self._pipeline = self._in_pipeline.__enter__()
+            conn.execute(pending[0])
+            if pending[1] is not None:
+                sql, params = pending[1]
+                conn.execute(self._prepared(sql), params) if params else conn.execute(sql)
 
     def end(self, conn: Any, sql: str) -> None:
         try:
+            pending, self._pending = self._pending, None
+            if pending is not None:  # nothing sent yet: the one write, if any, alone
+                if pending[1] is not None:
+                    held, params = pending[1]
+                    conn.execute(self._prepared(held), params) if params else conn.execute(held)
+                return
             conn.execute(sql)
             if sql == "COMMIT":
                 self._leave_pipeline()
@@ -1556,6 +1591,9 @@ class _Postgres(_Engine):
             ) from err
 
     def abort(self, conn: Any, sql: str) -> None:
+        if self._pending is not None:  # nothing was sent
+            self._pending = None
+            return
         if conn.broken or conn.closed:  # the server ended the transaction with the connection
             self._in_pipeline = self._pipeline = None
             return
@@ -1578,6 +1616,12 @@ class _Postgres(_Engine):
             context.__exit__(None, None, None)
 
     def execute(self, conn: Any, sql: str, params: Sequence[Any]) -> _Fetched:
+        pending = self._pending
+        if pending is not None:
+            if pending[1] is None and _NO_ROWS.match(sql):
+                pending[1] = (sql, params)  # held: the transaction's only statement, so far
+                return _Fetched()
+            self._send_pending(conn)
         # Without parameters, a statement is sent as it is (and may be several, outside a
         # transaction's pipeline).
         cursor = conn.execute(self._prepared(sql), params) if params else conn.execute(sql)
@@ -1587,8 +1631,30 @@ class _Postgres(_Engine):
             self._pipeline.sync()
         return _Fetched(cursor.fetchall() if cursor.description is not None else ())
 
+    def fetch_together(
+        self, store: Store, statements: Sequence[tuple[str, Sequence[Any]]]
+    ) -> list[list[Any]]:
+        if self._pipeline is None and self._pending is None:  # not in a transaction
+            return super().fetch_together(store, statements)
+        with store._lock:
+            conn = store.connection
+            try:
+                self._send_pending(conn)
+                cursors = [
+                    conn.execute(self._prepared(sql), params) if params else conn.execute(sql)
+                    for sql, params in statements
+                ]
+                self._pipeline.sync()
+                return [
+                    cursor.fetchall() if cursor.description is not None else []
+                    for cursor in cursors
+                ]
+            except self.errors as err:
+                raise store._error(err) from err
+
     def execute_many(self, conn: Any, sql: str, rows: Iterable[Sequence[Any]]) -> _Fetched:
         found = _Fetched()
+        self._send_pending(conn)
         if self._pipeline is not None and _NO_ROWS.match(sql):
             # The cursor stays with the pipeline until its results come (at the next wait).
             conn.cursor().executemany(self._prepared(sql), rows)
@@ -1604,6 +1670,7 @@ class _Postgres(_Engine):
     def cursor(self, conn: Any, sql: str, params: Sequence[Any]) -> Any:
         # A server-side cursor, held past the end of the transaction that opened it (and
         # never in pipeline mode).
+        self._send_pending(conn)
         self._leave_pipeline()
         cursor = conn.cursor(f"memstore_{next(_CURSOR_NAMES)}", withhold=True)
         cursor.itersize = 256
@@ -11008,6 +11075,12 @@ class Adapter:
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         """``execute`` for many rows of parameters."""
         self.store._run_many(sql, rows)
+
+    def execute_together(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Any]]:
+        """``execute`` for several statements that do not depend on each other, each
+        one's rows in order: inside a transaction on PostgreSQL they go to the server
+        together, in one round trip."""
+        return self.store._engine.fetch_together(self.store, statements)
 
     def live_clause(self, alias: str | None = None) -> str:
         """``live_clause`` with the store's engine's clock."""

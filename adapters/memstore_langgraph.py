@@ -462,27 +462,35 @@ class MemstoreSaver(memstore.Adapter, BaseCheckpointSaver[str]):
             }
         )
         # The table of what is wanted is read first: one primary-key lookup per row of it.
+        # The values and the writes are read together (one round trip on PostgreSQL).
         join = self.join_in_order
-        wanted_table, w, _, params = self.tuples("w", 4, wanted)
+        wanted_table, w, _, wanted_params = self.tuples("w", 4, wanted)
+        of, c, order, params = self.tuples("c", 3, [row[:3] for row in rows])
+        stored, written = self.execute_together(
+            [
+                (
+                    "SELECT b.thread_id, b.checkpoint_ns, b.channel, b.version, b.type, b.blob "
+                    f"FROM {wanted_table} {join} memstore_lg_blobs AS b "
+                    f"ON b.thread_id = {w[0]} AND b.checkpoint_ns = {w[1]} "
+                    f"AND b.channel = {w[2]} AND b.version = {w[3]} WHERE b.type <> 'empty'",
+                    wanted_params,
+                ),
+                (
+                    "SELECT w.thread_id, w.checkpoint_ns, w.checkpoint_id, w.task_id, "
+                    f"w.channel, w.type, w.value FROM {of} {join} memstore_lg_writes AS w "
+                    f"ON w.thread_id = {c[0]} AND w.checkpoint_ns = {c[1]} "
+                    f"AND w.checkpoint_id = {c[2]} "
+                    f"ORDER BY {order}, w.task_path, w.task_id, w.idx",
+                    params,
+                ),
+            ]
+        )
         blobs = {
             (thread_id, ns, channel, version): (kind, blob)
-            for thread_id, ns, channel, version, kind, blob in self.execute(
-                "SELECT b.thread_id, b.checkpoint_ns, b.channel, b.version, b.type, b.blob "
-                f"FROM {wanted_table} {join} memstore_lg_blobs AS b ON b.thread_id = {w[0]} "
-                f"AND b.checkpoint_ns = {w[1]} AND b.channel = {w[2]} "
-                f"AND b.version = {w[3]} WHERE b.type <> 'empty'",
-                params,
-            )
+            for thread_id, ns, channel, version, kind, blob in stored
         }
-        of, c, order, params = self.tuples("c", 3, [row[:3] for row in rows])
         writes: dict[tuple[str, str, str], list[Any]] = {}
-        for thread_id, ns, checkpoint_id, task_id, channel, kind, value in self.execute(
-            "SELECT w.thread_id, w.checkpoint_ns, w.checkpoint_id, w.task_id, w.channel, "
-            f"w.type, w.value FROM {of} {join} memstore_lg_writes AS w "
-            f"ON w.thread_id = {c[0]} AND w.checkpoint_ns = {c[1]} AND w.checkpoint_id = {c[2]} "
-            f"ORDER BY {order}, w.task_path, w.task_id, w.idx",
-            params,
-        ):
+        for thread_id, ns, checkpoint_id, task_id, channel, kind, value in written:
             writes.setdefault((thread_id, ns, checkpoint_id), []).append(
                 (task_id, channel, self.serde.loads_typed((kind, value)))
             )

@@ -285,6 +285,40 @@ def test_an_adapter_of_its_own_sql_is_refused_on_postgresql(pg_url: str) -> None
     Mine(":memory:").close()
 
 
+@pytest.mark.parametrize("where", ["file", "postgres"])
+def test_statements_run_together_give_each_its_rows(
+    where: str, tmp_path: Any, request: pytest.FixtureRequest
+) -> None:
+    """execute_together: in a transaction on PostgreSQL the statements go together (after
+    a write held back, which they see); outside one, one by one; an error is memstore's
+    and rolls back the block."""
+
+    class Mine(memstore.Adapter):
+        layer = None  # collections only
+
+        def __init__(self, path: Any) -> None:
+            self.open_store(path, {})
+
+    url = str(tmp_path / "a.db") if where == "file" else request.getfixturevalue("pg_url")
+    with Mine(url) as mine:
+        notes = mine.store.collection("notes")
+        notes.put_many([(f"k{i}", {"i": i}) for i in range(5)])
+        statements = [
+            ('SELECT key FROM "notes" WHERE key < ? ORDER BY key', ["k2"]),
+            ('SELECT count(*) FROM "notes"', []),
+            ('SELECT key FROM "notes" WHERE key = ?', ["none"]),
+        ]
+        assert mine.execute_together(statements) == [[("k0",), ("k1",)], [(5,)], []]
+        with mine.store.transaction():
+            notes.put("k9", {"i": 9})  # a write the reads must see
+            got = mine.execute_together(statements)
+        assert [[tuple(row) for row in rows] for rows in got] == [[("k0",), ("k1",)], [(6,)], []]
+        with pytest.raises(memstore.MemstoreError), mine.store.transaction():
+            notes.put("k10", {"i": 10})
+            mine.execute_together([('SELECT count(*) FROM "notes"', []), ("SELECT nothing", [])])
+        assert "k10" not in notes and len(notes) == 6
+
+
 def test_a_handle_follows_another_tools_change_of_a_declaration(pg_url: str) -> None:
     """The registry's trigger announces any change, made by memstore or not: a write takes
     those whose announcement has come (one committed an instant before, its announcement

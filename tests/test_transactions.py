@@ -133,3 +133,25 @@ def test_a_lost_connection_is_a_memstore_error_and_loses_nothing_committed(pg_ur
             notes.get("a")
     with memstore.Store(pg_url) as store:
         assert store["notes"].keys() == ["a"]
+
+
+def test_a_block_of_one_write_is_atomic_however_it_ends(store_url: str) -> None:
+    """On PostgreSQL a block holding one write sends it alone, autocommitted (its BEGIN is
+    held back until a second statement or a read): what it does must not differ."""
+    with memstore.Store(store_url) as store:
+        notes = store.collection("notes")
+        with store.transaction():
+            notes.put("a", {"n": 1})
+        with pytest.raises(RuntimeError), store.transaction():
+            notes.put("b", {"n": 2})
+            raise RuntimeError("the caller's own error: the write is dropped")
+        with pytest.raises(memstore.ValidationError), store.transaction():
+            store._fetch('INSERT INTO "notes" (key, body) VALUES (?, ?)', ["c", "not json"])
+        with store.transaction():
+            notes.put("d", {"n": 4})
+            assert notes.get("d") == {"n": 4}  # a read after the held write sees it
+            with store.transaction():  # a savepoint sends what was held first
+                notes.put("e", {"n": 5})
+        assert notes.keys(order_by="key") == ["a", "d", "e"]
+    with memstore.Store(store_url) as other:
+        assert other["notes"].keys(order_by="key") == ["a", "d", "e"]
