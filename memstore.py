@@ -1282,13 +1282,13 @@ def _psycopg() -> Any:
 # A NUL in JSON text: \u0000 after an even number of backslashes (not an escaped "\\u0000").
 _NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
-# A string literal, a quoted identifier, a ? placeholder or a % sign (outside the first two).
 #: pgvector's distance operator and HNSW operator class for each of memstore's metrics.
 _PGVECTOR_OPERATORS = {
     "cosine": ("<=>", "vector_cosine_ops"),
     "dot": ("<#>", "vector_ip_ops"),
     "l2": ("<->", "vector_l2_ops"),
 }
+# A string literal, a quoted identifier, a ? placeholder or a % sign (outside the first two).
 _PLACEHOLDERS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\?|%")
 _CURSOR_NAMES = iter(range(1, INT64_MAX))
 
@@ -1399,6 +1399,16 @@ class _Postgres(_Engine):
         try:
             if not conn.execute(probe).fetchone()[0]:
                 conn.execute((SQL_DIR / "postgres" / "pgvector.sql").read_text("utf-8"))
+                # The HNSW indexes that collections declared before pgvector came.
+                for name, vectors in conn.execute(
+                    "SELECT name, vectors FROM _memstore_collections WHERE vectors IS NOT NULL"
+                ).fetchall():
+                    config = json.loads(vectors)
+                    if config.get("hnsw"):
+                        conn.execute(_hnsw_index(name, config)[1])
+        except self.psycopg.errors.InsufficientPrivilege:
+            conn.execute("ROLLBACK")  # not the tables' owner: memstore's own index ranks
+            return False
         except BaseException:
             conn.execute("ROLLBACK")
             raise
@@ -1480,34 +1490,20 @@ class _Postgres(_Engine):
     def vector_index(self, store: Store, name: str, config: Mapping[str, Any] | None) -> None:
         if not self.pgvector:
             return
-        import hashlib  # only here and in hygiene: `import memstore` stays light
-
-        prefix = "memstore_hnsw_" + hashlib.sha256(name.encode("utf-8")).hexdigest()[:16]
+        prefix = _hnsw_prefix(name)
         wanted = None
         if config is not None and config.get("hnsw"):
-            options = config["hnsw"]  # its ef_search is the queries' alone
-            built = (options["m"], options["ef_construction"])
-            spec = json.dumps([config["model"], config["dim"], config["metric"], *built])
-            wanted = f"{prefix}_{hashlib.sha256(spec.encode('utf-8')).hexdigest()[:8]}"
+            wanted = _hnsw_index(name, config)
         found = store._fetch(
             "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
             "AND tablename = 'memstore_vectors' AND left(indexname, ?) = ?",
             (len(prefix), prefix),
         )
         for (index,) in found:
-            if index != wanted:
+            if wanted is None or index != wanted[0]:
                 store._fetch(f"DROP INDEX {quote_identifier(index)}")
-        if wanted is not None and (wanted,) not in [tuple(row) for row in found]:
-            assert config is not None
-            dim, options = int(config["dim"]), config["hnsw"]
-            store._fetch(
-                f"CREATE INDEX {quote_identifier(wanted)} ON memstore_vectors USING hnsw "
-                f"((embedding::vector({dim})) {_PGVECTOR_OPERATORS[config['metric']][1]}) "
-                f"WITH (m = {int(options['m'])}, "
-                f"ef_construction = {int(options['ef_construction'])}) "
-                f"WHERE collection = {_literal(name)} AND model = {_literal(config['model'])} "
-                f"AND dim = {dim}"
-            )
+        if wanted is not None and wanted[0] not in [row[0] for row in found]:
+            store._fetch(wanted[1])
 
     def close(self, conn: Any) -> None:
         conn.close()
@@ -4065,6 +4061,33 @@ def _exact_scores(np: Any, rows: Any, q64: Any, metric: str) -> Any:
         lengths = _row_norms(np, rows) * math.sqrt(float(q64 @ q64))
         exact = np.divide(exact, lengths, out=np.zeros_like(exact), where=lengths > 0)
     return exact
+
+
+def _hnsw_prefix(name: str) -> str:
+    """The start of the names of collection ``name``'s HNSW indexes (PostgreSQL's names
+    are 63 bytes at most: a digest of the name, not the name)."""
+    import hashlib  # here and in hygiene alone: `import memstore` stays light
+
+    return "memstore_hnsw_" + hashlib.sha256(name.encode("utf-8")).hexdigest()[:16]
+
+
+def _hnsw_index(name: str, config: Mapping[str, Any]) -> tuple[str, str]:
+    """The name and CREATE INDEX of the HNSW index collection ``name``'s vectors declare
+    (pgvector): of its model's vectors alone (a partial index, which a query's literal
+    conditions select), named by what it is built with (not ef_search, the queries')."""
+    import hashlib
+
+    options, dim = config["hnsw"], int(config["dim"])
+    built = [config["model"], dim, config["metric"], options["m"], options["ef_construction"]]
+    digest = hashlib.sha256(json.dumps(built).encode("utf-8")).hexdigest()[:8]
+    index = f"{_hnsw_prefix(name)}_{digest}"
+    return index, (
+        f"CREATE INDEX {quote_identifier(index)} ON memstore_vectors USING hnsw "
+        f"((embedding::vector({dim})) {_PGVECTOR_OPERATORS[config['metric']][1]}) "
+        f"WITH (m = {int(options['m'])}, ef_construction = {int(options['ef_construction'])}) "
+        f"WHERE collection = {_literal(name)} AND model = {_literal(config['model'])} "
+        f"AND dim = {dim}"
+    )
 
 
 def _rescored(np: Any, rows: Sequence[Any], q: Any, metric: str, k: int) -> list[tuple[int, float]]:

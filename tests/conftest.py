@@ -49,6 +49,7 @@ ON_POSTGRES = frozenset(
         "test_typed",
         "test_search",
         "test_time_indexes",
+        "test_reliability",
     }
 )
 

@@ -43,10 +43,11 @@ def test_a_store_adopts_pgvector_once_the_database_has_it(pg_url: str) -> None:
     rng = np.random.default_rng(3)
     matrix = rng.standard_normal((200, 8)).astype(np.float32)
     with memstore.Store(pg_url) as store:
-        memories = store.collection("memories", vectors={"dim": 8, "model": "m"})
+        memories = store.collection("memories", vectors={"dim": 8, "model": "m", "hnsw": True})
         memories.put_many([(f"k{i}", {"i": i}) for i in range(200)], vectors=matrix)
         before = memories.nearest(matrix[7], k=5)
         assert memories.stats()["vectors"]["ranked_by"] == "memstore"
+        assert memories.vectors is not None and memories.vectors["hnsw"]["m"] == 16  # kept
     try:
         other_tool(pg_url, "CREATE EXTENSION vector")
     except Exception as err:  # the server has no pgvector (CI builds it: .ci/run)
@@ -59,7 +60,39 @@ def test_a_store_adopts_pgvector_once_the_database_has_it(pg_url: str) -> None:
         assert memories.nearest(matrix[7], k=5) == before
         assert not store._vector_indexes  # ranked by the database: nothing loaded
         np.testing.assert_array_equal(embedding(store, "k7"), matrix[7])
+        assert len(hnsw_indexes(store)) == 1  # the index declared before pgvector came
         assert store.check() == []
+
+
+def test_a_role_that_may_not_alter_the_tables_keeps_memstores_index(pg_url: str) -> None:
+    """pgvector in the database, but the store opened by a role that does not own
+    memstore's tables: it cannot adopt pgvector, and ranks as before (no error)."""
+    try:
+        other_tool(pg_url, "CREATE EXTENSION vector")
+    except Exception as err:
+        if "vector.control" not in str(err):
+            raise
+        pytest.skip(f"this server has no pgvector: {err}")
+    role = f"memstore_reader_{pg_url.rpartition('_')[2]}"
+    for statement in [
+        f"DROP ROLE IF EXISTS {role}",
+        f"CREATE ROLE {role} LOGIN",
+        f"GRANT CREATE, USAGE ON SCHEMA public TO {role}",
+        f"GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}",
+        f"GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role}",
+    ]:
+        other_tool(pg_url, statement)
+    try:
+        url = pg_url.replace("//memstore@", f"//{role}@")
+        with memstore.Store(url) as store:
+            memories = store.collection("memories", vectors={"dim": 2, "model": "m"})
+            memories.put("a", {}, vector=[1.0, 0.0])
+            assert memories.stats()["vectors"]["ranked_by"] == "memstore"
+            assert [h.key for h in memories.nearest([1.0, 0.0])] == ["a"]
+    finally:
+        other_tool(pg_url, f"REASSIGN OWNED BY {role} TO memstore")
+        other_tool(pg_url, f"DROP OWNED BY {role}")
+        other_tool(pg_url, f"DROP ROLE {role}")
 
 
 def test_the_column_is_the_bytes_bit_for_bit_whoever_writes_them(pgvector_url: str) -> None:

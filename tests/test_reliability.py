@@ -144,31 +144,19 @@ def verify(path: Path | str, acks: dict[str, list[list[str]]]) -> int:
         return sum(len(v) for v in acks.values())
 
 
-def test_killed_writers_lose_no_acknowledged_write(tmp_path: Path) -> None:
+def test_killed_writers_lose_no_acknowledged_write(store_url: str) -> None:
+    """On PostgreSQL the server rolls back what a killed client left open, and releases
+    its locks (the next writer's sequences go on without a gap)."""
+    postgresql = store_url.startswith("postgresql://")
     rnd = random.Random(20261122)
-    path = tmp_path / "crash.db"
     acknowledged = 0
     for trial in range(CRASH_TRIALS):
-        acks = crash_trial(path, trial * 100_000, rnd.uniform(0.15, 0.6))
-        acknowledged += verify(path, acks)
+        delay = rnd.uniform(0.4, 1.2) if postgresql else rnd.uniform(0.15, 0.6)
+        acks = crash_trial(store_url, trial * 100_000, delay)
+        acknowledged += verify(store_url, acks)
     assert acknowledged > 0
     record(
-        "crash",
-        {"trials": CRASH_TRIALS, "acknowledged_writes": acknowledged, "lost": 0},
-    )
-
-
-def test_killed_writers_lose_no_acknowledged_write_on_postgresql(pg_url: str) -> None:
-    """The same trials on PostgreSQL: the server rolls back what a killed client left
-    open, and releases its locks (the next writer's sequences go on without a gap)."""
-    rnd = random.Random(20261204)
-    acknowledged = 0
-    for trial in range(CRASH_TRIALS):
-        acks = crash_trial(pg_url, trial * 100_000, rnd.uniform(0.4, 1.2))
-        acknowledged += verify(pg_url, acks)
-    assert acknowledged > 0
-    record(
-        "crash-postgresql",
+        "crash-postgresql" if postgresql else "crash",
         {"trials": CRASH_TRIALS, "acknowledged_writes": acknowledged, "lost": 0},
     )
 
