@@ -4450,7 +4450,10 @@ class _CollectionVectors:
         models. In a temporal collection, ``as_of`` ranks the facts that held
         then, and ``known_at`` what the store held then, every vector compared
         exactly: a replaced version by the vectors its record had while it
-        was current (kept in memstore_version_vectors).
+        was current (kept in memstore_version_vectors). On PostgreSQL with
+        pgvector the database finds the candidates (through the collection's
+        HNSW index, declared with ``vectors={..., "hnsw": True}``, unless
+        ``exact=True``) and memstore scores them exactly (README, "PostgreSQL").
         """
         if track:
             self._need_hygiene("track")

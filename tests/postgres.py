@@ -58,7 +58,7 @@ class Server:
         self._stop, self._start = stop, start
         self._names = itertools.count(1)
         self.template = f"memstore_template_{os.getpid()}"
-        self._with_pgvector = False
+        self._with_pgvector: bool | Unavailable = False
 
     def url(self, database: str) -> str:
         root, _, _ = self.base_url.rpartition("/")
@@ -90,6 +90,8 @@ class Server:
 
     def _pgvector_template(self) -> str:
         template = f"{self.template}_pgvector"
+        if isinstance(self._with_pgvector, Unavailable):  # found missing once: for all
+            raise self._with_pgvector
         if not self._with_pgvector:
             self.admin(f'DROP DATABASE IF EXISTS "{template}"')
             self.admin(f'CREATE DATABASE "{template}" TEMPLATE "{self.template}"')
@@ -98,7 +100,8 @@ class Server:
             try:
                 self.admin_in(template, "CREATE EXTENSION vector")
             except psycopg.errors.UndefinedFile as err:  # no control file
-                raise Unavailable(f"this server has no pgvector: {err}") from err
+                self._with_pgvector = Unavailable(f"this server has no pgvector: {err}")
+                raise self._with_pgvector from err
             memstore.Store(self.url(template)).close()  # memstore adopts it, once
             self._with_pgvector = True
         return template
