@@ -355,3 +355,18 @@ def test_opening_only_an_existing_collection(store: memstore.Store) -> None:
     with pytest.raises(memstore.ValidationError):
         store.collection("notes", create="no")  # type: ignore[arg-type]
     assert store.collections() == ["notes"]
+
+
+def test_put_many_takes_the_last_record_of_a_key_and_any_text(store: memstore.Store) -> None:
+    """A key twice in one call: the last record wins, as one put after another (on
+    PostgreSQL a batch is one statement, which cannot write a row twice); text with
+    quotes, backslashes, newlines and any script comes back as it went in."""
+    notes = store.collection("notes", fields={"n": int})
+    text = "quote \" back\\slash\nnew line \t tab é 😀 \\u0041 'single'"
+    count = notes.put_many(
+        [("a", {"n": 1}), ("b", {"n": 2, "t": text}), ("a", {"n": 3}), ("c", {"n": 4, "t": [text]})]
+    )
+    assert count == 4
+    assert notes.get("a") == {"n": 3} and len(notes) == 3
+    assert notes.get("b") == {"n": 2, "t": text} and notes.get("c") == {"n": 4, "t": [text]}
+    assert notes.keys(where={"n": {"$gte": 2}}, order_by="n") == ["b", "a", "c"]
