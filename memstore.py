@@ -6534,7 +6534,12 @@ class Collection(_CollectionVectors):
             wanted.append(
                 ("index", _index_name(self.name, "subject"), _subject_index_sql(self.name))
             )
-        return [item for item in wanted if item[1] not in present]
+        missing = [item for item in wanted if item[1] not in present]
+        if engine.pgvector and self.vectors is not None and self.vectors.get("hnsw"):
+            index, sql = _hnsw_index(self.name, self.vectors)  # on memstore_vectors
+            if index not in engine.schema_names(self.store, "memstore_vectors"):
+                missing.append(("index", index, sql))
+        return missing
 
     # -- private -----------------------------------------------------------
 

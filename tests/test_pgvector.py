@@ -158,6 +158,12 @@ def test_hnsw_is_opt_in_and_follows_the_declaration(pgvector_url: str) -> None:
         store.collection("memories", vectors={"dim": 16, "model": "n", "hnsw": False})
         assert hnsw_indexes(store) == []
         store.collection("memories", vectors={"dim": 16, "model": "n", "hnsw": True})
+        (index,) = hnsw_indexes(store)
+        other_tool(pgvector_url, f"DROP INDEX {index.split()[2]}")  # another tool drops it
+        (problem,) = store.check()
+        assert problem.startswith("memories: missing index memstore_hnsw_")
+        assert store.repair() == [problem.replace("missing", "recreated")]
+        assert hnsw_indexes(store) == [index] and store.check() == []
         store.drop_collection("memories")
         assert hnsw_indexes(store) == []
         assert store.check() == []
