@@ -1300,6 +1300,8 @@ _CURSOR_NAMES = iter(range(1, INT64_MAX))
 
 
 # A write whose rows no one reads: in a transaction on PostgreSQL, nothing waits for it.
+#: Statements a transaction that only reads sends (PostgreSQL: see _Postgres.end).
+_READS = ("SELECT ", "SET LOCAL ")
 _NO_ROWS = re.compile(r"\s*(?:INSERT|UPDATE|DELETE)\b(?![\s\S]*\bRETURNING\b)", re.IGNORECASE)
 
 
@@ -1349,6 +1351,10 @@ class _Postgres(_Engine):
         # A write transaction's BEGIN not sent yet, and its one write so far: [BEGIN,
         # (statement, parameters) or None]; see start().
         self._pending: list[Any] | None = None
+        # Whether the transaction under way has only read so far, and whether the COMMIT
+        # of one that only read was sent without waiting for its result (see end()).
+        self._reading_only = False
+        self._lingering = False
 
     def open(self, store: Store) -> Any:
         psycopg = self.psycopg
@@ -1512,6 +1518,8 @@ class _Postgres(_Engine):
             store._fetch(wanted[1])
 
     def close(self, conn: Any) -> None:
+        with contextlib.suppress(self.psycopg.Error):
+            self._settle()
         conn.close()
 
     def _prepared(self, sql: str) -> str:
@@ -1541,8 +1549,27 @@ class _Postgres(_Engine):
     # first read: one that holds a single write (a put) is that statement alone,
     # autocommitted, as atomic and durable as in BEGIN ... COMMIT, in one round trip
     # and without the server's two statements more (_pending).
+    #
+    # A transaction that only read (SELECTs) ends with a COMMIT whose result nobody
+    # waits for: the pipeline stays open (_lingering) and the next read transaction's
+    # statements follow it there; anything else waits for it first. Nothing a COMMIT of
+    # reads could report is lost by that: it frees the snapshot, and cannot fail but
+    # with the connection, which the next call then finds.
+
+    def _settle(self) -> None:
+        """Wait for a read transaction's COMMIT left in the pipeline, and leave it."""
+        if self._lingering:
+            self._lingering = False
+            self._leave_pipeline()
 
     def start(self, conn: Any, sql: str) -> None:
+        if self._lingering:
+            if sql.startswith("BEGIN ISOLATION LEVEL REPEATABLE READ"):  # reads follow reads
+                self._lingering = False
+                self._reading_only = True
+                conn.execute(sql)
+                return
+            self._settle()
         if self._pipeline is None and self._pending is None and sql.startswith("BEGIN"):
             # Announcements of declarations (_announced) come in with results; the block's
             # first write reads their count before any result of it has come, so those that
@@ -1556,6 +1583,7 @@ class _Postgres(_Engine):
                 return
             self._in_pipeline = conn.pipeline()
             self._pipeline = self._in_pipeline.__enter__()
+            self._reading_only = True
         self._send_pending(conn)
         conn.execute(sql)
 
@@ -1565,6 +1593,7 @@ class _Postgres(_Engine):
         if pending is not None:
             self._in_pipeline = conn.pipeline()
             self._pipeline = self._in_pipeline.__enter__()
+            self._reading_only = False  # a write transaction
             conn.execute(pending[0])
             if pending[1] is not None:
                 sql, params = pending[1]
@@ -1579,7 +1608,9 @@ class _Postgres(_Engine):
                     conn.execute(self._prepared(held), params) if params else conn.execute(held)
                 return
             conn.execute(sql)
-            if sql == "COMMIT":
+            if sql == "COMMIT" and self._reading_only and self._pipeline is not None:
+                self._lingering = True  # its result waits for the next call (see above)
+            elif sql == "COMMIT":
                 self._leave_pipeline()
             elif self._pipeline is not None:  # a savepoint's statements fail at its end
                 self._pipeline.sync()
@@ -1618,6 +1649,10 @@ class _Postgres(_Engine):
             context.__exit__(None, None, None)
 
     def execute(self, conn: Any, sql: str, params: Sequence[Any]) -> _Fetched:
+        if self._lingering:  # outside a transaction: what was sent is done first
+            self._settle()
+        elif self._reading_only and not sql.startswith(_READS):
+            self._reading_only = False
         pending = self._pending
         if pending is not None:
             if pending[1] is None and _NO_ROWS.match(sql):
@@ -1643,8 +1678,10 @@ class _Postgres(_Engine):
     def fetch_together(
         self, store: Store, statements: Sequence[tuple[str, Sequence[Any]]]
     ) -> list[list[Any]]:
-        if self._pipeline is None and self._pending is None:  # not in a transaction
-            return super().fetch_together(store, statements)
+        if (self._pipeline is None and self._pending is None) or self._lingering:
+            return super().fetch_together(store, statements)  # not in a transaction
+        if not all(sql.startswith(_READS) for sql, _ in statements):
+            self._reading_only = False
         with store._lock:
             conn = store.connection
             try:
@@ -1663,6 +1700,8 @@ class _Postgres(_Engine):
 
     def execute_many(self, conn: Any, sql: str, rows: Iterable[Sequence[Any]]) -> _Fetched:
         found = _Fetched()
+        self._settle()
+        self._reading_only = False
         self._send_pending(conn)
         if self._pipeline is not None and _NO_ROWS.match(sql):
             # The cursor stays with the pipeline until its results come (at the next wait).
@@ -1679,6 +1718,7 @@ class _Postgres(_Engine):
     def cursor(self, conn: Any, sql: str, params: Sequence[Any]) -> Any:
         # A server-side cursor, held past the end of the transaction that opened it (and
         # never in pipeline mode).
+        self._settle()
         self._send_pending(conn)
         self._leave_pipeline()
         cursor = conn.cursor(f"memstore_{next(_CURSOR_NAMES)}", withhold=True)
@@ -1687,6 +1727,8 @@ class _Postgres(_Engine):
         return cursor
 
     def idle(self, conn: Any) -> bool:
+        if self._lingering:  # a read transaction's COMMIT was sent: none is open
+            return True
         return bool(conn.info.transaction_status == self.psycopg.pq.TransactionStatus.IDLE)
 
     # Deferred (one snapshot for the block's reads): repeatable read. Writers wait for
