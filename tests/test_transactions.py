@@ -124,6 +124,8 @@ def test_a_lost_connection_is_a_memstore_error_and_loses_nothing_committed(pg_ur
         notes = store.collection("notes")
         notes.put("a", {"n": 1})
         (pid,) = store._fetch("SELECT pg_backend_pid()")[0]
+        with store.transaction(immediate=False):  # its COMMIT's result is left for later
+            assert notes.get("a") == {"n": 1}
         other_tool(pg_url, "SELECT pg_terminate_backend(?)", [pid])
         with pytest.raises(memstore.MemstoreError):
             notes.put("b", {"n": 2})
@@ -155,3 +157,30 @@ def test_a_block_of_one_write_is_atomic_however_it_ends(store_url: str) -> None:
         assert notes.keys(order_by="key") == ["a", "d", "e"]
     with memstore.Store(store_url) as other:
         assert other["notes"].keys(order_by="key") == ["a", "d", "e"]
+
+
+def test_what_follows_a_block_that_only_read_sees_and_is_seen(store_url: str) -> None:
+    """On PostgreSQL a block that only read ends with a COMMIT nobody waits for: a write
+    right after it (in a block or not), another connection's read of that write, a
+    stream and a close must all behave as if it had been waited for."""
+    with memstore.Store(store_url) as store:
+        notes = store.collection("notes", fields={"n": int})
+        notes.put_many([(f"k{i}", {"n": i}) for i in range(300)])
+        with store.transaction(immediate=False):
+            assert notes.get("k1") == {"n": 1}
+        store._fetch('UPDATE "notes" SET body = ? WHERE key = ?', ['{"n": -1}', "k1"])
+        with memstore.Store(store_url) as other:  # seen at once by another connection
+            assert other["notes"].get("k1") == {"n": -1}
+        with store.transaction(immediate=False):
+            assert notes.count({"n": {"$gte": 0}}) == 299
+        with store.transaction(immediate=False):  # read blocks one after another
+            assert notes.get("k2") == {"n": 2}
+        assert len(list(notes.rows())) == 300  # a stream (a server-side cursor) after one
+        with store.transaction(immediate=False):
+            assert notes.get("k3") == {"n": 3}
+        notes.put("new", {"n": 1000})
+        assert notes.get("new") == {"n": 1000}
+        with store.transaction(immediate=False):
+            notes.get("k4")
+    with memstore.Store(store_url) as store:  # closed right after a read block: all there
+        assert len(store["notes"]) == 301
