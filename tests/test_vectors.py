@@ -373,8 +373,9 @@ def test_parts_score_their_best_part(store: memstore.Store) -> None:
     assert [h.key for h in memories.nearest([0.0, 1.0])] == ["b"]
 
 
-# The statement pgvector's approximate search runs for collection "big" (as memstore
-# writes it), for EXPLAIN.
+# The core of the statement memstore's approximate search on pgvector runs for
+# collection "big" (its ORDER BY and the conditions that select the partial index),
+# for EXPLAIN.
 HNSW_QUERY = (
     "SELECT v.record_id FROM memstore_vectors AS v WHERE v.collection = 'big' "
     "AND v.model = 'm' AND v.dim = 64 ORDER BY v.embedding::vector(64) <=> ?::vector(64) LIMIT 36"
