@@ -1,6 +1,6 @@
--- pgvector, where the server has it: applied once per database by memstore
--- (_Postgres._adopt_pgvector) after CREATE EXTENSION vector, whatever the schema's
--- version; not a numbered step, since a database has it or not. With it, the database
+-- pgvector, where the database has it (someone allowed to has run CREATE EXTENSION
+-- vector in it): applied once per database by memstore (_Postgres._adopt_pgvector),
+-- whatever the schema's version; not a numbered step, since a database has it or not. With it, the database
 -- ranks a query's candidates (Collection.nearest, hybrid, Graph.nearest) and memstore
 -- scores them again exactly, in float64, as its own index does; without it, memstore's
 -- numpy index ranks them.
