@@ -4914,7 +4914,9 @@ class _CollectionVectors:
                 [now],
             )
         engine = self.store._engine
-        found = engine.nearest(self.store, self.name, config, q, metric, k, among, approximate)
+        # A filter is applied exactly, before ranking: every match compared (no HNSW).
+        unfiltered = approximate and not (where or self.temporal)
+        found = engine.nearest(self.store, self.name, config, q, metric, k, among, unfiltered)
         if found is not None:
             return found
         index = self.store._vector_index(self.name, config)
@@ -4955,7 +4957,7 @@ class _CollectionVectors:
             return []
         engine, np = self.store._engine, _numpy()
         current = (f"v.record_id IN (SELECT t.id FROM {self._table} AS t WHERE {clause})", params)
-        found = engine.nearest(self.store, self.name, config, q, metric, k, current, approximate)
+        found = engine.nearest(self.store, self.name, config, q, metric, k, current, False)
         if found is None:
             index = self.store._vector_index(self.name, config)
             (among,) = self.store._fetch(
@@ -9293,8 +9295,8 @@ class Graph:
         with self.store.transaction(immediate=False):  # the vectors and the items: one snapshot
             if k == 0:
                 return []
-            found = engine.nearest(
-                self.store, self._vector_name, config, q, metric, k, among, approximate
+            found = engine.nearest(  # graphs have no HNSW index: exact
+                self.store, self._vector_name, config, q, metric, k, among, False
             )
             if found is None:
                 index = self.store._vector_index(self._vector_name, config)

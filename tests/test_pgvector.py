@@ -274,3 +274,26 @@ def test_bad_hnsw_options_are_refused_on_every_engine(tmp_path: Path, hnsw: obje
         with pytest.raises(memstore.ValidationError, match="hnsw"):
             store.graph("kg", vectors={"dim": 4, "model": "m", "hnsw": True})
         assert store.collections() == []
+
+
+def test_a_filtered_query_compares_every_match_even_with_hnsw(pgvector_url: str) -> None:
+    """where= is applied exactly, before ranking: an HNSW index (here a poor one: few
+    candidates followed) never answers a filtered query."""
+    rng = np.random.default_rng(13)
+    matrix = rng.standard_normal((3000, 32)).astype(np.float32)
+    with memstore.Store(pgvector_url) as store:
+        memories = store.collection(
+            "memories",
+            fields={"kind": str},
+            vectors={
+                "dim": 32,
+                "model": "m",
+                "hnsw": {"m": 4, "ef_construction": 8, "ef_search": 1},
+            },
+        )
+        memories.put_many([(f"k{i}", {"kind": "ab"[i % 2]}) for i in range(3000)], vectors=matrix)
+        for q in rng.standard_normal((10, 32)).astype(np.float32):
+            scores = matrix[::2] @ q / (np.linalg.norm(matrix[::2], axis=1) * np.linalg.norm(q))
+            want = [f"k{2 * j}" for j in np.argsort(-scores)[:10]]
+            got = [h.key for h in memories.nearest(q, k=10, where={"kind": "a"})]
+            assert got == want
