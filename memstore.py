@@ -1459,29 +1459,31 @@ class _Postgres(_Engine):
         operator = _PGVECTOR_OPERATORS[metric][0]
         restrict, params = among
         n = k + 8  # candidates: the k best by pgvector's float32, and a margin
+
+        def candidates(order: str) -> list[Any] | None:
+            """The n best (record id, bytes) in this order (which binds the query); None
+            when the collection has vectors too long for float32 sums."""
+            rows = store._fetch(
+                f"SELECT v.record_id, v.vector, {wide} FROM memstore_vectors AS v "
+                f"WHERE {same} AND {restrict} ORDER BY {order} LIMIT ?",
+                (*params, text, n),
+            )
+            return None if rows and rows[0][2] else rows
+
         found: list[tuple[int, float]] = []
         if approximate and config.get("hnsw") and metric == config["metric"]:
             ef_search = max(int(config["hnsw"]["ef_search"]), n)
             store._fetch(f"SET LOCAL hnsw.ef_search = {min(1000, ef_search)}")
-            rows = store._fetch(
-                f"SELECT v.record_id, v.vector, {wide} FROM memstore_vectors AS v "
-                f"WHERE {same} AND {restrict} ORDER BY v.embedding::vector({dim}) "
-                f"{operator} (SELECT ?::vector({dim})) LIMIT ?",
-                (*params, text, n),
-            )
-            if rows and rows[0][2]:
+            rows = candidates(f"v.embedding::vector({dim}) {operator} (SELECT ?::vector({dim}))")
+            if rows is None:
                 return None
             found = _rescored(np, rows, q64, metric, k)
         if len(found) < k:  # exact, or the approximation found too few: every vector
             distance = f"v.embedding {operator} (SELECT ?::vector)"  # the query parsed once
             if metric == "cosine":  # a zero vector: similarity 0 (pgvector gives NaN)
                 distance = f"coalesce(nullif({distance}, 'NaN'), 1)"
-            rows = store._fetch(
-                f"SELECT v.record_id, v.vector, {wide} FROM memstore_vectors AS v "
-                f"WHERE {same} AND {restrict} ORDER BY {distance}, v.record_id LIMIT ?",
-                (*params, text, n),
-            )
-            if rows and rows[0][2]:
+            rows = candidates(f"{distance}, v.record_id")
+            if rows is None:
                 return None
             found = _rescored(np, rows, q64, metric, k)
             if len(found) < k and len(rows) == n:  # records of several parts: by record
@@ -1587,6 +1589,11 @@ class _Postgres(_Engine):
         self._send_pending(conn)
         conn.execute(sql)
 
+    def _send(self, conn: Any, sql: str, params: Sequence[Any]) -> Any:
+        """Send one statement; its cursor. Without parameters, a statement is sent as it
+        is (and may be several, outside a transaction's pipeline)."""
+        return conn.execute(self._prepared(sql), params) if params else conn.execute(sql)
+
     def _send_pending(self, conn: Any) -> None:
         """Send the BEGIN held back, and the write it holds, pipelined."""
         pending, self._pending = self._pending, None
@@ -1596,16 +1603,14 @@ class _Postgres(_Engine):
             self._reading_only = False  # a write transaction
             conn.execute(pending[0])
             if pending[1] is not None:
-                sql, params = pending[1]
-                conn.execute(self._prepared(sql), params) if params else conn.execute(sql)
+                self._send(conn, *pending[1])
 
     def end(self, conn: Any, sql: str) -> None:
         try:
             pending, self._pending = self._pending, None
             if pending is not None:  # nothing sent yet: the one write, if any, alone
                 if pending[1] is not None:
-                    held, params = pending[1]
-                    conn.execute(self._prepared(held), params) if params else conn.execute(held)
+                    self._send(conn, *pending[1])
                 return
             conn.execute(sql)
             if sql == "COMMIT" and self._reading_only and self._pipeline is not None:
@@ -1659,9 +1664,7 @@ class _Postgres(_Engine):
                 pending[1] = (sql, params)  # held: the transaction's only statement, so far
                 return _Fetched()
             self._send_pending(conn)
-        # Without parameters, a statement is sent as it is (and may be several, outside a
-        # transaction's pipeline).
-        cursor = conn.execute(self._prepared(sql), params) if params else conn.execute(sql)
+        cursor = self._send(conn, sql, params)
         if self._pipeline is not None:
             if _NO_ROWS.match(sql):
                 return _Fetched()
@@ -1686,10 +1689,7 @@ class _Postgres(_Engine):
             conn = store.connection
             try:
                 self._send_pending(conn)
-                cursors = [
-                    conn.execute(self._prepared(sql), params) if params else conn.execute(sql)
-                    for sql, params in statements
-                ]
+                cursors = [self._send(conn, sql, params) for sql, params in statements]
                 self._pipeline.sync()
                 return [
                     cursor.fetchall() if cursor.description is not None else []
