@@ -60,6 +60,7 @@ import re
 import struct
 import threading
 import time
+import urllib.parse
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -76,6 +77,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "APPLICATION_ID",
+    "CIPHER",
     "COMPRESS_ABOVE",
     "FTS_BATCH",
     "HISTORY_RANGES_SQL",
@@ -95,11 +97,13 @@ __all__ = [
     "Conversations",
     "DependencyError",
     "Edge",
+    "EncryptionError",
     "Event",
     "EventLog",
     "Graph",
     "Hit",
     "HybridHit",
+    "Key",
     "MemstoreError",
     "Message",
     "Neighbor",
@@ -121,17 +125,21 @@ __all__ = [
     "__version__",
     "check_collection_name",
     "copy",
+    "decrypt",
+    "encrypt",
     "field_column",
     "fts_table",
     "fts_words",
     "history_clause",
     "index_pending",
     "live_clause",
+    "looks_encrypted",
     "migrate",
     "new_key",
     "parse_duration",
     "quote_identifier",
     "recall_score",
+    "rekey",
     "state_diff",
 ]
 
@@ -341,6 +349,10 @@ class UnsupportedError(MemstoreError):
     """This store's engine cannot do that; the message says what to use instead."""
 
 
+class EncryptionError(MemstoreError):
+    """An encrypted file's key is missing or wrong, or this apsw cannot encrypt."""
+
+
 class UnknownFieldWarning(UserWarning):
     """A query names a field no record of the collection has (a typo?); see Collection.query."""
 
@@ -455,17 +467,179 @@ def _register_functions(conn: apsw.Connection) -> None:
     conn.register_fts5_function("_memstore_bm25", _bm25_function)
 
 
+# --------------------------------------------------------------------------
+# Encryption at rest: SQLite3 Multiple Ciphers, when apsw is apsw-sqlite3mc's build
+# --------------------------------------------------------------------------
+
+#: The cipher of the files memstore encrypts: SQLite3 Multiple Ciphers' own default
+#: (ChaCha20-Poly1305), named so that a later default cannot change what a file needs.
+CIPHER = "chacha20"
+
+#: How to get the apsw that encrypts: its files take the place of apsw's (the same
+#: package, built with SQLite3 Multiple Ciphers), which an extra cannot ask pip for.
+_CIPHERS_INSTALL = "pip install --force-reinstall --no-deps 'apsw-sqlite3mc>=3.45'"
+
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+class Key:
+    """An encrypted store's key: a passphrase (str) or bytes, never shown.
+
+    >>> store = memstore.Store("agent.db", key=memstore.Key.from_env("MEMSTORE_KEY"))
+
+    ``Store(path, key=...)`` takes a str or bytes too; either way memstore
+    keeps it in a Key, whose repr hides it, and puts it in no message, log
+    or argument list. A str is the UTF-8 passphrase; bytes are the
+    passphrase's bytes (SQLite3 Multiple Ciphers derives the cipher's key
+    from either).
+    """
+
+    __slots__ = ("_secret",)
+    _secret: str | bytes
+
+    def __init__(self, secret: str | bytes | Key) -> None:
+        if isinstance(secret, Key):
+            secret = secret._secret
+        if isinstance(secret, (bytearray, memoryview)):
+            secret = bytes(secret)
+        if not isinstance(secret, (str, bytes)):
+            raise ValidationError(f"a key is a str or bytes, not {type(secret).__name__}")
+        if not secret:
+            raise ValidationError("a key cannot be empty")
+        if isinstance(secret, str) and ("\x00" in secret or not _encodable(secret)):
+            raise ValidationError("a str key must be text without NUL characters")
+        if len(secret) > 4096:
+            raise ValidationError("a key is 4,096 characters (or bytes) at most")
+        self._secret = secret
+
+    @classmethod
+    def from_env(cls, name: str = "MEMSTORE_KEY") -> Key:
+        """The key held by the environment variable ``name``."""
+        value = os.environ.get(name)
+        if not value:
+            raise EncryptionError(f"${name} is not set: set it to the store's key")
+        return cls(value)
+
+    def __repr__(self) -> str:
+        return "Key(<hidden>)"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Key):
+            return NotImplemented
+        return self._pragma() == other._pragma()  # the same key for SQLite3 Multiple Ciphers
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def _pragma(self) -> tuple[str, str]:
+        """The PRAGMA that sets this key, and its value."""
+        if isinstance(self._secret, bytes):
+            return "hexkey", self._secret.hex()
+        return "key", self._secret
+
+    def _uri(self) -> str:
+        """This key as URI parameters (VACUUM INTO an encrypted file)."""
+        name, value = self._pragma()
+        return f"cipher={CIPHER}&{name}={urllib.parse.quote(value, safe='')}"
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _as_key(key: str | bytes | Key | None) -> Key | None:
+    return None if key is None else Key(key)
+
+
+def _require_ciphers() -> None:
+    """Refuse encryption with an apsw that has no ciphers, saying how to get one."""
+    if not getattr(apsw, "mc_version", None):
+        raise EncryptionError(
+            "encryption needs apsw built with SQLite3 Multiple Ciphers (apsw-sqlite3mc) in "
+            f"place of apsw: {_CIPHERS_INSTALL}"
+        )
+
+
+def _apply_key(conn: apsw.Connection, key: Key | None) -> None:
+    """An encrypted file is read with its key, set before anything reads the file."""
+    if key is None:
+        return
+    _require_ciphers()
+    name, value = key._pragma()
+    conn.pragma("cipher", CIPHER)
+    conn.pragma(name, value)
+
+
+def _encrypted_look(path: str) -> bool | None:
+    """Whether a file looks encrypted: whole pages without SQLite's header (a file of
+    another kind is seldom that); None when it is empty or absent."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(len(_SQLITE_HEADER))
+            size = os.fstat(file.fileno()).st_size
+    except OSError:
+        return None
+    if not head:
+        return None
+    return head != _SQLITE_HEADER and size >= 512 and size % 512 == 0
+
+
+def looks_encrypted(path: str | os.PathLike[str]) -> bool:
+    """Whether the file at ``path`` looks like an encrypted store: whole pages without
+    SQLite's header (False for a plain SQLite file, an empty or absent one)."""
+    return bool(_encrypted_look(_file_path(path)))
+
+
+def _file_path(value: Any, what: str = "path") -> str:
+    """A file's path given by the caller, as a str; ValidationError if it is none."""
+    try:
+        path = os.fspath(value)
+    except TypeError:
+        raise ValidationError(f"{what} must be a file's path, not {type(value).__name__}") from None
+    if not isinstance(path, str) or not path or "\x00" in path:
+        raise ValidationError(f"{what} must be a file's path (text, no NUL), not {path!r:.60}")
+    return path
+
+
+def _vacuum_into(conn: apsw.Connection, target: str, key: Key | None, plain: bool) -> None:
+    """VACUUM INTO ``target``: encrypted with ``key``, plain if ``plain``, else as the
+    source is (SQLite3 Multiple Ciphers gives the copy the source's key). The
+    connection must take URI file names (_connect's do)."""
+    if key is None and not plain:
+        conn.execute("VACUUM INTO ?", (target,))
+        return
+    _require_ciphers()
+    query = key._uri() if key is not None else "key="
+    where = urllib.parse.quote(os.path.abspath(target))
+    conn.execute("VACUUM INTO ?", (f"file:{where}?{query}",))
+
+
+def _sqlite_name(path: str) -> str:
+    """The name apsw opens a file by: absolute, so that with URI names enabled (for
+    VACUUM INTO an encrypted copy) a path never reads as a URI."""
+    return path if path == ":memory:" else os.path.abspath(path)
+
+
 def _connect(
-    path: str, *, synchronous: str, timeout: float, create: bool = True
+    path: str,
+    *,
+    synchronous: str,
+    timeout: float,
+    create: bool = True,
+    key: Key | None = None,
 ) -> apsw.Connection:
     flags = apsw.SQLITE_OPEN_READWRITE | (apsw.SQLITE_OPEN_CREATE if create else 0)
     if not create and path != ":memory:" and not os.path.exists(path):
         raise NotFoundError(f"no store at {path}: check the path (nothing was created)")
     try:
-        conn = apsw.Connection(path, flags=flags)
+        conn = apsw.Connection(_sqlite_name(path), flags=flags | apsw.SQLITE_OPEN_URI)
     except apsw.Error as err:
         raise _open_error(path, err) from err
     try:
+        _apply_key(conn, key)
         _set_busy_timeout(conn, timeout)
         _refuse_double_quoted_strings(conn)
         _refuse_foreign_files(conn)
@@ -477,17 +651,29 @@ def _connect(
     except BaseException as err:
         conn.close()
         if isinstance(err, apsw.Error):
-            raise _open_error(path, err) from err
+            raise _open_error(path, err, key) from err
         raise
     return conn
 
 
-def _open_error(path: str, err: apsw.Error) -> MemstoreError:
+def _open_error(path: str, err: apsw.Error, key: Key | None = None) -> MemstoreError:
     """An error opening a file, naming the file and saying what to do."""
+    if isinstance(err, apsw.NotADBError) and key is not None:
+        if _encrypted_look(path) is False:
+            return EncryptionError(
+                f"{path} is not encrypted: open it without a key, or encrypt it first "
+                "(memstore.encrypt, or `memstore encrypt`)"
+            )
+        return EncryptionError(f"wrong key for {path} (or it is not a memstore file)")
+    if isinstance(err, apsw.NotADBError) and _encrypted_look(path):
+        return EncryptionError(
+            f"{path} is encrypted (or is not a SQLite file): open it with its key (key=, "
+            "or $MEMSTORE_KEY for the memstore command)"
+        )
     if isinstance(err, apsw.NotADBError):
         return SchemaError(
-            f"{path} is not a SQLite database (or it is encrypted): "
-            "give the path of a memstore file, or a new path to create one"
+            f"{path} is not a SQLite database: give the path of a memstore file, or a new "
+            "path to create one"
         )
     if isinstance(err, apsw.CantOpenError):
         folder = os.path.dirname(os.path.abspath(path))
@@ -1191,6 +1377,7 @@ class _SQLite(_Engine):
             synchronous=store.synchronous.upper(),
             timeout=store.timeout,
             create=store._create,
+            key=store._key,
         )
         try:
             _migrate(self, conn)
@@ -1269,6 +1456,8 @@ _POSTGRES_LIMITS = {
     "a quota on the server (a tablespace or your provider's limit)",
     "vacuum": "vacuum() rewrites a SQLite file; PostgreSQL's autovacuum does this, or run VACUUM",
     "checkpoint_wal": "checkpoint_wal() is SQLite's WAL; PostgreSQL checkpoints on its own",
+    "key": "key= encrypts a SQLite file; encrypt a PostgreSQL database at rest on the server "
+    "(an encrypted volume, or your provider's encryption at rest) and connect over TLS",
     # Adapter.layer's default: an adapter whose SQL was written for the file.
     "the framework adapters": "the framework adapters: an Adapter with SQL of its own is "
     "taken to be SQLite's; set its layer to None once its SQL runs on PostgreSQL too",
@@ -2360,7 +2549,9 @@ class Store:
     ``query_timeout`` is how long, in seconds, a full-text search may run
     before it is stopped with QueryError. ``create=False`` opens only a file
     that exists (NotFoundError otherwise), so that a mistyped path is an
-    error rather than a new, empty store.
+    error rather than a new, empty store. ``key`` (a str or bytes passphrase,
+    or a Key) opens or creates an encrypted file (README, "Encryption at
+    rest"): a wrong key, or a key for a plain file, is an EncryptionError.
 
     One Store may be shared by threads: its operations take turns on one
     connection. Open a Store per thread or per process for parallel readers.
@@ -2375,6 +2566,7 @@ class Store:
         max_size: int | None = None,
         query_timeout: float = 5.0,
         create: bool = True,
+        key: str | bytes | Key | None = None,
     ) -> None:
         if not isinstance(create, bool):
             raise ValidationError(f"create must be True or False, not {create!r:.60}")
@@ -2397,6 +2589,12 @@ class Store:
         self._engine = _engine_for(self.path)
         if max_size is not None:
             self._engine.unsupported("max_size")
+        self._key = _as_key(key)
+        if self._key is not None:
+            self._engine.unsupported("key")
+            if self.path == ":memory:":
+                raise ValidationError("key= encrypts a file; a :memory: store is on no disk")
+            _require_ciphers()
         self.synchronous = synchronous
         self.timeout = float(timeout)
         self.query_timeout = float(query_timeout)
@@ -2446,6 +2644,11 @@ class Store:
 
     def __repr__(self) -> str:
         return f"<memstore.Store {self._shown_path!r}>"
+
+    @property
+    def encrypted(self) -> bool:
+        """Whether the store's file is encrypted (opened with a key)."""
+        return self._key is not None
 
     def _error(self, err: BaseException) -> MemstoreError:
         """A driver error as memstore's; a full file under a quota is the quota's."""
@@ -2875,6 +3078,8 @@ class Store:
         *,
         compact: bool = False,
         progress: Callable[[int, int], None] | None = None,
+        key: str | bytes | Key | None = None,
+        plaintext: bool = False,
     ) -> dict[str, Any]:
         """Copy the store to ``dest`` while it stays in use, and check the copy.
 
@@ -2883,44 +3088,75 @@ class Store:
         whatever other processes write meanwhile, and must pass
         ``integrity_check`` before this returns; ``dest`` must not exist.
         ``progress(pages_done, pages_total)`` is called as pages are copied.
+
+        The copy of an encrypted store is encrypted with its key; ``key``
+        encrypts the copy with another key (of a plain store too), and
+        ``plaintext=True`` writes a plain copy of an encrypted store. Those
+        two go through ``VACUUM INTO`` (no progress is reported).
         """
         self._engine.unsupported("backup")
         target = os.fspath(dest)
         if os.path.exists(target):
             raise ValidationError(f"{target} exists; back up to a new file")
+        if not isinstance(plaintext, bool):
+            raise ValidationError(f"plaintext must be True or False, not {plaintext!r:.60}")
+        new_key = _as_key(key)
+        if new_key is not None and plaintext:
+            raise ValidationError("a backup is encrypted with key= or plain, not both")
+        recrypt = (plaintext and self._key is not None) or new_key not in (None, self._key)
         with self._lock:
             try:
-                if compact:
+                if recrypt:
+                    _vacuum_into(self.connection, target, new_key, plaintext)
+                elif compact:
                     self.connection.execute("VACUUM INTO ?", (target,))
                 else:
-                    copy = apsw.Connection(target)
+                    copy = apsw.Connection(_sqlite_name(target))
                     try:
+                        _apply_key(copy, self._key)
                         _copy_pages(self.connection, copy, progress)
                     finally:
                         copy.close()
             except apsw.Error as err:
                 raise self._error(err) from err
-        problems = _verify_copy(target)
+        written = new_key if recrypt else self._key
+        problems = _verify_copy(target, written)
         if problems:
             raise MemstoreError(f"the backup {target} failed its check: {'; '.join(problems)}.")
-        return {"path": target, "bytes": os.path.getsize(target), "compact": compact}
+        return {
+            "path": target,
+            "bytes": os.path.getsize(target),
+            "compact": compact or recrypt,
+            "encrypted": written is not None,
+        }
 
-    def restore(self, source: str | os.PathLike[str]) -> dict[str, Any]:
+    def restore(
+        self, source: str | os.PathLike[str], *, key: str | bytes | Key | None = None
+    ) -> dict[str, Any]:
         """Replace this store's contents with a backup's, in one step, after checking it.
 
         The backup must be an intact memstore file no newer than this
         memstore; other connections see the old contents or the new, never a mix.
+        An encrypted store restores a backup encrypted with its own key (or
+        ``key``, the backup's); a plain store, a plain backup.
         """
         self._engine.unsupported("restore")
         origin = os.fspath(source)
-        problems = _verify_copy(origin)
+        backup_key = _as_key(key) or self._key
+        if os.path.isfile(origin) and (self._key is not None) != bool(_encrypted_look(origin)):
+            raise EncryptionError(
+                "an encrypted store restores an encrypted backup, a plain store a plain one: "
+                "encrypt or decrypt the backup first (memstore.encrypt, memstore.decrypt)"
+            )
+        problems = _verify_copy(origin, backup_key)
         if problems:
             raise MemstoreError(f"{origin} is not a sound memstore backup: {'; '.join(problems)}.")
         with self._lock:
             if self._depth:
                 raise MemstoreError("cannot restore inside a transaction")
-            copy = apsw.Connection(origin, flags=apsw.SQLITE_OPEN_READONLY)
+            copy = apsw.Connection(_sqlite_name(origin), flags=apsw.SQLITE_OPEN_READONLY)
             try:
+                _apply_key(copy, backup_key)
                 _copy_pages(copy, self.connection, None, restarts=0)
             except apsw.Error as err:
                 raise self._error(err) from err
@@ -2934,6 +3170,7 @@ class Store:
         *,
         collections: Sequence[str] | None = None,
         progress: Callable[[int], None] | None = None,
+        plaintext: bool = False,
     ) -> dict[str, Any]:
         """Write the store as JSONL files with a ``manifest.json``; return the manifest.
 
@@ -2943,7 +3180,10 @@ class Store:
         vectors), and every memory layer's table as ``tables/<table>.jsonl``,
         one row per line. Streams: memory stays flat whatever the size.
         ``progress`` is called with the number of rows written as they go.
+        The files are plain JSON: an encrypted store exports only with
+        ``plaintext=True`` (an encrypted copy is ``backup``'s).
         """
+        _refuse_plaintext(self, plaintext, "an export is plain JSON")
         engine = self._engine
         root = Path(directory)
         (root / "collections").mkdir(parents=True, exist_ok=True)
@@ -10071,6 +10311,8 @@ def copy(
     destination: str | os.PathLike[str],
     *,
     progress: Callable[[int, int], None] | None = None,
+    key: str | bytes | Key | None = None,
+    plaintext: bool = False,
 ) -> dict[str, Any]:
     """Copy a store to another place, on either engine: a file to PostgreSQL, PostgreSQL
     to a file, a file to a file. ``memstore copy SRC DST`` does the same.
@@ -10090,18 +10332,34 @@ def copy(
     PostgreSQL, a collection with memory hygiene) is refused before anything
     is written. The copy is checked: each collection's and table's number of
     rows, and ``check()`` on the destination. ``progress(rows_done, rows_total)``.
+
+    An encrypted source file is read with ``key``; its copy to a file is
+    encrypted with the same key, and its records go to PostgreSQL (which
+    encrypts at rest on its own terms, if at all) only with ``plaintext=True``.
     """
-    with Store(source, create=False) as src:
+    with Store(source, create=False, key=key) as src:
         if isinstance(src._engine, _SQLite) and isinstance(
             _engine_for(os.fspath(destination)), _SQLite
         ):
             result = src.backup(destination)
-            with Store(destination, create=False) as copied:
+            with Store(destination, create=False, key=src._key) as copied:
                 counts = {n: _rows_of(copied, n) for n in copied.collections()}
                 tables = {t: n for t in LAYER_TABLES if (n := _rows_of(copied, t))}
             rows = sum(counts.values()) + sum(tables.values())
             return {"collections": counts, "tables": tables, "rows": rows, "backup": result}
+        _refuse_plaintext(src, plaintext, "PostgreSQL holds the records as the server keeps them")
         return _copy_collections(src, destination, progress)
+
+
+def _refuse_plaintext(store: Store, plaintext: bool, why: str) -> None:
+    """An encrypted store's records leave it unencrypted only when the caller says so."""
+    if not isinstance(plaintext, bool):
+        raise ValidationError(f"plaintext must be True or False, not {plaintext!r:.60}")
+    if store.encrypted and not plaintext:
+        raise EncryptionError(
+            f"{store.path} is encrypted and {why}: pass plaintext=True (--plaintext) to "
+            "write its records unencrypted"
+        )
 
 
 def _copy_collections(
@@ -10269,7 +10527,119 @@ def _copied_row(table: str, columns: list[str], into: _Engine) -> Callable[[Any]
     return inflated
 
 
-def migrate(path: str | os.PathLike[str], *, backup: bool = True) -> dict[str, Any]:
+def encrypt(path: str | os.PathLike[str], key: str | bytes | Key) -> dict[str, Any]:
+    """Encrypt a plain store file in place with ``key``; return ``{"path", "bytes"}``.
+
+    >>> memstore.encrypt("agent.db", memstore.Key.from_env("MEMSTORE_KEY"))
+
+    The file is written again, encrypted, beside itself, checked, synced and
+    then renamed over the original in one step: a crash at any moment leaves
+    the plain file or the encrypted one, whole (at worst with a stray
+    ``<path>.memstore-rewrite`` to delete). No other process may have the
+    store open meanwhile (BusyError otherwise; nothing is changed).
+    """
+    target, secret = _file_path(path), Key(key)
+    _require_ciphers()
+    if _encrypted_look(target):
+        raise EncryptionError(f"{target} is encrypted already: change its key with rekey")
+    return _rewrite(target, None, secret)
+
+
+def rekey(
+    path: str | os.PathLike[str], key: str | bytes | Key, new_key: str | bytes | Key
+) -> dict[str, Any]:
+    """Change an encrypted store file's key from ``key`` to ``new_key``, as ``encrypt``
+    does (a new file renamed over the old in one step)."""
+    return _rewrite(_file_path(path), Key(key), Key(new_key))
+
+
+def decrypt(
+    path: str | os.PathLike[str], dest: str | os.PathLike[str], key: str | bytes | Key
+) -> dict[str, Any]:
+    """Write a plain copy of the encrypted store ``path`` to ``dest`` (which must not
+    exist); return ``{"path", "bytes"}``. The original stays as it is, in use or not;
+    ``dest`` appears whole, checked, or not at all."""
+    source, target = _file_path(path), _file_path(dest, "dest")
+    if os.path.exists(target):
+        raise ValidationError(f"{target} exists; decrypt to a new file")
+    secret = Key(key)
+    conn = _open_to_copy(source, secret)
+    try:
+        return _write_beside(target, lambda tmp: _vacuum_into(conn, tmp, None, True), None)
+    finally:
+        conn.close()
+
+
+def _open_to_copy(path: str, key: Key | None) -> apsw.Connection:
+    """A connection to a store file that ``_vacuum_into`` copies from."""
+    if not os.path.isfile(path):
+        raise NotFoundError(f"no store at {path}")
+    if key is not None:
+        _require_ciphers()
+    conn = _connect(path, synchronous="FULL", timeout=5.0, create=False, key=key)
+    return conn
+
+
+def _rewrite(path: str, old: Key | None, new: Key) -> dict[str, Any]:
+    """encrypt and rekey: the store written again with ``new`` and renamed over itself.
+
+    The file is taken alone first: leaving WAL mode waits for no one and fails while
+    another connection has the file open (its WAL then checkpointed and gone, so no
+    WAL of the old file can later be applied to the new one), and exclusive locking
+    keeps newcomers out until the new file is in place.
+    """
+    _require_ciphers()
+    conn = _open_to_copy(path, old)
+    in_use = BusyError(f"{path} is in use by another connection: close it first (nothing changed)")
+    try:
+        conn.set_busy_timeout(0)
+        try:
+            mode = conn.execute("PRAGMA journal_mode = DELETE").fetchall()[0][0]
+        except apsw.BusyError as err:
+            raise in_use from err
+        if mode != "delete":
+            raise in_use
+        conn.execute("PRAGMA locking_mode = EXCLUSIVE")
+        conn.execute("BEGIN EXCLUSIVE; COMMIT")  # held until this connection closes
+        return _write_beside(path, lambda tmp: _vacuum_into(conn, tmp, new, False), new)
+    except apsw.BusyError as err:
+        raise in_use from err
+    except apsw.Error as err:
+        raise _translate(err) from err
+    finally:
+        conn.close()
+
+
+def _write_beside(target: str, write: Callable[[str], None], key: Key | None) -> dict[str, Any]:
+    """Write a file with ``write(temporary path)`` beside ``target``, check it (read with
+    ``key``), sync it and rename it to ``target`` in one step; the temporary file goes
+    if anything fails."""
+    tmp = f"{target}.memstore-rewrite"
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(tmp)  # a crashed rewrite's
+    try:
+        write(tmp)
+        problems = _verify_copy(tmp, key)
+        if problems:
+            raise MemstoreError(f"the new file failed its check: {'; '.join(problems)}.")
+        with open(tmp, "rb+") as written:
+            os.fsync(written.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+    folder = os.open(os.path.dirname(os.path.abspath(target)), os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+    return {"path": target, "bytes": os.path.getsize(target), "encrypted": key is not None}
+
+
+def migrate(
+    path: str | os.PathLike[str], *, backup: bool = True, key: str | bytes | Key | None = None
+) -> dict[str, Any]:
     """Upgrade a store file to this memstore's schema, after backing it up beside itself.
 
     >>> memstore.migrate("agent.db")
@@ -10279,45 +10649,52 @@ def migrate(path: str | os.PathLike[str], *, backup: bool = True) -> dict[str, A
     backup API, so a live file is copied safely) to
     ``<path>.v<old version>-<UTC time>.bak`` when there is anything to
     upgrade and ``backup`` is true. Returns ``{"from", "to", "backup"}``
-    (``backup`` is None when nothing was copied).
+    (``backup`` is None when nothing was copied). An encrypted file needs
+    its ``key``, and its backup is encrypted with it.
     """
     target = os.fspath(path)
+    secret = _as_key(key)
     if not os.path.isfile(target):
         raise NotFoundError(f"no store at {target}")
     try:
-        probe = apsw.Connection(target, flags=apsw.SQLITE_OPEN_READONLY)
+        probe = apsw.Connection(_sqlite_name(target), flags=apsw.SQLITE_OPEN_READONLY)
         try:
+            _apply_key(probe, secret)
             version = probe.execute("PRAGMA user_version").fetchall()[0][0]
         finally:
             probe.close()
     except apsw.Error as err:
-        raise _open_error(target, err) from err
+        raise _open_error(target, err, secret) from err
     assert isinstance(version, int)
     backup_path = None
     if backup and version < SCHEMA_VERSION:
         backup_path = f"{target}.v{version}-{_utcnow():%Y%m%dT%H%M%S}.bak"
         try:
-            source, copy = apsw.Connection(target), apsw.Connection(backup_path)
+            source = apsw.Connection(_sqlite_name(target))
+            copy = apsw.Connection(_sqlite_name(backup_path))
             try:
+                _apply_key(source, secret)
+                _apply_key(copy, secret)
                 _copy_pages(source, copy, None)
             finally:
                 copy.close()
                 source.close()
         except apsw.Error as err:
             raise _translate(err) from err
-    with Store(target) as store:
+    with Store(target, key=secret) as store:
         return {"from": version, "to": store.schema_version, "backup": backup_path}
 
 
-def _verify_copy(path: str) -> list[str]:
-    """Why a file is not a sound memstore copy; [] when it is."""
+def _verify_copy(path: str, key: Key | None = None) -> list[str]:
+    """Why a file is not a sound memstore copy (read with ``key``); [] when it is."""
     if not os.path.isfile(path):
         return ["it does not exist"]
     try:
-        conn = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READONLY)
+        conn = apsw.Connection(_sqlite_name(path), flags=apsw.SQLITE_OPEN_READONLY)
     except apsw.Error as err:
         return [f"it cannot be opened ({err})"]
     try:
+        _apply_key(conn, key)
         problems = [
             f"integrity check: {r[0]}"
             for r in conn.execute("PRAGMA integrity_check")
@@ -10325,6 +10702,10 @@ def _verify_copy(path: str) -> list[str]:
         ]
         app_id = conn.execute("PRAGMA application_id").fetchall()[0][0]
         version = conn.execute("PRAGMA user_version").fetchall()[0][0]
+    except apsw.NotADBError:
+        if key is not None:
+            return ["it cannot be read with this key (a wrong key, or a plain file)"]
+        return ["it cannot be read as SQLite (encrypted? give its key)"]
     except apsw.Error as err:
         return [f"it cannot be read as SQLite ({err})"]
     finally:

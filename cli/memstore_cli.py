@@ -18,10 +18,12 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
@@ -208,10 +210,10 @@ def store_command(
 
     def decorate(function: Callable[..., Any]) -> click.Command:
         function = click.option("--json", "as_json", is_flag=True, help="Output JSON.")(function)
-        function = db_option()(function)
+        function = ask_key_option(db_option()(function))
         command = group.command(name, **settings)(click.pass_context(function))
-        # The command's own options first in its --help; --db and --json after them.
-        shared = [p for p in command.params if p.name in ("db", "as_json")]
+        # The command's own options first in its --help; --db, --ask-key, --json after them.
+        shared = [p for p in command.params if p.name in ("db", "ask_key", "as_json")]
         command.params = [p for p in command.params if p not in shared] + shared
         return command
 
@@ -230,7 +232,56 @@ def open_store(ctx: click.Context, *, create: bool = False) -> memstore.Store:
     path = ctx.meta.get(_DB_KEY)
     if not path:
         raise click.UsageError("say which store: --db PATH, or set MEMSTORE_PATH", ctx)
-    return memstore.Store(path, create=create)
+    return memstore.Store(path, create=create, key=store_key(ctx, path))
+
+
+# An encrypted store's key never comes from an argument, which the process list shows
+# to every user of the machine: from the environment, or asked for.
+KEY_ENV, NEW_KEY_ENV = "MEMSTORE_KEY", "MEMSTORE_NEW_KEY"
+_ASK_KEY = "memstore.ask_key"
+
+
+def _remember_ask(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.meta[_ASK_KEY] = True
+
+
+def store_key(ctx: click.Context, path: str | None) -> memstore.Key | None:
+    """The key of the store at ``path``: $MEMSTORE_KEY, else asked for with --ask-key (or
+    when the file looks encrypted and a terminal can answer); None for a plain store."""
+    if os.environ.get(KEY_ENV):
+        return memstore.Key.from_env(KEY_ENV)
+    if path is None or path.startswith(("postgresql://", "postgres://")):
+        return None
+    if ctx.meta.get(_ASK_KEY) or (sys.stdin.isatty() and memstore.looks_encrypted(path)):
+        return ask_key(f"Key of {path}")
+    return None
+
+
+def ask_key(prompt: str, *, confirm: bool = False, env: str = KEY_ENV) -> memstore.Key:
+    """A key from ``env``, else typed at the terminal (hidden), else the first line of
+    stdin (a pipe: ``pass show agent | memstore --ask-key info``)."""
+    if os.environ.get(env):
+        return memstore.Key.from_env(env)
+    if sys.stdin.isatty():
+        typed = click.prompt(prompt, hide_input=True, confirmation_prompt=confirm, err=True)
+    else:
+        typed = sys.stdin.readline().rstrip("\r\n")
+    if not typed:
+        raise Failure(f"no key given: set ${env}, or type it when asked")
+    return memstore.Key(typed)
+
+
+def ask_key_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``--ask-key``, on the group or on a command: store_key asks for the key."""
+    return click.option(
+        "--ask-key",
+        is_flag=True,
+        expose_value=False,
+        callback=_remember_ask,
+        help="Ask for the store's key (hidden; or read a line of stdin) when $MEMSTORE_KEY is "
+        "not set.",
+    )(function)
 
 
 @click.group(cls=Group, epilog=EXIT_CODES)
@@ -238,6 +289,7 @@ def open_store(ctx: click.Context, *, create: bool = False) -> memstore.Store:
     "The store file; default: $MEMSTORE_PATH. Also accepted after the command.",
     envvar="MEMSTORE_PATH",
 )
+@ask_key_option
 @click.version_option(memstore.__version__, prog_name="memstore")
 def cli() -> None:
     """memstore: durable memory for AI agents in one SQLite file."""
@@ -598,18 +650,24 @@ def delete(
     "then that file).",
 )
 @click.option("--scope", default="default", show_default=True, help="With reference: whose graph.")
+@click.option(
+    "--plaintext", is_flag=True, help="Export an encrypted store (the files are plain JSON)."
+)
 def export(
     ctx: click.Context,
     directory: str,
     names: tuple[str, ...],
     form: str,
     scope: str,
+    plaintext: bool,
     as_json: bool,
 ) -> None:
     """Write the store (or some collections) as JSONL files with a manifest."""
     if form == "reference":
         memstore_mcp = _mcp_module()
         with open_store(ctx) as store:
+            if store.encrypted and not plaintext:
+                store.export(directory, plaintext=False)  # refused, with the reason
             counts = memstore_mcp.export_reference(store, directory, scope=scope)
         emit(
             counts,
@@ -629,7 +687,12 @@ def export(
         if not names:
             total += sum(stats["layers"].values())
         with click.progressbar(length=total, label="exporting", file=sys.stderr) as bar:
-            manifest = store.export(directory, collections=list(names) or None, progress=bar.update)
+            manifest = store.export(
+                directory,
+                collections=list(names) or None,
+                progress=bar.update,
+                plaintext=plaintext,
+            )
     rows = sum(e["rows"] for part in ("collections", "tables") for e in manifest[part].values())
     emit(manifest, as_json, [f"exported {plural(rows, 'row')} to {directory}"])
 
@@ -692,8 +755,12 @@ def import_command(
 @store_command(cli)
 @click.argument("dest", type=click.Path(dir_okay=False))
 @click.option("--compact", is_flag=True, help="VACUUM INTO: a smaller, defragmented copy.")
-def backup(ctx: click.Context, dest: str, compact: bool, as_json: bool) -> None:
-    """Back up the store while it is in use; the copy is checked before success."""
+@click.option(
+    "--plaintext", is_flag=True, help="Of an encrypted store: a plain copy (else encrypted)."
+)
+def backup(ctx: click.Context, dest: str, compact: bool, plaintext: bool, as_json: bool) -> None:
+    """Back up the store while it is in use; the copy is checked before success. The copy
+    of an encrypted store is encrypted with its key."""
     with (
         open_store(ctx) as store,
         click.progressbar(length=100, label="backing up", file=sys.stderr) as bar,
@@ -705,7 +772,7 @@ def backup(ctx: click.Context, dest: str, compact: bool, as_json: bool) -> None:
             bar.update(percent - shown[0])
             shown[0] = percent
 
-        result = store.backup(dest, compact=compact, progress=advance)
+        result = store.backup(dest, compact=compact, progress=advance, plaintext=plaintext)
     emit(
         result, as_json, [f"backed up to {dest} ({plural(result['bytes'], 'byte')}), integrity ok"]
     )
@@ -714,14 +781,19 @@ def backup(ctx: click.Context, dest: str, compact: bool, as_json: bool) -> None:
 @cli.command()
 @click.argument("source")
 @click.argument("destination")
+@click.option("--plaintext", is_flag=True, help="Copy an encrypted file's records to PostgreSQL.")
 @click.option("--json", "as_json", is_flag=True, help="Output JSON.")
-def copy(source: str, destination: str, as_json: bool) -> None:
+@ask_key_option
+@click.pass_context
+def copy(ctx: click.Context, source: str, destination: str, plaintext: bool, as_json: bool) -> None:
     """Copy a store to another, file or PostgreSQL URL (postgresql://...), either way.
 
     File to file is a backup. Otherwise the collections are copied with their
     records, keys and timestamps, in one transaction: all or nothing, so a
     copy that stops can be run again. The copy is checked before success.
+    An encrypted SOURCE file is read with $MEMSTORE_KEY (or --ask-key).
     """
+    key = store_key(ctx, source)
     with click.progressbar(length=100, label="copying", file=sys.stderr) as bar:
         shown = [0]
 
@@ -730,7 +802,7 @@ def copy(source: str, destination: str, as_json: bool) -> None:
             bar.update(percent - shown[0])
             shown[0] = percent
 
-        result = memstore.copy(source, destination, progress=advance)
+        result = memstore.copy(source, destination, progress=advance, key=key, plaintext=plaintext)
     counts = ", ".join(f"{name} {n:,}" for name, n in result["collections"].items())
     emit(result, as_json, [f"copied {plural(result['rows'], 'record')} ({counts or 'none'})"])
 
@@ -865,9 +937,60 @@ def migrate(ctx: click.Context, as_json: bool) -> None:
     path = ctx.meta.get(_DB_KEY)
     if not path:
         raise click.UsageError("say which store: --db PATH, or set MEMSTORE_PATH", ctx)
-    data = memstore.migrate(path)
+    data = memstore.migrate(path, key=store_key(ctx, path))
     done = f" (backup: {data['backup']})" if data["backup"] else " (nothing to do)"
     emit(data, as_json, [f"schema version {data['from']} -> {data['to']}{done}"])
+
+
+# --------------------------------------------------------------------------
+# Encryption
+# --------------------------------------------------------------------------
+
+
+@store_command(cli)
+def encrypt(ctx: click.Context, as_json: bool) -> None:
+    """Encrypt a plain store in place with $MEMSTORE_KEY (or a key typed twice).
+
+    The encrypted file is written beside the plain one and takes its place in
+    one step: a crash leaves one or the other, whole. Nothing may have the
+    store open meanwhile.
+    """
+    path = _store_path(ctx)
+    key = ask_key(f"New key for {path}", confirm=True)
+    data = memstore.encrypt(path, key)
+    emit(data, as_json, [f"encrypted {path}"])
+
+
+@store_command(cli)
+@click.argument("dest", type=click.Path(dir_okay=False))
+def decrypt(ctx: click.Context, dest: str, as_json: bool) -> None:
+    """Write a plain copy of an encrypted store to DEST (key: $MEMSTORE_KEY, or typed)."""
+    path = _store_path(ctx)
+    data = memstore.decrypt(path, dest, ask_key(f"Key of {path}"))
+    emit(data, as_json, [f"wrote a plain copy of {path} to {dest}"])
+
+
+@store_command(cli)
+def rekey(ctx: click.Context, as_json: bool) -> None:
+    """Change an encrypted store's key: from $MEMSTORE_KEY to $MEMSTORE_NEW_KEY (or typed).
+
+    As encrypt: a new file takes the old one's place in one step.
+    """
+    path = _store_path(ctx)
+    key = ask_key(f"Key of {path}")
+    new_key = ask_key(f"New key for {path}", confirm=True, env=NEW_KEY_ENV)
+    data = memstore.rekey(path, key, new_key)
+    emit(data, as_json, [f"changed the key of {path}"])
+
+
+def _store_path(ctx: click.Context) -> str:
+    """The store file a command works on, which must exist."""
+    path = ctx.meta.get(_DB_KEY)
+    if not path:
+        raise click.UsageError("say which store: --db PATH, or set MEMSTORE_PATH", ctx)
+    if not os.path.isfile(path):
+        raise memstore.NotFoundError(f"no store at {path}")
+    return str(path)
 
 
 # --------------------------------------------------------------------------
@@ -967,6 +1090,7 @@ def _mcp_module() -> Any:
 )
 @click.option("--scope", help="Whose memories: default $MEMSTORE_MCP_SCOPE, the client's root.")
 @click.option("--read-only", is_flag=True, help="Offer only the tools that read.")
+@ask_key_option
 @click.pass_context
 def mcp_command(
     ctx: click.Context, http: str | None, profile: str, scope: str | None, read_only: bool
@@ -982,7 +1106,10 @@ def mcp_command(
     if address is not None:
         _check_port(address[1], address[0])
         click.echo(f"Serving {path} at http://{address[0]}:{address[1]}/mcp", err=True)
-    memstore_mcp.serve(path, profile=profile, scope=scope, read_only=read_only, http=address)
+    key = store_key(ctx, path)
+    memstore_mcp.serve(
+        path, profile=profile, scope=scope, read_only=read_only, http=address, key=key
+    )
 
 
 # --------------------------------------------------------------------------
@@ -1016,16 +1143,46 @@ def demo(path: str, port: int, build_only: bool, rebuild: bool) -> None:
 @cli.command()
 @click.argument("path", required=False, type=click.Path(dir_okay=False))
 @click.option("--port", default=8001, type=PORT, show_default=True, help="Port to serve on.")
+@click.option(
+    "--decrypted-copy",
+    is_flag=True,
+    help="Of an encrypted store: serve a plain copy, in a private temporary directory "
+    "deleted when the server stops.",
+)
 @db_option("The store file, if PATH is not given.")
+@ask_key_option
 @click.pass_context
-def browse(ctx: click.Context, path: str | None, port: int) -> None:
-    """Browse a store (PATH, --db or $MEMSTORE_PATH) in Datasette, with memstore's explorer."""
+def browse(ctx: click.Context, path: str | None, port: int, decrypted_copy: bool) -> None:
+    """Browse a store (PATH, --db or $MEMSTORE_PATH) in Datasette, with memstore's explorer.
+
+    Datasette reads files with Python's sqlite3 module, which cannot decrypt: an
+    encrypted store is browsed only as a decrypted copy, when --decrypted-copy
+    says so (a snapshot: later writes do not show).
+    """
     path = path or ctx.meta.get(_DB_KEY)
     if not path:
         raise click.UsageError("say which store: PATH, --db PATH, or set MEMSTORE_PATH", ctx)
     if not os.path.isfile(path):
         raise click.BadParameter(f"{path!r} does not exist", ctx, param_hint="PATH")
-    serve(path, port)
+    if not memstore.looks_encrypted(path):
+        serve(path, port)
+        return
+    if not decrypted_copy:
+        raise Failure(
+            f"{path} is encrypted, and Datasette reads files with Python's sqlite3 module, "
+            "which cannot decrypt: `memstore browse --decrypted-copy` serves a plain copy "
+            "(in a private temporary directory, deleted when the server stops), "
+            "`memstore decrypt DEST` writes one to keep"
+        )
+    key = store_key(ctx, path) or ask_key(f"Key of {path}")
+    folder = tempfile.mkdtemp(prefix="memstore-browse-")  # only its owner may enter it
+    try:
+        copy = os.path.join(folder, os.path.basename(path))
+        memstore.decrypt(path, copy, key)
+        click.echo(f"A decrypted copy of {path}, deleted when the server stops:")
+        serve(copy, port)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 class _Stop(Exception):

@@ -1630,9 +1630,11 @@ def serve(
     read_only: bool = False,
     http: tuple[str, int] | None = None,
     vectors: Mapping[str, Any] | None = None,
+    key: memstore.Key | None = None,
 ) -> None:
-    """Run a server on the file ``db`` until its client (stdio) or a signal (HTTP) ends it."""
-    with memstore.Store(db, timeout=BUSY_TIMEOUT, create=not read_only) as store:
+    """Run a server on the file ``db`` (encrypted: with ``key``) until its client (stdio)
+    or a signal (HTTP) ends it."""
+    with memstore.Store(db, timeout=BUSY_TIMEOUT, create=not read_only, key=key) as store:
         server = build_server(
             store, profile=profile, scope=scope, read_only=read_only, vectors=vectors
         )

@@ -108,12 +108,21 @@ def _where(request: pytest.FixtureRequest, tmp_path: Path) -> str:
             pytest.skip(f"SQLite only: {marker.args[0] if marker.args else ''}")
         fixture = {"postgres": "pg_url", "pgvector": "pgvector_url"}[request.param]
         return str(request.getfixturevalue(fixture))
-    return ":memory:" if request.param == "memory" else str(tmp_path / "agent.db")
+    return ":memory:" if request.param == "memory" else str(tmp_path / "agent.db")  # or encrypted
 
 
-@pytest.fixture(params=["memory", "file", "postgres"])
+#: Whether this apsw encrypts (apsw-sqlite3mc's build: .ci/run's .venv-encrypted runs the
+#: store fixture's tests on an encrypted file too, `pytest -k encrypted`).
+CIPHERS = bool(getattr(memstore.apsw, "mc_version", None))
+
+#: The key of the store fixture's encrypted file: not ASCII, with URI-special characters.
+TEST_KEY = "ključ & 100% ?#/"
+
+
+@pytest.fixture(params=["memory", "file", "postgres", *(["encrypted"] if CIPHERS else [])])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[memstore.Store]:
-    with memstore.Store(_where(request, tmp_path)) as opened:
+    key = TEST_KEY if request.param == "encrypted" else None
+    with memstore.Store(_where(request, tmp_path), key=key) as opened:
         yield opened
 
 
@@ -217,8 +226,14 @@ class Ran:
     stderr: str
 
 
-def memstore_cli(*args: str, db: Path | str | None = None, stdin: str | None = None) -> Ran:
-    """Run the `memstore` command in-process (click's CliRunner), with MEMSTORE_PATH=db.
+def memstore_cli(
+    *args: str,
+    db: Path | str | None = None,
+    stdin: str | None = None,
+    env: dict[str, str] | None = None,
+) -> Ran:
+    """Run the `memstore` command in-process (click's CliRunner), with MEMSTORE_PATH=db,
+    no $MEMSTORE_KEY unless ``env`` sets it, and ``env``'s variables.
 
     An exception the command did not turn into a message and an exit code is
     re-raised: a traceback is a bug.
@@ -228,7 +243,12 @@ def memstore_cli(*args: str, db: Path | str | None = None, stdin: str | None = N
         memstore_cli_module.cli,
         list(args),
         input=stdin,
-        env={"MEMSTORE_PATH": None if db is None else str(db)},
+        env={
+            "MEMSTORE_PATH": None if db is None else str(db),
+            "MEMSTORE_KEY": None,
+            "MEMSTORE_NEW_KEY": None,
+            **(env or {}),
+        },
         prog_name="memstore",
     )
     if result.exception is not None and not isinstance(result.exception, SystemExit):

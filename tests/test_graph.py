@@ -322,7 +322,7 @@ def test_node_vectors_go_with_their_nodes_and_with_an_export(
     (left,) = store.connection.execute("SELECT count(*) FROM memstore_vectors").fetchone()
     assert left == 1
     g.add_node("n3", "thing", vector=[0.0, 1.0])
-    store.export(tmp_path / "out")
+    store.export(tmp_path / "out", plaintext=True)  # the fixture may be an encrypted file
     with memstore.Store(tmp_path / "copy.db") as copy:
         assert copy.import_(tmp_path / "out")["tables"]["memstore_graph_vectors"] == 2
         again = copy.graph("kg", vectors={"dim": 2, "model": "m"})
@@ -389,7 +389,7 @@ def test_edges_carry_vectors_too_and_are_found_as_search_finds_them(
     assert [n.key for n in g.nearest([1.0, 0.0], k=1)] == ["acme"]  # it holds no more
     then = g.nearest([1.0, 0.0], k=1, as_of="2025-06-01T00:00:00Z")
     assert [n.key for n in then] == ["ann works_at acme"]
-    store.export(tmp_path / "out")
+    store.export(tmp_path / "out", plaintext=True)  # the fixture may be an encrypted file
     with memstore.Store(tmp_path / "copy.db") as copy:
         assert copy.import_(tmp_path / "out")["tables"]["memstore_graph_vectors"] == 3
         again = copy.graph("kg", vectors={"dim": 2, "model": "m"})

@@ -40,7 +40,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 import memstore
 
 from . import postgres
-from .conftest import PYTHONPATH, ROOT, memstore_cli
+from .conftest import CIPHERS, PYTHONPATH, ROOT, TEST_KEY, memstore_cli
 from .test_hostile import fingerprint
 
 FIGURES = ROOT / "artifacts" / "reliability"
@@ -57,8 +57,8 @@ def record(name: str, figures: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------
 
 WRITER = r"""
-import sys, memstore
-store = memstore.Store(sys.argv[1])
+import os, sys, memstore
+store = memstore.Store(sys.argv[1], key=os.environ.get("MEMSTORE_TEST_KEY"))
 notes = store.collection("notes", fields={"n": int}, fts=["text"], history=True)
 log = store.event_log("agent")
 conv = store.conversations()
@@ -87,13 +87,19 @@ for i in range(start, start + 100000):
 
 
 def crash_trial(
-    path: Path | str, start: int, delay: float, crash: Callable[[], None] | None = None
+    path: Path | str,
+    start: int,
+    delay: float,
+    crash: Callable[[], None] | None = None,
+    key: str | None = None,
 ) -> dict[str, list[list[str]]]:
-    """Run the writer, kill it after ``delay`` seconds (or ``crash`` its database server
-    under it, when given); return what it acknowledged."""
+    """Run the writer (on a file encrypted with ``key``, if given), kill it after ``delay``
+    seconds (or ``crash`` its database server under it, when given); return what it
+    acknowledged."""
+    secret = {"MEMSTORE_TEST_KEY": key} if key is not None else {}
     proc = subprocess.Popen(
         [sys.executable, "-c", WRITER, str(path), str(start)],
-        env={**os.environ, "PYTHONPATH": PYTHONPATH},
+        env={**os.environ, "PYTHONPATH": PYTHONPATH, **secret},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -116,9 +122,9 @@ def crash_trial(
     return acks
 
 
-def verify(path: Path | str, acks: dict[str, list[list[str]]]) -> int:
+def verify(path: Path | str, acks: dict[str, list[list[str]]], key: str | None = None) -> int:
     """Every acknowledged write is in the file, and the file is sound; return how many."""
-    with memstore.Store(path) as store:
+    with memstore.Store(path, key=key) as store:
         assert store.check(full=True) == []
         notes = store.collection("notes")
         log = store.event_log("agent")
@@ -159,6 +165,16 @@ def test_killed_writers_lose_no_acknowledged_write(store_url: str) -> None:
         "crash-postgresql" if postgresql else "crash",
         {"trials": CRASH_TRIALS, "acknowledged_writes": acknowledged, "lost": 0},
     )
+
+
+@pytest.mark.skipif(not CIPHERS, reason="needs apsw-sqlite3mc (.ci/run's .venv-encrypted)")
+def test_killed_writers_lose_no_acknowledged_write_to_an_encrypted_file(tmp_path: Path) -> None:
+    path, rnd, acknowledged = tmp_path / "agent.db", random.Random(20261204), 0
+    for trial in range(CRASH_TRIALS):
+        acks = crash_trial(path, trial * 100_000, rnd.uniform(0.15, 0.6), key=TEST_KEY)
+        acknowledged += verify(path, acks, key=TEST_KEY)
+    assert acknowledged > 0 and memstore.looks_encrypted(path)
+    record("crash-encrypted", {"trials": CRASH_TRIALS, "acknowledged_writes": acknowledged})
 
 
 def test_a_crashed_server_loses_no_acknowledged_write() -> None:
@@ -497,6 +513,13 @@ ENTRY_POINTS: dict[str, Callable[[memstore.Store, Any], Any]] = {
     "memoize": lambda s, v: s.cache("c").memoize()(lambda *a: 1)(v),
     "state_diff": lambda s, v: memstore.state_diff(v, {"a": v}),
     "check_collection_name": lambda s, v: memstore.check_collection_name(v),
+    "Key": lambda s, v: memstore.Key(v),
+    "Store key": lambda s, v: memstore.Store(":memory:", key=v),
+    "looks_encrypted": lambda s, v: memstore.looks_encrypted(v),
+    "encrypt path": lambda s, v: memstore.encrypt(v, "k"),
+    "encrypt key": lambda s, v: memstore.encrypt("/nonexistent/agent.db", v),
+    "rekey new_key": lambda s, v: memstore.rekey("/nonexistent/agent.db", "k", v),
+    "decrypt dest": lambda s, v: memstore.decrypt("/nonexistent/agent.db", v, "k"),
 }
 
 HOSTILE_SETTINGS = settings(

@@ -36,7 +36,7 @@ def test_a_collection_can_go_without_time_indexes(store: memstore.Store) -> None
 
 def test_the_choice_travels_with_an_export(store: memstore.Store, tmp_path: Path) -> None:
     store.collection("notes", time_indexes=False).put("a", {"x": 1})
-    store.export(tmp_path / "out")
+    store.export(tmp_path / "out", plaintext=True)  # the fixture may be an encrypted file
     with memstore.Store(tmp_path / "copy.db") as copy:
         copy.import_(tmp_path / "out")
         assert indexes(copy, "notes") == {"notes__expires_at_idx"}
