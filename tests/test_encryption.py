@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from hypothesis import strategies as st
 
 import memstore
 
-from .conftest import CIPHERS, PYTHONPATH, TEST_KEY, memstore_cli
+from .conftest import CIPHERS, CLI, PYTHONPATH, TEST_KEY, memstore_cli
 
 needs_ciphers = pytest.mark.skipif(
     not CIPHERS, reason="needs apsw-sqlite3mc (.ci/run's .venv-encrypted)"
@@ -333,3 +334,36 @@ def test_browse_refuses_an_encrypted_store_without_consent(tmp_path: Path) -> No
     run = memstore_cli("browse", str(path), env={"MEMSTORE_KEY": "k"})
     assert run.returncode == 1, run
     assert "is encrypted" in run.stderr and "--decrypted-copy" in run.stderr
+
+
+@needs_ciphers
+def test_browse_serves_a_decrypted_copy_that_goes_when_the_server_stops(tmp_path: Path) -> None:
+    pytest.importorskip("datasette")
+    from .test_serve import free_port, wait_until_free, wait_until_serving
+
+    path, temporary = tmp_path / "agent.db", tmp_path / "tmp"
+    temporary.mkdir()
+    fill(path, "k")
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-c", CLI, "browse", str(path), "--decrypted-copy", "--port", str(port)],
+        env={**os.environ, "PYTHONPATH": PYTHONPATH, "MEMSTORE_KEY": "k", "TMPDIR": str(temporary)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_until_serving(port, process)
+        (folder,) = temporary.iterdir()
+        assert folder.stat().st_mode & 0o077 == 0  # the copy's folder is its owner's alone
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/agent/notes.json", timeout=10) as r:
+            assert b"secret note" in r.read()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+        assert wait_until_free(port)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert list(temporary.iterdir()) == []  # the plain copy is gone
+    assert memstore.looks_encrypted(path) and count(path, "k") == 50
