@@ -367,3 +367,26 @@ def test_browse_serves_a_decrypted_copy_that_goes_when_the_server_stops(tmp_path
             process.wait()
     assert list(temporary.iterdir()) == []  # the plain copy is gone
     assert memstore.looks_encrypted(path) and count(path, "k") == 50
+
+
+@needs_ciphers
+async def test_the_mcp_server_serves_an_encrypted_store_with_the_key_from_its_environment(
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("mcp")
+    from mcp import Client
+    from mcp.client.stdio import StdioServerParameters
+
+    path = tmp_path / "agent.db"
+    fill(path, "k")
+    server = StdioServerParameters(
+        command=sys.executable,
+        args=["-c", CLI, "mcp", "--db", str(path), "--scope", "s1"],
+        env={**os.environ, "PYTHONPATH": PYTHONPATH, "MEMSTORE_KEY": "k"},
+    )
+    async with Client(server) as client:
+        result = await client.call_tool("remember", {"text": "kept encrypted"})
+        assert not result.is_error, result
+    assert memstore.looks_encrypted(path)
+    with memstore.Store(path, key="k") as store:
+        assert store.check() == [] and "kept encrypted" not in path.read_bytes().decode("latin-1")
