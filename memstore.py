@@ -6260,9 +6260,35 @@ class Collection(_CollectionVectors):
     ) -> Iterator[Row]:
         """Stream matching records with their keys and timestamps, without loading them all.
         ``as_of`` and ``known_at``: as for ``query``."""
+        sql, params = self.rows_sql(
+            where, order_by=order_by, limit=limit, offset=offset, as_of=as_of, known_at=known_at
+        )
+        if limit is not None and limit <= 256:  # one batch: one statement, no server cursor
+            return self._watched(self._fetched_rows(sql, params), where, order_by)
+        return self._watched(self.store._stream(sql, params, self._row), where, order_by)
+
+    def rows_sql(
+        self,
+        where: Mapping[str, Any] | None = None,
+        *,
+        order_by: str | Sequence[str] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        as_of: Any = None,
+        known_at: Any = None,
+    ) -> tuple[str, list[Any]]:
+        """The statement ``rows()`` runs for these arguments, and its parameters, for
+        statements of your own: several reads sent together (``Adapter.execute_together``,
+        one round trip on PostgreSQL), or a query within a larger one. Its rows are
+        ``(key, body, created_at, updated_at, expires_at)``, ``body`` the record's JSON
+        text; its parameters are ``?``, as an Adapter's ``execute`` takes them on either
+        engine (and apsw's connection, ``store.connection``, on SQLite).
+
+        >>> sql, params = notes.rows_sql({"kind": "todo"}, order_by="-updated_at", limit=5)
+        """
         view = self._view(as_of, known_at)
         key = "t.key" if view[1] is not None else self._key_sql
-        sql, params = self._select(
+        return self._select(
             f"{key}, t.body, t.created_at, t.updated_at, t.expires_at",
             where,
             order_by,
@@ -6270,9 +6296,6 @@ class Collection(_CollectionVectors):
             offset,
             *view,
         )
-        if limit is not None and limit <= 256:  # one batch: one statement, no server cursor
-            return self._watched(self._fetched_rows(sql, params), where, order_by)
-        return self._watched(self.store._stream(sql, params, self._row), where, order_by)
 
     def _fetched_rows(self, sql: str, params: Sequence[Any]) -> Iterator[Row]:
         """rows() of a small limit: read when the iteration starts, as a stream would be."""

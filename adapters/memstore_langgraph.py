@@ -78,7 +78,8 @@ PAGE_SIZE = 100
 PRUNE_STRATEGIES = ("keep_latest", "delete")
 
 _CHECKPOINT_COLUMNS = (
-    "thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata"
+    "thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata, "
+    "channel_versions"
 )
 # A thread's channel values no checkpoint of it refers to any more (the threads, and the
 # table of a checkpoint's channel versions, as the store's engine spells them).
@@ -157,9 +158,8 @@ class MemstoreSaver(memstore.Adapter, BaseCheckpointSaver[str]):
             params.append(checkpoint_id)
         else:
             sql += "ORDER BY checkpoint_id DESC LIMIT 1"
-        with self.store.transaction(immediate=False):  # one snapshot for all three tables
-            rows = self.execute(sql, params)
-            return self._tuples(rows)[0] if rows else None
+        found = self._tuples(sql, params)
+        return found[0] if found else None
 
     def list(
         self,
@@ -187,10 +187,8 @@ class MemstoreSaver(memstore.Adapter, BaseCheckpointSaver[str]):
             # Without filters left to check in Python, no more than the caller still wants.
             page = PAGE_SIZE if exact or left is None else min(PAGE_SIZE, left)
             page_params.append(page)
-            with self.store.transaction(immediate=False):
-                rows = self.execute(sql, page_params)
-                found = self._tuples(rows)
-            # The transaction has ended: the caller may hold each tuple as long as it likes.
+            found = self._tuples(sql, page_params)
+            # No transaction is held: the caller may hold each tuple as long as it likes.
             for item in found:
                 if all(item.metadata.get(k, None) == v for k, v in exact.items()):
                     yield item
@@ -198,9 +196,10 @@ class MemstoreSaver(memstore.Adapter, BaseCheckpointSaver[str]):
                         left -= 1
                         if left == 0:
                             return
-            if len(rows) < page:
+            if len(found) < page:
                 return
-            last = (str(rows[-1][2]), str(rows[-1][0]), str(rows[-1][1]))
+            at = found[-1].config["configurable"]
+            last = (at["checkpoint_id"], at["thread_id"], at["checkpoint_ns"])
 
     def put(
         self,
@@ -444,74 +443,72 @@ class MemstoreSaver(memstore.Adapter, BaseCheckpointSaver[str]):
         versions = self.json_entries("c.channel_versions")
         self.execute(_UNUSED_BLOBS.format(threads=among, versions=versions), (ids,))
 
-    def _tuples(self, rows: Sequence[Sequence[Any]]) -> Sequence[CheckpointTuple]:
-        """Checkpoint rows as LangGraph's tuples, with their values and pending writes.
-
-        Three statements whatever the number of rows (the rows, their values,
-        their writes), inside the caller's transaction, so that all three
-        tables are read in one snapshot.
-        """
-        if not rows:
-            return []
-        checkpoints = [self.serde.loads_typed((row[4], row[5])) for row in rows]
-        wanted = sorted(
-            {
-                (row[0], row[1], channel, str(version))
-                for row, checkpoint in zip(rows, checkpoints, strict=True)
-                for channel, version in checkpoint.get("channel_versions", {}).items()
-            }
-        )
-        # The table of what is wanted is read first: one primary-key lookup per row of it.
-        # The values and the writes are read together (one round trip on PostgreSQL).
-        join = self.join_in_order
-        wanted_table, w, _, wanted_params = self.tuples("w", 4, wanted)
-        of, c, order, params = self.tuples("c", 3, [row[:3] for row in rows])
-        stored, written = self.execute_together(
-            [
-                (
-                    "SELECT b.thread_id, b.checkpoint_ns, b.channel, b.version, b.type, b.blob "
-                    f"FROM {wanted_table} {join} memstore_lg_blobs AS b "
-                    f"ON b.thread_id = {w[0]} AND b.checkpoint_ns = {w[1]} "
-                    f"AND b.channel = {w[2]} AND b.version = {w[3]} WHERE b.type <> 'empty'",
-                    wanted_params,
-                ),
-                (
-                    "SELECT w.thread_id, w.checkpoint_ns, w.checkpoint_id, w.task_id, "
-                    f"w.channel, w.type, w.value FROM {of} {join} memstore_lg_writes AS w "
-                    f"ON w.thread_id = {c[0]} AND w.checkpoint_ns = {c[1]} "
-                    f"AND w.checkpoint_id = {c[2]} "
-                    f"ORDER BY {order}, w.task_path, w.task_id, w.idx",
-                    params,
-                ),
-            ]
-        )
-        blobs = {
-            (thread_id, ns, channel, version): (kind, blob)
-            for thread_id, ns, channel, version, kind, blob in stored
-        }
-        writes: dict[tuple[str, str, str], list[Any]] = {}
-        for thread_id, ns, checkpoint_id, task_id, channel, kind, value in written:
-            writes.setdefault((thread_id, ns, checkpoint_id), []).append(
-                (task_id, channel, self.serde.loads_typed((kind, value)))
-            )
+    def _tuples(self, source: str, params: Sequence[Any]) -> Sequence[CheckpointTuple]:
+        """The checkpoints ``source`` selects (its rows: _CHECKPOINT_COLUMNS, in the order
+        checkpoint_id, thread_id, checkpoint_ns, descending) as LangGraph's tuples, with
+        their values and pending writes: one statement (_TUPLES), so one snapshot of
+        the three tables and one round trip."""
+        sql = _TUPLES.format(source=source, versions=self.json_entries("c.channel_versions"))
+        checkpoints: Any = []  # (list is this class's method here)
+        blobs: dict[tuple[str, str, str, str], tuple[str, bytes]] = {}
+        writes: dict[tuple[str, str, str], Any] = {}
+        for part, thread_id, ns, a, b, kind, data, c, path, idx in self.execute(sql, params):
+            if part == 0:  # a, b: checkpoint_id, parent_checkpoint_id; c: metadata
+                checkpoints.append((thread_id, ns, a, b, kind, data, c))
+            elif part == 1:  # a, b: channel, version
+                blobs[(thread_id, ns, a, b)] = (kind, data)
+            else:  # a, b: checkpoint_id, task_id; c: channel
+                writes.setdefault((thread_id, ns, a), []).append((path, b, idx, c, kind, data))
+        checkpoints.sort(key=lambda row: (row[2], row[0], row[1]), reverse=True)
         found = []
-        for row, checkpoint in zip(rows, checkpoints, strict=True):
-            thread_id, ns, checkpoint_id, parent_id, _, _, metadata = row
+        for thread_id, ns, checkpoint_id, parent_id, kind, data, metadata in checkpoints:
+            checkpoint = self.serde.loads_typed((kind, data))
             values = {
                 channel: self.serde.loads_typed(blobs[key])  # each tuple its own objects
                 for channel, version in checkpoint.get("channel_versions", {}).items()
                 if (key := (thread_id, ns, channel, str(version))) in blobs
             }
+            pending = sorted(writes.get((thread_id, ns, checkpoint_id), []))
             found.append(
                 CheckpointTuple(
                     config=_config(thread_id, ns, checkpoint_id),
                     checkpoint=cast(Checkpoint, {**checkpoint, "channel_values": values}),
                     metadata=json.loads(metadata),
                     parent_config=_config(thread_id, ns, parent_id) if parent_id else None,
-                    pending_writes=writes.get((thread_id, ns, checkpoint_id), []),
+                    pending_writes=[
+                        (task_id, channel, self.serde.loads_typed((kind, value)))
+                        for _, task_id, _, channel, kind, value in pending
+                    ],
                 )
             )
         return found
+
+
+# The checkpoint rows a statement selects ({source}), the channel values they use and
+# their pending writes, in one statement: part 0, 1 and 2, columns lined up by type
+# (the NULLs cast, so that PostgreSQL types each column from its first part). CROSS JOIN
+# keeps SQLite's join order (the few rows wanted first, then each by its primary key),
+# which its planner would otherwise turn round on a file without statistics.
+_TUPLES = """
+WITH c AS ({source})
+SELECT 0, c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.type,
+       c.checkpoint, c.metadata, CAST(NULL AS TEXT), CAST(NULL AS BIGINT)
+FROM c
+UNION ALL
+SELECT 1, b.thread_id, b.checkpoint_ns, b.channel, b.version, b.type, b.blob,
+       CAST(NULL AS TEXT), CAST(NULL AS TEXT), CAST(NULL AS BIGINT)
+FROM (SELECT DISTINCT c.thread_id, c.checkpoint_ns, v.key AS channel, v.value AS version
+      FROM c CROSS JOIN {versions} AS v) AS wanted
+     CROSS JOIN memstore_lg_blobs AS b
+WHERE b.thread_id = wanted.thread_id AND b.checkpoint_ns = wanted.checkpoint_ns
+  AND b.channel = wanted.channel AND b.version = wanted.version AND b.type <> 'empty'
+UNION ALL
+SELECT 2, w.thread_id, w.checkpoint_ns, w.checkpoint_id, w.task_id, w.type, w.value,
+       w.channel, w.task_path, w.idx
+FROM c CROSS JOIN memstore_lg_writes AS w
+WHERE w.thread_id = c.thread_id AND w.checkpoint_ns = c.checkpoint_ns
+  AND w.checkpoint_id = c.checkpoint_id
+"""
 
 
 # Per table holding a thread's rows: its columns other than thread_id (copy_thread).
@@ -881,15 +878,18 @@ class MemstoreStore(memstore.Adapter, BaseStore):
     ) -> list[SearchItem]:
         _check_count(op.limit, "limit")
         _check_count(op.offset, "offset")
-        where: dict[str, Any] = {"$and": [self._namespace_where(op.namespace_prefix)]}
+        values: dict[str, Any] = {}
         if op.filter:
             if not isinstance(op.filter, dict):
                 raise memstore.ValidationError(f"filter must be a dict, not {op.filter!r:.60}")
-            where["$and"].append(_value_filter(op.filter))
+            values = _value_filter(op.filter)
         scores: dict[str, float] = {}
-        if op.query and self.embeddings is not None:
+        if not op.query:
+            ordered = self._newest(op, values, as_of)
+        elif self.embeddings is not None:
+            where = {"$and": [self._namespace_where(op.namespace_prefix), values]}
             ordered, scores = self._nearest(op, where, as_of)
-        elif op.query:
+        else:
             if not self.items.fts:
                 raise memstore.QueryError(
                     f"{self.items.name!r} has no full-text index for query=: open it with "
@@ -898,6 +898,7 @@ class MemstoreStore(memstore.Adapter, BaseStore):
             text = memstore.fts_words(op.query)  # any of its words, as LangGraph's stores do
             if not text:
                 return []
+            where = {"$and": [self._namespace_where(op.namespace_prefix), values]}
             hits = self.items.search(
                 text, where=where, limit=op.limit, offset=op.offset, as_of=as_of
             )
@@ -905,16 +906,6 @@ class MemstoreStore(memstore.Adapter, BaseStore):
             found = self.items.rows({"key": {"$in": list(scores)}}, as_of=as_of)
             rows = {r.key: r for r in found}
             ordered = [rows[k] for k in scores if k in rows]
-        else:
-            ordered = list(
-                self.items.rows(
-                    where,
-                    order_by="-updated_at",
-                    limit=op.limit,
-                    offset=op.offset,
-                    as_of=as_of,
-                )
-            )
         if self._refreshes(op):
             for row in ordered:
                 _note_ttl(refresh, row.key, row.record)
@@ -948,6 +939,29 @@ class MemstoreStore(memstore.Adapter, BaseStore):
                     need -= 1
         rows = {r.key: r for r in self.items.rows({"key": {"$in": keys}}, as_of=as_of)}
         return [rows[k] for k in keys if k in rows], scores
+
+    def _newest(self, op: SearchOp, values: dict[str, Any], as_of: Any) -> list[memstore.Row]:
+        """A search without a query: items under the prefix whose values match, the
+        most recently updated first.
+
+        The namespace's own items are read in its index's order, to the page's end,
+        together with the probe for namespaces below it (one round trip on
+        PostgreSQL); only when there are some is the whole subtree read instead.
+        """
+        page = {"order_by": "-updated_at", "limit": op.limit, "offset": op.offset, "as_of": as_of}
+        if not op.namespace_prefix:
+            return list(self.items.rows(values, **page))
+        joined = ".".join(op.namespace_prefix)
+        own = self.items.rows_sql({"$and": [{"namespace": joined}, values]}, **page)
+        probe = f"SELECT 1 FROM {self._table} WHERE namespace > ? AND namespace < ? LIMIT 1"
+        below, found = self.execute_together([(probe, _below(joined)), own])
+        if below:
+            subtree = {"$and": [_namespace_filter(op.namespace_prefix), values]}
+            return list(self.items.rows(subtree, **page))
+        return [
+            memstore.Row(key, json.loads(body), created, updated, expires)
+            for key, body, created, updated, expires in found
+        ]
 
     def _namespace_where(self, prefix: Sequence[str]) -> dict[str, Any]:
         """The filter for namespaces under ``prefix``: by equality when none lies below it

@@ -4,6 +4,7 @@ schema (tables, columns, indexes, query plans) or write rows as another tool wou
 from __future__ import annotations
 
 import json
+import tempfile
 from typing import Any
 
 import memstore
@@ -133,3 +134,25 @@ def uses_index(found: str, index: str) -> bool:
 def sorts(found: str) -> bool:
     """Whether a plan sorts the rows rather than reading them in order from an index."""
     return "TEMP B-TREE" in found or "Sort" in found
+
+
+def requests(store: memstore.Store, work: Any) -> int:
+    """What ``work()`` asks of the database: statements run on SQLite (apsw's exec trace),
+    round trips to the server on PostgreSQL (the Sync messages of libpq's trace)."""
+    conn = store.connection
+    if not on_postgres(store):
+        statements: list[str] = []
+        conn.exec_trace = lambda cursor, sql, bindings: statements.append(sql) or True
+        try:
+            work()
+        finally:
+            conn.exec_trace = None
+        return len(statements)
+    with tempfile.TemporaryFile("w+") as trace:
+        conn.pgconn.trace(trace.fileno())
+        try:
+            work()
+        finally:
+            conn.pgconn.untrace()
+        trace.seek(0)
+        return sum(line.rstrip("\n").split("\t")[2:4] == ["4", "Sync"] for line in trace)

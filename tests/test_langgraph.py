@@ -30,7 +30,7 @@ import memstore
 from memstore_langgraph import MemstoreSaver, MemstoreStore
 
 from .conftest import memstore_cli
-from .dbinfo import other_tool
+from .dbinfo import other_tool, requests
 
 
 class SyncPath(MemstoreSaver):
@@ -498,3 +498,27 @@ def test_graphs_in_several_processes_share_one_file(store_url: str) -> None:
                 assert state.values["steps"] == ["plan", "asked:yes", "act"]
         assert len(store.search(("answers",), limit=100)) == 30
         assert saver.store.check() == []
+
+
+def test_a_checkpoint_and_a_page_of_them_are_one_request(store: memstore.Store) -> None:
+    """With their channel values and pending writes: one statement on SQLite, one round
+    trip on PostgreSQL (as LangGraph's own savers), so one snapshot too."""
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    saver = MemstoreSaver(store)
+    thread = config = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
+    for step in range(12):
+        checkpoint = {**empty_checkpoint(), "id": f"0{step:02d}"}
+        checkpoint["channel_versions"] = {"a": str(step), "b": "1"}
+        checkpoint["channel_values"] = {"a": step, "b": "x"}
+        config = saver.put(config, checkpoint, {"step": step}, {"a": str(step), "b": "1"})
+        saver.put_writes(config, [("a", step), ("b", "x")], "task")
+    for _ in range(6):  # PostgreSQL prepares statements after a few runs
+        saver.get_tuple(thread)
+        list(saver.list(thread, limit=10))
+    got: list[Any] = []
+    assert requests(store, lambda: got.append(saver.get_tuple(thread))) == 1
+    assert got[0].checkpoint["channel_values"] == {"a": 11, "b": "x"}
+    assert len(got[0].pending_writes) == 2
+    assert requests(store, lambda: got.append(list(saver.list(thread, limit=10)))) == 1
+    assert [t.metadata["step"] for t in got[1]] == list(range(11, 1, -1))

@@ -21,6 +21,8 @@ from typing_extensions import TypedDict
 import memstore
 from memstore_langgraph import MemstoreStore
 
+from .dbinfo import on_postgres, requests
+
 
 @pytest.fixture(params=["memory", "file", "postgres"])
 def lgstore(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MemstoreStore]:
@@ -398,3 +400,24 @@ def test_keep_past_reads_the_store_as_it_was(tmp_path: Path) -> None:
         before = datetime(2000, 1, 1, tzinfo=UTC)
         assert store.get(("users", "ada"), "city", as_of=before) is None
         assert store.items.store.check() == []
+
+
+def test_a_search_of_a_namespace_is_one_round_trip(lgstore: MemstoreStore) -> None:
+    """The namespace's own page, in its index's order, and the probe for namespaces below
+    it go together: two statements (in one read transaction on SQLite: four), one round
+    trip on PostgreSQL (as PostgresStore's one statement). Only when there are namespaces
+    below does one more read the subtree."""
+    for i in range(30):
+        lgstore.put(("users", "u1"), f"k{i}", {"kind": "fact" if i % 2 else "note", "n": i})
+    for _ in range(6):  # PostgreSQL prepares statements after a few runs
+        lgstore.search(("users", "u1"), filter={"kind": "fact"}, limit=5)
+    got: list[Any] = []
+
+    def search() -> None:
+        got.append(lgstore.search(("users", "u1"), filter={"kind": "fact"}, limit=5))
+
+    assert requests(lgstore.store, search) == (1 if on_postgres(lgstore.store) else 4)
+    assert [item.key for item in got[0]] == [f"k{i}" for i in (29, 27, 25, 23, 21)]
+    lgstore.put(("users", "u1", "deeper"), "k99", {"kind": "fact", "n": 99})
+    assert requests(lgstore.store, search) == (2 if on_postgres(lgstore.store) else 5)
+    assert [item.key for item in got[1]][:2] == ["k99", "k29"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -278,3 +279,18 @@ def test_a_handle_may_turn_the_unknown_field_warning_off(loaded: memstore.Collec
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert loaded.query(where={"typo": 1}, order_by="typo2") == []
+
+
+def test_rows_sql_is_the_statement_rows_runs(store: memstore.Store) -> None:
+    notes = store.collection("notes", fields={"kind": str})
+    notes.put_many([(f"k{i}", {"kind": "todo" if i % 3 else "done", "n": i}) for i in range(20)])
+    where = {"kind": "todo", "n": {"$gte": 4}}
+    statement, params = notes.rows_sql(where, order_by="-n", limit=5, offset=1)
+    found = sql(store, statement, params)
+    expected = list(notes.rows(where, order_by="-n", limit=5, offset=1))
+    assert [(key, json.loads(body)) for key, body, *_ in found] == [
+        (row.key, row.record) for row in expected
+    ]
+    assert [tuple(r[2:]) for r in found] == [
+        (row.created_at, row.updated_at, row.expires_at) for row in expected
+    ]
