@@ -613,8 +613,14 @@ def _vacuum_into(conn: apsw.Connection, target: str, key: Key | None, plain: boo
         return
     _require_ciphers()
     query = key._uri() if key is not None else "key="
-    where = urllib.parse.quote(os.path.abspath(target))
-    conn.execute("VACUUM INTO ?", (f"file:{where}?{query}",))
+    uri = f"file:{urllib.parse.quote(os.path.abspath(target))}?{query}"
+    try:
+        conn.execute("VACUUM INTO ?", (uri,))
+    except apsw.Error as err:  # SQLite's message may hold the URI, and so the key: not shown
+        message = str(err).replace(uri, target)
+        if key is not None:
+            message = message.replace(key._pragma()[1], "***")
+        raise _translate(type(err)(message)) from None
 
 
 def _sqlite_name(path: str) -> str:

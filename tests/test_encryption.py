@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import traceback
 import urllib.request
 from pathlib import Path
 
@@ -390,3 +391,18 @@ async def test_the_mcp_server_serves_an_encrypted_store_with_the_key_from_its_en
     assert memstore.looks_encrypted(path)
     with memstore.Store(path, key="k") as store:
         assert store.check() == [] and "kept encrypted" not in path.read_bytes().decode("latin-1")
+
+
+@needs_ciphers
+def test_a_failed_copy_does_not_show_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "agent.db"
+    fill(path, "Tr0ub4dor")
+    with (
+        memstore.Store(path, key="Tr0ub4dor") as store,
+        pytest.raises(memstore.MemstoreError) as caught,
+    ):
+        store.backup(tmp_path / "missing" / "copy.db", key="C0rrect-H0rse")
+    printed = "".join(traceback.format_exception(caught.value)).splitlines()
+    shown = "\n".join(line for line in printed if not line.startswith("    "))  # not code
+    assert "C0rrect" not in shown and "Tr0ub4dor" not in shown
+    assert "copy.db" in str(caught.value)
