@@ -1098,6 +1098,8 @@ class _Engine:
 
     #: Whether new rows wait for the full-text index in batches (sql/0013).
     batches_fts = True
+    #: Whether each request is a round trip to a server (Adapter.remote).
+    remote = False
 
     def fts_sql(self, name: str, paths: list[str]) -> list[str]:
         """A collection's full-text index made again for these paths (columns already there)."""
@@ -2007,6 +2009,7 @@ class _Postgres(_Engine):
         return target.sql + direction + nulls, list(target.params)
 
     batches_fts = False
+    remote = True
 
     def fts_sql(self, name: str, paths: list[str]) -> list[str]:
         table = quote_identifier(name)
@@ -11623,6 +11626,13 @@ class Adapter:
     def join_in_order(self) -> str:
         """An inner join whose left side is read first."""
         return self.store._engine.join_in_order
+
+    @property
+    def remote(self) -> bool:
+        """Whether each request is a round trip to a server (PostgreSQL), so that one
+        statement doing the work of several is worth what it costs; on SQLite a few
+        simple statements are cheaper than one that combines them."""
+        return self.store._engine.remote
 
     def json_entries(self, sql: str) -> str:
         """A table of the (key, value) entries of the JSON object ``sql``."""

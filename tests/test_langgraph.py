@@ -30,7 +30,7 @@ import memstore
 from memstore_langgraph import MemstoreSaver, MemstoreStore
 
 from .conftest import memstore_cli
-from .dbinfo import other_tool, requests
+from .dbinfo import on_postgres, other_tool, requests
 
 
 class SyncPath(MemstoreSaver):
@@ -501,8 +501,9 @@ def test_graphs_in_several_processes_share_one_file(store_url: str) -> None:
 
 
 def test_a_checkpoint_and_a_page_of_them_are_one_request(store: memstore.Store) -> None:
-    """With their channel values and pending writes: one statement on SQLite, one round
-    trip on PostgreSQL (as LangGraph's own savers), so one snapshot too."""
+    """With their channel values and pending writes: one round trip on PostgreSQL (one
+    statement, as LangGraph's own saver); on SQLite, where a few simple statements are
+    cheaper than one that combines them, three in a read transaction (five)."""
     from langgraph.checkpoint.base import empty_checkpoint
 
     saver = MemstoreSaver(store)
@@ -517,8 +518,9 @@ def test_a_checkpoint_and_a_page_of_them_are_one_request(store: memstore.Store) 
         saver.get_tuple(thread)
         list(saver.list(thread, limit=10))
     got: list[Any] = []
-    assert requests(store, lambda: got.append(saver.get_tuple(thread))) == 1
+    one = 1 if on_postgres(store) else 5
+    assert requests(store, lambda: got.append(saver.get_tuple(thread))) == one
     assert got[0].checkpoint["channel_values"] == {"a": 11, "b": "x"}
     assert len(got[0].pending_writes) == 2
-    assert requests(store, lambda: got.append(list(saver.list(thread, limit=10)))) == 1
+    assert requests(store, lambda: got.append(list(saver.list(thread, limit=10)))) == one
     assert [t.metadata["step"] for t in got[1]] == list(range(11, 1, -1))
