@@ -666,9 +666,9 @@ def export(
     if form == "reference":
         memstore_mcp = _mcp_module()
         with open_store(ctx) as store:
-            if store.encrypted and not plaintext:
-                store.export(directory, plaintext=False)  # refused, with the reason
-            counts = memstore_mcp.export_reference(store, directory, scope=scope)
+            counts = memstore_mcp.export_reference(
+                store, directory, scope=scope, plaintext=plaintext
+            )
         emit(
             counts,
             as_json,

@@ -1591,9 +1591,19 @@ def import_reference(
 
 
 def export_reference(
-    store: memstore.Store, path: str | os.PathLike[str], *, scope: str = "default"
+    store: memstore.Store,
+    path: str | os.PathLike[str],
+    *,
+    scope: str = "default",
+    plaintext: bool = False,
 ) -> dict[str, int]:
-    """Write the scope's graph as a reference memory server's file (JSONL)."""
+    """Write the scope's graph as a reference memory server's file (JSONL): of an
+    encrypted store, only with ``plaintext=True``."""
+    if store.encrypted and plaintext is not True:
+        raise memstore.EncryptionError(
+            f"{store.path} is encrypted and a memory server's file is plain JSON: pass "
+            "plaintext=True (--plaintext) to write its graph unencrypted"
+        )
     memory = Memory(store, scope=check_scope(scope))
     graph = _reference_graph(memory, None)
     lines = [json.dumps({"type": "entity", **e}, ensure_ascii=False) for e in graph["entities"]]

@@ -6,6 +6,7 @@ tests run on an encrypted file there as well (conftest.py)."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import sqlite3
@@ -322,6 +323,13 @@ def test_the_command_encrypts_rekeys_decrypts_and_backs_up(tmp_path: Path) -> No
         "--db", str(path), "export", str(tmp_path / "out"), env={"MEMSTORE_KEY": "three"}
     )
     assert run.returncode == 1 and "--plaintext" in run.stderr, run
+    if importlib.util.find_spec("mcp") is not None:
+        reference = tmp_path / "memory.jsonl"
+        run = memstore_cli(
+            "--db", str(path), "export", str(reference), "--format", "reference",
+            env={"MEMSTORE_KEY": "three"},
+        )  # fmt: skip
+        assert run.returncode == 1 and "--plaintext" in run.stderr and not reference.exists()
     run = memstore_cli(
         "--db", str(path), "decrypt", str(tmp_path / "plain.db"), env={"MEMSTORE_KEY": "three"}
     )
