@@ -419,3 +419,39 @@ def test_a_failed_copy_does_not_show_the_key(tmp_path: Path) -> None:
     shown = "\n".join(line for line in printed if not line.startswith("    "))  # not code
     assert "C0rrect" not in shown and "Tr0ub4dor" not in shown
     assert "copy.db" in str(caught.value)
+
+
+WRITER = r"""
+import sys, memstore
+store = memstore.Store(sys.argv[1], key="k", timeout=30)
+notes = store.collection("notes", fields={"n": int}, fts=["text"])
+log = store.event_log("agent")
+me = sys.argv[2]
+for i in range(150):
+    notes.put(f"{me}-{i}", {"n": i, "text": f"note {i} of {me}"})
+    log.append({"kind": "tick", "payload": {"who": me, "i": i}})
+"""
+
+
+@needs_ciphers
+def test_processes_write_one_encrypted_file_together(tmp_path: Path) -> None:
+    path = tmp_path / "agent.db"
+    fill(path, "k", n=1)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(path), f"p{n}"],
+            env={**os.environ, "PYTHONPATH": PYTHONPATH},
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(4)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    with memstore.Store(path, key="k") as store:
+        assert store.check(full=True) == []
+        assert store.collection("notes").count() == 1 + 4 * 150
+        log = store.event_log("agent")
+        assert [e.seq for e in log.read()] == list(range(1, 4 * 150 + 1))
+    assert memstore.looks_encrypted(path)
