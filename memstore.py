@@ -609,7 +609,7 @@ def _vacuum_into(conn: apsw.Connection, target: str, key: Key | None, plain: boo
     source is (SQLite3 Multiple Ciphers gives the copy the source's key). The
     connection must take URI file names (_connect's do)."""
     if key is None and not plain:
-        conn.execute("VACUUM INTO ?", (target,))
+        conn.execute("VACUUM INTO ?", (_sqlite_name(target),))  # a path, never a URI
         return
     _require_ciphers()
     query = key._uri() if key is not None else "key="
@@ -3118,7 +3118,7 @@ class Store:
                 if recrypt:
                     _vacuum_into(self.connection, target, new_key, plaintext)
                 elif compact:
-                    self.connection.execute("VACUUM INTO ?", (target,))
+                    _vacuum_into(self.connection, target, None, False)
                 else:
                     copy = apsw.Connection(_sqlite_name(target))
                     try:

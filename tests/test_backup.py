@@ -167,3 +167,17 @@ def test_quota_counts_the_wal_and_refuses_a_quota_too_small(tmp_path: Path) -> N
         on_disk = path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
         assert on_disk <= 1.5 * 2**20, on_disk  # the WAL does not grow past the quota
         assert store.check() == []
+
+
+def test_a_backup_path_that_starts_like_a_uri_is_a_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with memstore.Store("agent.db") as store:
+        store.collection("notes").put("a", {"n": 1})
+        for compact in (False, True):
+            name = f"file:copy{int(compact)}.db?mode=ro"
+            store.backup(name, compact=compact)
+            assert (tmp_path / name).is_file()
+    with memstore.Store("file:copy1.db?mode=ro") as copy:
+        assert copy.collection("notes").get("a") == {"n": 1}
