@@ -11,6 +11,8 @@ plain time / encrypted time (1.00: encryption costs nothing), the median of the
 runs' ratios. "open" is a Store's opening of an existing file, where the key's
 derivation (PBKDF2) is paid once per connection; "cold get" reads records after
 the page cache was emptied (a new connection), where each page is decrypted.
+Each side runs with memstore's own settings: an encrypted store's page cache
+is 32 MiB, a plain store's SQLite's default 2 MiB (see BENCHMARKS.md).
 """
 
 from __future__ import annotations

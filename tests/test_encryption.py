@@ -455,3 +455,11 @@ def test_processes_write_one_encrypted_file_together(tmp_path: Path) -> None:
         log = store.event_log("agent")
         assert [e.seq for e in log.read()] == list(range(1, 4 * 150 + 1))
     assert memstore.looks_encrypted(path)
+
+
+@needs_ciphers
+def test_an_encrypted_store_keeps_more_decrypted_pages_in_its_cache(tmp_path: Path) -> None:
+    with memstore.Store(tmp_path / "secret.db", key="k") as secret:
+        assert secret.connection.execute("PRAGMA cache_size").fetchall() == [(-32768,)]
+    with memstore.Store(tmp_path / "plain.db") as plain:  # SQLite's default, as ever
+        assert plain.connection.execute("PRAGMA cache_size").fetchall() == [(-2000,)]
