@@ -112,7 +112,13 @@ async def test_a_write_by_another_process_reaches_this_ones_subscribers(tmp_path
                 await writer.call_tool(
                     "add_facts", {"entities": [{"name": "Plan", "type": "plan"}]}
                 )
-                graph = await asyncio.wait_for(events.__anext__(), timeout=10)
-                assert getattr(graph, "uri", None) == "memstore://graph"
+                # The plan may be announced again before the graph (seen once in CI, the
+                # cause not pinned down): an updated-resource notice is a hint to read
+                # again, so repeats are allowed, anything else is not.
+                seen = []
+                while "memstore://graph" not in seen:
+                    event = await asyncio.wait_for(events.__anext__(), timeout=10)
+                    seen.append(getattr(event, "uri", None))
+                assert set(seen) <= {uri, "memstore://graph"}, seen
             read = await listener.read_resource(uri)
             assert json.loads(read.contents[0].text)["text"] == "second"
