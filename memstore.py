@@ -10575,7 +10575,8 @@ def _copied_row(table: str, columns: list[str], into: _Engine) -> Callable[[Any]
 
 
 def encrypt(path: str | os.PathLike[str], key: str | bytes | Key) -> dict[str, Any]:
-    """Encrypt a plain store file in place with ``key``; return ``{"path", "bytes"}``.
+    """Encrypt a plain store file in place with ``key``; return ``{"path", "bytes",
+    "encrypted"}``.
 
     >>> memstore.encrypt("agent.db", memstore.Key.from_env("MEMSTORE_KEY"))
 
@@ -10604,7 +10605,7 @@ def decrypt(
     path: str | os.PathLike[str], dest: str | os.PathLike[str], key: str | bytes | Key
 ) -> dict[str, Any]:
     """Write a plain copy of the encrypted store ``path`` to ``dest`` (which must not
-    exist); return ``{"path", "bytes"}``. The original stays as it is, in use or not;
+    exist); return ``{"path", "bytes", "encrypted"}``. The original stays as it is;
     ``dest`` appears whole, checked, or not at all."""
     source, target = _file_path(path), _file_path(dest, "dest")
     if os.path.exists(target):
@@ -10618,13 +10619,11 @@ def decrypt(
 
 
 def _open_to_copy(path: str, key: Key | None) -> apsw.Connection:
-    """A connection to a store file that ``_vacuum_into`` copies from."""
+    """A connection to a store file that ``_vacuum_into`` copies from (with ``key``,
+    which _connect refuses where apsw has no ciphers)."""
     if not os.path.isfile(path):
         raise NotFoundError(f"no store at {path}")
-    if key is not None:
-        _require_ciphers()
-    conn = _connect(path, synchronous="FULL", timeout=5.0, create=False, key=key)
-    return conn
+    return _connect(path, synchronous="FULL", timeout=5.0, create=False, key=key)
 
 
 def _rewrite(path: str, old: Key | None, new: Key) -> dict[str, Any]:
@@ -10633,9 +10632,9 @@ def _rewrite(path: str, old: Key | None, new: Key) -> dict[str, Any]:
     The file is taken alone first: leaving WAL mode waits for no one and fails while
     another connection has the file open (its WAL then checkpointed and gone, so no
     WAL of the old file can later be applied to the new one), and exclusive locking
-    keeps newcomers out until the new file is in place.
+    keeps newcomers out until the new file is in place. (encrypt has checked that
+    apsw has ciphers; rekey's key is refused by _connect where it has none.)
     """
-    _require_ciphers()
     conn = _open_to_copy(path, old)
     in_use = BusyError(f"{path} is in use by another connection: close it first (nothing changed)")
     try:

@@ -355,19 +355,16 @@ def test_browse_refuses_an_encrypted_store_without_consent(tmp_path: Path) -> No
 @needs_ciphers
 def test_browse_serves_a_decrypted_copy_that_goes_when_the_server_stops(tmp_path: Path) -> None:
     pytest.importorskip("datasette")
-    from .test_serve import free_port, wait_until_free, wait_until_serving
+    from .test_serve import free_port, start, wait_until_free, wait_until_serving
 
     path, temporary = tmp_path / "agent.db", tmp_path / "tmp"
     temporary.mkdir()
     fill(path, "k")
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-c", CLI, "browse", str(path), "--decrypted-copy", "--port", str(port)],
-        env={**os.environ, "PYTHONPATH": PYTHONPATH, "MEMSTORE_KEY": "k", "TMPDIR": str(temporary)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = start(
+        "browse", str(path), "--decrypted-copy", "--port", str(port),
+        env={"MEMSTORE_KEY": "k", "TMPDIR": str(temporary)},
+    )  # fmt: skip
     try:
         wait_until_serving(port, process)
         (folder,) = temporary.iterdir()

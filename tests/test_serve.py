@@ -39,10 +39,11 @@ def port_is_free(port: int) -> bool:
         return True
 
 
-def start(*args: str) -> subprocess.Popen[str]:
+def start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """The memstore command as a process of its own, with ``env``'s variables too."""
     return subprocess.Popen(
         [sys.executable, "-c", CLI, *args],
-        env={**os.environ, "PYTHONPATH": PYTHONPATH},
+        env={**os.environ, "PYTHONPATH": PYTHONPATH, **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
