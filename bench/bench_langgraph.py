@@ -13,7 +13,11 @@ set on LangGraph's connections too).
   ``messages`` channel grows by one message (about 300 bytes) and whose
   ``step`` channel changes, with two pending writes; ``put`` (with
   ``put_writes``), ``get_tuple`` of each thread's latest and ``list``
-  of its last 10, sync and async.
+  of its last 10, sync and async. Puts and reads are timed on a saver
+  already open; opening a new file (each side's setup) is a row of its own.
+  The same again with a ``context`` channel of 50 KB set at the first step
+  and never changed (a document the agent works on): the state shape where
+  writing each value once per version, as memstore does, pays.
 - Store: 100,000 items in 1,000 namespaces ``("users", "u0042")``, loaded
   in batches, then single puts, gets, and searches of one user's namespace
   with a filter on two value fields.
@@ -58,8 +62,11 @@ from memstore_langgraph import MemstoreSaver, MemstoreStore  # noqa: E402
 THREADS, STEPS = 20, 50
 
 
-def script() -> list[list[tuple[dict[str, Any], dict[str, Any], dict[str, Any], list[Any]]]]:
-    """Per thread, per step: (checkpoint, metadata, new_versions, writes)."""
+def script(
+    context: int = 0,
+) -> list[list[tuple[dict[str, Any], dict[str, Any], dict[str, Any], list[Any]]]]:
+    """Per thread, per step: (checkpoint, metadata, new_versions, writes); with a
+    ``context`` channel of that many bytes, set at step 0 and never changed, if above 0."""
     rnd = random.Random(7)
     words = [
         "plan",
@@ -74,6 +81,7 @@ def script() -> list[list[tuple[dict[str, Any], dict[str, Any], dict[str, Any], 
         "context",
         "window",
     ]
+    document = "".join(rnd.choice("abcdefghij klmnop") for _ in range(context))
     threads = []
     for _ in range(THREADS):
         messages: list[dict[str, Any]] = []
@@ -85,8 +93,12 @@ def script() -> list[list[tuple[dict[str, Any], dict[str, Any], dict[str, Any], 
             checkpoint["id"] = str(uuid6(clock_seq=-1))
             checkpoint["channel_values"] = {"messages": messages, "step": step, "goal": "trip"}
             versions = {"messages": f"{step + 1:032}.0", "step": f"{step + 1:032}.0"}
-            checkpoint["channel_versions"] = {**versions, "goal": f"{1:032}.0"}
-            new = dict(versions) if step else {**versions, "goal": f"{1:032}.0"}
+            first = {"goal": f"{1:032}.0"}  # the channels set at step 0 only
+            if context:
+                checkpoint["channel_values"]["context"] = document
+                first["context"] = f"{1:032}.0"
+            checkpoint["channel_versions"] = {**versions, **first}
+            new = dict(versions) if step else {**versions, **first}
             metadata = {"source": "loop", "step": step, "parents": {}}
             writes = [("messages", {"role": "ai", "content": text}), ("step", step + 1)]
             steps.append((checkpoint, metadata, new, writes))
@@ -198,6 +210,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=100_000, help="store items (default 100,000)")
     parser.add_argument("--runs", type=int, default=3, help="paired runs per workload")
+    parser.add_argument(
+        "--only", choices=["checkpoints", "store"], help="run one half of the workloads"
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="memstore-langgraph-"))
     plan = script()
@@ -207,126 +222,155 @@ def main() -> None:
     def report(name: str, what: str, theirs: str, timing: tuple[float, float, float]) -> None:
         results.append((name, what, theirs, *timing))
         print(
-            f"{name:24} {theirs:18} {timing[0]:8.3f}s  memstore {timing[1]:8.3f}s  "
+            f"{name:36} {theirs:18} {timing[0]:8.3f}s  memstore {timing[1]:8.3f}s  "
             f"ratio {timing[2]:5.2f}",
             flush=True,
         )
 
-    def theirs_put(path: Path) -> None:
-        with sqlite_saver(path) as saver:
-            run_saver(saver, plan)
-
-    def mine_put(path: Path) -> None:
-        with MemstoreSaver(path) as saver:
-            run_saver(saver, plan)
-
-    n = THREADS * STEPS
-    report(
-        "checkpoint put",
-        f"{n:,} checkpoints with 2 writes each",
-        "SqliteSaver",
-        paired(args.runs, work, theirs_put, mine_put),
-    )
-
-    # Reads are timed alone, on a file each side filled just before.
-    read_times: dict[str, list[float]] = {"theirs": [], "mine": []}
-    for run, side in alternating(args.runs):
-        path = work / f"read-{side}-{run}.db"
-        opener = sqlite_saver if side == "theirs" else MemstoreSaver
-        with opener(path) as saver:
-            run_saver(saver, plan)
+    def savers(
+        shape: list[Any], label: str
+    ) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, list[float]]]:
+        """Seconds to open a new file, to put ``shape``'s checkpoints, and to read them:
+        per side, per run, the sides alternating."""
+        opens: dict[str, list[float]] = {"theirs": [], "mine": []}
+        puts: dict[str, list[float]] = {"theirs": [], "mine": []}
+        reads: dict[str, list[float]] = {"theirs": [], "mine": []}
+        for run, side in alternating(args.runs):
+            path = work / f"saver-{label}-{side}-{run}.db"
             started = time.perf_counter()
-            read_saver(saver)
-            read_times[side].append(time.perf_counter() - started)
-    ratio = statistics.median(
-        t / m for t, m in zip(read_times["theirs"], read_times["mine"], strict=False)
-    )
-    report(
-        "checkpoint get+list",
-        f"{THREADS * 10} get_tuple + list(limit=10)",
-        "SqliteSaver",
-        (statistics.median(read_times["theirs"]), statistics.median(read_times["mine"]), ratio),
-    )
+            with (sqlite_saver if side == "theirs" else MemstoreSaver)(path) as saver:
+                opens[side].append(time.perf_counter() - started)
+                started = time.perf_counter()
+                run_saver(saver, shape)
+                puts[side].append(time.perf_counter() - started)
+                started = time.perf_counter()
+                read_saver(saver)
+                reads[side].append(time.perf_counter() - started)
+        return opens, puts, reads
 
-    async def async_side(path: Path, mine: bool) -> float:
-        if mine:
-            async with MemstoreSaver(path) as saver:
+    def medians(got: dict[str, list[float]]) -> tuple[float, float, float]:
+        ratios = [t / m for t, m in zip(got["theirs"], got["mine"], strict=True)]
+        return (
+            statistics.median(got["theirs"]),
+            statistics.median(got["mine"]),
+            statistics.median(ratios),
+        )
+
+    def checkpoints() -> None:
+        n = THREADS * STEPS
+        opens, puts, reads = savers(plan, "chat")
+        report(
+            "checkpoint put", f"{n:,} checkpoints with 2 writes each", "SqliteSaver", medians(puts)
+        )
+        report(
+            "checkpoint get+list",
+            f"{THREADS * 10} get_tuple + list(limit=10)",
+            "SqliteSaver",
+            medians(reads),
+        )
+        report("checkpoint new file", "open a new file, set up", "SqliteSaver", medians(opens))
+        _, puts, reads = savers(script(context=50_000), "context")
+        report(
+            "checkpoint put, 50 KB unchanged",
+            "the same with a 50 KB channel set once",
+            "SqliteSaver",
+            medians(puts),
+        )
+        report(
+            "checkpoint get+list, 50 KB unchanged",
+            "the same with a 50 KB channel set once",
+            "SqliteSaver",
+            medians(reads),
+        )
+
+        async def async_side(path: Path, mine: bool) -> float:
+            if mine:
+                async with MemstoreSaver(path) as saver:
+                    await arun_saver(saver, plan)
+                    started = time.perf_counter()
+                    await aread_saver(saver)
+                    return time.perf_counter() - started
+            async with aiosqlite.connect(path) as conn:
+                await conn.execute("PRAGMA journal_mode=WAL")
+                await conn.execute("PRAGMA synchronous=NORMAL")
+                saver = AsyncSqliteSaver(conn)
+                await saver.setup()
                 await arun_saver(saver, plan)
                 started = time.perf_counter()
                 await aread_saver(saver)
                 return time.perf_counter() - started
-        async with aiosqlite.connect(path) as conn:
-            await conn.execute("PRAGMA journal_mode=WAL")
-            await conn.execute("PRAGMA synchronous=NORMAL")
-            saver = AsyncSqliteSaver(conn)
-            await saver.setup()
-            await arun_saver(saver, plan)
+
+        put_times: dict[str, list[float]] = {"theirs": [], "mine": []}
+        aread: dict[str, list[float]] = {"theirs": [], "mine": []}
+        for run, side in alternating(args.runs):
             started = time.perf_counter()
-            await aread_saver(saver)
-            return time.perf_counter() - started
+            reading = asyncio.run(async_side(work / f"async-{side}-{run}.db", side == "mine"))
+            put_times[side].append(time.perf_counter() - started - reading)
+            aread[side].append(reading)
+        for name, got in (("async put", put_times), ("async get+list", aread)):
+            ratio = statistics.median(
+                t / m for t, m in zip(got["theirs"], got["mine"], strict=False)
+            )
+            report(
+                name,
+                "the same, through aput/aget_tuple/alist",
+                "AsyncSqliteSaver",
+                (statistics.median(got["theirs"]), statistics.median(got["mine"]), ratio),
+            )
 
-    put_times: dict[str, list[float]] = {"theirs": [], "mine": []}
-    aread: dict[str, list[float]] = {"theirs": [], "mine": []}
-    for run, side in alternating(args.runs):
-        started = time.perf_counter()
-        reading = asyncio.run(async_side(work / f"async-{side}-{run}.db", side == "mine"))
-        put_times[side].append(time.perf_counter() - started - reading)
-        aread[side].append(reading)
-    for name, got in (("async put", put_times), ("async get+list", aread)):
-        ratio = statistics.median(t / m for t, m in zip(got["theirs"], got["mine"], strict=False))
+    def store() -> None:
+        def theirs_load(path: Path) -> None:
+            with sqlite_store(path) as store:
+                load(store, items)
+
+        def mine_load(path: Path) -> None:
+            with MemstoreStore(path) as store:
+                load(store, items)
+
         report(
-            name,
-            "the same, through aput/aget_tuple/alist",
-            "AsyncSqliteSaver",
-            (statistics.median(got["theirs"]), statistics.median(got["mine"]), ratio),
-        )
-
-    def theirs_load(path: Path) -> None:
-        with sqlite_store(path) as store:
-            load(store, items)
-
-    def mine_load(path: Path) -> None:
-        with MemstoreStore(path) as store:
-            load(store, items)
-
-    report(
-        "store load",
-        f"{len(items):,} items, batches of 1,000",
-        "SqliteStore",
-        paired(args.runs, work, theirs_load, mine_load),
-    )
-
-    parts: dict[str, dict[str, list[float]]] = {}
-    for run, side in alternating(args.runs):
-        path = work / f"store-{side}-{run}.db"
-        opener = sqlite_store if side == "theirs" else MemstoreStore
-        with opener(path) as store:
-            load(store, items)
-            for part, seconds in store_work(store, random.Random(run)).items():
-                parts.setdefault(part, {"theirs": [], "mine": []})[side].append(seconds)
-    # The same puts into a store without the full-text index (fts=False), against the
-    # same runs of SqliteStore.
-    nofts: list[float] = []
-    for run in range(args.runs):
-        with MemstoreStore(work / f"store-nofts-{run}.db", fts=False) as store:
-            load(store, items)
-            nofts.append(store_work(store, random.Random(run))["put"])
-    parts["put, fts=False"] = {"theirs": parts["put"]["theirs"], "mine": nofts}
-    what = {
-        "put, fts=False": "the same, memstore without the full-text index",
-        "put": "2,000 single puts",
-        "get": "2,000 gets",
-        "search": "500 searches of one namespace, 2-field filter, top 10",
-    }
-    for part, got in parts.items():
-        ratio = statistics.median(t / m for t, m in zip(got["theirs"], got["mine"], strict=True))
-        report(
-            f"store {part}",
-            f"{what[part]} at {len(items):,} items",
+            "store load",
+            f"{len(items):,} items, batches of 1,000",
             "SqliteStore",
-            (statistics.median(got["theirs"]), statistics.median(got["mine"]), ratio),
+            paired(args.runs, work, theirs_load, mine_load),
         )
 
+        parts: dict[str, dict[str, list[float]]] = {}
+        for run, side in alternating(args.runs):
+            path = work / f"store-{side}-{run}.db"
+            opener = sqlite_store if side == "theirs" else MemstoreStore
+            with opener(path) as store:
+                load(store, items)
+                for part, seconds in store_work(store, random.Random(run)).items():
+                    parts.setdefault(part, {"theirs": [], "mine": []})[side].append(seconds)
+        # The same puts into a store without the full-text index (fts=False), against the
+        # same runs of SqliteStore.
+        nofts: list[float] = []
+        for run in range(args.runs):
+            with MemstoreStore(work / f"store-nofts-{run}.db", fts=False) as store:
+                load(store, items)
+                nofts.append(store_work(store, random.Random(run))["put"])
+        parts["put, fts=False"] = {"theirs": parts["put"]["theirs"], "mine": nofts}
+        what = {
+            "put, fts=False": "the same, memstore without the full-text index",
+            "put": "2,000 single puts",
+            "get": "2,000 gets",
+            "search": "500 searches of one namespace, 2-field filter, top 10",
+        }
+        for part, got in parts.items():
+            ratio = statistics.median(
+                t / m for t, m in zip(got["theirs"], got["mine"], strict=True)
+            )
+            report(
+                f"store {part}",
+                f"{what[part]} at {len(items):,} items",
+                "SqliteStore",
+                (statistics.median(got["theirs"]), statistics.median(got["mine"]), ratio),
+            )
+
+    if args.only != "store":
+        checkpoints()
+    if args.only != "checkpoints":
+        store()
     print()
     print(
         f"{args.runs} paired runs; SQLite {memstore.apsw.sqlite_lib_version()} (memstore), "

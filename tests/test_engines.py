@@ -319,6 +319,34 @@ def test_statements_run_together_give_each_its_rows(
         assert "k10" not in notes and len(notes) == 6
 
 
+@pytest.mark.parametrize("where", ["file", "postgres"])
+@pytest.mark.parametrize("rows", [0, 1, memstore._TUPLES_AS_VALUES, memstore._TUPLES_AS_VALUES + 1])
+def test_a_table_of_tuples_joins_in_order(
+    where: str, rows: int, tmp_path: Any, request: pytest.FixtureRequest
+) -> None:
+    """Adapter.tuples: a few rows as a VALUES list on SQLite, more as one JSON array; on
+    both engines the same rows, text kept as text (NUL-free, quotes, non-ASCII), in
+    order, joined to a table."""
+
+    class Mine(memstore.Adapter):
+        layer = None
+
+        def __init__(self, path: Any) -> None:
+            self.open_store(path, {})
+
+    url = str(tmp_path / "a.db") if where == "file" else request.getfixturevalue("pg_url")
+    wanted = [(f"k{i % 7}", f'it\'s "{i}" é', "10") for i in range(rows)][::-1]
+    with Mine(url) as mine:
+        mine.store.collection("notes").put_many([(f"k{i}", {"i": i}) for i in range(5)])
+        table, columns, order, params = mine.tuples("w", 3, wanted)
+        got = mine.execute(
+            f"SELECT {columns[0]}, {columns[1]}, {columns[2]}, n.key FROM {table} "
+            f'{mine.join_in_order} "notes" AS n ON n.key = {columns[0]} ORDER BY {order}',
+            params,
+        )
+    assert [tuple(row) for row in got] == [(*w, w[0]) for w in wanted if w[0] < "k5"]
+
+
 def test_a_handle_follows_another_tools_change_of_a_declaration(pg_url: str) -> None:
     """The registry's trigger announces any change, made by memstore or not: a write takes
     those whose announcement has come (one committed an instant before, its announcement
