@@ -1051,10 +1051,14 @@ class _Engine:
     def translate(self, err: BaseException) -> MemstoreError:
         raise NotImplementedError
 
-    #: A query of one value that moves on when another connection changes a declaration
-    #: (Collection._fresh); None: the engine counts such changes itself (``declarations``).
-    data_version_sql: str | None = "PRAGMA data_version"
+    #: Changes other connections may have made to declarations, as the engine counts them.
     declarations = 0
+
+    def data_version(self, store: Store) -> Any:
+        """A value that moves on when another connection may have changed a declaration
+        (Collection._fresh, on every write): it may move on for other reasons too, never
+        stay when one changed."""
+        return self.declarations
 
     def schema_version(self, conn: Any) -> int:
         raise NotImplementedError
@@ -1405,6 +1409,7 @@ class _SQLite(_Engine):
     errors = _DRIVER_ERRORS
 
     def open(self, store: Store) -> apsw.Connection:
+        self._writing = False  # a forked child's new connection is in no transaction
         conn = _connect(
             store.path,
             synchronous=store.synchronous.upper(),
@@ -1435,11 +1440,44 @@ class _SQLite(_Engine):
 
     cursor = staticmethod(apsw.Connection.execute)  # type: ignore[assignment]
     idle = staticmethod(apsw.Connection.get_autocommit)  # type: ignore[assignment]
-    start = end = staticmethod(apsw.Connection.execute)  # type: ignore[assignment]
+
+    # Whether another connection committed, asked on every write (Collection._fresh):
+    # the file's data version (SQLITE_FCNTL_DATA_VERSION, a C call) moves on with every
+    # commit, this connection's own included, where PRAGMA data_version, which moves on
+    # with others' only, is a statement (3 µs a put). While this connection's BEGIN
+    # IMMEDIATE holds the write lock no one else commits: the version its COMMIT leaves
+    # is its own, and a version seen after the next BEGIN IMMEDIATE that differs is
+    # another connection's doing. Anything else (a deferred block, a write outside one)
+    # only makes the version differ more often: a declaration read again for nothing.
+    _version = -1  # the file's data version last accounted for
+    _writing = False  # inside this connection's BEGIN IMMEDIATE
+
+    def start(self, conn: apsw.Connection, sql: str) -> None:
+        conn.execute(sql)
+        if sql == "BEGIN IMMEDIATE":
+            self._writing = True
+
+    def end(self, conn: apsw.Connection, sql: str) -> None:
+        conn.execute(sql)
+        if sql == "COMMIT" and self._writing:
+            self._writing = False
+            self._version = conn.data_version()
 
     def abort(self, conn: apsw.Connection, sql: str) -> None:
+        if not sql.startswith("ROLLBACK TO"):
+            self._writing = False
         if not conn.get_autocommit():  # SQLite may have rolled back already
             conn.execute(sql)
+
+    def data_version(self, store: Store) -> int:
+        conn = store.connection
+        if not self._writing:  # start the read a deferred block may not have started
+            conn.execute("PRAGMA data_version").fetchall()
+        version = conn.data_version()
+        if version != self._version:
+            self._version = version
+            self.declarations += 1
+        return self.declarations
 
     def bind(
         self, conn: apsw.Connection
@@ -1967,8 +2005,6 @@ class _Postgres(_Engine):
     # connection and any tool): the connection LISTENs and counts them, with no query a
     # write. psycopg takes in what waits on the socket with the next result, so inside a
     # write's transaction (after its BEGIN) the count covers what others committed before.
-    data_version_sql = None
-
     def _announced(self, notification: Any) -> None:
         self.declarations += 1
 
@@ -2729,9 +2765,12 @@ class Store:
         return self._conn
 
     def _data_version(self) -> Any:
-        """Moves on when another connection commits (never for this one's own writes)."""
-        sql = self._engine.data_version_sql
-        return self._engine.declarations if sql is None else self._fetch(sql)[0][0]
+        """Moves on when another connection may have changed a declaration."""
+        with self._lock:
+            try:
+                return self._engine.data_version(self)
+            except self._engine.errors as err:
+                raise self._error(err) from err
 
     @property
     def schema_version(self) -> int:

@@ -258,6 +258,26 @@ def test_a_handle_follows_declarations_made_elsewhere(store_url: str) -> None:
         assert old.ttl is not None and old.ttl.total_seconds() == 60
         assert next(old.rows({"key": "d"})).expires_at is not None
         assert old.count() == 1
+        # After this handle's own writes (which move SQLite's file version on too), and
+        # in a deferred block, another connection's declaration is still seen.
+        other.collection("notes", fields={"kind": str, "size": int})
+        with pytest.raises(memstore.ValidationError, match="'size' must be integer"):
+            old.put("e", {"size": "big"})
+        old.put("f", {"size": 1})
+        other.collection("notes", fields={"kind": str, "size": int, "tag": str})
+        with (
+            pytest.raises(memstore.ValidationError, match="'tag' must be text"),
+            store.transaction(immediate=False),  # nothing read yet when the put begins
+        ):
+            old.put("g", {"tag": 1})
+        old.put("h", {"tag": "x"})
+        other.collection("notes", fields={"kind": str, "size": int, "tag": str, "n": int})
+        with (
+            store.transaction(),
+            pytest.raises(memstore.ValidationError, match="'n' must be integer"),
+        ):
+            old.put("i", {"n": "x"})
+        assert sorted(old.keys()) == ["d", "f", "h"]
 
 
 def test_indexes_over_several_fields(store_url: str) -> None:
