@@ -208,16 +208,29 @@ class MemstoreSaver(memstore.Adapter, BaseCheckpointSaver[str]):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        """Save a checkpoint, writing only the channel values ``new_versions`` names."""
+        """Save a checkpoint, writing only the channel values ``new_versions`` names: small
+        values (None, numbers, short text) inside the checkpoint's own row, others once per
+        version in memstore_lg_blobs."""
         thread_id, ns, parent_id = _address(config)
         state: dict[str, Any] = dict(checkpoint)
         values = state.pop("channel_values", None) or {}
+        channel_versions = checkpoint["channel_versions"]
+        inline = {
+            channel: value
+            for channel, value in values.items()
+            if channel in channel_versions and _inlined(value)
+        }
+        if inline:
+            state["channel_values"] = inline
         kind, data = self.serde.dumps_typed(state)
+        # A channel without a value at its new version gets no row: its value is looked
+        # up by version, and none found is what an 'empty' row said.
         blobs = [
-            (thread_id, ns, channel, str(version), *self._dump(values, channel))
+            (thread_id, ns, channel, str(version), *self.serde.dumps_typed(values[channel]))
             for channel, version in new_versions.items()
+            if channel in values and channel not in inline
         ]
-        versions = {channel: str(v) for channel, v in checkpoint["channel_versions"].items()}
+        versions = {channel: str(v) for channel, v in channel_versions.items()}
         row = (
             thread_id,
             ns,
@@ -427,11 +440,6 @@ class MemstoreSaver(memstore.Adapter, BaseCheckpointSaver[str]):
 
     # -- private ---------------------------------------------------------------
 
-    def _dump(self, values: dict[str, Any], channel: str) -> tuple[str, bytes | None]:
-        if channel not in values:
-            return "empty", None
-        return self.serde.dumps_typed(values[channel])
-
     def _delete_threads(self, threads: Sequence[str]) -> None:
         among, ids = self.in_list("thread_id", threads)
         with self.store.transaction():
@@ -462,6 +470,7 @@ class MemstoreSaver(memstore.Adapter, BaseCheckpointSaver[str]):
                     (row[0], row[1], channel, str(version))
                     for row in rows
                     for channel, version in decoded[row[:3]].get("channel_versions", {}).items()
+                    if channel not in decoded[row[:3]].get("channel_values", ())
                 }
             )
             join = self.join_in_order
@@ -510,11 +519,11 @@ class MemstoreSaver(memstore.Adapter, BaseCheckpointSaver[str]):
         for thread_id, ns, checkpoint_id, parent_id, kind, data, metadata in checkpoints:
             address = (thread_id, ns, checkpoint_id)
             checkpoint = (decoded or {}).get(address) or self.serde.loads_typed((kind, data))
-            values = {
-                channel: self.serde.loads_typed(blobs[key])  # each tuple its own objects
-                for channel, version in checkpoint.get("channel_versions", {}).items()
-                if (key := (thread_id, ns, channel, str(version))) in blobs
-            }
+            values = checkpoint.get("channel_values") or {}  # the small ones (see put)
+            for channel, version in checkpoint.get("channel_versions", {}).items():
+                key = (thread_id, ns, channel, str(version))
+                if key in blobs and channel not in values:  # each tuple its own objects
+                    values[channel] = self.serde.loads_typed(blobs[key])
             pending = sorted(writes.get((thread_id, ns, checkpoint_id), []))
             found.append(
                 CheckpointTuple(
@@ -566,6 +575,25 @@ _THREAD_TABLES = {
     "memstore_lg_writes": "checkpoint_ns, checkpoint_id, task_id, idx, task_path, channel, type, "
     "value, created_at",
 }
+
+
+#: The longest text a checkpoint keeps inside its own row (see _inlined).
+_INLINE_TEXT = 256
+
+
+def _inlined(value: Any) -> bool:
+    """Whether a channel's value is kept inside its checkpoint's row, written again with
+    every checkpoint, rather than once per version in memstore_lg_blobs: None, numbers
+    and short text, which cost less there than a row of their own. A pure function of
+    the value, so that every checkpoint having a version of a channel decides alike."""
+    kind = type(value)
+    return (
+        value is None
+        or kind is bool
+        or kind is int
+        or kind is float
+        or (kind is str and len(value) <= _INLINE_TEXT)
+    )
 
 
 def _config(thread_id: str, ns: str, checkpoint_id: str) -> RunnableConfig:

@@ -269,24 +269,59 @@ def put(
 
 
 def test_values_are_written_once_per_version(saver: MemstoreSaver) -> None:
+    """Values once per version in memstore_lg_blobs; small ones (the step, a short label)
+    inside each checkpoint's row; a channel without a value at its new version, nowhere."""
     big = "x" * 100_000
-    first = put(saver, "t", {"doc": big, "n": 1}, {"doc": "1", "n": "1"}, {"doc": "1", "n": "1"})
-    second = put(saver, "t", {"doc": big, "n": 2}, {"doc": "1", "n": "2"}, {"n": "2"}, first)
+    one = {"doc": "1", "n": "1", "items": "1", "gone": "1"}
+    first = put(saver, "t", {"doc": big, "n": 1, "items": [1]}, one, one)
+    two = {"doc": "1", "n": "2", "items": "2", "gone": "2"}
+    values = {"doc": big, "n": 2, "items": [1, 2]}
+    second = put(saver, "t", values, two, {"n": "2", "items": "2", "gone": "2"}, first)
     conn = saver.store.connection
-    assert conn.execute("SELECT count(*) FROM memstore_lg_blobs").fetchall() == [(3,)]
+    rows = "SELECT channel, version FROM memstore_lg_blobs ORDER BY 1, 2"
+    assert conn.execute(rows).fetchall() == [("doc", "1"), ("items", "1"), ("items", "2")]
     got = saver.get_tuple(second)
-    assert got is not None and got.checkpoint["channel_values"] == {"doc": big, "n": 2}
+    assert got is not None and got.checkpoint["channel_values"] == values
     assert got.parent_config == first
-    saver.prune(["t"])  # the first checkpoint's n=1 is no longer needed; doc is
-    assert conn.execute("SELECT channel, version FROM memstore_lg_blobs ORDER BY 1").fetchall() == [
-        ("doc", "1"),
-        ("n", "2"),
-    ]
+    older = saver.get_tuple(first)
+    assert older is not None and older.checkpoint["channel_values"] == {
+        "doc": big,
+        "n": 1,
+        "items": [1],
+    }
+    saver.prune(["t"])  # the first checkpoint's items=[1] is no longer needed; doc is
+    assert conn.execute(rows).fetchall() == [("doc", "1"), ("items", "2")]
     again = saver.get_tuple(second)
-    assert again is not None and again.checkpoint["channel_values"] == {"doc": big, "n": 2}
+    assert again is not None and again.checkpoint["channel_values"] == values
     saver.delete_thread("t")
     for table in ("memstore_lg_checkpoints", "memstore_lg_blobs", "memstore_lg_writes"):
         assert conn.execute(f"SELECT count(*) FROM {table}").fetchall() == [(0,)]
+
+
+def test_checkpoints_written_before_small_values_moved_inline_still_read(
+    saver: MemstoreSaver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file whose checkpoints kept every value in memstore_lg_blobs (and an 'empty' row
+    for a channel without a value), as before 2026-12-04, reads as it did, also where a
+    newer checkpoint shares their versions."""
+    import memstore_langgraph
+
+    versions = {"n": "1", "label": "1", "items": "1", "none": "1"}
+    with monkeypatch.context() as old_layout:
+        old_layout.setattr(memstore_langgraph, "_inlined", lambda value: False)
+        first = put(saver, "t", {"n": 1, "label": "a", "items": [1]}, versions, versions)
+    saver.store.connection.execute(
+        "INSERT INTO memstore_lg_blobs (thread_id, checkpoint_ns, channel, version, type) "
+        "VALUES ('t', '', 'none', '1', 'empty')"
+    )
+    assert len(saver.store.connection.execute("SELECT * FROM memstore_lg_blobs").fetchall()) == 4
+    newer = {**versions, "items": "2"}
+    second = put(saver, "t", {"n": 1, "label": "a", "items": [1, 2]}, newer, {"items": "2"}, first)
+    for config, items in ((first, [1]), (second, [1, 2])):
+        got = saver.get_tuple(config)
+        assert got is not None
+        assert got.checkpoint["channel_values"] == {"n": 1, "label": "a", "items": items}
+    assert [t.checkpoint["channel_values"]["items"] for t in saver.list(None)] == [[1, 2], [1]]
 
 
 def test_values_of_every_kind_round_trip(saver: MemstoreSaver) -> None:
