@@ -50,6 +50,11 @@ ON_POSTGRES = frozenset(
         "test_search",
         "test_time_indexes",
         "test_reliability",
+        "test_copy",
+        "test_hostile",
+        "test_import",
+        "test_mcp",
+        "test_message_index",
     }
 )
 

@@ -89,8 +89,7 @@ def test_declaring_fts_later_backfills_search(store: memstore.Store) -> None:
     assert notes.fts == ["title", "content"]
     assert [h.key for h in notes.search("crust")] == ["a"]
     assert [h.key for h in notes.search("apple")] == ["a"]
-    if not on_postgres(store):  # Store.check is not on PostgreSQL yet
-        assert store.check() == []
+    assert store.check() == []
 
 
 def test_fts_path_can_later_become_a_text_field(store: memstore.Store) -> None:
@@ -238,8 +237,7 @@ def test_stats_say_what_a_collection_holds(store: memstore.Store) -> None:
     stats = notes.stats()
     assert (stats["records"], stats["expired"]) == (1, 1)
     assert stats["oldest"] <= stats["newest"]
-    if not on_postgres(store):  # Store.stats is not on PostgreSQL yet
-        assert store.stats()["collections"]["notes"] == stats
+    assert store.stats()["collections"]["notes"] == stats
 
 
 def test_a_handle_follows_declarations_made_elsewhere(store_url: str) -> None:
@@ -320,8 +318,6 @@ def test_indexes_over_several_fields(store_url: str) -> None:
         found_plan = plan(store, "SELECT key FROM events AS t WHERE t.agent = 'a1'")
         assert uses_index(found_plan, "events__unique__agent__key"), found_plan
         assert len(events.indexes) == 2 and events.stats()["indexes"] == events.indexes
-        if on_postgres(store):  # check() and repair() are not on PostgreSQL yet
-            return
         assert store.check() == []
         sql(store, 'DROP INDEX "events__index__event_type__timestamp_desc"')
         assert any("events__index__event_type__timestamp_desc" in p for p in store.check())

@@ -9,7 +9,7 @@ import pytest
 
 import memstore
 
-from .dbinfo import on_postgres, other_tool
+from .dbinfo import other_tool
 
 
 class Boom(Exception):
@@ -30,8 +30,7 @@ def test_exception_rolls_back_everything(store: memstore.Store) -> None:
     assert a.keys() == ["before"] and b.keys() == []
     assert [h.key for h in a.search("kept")] == ["before"]
     assert a.search("gone") == []
-    if not on_postgres(store):  # Store.check is not on PostgreSQL yet
-        assert store.check() == []
+    assert store.check() == []
 
 
 def test_nested_block_rolls_back_alone_when_caught(store: memstore.Store) -> None:
