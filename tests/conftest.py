@@ -21,9 +21,10 @@ from . import postgres
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: Test files whose tests of the store fixture run on PostgreSQL as well: the layers a
-#: PostgreSQL store has so far. A test there that needs what it has not yet is marked
-#: ``sqlite_only`` with the reason; elsewhere the fixture's PostgreSQL run is skipped.
+#: Test files whose tests of the store fixture run on PostgreSQL as well: every layer's.
+#: A test there about SQLite itself is marked ``sqlite_only`` with the reason; the files
+#: left out test SQLite's own machinery (test_fts_batches: FTS5 batches) or open their
+#: own PostgreSQL stores (test_pgvector).
 ON_POSTGRES = frozenset(
     {
         "test_collections",
@@ -107,7 +108,7 @@ def _where(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     and for "pgvector" on a server with pgvector: tests/test_vectors.py's fixtures)."""
     if request.param in ("postgres", "pgvector"):
         if request.module.__name__.rpartition(".")[2] not in ON_POSTGRES:
-            pytest.skip("this layer is not on PostgreSQL yet")
+            pytest.skip("this file tests SQLite's own machinery")
         marker = request.node.get_closest_marker("sqlite_only")
         if marker is not None:
             pytest.skip(f"SQLite only: {marker.args[0] if marker.args else ''}")
