@@ -474,10 +474,20 @@ class MemstoreSaver(memstore.Adapter, BaseCheckpointSaver[str]):
                 }
             )
             join = self.join_in_order
-            wanted_table, w, _, wanted_params = self.tuples("w", 4, wanted)
             of, c, _, of_params = self.tuples("c", 3, [row[:3] for row in rows])
-            stored, written = self.execute_together(
-                [
+            statements = [
+                (
+                    "SELECT 2, w.thread_id, w.checkpoint_ns, w.checkpoint_id, w.task_id, "
+                    "w.type, w.value, w.channel, w.task_path, w.idx "
+                    f"FROM {of} {join} memstore_lg_writes AS w "
+                    f"ON w.thread_id = {c[0]} AND w.checkpoint_ns = {c[1]} "
+                    f"AND w.checkpoint_id = {c[2]}",
+                    of_params,
+                )
+            ]
+            if wanted:  # none when every value is small enough to be in its checkpoint
+                wanted_table, w, _, wanted_params = self.tuples("w", 4, wanted)
+                statements.append(
                     (
                         "SELECT 1, b.thread_id, b.checkpoint_ns, b.channel, b.version, b.type, "
                         f"b.blob, NULL, NULL, NULL FROM {wanted_table} {join} "
@@ -485,19 +495,11 @@ class MemstoreSaver(memstore.Adapter, BaseCheckpointSaver[str]):
                         f"AND b.checkpoint_ns = {w[1]} AND b.channel = {w[2]} "
                         f"AND b.version = {w[3]} WHERE b.type <> 'empty'",
                         wanted_params,
-                    ),
-                    (
-                        "SELECT 2, w.thread_id, w.checkpoint_ns, w.checkpoint_id, w.task_id, "
-                        "w.type, w.value, w.channel, w.task_path, w.idx "
-                        f"FROM {of} {join} memstore_lg_writes AS w "
-                        f"ON w.thread_id = {c[0]} AND w.checkpoint_ns = {c[1]} "
-                        f"AND w.checkpoint_id = {c[2]}",
-                        of_params,
-                    ),
-                ]
-            )
+                    )
+                )
+            found = self.execute_together(statements)
         parts = [(0, *row[:7], None, None) for row in rows]
-        return self._assemble([*parts, *stored, *written], decoded)
+        return self._assemble([*parts, *(row for part in found for row in part)], decoded)
 
     def _assemble(
         self, rows: Iterable[Sequence[Any]], decoded: dict[Any, Any] | None = None

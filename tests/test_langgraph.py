@@ -535,27 +535,37 @@ def test_graphs_in_several_processes_share_one_file(store_url: str) -> None:
         assert saver.store.check() == []
 
 
-def test_a_checkpoint_and_a_page_of_them_are_one_request(store: memstore.Store) -> None:
+@pytest.mark.parametrize("large", [True, False])
+def test_a_checkpoint_and_a_page_of_them_are_one_request(
+    store: memstore.Store, large: bool
+) -> None:
     """With their channel values and pending writes: one round trip on PostgreSQL (one
     statement, as LangGraph's own saver); on SQLite, where a few simple statements are
-    cheaper than one that combines them, three in a read transaction (five)."""
+    cheaper than one that combines them, three in a read transaction (five), or two
+    (four) when every value is small enough to be in its checkpoint's row."""
     from langgraph.checkpoint.base import empty_checkpoint
+
+    def value(step: int) -> Any:
+        return [step] if large else step
 
     saver = MemstoreSaver(store)
     thread = config = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
     for step in range(12):
         checkpoint = {**empty_checkpoint(), "id": f"0{step:02d}"}
         checkpoint["channel_versions"] = {"a": str(step), "b": "1"}
-        checkpoint["channel_values"] = {"a": step, "b": "x"}
+        checkpoint["channel_values"] = {"a": value(step), "b": "x"}
         config = saver.put(config, checkpoint, {"step": step}, {"a": str(step), "b": "1"})
         saver.put_writes(config, [("a", step), ("b", "x")], "task")
     for _ in range(6):  # PostgreSQL prepares statements after a few runs
         saver.get_tuple(thread)
         list(saver.list(thread, limit=10))
     got: list[Any] = []
-    one = 1 if on_postgres(store) else 5
+    one = 1 if on_postgres(store) else 5 if large else 4
     assert requests(store, lambda: got.append(saver.get_tuple(thread))) == one
-    assert got[0].checkpoint["channel_values"] == {"a": 11, "b": "x"}
+    assert got[0].checkpoint["channel_values"] == {"a": value(11), "b": "x"}
     assert len(got[0].pending_writes) == 2
     assert requests(store, lambda: got.append(list(saver.list(thread, limit=10)))) == one
     assert [t.metadata["step"] for t in got[1]] == list(range(11, 1, -1))
+    assert [t.checkpoint["channel_values"]["a"] for t in got[1]] == [
+        value(step) for step in range(11, 1, -1)
+    ]
