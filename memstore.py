@@ -477,7 +477,7 @@ CIPHER = "chacha20"
 
 #: How to get the apsw that encrypts: its files take the place of apsw's (the same
 #: package, built with SQLite3 Multiple Ciphers), which an extra cannot ask pip for.
-_CIPHERS_INSTALL = "pip install --force-reinstall --no-deps 'apsw-sqlite3mc>=3.45'"
+_CIPHERS_INSTALL = "pip install --force-reinstall --no-deps 'apsw-sqlite3mc>=3.47'"
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
