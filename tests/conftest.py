@@ -22,9 +22,10 @@ from . import postgres
 ROOT = Path(__file__).resolve().parent.parent
 
 #: Test files whose tests of the store fixture run on PostgreSQL as well: every layer's.
-#: A test there about SQLite itself is marked ``sqlite_only`` with the reason; the files
-#: left out test SQLite's own machinery (test_fts_batches: FTS5 batches) or open their
-#: own PostgreSQL stores (test_pgvector).
+#: A test there about SQLite itself is marked ``sqlite_only`` with the reason. Of the
+#: files left out, test_fts_batches tests SQLite's own machinery (FTS5 batches) and
+#: test_pgvector opens its own PostgreSQL stores; the others do not use the fixture
+#: (test_hostile, test_copy and test_mcp, say, start PostgreSQL stores of their own).
 ON_POSTGRES = frozenset(
     {
         "test_collections",
@@ -51,11 +52,6 @@ ON_POSTGRES = frozenset(
         "test_search",
         "test_time_indexes",
         "test_reliability",
-        "test_copy",
-        "test_hostile",
-        "test_import",
-        "test_mcp",
-        "test_message_index",
     }
 )
 
