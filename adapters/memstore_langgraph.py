@@ -222,11 +222,11 @@ class MemstoreSaver(memstore.Adapter, BaseCheckpointSaver[str]):
         }
         if inline:
             state["channel_values"] = inline
-        kind, data = self.serde.dumps_typed(state)
+        kind, data = self._dumps(state, "the checkpoint")
         # A channel without a value at its new version gets no row: its value is looked
         # up by version, and none found is what an 'empty' row said.
         blobs = [
-            (thread_id, ns, channel, str(version), *self.serde.dumps_typed(values[channel]))
+            (thread_id, ns, channel, str(version), *self._dumps(values[channel], channel))
             for channel, version in new_versions.items()
             if channel in values and channel not in inline
         ]
@@ -286,7 +286,7 @@ class MemstoreSaver(memstore.Adapter, BaseCheckpointSaver[str]):
                 WRITES_IDX_MAP.get(channel, idx),
                 task_path,
                 channel,
-                *self.serde.dumps_typed(value),
+                *self._dumps(value, channel),
             )
             (special if channel in WRITES_IDX_MAP else regular).append(row)
         insert = (
@@ -440,6 +440,14 @@ class MemstoreSaver(memstore.Adapter, BaseCheckpointSaver[str]):
 
     # -- private ---------------------------------------------------------------
 
+    def _dumps(self, value: Any, what: str) -> tuple[str, bytes]:
+        """``serde.dumps_typed``, its refusal (a value it cannot serialize: an integer past
+        64 bits, an object msgpack does not know) a memstore error naming the channel."""
+        try:
+            return self.serde.dumps_typed(value)
+        except (TypeError, ValueError, OverflowError, RecursionError) as err:
+            raise memstore.ValidationError(f"{what[:60]!r} cannot be serialized: {err}") from err
+
     def _delete_threads(self, threads: Sequence[str]) -> None:
         among, ids = self.in_list("thread_id", threads)
         with self.store.transaction():
@@ -592,7 +600,7 @@ def _inlined(value: Any) -> bool:
     return (
         value is None
         or kind is bool
-        or kind is int
+        or (kind is int and -(2**63) <= value < 2**64)  # what msgpack holds
         or kind is float
         or (kind is str and len(value) <= _INLINE_TEXT)
     )
@@ -658,6 +666,11 @@ def _list_filter(
         elif isinstance(value, bool):
             conditions.append(f"{kind} = ?")
             params += [*kind_params, "true" if value else "false"]
+        elif isinstance(value, int) and not -(2**63) <= value < 2**63:
+            # SQLite cannot bind it: refused on both engines alike
+            raise memstore.ValidationError(
+                f"a metadata filter's integer must fit in 64 bits, not {value!r:.40}"
+            )
         elif isinstance(value, (int, float, str)):
             number = isinstance(value, (int, float))
             kinds = "IN ('integer', 'real')" if number else "= 'text'"
