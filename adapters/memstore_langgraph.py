@@ -212,9 +212,14 @@ class MemstoreSaver(memstore.Adapter, BaseCheckpointSaver[str]):
         values (None, numbers, short text) inside the checkpoint's own row, others once per
         version in memstore_lg_blobs."""
         thread_id, ns, parent_id = _address(config)
+        _mapping(checkpoint, "checkpoint")
+        if not isinstance(checkpoint.get("id"), str):
+            raise memstore.ValidationError("a checkpoint needs its id, a str")
+        channel_versions = _mapping(checkpoint.get("channel_versions"), "channel_versions")
+        _mapping(metadata, "metadata")
+        _mapping(new_versions, "new_versions")
         state: dict[str, Any] = dict(checkpoint)
-        values = state.pop("channel_values", None) or {}
-        channel_versions = checkpoint["channel_versions"]
+        values = _mapping(state.pop("channel_values", None) or {}, "channel_values")
         inline = {
             channel: value
             for channel, value in values.items()
@@ -275,9 +280,25 @@ class MemstoreSaver(memstore.Adapter, BaseCheckpointSaver[str]):
         thread_id, ns, checkpoint_id = _address(config)
         if not checkpoint_id:
             raise memstore.ValidationError("put_writes needs a config with a checkpoint_id")
+        if not isinstance(task_path, str):
+            raise memstore.ValidationError(f"task_path must be a str, not {task_path!r:.60}")
+        if isinstance(writes, (str, bytes, Mapping)) or not isinstance(writes, Iterable):
+            raise memstore.ValidationError(
+                f"writes must be a list of (channel, value) pairs, not {type(writes).__name__}"
+            )
+        pairs = list(writes)  # LangGraph hands a deque
+        for pair in pairs:
+            if (
+                not isinstance(pair, (list, tuple))
+                or len(pair) != 2
+                or not isinstance(pair[0], str)
+            ):
+                raise memstore.ValidationError(
+                    f"a write is a (channel, value) pair with a str channel, not {pair!r:.60}"
+                )
         special: list[tuple[Any, ...]] = []
         regular: list[tuple[Any, ...]] = []
-        for idx, (channel, value) in enumerate(writes):
+        for idx, (channel, value) in enumerate(pairs):
             row = (
                 thread_id,
                 ns,
@@ -639,6 +660,13 @@ def _list_filter(
     ``field`` is the adapter's json_field."""
     conditions: list[str] = ["TRUE"]
     params: list[Any] = []
+    for name, given in (("config", config), ("before", before)):
+        if given is not None and not (
+            isinstance(given, Mapping) and isinstance(given.get("configurable", {}), Mapping)
+        ):
+            raise memstore.ValidationError(
+                f'{name} must be a config, {{"configurable": {{...}}}}, not {given!r:.60}'
+            )
     if config is not None:
         configurable = config.get("configurable") or {}
         if configurable.get("thread_id") is not None:
@@ -695,6 +723,12 @@ def _metadata_json(config: RunnableConfig, metadata: CheckpointMetadata) -> str:
         return _METADATA_ENCODER.encode(merged)
     except (TypeError, ValueError) as err:
         raise memstore.ValidationError(f"checkpoint metadata must be JSON: {err}") from err
+
+
+def _mapping(value: Any, name: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise memstore.ValidationError(f"{name} must be a dict, not {type(value).__name__}")
+    return value
 
 
 def _sequence(values: Any, name: str) -> Sequence[Any]:

@@ -32,6 +32,7 @@ from .test_hostile import (  # noqa: F401 (fixtures)
 )
 
 SURROGATE = "\ud800"
+WRITES_AT: Any = {"configurable": {"thread_id": "t", "checkpoint_id": "x"}}
 
 
 class Adapters:
@@ -105,6 +106,19 @@ CASES: dict[str, Callable[[Adapters], Any]] = {
         {"configurable": {"thread_id": "t", "checkpoint_id": "x"}}, [("c", 1)], SURROGATE
     ),
     "saver copy surrogate": lambda a: a.saver.copy_thread("t", SURROGATE),
+    "saver list config str": lambda a: list(a.saver.list("t")),
+    "saver list before int": lambda a: list(a.saver.list(None, before={"configurable": 5})),
+    "saver put checkpoint str": lambda a: a.saver.put(WRITES_AT, "x", {}, {}),
+    "saver put no id": lambda a: a.saver.put(WRITES_AT, {"channel_versions": {}}, {}, {}),
+    "saver put versions int": lambda a: a.saver.put(
+        WRITES_AT, {**empty_checkpoint(), "channel_versions": 5}, {}, {}
+    ),
+    "saver put new_versions list": lambda a: a.saver.put(WRITES_AT, empty_checkpoint(), {}, [1]),
+    "saver put metadata list": lambda a: a.saver.put(WRITES_AT, empty_checkpoint(), [], {}),
+    "saver writes int": lambda a: a.saver.put_writes(WRITES_AT, 5, "w"),
+    "saver write not a pair": lambda a: a.saver.put_writes(WRITES_AT, [("a",)], "w"),
+    "saver write channel int": lambda a: a.saver.put_writes(WRITES_AT, [(5, 1)], "w"),
+    "saver write task_path int": lambda a: a.saver.put_writes(WRITES_AT, [("a", 1)], "w", 5),
     "saver value int past 64 bits": lambda a: a.checkpoint(values={"ok": 1, "n": 2**100}),
     "saver value object": lambda a: a.checkpoint(values={"big": [1] * 300, "o": object()}),
     "saver write object": lambda a: a.saver.put_writes(
