@@ -22,6 +22,7 @@ hold no lock or transaction while the caller has one in hand.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import contextlib
 import functools
@@ -282,7 +283,9 @@ class MemstoreSaver(memstore.Adapter, BaseCheckpointSaver[str]):
             raise memstore.ValidationError("put_writes needs a config with a checkpoint_id")
         if not isinstance(task_path, str):
             raise memstore.ValidationError(f"task_path must be a str, not {task_path!r:.60}")
-        if isinstance(writes, (str, bytes, Mapping)) or not isinstance(writes, Iterable):
+        if type(writes) not in _WRITE_LISTS and (
+            isinstance(writes, (str, bytes, Mapping)) or not isinstance(writes, Iterable)
+        ):
             raise memstore.ValidationError(
                 f"writes must be a list of (channel, value) pairs, not {type(writes).__name__}"
             )
@@ -725,8 +728,12 @@ def _metadata_json(config: RunnableConfig, metadata: CheckpointMetadata) -> str:
         raise memstore.ValidationError(f"checkpoint metadata must be JSON: {err}") from err
 
 
+#: What writes come in, checked without an ABC's isinstance (put_writes runs every step).
+_WRITE_LISTS = (list, tuple, collections.deque)
+
+
 def _mapping(value: Any, name: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
+    if type(value) is not dict and not isinstance(value, Mapping):  # dict: the fast way
         raise memstore.ValidationError(f"{name} must be a dict, not {type(value).__name__}")
     return value
 
