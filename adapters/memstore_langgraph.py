@@ -882,14 +882,25 @@ class MemstoreStore(memstore.Adapter, BaseStore):
         """Run operations in one transaction: reads see the store as it was before the
         batch's writes, and of several puts to one item the last wins (as LangGraph's
         in-memory store)."""
-        ops = list(ops)
+        ops = _ops(ops)
         for op in ops:
             if not isinstance(op, (GetOp, SearchOp, ListNamespacesOp, PutOp)):
                 raise memstore.ValidationError(f"unknown store operation {op!r:.80}")
-            try:
+            for name in ("namespace", "namespace_prefix"):
+                _namespace(getattr(op, name, ()), name)
+            if isinstance(op, ListNamespacesOp):
+                for condition in op.match_conditions or ():
+                    _namespace(condition.path, "a match condition's path")
+                if op.max_depth is not None and (
+                    not isinstance(op.max_depth, int)
+                    or isinstance(op.max_depth, bool)
+                    or op.max_depth < 1
+                ):
+                    raise memstore.ValidationError(
+                        f"max_depth must be a whole number >= 1, not {op.max_depth!r:.40}"
+                    )
+            with _namespace_errors():
                 validate_op_namespace(op)
-            except InvalidNamespaceError as err:
-                raise NamespaceError(str(err)) from err
         results: list[Result] = [None] * len(ops)
         puts: dict[tuple[tuple[str, ...], str], PutOp] = {}
         for op in ops:
@@ -931,7 +942,7 @@ class MemstoreStore(memstore.Adapter, BaseStore):
 
     async def abatch(self, ops: Iterable[Op]) -> list[Result]:
         """``batch`` on the store's worker thread: the event loop never waits on SQLite."""
-        ops = list(ops)
+        ops = _ops(ops)
         result: list[Result] = await self.run_async(self.batch, ops)
         return result
 
@@ -1198,6 +1209,61 @@ class MemstoreStore(memstore.Adapter, BaseStore):
         if ttl is not None:
             self.items.touch([key], ttl=ttl * 60)
 
+    # LangGraph's BaseStore checks a namespace's labels before it builds the operation,
+    # raising its own InvalidNamespaceError: these raise NamespaceError (both a memstore
+    # error and LangGraph's), and refuse what is no namespace at all (None, a str).
+
+    def put(self, namespace: tuple[str, ...], key: str, value: Any, *a: Any, **k: Any) -> None:
+        """LangGraph's put."""
+        with _namespace_errors():
+            super().put(_namespace(namespace, "namespace"), key, value, *a, **k)
+
+    async def aput(
+        self, namespace: tuple[str, ...], key: str, value: Any, *a: Any, **k: Any
+    ) -> None:
+        """LangGraph's aput."""
+        with _namespace_errors():
+            await super().aput(_namespace(namespace, "namespace"), key, value, *a, **k)
+
+    def delete(self, namespace: tuple[str, ...], key: str) -> None:
+        """LangGraph's delete."""
+        with _namespace_errors():
+            super().delete(_namespace(namespace, "namespace"), key)
+
+    async def adelete(self, namespace: tuple[str, ...], key: str) -> None:
+        """LangGraph's adelete."""
+        with _namespace_errors():
+            await super().adelete(_namespace(namespace, "namespace"), key)
+
+    def list_namespaces(self, **options: Any) -> list[tuple[str, ...]]:
+        """LangGraph's list_namespaces."""
+        for name in ("prefix", "suffix"):
+            if options.get(name) is not None:
+                _namespace(options[name], name)
+        with _namespace_errors():
+            return super().list_namespaces(**options)
+
+    async def alist_namespaces(self, **options: Any) -> list[tuple[str, ...]]:
+        """LangGraph's alist_namespaces."""
+        for name in ("prefix", "suffix"):
+            if options.get(name) is not None:
+                _namespace(options[name], name)
+        with _namespace_errors():
+            return await super().alist_namespaces(**options)
+
+    async def aget(self, namespace: tuple[str, ...], key: str, **options: Any) -> Item | None:
+        """LangGraph's aget."""
+        with _namespace_errors():
+            return await super().aget(_namespace(namespace, "namespace"), key, **options)
+
+    async def asearch(
+        self, namespace_prefix: tuple[str, ...], /, **options: Any
+    ) -> list[SearchItem]:
+        """LangGraph's asearch."""
+        with _namespace_errors():
+            prefix = _namespace(namespace_prefix, "namespace_prefix")
+            return await super().asearch(prefix, **options)
+
     def get(
         self,
         namespace: tuple[str, ...],
@@ -1208,8 +1274,10 @@ class MemstoreStore(memstore.Adapter, BaseStore):
     ) -> Item | None:
         """LangGraph's get; with ``keep_past=True``, ``as_of`` (an aware datetime or ISO-8601
         text) reads the item as it was then."""
+        _namespace(namespace, "namespace")
         if as_of is None:
-            return super().get(namespace, key, refresh_ttl=refresh_ttl)
+            with _namespace_errors():
+                return super().get(namespace, key, refresh_ttl=refresh_ttl)
         found = list(
             self.items.rows({"key": _item_key(tuple(namespace), key)}, limit=1, as_of=as_of)
         )
@@ -1231,15 +1299,17 @@ class MemstoreStore(memstore.Adapter, BaseStore):
     ) -> list[SearchItem]:
         """LangGraph's search; with ``keep_past=True``, ``as_of`` searches the items as they
         were then (ranked as now: BM25, or similarity with ``index``)."""
+        _namespace(namespace_prefix, "namespace_prefix")
         if as_of is None:
-            return super().search(
-                namespace_prefix,
-                query=query,
-                filter=filter,
-                limit=limit,
-                offset=offset,
-                refresh_ttl=refresh_ttl,
-            )
+            with _namespace_errors():
+                return super().search(
+                    namespace_prefix,
+                    query=query,
+                    filter=filter,
+                    limit=limit,
+                    offset=offset,
+                    refresh_ttl=refresh_ttl,
+                )
         op = SearchOp(tuple(namespace_prefix), filter, limit, offset, query, refresh_ttl=False)
         with self.store.transaction(immediate=False):
             return self._search(op, {}, as_of)
@@ -1319,6 +1389,33 @@ def _note_ttl(refresh: dict[str, float], key: str, record: Mapping[str, Any]) ->
     ttl = record.get("ttl")
     if isinstance(ttl, (int, float)) and not isinstance(ttl, bool) and 0 < ttl < math.inf:
         refresh[key] = float(ttl)
+
+
+def _ops(ops: Any) -> list[Op]:
+    """A batch's operations as a list; what is not a list of them, a memstore error."""
+    if isinstance(ops, (str, bytes, Mapping)) or not isinstance(ops, Iterable):
+        raise memstore.ValidationError(f"ops must be a list of operations, not {ops!r:.60}")
+    return list(ops)
+
+
+def _namespace(namespace: Any, name: str) -> tuple[str, ...]:
+    """A namespace argument as a tuple; None, a str (whose letters a tuple() would make
+    labels) or anything else that is no sequence of labels, a NamespaceError. The labels
+    themselves are LangGraph's to check."""
+    if not isinstance(namespace, (tuple, list)):
+        raise NamespaceError(f"{name} must be a tuple of str labels, not {namespace!r:.60}")
+    return tuple(namespace)
+
+
+@contextmanager
+def _namespace_errors() -> Iterator[None]:
+    """LangGraph's InvalidNamespaceError raised inside, as a NamespaceError."""
+    try:
+        yield
+    except NamespaceError:
+        raise
+    except InvalidNamespaceError as err:
+        raise NamespaceError(str(err)) from err
 
 
 def _item_key(namespace: Sequence[str], key: str) -> str:
