@@ -886,9 +886,11 @@ class MemstoreStore(memstore.Adapter, BaseStore):
         for op in ops:
             if not isinstance(op, (GetOp, SearchOp, ListNamespacesOp, PutOp)):
                 raise memstore.ValidationError(f"unknown store operation {op!r:.80}")
-            for name in ("namespace", "namespace_prefix"):
-                _namespace(getattr(op, name, ()), name)
-            if isinstance(op, ListNamespacesOp):
+            if isinstance(op, SearchOp):
+                _namespace(op.namespace_prefix, "namespace_prefix")
+            elif not isinstance(op, ListNamespacesOp):
+                _namespace(op.namespace, "namespace")
+            else:
                 for condition in op.match_conditions or ():
                     _namespace(condition.path, "a match condition's path")
                 if op.max_depth is not None and (
@@ -899,8 +901,10 @@ class MemstoreStore(memstore.Adapter, BaseStore):
                     raise memstore.ValidationError(
                         f"max_depth must be a whole number >= 1, not {op.max_depth!r:.40}"
                     )
-            with _namespace_errors():
+            try:
                 validate_op_namespace(op)
+            except InvalidNamespaceError as err:
+                raise NamespaceError(str(err)) from err
         results: list[Result] = [None] * len(ops)
         puts: dict[tuple[tuple[str, ...], str], PutOp] = {}
         for op in ops:
@@ -1215,54 +1219,70 @@ class MemstoreStore(memstore.Adapter, BaseStore):
 
     def put(self, namespace: tuple[str, ...], key: str, value: Any, *a: Any, **k: Any) -> None:
         """LangGraph's put."""
-        with _namespace_errors():
+        try:
             super().put(_namespace(namespace, "namespace"), key, value, *a, **k)
+        except InvalidNamespaceError as err:
+            raise _namespace_error(err) from err
 
     async def aput(
         self, namespace: tuple[str, ...], key: str, value: Any, *a: Any, **k: Any
     ) -> None:
         """LangGraph's aput."""
-        with _namespace_errors():
+        try:
             await super().aput(_namespace(namespace, "namespace"), key, value, *a, **k)
+        except InvalidNamespaceError as err:
+            raise _namespace_error(err) from err
 
     def delete(self, namespace: tuple[str, ...], key: str) -> None:
         """LangGraph's delete."""
-        with _namespace_errors():
+        try:
             super().delete(_namespace(namespace, "namespace"), key)
+        except InvalidNamespaceError as err:
+            raise _namespace_error(err) from err
 
     async def adelete(self, namespace: tuple[str, ...], key: str) -> None:
         """LangGraph's adelete."""
-        with _namespace_errors():
+        try:
             await super().adelete(_namespace(namespace, "namespace"), key)
+        except InvalidNamespaceError as err:
+            raise _namespace_error(err) from err
 
     def list_namespaces(self, **options: Any) -> list[tuple[str, ...]]:
         """LangGraph's list_namespaces."""
         for name in ("prefix", "suffix"):
             if options.get(name) is not None:
                 _namespace(options[name], name)
-        with _namespace_errors():
+        try:
             return super().list_namespaces(**options)
+        except InvalidNamespaceError as err:
+            raise _namespace_error(err) from err
 
     async def alist_namespaces(self, **options: Any) -> list[tuple[str, ...]]:
         """LangGraph's alist_namespaces."""
         for name in ("prefix", "suffix"):
             if options.get(name) is not None:
                 _namespace(options[name], name)
-        with _namespace_errors():
+        try:
             return await super().alist_namespaces(**options)
+        except InvalidNamespaceError as err:
+            raise _namespace_error(err) from err
 
     async def aget(self, namespace: tuple[str, ...], key: str, **options: Any) -> Item | None:
         """LangGraph's aget."""
-        with _namespace_errors():
+        try:
             return await super().aget(_namespace(namespace, "namespace"), key, **options)
+        except InvalidNamespaceError as err:
+            raise _namespace_error(err) from err
 
     async def asearch(
         self, namespace_prefix: tuple[str, ...], /, **options: Any
     ) -> list[SearchItem]:
         """LangGraph's asearch."""
-        with _namespace_errors():
-            prefix = _namespace(namespace_prefix, "namespace_prefix")
+        prefix = _namespace(namespace_prefix, "namespace_prefix")
+        try:
             return await super().asearch(prefix, **options)
+        except InvalidNamespaceError as err:
+            raise _namespace_error(err) from err
 
     def get(
         self,
@@ -1276,8 +1296,10 @@ class MemstoreStore(memstore.Adapter, BaseStore):
         text) reads the item as it was then."""
         _namespace(namespace, "namespace")
         if as_of is None:
-            with _namespace_errors():
+            try:
                 return super().get(namespace, key, refresh_ttl=refresh_ttl)
+            except InvalidNamespaceError as err:
+                raise _namespace_error(err) from err
         found = list(
             self.items.rows({"key": _item_key(tuple(namespace), key)}, limit=1, as_of=as_of)
         )
@@ -1301,7 +1323,7 @@ class MemstoreStore(memstore.Adapter, BaseStore):
         were then (ranked as now: BM25, or similarity with ``index``)."""
         _namespace(namespace_prefix, "namespace_prefix")
         if as_of is None:
-            with _namespace_errors():
+            try:
                 return super().search(
                     namespace_prefix,
                     query=query,
@@ -1310,6 +1332,8 @@ class MemstoreStore(memstore.Adapter, BaseStore):
                     offset=offset,
                     refresh_ttl=refresh_ttl,
                 )
+            except InvalidNamespaceError as err:
+                raise _namespace_error(err) from err
         op = SearchOp(tuple(namespace_prefix), filter, limit, offset, query, refresh_ttl=False)
         with self.store.transaction(immediate=False):
             return self._search(op, {}, as_of)
@@ -1393,6 +1417,8 @@ def _note_ttl(refresh: dict[str, float], key: str, record: Mapping[str, Any]) ->
 
 def _ops(ops: Any) -> list[Op]:
     """A batch's operations as a list; what is not a list of them, a memstore error."""
+    if type(ops) is list:  # BaseStore's methods' (no ABC's isinstance on every call)
+        return ops
     if isinstance(ops, (str, bytes, Mapping)) or not isinstance(ops, Iterable):
         raise memstore.ValidationError(f"ops must be a list of operations, not {ops!r:.60}")
     return list(ops)
@@ -1402,20 +1428,16 @@ def _namespace(namespace: Any, name: str) -> tuple[str, ...]:
     """A namespace argument as a tuple; None, a str (whose letters a tuple() would make
     labels) or anything else that is no sequence of labels, a NamespaceError. The labels
     themselves are LangGraph's to check."""
+    if type(namespace) is tuple:
+        return namespace
     if not isinstance(namespace, (tuple, list)):
         raise NamespaceError(f"{name} must be a tuple of str labels, not {namespace!r:.60}")
     return tuple(namespace)
 
 
-@contextmanager
-def _namespace_errors() -> Iterator[None]:
-    """LangGraph's InvalidNamespaceError raised inside, as a NamespaceError."""
-    try:
-        yield
-    except NamespaceError:
-        raise
-    except InvalidNamespaceError as err:
-        raise NamespaceError(str(err)) from err
+def _namespace_error(err: InvalidNamespaceError) -> InvalidNamespaceError:
+    """LangGraph's InvalidNamespaceError as a NamespaceError (one already is)."""
+    return err if isinstance(err, NamespaceError) else NamespaceError(str(err))
 
 
 def _item_key(namespace: Sequence[str], key: str) -> str:
