@@ -42,6 +42,7 @@ from langchain_core.messages import (
     message_to_dict,
     messages_from_dict,
 )
+from langchain_core.outputs import Generation
 from langchain_core.stores import BaseStore
 
 import memstore
@@ -106,7 +107,7 @@ class MemstoreByteStore(memstore.Adapter, BaseStore[str, bytes]):
     def mset(self, key_value_pairs: Sequence[tuple[str, bytes]]) -> None:
         """Set values, in one transaction."""
         rows = []
-        for pair in key_value_pairs:
+        for pair in _listed(key_value_pairs, "mset's pairs"):
             if not isinstance(pair, tuple) or len(pair) != 2:
                 raise memstore.ValidationError(f"mset takes (key, bytes) pairs, not {pair!r:.60}")
             key, value = pair
@@ -197,6 +198,13 @@ class MemstoreByteStore(memstore.Adapter, BaseStore[str, bytes]):
             return [key for (key,) in self.execute(sql, params)]
 
 
+def _listed(values: Any, name: str) -> list[Any]:
+    """A list or tuple argument as a list; anything else, a memstore error."""
+    if not isinstance(values, (list, tuple)):
+        raise memstore.ValidationError(f"{name} must be a list, not {type(values).__name__}")
+    return list(values)
+
+
 def _keys(keys: Any) -> list[str]:
     if isinstance(keys, (str, bytes)) or not isinstance(keys, (list, tuple)):
         raise memstore.ValidationError(f"keys must be a list of str, not {type(keys).__name__}")
@@ -251,6 +259,11 @@ class MemstoreCache(memstore.Adapter, BaseCache):
         """Cache the generations for this prompt and model."""
         if not isinstance(prompt, str) or not isinstance(llm_string, str):
             raise memstore.ValidationError("prompt and llm_string must be str")
+        for generation in _listed(return_val, "return_val"):
+            if not isinstance(generation, Generation):
+                raise memstore.ValidationError(
+                    f"a cache keeps LangChain Generations, not {generation!r:.60}"
+                )
         entry = {
             "prompt": prompt,
             "llm_string": llm_string,
@@ -337,7 +350,7 @@ class MemstoreChatMessageHistory(memstore.Adapter, BaseChatMessageHistory):
 
     def add_messages(self, messages: Sequence[BaseMessage]) -> None:
         """Add messages to the thread, all or none."""
-        rows = [_from_langchain(m) for m in messages]
+        rows = [_from_langchain(m) for m in _listed(messages, "messages")]
         self.conversations.add_messages(self.session_id, rows, create=True)
 
     def clear(self) -> None:

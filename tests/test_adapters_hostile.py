@@ -156,7 +156,10 @@ CASES: dict[str, Callable[[Adapters], Any]] = {
     "bytes namespace surrogate": lambda a: MemstoreByteStore(a.store, namespace=SURROGATE).mset(
         [("k", b"x")]
     ),
+    "bytes pairs int": lambda a: a.bytes.mset(5),
     # the LLM cache
+    "cache generations int": lambda a: a.cache.update("p", "llm", 5),
+    "cache generation str": lambda a: a.cache.update("p", "llm", ["g"]),
     "cache prompt surrogate": lambda a: a.cache.update(SURROGATE, "llm", [Generation(text="g")]),
     "cache text surrogate": lambda a: a.cache.update("p", "llm", [Generation(text=SURROGATE)]),
     # the chat history
@@ -164,6 +167,7 @@ CASES: dict[str, Callable[[Adapters], Any]] = {
         [HumanMessage("x")]
     ),
     "history content surrogate": lambda a: a.history.add_messages([HumanMessage(SURROGATE)]),
+    "history messages int": lambda a: a.history.add_messages(5),
     # the Agents SDK session
     "session id surrogate": lambda a: run(
         MemstoreSession(SURROGATE, a.store).add_items([{"role": "user", "content": "x"}])
