@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import random
 import sqlite3
 import statistics
@@ -77,7 +78,7 @@ def sides(
             "INSERT OR REPLACE INTO store (prefix, key, value, created_at, updated_at, "
             "expires_at, ttl_minutes) VALUES (?, ?, ?, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, "
             "NULL, NULL)",
-            (".".join(namespace(i)), f"sql{run}-{i}", memstore.json.dumps(value(i)).encode()),
+            (".".join(namespace(i)), f"sql{run}-{i}", json.dumps(value(i)).encode()),
         )
         theirs.conn.execute("COMMIT")
 
@@ -90,7 +91,7 @@ def sides(
     def my_sql(run: int, i: int) -> None:
         ns = namespace(i)
         key = f"sql{run}-{i}"
-        body = memstore.json.dumps(
+        body = json.dumps(
             {"namespace": ".".join(ns), "key": key, "value": value(i), "ttl": None},
             separators=(",", ":"),
         )
