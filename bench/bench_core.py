@@ -421,6 +421,12 @@ def paired(
         started = time.perf_counter()
         (theirs if side == "theirs" else mine)(work / f"{side}-{run}-{time.monotonic_ns()}.db")
         times[side].append(time.perf_counter() - started)
+    return medians(times)
+
+
+def medians(times: dict[str, list[float]]) -> tuple[float, float, float]:
+    """Median times of both sides ("theirs", "mine": a list each, run by run) and the median
+    of the runs' ratios theirs / mine."""
     ratios = [t / m for t, m in zip(times["theirs"], times["mine"], strict=True)]
     return (
         statistics.median(times["theirs"]),

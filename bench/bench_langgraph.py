@@ -33,7 +33,6 @@ import argparse
 import asyncio
 import random
 import sqlite3
-import statistics
 import sys
 import tempfile
 import time
@@ -54,7 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [
     str(ROOT / p) for p in (".", "plugins", "cli", "demo", "legacy", "adapters", "mcp_server")
 ]
-from bench_core import alternating, paired  # noqa: E402
+from bench_core import alternating, medians, paired  # noqa: E402
 
 import memstore  # noqa: E402
 from memstore_langgraph import MemstoreSaver, MemstoreStore  # noqa: E402
@@ -248,14 +247,6 @@ def main() -> None:
                 reads[side].append(time.perf_counter() - started)
         return opens, puts, reads
 
-    def medians(got: dict[str, list[float]]) -> tuple[float, float, float]:
-        ratios = [t / m for t, m in zip(got["theirs"], got["mine"], strict=True)]
-        return (
-            statistics.median(got["theirs"]),
-            statistics.median(got["mine"]),
-            statistics.median(ratios),
-        )
-
     def checkpoints() -> None:
         n = THREADS * STEPS
         opens, puts, reads = savers(plan, "chat")
@@ -308,14 +299,8 @@ def main() -> None:
             put_times[side].append(time.perf_counter() - started - reading)
             aread[side].append(reading)
         for name, got in (("async put", put_times), ("async get+list", aread)):
-            ratio = statistics.median(
-                t / m for t, m in zip(got["theirs"], got["mine"], strict=False)
-            )
             report(
-                name,
-                "the same, through aput/aget_tuple/alist",
-                "AsyncSqliteSaver",
-                (statistics.median(got["theirs"]), statistics.median(got["mine"]), ratio),
+                name, "the same, through aput/aget_tuple/alist", "AsyncSqliteSaver", medians(got)
             )
 
     def store() -> None:
@@ -357,14 +342,11 @@ def main() -> None:
             "search": "500 searches of one namespace, 2-field filter, top 10",
         }
         for part, got in parts.items():
-            ratio = statistics.median(
-                t / m for t, m in zip(got["theirs"], got["mine"], strict=True)
-            )
             report(
                 f"store {part}",
                 f"{what[part]} at {len(items):,} items",
                 "SqliteStore",
-                (statistics.median(got["theirs"]), statistics.median(got["mine"]), ratio),
+                medians(got),
             )
 
     if args.only != "store":
