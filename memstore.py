@@ -12273,6 +12273,12 @@ def _compile_filter(
     return _compile_where(where, target, _OPERATORS if operators is None else operators)
 
 
+def _is_mapping(value: Any) -> bool:
+    """isinstance(value, Mapping), a dict answered without the ABC's check (filters are
+    compiled on every query: a search's filter made some twenty of them)."""
+    return type(value) is dict or isinstance(value, Mapping)
+
+
 def _check_filter_size(where: Any) -> None:
     """Refuse a filter nested too deep or with too many conditions, before compiling it:
     a QueryError that says the limit, not a RecursionError or SQLite's "too large"."""
@@ -12283,10 +12289,10 @@ def _check_filter_size(where: Any) -> None:
             raise QueryError(
                 f"a filter may nest $and, $or and $not {MAX_FILTER_DEPTH} deep at most"
             )
-        if not isinstance(node, Mapping):
+        if not _is_mapping(node):
             continue
         for key, value in node.items():
-            terms += len(value) if isinstance(value, Mapping) else 1
+            terms += len(value) if _is_mapping(value) else 1
             if key in _LOGICAL:
                 children = value if isinstance(value, (list, tuple)) else [value]
                 stack.extend((child, depth + 1) for child in children)
@@ -12300,7 +12306,7 @@ def _check_filter_size(where: Any) -> None:
 def _compile_where(
     where: Mapping[str, Any], target: Callable[[str], _Target], operators: _Operators
 ) -> _Compiled:
-    if not isinstance(where, Mapping):
+    if not _is_mapping(where):
         raise QueryError(f"where must be a dict, not {type(where).__name__}")
     parts: list[str] = []
     params: list[Any] = []
@@ -12319,7 +12325,7 @@ def _compile_where(
 def _compile_condition(
     target: _Target, field: str, condition: Any, operators: _Operators
 ) -> _Compiled:
-    if isinstance(condition, Mapping) and any(
+    if _is_mapping(condition) and any(
         isinstance(k, str) and k.startswith("$") for k in condition
     ):
         parts, params = [], []
@@ -12823,6 +12829,14 @@ def _literal(text: str) -> str:
 
 def _json_path(field: str) -> str:
     """A dotted field name as an SQLite JSON path; numeric parts index arrays."""
+    if not isinstance(field, str):
+        raise QueryError(f"cannot use {field!r:.60} as a field path")
+    return _json_path_of(str(field))
+
+
+@functools.lru_cache(maxsize=4096)  # every query's fields: a few names, again and again
+def _json_path_of(field: str) -> str:
+    """_json_path's work, for a str."""
     parts = ["$"]
     for segment in field.split("."):
         if segment.isdigit():
