@@ -659,9 +659,9 @@ def _connect(
         raise _open_error(path, err) from err
     try:
         _apply_key(conn, key)
+        _set_busy_timeout(conn, timeout)  # before any statement that reads the file
         if key is not None:
             _cache_decrypted_pages(conn)
-        _set_busy_timeout(conn, timeout)
         _refuse_double_quoted_strings(conn)
         _refuse_foreign_files(conn)
         if path != ":memory:":

@@ -12,6 +12,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import traceback
 import urllib.request
@@ -416,6 +417,29 @@ def test_a_failed_copy_does_not_show_the_key(tmp_path: Path) -> None:
     shown = "\n".join(line for line in printed if not line.startswith("    "))  # not code
     assert "C0rrect" not in shown and "Tr0ub4dor" not in shown
     assert "copy.db" in str(caught.value)
+
+
+@needs_ciphers
+def test_opening_waits_for_a_connection_that_holds_the_file(tmp_path: Path) -> None:
+    """An encrypted store's first statement reads the file: opening it waits out another
+    connection's lock (up to ``timeout``), as a plain store's open does, rather than failing
+    at once (seen in CI, 1 run in 25 of the four-writer test below)."""
+    path = tmp_path / "agent.db"
+    fill(path, "k", n=1)
+    holder = memstore.Store(path, key="k")
+    conn = holder.connection
+    conn.execute("PRAGMA locking_mode = EXCLUSIVE")
+    conn.execute("BEGIN EXCLUSIVE")
+    conn.execute("COMMIT")  # the lock stays: exclusive locking mode
+    released = threading.Timer(0.5, holder.close)
+    released.start()
+    try:
+        started = time.monotonic()
+        with memstore.Store(path, key="k", timeout=10) as store:
+            assert store.collection("notes").count() == 1
+        assert time.monotonic() - started >= 0.4
+    finally:
+        released.join()
 
 
 WRITER = r"""
