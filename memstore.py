@@ -12325,9 +12325,7 @@ def _compile_where(
 def _compile_condition(
     target: _Target, field: str, condition: Any, operators: _Operators
 ) -> _Compiled:
-    if _is_mapping(condition) and any(
-        isinstance(k, str) and k.startswith("$") for k in condition
-    ):
+    if _is_mapping(condition) and any(isinstance(k, str) and k.startswith("$") for k in condition):
         parts, params = [], []
         for operator, value in condition.items():
             if operator not in operators:
