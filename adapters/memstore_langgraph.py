@@ -32,11 +32,19 @@ import os
 import random
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from itertools import islice
-from typing import Any, cast
+from typing import Any, ParamSpec, TypeVar, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
@@ -74,6 +82,9 @@ import memstore
 __all__ = ["MemstoreSaver", "MemstoreStore", "NamespaceError"]
 
 #: Checkpoints read per statement by ``list``: no lock is held between pages.
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
 PAGE_SIZE = 100
 #: What ``prune`` can do: keep each namespace's newest checkpoint, or delete all.
 PRUNE_STRATEGIES = ("keep_latest", "delete")
@@ -497,14 +508,14 @@ class MemstoreSaver(memstore.Adapter, BaseCheckpointSaver[str]):
             if not rows:
                 return []
             decoded = {row[:3]: self.serde.loads_typed((row[4], row[5])) for row in rows}
-            wanted = sorted(
-                {
-                    (row[0], row[1], channel, str(version))
-                    for row in rows
-                    for channel, version in decoded[row[:3]].get("channel_versions", {}).items()
-                    if channel not in decoded[row[:3]].get("channel_values", ())
-                }
-            )
+            keys: set[tuple[str, str, str, str]] = set()
+            for row in rows:
+                state = decoded[row[:3]]
+                inline = state.get("channel_values", ())  # in the row: nothing to look up
+                for channel, version in state.get("channel_versions", {}).items():
+                    if channel not in inline:
+                        keys.add((row[0], row[1], channel, str(version)))
+            wanted = sorted(keys)
             join = self.join_in_order
             of, c, _, of_params = self.tuples("c", 3, [row[:3] for row in rows])
             statements = [
@@ -697,7 +708,7 @@ def _list_filter(
         elif isinstance(value, bool):
             conditions.append(f"{kind} = ?")
             params += [*kind_params, "true" if value else "false"]
-        elif isinstance(value, int) and not -(2**63) <= value < 2**63:
+        elif isinstance(value, int) and not -memstore.INT64_MAX - 1 <= value <= memstore.INT64_MAX:
             # SQLite cannot bind it: refused on both engines alike
             raise memstore.ValidationError(
                 f"a metadata filter's integer must fit in 64 bits, not {value!r:.40}"
@@ -751,6 +762,47 @@ def _sequence(values: Any, name: str) -> Sequence[Any]:
 
 class NamespaceError(memstore.ValidationError, InvalidNamespaceError):
     """A namespace LangGraph's stores refuse: a memstore error and LangGraph's own."""
+
+
+def _affixes(options: Mapping[str, Any]) -> None:
+    """list_namespaces' prefix and suffix, each a namespace if given."""
+    for name in ("prefix", "suffix"):
+        if options.get(name) is not None:
+            _namespace(options[name], name)
+
+
+def _namespace_error(err: InvalidNamespaceError) -> InvalidNamespaceError:
+    """LangGraph's InvalidNamespaceError as a NamespaceError (one already is)."""
+    return err if isinstance(err, NamespaceError) else NamespaceError(str(err))
+
+
+def _namespace_errors(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """A method whose InvalidNamespaceError (LangGraph's BaseStore checks namespaces
+    before it builds an operation) comes out as a NamespaceError."""
+
+    @functools.wraps(method)
+    def translated(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(*args, **kwargs)
+        except InvalidNamespaceError as err:
+            raise _namespace_error(err) from err
+
+    return translated
+
+
+def _async_namespace_errors(
+    method: Callable[_P, Coroutine[Any, Any, _R]],
+) -> Callable[_P, Coroutine[Any, Any, _R]]:
+    """_namespace_errors for an async method."""
+
+    @functools.wraps(method)
+    async def translated(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return await method(*args, **kwargs)
+        except InvalidNamespaceError as err:
+            raise _namespace_error(err) from err
+
+    return translated
 
 
 class MemstoreStore(memstore.Adapter, BaseStore):
@@ -878,6 +930,7 @@ class MemstoreStore(memstore.Adapter, BaseStore):
 
     # -- the two methods LangGraph's BaseStore builds everything on -------------
 
+    @_namespace_errors
     def batch(self, ops: Iterable[Op]) -> list[Result]:
         """Run operations in one transaction: reads see the store as it was before the
         batch's writes, and of several puts to one item the last wins (as LangGraph's
@@ -901,10 +954,7 @@ class MemstoreStore(memstore.Adapter, BaseStore):
                     raise memstore.ValidationError(
                         f"max_depth must be a whole number >= 1, not {op.max_depth!r:.40}"
                     )
-            try:
-                validate_op_namespace(op)
-            except InvalidNamespaceError as err:
-                raise NamespaceError(str(err)) from err
+            validate_op_namespace(op)
         results: list[Result] = [None] * len(ops)
         puts: dict[tuple[tuple[str, ...], str], PutOp] = {}
         for op in ops:
@@ -1217,73 +1267,54 @@ class MemstoreStore(memstore.Adapter, BaseStore):
     # raising its own InvalidNamespaceError: these raise NamespaceError (both a memstore
     # error and LangGraph's), and refuse what is no namespace at all (None, a str).
 
+    @_namespace_errors
     def put(self, namespace: tuple[str, ...], key: str, value: Any, *a: Any, **k: Any) -> None:
         """LangGraph's put."""
-        try:
-            super().put(_namespace(namespace, "namespace"), key, value, *a, **k)
-        except InvalidNamespaceError as err:
-            raise _namespace_error(err) from err
+        super().put(_namespace(namespace, "namespace"), key, value, *a, **k)
 
+    @_async_namespace_errors
     async def aput(
         self, namespace: tuple[str, ...], key: str, value: Any, *a: Any, **k: Any
     ) -> None:
         """LangGraph's aput."""
-        try:
-            await super().aput(_namespace(namespace, "namespace"), key, value, *a, **k)
-        except InvalidNamespaceError as err:
-            raise _namespace_error(err) from err
+        await super().aput(_namespace(namespace, "namespace"), key, value, *a, **k)
 
+    @_namespace_errors
     def delete(self, namespace: tuple[str, ...], key: str) -> None:
         """LangGraph's delete."""
-        try:
-            super().delete(_namespace(namespace, "namespace"), key)
-        except InvalidNamespaceError as err:
-            raise _namespace_error(err) from err
+        super().delete(_namespace(namespace, "namespace"), key)
 
+    @_async_namespace_errors
     async def adelete(self, namespace: tuple[str, ...], key: str) -> None:
         """LangGraph's adelete."""
-        try:
-            await super().adelete(_namespace(namespace, "namespace"), key)
-        except InvalidNamespaceError as err:
-            raise _namespace_error(err) from err
+        await super().adelete(_namespace(namespace, "namespace"), key)
 
+    @_namespace_errors
     def list_namespaces(self, **options: Any) -> list[tuple[str, ...]]:
         """LangGraph's list_namespaces."""
-        for name in ("prefix", "suffix"):
-            if options.get(name) is not None:
-                _namespace(options[name], name)
-        try:
-            return super().list_namespaces(**options)
-        except InvalidNamespaceError as err:
-            raise _namespace_error(err) from err
+        _affixes(options)
+        return super().list_namespaces(**options)
 
+    @_async_namespace_errors
     async def alist_namespaces(self, **options: Any) -> list[tuple[str, ...]]:
         """LangGraph's alist_namespaces."""
-        for name in ("prefix", "suffix"):
-            if options.get(name) is not None:
-                _namespace(options[name], name)
-        try:
-            return await super().alist_namespaces(**options)
-        except InvalidNamespaceError as err:
-            raise _namespace_error(err) from err
+        _affixes(options)
+        return await super().alist_namespaces(**options)
 
+    @_async_namespace_errors
     async def aget(self, namespace: tuple[str, ...], key: str, **options: Any) -> Item | None:
         """LangGraph's aget."""
-        try:
-            return await super().aget(_namespace(namespace, "namespace"), key, **options)
-        except InvalidNamespaceError as err:
-            raise _namespace_error(err) from err
+        return await super().aget(_namespace(namespace, "namespace"), key, **options)
 
+    @_async_namespace_errors
     async def asearch(
         self, namespace_prefix: tuple[str, ...], /, **options: Any
     ) -> list[SearchItem]:
         """LangGraph's asearch."""
         prefix = _namespace(namespace_prefix, "namespace_prefix")
-        try:
-            return await super().asearch(prefix, **options)
-        except InvalidNamespaceError as err:
-            raise _namespace_error(err) from err
+        return await super().asearch(prefix, **options)
 
+    @_namespace_errors
     def get(
         self,
         namespace: tuple[str, ...],
@@ -1296,10 +1327,7 @@ class MemstoreStore(memstore.Adapter, BaseStore):
         text) reads the item as it was then."""
         _namespace(namespace, "namespace")
         if as_of is None:
-            try:
-                return super().get(namespace, key, refresh_ttl=refresh_ttl)
-            except InvalidNamespaceError as err:
-                raise _namespace_error(err) from err
+            return super().get(namespace, key, refresh_ttl=refresh_ttl)
         found = list(
             self.items.rows({"key": _item_key(tuple(namespace), key)}, limit=1, as_of=as_of)
         )
@@ -1307,6 +1335,7 @@ class MemstoreStore(memstore.Adapter, BaseStore):
             return None
         return Item(**_item_fields(found[0].record, found[0].created_at, found[0].updated_at))
 
+    @_namespace_errors
     def search(
         self,
         namespace_prefix: tuple[str, ...],
@@ -1323,17 +1352,14 @@ class MemstoreStore(memstore.Adapter, BaseStore):
         were then (ranked as now: BM25, or similarity with ``index``)."""
         _namespace(namespace_prefix, "namespace_prefix")
         if as_of is None:
-            try:
-                return super().search(
-                    namespace_prefix,
-                    query=query,
-                    filter=filter,
-                    limit=limit,
-                    offset=offset,
-                    refresh_ttl=refresh_ttl,
-                )
-            except InvalidNamespaceError as err:
-                raise _namespace_error(err) from err
+            return super().search(
+                namespace_prefix,
+                query=query,
+                filter=filter,
+                limit=limit,
+                offset=offset,
+                refresh_ttl=refresh_ttl,
+            )
         op = SearchOp(tuple(namespace_prefix), filter, limit, offset, query, refresh_ttl=False)
         with self.store.transaction(immediate=False):
             return self._search(op, {}, as_of)
@@ -1433,11 +1459,6 @@ def _namespace(namespace: Any, name: str) -> tuple[str, ...]:
     if not isinstance(namespace, (tuple, list)):
         raise NamespaceError(f"{name} must be a tuple of str labels, not {namespace!r:.60}")
     return tuple(namespace)
-
-
-def _namespace_error(err: InvalidNamespaceError) -> InvalidNamespaceError:
-    """LangGraph's InvalidNamespaceError as a NamespaceError (one already is)."""
-    return err if isinstance(err, NamespaceError) else NamespaceError(str(err))
 
 
 def _item_key(namespace: Sequence[str], key: str) -> str:
