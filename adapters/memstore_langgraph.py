@@ -258,23 +258,22 @@ class MemstoreSaver(memstore.Adapter, BaseCheckpointSaver[str]):
             _metadata_json(config, metadata),
             json.dumps(versions),
         )
-        with self.store.transaction():
-            if blobs:
-                self.executemany(
-                    "INSERT INTO memstore_lg_blobs (thread_id, checkpoint_ns, channel, version, "
-                    "type, blob) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                    blobs,
-                )
+        if blobs and self.remote and len(blobs) <= _ROWS_A_STATEMENT:
+            # One statement, atomic by itself: one request to the server, not four
+            # (BEGIN, the values, the checkpoint, COMMIT). SQLite has no INSERT in WITH.
             self.execute(
-                "INSERT INTO memstore_lg_checkpoints (thread_id, checkpoint_ns, checkpoint_id, "
-                "parent_checkpoint_id, type, checkpoint, metadata, channel_versions) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id) DO UPDATE SET "
-                "parent_checkpoint_id = excluded.parent_checkpoint_id, type = excluded.type, "
-                "checkpoint = excluded.checkpoint, metadata = excluded.metadata, "
-                "channel_versions = excluded.channel_versions",
-                row,
+                f"WITH blobs AS ({_BLOBS_INSERT}{_values(6, len(blobs))} ON CONFLICT DO "
+                f"NOTHING) {_CHECKPOINT_UPSERT}",
+                [*_flat(blobs), *row],
             )
+        else:
+            with self.store.transaction():
+                for chunk in _chunks(blobs):
+                    self.execute(
+                        f"{_BLOBS_INSERT}{_values(6, len(chunk))} ON CONFLICT DO NOTHING",
+                        _flat(chunk),
+                    )
+                self.execute(_CHECKPOINT_UPSERT, row)
         return _config(thread_id, ns, checkpoint["id"])
 
     def put_writes(
@@ -326,17 +325,21 @@ class MemstoreSaver(memstore.Adapter, BaseCheckpointSaver[str]):
             (special if channel in WRITES_IDX_MAP else regular).append(row)
         insert = (
             "INSERT INTO memstore_lg_writes (thread_id, checkpoint_ns, checkpoint_id, task_id, "
-            "idx, task_path, channel, type, value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "idx, task_path, channel, type, value) VALUES "
         )
+        # Rows many to a statement: usually all in one, which on PostgreSQL is one request
+        # by itself (a transaction of one statement sends no BEGIN and no COMMIT).
         with self.store.transaction():
-            if regular:
-                self.executemany(insert + "ON CONFLICT DO NOTHING", regular)
-            if special:
-                self.executemany(
-                    insert + "ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) "
-                    "DO UPDATE SET task_path = excluded.task_path, "
+            for chunk in _chunks(regular):
+                self.execute(
+                    insert + _values(9, len(chunk)) + " ON CONFLICT DO NOTHING", _flat(chunk)
+                )
+            for chunk in _chunks(special):
+                self.execute(
+                    insert + _values(9, len(chunk)) + " ON CONFLICT (thread_id, checkpoint_ns, "
+                    "checkpoint_id, task_id, idx) DO UPDATE SET task_path = excluded.task_path, "
                     "channel = excluded.channel, type = excluded.type, value = excluded.value",
-                    special,
+                    _flat(chunk),
                 )
 
     def delete_thread(self, thread_id: str) -> None:
@@ -623,6 +626,41 @@ _THREAD_TABLES = {
 
 
 #: The longest text a checkpoint keeps inside its own row (see _inlined).
+_BLOBS_INSERT = (
+    "INSERT INTO memstore_lg_blobs (thread_id, checkpoint_ns, channel, version, type, blob) VALUES "
+)
+_CHECKPOINT_UPSERT = (
+    "INSERT INTO memstore_lg_checkpoints (thread_id, checkpoint_ns, checkpoint_id, "
+    "parent_checkpoint_id, type, checkpoint, metadata, channel_versions) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id) DO UPDATE SET "
+    "parent_checkpoint_id = excluded.parent_checkpoint_id, type = excluded.type, "
+    "checkpoint = excluded.checkpoint, metadata = excluded.metadata, "
+    "channel_versions = excluded.channel_versions"
+)
+#: Rows inserted by one statement at most (its parameters stay far below either
+#: engine's limit); a statement text for each count up to it, the drivers cache them.
+_ROWS_A_STATEMENT = 64
+
+
+@functools.lru_cache(maxsize=2 * _ROWS_A_STATEMENT)
+def _values(width: int, rows: int) -> str:
+    """A VALUES list's rows of ``width`` parameters each, for ``rows`` rows."""
+    row = "(" + ", ".join(["?"] * width) + ")"
+    return ", ".join([row] * rows)
+
+
+def _chunks(rows: list[tuple[Any, ...]]) -> Iterator[list[tuple[Any, ...]]]:
+    """The rows, _ROWS_A_STATEMENT at a time."""
+    for start in range(0, len(rows), _ROWS_A_STATEMENT):
+        yield rows[start : start + _ROWS_A_STATEMENT]
+
+
+def _flat(rows: Iterable[Sequence[Any]]) -> list[Any]:
+    """Rows' parameters one after another, as a multi-row VALUES list binds them."""
+    return [value for row in rows for value in row]
+
+
 _INLINE_TEXT = 256
 
 

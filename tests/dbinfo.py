@@ -156,3 +156,21 @@ def requests(store: memstore.Store, work: Any) -> int:
             conn.pgconn.untrace()
         trace.seek(0)
         return sum(line.rstrip("\n").split("\t")[2:4] == ["4", "Sync"] for line in trace)
+
+
+def statements(store: memstore.Store, work: Any) -> int:
+    """The statements ``work()`` runs: apsw's exec trace on SQLite; on PostgreSQL the
+    statements sent (libpq's trace of Bind and simple Query messages), BEGIN and COMMIT
+    included, whatever the round trips."""
+    conn = store.connection
+    if not on_postgres(store):
+        return requests(store, work)
+    with tempfile.TemporaryFile("w+") as trace:
+        conn.pgconn.trace(trace.fileno())
+        try:
+            work()
+        finally:
+            conn.pgconn.untrace()
+        trace.seek(0)
+        fields = (line.split("\t") for line in trace)
+        return sum(f[1:2] == ["F"] and f[3:4] in (["Bind"], ["Query"]) for f in fields)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import operator
 import sqlite3
 import threading
@@ -30,7 +31,7 @@ import memstore
 from memstore_langgraph import MemstoreSaver, MemstoreStore
 
 from .conftest import memstore_cli
-from .dbinfo import on_postgres, other_tool, requests
+from .dbinfo import on_postgres, other_tool, requests, statements
 
 
 class SyncPath(MemstoreSaver):
@@ -533,6 +534,43 @@ def test_graphs_in_several_processes_share_one_file(store_url: str) -> None:
                 assert state.values["steps"] == ["plan", "asked:yes", "act"]
         assert len(store.search(("answers",), limit=100)) == 30
         assert saver.store.check() == []
+
+
+def test_a_put_and_its_writes_are_one_statement_each_on_postgresql(
+    store: memstore.Store,
+) -> None:
+    """A checkpoint with a value of its own row (in a WITH) and its pending writes (one
+    VALUES list) are a statement each on PostgreSQL, which then sends no BEGIN and no
+    COMMIT (four statements and three before); SQLite has no INSERT in WITH, and its
+    transaction costs no round trip. A special write (an error) and a regular one take
+    a statement each, in one transaction."""
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    saver = MemstoreSaver(store)
+    config: Any = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
+    puts, writes = [], []
+    for step in range(8):  # PostgreSQL prepares statements after a few runs
+        checkpoint = {**empty_checkpoint(), "id": f"0{step:02d}"}
+        checkpoint["channel_versions"] = {"a": str(step), "b": "1"}
+        checkpoint["channel_values"] = {"a": ["x" * 300, step], "b": "x"}
+        new = {"a": str(step), "b": "1"} if step else {"a": "0"}
+        put = functools.partial(saver.put, config, checkpoint, {}, new)
+        puts.append(statements(store, lambda put=put: config.update(put())))
+        batch = [("a", step), ("b", ["y"] * step)]
+        write = functools.partial(saver.put_writes, config, batch, "task")
+        writes.append(statements(store, write))
+    assert puts[-1] == (1 if on_postgres(store) else 4)  # BEGIN, values, checkpoint, COMMIT
+    assert writes[-1] == (1 if on_postgres(store) else 3)  # BEGIN, the writes, COMMIT
+    # An error replaces an earlier one; ("c", 1) is at place 1, where ("b", ...) is kept.
+    saver.put_writes(config, [("__error__", "e"), ("c", 1)], "task")
+    got = saver.get_tuple(config)
+    assert got is not None
+    assert got.checkpoint["channel_values"] == {"a": ["x" * 300, 7], "b": "x"}
+    assert [(w[1], w[2]) for w in got.pending_writes] == [
+        ("__error__", "e"),
+        ("a", 7),
+        ("b", ["y"] * 7),
+    ]
 
 
 @pytest.mark.parametrize("large", [True, False])
