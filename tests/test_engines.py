@@ -413,6 +413,39 @@ def test_a_nul_postgresql_cannot_hold_is_refused_by_every_layer(pg_url: str) -> 
         assert g.profile("p") == {"note": "a\x00b"}
 
 
+@pytest.mark.parametrize(
+    "odd",
+    [
+        "1e-99999",  # beyond numeric's range: jsonb refuses it, json holds it
+        "-2E+123456",
+        '"' + "x" * 20_000 + '"',  # a long record
+    ],
+)
+def test_a_filter_reads_every_record_another_tool_wrote(pg_url: str, odd: str) -> None:
+    """A record another tool wrote with what jsonb cannot hold but JSON text can (a number
+    beyond numeric's range), or a long one: its fields filter on PostgreSQL as on SQLite,
+    on one field or several (a filter that parsed each row once as jsonb, tried, failed
+    here)."""
+    with memstore.Store(":memory:") as lite_store, memstore.Store(pg_url) as pg_store:
+        lite, pg = (s.collection("notes") for s in (lite_store, pg_store))
+        for notes in (lite, pg):
+            notes.put_many([("a", {"n": 1, "u": 5, "v": "x"}), ("b", {"n": 2, "u": 7, "v": "y"})])
+        statement = (
+            f'INSERT INTO notes (key, body) VALUES (?, \'{{"u": 6, "v": "x", "w": {odd}}}\')'
+        )
+        sql(lite_store, statement, ["odd"])
+        other_tool(pg_url, statement, ["odd"])
+        for where in (
+            {"u": {"$gte": 6}},
+            {"u": {"$gte": 5}, "v": "x"},
+            {"$or": [{"u": 6}, {"v": "y"}], "n": {"$exists": False}},
+            {"w": {"$exists": True}},
+            {"$not": {"u": {"$in": [5, 7]}}},
+        ):
+            assert pg.keys(where, order_by="key") == lite.keys(where, order_by="key"), where
+        assert pg.keys({"u": 6, "v": "x"}) == ["odd"]
+
+
 # Numbers to summarize: none, whole or not, and what is not a number (left out on both).
 measures = st.none() | st.integers(-1000, 1000) | st.floats(-1e6, 1e6) | st.sampled_from(["x"])
 
