@@ -12571,7 +12571,28 @@ def _pg_equals(target: _Target, value: Any) -> _Compiled:
         value = _pg_bind(target, value)
         sql = f"({target.sql} = ? AND {target.sql} IS NOT NULL)"
         return sql, [*target.params, value, *target.params]
-    return _pg_is(target.sql, target.params, value)
+    sql, params = _pg_is(target.sql, target.params, value)
+    written = _pg_written(value) if target.path is not None else None
+    if written is None:
+        return sql, params
+    return f"((strpos(t.body, ?) > 0 OR strpos(t.body, chr(92)) > 0) AND {sql})", [
+        written,
+        *params,
+    ]
+
+
+def _pg_written(value: Any) -> str | None:
+    """How a record's JSON text must hold a text equal to ``value``, if it has no escape
+    (no backslash): the text between quotes. A filter on PostgreSQL tests that first (a
+    search for bytes, about 0.1 µs a row), before reading the field from the JSON (the
+    text parsed twice, about 2 µs): a record without it cannot match. None where a match
+    need not be written so: a text JSON would escape, or one that an object's or an
+    array's own text could equal (_memstore_text compares those too)."""
+    if not isinstance(value, str) or value[:1] in ("{", "[", " "):
+        return None
+    if any(c in value for c in '"\\') or any(ord(c) < 32 for c in value):
+        return None
+    return f'"{value}"'
 
 
 def _pg_json(target: _Target) -> str:

@@ -446,6 +446,36 @@ def test_a_filter_reads_every_record_another_tool_wrote(pg_url: str, odd: str) -
         assert pg.keys({"u": 6, "v": "x"}) == ["odd"]
 
 
+def test_text_equality_matches_every_way_of_writing_it(pg_url: str) -> None:
+    """On PostgreSQL an equality with a text first looks for it as JSON writes it without
+    an escape, a search for bytes; records that write it otherwise (another tool's
+    escapes), hold it elsewhere (as a key), or hold an object or a list whose text is
+    the one compared, match as on SQLite."""
+    bodies = [
+        '{"k": "fact"}',
+        '{"k": "f\\u0061ct"}',
+        '{"k": "\\u00e9t\\u00e9"}',
+        '{"k": "été"}',
+        '{"fact": 1, "k": "x"}',
+        '{"k": {}}',
+        '{"k": []}',
+        '{"k": ["fact"]}',
+        '{"k": "a\\"b"}',
+        '{"k": " fact"}',
+        '{"k": 5}',
+    ]
+    with memstore.Store(":memory:") as lite_store, memstore.Store(pg_url) as pg_store:
+        lite, pg = (s.collection("notes") for s in (lite_store, pg_store))
+        statement = "INSERT INTO notes (key, body) VALUES (?, ?)"
+        for i, body in enumerate(bodies):
+            sql(lite_store, statement, [f"r{i:02}", body])
+            other_tool(pg_url, statement, [f"r{i:02}", body])
+        for value in ("fact", "été", "x", "{}", "[]", '["fact"]', 'a"b', " fact", "5", ""):
+            for where in ({"k": value}, {"k": {"$ne": value}}, {"$not": {"k": value}}):
+                assert pg.keys(where, order_by="key") == lite.keys(where, order_by="key"), where
+        assert pg.keys({"k": "fact"}, order_by="key") == ["r00", "r01"]
+
+
 # Numbers to summarize: none, whole or not, and what is not a number (left out on both).
 measures = st.none() | st.integers(-1000, 1000) | st.floats(-1e6, 1e6) | st.sampled_from(["x"])
 
