@@ -22,14 +22,15 @@ def test_collection_is_its_own_table_with_generated_columns(events: memstore.Col
     assert list(cols)[:6] == ["id", "key", "body", "created_at", "updated_at", "expires_at"]
     assert cols["event_type"] == "TEXT"
     assert cols["duration"] == "REAL"
-    assert {"summary", "text"} <= set(cols)
     assert {"events__event_type_idx", "events__duration_idx", "events__created_at_idx"} <= indexes(
         events.store, "events"
     )
-    if on_postgres(events.store):  # the words are a column, with an index of their own
+    if on_postgres(events.store):  # the words are a column, read from the JSON
         assert cols["fts_document"] == "TSVECTOR"
         assert "events__fts_idx" in indexes(events.store, "events")
-    else:
+        assert not {"summary", "text"} & set(cols)
+    else:  # FTS5 indexes columns: the searched fields have theirs
+        assert {"summary", "text"} <= set(cols)
         assert "events_fts" in tables(events.store)
 
 
@@ -93,11 +94,22 @@ def test_declaring_fts_later_backfills_search(store: memstore.Store) -> None:
 
 
 def test_fts_path_can_later_become_a_text_field(store: memstore.Store) -> None:
-    store.collection("notes", fts=["title"])
-    store.collection("notes", fields={"title": str})
+    """A searched field is text: it may become a declared text field, never another type,
+    on both engines (on PostgreSQL, where the search reads the JSON, it has no column
+    until it is declared)."""
+    notes = store.collection("notes", fts=["title"])
+    notes.put("a", {"title": "apple pie"})
+    if on_postgres(store):
+        assert "title" not in columns(store, "notes")
+    with pytest.raises(memstore.SchemaError, match="indexed for search as text"):
+        store.collection("notes", fields={"title": int})
+    notes = store.collection("notes", fields={"title": str})
     assert "notes__title_idx" in indexes(store, "notes")
+    assert notes.keys({"title": "apple pie"}) == ["a"]
+    assert [h.key for h in notes.search("apple")] == ["a"]
     with pytest.raises(memstore.SchemaError):
         store.collection("notes", fields={"title": int})
+    assert store.check() == []
 
 
 def test_field_type_cannot_change(store: memstore.Store) -> None:
