@@ -978,10 +978,14 @@ class _Engine:
         asks for (``hnsw``), and no other; ``config`` None: none (it is dropped)."""
 
     def rows_of(self, columns: int) -> str | None:
-        """A query of rows of ``columns`` text columns (or nulls) from one parameter, the
-        rows as a JSON array of arrays: many rows in one statement (PostgreSQL); None
-        where a statement a row is as fast (SQLite: executemany)."""
+        """A query of rows of ``columns`` text columns (or nulls) from a parameter a column
+        (``rows_params``): many rows in one statement (PostgreSQL); None where a statement
+        a row is as fast (SQLite: executemany)."""
         return None
+
+    def rows_params(self, rows: Sequence[Sequence[Any]], columns: int) -> list[str]:
+        """The parameters of ``rows_of``'s query: a JSON array of each column's values."""
+        return [json.dumps([row[i] for row in rows], ensure_ascii=False) for i in range(columns)]
 
     def fetch_together(
         self, store: Store, statements: Sequence[tuple[str, Sequence[Any]]]
@@ -1937,9 +1941,10 @@ class _Postgres(_Engine):
     def rows_of(self, columns: int) -> str | None:
         # JSON, not text[] arrays: psycopg escapes each element of those in Python (a
         # regular expression per record: 0.8 s a 18,000-record load), the server's JSON
-        # parser reads these in C.
-        values = ", ".join(f"x->>{i}" for i in range(columns))
-        return f"SELECT {values} FROM json_array_elements(?::json) AS x"
+        # parser reads these in C, each array once (an array a row, ->> a column, parsed
+        # each row again: 3.3 against 1.5 ms for 1,000 records).
+        arrays = ", ".join(["json_array_elements_text(?::json)"] * columns)
+        return f"SELECT * FROM ROWS FROM ({arrays})"
 
     def fetch_together(
         self, store: Store, statements: Sequence[tuple[str, Sequence[Any]]]
@@ -6080,9 +6085,8 @@ class Collection(_CollectionVectors):
                         # One row per key, the last record winning (one statement cannot
                         # upsert a row twice), as one put after another would leave it.
                         last = list({row[0]: row for row in rows}.values())
-                        self.store._fetch(
-                            self._upsert_many_sql, (json.dumps(last, ensure_ascii=False),)
-                        )
+                        params = self.store._engine.rows_params(last, 5)
+                        self.store._fetch(self._upsert_many_sql, params)
                     else:
                         self.store._run_many(self._upsert_sql, rows)
                     self._batch_vectors([r[0] for r in rows], {r[0]: r[1] for r in rows}, given)
