@@ -80,11 +80,22 @@ def main() -> None:
     times: dict[str, dict[str, list[float]]] = {}
     try:
         for run in range(args.runs):
-            sides = ["theirs", "mine"] if run % 2 == 0 else ["mine", "theirs"]
-            for side in sides:
+            # memstore's store without its full-text index (fts=False) is a third side:
+            # PostgresStore has none.
+            sides = ["theirs", "mine", "mine, fts=False"]
+            for side in sides[run % 3 :] + sides[: run % 3]:
                 url = server.new_database()
-                mine = side == "mine"
+                mine = side != "theirs"
                 got = times.setdefault
+                if side == "mine, fts=False":
+                    with MemstoreStore(url, fts=False) as store:
+                        got("store load, fts=False", {}).setdefault("mine", []).append(
+                            timed(lambda store=store: load(store, items))
+                        )
+                        seconds = store_work(store, random.Random(run))["put"]
+                        got("store put, fts=False", {}).setdefault("mine", []).append(seconds)
+                    server.drop(url)
+                    continue
                 with MemstoreSaver(url) if mine else langgraphs(PostgresSaver, url) as saver:
                     got("checkpoint put", {}).setdefault(side, []).append(
                         timed(lambda saver=saver: run_saver(saver, plan))
@@ -99,6 +110,8 @@ def main() -> None:
                     for part, seconds in store_work(store, random.Random(run)).items():
                         got(f"store {part}", {}).setdefault(side, []).append(seconds)
                 server.drop(url)
+        for part in ("load", "put"):  # against the same runs of PostgresStore
+            times[f"store {part}, fts=False"]["theirs"] = times[f"store {part}"]["theirs"]
         with psycopg.connect(server.url(server.template)) as probe:
             settings = {
                 s: probe.execute(f"SHOW {s}").fetchone()[0]  # type: ignore[index]
@@ -117,6 +130,8 @@ def main() -> None:
         "store put": "2,000 single puts",
         "store get": "2,000 gets",
         "store search": "500 searches of one namespace, 2-field filter, top 10",
+        "store load, fts=False": "the same load, memstore without the full-text index",
+        "store put, fts=False": "the same puts, memstore without the full-text index",
     }
     print(f"PostgreSQL {settings}; {args.runs} runs")
     print()
