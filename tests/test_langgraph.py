@@ -541,7 +541,7 @@ def test_a_put_and_its_writes_are_one_statement_each_on_postgresql(
 ) -> None:
     """A checkpoint with a value of its own row (in a WITH) and its pending writes (one
     VALUES list) are a statement each on PostgreSQL, which then sends no BEGIN and no
-    COMMIT (four statements and three before); SQLite has no INSERT in WITH, and its
+    COMMIT (four statements each before); SQLite has no INSERT in WITH, and its
     transaction costs no round trip. A special write (an error) and a regular one take
     a statement each, in one transaction."""
     from langgraph.checkpoint.base import empty_checkpoint
