@@ -625,7 +625,6 @@ _THREAD_TABLES = {
 }
 
 
-#: The longest text a checkpoint keeps inside its own row (see _inlined).
 _BLOBS_INSERT = (
     "INSERT INTO memstore_lg_blobs (thread_id, checkpoint_ns, channel, version, type, blob) VALUES "
 )
@@ -661,6 +660,7 @@ def _flat(rows: Iterable[Sequence[Any]]) -> list[Any]:
     return [value for row in rows for value in row]
 
 
+#: The longest text a checkpoint keeps inside its own row (see _inlined).
 _INLINE_TEXT = 256
 
 
