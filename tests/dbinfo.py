@@ -139,23 +139,9 @@ def sorts(found: str) -> bool:
 def requests(store: memstore.Store, work: Any) -> int:
     """What ``work()`` asks of the database: statements run on SQLite (apsw's exec trace),
     round trips to the server on PostgreSQL (the Sync messages of libpq's trace)."""
-    conn = store.connection
     if not on_postgres(store):
-        statements: list[str] = []
-        conn.exec_trace = lambda cursor, sql, bindings: statements.append(sql) or True
-        try:
-            work()
-        finally:
-            conn.exec_trace = None
-        return len(statements)
-    with tempfile.TemporaryFile("w+") as trace:
-        conn.pgconn.trace(trace.fileno())
-        try:
-            work()
-        finally:
-            conn.pgconn.untrace()
-        trace.seek(0)
-        return sum(line.rstrip("\n").split("\t")[2:4] == ["4", "Sync"] for line in trace)
+        return statements(store, work)
+    return sum(fields[2:4] == ["4", "Sync"] for fields in _messages(store, work))
 
 
 def statements(store: memstore.Store, work: Any) -> int:
@@ -163,8 +149,24 @@ def statements(store: memstore.Store, work: Any) -> int:
     statements sent (libpq's trace of Bind and simple Query messages), BEGIN and COMMIT
     included, whatever the round trips."""
     conn = store.connection
-    if not on_postgres(store):
-        return requests(store, work)
+    if on_postgres(store):
+        return sum(
+            fields[1:2] == ["F"] and fields[3:4] in (["Bind"], ["Query"])
+            for fields in _messages(store, work)
+        )
+    run: list[str] = []
+    conn.exec_trace = lambda cursor, sql, bindings: run.append(sql) or True
+    try:
+        work()
+    finally:
+        conn.exec_trace = None
+    return len(run)
+
+
+def _messages(store: memstore.Store, work: Any) -> list[list[str]]:
+    """The protocol messages ``work()`` exchanged with the PostgreSQL server, each split
+    into the fields of libpq's trace (time, direction, length, type, ...)."""
+    conn = store.connection
     with tempfile.TemporaryFile("w+") as trace:
         conn.pgconn.trace(trace.fileno())
         try:
@@ -172,5 +174,4 @@ def statements(store: memstore.Store, work: Any) -> int:
         finally:
             conn.pgconn.untrace()
         trace.seek(0)
-        fields = (line.split("\t") for line in trace)
-        return sum(f[1:2] == ["F"] and f[3:4] in (["Bind"], ["Query"]) for f in fields)
+        return [line.rstrip("\n").split("\t") for line in trace]
