@@ -141,6 +141,7 @@ __all__ = [
     "recall_score",
     "rekey",
     "state_diff",
+    "without_password",
 ]
 
 # --------------------------------------------------------------------------
@@ -1633,16 +1634,16 @@ class _Postgres(_Engine):
                 connect_timeout=max(2, math.ceil(store.timeout)),
             )
         except psycopg.Error as err:
-            raise MemstoreError(f"cannot connect to {store._shown_path}: {err}") from err
+            raise MemstoreError(f"cannot connect to {store.shown_path}: {err}") from err
         try:
             if conn.info.server_version < 140000:
                 raise UnsupportedError(
-                    f"{store._shown_path} runs PostgreSQL {conn.info.server_version // 10000}; "
+                    f"{store.shown_path} runs PostgreSQL {conn.info.server_version // 10000}; "
                     "memstore needs PostgreSQL 14 or newer"
                 )
             if not store._create and self.schema_version(conn) == 0:
                 raise NotFoundError(
-                    f"no store at {store._shown_path}: the database has no memstore schema "
+                    f"no store at {store.shown_path}: the database has no memstore schema "
                     "(nothing was created)"
                 )
             conn.execute("SET TIME ZONE 'UTC'")
@@ -2520,6 +2521,13 @@ def _closed(*args: Any) -> Any:
     raise MemstoreError("the store is closed")
 
 
+def without_password(path: str) -> str:
+    """A store's path as it may be shown: a PostgreSQL URL's password (after the user's
+    name, or a ``password=`` parameter) as ``***``; a file's path as it is."""
+    path = re.sub(r"(://[^:/@?]*:)[^@/?]*@", r"\1***@", path)
+    return re.sub(r"([?&]password=)[^&]*", r"\1***", path, flags=re.IGNORECASE)
+
+
 def _engine_for(path: str) -> _Engine:
     """The engine a Store's ``path`` names: a PostgreSQL URL, else a SQLite file."""
     if path.startswith(("postgresql://", "postgres://")):
@@ -2711,9 +2719,10 @@ class Store:
         return conn
 
     @property
-    def _shown_path(self) -> str:
-        """The path, or the URL without its password: for messages and repr."""
-        return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", self.path)
+    def shown_path(self) -> str:
+        """The path, or a PostgreSQL URL with its password as ``***``: for messages, logs
+        and reprs (``path`` keeps the password, to connect again)."""
+        return without_password(self.path)
 
     def _after_fork(self) -> None:
         if self._conn is not None and self.path != ":memory:":
@@ -2724,7 +2733,7 @@ class Store:
         self._cache_counts = {}  # the parent's, which the parent writes
 
     def __repr__(self) -> str:
-        return f"<memstore.Store {self._shown_path!r}>"
+        return f"<memstore.Store {self.shown_path!r}>"
 
     @property
     def encrypted(self) -> bool:
@@ -3564,7 +3573,7 @@ class Store:
         collections = {name: self.collection(name).stats() for name in self.collections()}
         size, wal_bytes, free_bytes = self._engine.sizes(self)
         return {
-            "path": self._shown_path,
+            "path": self.shown_path,
             "bytes": size,
             "wal_bytes": wal_bytes,
             "free_bytes": free_bytes,

@@ -104,7 +104,7 @@ class MemstoreSession(memstore.Adapter, SessionABC):
         self._closed = False
 
     def __repr__(self) -> str:
-        return f"<MemstoreSession {self.session_id!r} in {self.store.path!r}>"
+        return f"<MemstoreSession {self.session_id!r} in {self.store.shown_path!r}>"
 
     def close(self) -> None:
         """Close the session (and its file, unless it was given an open Store)."""

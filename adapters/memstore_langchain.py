@@ -87,7 +87,7 @@ class MemstoreByteStore(memstore.Adapter, BaseStore[str, bytes]):
         self.open_store(path, options)
 
     def __repr__(self) -> str:
-        return f"<MemstoreByteStore {self.store.path!r} {self.namespace!r}>"
+        return f"<MemstoreByteStore {self.store.shown_path!r} {self.namespace!r}>"
 
     def mget(self, keys: Sequence[str]) -> list[bytes | None]:
         """The values of ``keys``, in order (None where there is none)."""
@@ -244,7 +244,7 @@ class MemstoreCache(memstore.Adapter, BaseCache):
             self.cache = store.cache(name, ttl=ttl)
 
     def __repr__(self) -> str:
-        return f"<MemstoreCache {self.store.path!r} {self.cache.name!r}>"
+        return f"<MemstoreCache {self.store.shown_path!r} {self.cache.name!r}>"
 
     def lookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
         """The cached generations, or None on a miss (or an expired entry)."""
@@ -337,7 +337,7 @@ class MemstoreChatMessageHistory(memstore.Adapter, BaseChatMessageHistory):
         self.conversations = self.store.conversations()
 
     def __repr__(self) -> str:
-        return f"<MemstoreChatMessageHistory {self.session_id!r} in {self.store.path!r}>"
+        return f"<MemstoreChatMessageHistory {self.session_id!r} in {self.store.shown_path!r}>"
 
     @property
     def messages(self) -> list[BaseMessage]:  # type: ignore[override]

@@ -155,7 +155,7 @@ class MemstoreSaver(memstore.Adapter, BaseCheckpointSaver[str]):
             saver.close()
 
     def __repr__(self) -> str:
-        return f"<MemstoreSaver {self.store.path!r}>"
+        return f"<MemstoreSaver {self.store.shown_path!r}>"
 
     # -- sync API --------------------------------------------------------------
 
@@ -933,7 +933,7 @@ class MemstoreStore(memstore.Adapter, BaseStore):
         self._stop_sweeping = threading.Event()
 
     def __repr__(self) -> str:
-        return f"<MemstoreStore {self.store.path!r} {self.items.name!r}>"
+        return f"<MemstoreStore {self.store.shown_path!r} {self.items.name!r}>"
 
     def before_close(self) -> None:
         self.stop_ttl_sweeper()

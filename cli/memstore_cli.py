@@ -309,7 +309,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 def init(ctx: click.Context, as_json: bool) -> None:
     """Create the store, or upgrade its schema."""
     with open_store(ctx, create=True) as store:
-        data = {"path": store.path, "schema_version": store.schema_version}
+        data = {"path": store.shown_path, "schema_version": store.schema_version}
     emit(data, as_json, [f"{data['path']}: memstore schema version {data['schema_version']}"])
 
 
@@ -1105,7 +1105,8 @@ def mcp_command(
         memstore_mcp.check_scope(scope)
     if address is not None:
         _check_port(address[1], address[0])
-        click.echo(f"Serving {path} at http://{address[0]}:{address[1]}/mcp", err=True)
+        shown = memstore.without_password(path)
+        click.echo(f"Serving {shown} at http://{address[0]}:{address[1]}/mcp", err=True)
     key = store_key(ctx, path)
     memstore_mcp.serve(
         path, profile=profile, scope=scope, read_only=read_only, http=address, key=key

@@ -237,12 +237,34 @@ def test_max_size_is_refused_before_connecting() -> None:
 
 
 def test_a_password_never_shows(pg_url: str) -> None:
+    """Not in a repr (the store's, the adapters'), stats, an error, or the command line's
+    output; in the URL's user part or as its password= parameter."""
+    from memstore_agents import MemstoreSession
+    from memstore_langchain import MemstoreByteStore
+    from memstore_langgraph import MemstoreSaver, MemstoreStore
+
+    from .conftest import memstore_cli
+
     url = pg_url.replace("memstore@", "memstore:s3cret@")
     with memstore.Store(url) as store:
         assert "s3cret" not in repr(store) and "s3cret" not in str(store.stats())
+        assert store.shown_path == pg_url.replace("memstore@", "memstore:***@")
+        assert store.path == url  # to connect again
+        for adapter in (
+            MemstoreSaver(store),
+            MemstoreStore(store),
+            MemstoreByteStore(store),
+            MemstoreSession("s", store),
+        ):
+            assert "***" in repr(adapter) and "s3cret" not in repr(adapter)
     with pytest.raises(memstore.MemstoreError) as info:
         memstore.Store("postgresql://memstore:s3cret@127.0.0.1:1/none", timeout=1)
     assert "s3cret" not in str(info.value)
+    ran = memstore_cli("init", db=url)
+    assert ran.returncode == 0 and "***" in ran.stdout and "s3cret" not in ran.stdout
+    assert memstore.without_password(f"{pg_url}?password=s3cret&sslmode=disable") == (
+        f"{pg_url}?password=***&sslmode=disable"
+    )
 
 
 def test_a_search_past_query_timeout_is_stopped_on_postgresql(pg_url: str) -> None:
