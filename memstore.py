@@ -10445,19 +10445,18 @@ def copy(
     transaction on the destination: all or nothing, so a copy that fails or
     is stopped leaves the destination as it was and can simply be run again.
     The destination must hold none of the source's collections and layers'
-    rows. What the destination's engine cannot hold yet (conversations on
-    PostgreSQL, a collection with memory hygiene) is refused before anything
-    is written. The copy is checked: each collection's and table's number of
-    rows, and ``check()`` on the destination. ``progress(rows_done, rows_total)``.
+    rows (a ConflictError before anything is written otherwise). The copy is
+    checked: each collection's and table's number of rows, and ``check()`` on
+    the destination. ``progress(rows_done, rows_total)``.
 
-    An encrypted source file is read with ``key``; its copy to a file is
-    encrypted with the same key, and its records go to PostgreSQL (which
-    encrypts at rest on its own terms, if at all) only with ``plaintext=True``.
+    ``key`` is the file's: an encrypted source file is read with it; its copy
+    to a file is encrypted with the same key, and its records go to PostgreSQL
+    (which encrypts at rest on its own terms, if at all) only with
+    ``plaintext=True``. From PostgreSQL, ``key`` encrypts the new file.
     """
-    with Store(source, create=False, key=key) as src:
-        if isinstance(src._engine, _SQLite) and isinstance(
-            _engine_for(os.fspath(destination)), _SQLite
-        ):
+    from_file = isinstance(_engine_for(os.fspath(source)), _SQLite)
+    with Store(source, create=False, key=key if from_file else None) as src:
+        if from_file and isinstance(_engine_for(os.fspath(destination)), _SQLite):
             result = src.backup(destination)
             with Store(destination, create=False, key=src._key) as copied:
                 counts = {n: _rows_of(copied, n) for n in copied.collections()}
@@ -10465,7 +10464,7 @@ def copy(
             rows = sum(counts.values()) + sum(tables.values())
             return {"collections": counts, "tables": tables, "rows": rows, "backup": result}
         _refuse_plaintext(src, plaintext, "PostgreSQL holds the records as the server keeps them")
-        return _copy_collections(src, destination, progress)
+        return _copy_collections(src, destination, progress, None if from_file else key)
 
 
 def _refuse_plaintext(store: Store, plaintext: bool, why: str) -> None:
@@ -10480,15 +10479,19 @@ def _refuse_plaintext(store: Store, plaintext: bool, why: str) -> None:
 
 
 def _copy_collections(
-    src: Store, destination: str | os.PathLike[str], progress: Callable[[int, int], None] | None
+    src: Store,
+    destination: str | os.PathLike[str],
+    progress: Callable[[int, int], None] | None,
+    key: str | bytes | Key | None,
 ) -> dict[str, Any]:
-    """copy() between engines: the collections, and the memory layers' tables both have."""
+    """copy() between engines: the collections, and the memory layers' tables both have;
+    ``key`` encrypts a destination file."""
     names = src.collections()
     counts = {name: _rows_of(src, name) for name in names}
     tables = {t: n for t in LAYER_TABLES if (n := _rows_of(src, t))}
     total = sum(counts.values()) + sum(tables.values()) + _rows_of(src, "memstore_vectors")
     done = 0
-    with Store(destination) as dst:
+    with Store(destination, key=key) as dst:
         clashes = [repr(n) for n in names if n in dst]
         clashes += [t for t in tables if _rows_of(dst, t)]
         if clashes:

@@ -246,12 +246,16 @@ def _remember_ask(ctx: click.Context, param: click.Parameter, value: bool) -> No
         ctx.meta[_ASK_KEY] = True
 
 
+#: How a PostgreSQL store's path starts (a file's never does).
+_POSTGRES_URLS = ("postgresql://", "postgres://")
+
+
 def store_key(ctx: click.Context, path: str | None) -> memstore.Key | None:
     """The key of the store at ``path``: $MEMSTORE_KEY, else asked for with --ask-key (or
     when the file looks encrypted and a terminal can answer); None for a plain store."""
     if os.environ.get(KEY_ENV):
         return memstore.Key.from_env(KEY_ENV)
-    if path is None or path.startswith(("postgresql://", "postgres://")):
+    if path is None or path.startswith(_POSTGRES_URLS):
         return None
     if ctx.meta.get(_ASK_KEY) or (sys.stdin.isatty() and memstore.looks_encrypted(path)):
         return ask_key(f"Key of {path}")
@@ -791,9 +795,10 @@ def copy(ctx: click.Context, source: str, destination: str, plaintext: bool, as_
     File to file is a backup. Otherwise the collections are copied with their
     records, keys and timestamps, in one transaction: all or nothing, so a
     copy that stops can be run again. The copy is checked before success.
-    An encrypted SOURCE file is read with $MEMSTORE_KEY (or --ask-key).
+    An encrypted SOURCE file is read with $MEMSTORE_KEY (or --ask-key); from
+    PostgreSQL, the key encrypts the DESTINATION file.
     """
-    key = store_key(ctx, source)
+    key = store_key(ctx, destination if source.startswith(_POSTGRES_URLS) else source)
     with click.progressbar(length=100, label="copying", file=sys.stderr) as bar:
         shown = [0]
 

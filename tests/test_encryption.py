@@ -166,6 +166,24 @@ def test_exports_and_copies_out_of_an_encrypted_store_need_consent(tmp_path: Pat
 
 
 @needs_ciphers
+def test_a_copy_from_postgresql_to_a_file_is_encrypted_with_the_key(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """From PostgreSQL the key is the new file's: the records never touch the disk
+    plain; and the command line takes it from $MEMSTORE_KEY for the destination."""
+    with memstore.Store(pg_url) as pg:
+        notes = pg.collection("notes", fields={"n": int}, fts=["text"])
+        notes.put_many([(f"k{i}", {"n": i, "text": f"secret note {i}"}) for i in range(50)])
+    copied = memstore.copy(pg_url, tmp_path / "copy.db", key="k")
+    assert copied["rows"] == 50 and memstore.looks_encrypted(tmp_path / "copy.db")
+    assert b"secret note" not in (tmp_path / "copy.db").read_bytes()
+    assert count(tmp_path / "copy.db", "k") == 50
+    ran = memstore_cli("copy", pg_url, str(tmp_path / "cli.db"), env={"MEMSTORE_KEY": "c"})
+    assert ran.returncode == 0, ran.stderr
+    assert memstore.looks_encrypted(tmp_path / "cli.db") and count(tmp_path / "cli.db", "c") == 50
+
+
+@needs_ciphers
 def test_encrypt_rekey_and_decrypt(tmp_path: Path) -> None:
     path = tmp_path / "agent.db"
     fill(path)
