@@ -798,7 +798,12 @@ def copy(ctx: click.Context, source: str, destination: str, plaintext: bool, as_
     An encrypted SOURCE file is read with $MEMSTORE_KEY (or --ask-key); from
     PostgreSQL, the key encrypts the DESTINATION file.
     """
-    key = store_key(ctx, destination if source.startswith(_POSTGRES_URLS) else source)
+    if not source.startswith(_POSTGRES_URLS):
+        key = store_key(ctx, source)
+    elif os.environ.get(KEY_ENV) or ctx.meta.get(_ASK_KEY):  # a new file's: typed twice
+        key = ask_key(f"New key for {destination}", confirm=True)
+    else:
+        key = None
     with click.progressbar(length=100, label="copying", file=sys.stderr) as bar:
         shown = [0]
 

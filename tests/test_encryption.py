@@ -181,6 +181,9 @@ def test_a_copy_from_postgresql_to_a_file_is_encrypted_with_the_key(
     ran = memstore_cli("copy", pg_url, str(tmp_path / "cli.db"), env={"MEMSTORE_KEY": "c"})
     assert ran.returncode == 0, ran.stderr
     assert memstore.looks_encrypted(tmp_path / "cli.db") and count(tmp_path / "cli.db", "c") == 50
+    ran = memstore_cli("copy", "--ask-key", pg_url, str(tmp_path / "asked.db"), stdin="a\n")
+    assert ran.returncode == 0, ran.stderr
+    assert count(tmp_path / "asked.db", "a") == 50
 
 
 @needs_ciphers
