@@ -1037,6 +1037,12 @@ class _Engine:
         """Whether the connection is outside any transaction."""
         raise NotImplementedError
 
+    def lost(self, conn: Any) -> bool:
+        """Whether the other end ended the connection (a server's restart or failover, an
+        idle connection dropped): the store then connects again (Store._check_connection).
+        A file's connection is never lost."""
+        return False
+
     #: How a transaction begins: deferred (reads see one snapshot), then immediate (takes
     #: the write lock at once), indexed by ``immediate``.
     begin: tuple[str, str] = ("BEGIN", "BEGIN IMMEDIATE")
@@ -1626,6 +1632,11 @@ class _Postgres(_Engine):
 
     def open(self, store: Store) -> Any:
         psycopg = self.psycopg
+        # A new connection (or one in place of a lost one): no pipeline, nothing pending;
+        # the declarations announced while none listened are taken to have changed.
+        self._pipeline = self._in_pipeline = self._pending = None
+        self._reading_only = self._lingering = False
+        self.declarations += 1
         try:
             conn = psycopg.connect(
                 store.path,
@@ -1893,7 +1904,8 @@ class _Postgres(_Engine):
             self._in_pipeline = self._pipeline = None
             raise MemstoreError(
                 f"the connection to the server was lost while committing ({err}): the "
-                "transaction may have been committed or not; read to find out"
+                "transaction may have been committed or not; read to find out (the next "
+                "call connects again)"
             ) from err
 
     def abort(self, conn: Any, sql: str) -> None:
@@ -1999,6 +2011,14 @@ class _Postgres(_Engine):
         if self._lingering:  # a read transaction's COMMIT was sent: none is open
             return True
         return bool(conn.info.transaction_status == self.psycopg.pq.TransactionStatus.IDLE)
+
+    def lost(self, conn: Any) -> bool:
+        # Closed; or left in pipeline mode by an error while leaving it (the server went
+        # away with results still to come): nothing can be sent on it any more.
+        return bool(conn.closed) or (
+            self._pipeline is None
+            and conn.pgconn.pipeline_status != self.psycopg.pq.PipelineStatus.OFF
+        )
 
     # Deferred (one snapshot for the block's reads): repeatable read. Writers wait for
     # each other's row locks either way.
@@ -2612,12 +2632,18 @@ class _Transaction:
             store._depth -= 1
             if kind is not None:
                 engine.abort(conn, self._rollback)
+                if store._depth == 0:
+                    store._check_connection()
                 return
             try:
                 engine.end(conn, self._commit)
             except engine.errors as err:
                 engine.abort(conn, self._rollback)
                 raise store._error(err) from err
+            except MemstoreError:  # the connection was lost while committing
+                if store._depth == 0:
+                    store._check_connection()
+                raise
         finally:
             store._lock.release()
 
@@ -2702,6 +2728,7 @@ class Store:
         # Collections' vectors in memory, by collection name (see _VectorIndex).
         self._vector_indexes: dict[str, _VectorIndex] = {}
         self._vector_writes = 0  # vectors written since the change log was last trimmed
+        self._reconnect_pending = False  # the server ended the connection: see _reconnect
         self._conn: apsw.Connection | None = self._open()
         _STORES.add(self)
 
@@ -2745,7 +2772,43 @@ class Store:
         translated = self._engine.translate(err)
         if isinstance(translated, StorageFullError) and self.max_size is not None:
             return QuotaError(f"{self.path} reached its size quota of {self.max_size:,} bytes")
+        if self._depth == 0 and self._check_connection():
+            return MemstoreError(
+                f"{translated} (the connection was lost: the next call connects again)"
+            )
         return translated
+
+    def _check_connection(self) -> bool:
+        """After an error outside any transaction: whether the server ended the connection
+        (it restarted, failed over, or dropped an idle connection). If it did, the next
+        statement, transaction or ``connection`` connects again (_reconnect), with every
+        handle taking its declarations afresh; the call that met the loss has raised."""
+        conn = self._conn
+        if conn is None or not self._engine.lost(conn):
+            return False
+        if not self._reconnect_pending:
+            self._reconnect_pending = True
+
+            def execute(sql: str, params: Sequence[Any]) -> Any:
+                self._reconnect()
+                return self._execute(sql, params)
+
+            def execute_many(sql: str, rows: Iterable[Sequence[Any]]) -> Any:
+                self._reconnect()
+                return self._execute_many(sql, rows)
+
+            self._execute, self._execute_many = execute, execute_many
+        return True
+
+    def _reconnect(self) -> None:
+        """Connect again in place of a lost connection (which is closed); if the server
+        cannot be reached yet, the error says so and the next call tries again."""
+        old = self._conn
+        if old is not None:
+            with contextlib.suppress(*self._engine.errors):
+                self._engine.close(old)
+        self._conn = self._open()
+        self._reconnect_pending = False
 
     def __enter__(self) -> Store:
         return self
@@ -2782,6 +2845,10 @@ class Store:
         memstore does not wrap."""
         if self._conn is None:
             raise MemstoreError("the store is closed")
+        if self._reconnect_pending:
+            with self._lock:
+                if self._reconnect_pending:
+                    self._reconnect()
         return self._conn
 
     def _data_version(self) -> Any:

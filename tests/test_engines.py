@@ -267,6 +267,41 @@ def test_a_password_never_shows(pg_url: str) -> None:
     )
 
 
+def test_a_lost_connection_is_made_again_by_the_next_call(pg_url: str) -> None:
+    """The server ends the store's connection (a restart, a failover, a proxy dropping an
+    idle connection: here pg_terminate_backend): the call that meets the loss raises,
+    saying so; the next call connects again, and every layer works on, a transaction
+    too. Lost inside a transaction: the block raises and is not half done."""
+    from memstore_langgraph import MemstoreSaver
+
+    def drop(store: memstore.Store) -> None:
+        other_tool(pg_url, "SELECT pg_terminate_backend(?)", [store.connection.info.backend_pid])
+
+    with memstore.Store(pg_url) as store:
+        notes = store.collection("notes", fields={"n": int}, fts=["text"])
+        notes.put("a", {"n": 1, "text": "kept"})
+        saver = MemstoreSaver(store)
+        drop(store)
+        with pytest.raises(memstore.MemstoreError, match="connects again"):
+            notes.get("a")
+        assert notes.get("a") == {"n": 1, "text": "kept"}
+        notes.put("b", {"n": 2, "text": "after"})
+        assert [h.key for h in notes.search("after")] == ["b"]
+        assert saver.get_tuple({"configurable": {"thread_id": "t"}}) is None
+        drop(store)
+        with pytest.raises(memstore.MemstoreError), store.transaction():
+            notes.put("c", {"n": 3})
+            drop(store)
+            notes.put("d", {"n": 4})
+        with store.transaction():
+            notes.put("e", {"n": 5})
+        assert notes.keys(order_by="key") == ["a", "b", "e"]
+        drop(store)
+        with pytest.raises(memstore.MemstoreError):
+            list(notes.rows())
+        assert store.check() == [] and notes.count() == 3
+
+
 def test_a_search_past_query_timeout_is_stopped_on_postgresql(pg_url: str) -> None:
     with memstore.Store(pg_url, query_timeout=0.001) as store:
         notes = store.collection("notes", fts=["text"])
