@@ -116,6 +116,7 @@ __all__ = [
     "SchemaError",
     "StorageFullError",
     "Store",
+    "StorePool",
     "Tenants",
     "Thread",
     "UnknownFieldWarning",
@@ -2725,11 +2726,14 @@ class Store:
         # Rows each collection was given since its index last caught up (sql/0013).
         self._fts_writes: dict[str, int] = {}
         self._generation = 0  # moved on by every declaration: Collection handles reload
+        # Declarations read by collection(), with the (generation, data version) then.
+        self._metas: dict[str, tuple[tuple[int, Any], _Meta]] = {}
         # Collections' vectors in memory, by collection name (see _VectorIndex).
         self._vector_indexes: dict[str, _VectorIndex] = {}
         self._vector_writes = 0  # vectors written since the change log was last trimmed
         self._reconnect_pending = False  # the server ended the connection: see _reconnect
-        self._conn: apsw.Connection | None = self._open()
+        self._conn: apsw.Connection | None = None  # (errors while opening find none)
+        self._conn = self._open()
         _STORES.add(self)
 
     @classmethod
@@ -3029,7 +3033,7 @@ class Store:
             wanted_hygiene,
             time_indexes,
         )
-        meta = self._load_meta(name)
+        meta = self._known_meta(name)
         if meta is None and not create:
             raise NotFoundError(self._no_collection(name))
         if meta is not None and meta.name != name:
@@ -3655,6 +3659,19 @@ class Store:
         return int(pages) * int(self._fetch("PRAGMA page_size")[0][0])
 
     # -- registry ----------------------------------------------------------
+
+    def _known_meta(self, name: str) -> _Meta | None:
+        """_load_meta, read again only when a declaration may have changed since it was
+        read (as Collection._fresh tells): ``store.collection(name)`` for each call, as a
+        pool's user writes it, asks the database nothing (on PostgreSQL a round trip)."""
+        seen = (self._generation, self._data_version())
+        known = self._metas.get(name)
+        if known is not None and known[0] == seen:
+            return known[1]
+        meta = self._load_meta(name)
+        if meta is not None:
+            self._metas[name] = (seen, meta)
+        return meta
 
     def _load_meta(self, name: str) -> _Meta | None:
         rows = self._fetch(
@@ -11205,6 +11222,111 @@ class Tenants:
         for store in self._stores.values():
             store.close()
         self._stores.clear()
+
+
+class StorePool:
+    """Stores for many threads at once: each ``with pool.store() as store:`` takes a
+    store no other thread is using, and gives it back at the block's end.
+
+    >>> pool = memstore.StorePool("postgresql://agent@db/memory", size=8)
+    >>> with pool.store() as store:
+    ...     store.collection("notes").put("a", {"text": "..."})
+    >>> pool.close()
+
+    A Store is one connection, and runs one call at a time: threads sharing one
+    wait for each other. A pool opens up to ``size`` stores of the same database
+    (``options`` are Store's), the first at once (a wrong path or an unreachable
+    server fails here), the others as threads ask for more; when all are in use,
+    ``store()`` waits up to ``wait`` seconds for one to come back, then raises
+    BusyError. A store given back closed, or inside a transaction it entered by
+    hand, is closed rather than handed out again. On PostgreSQL the threads' calls
+    run at once on the server; on a file, readers do (writers take turns, as
+    SQLite makes any two connections do). ``close()`` closes the stores not in
+    use, and those in use as they come back.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, size: int = 4, wait: float = 5.0, **options: Any
+    ) -> None:
+        if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= 1000:
+            raise ValidationError(f"size must be a whole number from 1 to 1000, not {size!r:.60}")
+        if not 0 <= _finite(wait, "wait") <= 86400:
+            raise ValidationError(f"wait must be 0 to 86400 seconds, not {wait!r:.60}")
+        self.path = os.fspath(path)
+        if self.path == ":memory:":
+            raise ValidationError(
+                "a pool's stores share one database, and each :memory: store is its own: "
+                "give a file's path or a PostgreSQL URL"
+            )
+        self.size, self.wait, self.options = size, float(wait), options
+        self._ready = threading.Condition()
+        self._idle = [Store(self.path, **options)]
+        self._open = 1  # stores open, idle or in use
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<memstore.StorePool {without_password(self.path)!r} {self._open}/{self.size} open>"
+
+    def __enter__(self) -> StorePool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def store(self) -> Iterator[Store]:
+        """A store for this thread's block: one no other thread is using."""
+        store = self._take()
+        try:
+            yield store
+        finally:
+            self._give_back(store)
+
+    def _take(self) -> Store:
+        deadline = time.monotonic() + self.wait
+        with self._ready:
+            while True:
+                if self._closed:
+                    raise MemstoreError("the pool is closed")
+                if self._idle:
+                    return self._idle.pop()
+                if self._open < self.size:
+                    self._open += 1
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise BusyError(
+                        f"all {self.size} stores of the pool were in use for {self.wait:g} s: "
+                        "give it a larger size, or hold each store for less time"
+                    )
+                self._ready.wait(left)
+        try:  # connecting takes a while: other threads go on meanwhile
+            return Store(self.path, **self.options)
+        except BaseException:
+            with self._ready:
+                self._open -= 1
+                self._ready.notify()
+            raise
+
+    def _give_back(self, store: Store) -> None:
+        with self._ready:
+            if self._closed or store._conn is None or store._depth:
+                self._open -= 1
+                with contextlib.suppress(MemstoreError):
+                    store.close()
+            else:
+                self._idle.append(store)
+            self._ready.notify()
+
+    def close(self) -> None:
+        """Close the stores not in use; those in use are closed as they come back."""
+        with self._ready:
+            self._closed = True
+            idle, self._idle = self._idle, []
+            self._open -= len(idle)
+            self._ready.notify_all()
+        for store in idle:
+            store.close()
 
 
 # --------------------------------------------------------------------------

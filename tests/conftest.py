@@ -52,6 +52,7 @@ ON_POSTGRES = frozenset(
         "test_search",
         "test_time_indexes",
         "test_reliability",
+        "test_pool",
     }
 )
 
