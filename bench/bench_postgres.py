@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import argparse
 import random
+import shutil
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +165,29 @@ def workloads(n: int, ops: int) -> dict[str, Callable[[Any], Callable[[], Any]]]
     }
 
 
+@contextmanager
+def bench_database(given: str | None) -> Iterator[str]:
+    """The database to run on: ``given`` (--url), or one on a server started for the run
+    with PostgreSQL's durable defaults, stopped and removed after."""
+    if given:
+        yield given
+        return
+    server, home = postgres.start(durable=True)
+    try:
+        server.admin("CREATE DATABASE bench")
+        yield server.url("bench")
+    finally:
+        server.stop()
+        if home is not None:
+            shutil.rmtree(home, ignore_errors=True)
+
+
+def server_settings(url: str, names: Sequence[str]) -> dict[str, str]:
+    """The server's settings a benchmark states with its figures."""
+    with psycopg.connect(url) as probe:
+        return {s: probe.execute(f"SHOW {s}").fetchone()[0] for s in names}  # type: ignore[index]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=20_000, help="records loaded")
@@ -170,21 +195,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--url", help="an existing server's database (default: start one)")
     args = parser.parse_args()
-    home = None
-    if args.url:
-        url = args.url
-    else:
-        server, home = postgres.start(durable=True)
-        server.admin("CREATE DATABASE bench")
-        url = server.url("bench")
     folder = tempfile.mkdtemp(prefix="memstore-bench-")
     ratios: dict[str, dict[str, list[float]]] = {}
-    try:
-        with psycopg.connect(url) as probe:
-            settings = {
-                s: probe.execute(f"SHOW {s}").fetchone()[0]  # type: ignore[index]
-                for s in ("server_version", "fsync", "synchronous_commit", "shared_buffers")
-            }
+    with bench_database(args.url) as url:
+        names = ("server_version", "fsync", "synchronous_commit", "shared_buffers")
+        settings = server_settings(url, names)
         print(f"PostgreSQL {settings}; N = {args.n:,}, {args.ops:,} operations, {args.runs} runs")
         for run in range(args.runs):
             file = f"{folder}/run{run}.db"
@@ -216,12 +231,6 @@ def main() -> None:
                 f"| {label} | {statistics.median(by_other['expert (psycopg)']):.2f} "
                 f"| {statistics.median(by_other['memstore on SQLite']):.2f} |"
             )
-    finally:
-        if home is not None:
-            server.stop()
-            import shutil
-
-            shutil.rmtree(home, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -37,8 +37,14 @@ from psycopg.types.json import Jsonb
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
-import postgres  # noqa: E402
-from bench_postgres import EXPERT_SCHEMA, KINDS, UPSERT, record  # noqa: E402
+from bench_postgres import (  # noqa: E402
+    EXPERT_SCHEMA,
+    KINDS,
+    UPSERT,
+    bench_database,
+    record,
+    server_settings,
+)
 
 import memstore  # noqa: E402
 
@@ -161,21 +167,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--url", help="an existing server's database (default: start one)")
     args = parser.parse_args()
-    home = None
-    if args.url:
-        url = args.url
-    else:
-        server, home = postgres.start(durable=True)
-        server.admin("CREATE DATABASE bench")
-        url = server.url("bench")
     rows = [(f"k{i}", record(i, random.Random(i))) for i in range(N)]
     times: dict[str, dict[str, list[float]]] = {}
-    try:
-        with psycopg.connect(url) as probe:
-            settings = {
-                s: probe.execute(f"SHOW {s}").fetchone()[0]  # type: ignore[index]
-                for s in ("server_version", "fsync", "synchronous_commit", "max_connections")
-            }
+    with bench_database(args.url) as url:
+        names = ("server_version", "fsync", "synchronous_commit", "max_connections")
+        settings = server_settings(url, names)
         makers = [
             lambda: Expert(url, args.threads),
             lambda: Memstore(url, args.threads, shared=False),
@@ -189,12 +185,6 @@ def main() -> None:
                     seconds = run_threads(side, args.threads, args.ops, part)
                     times.setdefault(part, {}).setdefault(side.name, []).append(seconds)
                 side.close()
-    finally:
-        if home is not None:
-            server.stop()
-            import shutil
-
-            shutil.rmtree(home, ignore_errors=True)
     print(f"PostgreSQL {settings}; {args.threads} threads x {args.ops} ops; {args.runs} runs")
     print()
     print(
