@@ -2033,10 +2033,25 @@ class _Postgres(_Engine):
 
     # Every change to the registry is announced (its trigger's NOTIFY, at commit, from any
     # connection and any tool): the connection LISTENs and counts them, with no query a
-    # write. psycopg takes in what waits on the socket with the next result, so inside a
-    # write's transaction (after its BEGIN) the count covers what others committed before.
+    # write. psycopg takes in what waits on the socket with the next result; between
+    # statements, data_version reads what has come already (a read that does not wait:
+    # about a microsecond), so that a write or store.collection() sent next sees a
+    # declaration committed before it, rather than the call after it.
     def _announced(self, notification: Any) -> None:
         self.declarations += 1
+
+    def data_version(self, store: Store) -> Any:
+        conn: Any = store._conn
+        if self._lingering:  # a read block's COMMIT, which the next statement would wait for
+            with contextlib.suppress(self.psycopg.Error):  # a loss: the next call meets it
+                self._settle()
+        if self._pipeline is None and conn is not None and not conn.closed:
+            pgconn = conn.pgconn
+            with contextlib.suppress(self.psycopg.OperationalError):  # the next call says
+                pgconn.consume_input()
+                while pgconn.notifies() is not None:
+                    self.declarations += 1
+        return self.declarations
 
     def schema_objects(self) -> dict[str, tuple[str, str]]:
         return _schema_objects(SQL_DIR / "postgres")
@@ -2726,8 +2741,9 @@ class Store:
         # Rows each collection was given since its index last caught up (sql/0013).
         self._fts_writes: dict[str, int] = {}
         self._generation = 0  # moved on by every declaration: Collection handles reload
-        # Declarations read by collection(), with the (generation, data version) then.
-        self._metas: dict[str, tuple[tuple[int, Any], _Meta]] = {}
+        # Declarations read by collection(): the (generation, data version) then, the
+        # declaration, and whether a call without one leaves it as it is (_known_meta).
+        self._metas: dict[str, tuple[tuple[int, Any], _Meta, bool]] = {}
         # Collections' vectors in memory, by collection name (see _VectorIndex).
         self._vector_indexes: dict[str, _VectorIndex] = {}
         self._vector_writes = 0  # vectors written since the change log was last trimmed
@@ -3009,6 +3025,20 @@ class Store:
         check_collection_name(name)
         if not isinstance(create, bool):
             raise ValidationError(f"create must be True or False, not {create!r:.60}")
+        if (  # opened as it is, as each call of a pool's user may
+            fields is None
+            and fts is None
+            and ttl is None
+            and history is None
+            and indexes is None
+            and vectors is None
+            and temporal is None
+            and hygiene is None
+            and time_indexes is None
+        ):
+            meta = self._known_meta(name)
+            if meta is not None and meta.name == name and self._metas[name][2]:
+                return Collection(self, meta, model)
         wanted_vectors, embed = _normalize_vectors(vectors)
         wanted_fields = _normalize_fields(fields)
         wanted_fts = _normalize_fts(fts)
@@ -3669,8 +3699,8 @@ class Store:
         if known is not None and known[0] == seen:
             return known[1]
         meta = self._load_meta(name)
-        if meta is not None:
-            self._metas[name] = (seen, meta)
+        if meta is not None:  # and whether opening it as it is leaves it as it is
+            self._metas[name] = (seen, meta, _declared(meta, _OPEN_AS_IT_IS) == meta)
         return meta
 
     def _load_meta(self, name: str) -> _Meta | None:
@@ -3780,6 +3810,10 @@ class _Declaration(NamedTuple):
     temporal: bool | None = None
     hygiene: dict[str, Any] | None = None
     time_indexes: bool | None = None
+
+
+#: Store.collection's declaration when none is given.
+_OPEN_AS_IT_IS = _Declaration({}, [], None, None, (), None)
 
 
 def _declared(old: _Meta, wanted: _Declaration) -> _Meta:

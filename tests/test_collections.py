@@ -7,12 +7,23 @@ import sqlite3
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import memstore
 
-from .dbinfo import columns, indexes, on_postgres, plan, sorts, sql, tables, uses_index
+from .dbinfo import (
+    columns,
+    indexes,
+    on_postgres,
+    plan,
+    requests,
+    sorts,
+    sql,
+    tables,
+    uses_index,
+)
 
 ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z\Z")
 
@@ -252,14 +263,53 @@ def test_stats_say_what_a_collection_holds(store: memstore.Store) -> None:
     assert store.stats()["collections"]["notes"] == stats
 
 
+def test_opening_a_collection_again_reads_its_declaration_only_when_it_changed(
+    store_url: str,
+) -> None:
+    """store.collection(name), as a pool's user calls it for each call, asks the database
+    nothing on PostgreSQL (SQLite: its file's data version) while no declaration changed,
+    and takes another connection's declaration as soon as it is committed, with no read
+    of its own in between (on PostgreSQL the announcement comes on the socket, shortly)."""
+    with memstore.Store(store_url) as store, memstore.Store(store_url) as other:
+        store.collection("notes", fields={"n": int})
+        store.collection("notes")
+        asked = requests(store, lambda: store.collection("notes"))
+        assert asked == (0 if on_postgres(store) else 2)  # SQLite: PRAGMA data_version, twice
+        other.collection("notes", fields={"kind": str})
+        deadline = time.monotonic() + 5
+        while "kind" not in store.collection("notes").fields:
+            assert time.monotonic() < deadline, "another connection's declaration unseen"
+            time.sleep(0.005)
+        with pytest.raises(memstore.ValidationError, match="'kind' must be text"):
+            store.collection("notes").put("a", {"kind": 5})
+        other.drop_collection("notes")
+        with pytest.raises(memstore.NotFoundError):
+            while time.monotonic() < deadline:
+                store.collection("notes", create=False)
+                time.sleep(0.005)
+
+
+def declared_elsewhere(store: memstore.Store, other: memstore.Store, **declaration: Any) -> None:
+    """``other`` declares; return once ``store`` has heard of it, with no read of its own:
+    at once on SQLite (the file's version moved), on PostgreSQL when the server's notice
+    of the commit has come on the socket, moments later."""
+    before, deadline = store._data_version(), time.monotonic() + 5
+    other.collection("notes", **declaration)
+    while store._data_version() == before:
+        assert time.monotonic() < deadline, "the declaration was never announced"
+        time.sleep(0.001)
+
+
 def test_a_handle_follows_declarations_made_elsewhere(store_url: str) -> None:
+    """A handle takes another connection's declaration at its next write once its Store
+    has heard of it (declared_elsewhere): inside a block too, deferred or not."""
     with memstore.Store(store_url) as store, memstore.Store(store_url) as other:
         old = store.collection("notes")
         store.collection("notes", fields={"n": int})  # another handle, same Store
         with pytest.raises(memstore.ValidationError, match="'n' must be integer"):
             old.put("a", {"n": "x"})
         assert old.fields == {"n": "integer"}
-        other.collection("notes", fields={"kind": str}, ttl=60)  # another connection
+        declared_elsewhere(store, other, fields={"kind": str}, ttl=60)  # another connection
         with pytest.raises(memstore.ValidationError, match="'kind' must be text"):
             old.put("b", {"kind": 5})
         with pytest.raises(memstore.ValidationError):
@@ -270,11 +320,11 @@ def test_a_handle_follows_declarations_made_elsewhere(store_url: str) -> None:
         assert old.count() == 1
         # After this handle's own writes (which move SQLite's file version on too), and
         # in a deferred block, another connection's declaration is still seen.
-        other.collection("notes", fields={"kind": str, "size": int})
+        declared_elsewhere(store, other, fields={"kind": str, "size": int})
         with pytest.raises(memstore.ValidationError, match="'size' must be integer"):
             old.put("e", {"size": "big"})
         old.put("f", {"size": 1})
-        other.collection("notes", fields={"kind": str, "size": int, "tag": str})
+        declared_elsewhere(store, other, fields={"kind": str, "size": int, "tag": str})
         with (
             pytest.raises(memstore.ValidationError, match="'tag' must be text"),
             store.transaction(immediate=False),  # nothing read yet when the put begins
