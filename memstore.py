@@ -2049,8 +2049,8 @@ class _Postgres(_Engine):
             pgconn = conn.pgconn
             with contextlib.suppress(self.psycopg.OperationalError):  # the next call says
                 pgconn.consume_input()
-                while pgconn.notifies() is not None:
-                    self.declarations += 1
+                while (notice := pgconn.notifies()) is not None:  # as psycopg hands them out:
+                    pgconn.notify_handler(notice)  # to _announced, and the user's handlers
         return self.declarations
 
     def schema_objects(self) -> dict[str, tuple[str, str]]:

@@ -302,6 +302,22 @@ def test_a_lost_connection_is_made_again_by_the_next_call(pg_url: str) -> None:
         assert store.check() == [] and notes.count() == 3
 
 
+def test_notices_memstore_reads_still_reach_the_users_own_handlers(pg_url: str) -> None:
+    """memstore reads the notices waiting on its connection (declarations', between
+    statements): one on a channel of the user's own still reaches the user's handler."""
+    with memstore.Store(pg_url) as store:
+        got: list[tuple[str, str]] = []
+        store.connection.add_notify_handler(lambda n: got.append((n.channel, n.payload)))
+        store.connection.execute("LISTEN mine")
+        other_tool(pg_url, "SELECT pg_notify('mine', 'hello')")
+        deadline = time.monotonic() + 5
+        while ("mine", "hello") not in got:
+            assert time.monotonic() < deadline, "the user's notice was lost"
+            store.collection("notes")  # reads what has come in, and nothing more
+            time.sleep(0.005)
+        assert {channel for channel, _ in got} <= {"mine", "memstore_declarations"}
+
+
 def test_a_search_past_query_timeout_is_stopped_on_postgresql(pg_url: str) -> None:
     with memstore.Store(pg_url, query_timeout=0.001) as store:
         notes = store.collection("notes", fts=["text"])
