@@ -609,7 +609,8 @@ def looks_encrypted(path: str | os.PathLike[str]) -> bool:
 
 
 def _file_path(value: Any, what: str = "path") -> str:
-    """A file's path given by the caller, as a str; ValidationError if it is none."""
+    """A file's path (or a store's PostgreSQL URL) given by the caller, as a str;
+    ValidationError if it is none."""
     try:
         path = os.fspath(value)
     except TypeError:
@@ -2716,7 +2717,7 @@ class Store:
                 f"max_size must be a whole number of bytes, at least {MIN_QUOTA:,} "
                 f"(an empty store takes about 352 KiB), not {max_size!r}"
             )
-        self.path = os.fspath(path)
+        self.path = _file_path(path, "path")
         self._engine = _engine_for(self.path)
         if max_size is not None:
             self._engine.unsupported("max_size")
@@ -10572,9 +10573,10 @@ def copy(
     (which encrypts at rest on its own terms, if at all) only with
     ``plaintext=True``. From PostgreSQL, ``key`` encrypts the new file.
     """
-    from_file = isinstance(_engine_for(os.fspath(source)), _SQLite)
+    source, destination = _file_path(source, "source"), _file_path(destination, "destination")
+    from_file = isinstance(_engine_for(source), _SQLite)
     with Store(source, create=False, key=key if from_file else None) as src:
-        if from_file and isinstance(_engine_for(os.fspath(destination)), _SQLite):
+        if from_file and isinstance(_engine_for(destination), _SQLite):
             result = src.backup(destination)
             with Store(destination, create=False, key=src._key) as copied:
                 counts = {n: _rows_of(copied, n) for n in copied.collections()}
@@ -11286,7 +11288,7 @@ class StorePool:
             raise ValidationError(f"size must be a whole number from 1 to 1000, not {size!r:.60}")
         if not 0 <= _finite(wait, "wait") <= 86400:
             raise ValidationError(f"wait must be 0 to 86400 seconds, not {wait!r:.60}")
-        self.path = os.fspath(path)
+        self.path = _file_path(path, "path")
         if self.path == ":memory:":
             raise ValidationError(
                 "a pool's stores share one database, and each :memory: store is its own: "

@@ -520,6 +520,11 @@ ENTRY_POINTS: dict[str, Callable[[memstore.Store, Any], Any]] = {
     "encrypt key": lambda s, v: memstore.encrypt("/nonexistent/agent.db", v),
     "rekey new_key": lambda s, v: memstore.rekey("/nonexistent/agent.db", "k", v),
     "decrypt dest": lambda s, v: memstore.decrypt("/nonexistent/agent.db", v, "k"),
+    "Store path": lambda s, v: memstore.Store(v, create=False).close(),
+    "StorePool path": lambda s, v: memstore.StorePool(v, create=False).close(),
+    "StorePool size": lambda s, v: memstore.StorePool(s.path, size=v).close(),
+    "StorePool wait": lambda s, v: memstore.StorePool(s.path, wait=v).close(),
+    "copy source": lambda s, v: memstore.copy(v, "/nonexistent/copy.db"),
 }
 
 HOSTILE_SETTINGS = settings(
