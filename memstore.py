@@ -3290,7 +3290,7 @@ class Store:
         two go through ``VACUUM INTO`` (no progress is reported).
         """
         self._engine.unsupported("backup")
-        target = os.fspath(dest)
+        target = _file_path(dest, "dest")
         if os.path.exists(target):
             raise ValidationError(f"{target} exists; back up to a new file")
         if not isinstance(plaintext, bool):
@@ -3336,7 +3336,7 @@ class Store:
         ``key``, the backup's); a plain store, a plain backup.
         """
         self._engine.unsupported("restore")
-        origin = os.fspath(source)
+        origin = _file_path(source, "source")
         backup_key = _as_key(key) or self._key
         if os.path.isfile(origin) and (self._key is not None) != bool(_encrypted_look(origin)):
             raise EncryptionError(
@@ -3380,7 +3380,7 @@ class Store:
         """
         _refuse_plaintext(self, plaintext, "an export is plain JSON")
         engine = self._engine
-        root = Path(directory)
+        root = Path(_file_path(directory, "directory"))
         (root / "collections").mkdir(parents=True, exist_ok=True)
         (root / "tables").mkdir(exist_ok=True)
         manifest: dict[str, Any] = {
@@ -3480,7 +3480,7 @@ class Store:
         (The file layouts of older stores are read by the ``memstore_legacy``
         module, which ``memstore import`` uses.)
         """
-        files = _read_manifest(Path(source))
+        files = _read_manifest(Path(_file_path(source, "source")))
         report: dict[str, Any] = {
             "source": os.fspath(source),
             "layout": "memstore export",
@@ -10891,7 +10891,7 @@ def migrate(
     (``backup`` is None when nothing was copied). An encrypted file needs
     its ``key``, and its backup is encrypted with it.
     """
-    target = os.fspath(path)
+    target = _file_path(path)
     secret = _as_key(key)
     if not os.path.isfile(target):
         raise NotFoundError(f"no store at {target}")
@@ -11189,7 +11189,7 @@ class Tenants:
     def __init__(
         self, directory: str | os.PathLike[str], *, max_size: int | None = None, **options: Any
     ) -> None:
-        self.directory = Path(directory)
+        self.directory = Path(_file_path(directory, "directory"))
         self.directory.mkdir(parents=True, exist_ok=True)
         self.max_size = max_size
         self.options = options
@@ -11461,7 +11461,7 @@ class AsyncStore:
         if isinstance(path, Store) and options:
             raise ValidationError("options are for a file AsyncStore opens, not an open Store")
         self._owns_store = not isinstance(path, Store)
-        name = path.path if isinstance(path, Store) else os.fspath(path)
+        name = path.path if isinstance(path, Store) else _file_path(path)
         self._thread = threading.Thread(target=self._work, name=f"memstore {name}", daemon=True)
         self._thread.start()
         self._opened: concurrent.futures.Future[Store]

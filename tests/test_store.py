@@ -216,3 +216,30 @@ def test_optimize_merges_the_full_text_indexes_and_keeps_everything(store: memst
     assert done["fts_indexes"] >= 2  # the collection's, and the messages' at least
     assert len(notes.search("common", limit=500)) == 300 and notes.count({"kind": "a"}) == 300
     assert [h.key for h in conv.search("message")] == ["t"] and store.check() == []
+
+
+@pytest.mark.parametrize("bad", [None, 5, b"agent.db", "", "a\x00b"])
+def test_what_is_no_path_is_refused_wherever_a_path_is_taken(tmp_path: Path, bad: object) -> None:
+    """Every public call taking a path or a directory: a ValidationError for what is no
+    path (they raised TypeError; an empty string opened SQLite's nameless temporary
+    database, or meant the current directory), and nothing written."""
+    with memstore.Store(tmp_path / "a.db") as store:
+        store.collection("notes").put("a", {})
+        calls = {
+            "Store": lambda: memstore.Store(bad),  # type: ignore[arg-type]
+            "StorePool": lambda: memstore.StorePool(bad),  # type: ignore[arg-type]
+            "AsyncStore": lambda: memstore.AsyncStore(bad),  # type: ignore[arg-type]
+            "Tenants": lambda: memstore.Tenants(bad),  # type: ignore[arg-type]
+            "copy": lambda: memstore.copy(bad, tmp_path / "b.db"),  # type: ignore[arg-type]
+            "copy to": lambda: memstore.copy(tmp_path / "a.db", bad),  # type: ignore[arg-type]
+            "migrate": lambda: memstore.migrate(bad),  # type: ignore[arg-type]
+            "backup": lambda: store.backup(bad),  # type: ignore[arg-type]
+            "restore": lambda: store.restore(bad),  # type: ignore[arg-type]
+            "export": lambda: store.export(bad),  # type: ignore[arg-type]
+            "import_": lambda: store.import_(bad),  # type: ignore[arg-type]
+        }
+        for name, call in calls.items():
+            with pytest.raises(memstore.ValidationError):
+                call()
+            assert store.collection("notes").keys() == ["a"], name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.db"]
