@@ -3039,7 +3039,7 @@ class Store:
         ):
             meta = self._known_meta(name)
             if meta is not None and meta.name == name and self._metas[name][2]:
-                return Collection(self, meta, model)
+                return Collection(self, meta, model, seen=self._metas[name][0])
         wanted_vectors, embed = _normalize_vectors(vectors)
         wanted_fields = _normalize_fields(fields)
         wanted_fts = _normalize_fts(fts)
@@ -4873,7 +4873,7 @@ class _CollectionVectors:
         def _decode(self, body: str) -> Any: ...
         def _target(self, field: str) -> _Target: ...
         def _fresh(self) -> None: ...
-        def _apply(self, meta: _Meta) -> None: ...
+        def _apply(self, meta: _Meta, seen: tuple[int, Any] | None = None) -> None: ...
         def _filter(
             self,
             where: Mapping[str, Any] | None,
@@ -5555,6 +5555,7 @@ class Collection(_CollectionVectors):
         model: type | None = None,
         *,
         embed: Callable[[list[str]], Any] | Any | None = None,
+        seen: tuple[int, Any] | None = None,
     ) -> None:
         self.store = store
         self.embed = embed
@@ -5608,12 +5609,13 @@ class Collection(_CollectionVectors):
             f"OR {old}.valid_from {differs} excluded.valid_from "
             f"OR {old}.valid_to {differs} excluded.valid_to"
         )
-        self._apply(meta)
+        self._apply(meta, seen)
 
-    def _apply(self, meta: _Meta) -> None:
-        """Take a declaration: fields, FTS paths, TTL, history, and the checks they need."""
+    def _apply(self, meta: _Meta, seen: tuple[int, Any] | None = None) -> None:
+        """Take a declaration: fields, FTS paths, TTL, history, and the checks they need;
+        ``seen``: the store's (generation, data version) when it was read, if known."""
         self._meta = meta
-        self._seen = (self.store._generation, self.store._data_version())
+        self._seen = seen or (self.store._generation, self.store._data_version())
         self.fields = dict(meta.fields)
         self.fts = list(meta.fts)
         self.ttl = None if meta.ttl_seconds is None else timedelta(seconds=meta.ttl_seconds)
