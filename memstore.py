@@ -11348,13 +11348,15 @@ class StorePool:
 
     def _give_back(self, store: Store) -> None:
         with self._ready:
-            if self._closed or store._conn is None or store._depth:
+            spent = self._closed or store._conn is None or bool(store._depth)
+            if spent:
                 self._open -= 1
-                with contextlib.suppress(MemstoreError):
-                    store.close()
             else:
                 self._idle.append(store)
             self._ready.notify()
+        if spent:  # closing (a server's goodbye) holds up no other thread
+            with contextlib.suppress(MemstoreError):
+                store.close()
 
     def close(self) -> None:
         """Close the stores not in use; those in use are closed as they come back."""
