@@ -152,6 +152,9 @@ __all__ = [
 #: Written to the file header (PRAGMA application_id) so tools can tell a
 #: memstore file from any other SQLite file: "MEMS" in ASCII.
 APPLICATION_ID = 0x4D454D53
+#: PostgreSQL's advisory lock (transaction-level) that ``transaction(exclusive=True)``
+#: blocks take in turn; APPLICATION_ID itself is the migrations', + 1 declarations'.
+WRITERS_LOCK = APPLICATION_ID + 2
 
 #: The versioned schema files, applied in order by PRAGMA user_version.
 SQL_DIR = Path(__file__).resolve().parent / "sql"
@@ -1053,6 +1056,12 @@ class _Engine:
         """Begin a transaction (``begin``) or a savepoint in one."""
         raise NotImplementedError
 
+    def run_alone(self, conn: Any) -> None:
+        """Just begun with ``begin[True]``: make the block wait for, and then keep out,
+        every other connection's block that does the same (``transaction(exclusive=True)``).
+        SQLite's ``BEGIN IMMEDIATE`` has: its write lock is the file's, one writer at a
+        time."""
+
     def end(self, conn: Any, sql: str) -> None:
         """Commit a transaction, or release a savepoint: raise what failed in it."""
         raise NotImplementedError
@@ -1280,7 +1289,7 @@ class _Engine:
                 "AND sql LIKE 'CREATE VIRTUAL TABLE%USING fts5%' ORDER BY name"
             )
         ]
-        with store.transaction():
+        with store._transaction():
             _catch_up_messages(store)
             for table in fts:
                 quoted = quote_identifier(table)
@@ -1870,6 +1879,14 @@ class _Postgres(_Engine):
         self._send_pending(conn)
         conn.execute(sql)
 
+    def run_alone(self, conn: Any) -> None:
+        # One lock of the database's for every exclusive block, held to its end: blocks
+        # wait here in turn (up to lock_timeout: BusyError), as writers do for SQLite's
+        # write lock. Sent with the BEGIN; nothing waits for its result but the block's
+        # first read or its commit, so it costs no round trip of its own.
+        self._send_pending(conn)
+        conn.execute(f"SELECT pg_advisory_xact_lock({WRITERS_LOCK})")
+
     def _send(self, conn: Any, sql: str, params: Sequence[Any]) -> Any:
         """Send one statement; its cursor. Without parameters, a statement is sent as it
         is (and may be several, outside a transaction's pipeline)."""
@@ -2166,7 +2183,7 @@ class _Postgres(_Engine):
             f"SELECT -v.id, coalesce(v.fact_of, v.key), v.body, {words} "
             "FROM memstore_versions AS v WHERE v.id = ANY(?)) AS t"
         )
-        with collection.store.transaction(immediate=False):
+        with collection.store._transaction(immediate=False):
             return self.search(
                 collection.store,
                 source,
@@ -2212,7 +2229,7 @@ class _Postgres(_Engine):
         joins: str = "",
     ) -> list[Any]:
         texts = {name: f"t.{sql}" for name, sql in self.layer_texts[table].items()}
-        with store.transaction(immediate=False):
+        with store._transaction(immediate=False):
             return self.search(
                 store,
                 f"{table} AS t {joins}",
@@ -2612,12 +2629,13 @@ class _Transaction:
     other thread's statement lands inside it.
     """
 
-    __slots__ = ("_commit", "_conn", "_immediate", "_rollback", "_store")
+    __slots__ = ("_commit", "_conn", "_exclusive", "_immediate", "_rollback", "_store")
     _conn: Any
 
-    def __init__(self, store: Store, immediate: bool) -> None:
+    def __init__(self, store: Store, immediate: bool, exclusive: bool = False) -> None:
         self._store = store
         self._immediate = immediate
+        self._exclusive = exclusive
 
     def __enter__(self) -> Store:
         store = self._store
@@ -2625,16 +2643,22 @@ class _Transaction:
         try:
             conn = self._conn = store.connection
             engine = store._engine
+            alone = False
             if store._depth == 0 and engine.idle(conn):
                 begin = engine.begin[self._immediate]
                 self._commit, self._rollback = "COMMIT", "ROLLBACK"
+                alone = self._immediate and self._exclusive
             else:
                 name = f"memstore_{store._depth}"
                 begin, self._commit = f"SAVEPOINT {name}", f"RELEASE {name}"
                 self._rollback = f"ROLLBACK TO {name}; RELEASE {name}"
             try:
                 engine.start(conn, begin)
+                if alone:
+                    engine.run_alone(conn)
             except engine.errors as err:
+                if alone:
+                    engine.abort(conn, self._rollback)
                 raise store._error(err) from err
         except BaseException:
             store._lock.release()
@@ -2845,7 +2869,7 @@ class Store:
             if self._depth == 0:
                 with contextlib.suppress(MemstoreError):
                     if self._cache_counts:
-                        with self.transaction():
+                        with self._transaction():
                             for name in list(self._cache_counts):
                                 _flush_cache_counts(self, name)
                     if self._accesses:
@@ -2890,7 +2914,7 @@ class Store:
 
     # -- transactions ------------------------------------------------------
 
-    def transaction(self, *, immediate: bool = True) -> _Transaction:
+    def transaction(self, *, immediate: bool = True, exclusive: bool = True) -> _Transaction:
         """Run a block atomically; nestable, across collections.
 
         >>> with store.transaction():
@@ -2902,7 +2926,19 @@ class Store:
         exception anywhere inside rolls back everything in its block.
         ``immediate=False`` begins a deferred transaction instead: reads in the
         block see one snapshot, and the write lock is taken only if it writes.
+
+        On PostgreSQL, where writers run at once, an outermost immediate block
+        runs alone among the blocks of every connection that are ``exclusive``
+        (the default), as every write block does on SQLite: what it reads, no
+        other such block changes before it ends, so a read-modify-write loses
+        no update. ``exclusive=False`` lets a block of writes that depend on
+        nothing it read run beside them (memstore's own calls do).
         """
+        return _Transaction(self, immediate, exclusive)
+
+    def _transaction(self, *, immediate: bool = True) -> _Transaction:
+        """memstore's own blocks: each call's writes, atomic, not ``exclusive`` (they
+        depend on no read of the caller's, and take the row locks they need)."""
         return _Transaction(self, immediate)
 
     # -- statements, each under the lock with driver errors translated -----
@@ -3070,7 +3106,7 @@ class Store:
         if meta is not None and meta.name != name:
             raise ValidationError(f"collection {meta.name!r} exists; names ignore case")
         if meta is None or _declared(meta, wanted) != meta:
-            with self.transaction():
+            with self._transaction():
                 hygienic = meta is not None and meta.hygiene is not None
                 meta = self._declare(name, wanted)
                 opened = Collection(self, meta, model, embed=embed)
@@ -3106,7 +3142,7 @@ class Store:
     def drop_collection(self, name: str) -> None:
         """Delete a collection: its table, indexes, FTS index and registry entry."""
         meta = self._require_meta(name)
-        with self.transaction():
+        with self._transaction():
             self._engine.lock_declarations(self)
             meta = self._require_meta(name)  # as it is now no other declaration runs
             self._engine.vector_index(self, meta.name, None)
@@ -3212,14 +3248,14 @@ class Store:
         tables = self._engine.schema_names(self)
         for name in self.collections():
             if name not in tables:
-                with self.transaction():
+                with self._transaction():
                     self._fetch("DELETE FROM _memstore_collections WHERE name = ?", (name,))
                 done.append(f"{name}: removed from the registry (its table is gone)")
                 continue
             done += self.collection(name)._repair()
         for name, (kind, sql) in self._engine.schema_objects().items():
             if name not in tables:
-                with self.transaction():
+                with self._transaction():
                     self._fetch(sql)
                 done.append(f"recreated {kind} {name}")
         if not self._engine.layers:
@@ -3228,7 +3264,7 @@ class Store:
         done += self._delete_stray_vectors()
         for fts in _LAYER_FTS:
             if _fts_problems(self, fts):
-                with self.transaction():
+                with self._transaction():
                     self._fetch(f"INSERT INTO {fts} ({fts}) VALUES ('rebuild')")
                     if fts == "memstore_messages_fts":  # the rebuild indexed every message
                         self._fetch("DELETE FROM memstore_messages_fts_gone")
@@ -3244,7 +3280,7 @@ class Store:
     def _delete_stray_vectors(self) -> list[str]:
         """Delete the vectors _stray_vectors finds (repair)."""
         done = []
-        with self.transaction():
+        with self._transaction():
             for (name,) in self._fetch(_STRAY_VECTORS_SQL.format("DISTINCT collection")):
                 self._fetch("DELETE FROM memstore_vectors WHERE collection = ?", (name,))
                 done.append(f"deleted the vectors of {name!r}, which is not a collection")
@@ -3260,7 +3296,7 @@ class Store:
         done = []
         conversations = self.conversations()
         for thread_id, *_ in conversations._drifted():
-            with self.transaction():
+            with self._transaction():
                 conversations._recount(thread_id)
             done.append(f"thread {thread_id}: recounted its messages")
         return done
@@ -3505,12 +3541,12 @@ class Store:
                 except _BadFile as err:
                     skip(file, str(err))
             return report
-        with self.transaction():
+        with self._transaction():
             self._engine.defer_references(self)  # rows may come before their parents
             layers = _LayerImport(self)
             for file in files:
                 try:
-                    with self.transaction():  # a file that turns out malformed is undone alone
+                    with self._transaction():  # a file that turns out malformed is undone alone
                         if file.kind == "collection":
                             collection = self.collection(file.name, **file.declaration)
                             count = collection.import_rows(_jsonl(file.path))
@@ -3578,7 +3614,7 @@ class Store:
         if not dry_run:
             run()
             return removed
-        with contextlib.suppress(_RolledBack), self.transaction():
+        with contextlib.suppress(_RolledBack), self._transaction():
             run()
             raise _RolledBack
         return removed
@@ -4977,7 +5013,7 @@ class _CollectionVectors:
             raise QueryError(f"exact must be True, False or None, not {exact!r}")
         _check_count(k, "k")
         q, (view, known) = self._query_vector(query), self._view(as_of, known_at)
-        with self.store.transaction(immediate=False):  # the vectors and the records: one snapshot
+        with self.store._transaction(immediate=False):  # the vectors and the records: one snapshot
             if known is not None:
                 held = self._known_parts(where, view, known)
                 found = self._nearest_known(q, k, held, metric, exact is not True)
@@ -5059,7 +5095,8 @@ class _CollectionVectors:
         # Recency counts from the time the ranking is for: now, or known_at.
         now = _utcnow() if known is None else datetime.fromisoformat(known)
         self._index_waiting()
-        with self.store.transaction(immediate=False):  # both searches and the records: one snapshot
+        # Both searches and the records: one snapshot.
+        with self.store._transaction(immediate=False):
             text_rows: list[Any] = []
             if known is not None:
                 held = self._known_parts(where, view, known)
@@ -5176,11 +5213,11 @@ class _CollectionVectors:
                 break
             last = rows[-1][0]
             texts = {rid: _record_text(json.loads(body), paths) for rid, body in rows}
-            with self.store.transaction():
+            with self.store._transaction():
                 done += self._write_embedded(texts, documents, new)
             if progress is not None:
                 progress(min(done, total), total)
-        with self.store.transaction():
+        with self.store._transaction():
             missing = self.store._fetch(
                 f"SELECT t.id, t.body FROM {self._table} AS t WHERE NOT EXISTS (SELECT 1 FROM "
                 "memstore_vectors AS v WHERE v.collection = ? AND v.record_id = t.id "
@@ -5701,7 +5738,7 @@ class Collection(_CollectionVectors):
                 f"valid_from and valid_to need a temporal collection: declare {self.name!r} "
                 "with temporal=True"
             )
-        with self.store.transaction():
+        with self.store._transaction():
             self._fresh()
             body = self._encode(record)
             parts = None if vector is None else self._encode_vector(vector)
@@ -5812,7 +5849,7 @@ class Collection(_CollectionVectors):
         cutoff = _iso(_utcnow())
         if older_than is not None:
             cutoff = _iso(_utcnow() - timedelta(seconds=_seconds(older_than, "older_than")))
-        with self.store.transaction():
+        with self.store._transaction():
             return self._delete_in_batches(
                 "t.forgotten_at IS NOT NULL AND t.forgotten_at <= ?",
                 [cutoff],
@@ -5827,7 +5864,7 @@ class Collection(_CollectionVectors):
         self._need_hygiene("merge")
         _check_key(into)
         others = [_check_key(k) for k in _items(keys, "keys") if k != into]
-        with self.store.transaction():
+        with self.store._transaction():
             if record is not _MISSING:
                 self.put(into, record)
             elif self.get(into, None) is None:
@@ -5934,7 +5971,7 @@ class Collection(_CollectionVectors):
         self._need_hygiene(what)
         wanted, engine = [_check_key(k) for k in keys], self.store._engine
         only = " AND forgotten_at IS NULL" if live else ""
-        with self.store.transaction():
+        with self.store._transaction():
             rows = self.store._fetch(
                 f"UPDATE {self._table} SET {change} "
                 f"WHERE {engine.ids_in('key')}{only} RETURNING key",
@@ -6028,7 +6065,7 @@ class Collection(_CollectionVectors):
         """
         self._need_temporal("supersede")
         _check_key(key)
-        with self.store.transaction():
+        with self.store._transaction():
             self._fresh()
             current = self._current_fact(key)
             start = _moment_or_now(at, "at", ValidationError)
@@ -6076,7 +6113,7 @@ class Collection(_CollectionVectors):
         """
         self._need_temporal("invalidate")
         _check_key(key)
-        with self.store.transaction():
+        with self.store._transaction():
             self._fresh()
             current = self._current_fact(key)
             moment = self._within_period(current, _moment_or_now(at, "at", ValidationError))
@@ -6192,7 +6229,7 @@ class Collection(_CollectionVectors):
         """
         pairs = self._pairs(records, key)
         given = None if vectors is None else iter(_items(vectors, "vectors"))
-        with self.store.transaction():
+        with self.store._transaction():
             self._fresh()
             if given is not None:
                 self._vector_config()
@@ -6304,7 +6341,7 @@ class Collection(_CollectionVectors):
         """Delete the record under ``key``; return whether there was one. In a temporal
         collection, every fact about ``key`` goes, superseded ones too."""
         _check_key(key)
-        with self.store.transaction():
+        with self.store._transaction():
             if self.temporal:
                 return bool(
                     self.store._fetch(
@@ -6324,7 +6361,7 @@ class Collection(_CollectionVectors):
         clause, params = self._filter(
             where, include_expired=True, as_of=None, include_forgotten=True
         )
-        with self.store.transaction():
+        with self.store._transaction():
             count = self._delete_in_batches(clause, params, BATCH_SIZE)
         if not count:
             self._warn_unseen(where)
@@ -6341,7 +6378,7 @@ class Collection(_CollectionVectors):
         version is archived.
         """
         wanted = [_check_key(key) for key in _items(keys, "keys")]
-        with self.store.transaction():
+        with self.store._transaction():
             self._fresh()
             now, engine = _utcnow(), self.store._engine
             return len(
@@ -6356,7 +6393,7 @@ class Collection(_CollectionVectors):
         """Set (or with None, remove) the default time to live of new records."""
         seconds = None if ttl is None else _seconds(ttl, "ttl")
         engine = self.store._engine
-        with self.store.transaction():
+        with self.store._transaction():
             engine.lock_declarations(self.store)
             self.store._fetch(
                 f"UPDATE _memstore_collections SET ttl_seconds = ?, updated_at = {engine.now} "
@@ -6549,7 +6586,7 @@ class Collection(_CollectionVectors):
         """How many records match ``where`` (all live records when None); ``as_of`` and
         ``known_at`` as for ``query``."""
         as_of, known_at = self._view(as_of, known_at)
-        with self.store.transaction(immediate=False):  # the probe and the count: one snapshot
+        with self.store._transaction(immediate=False):  # the probe and the count: one snapshot
             if known_at is not None:
                 sql, params = self._select("count(*)", where, None, None, 0, as_of, known_at)
             else:
@@ -6602,7 +6639,7 @@ class Collection(_CollectionVectors):
             raise QueryError(f"highlight must be two strings, not {highlight!r:.60}")
         view, known = self._view(as_of, known_at)
         self._index_waiting()
-        with self.store.transaction(immediate=False):  # the probe and the search: one snapshot
+        with self.store._transaction(immediate=False):  # the probe and the search: one snapshot
             if known is not None:
                 found = self._known_matches(
                     text,
@@ -6722,7 +6759,7 @@ class Collection(_CollectionVectors):
             retention.append(f"t.{by}_at < ?")
             params.append(cutoff)
             if self.keeps_history:
-                with self.store.transaction():
+                with self.store._transaction():
                     self.store._fetch(
                         "DELETE FROM memstore_versions WHERE collection = ? AND archived_at < ?",
                         (self.name, cutoff),
@@ -6823,7 +6860,7 @@ class Collection(_CollectionVectors):
             )
         count = 0
         rows = iter(_items(rows, "rows"))
-        with self.store.transaction():
+        with self.store._transaction():
             self._fresh()
             now = _iso(_utcnow())
             while batch := list(islice(rows, BATCH_SIZE)):  # a batch at a time: memory stays flat
@@ -6881,7 +6918,7 @@ class Collection(_CollectionVectors):
         _check_key(key)
         if not self.keeps_history:
             raise QueryError(f"collection {self.name!r} keeps no history (declare history=True)")
-        with self.store.transaction(immediate=False):  # the archive and the row agree
+        with self.store._transaction(immediate=False):  # the archive and the row agree
             rows = self.store._fetch(
                 "SELECT version, body, valid_from, archived_at, operation FROM memstore_versions "
                 "WHERE collection = ? AND key = ? ORDER BY version, id",
@@ -6907,7 +6944,7 @@ class Collection(_CollectionVectors):
 
     def revert(self, key: str, version: int) -> Any:
         """Make a past version current again (the revert is itself a new version); return it."""
-        with self.store.transaction():
+        with self.store._transaction():
             versions = {v.version: v for v in self.history(key)}
             if not isinstance(version, int) or isinstance(version, bool) or version not in versions:
                 raise NotFoundError(
@@ -6964,13 +7001,13 @@ class Collection(_CollectionVectors):
         """Rebuild the full-text index from the rows, and its triggers."""
         if not self.fts:
             raise QueryError(f"collection {self.name!r} has no full-text index")
-        with self.store.transaction():
+        with self.store._transaction():
             for sql in self.store._engine.fts_sql(self.name, self.fts):
                 self.store._fetch(sql)
 
     def _repair(self) -> list[str]:
         done = []
-        with self.store.transaction():
+        with self.store._transaction():
             for kind, name, sql in self._missing_objects():
                 if sql:  # indexes and history triggers; FTS triggers come with the rebuild
                     self.store._fetch(sql)
@@ -7158,7 +7195,7 @@ class Collection(_CollectionVectors):
         the triggers in place, and an error restores them. Yields the FTS
         columns ([] without FTS).
         """
-        with self.store.transaction():
+        with self.store._transaction():
             meta = self.store._require_meta(self.name)  # another process may have added FTS paths
             columns = [field_column(path) for path in meta.fts]
             if columns and _fts_waiting(self.store, self.name):  # the rows up to now: indexed
@@ -7207,7 +7244,7 @@ class Collection(_CollectionVectors):
         total = 0
         select = f"SELECT t.id, t.key FROM {self._table} AS t WHERE {clause} LIMIT ?"
         while True:
-            with self.store.transaction():
+            with self.store._transaction():
                 found = self.store._fetch(select, [*params, batch_size])
                 ids = [row[0] for row in found]
                 engine = self.store._engine
@@ -7795,7 +7832,7 @@ class EventLog:
         """Append several events in one transaction; return their sequence numbers."""
         checked = [_check_event(event) for event in _items(events, "events")]
         seqs = []
-        with self.store.transaction():
+        with self.store._transaction():
             for event_id, kind, at, payload, at_given in checked:
                 seqs.append(self._append(event_id, kind, at, payload, at_given))
         return seqs
@@ -7950,7 +7987,7 @@ class EventLog:
         if seq > last:
             raise ValidationError(f"seq {seq} is past the end of log {self.name!r} ({last})")
         body = _dumps(state)
-        with self.store.transaction():
+        with self.store._transaction():
             self.store._fetch(
                 "INSERT INTO memstore_event_snapshots (log, seq, state) VALUES (?, ?, ?) "
                 "ON CONFLICT (log, seq) DO UPDATE SET state = excluded.state, "
@@ -8205,7 +8242,7 @@ class Conversations:
             _dumps(_mapping(metadata, "metadata")),
             _iso(_utcnow()),
         )
-        with self.store.transaction():
+        with self.store._transaction():
             if self.store._fetch("SELECT 1 FROM memstore_threads WHERE id = ?", (thread_id,)):
                 raise ConflictError(f"thread {thread_id!r} already exists")
             self.store._fetch(
@@ -8283,7 +8320,7 @@ class Conversations:
         A thread with branches (which share its messages) is refused with
         ConflictError unless ``branches=True``, which deletes them too.
         """
-        with self.store.transaction():
+        with self.store._transaction():
             self.thread(thread_id)
             family = self._descendants(thread_id)
             if family and not branches:
@@ -8364,7 +8401,7 @@ class Conversations:
     ) -> list[int]:
         """Insert checked message rows at the end of an active thread's history."""
         now = _iso(_utcnow())
-        with self.store.transaction():
+        with self.store._transaction():
             try:
                 first, indexed_to = self._next_position(thread_id)
             except NotFoundError:
@@ -8427,7 +8464,7 @@ class Conversations:
         Branches sharing trimmed messages lose them from their history too.
         """
         _check_count(keep_last, "keep_last")
-        with self.store.transaction():
+        with self.store._transaction():
             self.thread(thread_id)
             doomed = self.store._fetch(
                 "DELETE FROM memstore_messages WHERE thread_id = ? AND position <= "
@@ -8446,7 +8483,7 @@ class Conversations:
         Undo for the last message (a branch's shared history is its parent's,
         and stays). Branches sharing the message lose it from their history too.
         """
-        with self.store.transaction():
+        with self.store._transaction():
             # Plain statements: as one DELETE ... RETURNING with a subquery on its own table
             # and an UPDATE ... RETURNING, a pop cost half again as many instructions.
             rows = self.store._fetch(
@@ -8493,7 +8530,7 @@ class Conversations:
         tokens_in, tokens_out, total, model, cost = _check_usage(usage)
         if position is not None:
             _check_count(position, "position")
-        with self.store.transaction():
+        with self.store._transaction():
             self.thread(thread_id)
             which = "position = ?" if position is not None else "role = 'assistant'"
             rows = self.store._fetch(
@@ -8567,7 +8604,7 @@ class Conversations:
         A thread is kept while any of its branches is newer.
         """
         cutoff = _iso(_utcnow() - timedelta(seconds=_seconds(older_than, "older_than")))
-        with self.store.transaction():
+        with self.store._transaction():
             old = {
                 row[0]
                 for row in self.store._fetch(
@@ -8598,7 +8635,7 @@ class Conversations:
         Reading the branch returns that shared history and then its own
         messages; the parent is not copied.
         """
-        with self.store.transaction():
+        with self.store._transaction():
             parent = self.thread(thread_id)
             _, last, _ = self._last_position(thread_id)
             at = last if at is None else at
@@ -8627,7 +8664,7 @@ class Conversations:
         positions in ``into``. The copies point at the originals
         (``merged_from``) and carry no usage of their own.
         """
-        with self.store.transaction():
+        with self.store._transaction():
             branch = self.thread(branch_id)
             target = into if into is not None else branch.parent_id
             if target is None:
@@ -8673,7 +8710,7 @@ class Conversations:
 
     def abandon(self, branch_id: str, *, reason: str | None = None) -> None:
         """Mark a branch abandoned: kept and readable, closed to new messages."""
-        with self.store.transaction():
+        with self.store._transaction():
             self._require_active(self.thread(branch_id))
             self._set_status(branch_id, "abandoned", reason, None)
 
@@ -8923,7 +8960,7 @@ def _larger_cache(store: Store, kib: int) -> Iterator[None]:
 
 def _index_pending_messages(store: Store) -> None:
     """Index the messages added since the last time, in one transaction (sql/0008)."""
-    with store.transaction():
+    with store._transaction():
         for sql in INDEX_PENDING_MESSAGES_SQL:
             store._fetch(sql)
 
@@ -8965,7 +9002,7 @@ def _fts_waiting(store: Store, table: str) -> bool:
 
 def _catch_up_fts(store: Store, table: str, paths: Sequence[str]) -> None:
     """Index the rows of a collection past its mark and close the batch (sql/0013)."""
-    with store.transaction():
+    with store._transaction():
         store._fetch(_fts_catch_up_sql(table, paths))
         store._fetch(_fts_progress_sql(table))
     store._fts_writes.pop(table, None)
@@ -9001,7 +9038,7 @@ def _delete_batches(
     _check_batch_size(size)
     total = 0
     while True:
-        with store.transaction():
+        with store._transaction():
             row = store._engine.row_ref
             deleted = store._fetch(
                 f"DELETE FROM {table} WHERE {row} IN "
@@ -9100,7 +9137,7 @@ class Checkpoints:
         compress = size >= COMPRESS_ABOVE and self.store._engine.compresses_states
         packed = _zlib().compress(encoded, 6) if compress else None
         values = (_dumps(_mapping(metadata, "metadata")), _dumps(_tags(tags)))
-        with self.store.transaction():
+        with self.store._transaction():
             if self.store._fetch("SELECT 1 FROM memstore_checkpoints WHERE id = ?", (new_id,)):
                 raise ConflictError(f"checkpoint {new_id!r} already exists")
             if parent is None:
@@ -9154,7 +9191,7 @@ class Checkpoints:
         Save to it with ``save(thread_id, state, branch=name)``.
         """
         _check_key(name)
-        with self.store.transaction():
+        with self.store._transaction():
             origin = self.get(from_id)
             if self.store._fetch(
                 "SELECT 1 FROM memstore_checkpoint_branches WHERE thread_id = ? AND name = ? "
@@ -9210,7 +9247,7 @@ class Checkpoints:
         filters, params = self._filters(before, tags)
         if limit is not None:
             _check_count(limit, "limit")
-        with self.store.transaction(immediate=False):  # the head and its walk: one snapshot
+        with self.store._transaction(immediate=False):  # the head and its walk: one snapshot
             head = self._branch_head(thread_id, branch)
             if head is None:
                 return []
@@ -9326,7 +9363,7 @@ class Checkpoints:
             return 0
         # Decided and done in one write transaction: another process's checkpoint (a new
         # branch's first, say) cannot come between what is read and what is deleted.
-        with self.store.transaction():
+        with self.store._transaction():
             # What retention decides on, without reading (or inflating) any state.
             everything = [
                 _Lineage(cid, branch, parent, json.loads(tags), created_at)
@@ -9542,7 +9579,7 @@ def _cleanup_graph_history(
     one graph, or of all); return how many went."""
     cutoff = _iso(_utcnow() - timedelta(seconds=_seconds(older_than, "older_than")))
     removed = 0
-    with store.transaction():
+    with store._transaction():
         for table in ("memstore_node_versions", "memstore_edge_versions"):
             removed += len(
                 store._fetch(
@@ -9657,7 +9694,7 @@ class Graph:
         body, now = _dumps(_mapping(props, "props")), _iso(_utcnow())
         if vector is not None:  # checked before anything is written
             _vector_blob(vector, self._vector_config()["dim"])
-        with self.store.transaction():
+        with self.store._transaction():
             self.store._fetch(
                 "INSERT INTO memstore_nodes (graph, id, kind, props, created_at, updated_at) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (graph, id) DO UPDATE SET "
@@ -9770,7 +9807,7 @@ class Graph:
             among = (f"v.record_id IN ({nodes})", node_params)
         else:
             among = (f"v.record_id NOT IN ({gone})", (self.name, *moments))
-        with self.store.transaction(immediate=False):  # the vectors and the items: one snapshot
+        with self.store._transaction(immediate=False):  # the vectors and the items: one snapshot
             if k == 0:
                 return []
             found = engine.nearest(  # graphs have no HNSW index: exact
@@ -9851,7 +9888,7 @@ class Graph:
         body, now = _dumps(_mapping(props, "props")), _iso(_utcnow())
         if vector is not None:  # checked before anything is written
             _vector_blob(vector, self._vector_config()["dim"])
-        with self.store.transaction():
+        with self.store._transaction():
             for endpoint in (source, target):
                 self.node(endpoint)
             old = self.store._fetch(
@@ -9879,7 +9916,7 @@ class Graph:
         """Record that ``source -relation-> target`` stops holding at ``at`` (now by default);
         the edge is kept for reads as of earlier times. Returns whether there was one."""
         moment = _moment_or_now(at, "at", ValidationError)
-        with self.store.transaction():
+        with self.store._transaction():
             rows = self.store._fetch(
                 "SELECT valid_from, valid_to FROM memstore_edges WHERE graph = ? AND source = ? "
                 "AND target = ? AND relation = ?",
@@ -10121,7 +10158,7 @@ class Graph:
 
     def delete_node(self, node_id: str) -> bool:
         """Delete a node and its edges; return whether there was one."""
-        with self.store.transaction():
+        with self.store._transaction():
             self.store._fetch(
                 "DELETE FROM memstore_edges WHERE graph = ? AND (source = ? OR target = ?)",
                 (self.name, node_id, node_id),
@@ -10135,7 +10172,7 @@ class Graph:
 
     def delete_edge(self, source: str, target: str, relation: str) -> bool:
         """Delete one edge; return whether there was one."""
-        with self.store.transaction():
+        with self.store._transaction():
             return bool(
                 self.store._fetch(
                     "DELETE FROM memstore_edges WHERE graph = ? AND source = ? AND target = ? "
@@ -10148,7 +10185,7 @@ class Graph:
         """Store a named profile (an agent's, a user's) with the graph."""
         _check_key(name)
         body = _dumps(_mapping(data, "data"))
-        with self.store.transaction():
+        with self.store._transaction():
             self.store._fetch(
                 "INSERT INTO memstore_profiles (graph, name, data, updated_at) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (graph, name) DO UPDATE SET data = excluded.data, "
@@ -10220,7 +10257,7 @@ class Graph:
         try:
             nodes, edges = list(envelope["nodes"]), list(envelope["edges"])
             profiles = dict(envelope.get("profiles", {}))
-            with self.store.transaction():
+            with self.store._transaction():
                 for n in nodes:
                     self.add_node(n["id"], n["kind"], n.get("props"))
                 for e in edges:
@@ -10243,7 +10280,7 @@ class Graph:
 def _flush_accesses(store: Store) -> None:
     """Write the reads counted in memory to their records (access_count, last_accessed)."""
     pending, store._accesses = store._accesses, {}
-    with store.transaction():
+    with store._transaction():
         for name, counts in pending.items():
             if store._load_meta(name) is None:
                 continue  # dropped meanwhile
@@ -10285,7 +10322,7 @@ class Cache:
         self.name = name
         if ttl is not None:  # the cache's default, kept in the file for every handle
             seconds = _seconds(ttl, "ttl")
-            with store.transaction():
+            with store._transaction():
                 store._fetch(
                     "INSERT INTO memstore_cache_stats (cache, ttl_seconds) VALUES (?, ?) "
                     "ON CONFLICT (cache) DO UPDATE SET ttl_seconds = excluded.ttl_seconds",
@@ -10307,7 +10344,7 @@ class Cache:
         """Store a value (JSON) for ``ttl`` (default: the cache's; None: no expiry)."""
         _check_key(key)
         body = _dumps(value)
-        with self.store.transaction():
+        with self.store._transaction():
             seconds = self.ttl if ttl is None else _seconds(ttl, "ttl")
             now = _utcnow()
             expires = None if seconds is None else _iso(now + timedelta(seconds=seconds))
@@ -10331,7 +10368,7 @@ class Cache:
     def delete(self, key: str) -> bool:
         """Remove an entry; return whether there was one."""
         _check_key(key)
-        with self.store.transaction():
+        with self.store._transaction():
             return bool(
                 self.store._fetch(
                     "DELETE FROM memstore_cache WHERE cache = ? AND key = ? RETURNING key",
@@ -10341,7 +10378,7 @@ class Cache:
 
     def clear(self) -> int:
         """Remove every entry; return how many."""
-        with self.store.transaction():
+        with self.store._transaction():
             self._flush_stats()
             return len(
                 self.store._fetch(
@@ -10362,7 +10399,7 @@ class Cache:
 
     def stats(self) -> dict[str, int]:
         """hits, misses (from every process), entries and bytes of live entries."""
-        with self.store.transaction():
+        with self.store._transaction():
             self._flush_stats()
         now = _iso(_utcnow())
         entries, size = self.store._fetch(
@@ -10418,7 +10455,7 @@ class Cache:
             counts = self.store._cache_counts.setdefault(self.name, [0, 0])
             counts[0 if rows else 1] += 1
             if sum(counts) >= CACHE_COUNTS_FLUSH:
-                with self.store.transaction():
+                with self.store._transaction():
                     self._flush_stats()
         return json.loads(rows[0][0]) if rows else _MISSING
 
@@ -10628,7 +10665,7 @@ def _copy_collections(
             if progress:
                 progress(done, total)
 
-        with dst.transaction():
+        with dst._transaction():
             dst._engine.defer_references(dst)
             for name in names:
                 meta = src._require_meta(name)

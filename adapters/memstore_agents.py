@@ -266,7 +266,7 @@ class MemstoreSession(memstore.Adapter, SessionABC):
         return None if message is None else _item_of(message)
 
     def _clear(self) -> None:
-        with self.store.transaction(), contextlib.suppress(memstore.NotFoundError):
+        with self.store.transaction(exclusive=False), contextlib.suppress(memstore.NotFoundError):
             self.conversations.delete_thread(self.session_id, branches=True)
         self._thread = self.session_id
 

@@ -120,7 +120,7 @@ class MemstoreByteStore(memstore.Adapter, BaseStore[str, bytes]):
             rows.append((self.namespace, key, data, len(data)))
         if not rows:
             return
-        with self.store.transaction():
+        with self.store.transaction(exclusive=False):
             self.executemany(
                 "INSERT INTO memstore_kv (namespace, key, value, size) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, "
@@ -134,7 +134,7 @@ class MemstoreByteStore(memstore.Adapter, BaseStore[str, bytes]):
         if not wanted:
             return
         among, keys = self.in_list("key", wanted)
-        with self.store.transaction():
+        with self.store.transaction(exclusive=False):
             self.execute(
                 f"DELETE FROM memstore_kv WHERE namespace = ? AND {among}", (self.namespace, keys)
             )
@@ -355,7 +355,7 @@ class MemstoreChatMessageHistory(memstore.Adapter, BaseChatMessageHistory):
 
     def clear(self) -> None:
         """Delete the thread and its messages."""
-        with self.store.transaction(), contextlib.suppress(memstore.NotFoundError):
+        with self.store.transaction(exclusive=False), contextlib.suppress(memstore.NotFoundError):
             self.conversations.delete_thread(self.session_id)
 
     async def aget_messages(self) -> list[BaseMessage]:

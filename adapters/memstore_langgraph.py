@@ -267,7 +267,7 @@ class MemstoreSaver(memstore.Adapter, BaseCheckpointSaver[str]):
                 [*_flat(blobs), *row],
             )
         else:
-            with self.store.transaction():
+            with self.store.transaction(exclusive=False):
                 for chunk in _chunks(blobs):
                     self.execute(
                         f"{_BLOBS_INSERT}{_values(6, len(chunk))} ON CONFLICT DO NOTHING",
@@ -329,7 +329,7 @@ class MemstoreSaver(memstore.Adapter, BaseCheckpointSaver[str]):
         )
         # Rows many to a statement: usually all in one, which on PostgreSQL is one request
         # by itself (a transaction of one statement sends no BEGIN and no COMMIT).
-        with self.store.transaction():
+        with self.store.transaction(exclusive=False):
             for chunk in _chunks(regular):
                 self.execute(
                     insert + _values(9, len(chunk)) + " ON CONFLICT DO NOTHING", _flat(chunk)
@@ -349,7 +349,7 @@ class MemstoreSaver(memstore.Adapter, BaseCheckpointSaver[str]):
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Delete the checkpoints the given runs made (``metadata["run_id"]``), and their writes."""
         runs, ids = self.in_list("run_id", [str(r) for r in _sequence(run_ids, "run_ids")])
-        with self.store.transaction():
+        with self.store.transaction(exclusive=False):
             self.execute(
                 "DELETE FROM memstore_lg_writes WHERE (thread_id, checkpoint_ns, checkpoint_id) "
                 "IN (SELECT thread_id, checkpoint_ns, checkpoint_id FROM memstore_lg_checkpoints "
@@ -370,7 +370,7 @@ class MemstoreSaver(memstore.Adapter, BaseCheckpointSaver[str]):
         source, target = str(source_thread_id), str(target_thread_id)
         if source == target:
             raise memstore.ValidationError("copy_thread needs two different threads")
-        with self.store.transaction():
+        with self.store.transaction(exclusive=False):
             for table, columns in _THREAD_TABLES.items():
                 self.execute(
                     f"INSERT INTO {table} (thread_id, {columns}) SELECT ?, {columns} "
@@ -390,7 +390,7 @@ class MemstoreSaver(memstore.Adapter, BaseCheckpointSaver[str]):
             self._delete_threads(threads)
             return
         among, ids = self.in_list("thread_id", threads)
-        with self.store.transaction():
+        with self.store.transaction(exclusive=False):
             for table in ("memstore_lg_writes", "memstore_lg_checkpoints"):
                 self.execute(
                     f"DELETE FROM {table} WHERE {among} AND {_OLDER.format(table=table)}",
@@ -488,7 +488,7 @@ class MemstoreSaver(memstore.Adapter, BaseCheckpointSaver[str]):
 
     def _delete_threads(self, threads: Sequence[str]) -> None:
         among, ids = self.in_list("thread_id", threads)
-        with self.store.transaction():
+        with self.store.transaction(exclusive=False):
             for table in _THREAD_TABLES:
                 self.execute(f"DELETE FROM {table} WHERE {among}", (ids,))
 
@@ -1006,14 +1006,14 @@ class MemstoreStore(memstore.Adapter, BaseStore):
             one: dict[str, float] = {}
             results = list(self._get([ops[0]], one))
             if one:
-                with self.store.transaction():
+                with self.store.transaction(exclusive=False):
                     self._refresh(one)
             return results
         # Items read whose expiry moves on (refresh_on_read): key -> its TTL in minutes.
         refresh: dict[str, float] = {}
         # A batch that only reads takes no write lock; its expiry refresh, if any, is a
         # short write of its own afterwards.
-        with self.store.transaction(immediate=bool(puts)):
+        with self.store.transaction(immediate=bool(puts), exclusive=False):
             gets = [(i, op) for i, op in enumerate(ops) if isinstance(op, GetOp)]
             for i, item in zip(
                 (i for i, _ in gets), self._get([op for _, op in gets], refresh), strict=True
@@ -1028,7 +1028,7 @@ class MemstoreStore(memstore.Adapter, BaseStore):
                 self._write(list(puts.values()))
                 self._refresh(refresh)
         if refresh and not puts:
-            with self.store.transaction():
+            with self.store.transaction(exclusive=False):
                 self._refresh(refresh)
         return results
 
