@@ -1062,6 +1062,16 @@ class _Engine:
         SQLite's ``BEGIN IMMEDIATE`` has: its write lock is the file's, one writer at a
         time."""
 
+    def take_turns(self, store: Store, name: str) -> None:
+        """Inside a write block: wait until no other connection's block holds ``name``,
+        then hold it to the block's end. For memstore's own reads that a write then
+        depends on (a thread's latest checkpoint, the record a new one duplicates).
+        SQLite's write lock, the file's, has every write block take turns already."""
+
+    #: What makes a SELECT lock the rows it reads until the block ends (so that another
+    #: connection's write of them waits): nothing on SQLite, whose writers take turns.
+    lock_rows = ""
+
     def end(self, conn: Any, sql: str) -> None:
         """Commit a transaction, or release a savepoint: raise what failed in it."""
         raise NotImplementedError
@@ -1886,6 +1896,23 @@ class _Postgres(_Engine):
         # first read or its commit, so it costs no round trip of its own.
         self._send_pending(conn)
         conn.execute(f"SELECT pg_advisory_xact_lock({WRITERS_LOCK})")
+
+    def take_turns(self, store: Store, name: str) -> None:
+        # A lock of (memstore, the name's hash), held to the block's end; a hash shared
+        # by two names only makes their blocks wait for each other. Sent pipelined:
+        # the block's next read (which takes its snapshot after) waits for it.
+        with store._lock:
+            conn = store.connection
+            try:
+                self._reading_only = False  # its COMMIT, which frees the lock, is waited for
+                self._send_pending(conn)
+                self._send(
+                    conn, "SELECT pg_advisory_xact_lock(?, hashtext(?))", (APPLICATION_ID, name)
+                )
+            except self.errors as err:
+                raise store._error(err) from err
+
+    lock_rows = " FOR UPDATE"
 
     def _send(self, conn: Any, sql: str, params: Sequence[Any]) -> Any:
         """Send one statement; its cursor. Without parameters, a statement is sent as it
@@ -5749,6 +5776,9 @@ class Collection(_CollectionVectors):
             if self.hygiene is not None:
                 if parts is None and self._dedups_near() and self.embed is not None:
                     parts = self._embed_bodies({key: body}).get(key)  # once: for both
+                # One hygienic write of the collection at a time: two records of the same
+                # content written at once must find each other.
+                self.store._engine.take_turns(self.store, f"hygiene\x1f{self.name}")
                 digest = self._content_hash(body)
                 match = self._duplicate_of(key, digest, parts)
                 if match is not None and self.hygiene["policy"] == "merge":
@@ -6068,7 +6098,7 @@ class Collection(_CollectionVectors):
         with self.store._transaction():
             self._fresh()
             current = self._current_fact(key)
-            start = _moment_or_now(at, "at", ValidationError)
+            start = self._moment(current, at)
             if start >= current["valid_to"]:
                 moment, ended = start, current["valid_to"]  # after a gap
             else:
@@ -6116,7 +6146,7 @@ class Collection(_CollectionVectors):
         with self.store._transaction():
             self._fresh()
             current = self._current_fact(key)
-            moment = self._within_period(current, _moment_or_now(at, "at", ValidationError))
+            moment = self._within_period(current, self._moment(current, at))
             self.store._fetch(
                 f"UPDATE {self._table} SET valid_to = ?, updated_at = ? WHERE id = ?",
                 (moment, _stamp_after(current["updated_at"]), current["id"]),
@@ -6153,15 +6183,30 @@ class Collection(_CollectionVectors):
 
     def _current_fact(self, key: str) -> dict[str, Any]:
         """The row holding ``key``'s latest fact (not a superseded one)."""
+        # Locked (PostgreSQL) until the block ends: another connection's supersede, put
+        # or invalidate of the key waits, then reads the fact this block leaves.
         rows = self.store._fetch(
             "SELECT id, body, created_at, updated_at, expires_at, valid_from, valid_to "
-            f"FROM {self._table} WHERE key = ? AND fact_of IS NULL",
+            f"FROM {self._table} WHERE key = ? AND fact_of IS NULL{self.store._engine.lock_rows}",
             (key,),
         )
         if not rows:
             raise NotFoundError(f"no record {key!r} in {self.name!r}")
         names = ("id", "body", "created_at", "updated_at", "expires_at", "valid_from", "valid_to")
         return dict(zip(names, rows[0], strict=True))
+
+    def _moment(self, current: Mapping[str, Any], at: Any) -> str:
+        """When a change of the ``current`` fact takes effect: ``at``, or now. Now, when
+        the fact began no later than it was written (by a supersede without ``at``, say),
+        is a millisecond after its start if the clock has not moved past it (a second
+        change within the same millisecond; on PostgreSQL, a client whose clock is a
+        little behind the writer's), as with versions' times (_stamp_after)."""
+        if at is not None:
+            return _moment(at, "at", ValidationError)
+        began = current["valid_from"]
+        if began <= current["updated_at"]:
+            return _stamp_after(began)
+        return _iso(_utcnow())
 
     def _within_period(self, current: Mapping[str, Any], moment: str) -> str:
         """``moment`` (of at), checked to fall inside the current fact's period."""
@@ -9140,8 +9185,19 @@ class Checkpoints:
         with self.store._transaction():
             if self.store._fetch("SELECT 1 FROM memstore_checkpoints WHERE id = ?", (new_id,)):
                 raise ConflictError(f"checkpoint {new_id!r} already exists")
-            if parent is None:
-                parent = self._branch_head(thread_id, branch)
+            stamp = _iso(_utcnow())
+            if parent is None:  # the branch's head: saves to one branch take turns
+                self.store._engine.take_turns(self.store, f"checkpoints\x1f{thread_id}\x1f{branch}")
+                head = self.latest(thread_id, branch=branch)
+                if head is None:
+                    parent = self._branch_head(thread_id, branch)
+                else:
+                    parent = head.id
+                    # Newer than its parent as latest() orders them (time, then id): an id
+                    # made before the parent's (another connection's, in the same ms), or a
+                    # clock behind the parent's, moves the time a millisecond past it.
+                    if (stamp, new_id) <= (head.created_at, head.id):
+                        stamp = _stamp_after(head.created_at)
             elif self.get(parent).thread_id != thread_id:
                 raise ValidationError(f"parent {parent!r} belongs to another thread")
             self.store._fetch(
@@ -9157,7 +9213,7 @@ class Checkpoints:
                     packed,
                     size,
                     *values,
-                    _iso(_utcnow()),
+                    stamp,
                 ),
             )
         return new_id

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import tempfile
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import memstore
@@ -175,3 +177,27 @@ def _messages(store: memstore.Store, work: Any) -> list[list[str]]:
             conn.pgconn.untrace()
         trace.seek(0)
         return [line.rstrip("\n").split("\t") for line in trace]
+
+
+def on_connections(url: str, work: Callable[[memstore.Store, int], None], count: int = 4) -> None:
+    """``work(store, n)`` in ``count`` threads at once, each with a Store of its own on
+    ``url`` (a file or a PostgreSQL database): writers on many connections, as many
+    processes would be. The first error of any is raised."""
+    start = threading.Barrier(count, timeout=30)
+    failed: list[BaseException] = []
+
+    def run(n: int) -> None:
+        try:
+            with memstore.Store(url, timeout=30) as store:
+                start.wait()
+                work(store, n)
+        except BaseException as err:
+            failed.append(err)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failed:
+        raise failed[0]

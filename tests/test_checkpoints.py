@@ -13,7 +13,7 @@ import pytest
 
 import memstore
 
-from .dbinfo import sql
+from .dbinfo import on_connections, sql
 
 
 @pytest.fixture
@@ -220,3 +220,27 @@ def test_history_and_find_filter_and_limit_in_sql(store: memstore.Store) -> None
         8,
     ]
     assert cp.find("t", tags=["even", "odd"]) == []
+
+
+def test_saves_to_one_thread_on_many_connections_keep_one_line(store_url: str) -> None:
+    """A save's parent is the branch's newest checkpoint: saves on many connections at once
+    must each find the one saved before (on PostgreSQL two took the same parent; on a
+    file, two saved in the same millisecond left the older the "newest"), so that the
+    history walks back through every one."""
+    with memstore.Store(store_url) as store:
+        store.checkpoints().save("t", {"step": "start"})
+
+    def work(store: memstore.Store, n: int) -> None:
+        checkpoints = store.checkpoints()
+        for i in range(15):
+            checkpoints.save("t", {"step": f"{n}-{i}"})
+
+    on_connections(store_url, work)
+    with memstore.Store(store_url) as store:
+        history = store.checkpoints().history("t")
+        assert len(history) == 61
+        assert history[-1].state == {"step": "start"}
+        parents = [c.parent_id for c in history]
+        assert len(set(parents)) == 61  # one child each: a line, no fork
+        assert store.checkpoints().latest("t") == history[0]
+        assert store.check() == []

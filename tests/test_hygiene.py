@@ -11,7 +11,7 @@ import pytest
 
 import memstore
 
-from .dbinfo import sql
+from .dbinfo import on_connections, sql
 
 
 @pytest.fixture
@@ -225,3 +225,20 @@ def test_forgotten_records_stay_hidden_without_any_ttl(store: memstore.Store) ->
     c.forget("a")
     assert c.count() == 1 and c.keys() == ["b"] and [h.key for h in c.search("x")] == ["b"]
     assert c.delete_where({}) == 2  # deleting by filter takes the forgotten too
+
+
+def test_the_same_content_remembered_on_many_connections_is_stored_once(store_url: str) -> None:
+    """Each remember looks for a record of the same content, then writes: on PostgreSQL
+    two at once found none and stored both."""
+    with memstore.Store(store_url) as store:
+        store.collection("notes", fts=["text"], hygiene={"dedup": "exact", "policy": "skip"})
+
+    def work(store: memstore.Store, n: int) -> None:
+        notes = store.collection("notes")
+        for i in range(40):
+            notes.remember({"text": f"fact number {i}"}, key=f"{n}-{i}")
+
+    on_connections(store_url, work)
+    with memstore.Store(store_url) as store:
+        assert len(store["notes"]) == 40
+        assert store.check() == []

@@ -4,6 +4,7 @@ checked against a plain-Python model of bi-temporal facts, and hostile input."""
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import re
 from datetime import UTC, datetime, timedelta
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 
 import memstore
 
-from .dbinfo import on_postgres, sql
+from .dbinfo import on_connections, on_postgres, sql
 
 DAY = [f"2026-01-{d:02d}T00:00:00.000000Z" for d in range(1, 11)]  # world times to use
 
@@ -655,3 +656,43 @@ def test_versions_never_overlap_in_store_time_within_one_millisecond(
             held = facts.query({"key": "diet"}, as_of=t, known_at=start)
             found = facts.search("meat OR vegetarian OR vegan", as_of=t, known_at=start)
             assert len(held) <= 1 and [h.record for h in found] == held, (start, t)
+
+
+def test_changes_within_one_millisecond_follow_each_other(store: memstore.Store) -> None:
+    """A supersede right after another (the clock not moved on) took effect "now", inside
+    no period: ValidationError. It now takes effect a millisecond after the fact began."""
+    facts = store.collection("facts", temporal=True)
+    facts.put("diet", {"n": -1})
+    for n in range(50):
+        facts.supersede("diet", {"n": n})
+    facts.invalidate("diet")
+    timeline = facts.timeline("diet")
+    assert [fact["record"] for fact in timeline] == [{"n": n} for n in range(-1, 50)]
+    for before, after in itertools.pairwise(timeline):
+        assert before["valid_to"] == after["valid_from"]
+    assert timeline[-1]["valid_to"] is not None
+    assert store.check() == []
+    future = store.collection("plans", temporal=True)
+    future.put("trip", {"to": "Lyon"}, valid_from="2999-01-01T00:00:00Z")
+    with pytest.raises(memstore.ValidationError, match="not inside"):
+        future.supersede("trip", {"to": "Nice"})  # a fact that has not begun yet: as before
+
+
+def test_supersedes_of_one_key_on_many_connections_keep_one_timeline(store_url: str) -> None:
+    """Each supersede reads the current fact, then closes it: on PostgreSQL two at once
+    closed the same fact twice (facts holding at the same time, check() said)."""
+    with memstore.Store(store_url) as store:
+        store.collection("facts", temporal=True).put("diet", {"n": "start"})
+
+    def work(store: memstore.Store, t: int) -> None:
+        facts = store.collection("facts")
+        for i in range(15):
+            facts.supersede("diet", {"n": f"{t}-{i}"})
+
+    on_connections(store_url, work)
+    with memstore.Store(store_url) as store:
+        timeline = store.collection("facts").timeline("diet")
+        assert len(timeline) == 61
+        for before, after in itertools.pairwise(timeline):
+            assert before["valid_to"] == after["valid_from"]
+        assert store.check() == []
