@@ -8510,6 +8510,7 @@ class Conversations:
         """
         _check_count(keep_last, "keep_last")
         with self.store._transaction():
+            self._hold_thread(thread_id)
             self.thread(thread_id)
             doomed = self.store._fetch(
                 "DELETE FROM memstore_messages WHERE thread_id = ? AND position <= "
@@ -8529,6 +8530,7 @@ class Conversations:
         and stays). Branches sharing the message lose it from their history too.
         """
         with self.store._transaction():
+            self._hold_thread(thread_id)
             # Plain statements: as one DELETE ... RETURNING with a subquery on its own table
             # and an UPDATE ... RETURNING, a pop cost half again as many instructions.
             rows = self.store._fetch(
@@ -8710,6 +8712,7 @@ class Conversations:
         (``merged_from``) and carry no usage of their own.
         """
         with self.store._transaction():
+            self._hold_thread(branch_id)  # one merge of it at a time, no append meanwhile
             branch = self.thread(branch_id)
             target = into if into is not None else branch.parent_id
             if target is None:
@@ -8799,6 +8802,14 @@ class Conversations:
         return node(threads[root])
 
     # -- private -----------------------------------------------------------
+
+    def _hold_thread(self, thread_id: str) -> None:
+        """On PostgreSQL, lock a thread's row until the block ends, as an append does
+        (_memstore_last_position): a pop, trim or merge of it then waits for, and is
+        waited for by, every other change of its messages. SQLite's writers take turns."""
+        lock = self.store._engine.lock_rows
+        if lock:
+            self.store._fetch(f"SELECT 1 FROM memstore_threads WHERE id = ?{lock}", (thread_id,))
 
     def _require_active(self, thread: Thread) -> None:
         if thread.status != "active":

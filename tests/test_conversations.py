@@ -10,7 +10,7 @@ import pytest
 import memstore
 
 from .conftest import run_processes
-from .dbinfo import other_tool, sql
+from .dbinfo import on_connections, other_tool, sql
 
 
 @pytest.fixture
@@ -548,3 +548,38 @@ def test_concurrent_appends_take_gap_free_positions(store_url: str) -> None:
             numbers = [int(r.split("-")[0]) for r in mine if not r.endswith("tool")]
             assert numbers == list(range(20))
         assert store.check() == []
+
+
+def test_pops_and_merges_on_many_connections_take_turns(store_url: str) -> None:
+    """Each pop reads the thread's last message, then deletes it: on PostgreSQL two at
+    once popped the same one. Each merge of a branch checks that it is active, then
+    copies: two at once copied it twice. Both now wait for each other (and for appends)
+    as on SQLite."""
+    with memstore.Store(store_url) as store:
+        conv = store.conversations()
+        conv.add_messages("t", [{"role": "user", "content": i} for i in range(40)], create=True)
+        conv.add_messages("m", [{"role": "user", "content": "q"}], create=True)
+        branch = conv.branch("m", at=1)
+        conv.add_messages(branch, [{"role": "assistant", "content": "a"}])
+    popped: list[Any] = []
+    merged: list[Any] = []
+
+    def work(store: memstore.Store, n: int) -> None:
+        conv = store.conversations()
+        for _ in range(10):
+            message = conv.pop_message("t")
+            assert message is not None
+            popped.append(message.content)
+        try:
+            merged.append(conv.merge(branch))
+        except memstore.ConflictError:
+            merged.append(None)
+
+    on_connections(store_url, work)
+    assert sorted(popped) == list(range(40))
+    assert [m for m in merged if m is not None] == [[2]]
+    with memstore.Store(store_url) as store:
+        conv = store.conversations()
+        assert conv.messages("t") == [] and conv.thread("t").message_count == 0
+        assert contents(conv.messages("m")) == ["q", "a"]
+        assert conv.check() == []
