@@ -9984,13 +9984,15 @@ class Graph:
         the edge is kept for reads as of earlier times. Returns whether there was one."""
         moment = _moment_or_now(at, "at", ValidationError)
         with self.store._transaction():
-            rows = self.store._fetch(
+            rows = self.store._fetch(  # locked (PostgreSQL): one invalidation at a time
                 "SELECT valid_from, valid_to FROM memstore_edges WHERE graph = ? AND source = ? "
-                "AND target = ? AND relation = ?",
+                f"AND target = ? AND relation = ?{self.store._engine.lock_rows}",
                 (self.name, source, target, relation),
             )
             if not rows:
                 return False
+            if at is None:  # now, once the edge is this block's: after any change before
+                moment = _iso(_utcnow())
             if not rows[0][0] < moment < rows[0][1]:
                 raise ValidationError(
                     f"at {moment} is not inside the edge's period [{rows[0][0]}, {rows[0][1]})"

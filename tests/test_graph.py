@@ -13,7 +13,7 @@ import pytest
 
 import memstore
 
-from .dbinfo import on_postgres, other_tool, sql
+from .dbinfo import on_connections, on_postgres, other_tool, sql
 
 
 @pytest.fixture
@@ -430,3 +430,23 @@ def test_known_at_walks_the_graph_as_it_was_after_other_tools_wrote(store_url: s
         with pytest.raises(memstore.NotFoundError):  # what the store held then is forgotten
             g.node("a", known_at=then)
         assert store.check() == []
+
+
+def test_an_edge_invalidated_on_many_connections_at_once_ends_once(store_url: str) -> None:
+    """The first invalidation ends the edge; the others find it ended (ValidationError), as
+    one after another on SQLite: on PostgreSQL all four moved its end."""
+    with memstore.Store(store_url) as store:
+        graph = store.graph("g")
+        graph.add_node("a", "person")
+        graph.add_node("b", "person")
+        graph.add_edge("a", "b", "knows")
+    outcomes: list[Any] = []
+
+    def work(store: memstore.Store, n: int) -> None:
+        try:
+            outcomes.append(store.graph("g").invalidate_edge("a", "b", "knows"))
+        except memstore.ValidationError:
+            outcomes.append("ended already")
+
+    on_connections(store_url, work)
+    assert sorted(outcomes, key=str) == [True] + ["ended already"] * 3
