@@ -11476,7 +11476,7 @@ class StorePool:
 
 
 # --------------------------------------------------------------------------
-# AsyncStore: the same API for asyncio, on one worker thread
+# AsyncStore: the same API for asyncio, on worker threads
 # --------------------------------------------------------------------------
 
 # Per task (and the tasks it starts): the transaction it is inside, per AsyncStore.
@@ -11496,6 +11496,7 @@ class _Job(NamedTuple):
     call: Callable[[], Any]
     owner: object | None  # the transaction the job belongs to, if any
     future: Any  # a concurrent.futures.Future, or a _LoopWaiter
+    bare: bool = False  # runs without a Store (opening or closing one)
 
 
 class _LoopWaiter:
@@ -11531,6 +11532,23 @@ class _LoopWaiter:
             self._loop.call_soon_threadsafe(settle)
 
 
+class _Lane:
+    """One worker thread of an AsyncStore and the Store (connection) it alone uses."""
+
+    def __init__(self, runner: AsyncStore, index: int, lock: threading.Lock) -> None:
+        self.runner, self.index = runner, index
+        self.wake = threading.Condition(lock)  # a job for it, or the store closed
+        self.idle = False  # waiting for a job
+        self.store: Store | None = None
+        self.own: collections.deque[_Job] = collections.deque()  # jobs for this lane only
+        self.running: object | None = None  # the transaction the lane is inside
+        self.thread: threading.Thread | None = None
+
+
+# The lane whose worker thread this is (None on any other thread).
+_LANE = threading.local()
+
+
 class AsyncStore:
     """memstore for asyncio: every ``Store`` operation as an awaitable.
 
@@ -11544,62 +11562,96 @@ class AsyncStore:
     ...     async for row in notes.rows(limit=100):
     ...         ...
 
-    One worker thread owns the store and runs its calls in the order they
-    arrive, so the event loop never waits on SQLite, and many coroutines can
-    share one AsyncStore. The sync ``Store`` does the work: ``AsyncStore``
-    and the handles it returns (``AsyncHandle``) only carry calls to it.
+    A worker thread owns the store and runs its calls in the order they
+    arrive, so the event loop never waits on the database, and many
+    coroutines can share one AsyncStore. The sync ``Store`` does the work:
+    ``AsyncStore`` and the handles it returns (``AsyncHandle``) only carry
+    calls to it.
 
-    While a coroutine is inside ``async with store.transaction():``, calls
-    from other coroutines wait until the block ends; the block's own calls,
-    and those of tasks it starts, run inside it. A block left by an
-    exception or by cancellation is rolled back, its calls finished first.
+    While a coroutine is inside ``async with store.transaction():``, the
+    block's own calls, and those of tasks it starts, run inside it, on the
+    worker that began it; other coroutines' calls do not (with one worker,
+    they wait until the block ends). A block left by an exception or by
+    cancellation is rolled back, its calls finished first.
 
-    ``path`` is a file or ``":memory:"`` with ``Store``'s options, or an
-    open ``Store`` (which ``close()`` then leaves open: it may be shared
-    with threads). Opening happens on the worker: ``async with``, or
+    ``workers=n`` (a file or PostgreSQL) runs calls on up to ``n`` worker
+    threads, each with its own connection, opened when first needed: a call
+    goes to a worker outside any transaction, so one coroutine's slow query
+    or open transaction holds up no other. Calls then run concurrently and
+    in no guaranteed order between coroutines (each coroutine's own calls
+    still run one after another), as with ``StorePool`` in threads. On SQLite
+    the file takes one writer at a time; on PostgreSQL writers run together.
+
+    ``path`` is a file, a PostgreSQL URL or ``":memory:"`` with ``Store``'s
+    options, or an open ``Store`` (which ``close()`` then leaves open: it may
+    be shared with threads). Opening happens on a worker: ``async with``, or
     ``await AsyncStore.open(...)``, reports an error opening at once.
     """
 
-    def __init__(self, path: str | os.PathLike[str] | Store = ":memory:", **options: Any) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str] | Store = ":memory:", *, workers: int = 1, **options: Any
+    ) -> None:
         import concurrent.futures
-        import queue
 
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._running: object | None = None  # the transaction the worker is inside
         self._closed = False
         self._store: Store | None = None
         if isinstance(path, Store) and options:
             raise ValidationError("options are for a file AsyncStore opens, not an open Store")
-        self._owns_store = not isinstance(path, Store)
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ValidationError(f"workers must be an int of at least 1, not {workers!r}")
         name = path.path if isinstance(path, Store) else _file_path(path)
-        self._thread = threading.Thread(target=self._work, name=f"memstore {name}", daemon=True)
-        self._thread.start()
+        if workers > 1 and (isinstance(path, Store) or name == ":memory:"):
+            raise ValidationError(
+                "workers > 1 needs a file or a PostgreSQL URL that each worker opens: "
+                + (
+                    "an open Store is one connection"
+                    if isinstance(path, Store)
+                    else "each connection to ':memory:' is a database of its own"
+                )
+            )
+        self._owns_store = not isinstance(path, Store)
+        self._path, self._options = path, options
+        self._ready = threading.Lock()  # guards the jobs, the lanes' state and _closed
+        self._shared: collections.deque[_Job] = collections.deque()  # for any free lane
+        self._lanes = [_Lane(self, i, self._ready) for i in range(workers)]
+        self._lane_of: dict[int, _Lane] = {}  # id of a running transaction -> its lane
+        for lane in self._lanes:
+            lane.thread = threading.Thread(
+                target=self._work, args=(lane,), name=f"memstore {name} {lane.index}", daemon=True
+            )
+            lane.thread.start()
+        self._thread = self._lanes[0].thread
         self._opened: concurrent.futures.Future[Store]
         if isinstance(path, Store):
-            self._store = path
+            self._store = self._lanes[0].store = path
             self._opened = concurrent.futures.Future()
             self._opened.set_result(path)
         else:
-            file = path
 
             def open_() -> Store:
                 try:
-                    return self._set_store(Store(file, **options))
+                    store = Store(path, **options)
                 except BaseException:
-                    self.stop()  # nothing to run calls on: the worker ends
+                    self.stop()  # nothing to run calls on: the workers end
                     raise
+                self._store = self._lanes[0].store = store
+                return store
 
-            self._opened = self._submit(open_, None)
+            self._opened = self._submit(open_, None, lane=self._lanes[0], bare=True)
 
     @classmethod
-    async def open(cls, path: str | os.PathLike[str] = ":memory:", **options: Any) -> AsyncStore:
+    async def open(
+        cls, path: str | os.PathLike[str] = ":memory:", *, workers: int = 1, **options: Any
+    ) -> AsyncStore:
         """Open a store and wait until it is open: ``store = await AsyncStore.open("agent.db")``."""
-        store = cls(path, **options)
+        store = cls(path, workers=workers, **options)
         await store._call(lambda: None)
         return store
 
     def __repr__(self) -> str:
-        return f"<memstore.AsyncStore {self._store.path if self._store else '(opening)'!r}>"
+        shown = self._store.shown_path if self._store else "(opening)"
+        workers = f" workers={len(self._lanes)}" if len(self._lanes) > 1 else ""
+        return f"<memstore.AsyncStore {shown!r}{workers}>"
 
     async def __aenter__(self) -> AsyncStore:
         await self._call(lambda: None)
@@ -11609,67 +11661,91 @@ class AsyncStore:
         await self.close()
 
     @property
+    def workers(self) -> int:
+        """How many worker threads (and connections, at most) this AsyncStore has."""
+        return len(self._lanes)
+
+    @property
     def store(self) -> Store:
-        """The sync Store doing the work (once open)."""
+        """The sync Store doing the work (once open). In a function run on a worker
+        (``run``), the Store of that worker; elsewhere, the first worker's."""
+        lane: _Lane | None = getattr(_LANE, "lane", None)
+        if lane is not None and lane.store is not None and lane.runner is self:
+            return lane.store
         if self._store is None:
             raise MemstoreError("the store is not open yet: await AsyncStore.open() first")
         return self._store
 
     async def close(self) -> None:
-        """Close the store (unless it was given open) and stop the worker. Safe to call twice."""
+        """Close the store (unless it was given open) and stop the workers. Safe to call twice."""
         import asyncio
 
         if self._closed:
             return
-        owned = self._owns_store
+        owned, owner = self._owns_store, self._owner()
 
-        def close() -> None:
-            if owned and self._store is not None:
-                self._store.close()
+        def close(lane: _Lane) -> Callable[[], None]:
+            def run() -> None:
+                if owned and lane.store is not None:
+                    lane.store.close()
 
-        future = self._submit(close, self._owner())
-        self._closed = True
-        self._jobs.put(None)
-        if (await _settle(future))[1]:
+            return run
+
+        futures = [self._submit(close(lane), owner, lane=lane, bare=True) for lane in self._lanes]
+        self.stop()
+        cancelled = False
+        for future in futures:
+            cancelled = (await _settle(future))[1] or cancelled
+        if cancelled:
             raise asyncio.CancelledError
 
     def stop(self) -> None:
-        """Stop the worker from sync code, without waiting: calls queued before still run,
+        """Stop the workers from sync code, without waiting: calls queued before still run,
         later ones raise MemstoreError. Leaves the store open; see ``close()``."""
-        if not self._closed:
+        with self._ready:
             self._closed = True
-            self._jobs.put(None)
+            for lane in self._lanes:
+                lane.wake.notify()
 
     # -- what returns handles, and transactions -----------------------------
 
+    async def _handle(self, make: Callable[[Store], Any]) -> AsyncHandle:
+        """A handle of what ``make(store)`` returns; made again for each worker that uses it."""
+
+        def first() -> tuple[int, Any]:
+            return _LANE.lane.index, make(self.store)
+
+        lane, target = await self._call(first)
+        handle = AsyncHandle(self, target, make)
+        handle._targets[lane] = target
+        return handle
+
     async def collection(self, name: str, **declaration: Any) -> AsyncHandle:
         """``Store.collection``: the collection, its methods as coroutines."""
-        return AsyncHandle(
-            self, await self._call(lambda: self.store.collection(name, **declaration))
-        )
+        return await self._handle(lambda store: store.collection(name, **declaration))
 
     async def event_log(self, name: str) -> AsyncHandle:
         """``Store.event_log``; ``stream()`` is an async iterator."""
-        return AsyncHandle(self, await self._call(lambda: self.store.event_log(name)))
+        return await self._handle(lambda store: store.event_log(name))
 
     async def conversations(self) -> AsyncHandle:
         """``Store.conversations``."""
-        return AsyncHandle(self, await self._call(self.store.conversations))
+        return await self._handle(lambda store: store.conversations())
 
     async def checkpoints(self) -> AsyncHandle:
         """``Store.checkpoints``."""
-        return AsyncHandle(self, await self._call(self.store.checkpoints))
+        return await self._handle(lambda store: store.checkpoints())
 
     async def graph(self, name: str, *, vectors: Mapping[str, Any] | None = None) -> AsyncHandle:
         """``Store.graph``."""
-        return AsyncHandle(self, await self._call(lambda: self.store.graph(name, vectors=vectors)))
+        return await self._handle(lambda store: store.graph(name, vectors=vectors))
 
     async def cache(self, name: str, *, ttl: timedelta | float | str | None = None) -> AsyncHandle:
         """``Store.cache`` (``memoize`` is sync only)."""
-        return AsyncHandle(self, await self._call(lambda: self.store.cache(name, ttl=ttl)))
+        return await self._handle(lambda store: store.cache(name, ttl=ttl))
 
     async def run(self, function: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        """Run a sync function on the worker, inside the caller's transaction if it is in one.
+        """Run a sync function on a worker, inside the caller's transaction if it is in one.
 
         For what the handles do not cover, such as SQL of your own::
 
@@ -11677,13 +11753,15 @@ class AsyncStore:
                 with store.transaction(immediate=False):
                     return store.connection.execute(sql).fetchall()
 
-            rows = await astore.run(newest, astore.store)
+            rows = await astore.run(lambda: newest(astore.store))
+
+        (``astore.store`` read on the worker is that worker's Store.)
         """
         return await self._call(lambda: function(*args, **kwargs))
 
-    def transaction(self, *, immediate: bool = True) -> _AsyncTransaction:
+    def transaction(self, *, immediate: bool = True, exclusive: bool = True) -> _AsyncTransaction:
         """``async with store.transaction():`` — atomic and nestable, as ``Store.transaction``."""
-        return _AsyncTransaction(self, immediate)
+        return _AsyncTransaction(self, immediate, exclusive)
 
     def __getattr__(self, name: str) -> Any:
         """Every other ``Store`` method (check, stats, backup, cleanup, ...) as a coroutine."""
@@ -11691,39 +11769,51 @@ class AsyncStore:
             raise AttributeError(f"AsyncStore has no attribute {name!r}")
         return _async_attribute(self, Store, lambda: self.store, name)
 
-    # -- the worker ----------------------------------------------------------
+    # -- the workers ---------------------------------------------------------
 
-    def _set_store(self, store: Store) -> Store:
-        self._store = store
-        return store
-
-    def _submit(self, call: Callable[[], Any], owner: object | None, future: Any = None) -> Any:
-        """Queue ``call`` for the worker; its outcome goes to ``future`` (by default a new
-        ``concurrent.futures.Future``, which is returned)."""
+    def _submit(
+        self,
+        call: Callable[[], Any],
+        owner: object | None,
+        future: Any = None,
+        *,
+        lane: _Lane | None = None,
+        bare: bool = False,
+    ) -> Any:
+        """Queue ``call`` for a worker: ``lane``'s, the one running ``owner``'s transaction,
+        or any free one. Its outcome goes to ``future`` (by default a new
+        ``concurrent.futures.Future``, which is returned). A ``bare`` call needs no Store."""
         import concurrent.futures
 
-        if self._closed:
-            opened = getattr(self, "_opened", None)
-            if opened is not None and opened.done() and opened.exception() is not None:
-                raise opened.exception()  # it never opened: say why
-            raise MemstoreError("the store is closed")
         if future is None:
             future = concurrent.futures.Future()
-        opened = getattr(self, "_opened", None)
-        if opened is not None and self._store is None:  # still opening, or failed to
-
-            def run() -> Any:
-                if self._store is None:
-                    opened.result()  # jobs run in order: opening has failed; raise its error
-                return call()
-
-            self._jobs.put(_Job(run, owner, future))
-        else:
-            self._jobs.put(_Job(call, owner, future))
+        with self._ready:
+            if self._closed:
+                opened = getattr(self, "_opened", None)
+                if opened is not None and opened.done() and opened.exception() is not None:
+                    raise opened.exception()  # it never opened: say why
+                raise MemstoreError("the store is closed")
+            if lane is None and owner is not None:
+                lane = self._lane_of.get(id(owner))
+            if lane is None and len(self._lanes) == 1:
+                lane = self._lanes[0]
+            job = _Job(call, owner, future, bare)
+            if lane is not None:
+                lane.own.append(job)
+            else:
+                self._shared.append(job)
+                # Woken: one idle worker outside any transaction, one that has its Store
+                # open first (none: the job waits for the next worker to finish a call).
+                free = [other for other in self._lanes if other.idle and other.running is None]
+                lane = min(free, key=lambda other: other.store is None, default=None)
+            if lane is not None and lane.idle:
+                lane.idle = False  # the next job goes to another idle one
+                lane.wake.notify()
         return future
 
-    async def _call(self, call: Callable[[], Any]) -> Any:
-        """Run ``call`` on the worker, inside the caller's transaction if it is in one."""
+    async def _call(self, call: Callable[[], Any], lane: _Lane | None = None) -> Any:
+        """Run ``call`` on a worker (``lane``'s, if given), inside the caller's transaction
+        if it is in one."""
         import asyncio
 
         # The worker hands the outcome straight to the event loop (_LoopWaiter): a tenth
@@ -11731,38 +11821,78 @@ class AsyncStore:
         # Cancelling the caller cancels a call that has not started; one that has runs on.
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
-        self._submit(call, self._owner(), _LoopWaiter(loop, waiter))
+        self._submit(call, self._owner(), _LoopWaiter(loop, waiter), lane=lane)
         return await waiter
 
     def _owner(self) -> object | None:
         """The transaction of this store the calling task is inside, if any."""
         return (_ASYNC_OWNERS.get() or {}).get(id(self))
 
-    def _work(self) -> None:
-        """Run jobs in order; while a transaction runs, other jobs wait for its end."""
-        waiting: collections.deque[_Job] = collections.deque()
+    def _take(self, lane: _Lane) -> _Job | None:
+        """The next job ``lane`` may run (under ``_ready``): the first of its own, or the
+        first of anyone's; inside a transaction, only the transaction's own."""
+        for i, job in enumerate(lane.own):
+            if lane.running is None or job.owner is lane.running:
+                del lane.own[i]
+                return job
+        if lane.running is None and self._shared:
+            return self._shared.popleft()
+        return None
+
+    def _work(self, lane: _Lane) -> None:
+        """A worker: run the jobs it may take, in order, until the store is closed."""
+        _LANE.lane = lane
         while True:
-            if waiting and self._running is None:
-                job = waiting.popleft()
-            else:
-                next_job = self._jobs.get()
-                if next_job is None:  # closed: what waits for a transaction never ended fails
-                    for job in waiting:
-                        if job.future.set_running_or_notify_cancel():
-                            job.future.set_exception(MemstoreError("the store is closed"))
-                    return
-                job = next_job
-                if self._running is not None and job.owner is not self._running:
-                    waiting.append(job)
-                    continue
+            with self._ready:
+                job = self._take(lane)
+                while job is None:
+                    if self._closed:  # what waits for a transaction never ended fails
+                        left = list(lane.own)
+                        lane.own.clear()
+                        if all(other.thread is None for other in self._lanes if other is not lane):
+                            left += self._shared
+                            self._shared.clear()
+                        lane.thread = None
+                        break
+                    lane.idle = True
+                    lane.wake.wait()
+                    lane.idle = False
+                    job = self._take(lane)
+            if job is None:
+                for job in left:
+                    if job.future.set_running_or_notify_cancel():
+                        job.future.set_exception(MemstoreError("the store is closed"))
+                return
             if not job.future.set_running_or_notify_cancel():
                 continue
             try:
+                if lane.store is None and not job.bare:
+                    self._opened.result()  # the first worker's opening: raises its error
+                    if lane.store is None:
+                        lane.store = Store(
+                            cast("str | os.PathLike[str]", self._path), **self._options
+                        )
                 result = job.call()
             except BaseException as err:
                 job.future.set_exception(err)
             else:
                 job.future.set_result(result)
+
+    def _begun(self, token: object, outer: object | None) -> _Lane:
+        """On a worker: its transaction ``token`` has begun (inside ``outer``, if nested)."""
+        lane: _Lane = _LANE.lane
+        with self._ready:
+            lane.running = token
+            if outer is None:
+                self._lane_of[id(token)] = lane
+        return lane
+
+    def _ended(self, lane: _Lane, token: object, outer: object | None) -> None:
+        """On a worker: the block of ``token`` has ended; the lane is in ``outer`` again."""
+        with self._ready:
+            lane.running = outer
+            if outer is None:
+                self._lane_of.pop(id(token), None)
 
 
 class AsyncHandle:
@@ -11775,9 +11905,13 @@ class AsyncHandle:
     ``name``) are read as they are; properties (``Cache.ttl``) are awaited.
     """
 
-    def __init__(self, runner: AsyncStore, target: Any) -> None:
+    def __init__(
+        self, runner: AsyncStore, target: Any, make: Callable[[Store], Any] | None = None
+    ) -> None:
         self._runner = runner
         self._target = target
+        self._make = make  # the sync object from a worker's Store (AsyncStore(workers=n))
+        self._targets: dict[int, Any] = {}  # lane index -> the sync object on that lane
 
     def __repr__(self) -> str:
         return f"<memstore.AsyncHandle of {self._target!r}>"
@@ -11785,18 +11919,32 @@ class AsyncHandle:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
-        return _async_attribute(self._runner, type(self._target), lambda: self._target, name)
+        found = _async_attribute(self._runner, type(self._target), self._here, name)
+        if getattr(found, "_memstore_method", False):  # the same each time: made once
+            self.__dict__[name] = found
+        return found
 
     def __dir__(self) -> list[str]:
         return sorted(n for n in dir(self._target) if not n.startswith("_"))
+
+    def _here(self) -> Any:
+        """The sync object on this worker's Store (the first one, off the workers)."""
+        lane = getattr(_LANE, "lane", None)
+        if lane is None or self._make is None or len(self._runner._lanes) == 1:
+            return self._target
+        target = self._targets.get(lane.index)
+        if target is None:
+            target = self._targets[lane.index] = self._make(self._runner.store)
+        return target
 
 
 class _AsyncTransaction:
     """``async with store.transaction():``; see ``AsyncStore``."""
 
-    def __init__(self, runner: AsyncStore, immediate: bool) -> None:
+    def __init__(self, runner: AsyncStore, immediate: bool, exclusive: bool) -> None:
         self._runner = runner
         self._immediate = immediate
+        self._exclusive = exclusive
 
     async def __aenter__(self) -> AsyncStore:
         import asyncio
@@ -11806,20 +11954,19 @@ class _AsyncTransaction:
         outer = owners.get(id(runner))
         token = outer if outer is not None else object()
 
-        def begin() -> Any:
-            block = runner.store.transaction(immediate=self._immediate)
+        def begin() -> tuple[Any, _Lane]:
+            block = runner.store.transaction(immediate=self._immediate, exclusive=self._exclusive)
             block.__enter__()
-            runner._running = token
-            return block
+            return block, runner._begun(token, outer)
 
-        # A new transaction waits for the running one: it is submitted as nobody's.
+        # A new transaction goes to a worker outside any: it is submitted as nobody's.
         future = runner._submit(begin, outer)
         try:
-            self._block = await asyncio.shield(asyncio.wrap_future(future))
+            self._block, self._lane = await asyncio.shield(asyncio.wrap_future(future))
         except asyncio.CancelledError:
             if future.cancel():  # it never began
                 raise
-            self._block = (await _settle(future))[0]
+            self._block, self._lane = (await _settle(future))[0]
             await self._end(token, outer, asyncio.CancelledError())
             raise
         self._token, self._outer = token, outer
@@ -11834,7 +11981,7 @@ class _AsyncTransaction:
         """Commit (or on ``exc``, roll back) and wait for it, even if cancelled meanwhile."""
         import asyncio
 
-        runner, block = self._runner, self._block
+        runner, block, lane = self._runner, self._block, self._lane
 
         def end() -> None:
             try:
@@ -11843,9 +11990,9 @@ class _AsyncTransaction:
                 else:
                     block.__exit__(type(exc), exc, exc.__traceback__)
             finally:
-                runner._running = outer  # the enclosing block's, or no transaction
+                runner._ended(lane, token, outer)  # the enclosing block's, or none
 
-        if (await _settle(runner._submit(end, token)))[1]:
+        if (await _settle(runner._submit(end, token, lane=lane)))[1]:
             raise asyncio.CancelledError
 
 
@@ -11871,12 +12018,14 @@ def _async_attribute(runner: AsyncStore, kind: type, target: Callable[[], Any], 
             return _AsyncIterator(runner, lambda: getattr(target(), name)(*args, **kwargs))
 
         stream.__doc__ = attribute.__doc__
+        stream._memstore_method = True  # type: ignore[attr-defined]
         return stream
 
     async def method(*args: Any, **kwargs: Any) -> Any:
         return await runner._call(lambda: getattr(target(), name)(*args, **kwargs))
 
     method.__doc__, method.__name__ = attribute.__doc__, name
+    method._memstore_method = True  # type: ignore[attr-defined]
     return method
 
 
@@ -11889,13 +12038,14 @@ class _AsyncIterator:
         self._items: Iterator[Any] | None = None
         self._batch: collections.deque[Any] = collections.deque()
         self._done = False
+        self._lane: _Lane | None = None  # the worker the iterator runs on, once started
 
     def __aiter__(self) -> _AsyncIterator:
         return self
 
     async def __anext__(self) -> Any:
         if not self._batch and not self._done:
-            self._batch.extend(await self._runner._call(self._next_batch))
+            self._batch.extend(await self._runner._call(self._next_batch, self._lane))
             self._done = not self._batch
         if not self._batch:
             raise StopAsyncIteration
@@ -11905,6 +12055,7 @@ class _AsyncIterator:
         if self._items is None:
             assert self._start is not None
             self._items, self._start = iter(self._start()), None
+            self._lane = _LANE.lane
         return list(islice(self._items, 256))
 
     async def aclose(self) -> None:
@@ -11912,7 +12063,7 @@ class _AsyncIterator:
         items, self._items, self._done = self._items, None, True
         close = getattr(items, "close", None)
         if close is not None:
-            await self._runner._call(close)
+            await self._runner._call(close, self._lane)
 
 
 class Adapter:

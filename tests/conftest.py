@@ -53,6 +53,7 @@ ON_POSTGRES = frozenset(
         "test_time_indexes",
         "test_reliability",
         "test_pool",
+        "test_async",
     }
 )
 

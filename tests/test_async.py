@@ -419,3 +419,134 @@ async def test_stopping_an_async_iteration_early(astore: memstore.AsyncStore) ->
     assert seen == ["k0000", "k0001", "k0002"]
     await notes.delete_where({})  # nothing left holding the table
     assert await notes.count() == 0
+
+
+# -- AsyncStore(workers=n): several connections, calls at once --------------------
+
+
+async def test_workers_run_calls_at_once_each_on_its_own_store(store_url: str) -> None:
+    """Three calls inside at the same moment (a barrier each: with one worker the first
+    would wait for the others for ever, its timeout), on three Stores."""
+    async with memstore.AsyncStore(store_url, workers=3) as astore:
+        assert astore.workers == 3 and "workers=3" in repr(astore)
+        together = threading.Barrier(3, timeout=10)
+
+        def inside() -> int:
+            together.wait()
+            return id(astore.store)  # the store of the worker running this
+
+        stores = await asyncio.gather(*(astore.run(inside) for _ in range(3)))
+        assert len(set(stores)) == 3
+
+
+async def test_a_blocked_worker_holds_up_no_other_coroutine(store_url: str) -> None:
+    async with memstore.AsyncStore(store_url, workers=2) as astore:
+        notes = await astore.collection("notes", fields={"n": int})
+        release = threading.Event()
+        blocked = asyncio.create_task(astore.run(release.wait, 10))
+        await notes.put_many([(str(n), {"n": n}) for n in range(600)])
+        assert await notes.count({"n": {"$gte": 300}}) == 300
+        seen = [row.record["n"] async for row in notes.rows(order_by="n")]  # 3 batches
+        assert seen == list(range(600))
+        assert not blocked.done()  # all of that ran beside the call still blocking a worker
+        release.set()
+        assert await blocked is True
+
+
+async def test_a_transaction_keeps_to_its_worker_while_others_read_what_was_committed(
+    store_url: str,
+) -> None:
+    async with memstore.AsyncStore(store_url, workers=3) as astore:
+        notes = await astore.collection("notes", fields={"n": int})
+        await notes.put("a", {"n": 1})
+        inside, release = asyncio.Event(), asyncio.Event()
+
+        async def holder() -> None:
+            async with astore.transaction():
+                await notes.put("a", {"n": 2})
+                # Tasks it starts run inside it, on its worker, and see its writes.
+                await asyncio.gather(*(notes.put(f"t{i}", {"n": i}) for i in range(10)))
+                assert await notes.count() == 11
+                with pytest.raises(RuntimeError):
+                    async with astore.transaction():
+                        await notes.delete("a")
+                        raise RuntimeError("only the inner block")
+                assert await notes.get("a") == {"n": 2}
+                inside.set()
+                await release.wait()
+                raise RuntimeError("undo it all")
+
+        task = asyncio.create_task(holder())
+        await inside.wait()
+        # Meanwhile, on the other workers: what was committed, not the block's writes
+        # (with one worker these would wait for the block, which waits for them).
+        assert await asyncio.wait_for(notes.get("a"), 10) == {"n": 1}
+        assert await asyncio.wait_for(notes.count(), 10) == 1
+        release.set()
+        with pytest.raises(RuntimeError, match="undo it all"):
+            await task
+        assert await notes.get("a") == {"n": 1} and await notes.count() == 1
+
+
+async def test_many_coroutines_on_workers_lose_nothing(store_url: str) -> None:
+    """Read-modify-write blocks on four connections take turns (on PostgreSQL too: the
+    blocks are exclusive); plain writes run at once; nothing is lost."""
+    async with memstore.AsyncStore(store_url, workers=4, timeout=30) as astore:
+        notes = await astore.collection("notes", fields={"w": int})
+        counters = await astore.collection("counters")
+        await counters.put("hits", {"n": 0})
+
+        async def writer(w: int) -> None:
+            for i in range(10):
+                await notes.put(f"w{w}-{i}", {"w": w, "i": i})
+                async with astore.transaction():
+                    current = await counters.get("hits")
+                    await asyncio.sleep(0)  # every chance for another block to come between
+                    await counters.put("hits", {"n": current["n"] + 1})
+
+        await asyncio.gather(*(writer(w) for w in range(20)))
+        assert await notes.count() == 200
+        assert [await notes.count({"w": w}) for w in range(20)] == [10] * 20
+        assert await counters.get("hits") == {"n": 200}
+        assert await astore.check() == []
+
+
+async def test_closing_closes_every_workers_store(pg_url: str) -> None:
+    import psycopg
+
+    def connections() -> int:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            return int(
+                conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND pid <> pg_backend_pid()"
+                ).fetchone()[0]
+            )
+
+    astore = await memstore.AsyncStore.open(pg_url, workers=3)
+    together = threading.Barrier(3, timeout=10)
+    await asyncio.gather(*(astore.run(together.wait) for _ in range(3)))
+    assert connections() == 3
+    await astore.close()
+    deadline = time.monotonic() + 10  # a server process ends a moment after its client
+    while connections() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert connections() == 0
+    with pytest.raises(memstore.MemstoreError, match="closed"):
+        await astore.run(lambda: None)
+
+
+@pytest.mark.parametrize("workers", [0, -1, True, 2.0, "2", None])
+def test_bad_workers_are_refused(tmp_path: Path, workers: Any) -> None:
+    with pytest.raises(memstore.ValidationError, match="workers"):
+        memstore.AsyncStore(tmp_path / "a.db", workers=workers)
+
+
+async def test_workers_need_a_database_each_can_open(tmp_path: Path) -> None:
+    with pytest.raises(memstore.ValidationError, match="memory"):
+        memstore.AsyncStore(":memory:", workers=2)
+    with memstore.Store(tmp_path / "a.db") as store:
+        with pytest.raises(memstore.ValidationError, match="open Store"):
+            memstore.AsyncStore(store, workers=2)
+        async with memstore.AsyncStore(store) as wrapped:  # one worker: as before
+            assert wrapped.workers == 1
