@@ -10,7 +10,7 @@ import pytest
 
 import memstore
 
-from .dbinfo import other_tool
+from .dbinfo import on_connections, other_tool
 
 
 class Boom(Exception):
@@ -195,26 +195,16 @@ def test_read_modify_write_blocks_of_many_connections_lose_no_update(store_url: 
     counted)."""
     with memstore.Store(store_url) as store:
         store.collection("counters").put("hits", {"n": 0})
-    failed: list[BaseException] = []
 
-    def work() -> None:
-        try:
-            with memstore.Store(store_url, timeout=30) as store:
-                counters = store.collection("counters")
-                for _ in range(25):
-                    with store.transaction():
-                        n = counters.get("hits")["n"]
-                        time.sleep(0.001)  # every chance for another block to come between
-                        counters.put("hits", {"n": n + 1})
-        except BaseException as err:
-            failed.append(err)
+    def work(store: memstore.Store, n: int) -> None:
+        counters = store.collection("counters")
+        for _ in range(25):
+            with store.transaction():
+                hits = counters.get("hits")["n"]
+                time.sleep(0.001)  # every chance for another block to come between
+                counters.put("hits", {"n": hits + 1})
 
-    threads = [threading.Thread(target=work) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert failed == []
+    on_connections(store_url, work)
     with memstore.Store(store_url) as store:
         assert store.collection("counters").get("hits") == {"n": 100}
 
@@ -254,24 +244,15 @@ def test_blocks_not_exclusive_run_at_once_on_postgresql(pg_url: str) -> None:
     with memstore.Store(pg_url) as store:
         store.collection("notes")
     together = threading.Barrier(2, timeout=10)
-    failed: list[BaseException] = []
 
-    def work(t: int) -> None:
-        try:
-            with memstore.Store(pg_url) as store, store.transaction(exclusive=False):
-                notes = store.collection("notes")
-                notes.put(f"t{t}", {"t": t})
-                assert notes.count() == 1  # its own write, not the other's (uncommitted)
-                together.wait()
-        except BaseException as err:
-            failed.append(err)
+    def work(store: memstore.Store, n: int) -> None:
+        with store.transaction(exclusive=False):
+            notes = store.collection("notes")
+            notes.put(f"t{n}", {"t": n})
+            assert notes.count() == 1  # its own write, not the other's (uncommitted)
+            together.wait()
 
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert failed == []
+    on_connections(pg_url, work, count=2)
     with memstore.Store(pg_url) as store:
         assert store["notes"].keys(order_by="key") == ["t0", "t1"]
 
