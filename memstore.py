@@ -156,6 +156,10 @@ APPLICATION_ID = 0x4D454D53
 #: blocks take in turn; APPLICATION_ID itself is the migrations', + 1 declarations'.
 WRITERS_LOCK = APPLICATION_ID + 2
 
+#: How far ahead of this client's clock (seconds) a fact may have begun for a change of it
+#: "now" to wait until it has (Collection._moment); further, the change is refused.
+CLOCK_WAIT = 0.05
+
 #: The versioned schema files, applied in order by PRAGMA user_version.
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 
@@ -6196,17 +6200,22 @@ class Collection(_CollectionVectors):
         return dict(zip(names, rows[0], strict=True))
 
     def _moment(self, current: Mapping[str, Any], at: Any) -> str:
-        """When a change of the ``current`` fact takes effect: ``at``, or now. Now, when
-        the fact began no later than it was written (by a supersede without ``at``, say),
-        is a millisecond after its start if the clock has not moved past it (a second
-        change within the same millisecond; on PostgreSQL, a client whose clock is a
-        little behind the writer's), as with versions' times (_stamp_after)."""
+        """When a change of the ``current`` fact takes effect: ``at``, or now. A fact that
+        began as it was written (by a supersede without ``at``, say) within the last
+        instant, the clock not past its start yet (a second change in the same
+        millisecond; on PostgreSQL, a client's clock a little behind the writer's), is
+        changed once it is: the block waits (CLOCK_WAIT seconds at most), so that now is
+        now, and every value held for a while."""
         if at is not None:
             return _moment(at, "at", ValidationError)
-        began = current["valid_from"]
-        if began <= current["updated_at"]:
-            return _stamp_after(began)
-        return _iso(_utcnow())
+        now, began = _utcnow(), current["valid_from"]
+        if _iso(now) <= began <= current["updated_at"]:
+            with contextlib.suppress(ValueError):  # another tool's unreadable time: as it is
+                ahead = (datetime.fromisoformat(began) - now).total_seconds()
+                if ahead <= CLOCK_WAIT:
+                    time.sleep(ahead + 0.001)
+                    now = _utcnow()
+        return _iso(now)
 
     def _within_period(self, current: Mapping[str, Any], moment: str) -> str:
         """``moment`` (of at), checked to fall inside the current fact's period."""

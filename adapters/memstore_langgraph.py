@@ -31,7 +31,6 @@ import math
 import os
 import random
 import threading
-import time
 from collections.abc import (
     AsyncIterator,
     Callable,
@@ -1260,7 +1259,7 @@ class MemstoreStore(memstore.Adapter, BaseStore):
         if self.keep_past:  # values superseded, deletes closed: the past stays readable
             for key in deletes:
                 with contextlib.suppress(memstore.NotFoundError):
-                    _next_instant(functools.partial(self.items.invalidate, key))
+                    self.items.invalidate(key)
             for ttl, pairs in by_ttl.items():
                 for key, record in pairs:
                     self._put_keeping_past(key, record, ttl, parts.get(key))
@@ -1285,9 +1284,9 @@ class MemstoreStore(memstore.Adapter, BaseStore):
         """A put that keeps the item's past: a new value supersedes the one that held until
         now (or, after a delete, the one that held until then); a first value holds from
         now on. A change in the instant the value began waits for the next (memstore's
-        clock counts milliseconds), so that every value held for a while."""
+        supersede does), so that every value held for a while."""
         try:  # an item with a past (not its whole timeline, read to learn that it has one)
-            _next_instant(lambda: self.items.supersede(key, record, vector=parts))
+            self.items.supersede(key, record, vector=parts)
         except memstore.NotFoundError:  # a first value
             self.items.put(
                 key,
@@ -1458,18 +1457,6 @@ def _text_path(path: Any) -> tuple[str, Any]:
     if not isinstance(path, str) or not path:
         raise memstore.ValidationError(f"an index field is a path string, not {path!r:.60}")
     return path, path if path == "$" else tokenize_path(path)
-
-
-def _next_instant(change: Callable[[], Any]) -> None:
-    """Make a change of what holds; in the very instant the value began (a period cannot
-    be empty), once more a millisecond later."""
-    try:
-        change()
-    except memstore.ValidationError as err:
-        if "not inside the current fact's period" not in str(err):
-            raise
-        time.sleep(0.002)
-        change()
 
 
 def _note_ttl(refresh: dict[str, float], key: str, record: Mapping[str, Any]) -> None:
