@@ -11603,7 +11603,6 @@ class AsyncStore:
         import concurrent.futures
 
         self._closed = False
-        self._store: Store | None = None
         if isinstance(path, Store) and options:
             raise ValidationError("options are for a file AsyncStore opens, not an open Store")
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
@@ -11632,19 +11631,17 @@ class AsyncStore:
         self._thread = self._lanes[0].thread
         self._opened: concurrent.futures.Future[Store]
         if isinstance(path, Store):
-            self._store = self._lanes[0].store = path
+            self._lanes[0].store = path
             self._opened = concurrent.futures.Future()
             self._opened.set_result(path)
         else:
 
             def open_() -> Store:
                 try:
-                    store = Store(path, **options)
+                    return self._open_lane(self._lanes[0])
                 except BaseException:
                     self.stop()  # nothing to run calls on: the workers end
                     raise
-                self._store = self._lanes[0].store = store
-                return store
 
             self._opened = self._submit(open_, None, lane=self._lanes[0], bare=True)
 
@@ -11658,7 +11655,8 @@ class AsyncStore:
         return store
 
     def __repr__(self) -> str:
-        shown = self._store.shown_path if self._store else "(opening)"
+        first = self._lanes[0].store
+        shown = first.shown_path if first else "(opening)"
         workers = f" workers={len(self._lanes)}" if len(self._lanes) > 1 else ""
         return f"<memstore.AsyncStore {shown!r}{workers}>"
 
@@ -11681,9 +11679,10 @@ class AsyncStore:
         lane: _Lane | None = getattr(_LANE, "lane", None)
         if lane is not None and lane.store is not None and lane.runner is self:
             return lane.store
-        if self._store is None:
+        first = self._lanes[0].store
+        if first is None:
             raise MemstoreError("the store is not open yet: await AsyncStore.open() first")
-        return self._store
+        return first
 
     async def close(self) -> None:
         """Close the store (unless it was given open) and stop the workers. Safe to call twice."""
@@ -11878,14 +11877,18 @@ class AsyncStore:
                 if lane.store is None and not job.bare:
                     self._opened.result()  # the first worker's opening: raises its error
                     if lane.store is None:
-                        lane.store = Store(
-                            cast("str | os.PathLike[str]", self._path), **self._options
-                        )
+                        self._open_lane(lane)
                 result = job.call()
             except BaseException as err:
                 job.future.set_exception(err)
             else:
                 job.future.set_result(result)
+
+    def _open_lane(self, lane: _Lane) -> Store:
+        """Open ``lane``'s Store (on its worker): the first when the AsyncStore starts, the
+        others when first needed."""
+        lane.store = Store(cast("str | os.PathLike[str]", self._path), **self._options)
+        return lane.store
 
     def _begun(self, token: object, outer: object | None) -> _Lane:
         """On a worker: its transaction ``token`` has begun (inside ``outer``, if nested)."""
