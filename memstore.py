@@ -9210,7 +9210,7 @@ class Checkpoints:
                 self.store._engine.take_turns(self.store, f"checkpoints\x1f{thread_id}\x1f{branch}")
                 head = self.latest(thread_id, branch=branch)
                 if head is None:
-                    parent = self._branch_head(thread_id, branch)
+                    parent = self._branch_start(thread_id, branch)
                 else:
                     parent = head.id
                     # Newer than its parent as latest() orders them (time, then id): an id
@@ -9499,8 +9499,10 @@ class Checkpoints:
 
     def _branch_head(self, thread_id: str, branch: str) -> str | None:
         head = self.latest(thread_id, branch=branch)
-        if head is not None:
-            return head.id
+        return head.id if head is not None else self._branch_start(thread_id, branch)
+
+    def _branch_start(self, thread_id: str, branch: str) -> str | None:
+        """The checkpoint a branch that has none of its own was started from, if any."""
         rows = self.store._fetch(
             "SELECT from_id FROM memstore_checkpoint_branches WHERE thread_id = ? AND name = ?",
             (thread_id, branch),
@@ -9991,7 +9993,7 @@ class Graph:
     def invalidate_edge(self, source: str, target: str, relation: str, *, at: Any = None) -> bool:
         """Record that ``source -relation-> target`` stops holding at ``at`` (now by default);
         the edge is kept for reads as of earlier times. Returns whether there was one."""
-        moment = _moment_or_now(at, "at", ValidationError)
+        given = None if at is None else _moment(at, "at", ValidationError)
         with self.store._transaction():
             rows = self.store._fetch(  # locked (PostgreSQL): one invalidation at a time
                 "SELECT valid_from, valid_to FROM memstore_edges WHERE graph = ? AND source = ? "
@@ -10000,8 +10002,8 @@ class Graph:
             )
             if not rows:
                 return False
-            if at is None:  # now, once the edge is this block's: after any change before
-                moment = _iso(_utcnow())
+            # Now is once the edge is this block's: after any change made before.
+            moment = given if given is not None else _iso(_utcnow())
             if not rows[0][0] < moment < rows[0][1]:
                 raise ValidationError(
                     f"at {moment} is not inside the edge's period [{rows[0][0]}, {rows[0][1]})"
